@@ -1,0 +1,16 @@
+//! `paybatch gateway-sim` — to be built (see the issue that owns it).
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::Global;
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Runs the subcommand.
+pub fn run(_args: Args, _global: &Global) -> Result<ExitCode> {
+    anyhow::bail!("`paybatch gateway-sim` is not built yet")
+}

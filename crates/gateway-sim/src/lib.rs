@@ -1,0 +1,1 @@
+//! gateway-sim (being built; see docs/ARCHITECTURE.md for its contract).

@@ -1,0 +1,1 @@
+//! kvp-format (being built; see docs/ARCHITECTURE.md for its contract).

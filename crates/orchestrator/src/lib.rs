@@ -1,0 +1,1 @@
+//! orchestrator (being built; see docs/ARCHITECTURE.md for its contract).

@@ -1,0 +1,1 @@
+//! sequence-ledger (being built; see docs/ARCHITECTURE.md for its contract).

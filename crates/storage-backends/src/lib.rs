@@ -1,0 +1,1 @@
+//! storage-backends (being built; see docs/ARCHITECTURE.md for its contract).
