@@ -1,0 +1,233 @@
+//! The crate's error type.
+//!
+//! Position conventions: line numbers are 1-based (the first line of a file is line 1);
+//! `xIndex` values are 0-based row numbers, as the protocol defines them. Values of sensitive
+//! keys never appear in a message (they are masked with [`crate::mask_value`]).
+
+use std::fmt;
+
+use crate::FileKind;
+
+/// Everything that can go wrong reading, writing or checking KVP data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A sequence number outside `1..=999_999_999` or not in canonical decimal form.
+    #[error("invalid sequence number {value:?}: {reason}")]
+    InvalidSequence {
+        /// The rejected text (or number).
+        value: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A file name that is not `KIND_X.KVP`.
+    #[error("invalid file name {name:?}: {reason}")]
+    InvalidFileName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// Bytes that are not UTF-8 (after percent-decoding) in a key or value.
+    #[error("{pos}{what} is not valid UTF-8 after percent-decoding")]
+    InvalidUtf8 {
+        /// Where: file, line and the key (lossily decoded when the key itself is bad).
+        pos: Position,
+        /// "key" or "value of key ...".
+        what: Utf8Part,
+        /// The decoder's finding.
+        #[source]
+        source: std::str::Utf8Error,
+    },
+    /// The structure of a file or record is wrong (blank line, BOM, repeated or missing key,
+    /// a value of the wrong type, ...).
+    #[error("{pos}{message}")]
+    Format {
+        /// Where the problem is.
+        pos: Position,
+        /// What is wrong, in words a person understands.
+        message: String,
+    },
+    /// Reading or writing failed.
+    #[error("{}I/O error", display_file(file.as_deref()))]
+    Io {
+        /// The file name, when known.
+        file: Option<String>,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Converting a record to or from a user struct through serde failed.
+    #[error("serde: {message}")]
+    Serde {
+        /// The serializer's message (values of sensitive keys are not part of it).
+        message: String,
+    },
+}
+
+fn display_file(file: Option<&str>) -> String {
+    file.map(|f| format!("{f}: ")).unwrap_or_default()
+}
+
+/// Whether a UTF-8 error is in a key or in a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Utf8Part {
+    /// The key itself.
+    Key,
+    /// The value of the key named in the position.
+    Value,
+}
+
+impl fmt::Display for Utf8Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Utf8Part::Key => "the key",
+            Utf8Part::Value => "the value",
+        })
+    }
+}
+
+/// Where in a file something happened. Every part is optional because the line codec works
+/// on lines without knowing their file, and some problems concern a whole file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    /// File name (as given to the reader, e.g. `REQUEST_7.KVP`).
+    pub file: Option<String>,
+    /// The file kind, when known.
+    pub kind: Option<FileKind>,
+    /// 1-based line number.
+    pub line: Option<u64>,
+    /// The key concerned (never its value).
+    pub key: Option<String>,
+}
+
+impl Position {
+    /// A position naming only a key.
+    pub fn key(key: impl Into<String>) -> Self {
+        Position {
+            key: Some(key.into()),
+            ..Position::default()
+        }
+    }
+
+    /// A position naming only a 1-based line.
+    pub fn line(line: u64) -> Self {
+        Position {
+            line: Some(line),
+            ..Position::default()
+        }
+    }
+
+    /// Fills in the file name and line where they are still unknown.
+    pub fn at(mut self, file: Option<&str>, line: u64) -> Self {
+        if self.file.is_none() {
+            self.file = file.map(str::to_owned);
+        }
+        if self.line.is_none() {
+            self.line = Some(line);
+        }
+        self
+    }
+}
+
+/// Renders as a prefix such as `REQUEST_7.KVP:3: key xIndex: ` (empty when nothing is known).
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{file}:{line}: ")?,
+            (Some(file), None) => write!(f, "{file}: ")?,
+            (None, Some(line)) => write!(f, "line {line}: ")?,
+            (None, None) => {}
+        }
+        if let Some(key) = &self.key {
+            write!(f, "key {key}: ")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// A [`Error::Format`] at `pos`.
+    pub(crate) fn format(pos: Position, message: impl Into<String>) -> Self {
+        Error::Format {
+            pos,
+            message: message.into(),
+        }
+    }
+
+    /// The position of a format or UTF-8 error.
+    pub fn position(&self) -> Option<&Position> {
+        match self {
+            Error::InvalidUtf8 { pos, .. } | Error::Format { pos, .. } => Some(pos),
+            _ => None,
+        }
+    }
+
+    /// The message without its position prefix (for tools that print the position themselves).
+    pub fn message(&self) -> String {
+        match self {
+            Error::InvalidUtf8 {
+                what: Utf8Part::Key,
+                ..
+            } => "the key is not valid UTF-8 after percent-decoding".to_owned(),
+            Error::InvalidUtf8 {
+                what: Utf8Part::Value,
+                ..
+            } => "the value is not valid UTF-8 after percent-decoding".to_owned(),
+            Error::Format { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Adds the file name and line to a positioned error where they are missing.
+    pub(crate) fn at(self, file: Option<&str>, line: u64) -> Self {
+        match self {
+            Error::InvalidUtf8 { pos, what, source } => Error::InvalidUtf8 {
+                pos: pos.at(file, line),
+                what,
+                source,
+            },
+            Error::Format { pos, message } => Error::Format {
+                pos: pos.at(file, line),
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_prefixes() {
+        let full = Position {
+            file: Some("REQUEST_7.KVP".into()),
+            kind: None,
+            line: Some(3),
+            key: Some("xIndex".into()),
+        };
+        let cases: &[(Position, &str)] = &[
+            (full, "REQUEST_7.KVP:3: key xIndex: "),
+            (Position::line(4), "line 4: "),
+            (Position::key("xAmount"), "key xAmount: "),
+            (Position::default(), ""),
+        ];
+        for (pos, want) in cases {
+            assert_eq!(pos.to_string(), *want);
+        }
+    }
+
+    #[test]
+    fn at_fills_only_missing_parts() {
+        let e = Error::format(Position::key("xIndex"), "bad").at(Some("F.KVP"), 9);
+        assert_eq!(e.to_string(), "F.KVP:9: key xIndex: bad");
+        let e = Error::format(Position::line(2), "bad").at(Some("F.KVP"), 9);
+        assert_eq!(e.to_string(), "F.KVP:2: bad");
+        assert_eq!(e.message(), "bad");
+    }
+}

@@ -1,0 +1,644 @@
+//! Validation: every rule of PROTOCOL.md section 2 items 1–2 that the format layer can check,
+//! collecting all problems (up to a limit) instead of stopping at the first.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io::BufRead;
+
+use serde::Serialize;
+
+use crate::codec::decode_into;
+use crate::error::{Error, Result};
+use crate::fields::{FORMAT_KVP, keys, parse_u64};
+use crate::reader::{BOM, strip_line_end};
+use crate::{CompleteFile, FileKind, FileName, ProcessFile, Record, SequenceNumber};
+
+/// Whether a rule rejects or allows what it describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Report it as a problem.
+    Reject,
+    /// Accept it silently.
+    Allow,
+}
+
+/// What [`validate`] checks. `Default` is strict: the protocol's rules, nothing relaxed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidateOptions {
+    /// Stop recording problems after this many (they are still counted). Default 100.
+    pub max_problems: usize,
+    /// CRLF line ends. Default `Allow` (the protocol accepts LF and CRLF).
+    pub crlf: Policy,
+    /// A last line without a newline. Default `Allow`.
+    pub missing_final_newline: Policy,
+    /// A UTF-8 byte order mark at the start. Default `Reject`.
+    pub bom: Policy,
+    /// A blank line followed by more content (trailing blank lines are always accepted).
+    /// Default `Reject`.
+    pub blank_lines: Policy,
+    /// A key repeated on one line. Default `Reject`.
+    pub repeated_keys: Policy,
+    /// REQUEST: `xIndex` must equal the line's 0-based position; RESPONSE: `xIndex` must be
+    /// unique (lines may come in any order). Default `Reject`.
+    pub index: Policy,
+    /// `xSequenceNumber` must equal the `X` of the file name. Default `Reject`.
+    pub sequence: Policy,
+    /// Keys every REQUEST line must carry besides `xIndex` and `xSequenceNumber`.
+    /// Default `["xKey", "xCommand"]`.
+    pub request_keys: Vec<String>,
+}
+
+impl Default for ValidateOptions {
+    fn default() -> Self {
+        ValidateOptions {
+            max_problems: 100,
+            crlf: Policy::Allow,
+            missing_final_newline: Policy::Allow,
+            bom: Policy::Reject,
+            blank_lines: Policy::Reject,
+            repeated_keys: Policy::Reject,
+            index: Policy::Reject,
+            sequence: Policy::Reject,
+            request_keys: vec![keys::KEY.to_owned(), keys::COMMAND.to_owned()],
+        }
+    }
+}
+
+/// One problem found by validation. The message never contains a sensitive value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The file as the caller named it (a path or `REQUEST_7.KVP`).
+    pub file: String,
+    /// 1-based line, when the problem is on one line.
+    pub line: Option<u64>,
+    /// The key concerned, if any.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// `FILE:LINE: message` (or `FILE: message` for whole-file problems).
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// The outcome of validating one file.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The file as the caller named it.
+    pub file: String,
+    /// Its parsed name.
+    pub name: FileName,
+    /// Non-blank lines (records).
+    pub records: u64,
+    /// The problems, at most [`ValidateOptions::max_problems`].
+    pub problems: Vec<Problem>,
+    /// All problems found, including those not recorded.
+    pub total_problems: u64,
+    /// The parsed PROCESS line, when the file is a PROCESS file and its line was readable.
+    pub process: Option<ProcessFile>,
+    /// The parsed COMPLETE line, likewise.
+    pub complete: Option<CompleteFile>,
+}
+
+impl Report {
+    /// Whether no problem was found.
+    pub fn is_valid(&self) -> bool {
+        self.total_problems == 0
+    }
+}
+
+/// Validates a whole file held in memory; returns every problem (up to the limit).
+pub fn validate(name: &FileName, bytes: &[u8], opts: &ValidateOptions) -> Vec<Problem> {
+    validate_bytes(name, &name.to_string(), bytes, opts).problems
+}
+
+/// Validates a whole file held in memory, naming it `file` in problems.
+pub fn validate_bytes(name: &FileName, file: &str, bytes: &[u8], opts: &ValidateOptions) -> Report {
+    let mut v = Validator::new(*name, opts).with_file(file);
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        v.feed(line);
+    }
+    v.finish()
+}
+
+/// Validates a file as it streams by, in constant memory (except the set of `xIndex` values
+/// of a RESPONSE file, which must be unique).
+///
+/// # Errors
+/// [`Error::Io`] when reading fails; problems with the content are in the [`Report`].
+pub fn validate_reader<R: BufRead>(
+    name: &FileName,
+    file: &str,
+    mut reader: R,
+    opts: &ValidateOptions,
+) -> Result<Report> {
+    let mut v = Validator::new(*name, opts).with_file(file);
+    let mut buf = Vec::with_capacity(512);
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| Error::Io {
+                file: Some(file.to_owned()),
+                source,
+            })?;
+        if n == 0 {
+            return Ok(v.finish());
+        }
+        v.feed(&buf);
+    }
+}
+
+/// Checks a PROCESS file against its REQUEST: same sequence number, `xSubmittedCount` equal
+/// to the REQUEST's number of lines. (`xFormat` is checked by [`validate`] on the PROCESS
+/// file itself.)
+pub fn check_process(
+    request: &FileName,
+    request_lines: u64,
+    process: &ProcessFile,
+    process_file: &str,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let problem = |key: &str, message: String| Problem {
+        file: process_file.to_owned(),
+        line: Some(1),
+        key: Some(key.to_owned()),
+        message,
+    };
+    if process.sequence != request.sequence {
+        out.push(problem(
+            keys::SEQUENCE,
+            format!(
+                "xSequenceNumber is {} but its REQUEST {request} is batch {}",
+                process.sequence, request.sequence
+            ),
+        ));
+    }
+    if process.submitted_count != request_lines {
+        out.push(problem(
+            keys::SUBMITTED_COUNT,
+            format!(
+                "xSubmittedCount is {} but {request} has {request_lines} line{}",
+                process.submitted_count,
+                if request_lines == 1 { "" } else { "s" }
+            ),
+        ));
+    }
+    out
+}
+
+/// Streaming validator: feed it physical lines, then [`Validator::finish`].
+#[derive(Debug)]
+pub struct Validator {
+    name: FileName,
+    file: String,
+    opts: ValidateOptions,
+    line: u64,
+    records: u64,
+    pending_blank: Option<u64>,
+    last_line_unterminated: bool,
+    rec: Record,
+    problems: Vec<Problem>,
+    total: u64,
+    seen_indexes: HashSet<u64>,
+    process: Option<ProcessFile>,
+    complete: Option<CompleteFile>,
+}
+
+impl Validator {
+    /// A validator for the file `name` (which fixes its kind and `X`).
+    pub fn new(name: FileName, opts: &ValidateOptions) -> Self {
+        Validator {
+            name,
+            file: name.to_string(),
+            opts: opts.clone(),
+            line: 0,
+            records: 0,
+            pending_blank: None,
+            last_line_unterminated: false,
+            rec: Record::with_capacity(32, 512),
+            problems: Vec::new(),
+            total: 0,
+            seen_indexes: HashSet::new(),
+            process: None,
+            complete: None,
+        }
+    }
+
+    /// Names the file in problems (for example the path the user gave).
+    #[must_use]
+    pub fn with_file(mut self, file: impl Into<String>) -> Self {
+        self.file = file.into();
+        self
+    }
+
+    fn report(&mut self, line: Option<u64>, key: Option<&str>, message: impl Into<String>) {
+        self.total += 1;
+        if self.problems.len() < self.opts.max_problems {
+            self.problems.push(Problem {
+                file: self.file.clone(),
+                line,
+                key: key.map(str::to_owned),
+                message: message.into(),
+            });
+        }
+    }
+
+    fn report_error(&mut self, e: &Error) {
+        let pos = e.position();
+        let line = pos.and_then(|p| p.line).or(Some(self.line));
+        let key = pos.and_then(|p| p.key.clone());
+        self.report(line, key.as_deref(), e.message());
+    }
+
+    /// Checks one physical line, with its `\n` (or `\r\n`) if it has one.
+    pub fn feed(&mut self, raw: &[u8]) {
+        self.line += 1;
+        let line_no = self.line;
+        let terminated = raw.ends_with(b"\n");
+        self.last_line_unterminated = !terminated;
+        if self.opts.crlf == Policy::Reject && raw.ends_with(b"\r\n") {
+            self.report(
+                Some(line_no),
+                None,
+                "CRLF line end; only LF is allowed here",
+            );
+        }
+        let mut line = strip_line_end(raw);
+        if line_no == 1 && line.starts_with(BOM) {
+            if self.opts.bom == Policy::Reject {
+                self.report(
+                    Some(1),
+                    None,
+                    "the file starts with a UTF-8 byte order mark (BOM); KVP files must not have one",
+                );
+            }
+            line = &line[BOM.len()..];
+        }
+        if line.is_empty() {
+            self.pending_blank.get_or_insert(line_no);
+            return;
+        }
+        if let Some(blank) = self.pending_blank.take()
+            && self.opts.blank_lines == Policy::Reject
+        {
+            self.report(
+                Some(blank),
+                None,
+                format!("blank line in the middle of the file (line {line_no} has content again)"),
+            );
+        }
+        let position = self.records;
+        self.records += 1;
+        let mut rec = std::mem::take(&mut self.rec);
+        match decode_into(line, &mut rec) {
+            Ok(()) => self.check_record(&rec, line_no, position),
+            Err(e) => self.report_error(&e.at(None, line_no)),
+        }
+        self.rec = rec;
+    }
+
+    fn check_record(&mut self, rec: &Record, line_no: u64, position: u64) {
+        if self.opts.repeated_keys == Policy::Reject
+            && let Some(key) = rec.repeated_key()
+        {
+            self.report(
+                Some(line_no),
+                Some(key),
+                format!("key {key} appears more than once on this line"),
+            );
+        }
+        let kind = self.name.kind;
+        if kind.is_single_line() && self.records == 2 {
+            self.report(
+                Some(line_no),
+                None,
+                format!("a {kind} file must have exactly one line, found a second one"),
+            );
+        }
+        match kind {
+            FileKind::Request => {
+                self.check_index(rec, line_no, Some(position));
+                self.check_sequence(rec, line_no);
+                for i in 0..self.opts.request_keys.len() {
+                    let key = &self.opts.request_keys[i];
+                    if !rec.contains_key(key) {
+                        let message =
+                            format!("required key {key} is missing from this REQUEST line");
+                        let key = key.clone();
+                        self.report(Some(line_no), Some(&key), message);
+                    }
+                }
+            }
+            FileKind::Response => {
+                self.check_index(rec, line_no, None);
+                self.check_sequence(rec, line_no);
+            }
+            FileKind::Process => match ProcessFile::from_record(rec.clone(), line_no) {
+                Ok(p) => {
+                    self.check_sequence(rec, line_no);
+                    if p.format != FORMAT_KVP {
+                        let message = format!(
+                            "xFormat is {:?}; this tool only handles xFormat=KVP",
+                            p.format
+                        );
+                        self.report(Some(line_no), Some(keys::FORMAT), message);
+                    }
+                    if self.process.is_none() {
+                        self.process = Some(p);
+                    }
+                }
+                Err(e) => self.report_error(&e),
+            },
+            FileKind::Complete => match CompleteFile::from_record(rec.clone(), line_no) {
+                Ok(c) => {
+                    self.check_sequence(rec, line_no);
+                    if self.complete.is_none() {
+                        self.complete = Some(c);
+                    }
+                }
+                Err(e) => self.report_error(&e),
+            },
+        }
+    }
+
+    /// `expected`: the 0-based position for REQUEST files; `None` for RESPONSE files, whose
+    /// lines may come in any order but must not repeat an index.
+    fn check_index(&mut self, rec: &Record, line_no: u64, expected: Option<u64>) {
+        let Some(value) = rec.get(keys::INDEX) else {
+            let kind = self.name.kind;
+            self.report(
+                Some(line_no),
+                Some(keys::INDEX),
+                format!("required key xIndex is missing from this {kind} line"),
+            );
+            return;
+        };
+        let Some(index) = parse_u64(value) else {
+            self.report(
+                Some(line_no),
+                Some(keys::INDEX),
+                format!("xIndex must be a whole number without leading zeros, found {value:?}"),
+            );
+            return;
+        };
+        if self.opts.index == Policy::Allow {
+            return;
+        }
+        match expected {
+            Some(position) if index != position => self.report(
+                Some(line_no),
+                Some(keys::INDEX),
+                format!(
+                    "xIndex is {index} but this is row {position} of the file (rows count from 0); \
+                     expected xIndex={position}"
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                if !self.seen_indexes.insert(index) {
+                    self.report(
+                        Some(line_no),
+                        Some(keys::INDEX),
+                        format!("xIndex {index} was already answered on an earlier line"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_sequence(&mut self, rec: &Record, line_no: u64) {
+        let Some(value) = rec.get(keys::SEQUENCE) else {
+            let kind = self.name.kind;
+            self.report(
+                Some(line_no),
+                Some(keys::SEQUENCE),
+                format!("required key xSequenceNumber is missing from this {kind} line"),
+            );
+            return;
+        };
+        let expected = self.name.sequence;
+        match value.parse::<SequenceNumber>() {
+            Ok(seq) if seq == expected || self.opts.sequence == Policy::Allow => {}
+            Ok(seq) => self.report(
+                Some(line_no),
+                Some(keys::SEQUENCE),
+                format!("xSequenceNumber is {seq} but the file name says {expected}"),
+            ),
+            Err(e) => {
+                let reason = match e {
+                    Error::InvalidSequence { reason, .. } => reason,
+                    _ => "invalid",
+                };
+                self.report(
+                    Some(line_no),
+                    Some(keys::SEQUENCE),
+                    format!("xSequenceNumber {value:?} is not a valid sequence number: {reason}"),
+                );
+            }
+        }
+    }
+
+    /// Ends the file and returns the report.
+    pub fn finish(mut self) -> Report {
+        if self.last_line_unterminated
+            && self.line > 0
+            && self.opts.missing_final_newline == Policy::Reject
+        {
+            let line = self.line;
+            self.report(Some(line), None, "the last line has no final newline");
+        }
+        if self.records == 0 {
+            let kind = self.name.kind;
+            let message = if kind.is_single_line() {
+                format!("the {kind} file is empty; it must have exactly one line")
+            } else {
+                format!("the {kind} file has no lines")
+            };
+            self.report(None, None, message);
+        }
+        Report {
+            file: self.file,
+            name: self.name,
+            records: self.records,
+            problems: self.problems,
+            total_problems: self.total,
+            process: self.process,
+            complete: self.complete,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(name: &str, data: &str) -> Vec<String> {
+        let name = FileName::parse(name).unwrap();
+        validate(&name, data.as_bytes(), &ValidateOptions::default())
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    const R0: &str = "xIndex=0&xSequenceNumber=7&xKey=k&xCommand=cc%3Asale";
+    const R1: &str = "xIndex=1&xSequenceNumber=7&xKey=k&xCommand=cc%3Asale";
+
+    #[test]
+    fn valid_files() {
+        let cases: &[(&str, String)] = &[
+            ("REQUEST_7.KVP", format!("{R0}\n{R1}\n")),
+            ("REQUEST_7.KVP", format!("{R0}\r\n{R1}")),
+            ("REQUEST_7.KVP", format!("{R0}\n{R1}\n\n")),
+            (
+                "RESPONSE_7.KVP",
+                "xIndex=1&xSequenceNumber=7&xResult=A\nxIndex=0&xSequenceNumber=7\n".into(),
+            ),
+            (
+                "PROCESS_7.KVP",
+                "xKey=b&xSubmittedCount=2&xFormat=KVP&xSequenceNumber=7\n".into(),
+            ),
+            (
+                "COMPLETE_7.KVP",
+                "xResult=A&xStatus=Success&xSequenceNumber=7".into(),
+            ),
+        ];
+        for (name, data) in cases {
+            assert_eq!(
+                problems(name, data),
+                Vec::<String>::new(),
+                "{name}: {data:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_files() {
+        #[rustfmt::skip]
+        let cases: &[(&str, String, &[&str])] = &[
+            ("REQUEST_7.KVP", format!("\u{FEFF}{R0}\n"), &["REQUEST_7.KVP:1: the file starts with a UTF-8 byte order mark (BOM); KVP files must not have one"]),
+            ("REQUEST_7.KVP", format!("{R0}\n\n{R1}\n"), &["REQUEST_7.KVP:2: blank line in the middle of the file (line 3 has content again)"]),
+            ("REQUEST_7.KVP", format!("{R0}&xKey=j\n"), &["REQUEST_7.KVP:1: key xKey appears more than once on this line"]),
+            ("REQUEST_7.KVP", format!("{R0}\n{R0}\n"), &["REQUEST_7.KVP:2: xIndex is 0 but this is row 1 of the file (rows count from 0); expected xIndex=1"]),
+            ("REQUEST_7.KVP", format!("{R0}&xName=%FF\n"), &["REQUEST_7.KVP:1: the value is not valid UTF-8 after percent-decoding"]),
+            ("REQUEST_7.KVP", "xIndex=0&xSequenceNumber=8&xKey=k&xCommand=c\n".into(), &["REQUEST_7.KVP:1: xSequenceNumber is 8 but the file name says 7"]),
+            ("REQUEST_7.KVP", "xSequenceNumber=07&xKey=k&xCommand=c\n".into(), &[
+                "REQUEST_7.KVP:1: required key xIndex is missing from this REQUEST line",
+                "REQUEST_7.KVP:1: xSequenceNumber \"07\" is not a valid sequence number: leading zeros are not allowed"]),
+            ("REQUEST_7.KVP", "xIndex=00&xSequenceNumber=7\n".into(), &[
+                "REQUEST_7.KVP:1: xIndex must be a whole number without leading zeros, found \"00\"",
+                "REQUEST_7.KVP:1: required key xKey is missing from this REQUEST line",
+                "REQUEST_7.KVP:1: required key xCommand is missing from this REQUEST line"]),
+            ("REQUEST_7.KVP", String::new(), &["REQUEST_7.KVP: the REQUEST file has no lines"]),
+            ("RESPONSE_7.KVP", "xIndex=0&xSequenceNumber=7\nxIndex=0&xSequenceNumber=7\n".into(), &["RESPONSE_7.KVP:2: xIndex 0 was already answered on an earlier line"]),
+            ("PROCESS_7.KVP", "xKey=b&xSubmittedCount=2&xFormat=CSV&xSequenceNumber=7\n".into(), &["PROCESS_7.KVP:1: xFormat is \"CSV\"; this tool only handles xFormat=KVP"]),
+            ("PROCESS_7.KVP", "xKey=b&xFormat=KVP&xSequenceNumber=7\n".into(), &["PROCESS_7.KVP:1: required key xSubmittedCount is missing from this PROCESS line"]),
+            ("PROCESS_7.KVP", "xKey=b&xSubmittedCount=2&xFormat=KVP&xSequenceNumber=7\nxKey=b\n".into(), &["PROCESS_7.KVP:2: a PROCESS file must have exactly one line, found a second one", "PROCESS_7.KVP:2: required key xSubmittedCount is missing from this PROCESS line"]),
+            ("PROCESS_7.KVP", "\n".into(), &["PROCESS_7.KVP: the PROCESS file is empty; it must have exactly one line"]),
+            ("COMPLETE_7.KVP", "xResult=A&xStatus=Success&xSequenceNumber=6\n".into(), &["COMPLETE_7.KVP:1: xSequenceNumber is 6 but the file name says 7"]),
+        ];
+        for (name, data, want) in cases {
+            assert_eq!(problems(name, data), *want, "{name}: {data:?}");
+        }
+    }
+
+    #[test]
+    fn options_relax_and_tighten() {
+        let name = FileName::parse("REQUEST_7.KVP").unwrap();
+        let data = format!("\u{FEFF}{R0}\r\n\r\n{R0}");
+        let strict = ValidateOptions {
+            crlf: Policy::Reject,
+            missing_final_newline: Policy::Reject,
+            ..ValidateOptions::default()
+        };
+        let msgs: Vec<String> = validate(&name, data.as_bytes(), &strict)
+            .iter()
+            .map(|p| p.message.clone())
+            .collect();
+        assert_eq!(msgs.len(), 6, "{msgs:#?}");
+        let lax = ValidateOptions {
+            bom: Policy::Allow,
+            blank_lines: Policy::Allow,
+            index: Policy::Allow,
+            ..ValidateOptions::default()
+        };
+        assert_eq!(validate(&name, data.as_bytes(), &lax), vec![]);
+    }
+
+    #[test]
+    fn limit_counts_everything() {
+        let name = FileName::parse("REQUEST_7.KVP").unwrap();
+        let data = "xIndex=999\n".repeat(50);
+        let opts = ValidateOptions {
+            max_problems: 3,
+            ..ValidateOptions::default()
+        };
+        let report = validate_bytes(&name, "r.kvp", data.as_bytes(), &opts);
+        assert_eq!(report.problems.len(), 3);
+        assert_eq!(report.total_problems, 200);
+        assert_eq!(report.records, 50);
+        assert!(!report.is_valid());
+    }
+
+    #[test]
+    fn process_against_request() {
+        let req = FileName::parse("REQUEST_7.KVP").unwrap();
+        let seq = |n| SequenceNumber::new(n).unwrap();
+        let cases: &[(ProcessFile, u64, &[&str])] = &[
+            (ProcessFile::new("k", 2, seq(7)), 2, &[]),
+            (
+                ProcessFile::new("k", 3, seq(7)),
+                2,
+                &["P:1: xSubmittedCount is 3 but REQUEST_7.KVP has 2 lines"],
+            ),
+            (
+                ProcessFile::new("k", 1, seq(8)),
+                1,
+                &["P:1: xSequenceNumber is 8 but its REQUEST REQUEST_7.KVP is batch 7"],
+            ),
+        ];
+        for (process, lines, want) in cases {
+            let got: Vec<String> = check_process(&req, *lines, process, "P")
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(got, *want);
+        }
+    }
+
+    #[test]
+    fn problems_never_show_secrets() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "PROCESS_7.KVP",
+                "xKey=topsecret&xKey=topsecret&xSubmittedCount=x&xFormat=CSV\n\nxKey=topsecret\n",
+            ),
+            (
+                "REQUEST_7.KVP",
+                "xCardNum=4111111111111111&xCVV=987&xCardNum=4111111111111111&xName=%FF\n",
+            ),
+            (
+                "COMPLETE_7.KVP",
+                "xKey=topsecret&xKey=topsecret&xResult=A\n",
+            ),
+        ];
+        for (name, data) in cases {
+            let name = FileName::parse(name).unwrap();
+            let found = validate(&name, data.as_bytes(), &ValidateOptions::default());
+            assert!(!found.is_empty());
+            let shown = format!(
+                "{found:?} {}",
+                found.iter().map(ToString::to_string).collect::<String>()
+            );
+            for secret in ["topsecret", "4111111111111111", "987"] {
+                assert!(!shown.contains(secret), "{shown}");
+            }
+        }
+    }
+}
