@@ -1,0 +1,618 @@
+//! The HTTP side: `POST /FortAPI/upload/` (multipart) and `POST /FortAPI/batchApi/` (JSON),
+//! every request's signature checked, every answer signed.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::error::{Error, Result};
+use super::journal::{ApsJournalEntry, Journal};
+use super::multipart;
+use super::options::{ApsKnobs, ApsMerchant, ApsSimOptions, TamperMode, ValidationMode};
+use super::signature::signature;
+use super::validate::{BatchLine, LineProblem, Validation, validate};
+
+/// The service's file limit.
+const MAX_FILE: usize = 50 * 1024 * 1024;
+
+/// The APS batch service simulator.
+#[derive(Debug)]
+pub struct ApsSim;
+
+/// A running simulator; [`ApsSimHandle::shutdown`] stops it.
+#[derive(Debug)]
+pub struct ApsSimHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    merchants: HashMap<String, ApsMerchant>,
+    validation_polls: u32,
+    processing_polls: u32,
+    decline_cents: u64,
+    knobs: Mutex<ApsKnobs>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    batches: HashMap<(String, String), Batch>,
+    journal: Journal,
+    purchased: HashSet<(String, String)>,
+    next_batch_id: u64,
+    next_fort_id: u64,
+    rng: fastrand::Rng,
+}
+
+#[derive(Debug)]
+struct Batch {
+    batch_id: u64,
+    validation: Validation,
+    phase: Phase,
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Validating { remaining: u32 },
+    Validated,
+    Rejected,
+    Processing { remaining: u32 },
+    Processed { rows: Vec<Vec<(String, String)>> },
+}
+
+impl ApsSim {
+    /// Opens the journal, binds the listener and serves until [`ApsSimHandle::shutdown`].
+    ///
+    /// # Errors
+    /// [`Error::Options`] for duplicate merchants, [`Error::Journal`], [`Error::Bind`].
+    pub async fn start(options: ApsSimOptions) -> Result<ApsSimHandle> {
+        let mut merchants = HashMap::new();
+        for m in &options.merchants {
+            if merchants.insert(m.merchant_identifier.clone(), m.clone()).is_some() {
+                return Err(Error::Options {
+                    message: format!("merchant {:?} given twice", m.merchant_identifier),
+                });
+            }
+        }
+        let journal = Journal::open(options.journal.as_deref())?;
+        let mut inner = Inner {
+            batches: HashMap::new(),
+            purchased: HashSet::new(),
+            next_batch_id: 1,
+            next_fort_id: 1,
+            rng: fastrand::Rng::with_seed(options.seed),
+            journal,
+        };
+        inner.replay();
+        let shared = Arc::new(Shared {
+            merchants,
+            validation_polls: options.validation_polls,
+            processing_polls: options.processing_polls,
+            decline_cents: options.decline_cents,
+            knobs: Mutex::new(options.knobs.clone()),
+            inner: Mutex::new(inner),
+        });
+        let listener = tokio::net::TcpListener::bind(options.bind)
+            .await
+            .map_err(|source| Error::Bind { addr: options.bind.to_string(), source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr: options.bind.to_string(), source })?;
+        let app = Router::new()
+            .route("/FortAPI/upload/", post(upload))
+            .route("/FortAPI/upload", post(upload))
+            .route("/FortAPI/batchApi/", post(batch_api))
+            .route("/FortAPI/batchApi", post(batch_api))
+            .layer(DefaultBodyLimit::max(MAX_FILE + 1024 * 1024))
+            .with_state(Arc::clone(&shared));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "APS simulator stopped");
+            }
+        });
+        tracing::info!(%addr, "APS simulator listening");
+        Ok(ApsSimHandle { addr, shared, stop: Some(stop), task: Some(task) })
+    }
+}
+
+impl ApsSimHandle {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL to configure as an account's `endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Replaces the failure knobs.
+    pub fn set_knobs(&self, knobs: ApsKnobs) {
+        *lock(&self.shared.knobs) = knobs;
+    }
+
+    /// Every processed transaction so far, in processing order.
+    pub fn journal(&self) -> Vec<ApsJournalEntry> {
+        lock(&self.shared.inner).journal.entries().to_vec()
+    }
+
+    /// How many batch files were accepted (including replayed ones).
+    pub fn batch_count(&self) -> usize {
+        lock(&self.shared.inner).batches.len()
+    }
+
+    /// Stops accepting requests and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for ApsSimHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+// A poisoned lock only means another request panicked; the state itself stays consistent
+// because every change is made in one step under the lock.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Inner {
+    /// Rebuilds processed batches and purchased orders from the journal.
+    fn replay(&mut self) {
+        let mut rows: HashMap<(String, String), Vec<Vec<(String, String)>>> = HashMap::new();
+        for e in self.journal.entries() {
+            if e.command == "PURCHASE" {
+                self.purchased.insert((e.merchant_identifier.clone(), e.merchant_reference.clone()));
+            }
+            rows.entry((e.merchant_identifier.clone(), e.batch_reference.clone()))
+                .or_default()
+                .push(result_row(e));
+            if let Ok(n) = e.fort_id.parse::<u64>() {
+                self.next_fort_id = self.next_fort_id.max(n.saturating_sub(FORT_BASE) + 1);
+            }
+        }
+        for (key, rows) in rows {
+            let count = rows.len();
+            let batch_id = self.next_batch_id;
+            self.next_batch_id += 1;
+            let lines = (0..count).map(|_| placeholder_line()).collect();
+            self.batches.insert(key, Batch {
+                batch_id,
+                validation: Validation::Valid(lines),
+                phase: Phase::Processed { rows },
+            });
+        }
+    }
+}
+
+fn placeholder_line() -> BatchLine {
+    BatchLine {
+        line_number: 0,
+        command: String::new(),
+        merchant_reference: String::new(),
+        amount: None,
+        currency: None,
+        fort_id: None,
+    }
+}
+
+const FORT_BASE: u64 = 169_000_000_000_000_000;
+
+fn result_row(e: &ApsJournalEntry) -> Vec<(String, String)> {
+    let code = e.response_code.clone();
+    let message = if code.ends_with("000") {
+        "Success".to_owned()
+    } else if code.ends_with("007") {
+        "Duplicate order number".to_owned()
+    } else {
+        "Transaction declined".to_owned()
+    };
+    vec![
+        ("Line_Number".into(), e.line_number.to_string()),
+        ("command".into(), e.command.clone()),
+        ("merchant_reference".into(), e.merchant_reference.clone()),
+        ("response_code".into(), code.clone()),
+        ("response_message".into(), message),
+        ("status".into(), code.get(..2).unwrap_or("").to_owned()),
+        ("fort_id".into(), e.fort_id.clone()),
+        ("amount".into(), e.amount.map(|a| a.to_string()).unwrap_or_default()),
+        ("currency".into(), e.currency.clone().unwrap_or_default()),
+    ]
+}
+
+/// A request after its parameters were read, before they were checked.
+struct Request {
+    params: Vec<(String, String)>,
+    file: Option<Vec<u8>>,
+}
+
+impl Request {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// An answer: members in order; signed at the end.
+struct Answer {
+    members: Map<String, Value>,
+}
+
+impl Answer {
+    fn echo(req: &Request) -> Self {
+        let mut members = Map::new();
+        for (k, v) in &req.params {
+            if k != "signature" {
+                members.insert(k.clone(), Value::String(v.clone()));
+            }
+        }
+        Self { members }
+    }
+
+    fn code(mut self, status: u8, message: u16, text: &str) -> Self {
+        self.members.insert("response_code".into(), Value::String(format!("{status:02}{message:03}")));
+        self.members.insert("response_message".into(), Value::String(text.to_owned()));
+        self.members.insert("status".into(), Value::String(format!("{status:02}")));
+        self
+    }
+
+    fn with(mut self, key: &str, value: Value) -> Self {
+        self.members.insert(key.to_owned(), value);
+        self
+    }
+}
+
+async fn upload(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(early) = sim.before().await {
+        return early;
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(parts) = multipart::boundary(content_type).and_then(|b| multipart::parse(&body, &b)) else {
+        return (StatusCode::BAD_REQUEST, "expected multipart/form-data").into_response();
+    };
+    let mut req = Request { params: Vec::new(), file: None };
+    for part in parts {
+        if part.name == "file" {
+            req.file = Some(part.data);
+        } else {
+            req.params.push((part.name, String::from_utf8_lossy(&part.data).into_owned()));
+        }
+    }
+    sim.answer(&req, "UPLOAD_BATCH_FILE", |merchant, reference, answer| {
+        sim.upload_checked(merchant, reference, req.file.as_deref(), answer)
+    })
+}
+
+async fn batch_api(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    if let Some(early) = sim.before().await {
+        return early;
+    }
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "expected a JSON object").into_response();
+    };
+    let params = object
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s,
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (k, text)
+        })
+        .collect();
+    let req = Request { params, file: None };
+    let command = req.get("service_command").unwrap_or("").to_owned();
+    match command.as_str() {
+        "GET_BATCH_RESULTS" => sim.answer(&req, "GET_BATCH_RESULTS", |m, r, a| sim.results(m, r, a)),
+        "PROCESS_BATCH" => sim.answer(&req, "PROCESS_BATCH", |m, r, a| sim.process(m, r, a)),
+        _ => sim.answer(&req, "GET_BATCH_RESULTS or PROCESS_BATCH", |_, _, a| a),
+    }
+}
+
+impl Shared {
+    /// Latency and transient-failure knobs, applied before a request is read.
+    async fn before(&self) -> Option<Response> {
+        let (latency, fail) = {
+            let mut knobs = lock(&self.knobs);
+            let fail = knobs.transient_failures > 0;
+            if fail {
+                knobs.transient_failures -= 1;
+            }
+            (knobs.latency, fail)
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        fail.then(|| (StatusCode::SERVICE_UNAVAILABLE, "simulated outage").into_response())
+    }
+
+    /// The checks every request goes through (merchant, signature, access code, command,
+    /// reference), then `step`, then the signature of the answer.
+    fn answer(
+        &self,
+        req: &Request,
+        expected_command: &str,
+        step: impl FnOnce(&ApsMerchant, &str, Answer) -> Answer,
+    ) -> Response {
+        let answer = Answer::echo(req);
+        let merchant_id = req.get("merchant_identifier").unwrap_or("");
+        let Some(merchant) = self.merchants.get(merchant_id) else {
+            // Unknown merchant: no phrase to sign with; the answer goes out unsigned.
+            return json(&answer.code(0, 9, "Invalid merchant identifier").members);
+        };
+        let pairs: Vec<(String, String)> =
+            req.params.iter().filter(|(k, _)| k != "signature").cloned().collect();
+        let expected = signature(&pairs, merchant.sha_request_phrase.expose(), merchant.sha_type);
+        let given = req.get("signature").unwrap_or("").to_ascii_lowercase();
+        let answer = if given != expected {
+            answer.code(0, 8, "Signature mismatch")
+        } else if req.get("access_code") != Some(merchant.access_code.expose().as_str()) {
+            answer.code(0, 10, "Invalid access code")
+        } else if !expected_command.split(" or ").any(|c| Some(c) == req.get("service_command")) {
+            answer.code(0, 4, "Invalid command")
+        } else {
+            match req.get("batch_reference") {
+                Some(r) if valid_reference(r) => step(merchant, r, answer),
+                Some(_) => answer.code(0, 2, "Invalid parameter format: batch_reference"),
+                None => answer.code(0, 1, "Missing parameter: batch_reference"),
+            }
+        };
+        self.sign(merchant, answer)
+    }
+
+    fn sign(&self, merchant: &ApsMerchant, answer: Answer) -> Response {
+        let Answer { mut members } = answer;
+        let pairs: Vec<(String, String)> = members
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect();
+        let mut sig = signature(&pairs, merchant.sha_response_phrase.expose(), merchant.sha_type);
+        let processed = members.get("response_code").and_then(Value::as_str) == Some("70000");
+        let tamper = match lock(&self.knobs).tamper {
+            TamperMode::Off => false,
+            TamperMode::Every => true,
+            TamperMode::ProcessedResults => processed,
+        };
+        if tamper {
+            // Flip the first hex digit: a plausible signature that does not verify.
+            let first = if sig.starts_with('0') { "1" } else { "0" };
+            sig.replace_range(..1, first);
+        }
+        members.insert("signature".into(), Value::String(sig));
+        json(&members)
+    }
+
+    fn upload_checked(&self, merchant: &ApsMerchant, reference: &str, file: Option<&[u8]>, answer: Answer) -> Answer {
+        let Some(file) = file else {
+            return answer.code(51, 1, "Missing parameter: file");
+        };
+        if file.len() > MAX_FILE {
+            return answer.code(51, 2, "Invalid parameter format: file larger than 50 MB");
+        }
+        let mut inner = lock(&self.inner);
+        let key = (merchant.merchant_identifier.clone(), reference.to_owned());
+        if inner.batches.contains_key(&key) {
+            return answer.code(51, 146, "Batch reference already exists");
+        }
+        let mut validation = validate(file);
+        if lock(&self.knobs).validation == ValidationMode::FailAll {
+            validation = Validation::LinesInvalid {
+                count: validation.count(),
+                problems: vec![LineProblem {
+                    line_number: 1,
+                    merchant_reference: String::new(),
+                    message_code: 6,
+                    message: "Technical problem (simulated validation failure)".into(),
+                }],
+            };
+        }
+        let batch_id = inner.next_batch_id;
+        inner.next_batch_id += 1;
+        inner.batches.insert(key, Batch {
+            batch_id,
+            validation,
+            phase: Phase::Validating { remaining: self.validation_polls },
+        });
+        answer.code(50, 0, "Success").with("batch_id", Value::String(batch_id.to_string()))
+    }
+
+    fn results(&self, merchant: &ApsMerchant, reference: &str, answer: Answer) -> Answer {
+        let mut inner = lock(&self.inner);
+        let key = (merchant.merchant_identifier.clone(), reference.to_owned());
+        let Some(batch) = inner.batches.get_mut(&key) else {
+            return answer.code(71, 141, "Batch reference not found");
+        };
+        let count = Value::from(batch.validation.count());
+        let answer = answer.with("transactions_count", count).with("batch_id", Value::String(batch.batch_id.to_string()));
+        match batch.phase.clone() {
+            Phase::Validating { remaining } if remaining > 0 => {
+                batch.phase = Phase::Validating { remaining: remaining - 1 };
+                answer.code(70, 138, "Batch file is still being validated")
+            }
+            Phase::Validating { .. } => {
+                batch.phase = match batch.validation {
+                    Validation::Valid(_) => Phase::Validated,
+                    _ => Phase::Rejected,
+                };
+                drop(inner);
+                self.results(merchant, reference, answer)
+            }
+            Phase::Validated => answer.code(76, 0, "Batch file validated successfully"),
+            Phase::Rejected => rejected(&batch.validation, answer),
+            Phase::Processing { remaining } if remaining > 0 => {
+                batch.phase = Phase::Processing { remaining: remaining - 1 };
+                answer.code(70, 140, "Batch file is still being processed")
+            }
+            Phase::Processing { .. } => match self.run(&mut inner, &merchant.merchant_identifier, reference) {
+                Ok(rows) => answer.code(70, 0, "Success").with("batch_results", Value::String(rows_csv(&rows))),
+                Err(e) => {
+                    tracing::error!(error = %e, "APS simulator could not journal a batch");
+                    answer.code(71, 6, "Technical problem")
+                }
+            },
+            Phase::Processed { rows } => {
+                answer.code(70, 0, "Success").with("batch_results", Value::String(rows_csv(&rows)))
+            }
+        }
+    }
+
+    fn process(&self, merchant: &ApsMerchant, reference: &str, answer: Answer) -> Answer {
+        let mut inner = lock(&self.inner);
+        let key = (merchant.merchant_identifier.clone(), reference.to_owned());
+        let Some(batch) = inner.batches.get_mut(&key) else {
+            return answer.code(73, 141, "Batch reference not found");
+        };
+        match batch.phase {
+            Phase::Validating { .. } => answer.code(73, 138, "Batch file is still being validated"),
+            Phase::Rejected => answer.code(73, 136, "Batch file validation failed"),
+            Phase::Validated => {
+                batch.phase = Phase::Processing { remaining: self.processing_polls };
+                answer.code(72, 147, "Batch processing started")
+            }
+            // A repeated PROCESS_BATCH (a retry after a lost answer) starts nothing new.
+            Phase::Processing { .. } | Phase::Processed { .. } => {
+                answer.code(72, 147, "Batch processing started")
+            }
+        }
+    }
+
+    /// Processes every line once, journals them durably, then publishes shuffled rows.
+    fn run(&self, inner: &mut Inner, merchant: &str, reference: &str) -> Result<Vec<Vec<(String, String)>>> {
+        let key = (merchant.to_owned(), reference.to_owned());
+        let lines = match inner.batches.get(&key).map(|b| &b.validation) {
+            Some(Validation::Valid(lines)) => lines.clone(),
+            _ => Vec::new(),
+        };
+        let mut entries = Vec::with_capacity(lines.len());
+        let mut purchased_now = Vec::new();
+        for line in &lines {
+            let (ok, failed) = match line.command.as_str() {
+                "PURCHASE" => (14, 13),
+                "CAPTURE" => (4, 5),
+                "REFUND" => (6, 7),
+                _ => (8, 9),
+            };
+            let order = (merchant.to_owned(), line.merchant_reference.clone());
+            let code = if line.command == "PURCHASE"
+                && (inner.purchased.contains(&order) || purchased_now.contains(&order))
+            {
+                format!("{failed:02}007")
+            } else if line.amount.is_some_and(|a| a % 100 == self.decline_cents) {
+                format!("{failed:02}020")
+            } else {
+                format!("{ok:02}000")
+            };
+            if line.command == "PURCHASE" {
+                purchased_now.push(order);
+            }
+            let fort_id = FORT_BASE + inner.next_fort_id;
+            inner.next_fort_id += 1;
+            entries.push(ApsJournalEntry {
+                merchant_identifier: merchant.to_owned(),
+                batch_reference: reference.to_owned(),
+                line_number: line.line_number,
+                command: line.command.clone(),
+                merchant_reference: line.merchant_reference.clone(),
+                amount: line.amount,
+                currency: line.currency.clone(),
+                response_code: code,
+                fort_id: fort_id.to_string(),
+            });
+        }
+        let mut rows: Vec<Vec<(String, String)>> = entries.iter().map(result_row).collect();
+        inner.journal.append(entries)?;
+        inner.purchased.extend(purchased_now);
+        inner.rng.shuffle(&mut rows);
+        if let Some(batch) = inner.batches.get_mut(&key) {
+            batch.phase = Phase::Processed { rows: rows.clone() };
+        }
+        Ok(rows)
+    }
+}
+
+fn rejected(validation: &Validation, answer: Answer) -> Answer {
+    match validation {
+        Validation::HeaderInvalid { message, .. } => {
+            answer.code(77, 142, &format!("Invalid batch file header: {message}"))
+        }
+        Validation::LinesInvalid { problems, .. } => {
+            let rows: Vec<Vec<(String, String)>> = problems
+                .iter()
+                .map(|p| {
+                    vec![
+                        ("Line_Number".into(), p.line_number.to_string()),
+                        ("merchant_reference".into(), p.merchant_reference.clone()),
+                        ("response_code".into(), format!("77{:03}", p.message_code)),
+                        ("response_message".into(), p.message.clone()),
+                    ]
+                })
+                .collect();
+            answer
+                .code(77, 136, "Batch file validation failed")
+                .with("batch_results", Value::String(rows_csv(&rows)))
+        }
+        Validation::Valid(_) => answer.code(76, 0, "Batch file validated successfully"),
+    }
+}
+
+fn rows_csv(rows: &[Vec<(String, String)>]) -> String {
+    let mut out = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
+    let header: Vec<&str> = rows
+        .first()
+        .map(|r| r.iter().map(|(k, _)| k.as_str()).collect())
+        .unwrap_or_else(|| vec!["Line_Number"]);
+    // Writing into a Vec cannot fail; a failure would only lose rows, which the client detects.
+    let _ = out.write_record(&header);
+    for row in rows {
+        let _ = out.write_record(row.iter().map(|(_, v)| v.as_str()));
+    }
+    String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+fn valid_reference(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 20
+        && r.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-'))
+}
+
+fn json(members: &Map<String, Value>) -> Response {
+    let body = serde_json::to_string(members).unwrap_or_else(|_| "{}".to_owned());
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}

@@ -1,0 +1,364 @@
+//! One poll of one account: find PROCESS files in arrival order, apply the sequence rule,
+//! accept (durably), consume, check, process, journal, then publish RESPONSE and COMPLETE.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use kvp_format::{CompleteFile, FORMAT_KVP, FileKind, FileName, Record, SequenceNumber};
+use storage_backends::ErrorKind;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::journal::JournalEntry;
+use crate::knobs::{AccountMode, CrashPoint, ResponseOrder, SpaceEncoding};
+use crate::process::{LineCtx, process_line};
+use crate::sim::{AccountState, GatewaySim, Pending, RunStats};
+use crate::validate::{BatchRefusal, check_batch};
+
+/// Whether to go on with the next PROCESS file of this poll.
+enum Next {
+    Continue,
+    /// Storage failed; try again on the next poll.
+    Stop,
+}
+
+impl GatewaySim {
+    pub(crate) async fn poll_account(
+        &self,
+        cell: &tokio::sync::Mutex<AccountState>,
+    ) -> Result<RunStats> {
+        self.check_not_crashed()?;
+        let mut guard = cell.lock().await;
+        let a = &mut *guard;
+        let mut stats = RunStats::default();
+        if let Some(p) = a.pending.take()
+            && !self.publish(a, p, &mut stats).await?
+        {
+            return Ok(stats);
+        }
+        let folder = FileKind::Process.folder();
+        let listing = match a.backend.list(folder).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(account = %a.name, error = %e, "cannot list {folder}/; retrying next poll");
+                stats.storage_errors += 1;
+                return Ok(stats);
+            }
+        };
+        let mut triggers: Vec<(Option<SystemTime>, SequenceNumber)> = Vec::new();
+        for meta in &listing {
+            let file = meta.name();
+            if !file.starts_with("PROCESS_") {
+                continue;
+            }
+            match FileName::parse(file) {
+                Ok(n) if n.kind == FileKind::Process => triggers.push((meta.modified, n.sequence)),
+                _ => {
+                    warn!(account = %a.name, file, "ignoring a PROCESS file with an invalid number");
+                    stats.batches_ignored += 1;
+                    self.remove(a, &meta.path, &mut stats).await;
+                }
+            }
+        }
+        // Arrival order; files of the same instant (coarse server clocks) by number.
+        triggers.sort();
+        for (_, seq) in triggers {
+            match self.handle(a, seq, &mut stats).await? {
+                Next::Continue => {}
+                Next::Stop => break,
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn handle(
+        &self,
+        a: &mut AccountState,
+        seq: SequenceNumber,
+        stats: &mut RunStats,
+    ) -> Result<Next> {
+        let name = FileName::new(FileKind::Process, seq);
+        let req_name = name.with_kind(FileKind::Request);
+        if let Some(last) = a.accepted.filter(|&last| seq <= last) {
+            warn!(account = %a.name, sequence = %seq, last_accepted = %last,
+                "ignoring batch: its number is not above the last accepted one");
+            stats.batches_ignored += 1;
+            self.remove(a, &name.path(), stats).await;
+            self.remove(a, &req_name.path(), stats).await;
+            return Ok(Next::Continue);
+        }
+        let process_bytes = match a.backend.get(&name.path()).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Next::Continue),
+            Err(e) => return Ok(self.storage_failed(a, "read", &name.path(), &e, stats)),
+        };
+        let request_bytes = match a.backend.get(&req_name.path()).await {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Ok(self.storage_failed(a, "read", &req_name.path(), &e, stats)),
+        };
+        a.accept(seq)?;
+        info!(account = %a.name, sequence = %seq, "accepted batch");
+        self.remove(a, &name.path(), stats).await;
+        self.remove(a, &req_name.path(), stats).await;
+        self.crash_if_due(a, seq, CrashPoint::AfterAccept)?;
+        if !a.knobs.batch_latency.is_zero() {
+            tokio::time::sleep(a.knobs.batch_latency).await;
+        }
+
+        let checked = match &a.knobs.mode {
+            AccountMode::GatewayError { message } => Err(BatchRefusal {
+                process: kvp_format::ProcessFile::parse(&process_bytes)
+                    .ok()
+                    .map(Box::new),
+                reason: message.clone(),
+            }),
+            AccountMode::Normal => check_batch(
+                name,
+                &process_bytes,
+                request_bytes.as_deref(),
+                a.batch_key.expose(),
+            ),
+        };
+        let batch = match checked {
+            Ok(b) => b,
+            Err(refusal) => {
+                warn!(account = %a.name, sequence = %seq, reason = %refusal.reason,
+                    "batch refused: COMPLETE with xStatus=Error");
+                let p = refusal.process.as_deref();
+                let complete = CompleteFile {
+                    result: "Error".into(),
+                    status: "Error".into(),
+                    error: Some(refusal.reason.clone()),
+                    processed_count: Some(0),
+                    submitted_count: p.map(|p| p.submitted_count),
+                    format: p.map(|p| p.format.clone()),
+                    sequence: seq,
+                    extra: Record::new(),
+                };
+                stats.batches_failed += 1;
+                let pending = Pending {
+                    sequence: seq,
+                    response: None,
+                    complete: encode(std::iter::once(complete.to_record()), a.knobs.spaces),
+                };
+                return Ok(if self.publish(a, pending, stats).await? {
+                    Next::Continue
+                } else {
+                    Next::Stop
+                });
+            }
+        };
+
+        let now = self.shared.clock.now();
+        a.book.prune(crate::clock::unix_millis(now));
+        let mut responses: Vec<Record> = Vec::with_capacity(batch.lines.len());
+        let mut entries: Vec<JournalEntry> = Vec::with_capacity(batch.lines.len());
+        for line in &batch.lines {
+            let ctx = LineCtx {
+                account: &a.name,
+                sequence: seq.get(),
+                index: line.index,
+                now,
+                merchants: &a.merchants,
+                ref_num: self.shared.next_ref_num(),
+            };
+            let answer = {
+                let mut vault = self.shared.vault();
+                process_line(&ctx, &line.fields, &mut a.book, &mut vault)
+            };
+            match answer.entry.result.as_str() {
+                "A" => stats.approved += 1,
+                "D" => stats.declined += 1,
+                _ => stats.errors += 1,
+            }
+            let mut rec = Record::with_capacity(answer.fields.len() + 2, 256);
+            rec.push_str("xIndex", &line.index.to_string());
+            rec.push_str("xSequenceNumber", &seq.to_string());
+            for (k, v) in &answer.fields {
+                rec.push_str(k, v);
+            }
+            responses.push(rec);
+            entries.push(answer.entry);
+            if !a.knobs.line_latency.is_zero() {
+                tokio::time::sleep(a.knobs.line_latency).await;
+            }
+        }
+        stats.lines += entries.len() as u64;
+        // Tokens before the journal that mentions them; both before RESPONSE exists.
+        self.shared.vault().save()?;
+        self.shared
+            .journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .append(&entries)?;
+        self.crash_if_due(a, seq, CrashPoint::AfterJournal)?;
+
+        if let ResponseOrder::Shuffled { seed } = a.knobs.response_order {
+            let mut rng = fastrand::Rng::with_seed(
+                seed ^ u64::from(seq.get()).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            rng.shuffle(&mut responses);
+        }
+        let count = entries.len() as u64;
+        let complete = CompleteFile {
+            result: "Success".into(),
+            status: "Success".into(),
+            error: Some(String::new()),
+            processed_count: Some(count),
+            submitted_count: Some(batch.process.submitted_count),
+            format: Some(FORMAT_KVP.into()),
+            sequence: seq,
+            extra: Record::new(),
+        };
+        info!(account = %a.name, sequence = %seq, lines = count,
+            "batch processed; writing RESPONSE then COMPLETE");
+        stats.batches_succeeded += 1;
+        let pending = Pending {
+            sequence: seq,
+            response: Some(encode(responses.into_iter(), a.knobs.spaces)),
+            complete: encode(std::iter::once(complete.to_record()), a.knobs.spaces),
+        };
+        Ok(if self.publish(a, pending, stats).await? {
+            Next::Continue
+        } else {
+            Next::Stop
+        })
+    }
+
+    /// Writes RESPONSE (if any) then COMPLETE, each atomically. On a storage failure keeps
+    /// what is left in `a.pending` and returns `false`.
+    async fn publish(
+        &self,
+        a: &mut AccountState,
+        mut p: Pending,
+        stats: &mut RunStats,
+    ) -> Result<bool> {
+        let seq = p.sequence;
+        if let Some(body) = p.response.clone() {
+            let path = FileName::new(FileKind::Response, seq).path();
+            if let Err(e) = a.backend.put(&path, body).await {
+                self.storage_failed(a, "write", &path, &e, stats);
+                a.pending = Some(p);
+                return Ok(false);
+            }
+            p.response = None;
+        }
+        self.crash_if_due(a, seq, CrashPoint::AfterResponse)?;
+        let path = FileName::new(FileKind::Complete, seq).path();
+        if let Err(e) = a.backend.put(&path, p.complete.clone()).await {
+            self.storage_failed(a, "write", &path, &e, stats);
+            a.pending = Some(p);
+            return Ok(false);
+        }
+        a.answered += 1;
+        Ok(true)
+    }
+
+    async fn remove(&self, a: &AccountState, path: &str, stats: &mut RunStats) {
+        if let Err(e) = a.backend.delete(path).await {
+            // Harmless: a leftover REQUEST/PROCESS of an accepted number is ignored later.
+            self.storage_failed(a, "delete", path, &e, stats);
+        }
+    }
+
+    fn storage_failed(
+        &self,
+        a: &AccountState,
+        action: &str,
+        path: &str,
+        e: &storage_backends::Error,
+        stats: &mut RunStats,
+    ) -> Next {
+        warn!(account = %a.name, action, path, error = %e, "storage operation failed; retrying next poll");
+        stats.storage_errors += 1;
+        Next::Stop
+    }
+
+    fn crash_if_due(&self, a: &AccountState, seq: SequenceNumber, point: CrashPoint) -> Result<()> {
+        match a.knobs.crash {
+            Some(c) if c.point == point && a.answered >= c.batches => {
+                warn!(account = %a.name, sequence = %seq, ?point, "crash knob: stopping without COMPLETE");
+                let info = (a.name.clone(), seq.get(), point);
+                *self
+                    .shared
+                    .crash
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(info.clone());
+                Err(Error::SimulatedCrash {
+                    account: info.0,
+                    sequence: info.1,
+                    point: info.2,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_not_crashed(&self) -> Result<()> {
+        let crash = self
+            .shared
+            .crash
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match crash {
+            Some((account, sequence, point)) => Err(Error::SimulatedCrash {
+                account,
+                sequence,
+                point,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// KVP lines with LF endings; spaces as `%20` or `+`.
+pub(crate) fn encode(records: impl Iterator<Item = Record>, spaces: SpaceEncoding) -> Bytes {
+    let mut out = Vec::with_capacity(4096);
+    for r in records {
+        r.encode_into(&mut out);
+        out.push(b'\n');
+    }
+    if spaces == SpaceEncoding::Plus {
+        // `%` itself is always written as `%25`, so every `%20` here is a space.
+        out = plus_for_spaces(&out);
+    }
+    Bytes::from(out)
+}
+
+fn plus_for_spaces(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i..].starts_with(b"%20") {
+            out.push(b'+');
+            i += 3;
+        } else {
+            out.push(input[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spaces_as_plus_or_percent() {
+        let rec: Record = [("xError", "Card Expired"), ("xName", "100% + more")]
+            .into_iter()
+            .collect();
+        let pct = encode(std::iter::once(rec.clone()), SpaceEncoding::Percent20);
+        assert_eq!(
+            &pct[..],
+            b"xError=Card%20Expired&xName=100%25%20%2B%20more\n"
+        );
+        let plus = encode(std::iter::once(rec.clone()), SpaceEncoding::Plus);
+        assert_eq!(&plus[..], b"xError=Card+Expired&xName=100%25+%2B+more\n");
+        let back = kvp_format::decode_line(plus.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!(back[1].1, "100% + more");
+    }
+}

@@ -1,0 +1,206 @@
+//! The transaction book of one account: what the gateway approved earlier, so that capture,
+//! refund and void can refer to it, and the duplicate window.
+//!
+//! It is never saved on its own: it is rebuilt from the journal with [`Book::apply`], the same
+//! function live processing uses after deciding each line, so replay and live state agree.
+
+use std::collections::HashMap;
+
+use crate::command::Command;
+use crate::journal::JournalEntry;
+
+/// The duplicate window of the real-time API: 10 minutes.
+pub(crate) const DUPLICATE_WINDOW_MS: u64 = 10 * 60 * 1000;
+
+/// An approved transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Txn {
+    pub command: Command,
+    /// Opaque merchant id: references only work within one merchant.
+    pub merchant: String,
+    /// Authorized / applied amount in cents (0 for `cc:save`).
+    pub amount: u64,
+    /// Captured cents (sale: the amount; authonly: after capture).
+    pub captured: u64,
+    /// Refunded cents (sum of refunds not voided).
+    pub refunded: u64,
+    pub voided: bool,
+    /// For capture and refund: the transaction they apply to.
+    pub parent: Option<String>,
+}
+
+/// One account's approved transactions and duplicate window.
+#[derive(Debug, Default)]
+pub(crate) struct Book {
+    txns: HashMap<String, Txn>,
+    recent: HashMap<String, u64>,
+}
+
+impl Book {
+    /// The approved transaction `ref_num`, if any.
+    pub(crate) fn get(&self, ref_num: &str) -> Option<&Txn> {
+        self.txns.get(ref_num)
+    }
+
+    /// True when `fingerprint` was approved within the 10 minutes before `now_ms`.
+    pub(crate) fn is_duplicate(&self, fingerprint: &str, now_ms: u64) -> bool {
+        self.recent
+            .get(fingerprint)
+            .is_some_and(|&at| now_ms.saturating_sub(at) < DUPLICATE_WINDOW_MS)
+    }
+
+    /// Forgets duplicate fingerprints older than the window.
+    pub(crate) fn prune(&mut self, now_ms: u64) {
+        self.recent
+            .retain(|_, at| now_ms.saturating_sub(*at) < DUPLICATE_WINDOW_MS);
+    }
+
+    /// Records the effect of a processed line. Declines and errors change nothing.
+    pub(crate) fn apply(&mut self, e: &JournalEntry) {
+        if !e.is_approved() {
+            return;
+        }
+        let Some(command) = Command::parse(&e.command) else {
+            return;
+        };
+        let amount = e.amount_cents.unwrap_or(0);
+        let merchant = e.merchant.clone().unwrap_or_default();
+        if let Some(fp) = &e.fingerprint {
+            let at = self.recent.entry(fp.clone()).or_insert(e.at_unix_ms);
+            *at = (*at).max(e.at_unix_ms);
+        }
+        let mut parent = None;
+        match command {
+            Command::Sale
+            | Command::CheckSale
+            | Command::AuthOnly
+            | Command::Credit
+            | Command::Save => {}
+            Command::Capture => {
+                if let Some(t) = e
+                    .target_ref_num
+                    .as_deref()
+                    .and_then(|r| self.txns.get_mut(r))
+                {
+                    t.captured = amount;
+                    parent.clone_from(&e.target_ref_num);
+                }
+            }
+            Command::Refund => {
+                let root = e.target_ref_num.as_deref().map(|r| self.root_of(r));
+                if let Some(t) = root.as_deref().and_then(|r| self.txns.get_mut(r)) {
+                    t.refunded += amount;
+                }
+                parent = root;
+            }
+            Command::Void => {
+                let target = e.target_ref_num.as_deref();
+                let undo = target.and_then(|r| self.txns.get_mut(r)).map(|t| {
+                    t.voided = true;
+                    (t.command, t.parent.clone(), t.amount)
+                });
+                if let Some((kind, Some(p), amt)) = undo
+                    && let Some(pt) = self.txns.get_mut(&p)
+                {
+                    match kind {
+                        Command::Capture => pt.captured = pt.captured.saturating_sub(amt),
+                        Command::Refund => pt.refunded = pt.refunded.saturating_sub(amt),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let captured = match command {
+            Command::Sale | Command::CheckSale | Command::Capture => amount,
+            _ => 0,
+        };
+        self.txns.insert(
+            e.ref_num.clone(),
+            Txn {
+                command,
+                merchant,
+                amount,
+                captured,
+                refunded: 0,
+                voided: false,
+                parent,
+            },
+        );
+    }
+
+    /// The transaction money is refunded against: a capture's authorization, else itself.
+    pub(crate) fn root_of(&self, ref_num: &str) -> String {
+        match self.txns.get(ref_num) {
+            Some(t) if t.command == Command::Capture => {
+                t.parent.clone().unwrap_or_else(|| ref_num.to_owned())
+            }
+            _ => ref_num.to_owned(),
+        }
+    }
+
+    /// Number of approved transactions held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.txns.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(cmd: &str, result: &str, rn: &str, target: Option<&str>, cents: u64) -> JournalEntry {
+        JournalEntry {
+            account: "a".into(),
+            sequence: 1,
+            index: 0,
+            invoice: None,
+            command: cmd.into(),
+            result: result.into(),
+            error_code: "00000".into(),
+            ref_num: rn.into(),
+            target_ref_num: target.map(Into::into),
+            amount_cents: Some(cents),
+            token: None,
+            masked: None,
+            merchant: Some("m".into()),
+            fingerprint: Some(format!("fp-{rn}")),
+            at_unix_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn capture_refund_void_update_the_original() {
+        let mut b = Book::default();
+        b.apply(&e("cc:authonly", "A", "1", None, 1_000));
+        b.apply(&e("cc:capture", "A", "2", Some("1"), 800));
+        assert_eq!(b.get("1").unwrap().captured, 800);
+        b.apply(&e("cc:refund", "A", "3", Some("2"), 300)); // via the capture
+        assert_eq!(b.get("1").unwrap().refunded, 300);
+        b.apply(&e("cc:void", "A", "4", Some("3"), 0));
+        assert_eq!(b.get("1").unwrap().refunded, 0);
+        assert!(b.get("3").unwrap().voided);
+        b.apply(&e("cc:void", "A", "5", Some("2"), 0));
+        assert_eq!(b.get("1").unwrap().captured, 0);
+        b.apply(&e("cc:sale", "D", "6", None, 500));
+        assert!(b.get("6").is_none());
+        assert_eq!(b.len(), 5);
+    }
+
+    #[test]
+    fn duplicate_window_is_ten_minutes() {
+        let mut b = Book::default();
+        b.apply(&e("cc:sale", "A", "1", None, 100));
+        let cases: &[(u64, bool)] = &[
+            (1_000, true),
+            (1_000 + DUPLICATE_WINDOW_MS - 1, true),
+            (1_000 + DUPLICATE_WINDOW_MS, false),
+            (500, true), // clock went back: still inside
+        ];
+        for &(now, want) in cases {
+            assert_eq!(b.is_duplicate("fp-1", now), want, "{now}");
+        }
+        b.prune(1_000 + DUPLICATE_WINDOW_MS);
+        assert!(!b.is_duplicate("fp-1", 1_000));
+    }
+}

@@ -1,0 +1,172 @@
+//! Append-only JSON-lines files (the journal, the vault): read tolerating a torn last line,
+//! repair that tail before appending again, append with one fsync per call.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// Reads every line of `path` as a `T` (a missing file is empty).
+///
+/// A torn last line (a write cut short by a crash, before the fsync that would have made it
+/// count) is ignored; a bad line anywhere else is an [`Error::Journal`].
+pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::state(path, "open", e)),
+    };
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::state(path, "read", e))?;
+    let last = lines.len();
+    let mut out = Vec::with_capacity(last);
+    for (i, line) in lines.iter().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if i + 1 == last => break,
+            Err(source) => {
+                return Err(Error::Journal {
+                    path: path.to_path_buf(),
+                    line: Some(i as u64 + 1),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An append handle on a JSON-lines file.
+#[derive(Debug)]
+pub(crate) struct Appender {
+    path: std::path::PathBuf,
+    file: File,
+}
+
+impl Appender {
+    /// Opens `path` for appending (creating it), first cutting a torn last line.
+    pub(crate) fn open(path: &Path) -> Result<Appender> {
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::state(path, "open", e))?;
+        cut_torn_tail(&file).map_err(|e| Error::state(path, "repair torn tail", e))?;
+        Ok(Appender {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Appends one line per item, then fsyncs: when this returns, they survive a crash.
+    pub(crate) fn append<T: Serialize>(&mut self, items: &[T]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(items.len() * 256);
+        for item in items {
+            serde_json::to_writer(&mut buf, item).map_err(|source| Error::Journal {
+                path: self.path.clone(),
+                line: None,
+                source,
+            })?;
+            buf.push(b'\n');
+        }
+        self.file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| Error::state(&self.path, "append", e))
+    }
+}
+
+/// Drops a partial last line so later appends start on a line of their own.
+fn cut_torn_tail(file: &File) -> std::io::Result<()> {
+    let len = file.metadata()?.len();
+    let mut f = file;
+    let mut pos = len;
+    let mut buf = [0u8; 4096];
+    while pos > 0 {
+        let start = pos.saturating_sub(buf.len() as u64);
+        let n = usize::try_from(pos - start).unwrap_or(buf.len());
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if keep != len {
+                file.set_len(keep)?;
+                file.sync_data()?;
+            }
+            return Ok(());
+        }
+        pos = start;
+    }
+    if len > 0 {
+        file.set_len(0)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically and durably: temporary file, fsync, rename, fsync of
+/// the directory. After a crash the file holds either the old or the new content.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(|e| Error::state(&tmp, "create", e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::state(&tmp, "write", e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| Error::state(path, "rename into place", e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::state(dir, "sync directory", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_tail_ignored_on_read_and_cut_before_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.jsonl");
+        assert!(read::<u32>(&p).unwrap().is_empty());
+        std::fs::write(&p, "1\n2\n{\"tor").unwrap();
+        assert_eq!(read::<u32>(&p).unwrap(), vec![1, 2]);
+        Appender::open(&p).unwrap().append(&[3u32]).unwrap();
+        assert_eq!(read::<u32>(&p).unwrap(), vec![1, 2, 3]);
+        std::fs::write(&p, "{\"torn").unwrap();
+        Appender::open(&p).unwrap().append(&[4u32]).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "4\n");
+    }
+
+    #[test]
+    fn bad_middle_line_is_an_error_with_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.jsonl");
+        std::fs::write(&p, "1\n{bad\n3\n").unwrap();
+        let err = read::<u32>(&p).unwrap_err();
+        assert!(matches!(err, Error::Journal { line: Some(2), .. }), "{err}");
+    }
+
+    #[test]
+    fn write_durably_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("n");
+        write_durably(&p, b"1").unwrap();
+        write_durably(&p, b"22").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"22");
+        assert!(!dir.path().join("n.tmp").exists());
+    }
+}

@@ -1,0 +1,501 @@
+//! One REQUEST line in, one RESPONSE line (and one journal entry) out: the real-time API's
+//! rules as the simulator applies them. Pure apart from the in-memory book and vault.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use crate::book::Book;
+use crate::card::{self, ExpiryProblem};
+use crate::clock::unix_millis;
+use crate::command::Command;
+use crate::journal::JournalEntry;
+use crate::money::Cents;
+use crate::refusal::{self, Refusal};
+use crate::vault::{SourceKind, Vault};
+
+/// Read access to a request line's fields. Empty values count as absent, as in the API.
+pub(crate) trait Fields {
+    /// The first value of `key`, if present.
+    fn raw(&self, key: &str) -> Option<&str>;
+
+    /// The value of `key` when present and not empty.
+    fn field(&self, key: &str) -> Option<&str> {
+        self.raw(key).filter(|v| !v.is_empty())
+    }
+}
+
+impl Fields for kvp_format::Record {
+    fn raw(&self, key: &str) -> Option<&str> {
+        self.get(key)
+    }
+}
+
+impl Fields for [(&str, &str)] {
+    fn raw(&self, key: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+}
+
+/// An account's merchant keys, by value, each with its opaque id. Debug shows only the count.
+pub(crate) struct Merchants {
+    ids: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Merchants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Merchants({} keys)", self.ids.len())
+    }
+}
+
+impl Merchants {
+    pub(crate) fn new<'a>(keys: impl IntoIterator<Item = &'a str>, vault: &Vault) -> Merchants {
+        Merchants {
+            ids: keys
+                .into_iter()
+                .map(|k| (k.to_owned(), vault.merchant_id(k)))
+                .collect(),
+        }
+    }
+
+    fn id_of(&self, key: &str) -> Option<&str> {
+        self.ids.get(key).map(String::as_str)
+    }
+}
+
+/// Where a line sits and what it may use.
+#[derive(Debug)]
+pub(crate) struct LineCtx<'a> {
+    pub account: &'a str,
+    pub sequence: u32,
+    pub index: u64,
+    pub now: SystemTime,
+    pub merchants: &'a Merchants,
+    /// The `xRefNum` this line gets, whatever its result.
+    pub ref_num: String,
+}
+
+/// A processed line: the response fields (without `xIndex`/`xSequenceNumber`) and its journal
+/// entry.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub fields: Vec<(&'static str, String)>,
+    pub entry: JournalEntry,
+}
+
+#[derive(Debug, Default)]
+struct Draft {
+    command: String,
+    merchant: Option<String>,
+    target: Option<String>,
+    amount: Option<u64>,
+    token: Option<String>,
+    masked: Option<String>,
+    masked_key: &'static str,
+    brand: Option<String>,
+    fingerprint: Option<String>,
+    auth_code: bool,
+    extra: Vec<(&'static str, String)>,
+}
+
+/// Processes one line and records its effect in `book` (and new tokens in `vault`).
+pub(crate) fn process_line(
+    ctx: &LineCtx<'_>,
+    req: &(impl Fields + ?Sized),
+    book: &mut Book,
+    vault: &mut Vault,
+) -> Answer {
+    let mut d = Draft {
+        command: req.raw("xCommand").unwrap_or("").to_ascii_lowercase(),
+        masked_key: "xMaskedCardNumber",
+        ..Draft::default()
+    };
+    let verdict = decide(ctx, req, book, vault, &mut d);
+    let (result, status, error, code) = match verdict {
+        Ok(()) => ("A", "Approved", String::new(), "00000"),
+        Err(r) => (r.result(), r.status(), r.message().into_owned(), r.code()),
+    };
+    let approved = verdict.is_ok();
+    let mut fields: Vec<(&'static str, String)> = vec![
+        ("xResult", result.into()),
+        ("xStatus", status.into()),
+        ("xError", error),
+        ("xErrorCode", code.into()),
+        ("xRefNum", ctx.ref_num.clone()),
+    ];
+    if approved {
+        if d.auth_code {
+            fields.push((
+                "xAuthCode",
+                vault
+                    .keyed_hash(&["auth", &ctx.ref_num], 6)
+                    .to_ascii_uppercase(),
+            ));
+        }
+        if let Some(a) = d.amount {
+            fields.push(("xAuthAmount", Cents(a).to_string()));
+        }
+        if let Some(t) = &d.token {
+            fields.push(("xToken", t.clone()));
+        }
+    }
+    if let Some(m) = &d.masked {
+        fields.push((d.masked_key, m.clone()));
+    }
+    if let Some(b) = &d.brand {
+        fields.push(("xCardType", b.clone()));
+    }
+    if approved {
+        fields.append(&mut d.extra);
+    }
+    if let Some(inv) = req.raw("xInvoice") {
+        fields.push(("xInvoice", inv.to_owned()));
+    }
+    fields.push(("xBatch", ctx.sequence.to_string()));
+    let entry = JournalEntry {
+        account: ctx.account.to_owned(),
+        sequence: ctx.sequence,
+        index: ctx.index,
+        invoice: req.field("xInvoice").map(str::to_owned),
+        command: d.command,
+        result: result.to_owned(),
+        error_code: code.to_owned(),
+        ref_num: ctx.ref_num.clone(),
+        target_ref_num: d.target,
+        amount_cents: if approved { d.amount } else { None },
+        token: if approved { d.token } else { None },
+        masked: d.masked,
+        merchant: d.merchant,
+        fingerprint: if approved { d.fingerprint } else { None },
+        at_unix_ms: unix_millis(ctx.now),
+    };
+    book.apply(&entry);
+    Answer { fields, entry }
+}
+
+fn decide(
+    ctx: &LineCtx<'_>,
+    req: &(impl Fields + ?Sized),
+    book: &Book,
+    vault: &mut Vault,
+    d: &mut Draft,
+) -> Result<(), Refusal> {
+    let key = req.field("xKey").ok_or(Refusal::Missing("xKey"))?;
+    let merchant = ctx
+        .merchants
+        .id_of(key)
+        .ok_or(Refusal::InvalidKey)?
+        .to_owned();
+    d.merchant = Some(merchant.clone());
+    for f in ["xVersion", "xSoftwareName", "xSoftwareVersion"] {
+        req.field(f).ok_or(Refusal::Missing(f))?;
+    }
+    let raw = req.field("xCommand").ok_or(Refusal::Missing("xCommand"))?;
+    let command = Command::parse(raw).ok_or(Refusal::UnsupportedCommand)?;
+    d.command = command.name().to_owned();
+    match command {
+        Command::Sale | Command::AuthOnly | Command::Credit | Command::Save => {
+            let src = card_source(req, ctx.now, vault)?;
+            d.masked = Some(src.masked.clone());
+            d.brand = Some(src.brand.clone());
+            let amount = if command == Command::Save {
+                None
+            } else {
+                Some(amount(req)?)
+            };
+            d.amount = amount;
+            if let Some(a) = amount {
+                let fp = fingerprint(vault, &merchant, command, a, &src.hash, req);
+                if command != Command::Credit
+                    && !allow_duplicate(req)
+                    && book.is_duplicate(&fp, unix_millis(ctx.now))
+                {
+                    return Err(Refusal::Duplicate);
+                }
+                d.fingerprint = Some(fp);
+            }
+            if let Some(r) = src.number.as_deref().and_then(refusal::for_card) {
+                return Err(r);
+            }
+            if let Some(r) = amount
+                .filter(|_| command != Command::Credit)
+                .and_then(refusal::for_amount)
+            {
+                return Err(r);
+            }
+            d.token = Some(vault.tokenize(
+                src.hash,
+                SourceKind::Card,
+                src.masked,
+                &src.brand,
+                src.exp.as_deref(),
+            ));
+            d.auth_code = command != Command::Save;
+            if matches!(command, Command::Sale | Command::AuthOnly) {
+                if req.field("xZip").is_some() || req.field("xStreet").is_some() {
+                    d.extra.push(("xAvsResultCode", "YYY".into()));
+                    d.extra
+                        .push(("xAvsResult", "Address: Match & 5 Digit Zip: Match".into()));
+                }
+                if req.field("xCVV").is_some() {
+                    d.extra.push(("xCvvResultCode", "M".into()));
+                    d.extra.push(("xCvvResult", "Match".into()));
+                }
+            }
+            Ok(())
+        }
+        Command::CheckSale => {
+            d.masked_key = "xMaskedAccountNumber";
+            let src = check_source(req, vault)?;
+            d.masked = Some(src.masked.clone());
+            let a = amount(req)?;
+            d.amount = Some(a);
+            let fp = fingerprint(vault, &merchant, command, a, &src.hash, req);
+            if !allow_duplicate(req) && book.is_duplicate(&fp, unix_millis(ctx.now)) {
+                return Err(Refusal::Duplicate);
+            }
+            d.fingerprint = Some(fp);
+            if src.number.as_deref() == Some(refusal::NSF_ACCOUNT) {
+                return Err(Refusal::InsufficientFunds);
+            }
+            if let Some(r) = refusal::for_amount(a) {
+                return Err(r);
+            }
+            d.token = Some(vault.tokenize(src.hash, SourceKind::Check, src.masked, "Check", None));
+            Ok(())
+        }
+        Command::Capture | Command::Refund | Command::Void => {
+            let target = req.field("xRefNum").ok_or(Refusal::Missing("xRefNum"))?;
+            d.target = Some(target.to_owned());
+            let t = book
+                .get(target)
+                .filter(|t| t.merchant == merchant)
+                .ok_or(Refusal::OriginalNotFound)?;
+            if t.voided {
+                return Err(Refusal::AlreadyVoided);
+            }
+            let requested = match req.field("xAmount") {
+                Some(s) => Some(Cents::parse(s).ok_or(Refusal::Invalid("xAmount"))?.0),
+                None => None,
+            };
+            match command {
+                Command::Capture => {
+                    if t.command != Command::AuthOnly || t.captured > 0 {
+                        return Err(Refusal::NotCapturable);
+                    }
+                    let a = requested.unwrap_or(t.amount);
+                    if a > t.amount {
+                        return Err(Refusal::ExceedsAuthorized);
+                    }
+                    d.amount = Some(a);
+                }
+                Command::Refund => {
+                    let root_ref = book.root_of(target);
+                    let root = book.get(&root_ref).ok_or(Refusal::OriginalNotFound)?;
+                    let refundable = matches!(root.command, Command::Sale | Command::AuthOnly)
+                        && root.captured > 0;
+                    if !refundable {
+                        return Err(Refusal::NotRefundable);
+                    }
+                    if root.voided {
+                        return Err(Refusal::AlreadyVoided);
+                    }
+                    let left = root.captured.saturating_sub(root.refunded);
+                    let a = requested.unwrap_or(left);
+                    if a == 0 || a > left {
+                        return Err(Refusal::ExceedsCaptured);
+                    }
+                    d.amount = Some(a);
+                }
+                _ => {
+                    let voidable = matches!(
+                        t.command,
+                        Command::Sale
+                            | Command::AuthOnly
+                            | Command::Credit
+                            | Command::Capture
+                            | Command::Refund
+                    ) && t.refunded == 0;
+                    if !voidable {
+                        return Err(Refusal::NotVoidable);
+                    }
+                    d.amount = Some(t.amount);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A card payment source, resolved: never holds more of the number than the rules need.
+struct CardSource {
+    hash: String,
+    masked: String,
+    brand: String,
+    exp: Option<String>,
+    /// The number itself, only to consult the decline table; dropped with this value.
+    number: Option<String>,
+}
+
+fn card_source(
+    req: &(impl Fields + ?Sized),
+    now: SystemTime,
+    vault: &Vault,
+) -> Result<CardSource, Refusal> {
+    let card = req.field("xCardNum");
+    let token = req.field("xToken");
+    let track = req.field("xMagstripe");
+    match [card.is_some(), token.is_some(), track.is_some()]
+        .iter()
+        .filter(|&&b| b)
+        .count()
+    {
+        0 => return Err(Refusal::Missing("xCardNum")),
+        1 => {}
+        _ => return Err(Refusal::TooManySources),
+    }
+    if let Some(t) = token {
+        let e = vault
+            .by_token(t)
+            .filter(|e| e.kind == SourceKind::Card)
+            .ok_or(Refusal::InvalidToken)?;
+        let exp = req
+            .field("xExp")
+            .map(str::to_owned)
+            .or_else(|| e.exp.clone());
+        if let Some(x) = &exp {
+            expiry(x, now)?;
+        }
+        return Ok(CardSource {
+            hash: e.hash.clone(),
+            masked: e.masked.clone(),
+            brand: e.brand.clone(),
+            exp,
+            number: None,
+        });
+    }
+    let (number, exp) = match (card, track) {
+        (Some(n), _) => {
+            if !card::is_valid_card_number(n) {
+                return Err(Refusal::InvalidCard);
+            }
+            (
+                n.to_owned(),
+                req.field("xExp")
+                    .ok_or(Refusal::Missing("xExp"))?
+                    .to_owned(),
+            )
+        }
+        (None, Some(t)) => parse_track(t).ok_or(Refusal::Invalid("xMagstripe"))?,
+        (None, None) => return Err(Refusal::Missing("xCardNum")),
+    };
+    if !card::is_valid_card_number(&number) {
+        return Err(Refusal::InvalidCard);
+    }
+    expiry(&exp, now)?;
+    Ok(CardSource {
+        hash: vault.source_hash(SourceKind::Card, &number),
+        masked: card::mask_card(&number),
+        brand: card::card_type(&number).to_owned(),
+        exp: Some(exp),
+        number: Some(number),
+    })
+}
+
+fn expiry(exp: &str, now: SystemTime) -> Result<(), Refusal> {
+    card::check_expiry(exp, now).map_err(|p| match p {
+        ExpiryProblem::Malformed => Refusal::Invalid("xExp"),
+        ExpiryProblem::Expired => Refusal::CardExpired,
+    })
+}
+
+/// PAN and MMYY from track 1 (`%B<pan>^<name>^<YYMM>...`) or track 2 (`;<pan>=<YYMM>...`).
+fn parse_track(t: &str) -> Option<(String, String)> {
+    let (pan, rest) = if let Some(body) = t.strip_prefix("%B") {
+        let mut parts = body.splitn(3, '^');
+        let pan = parts.next()?;
+        let _name = parts.next()?;
+        (pan, parts.next()?)
+    } else {
+        t.strip_prefix(';').unwrap_or(t).split_once('=')?
+    };
+    let yymm = rest.get(..4)?;
+    if !yymm.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((pan.to_owned(), format!("{}{}", &yymm[2..], &yymm[..2])))
+}
+
+struct CheckSource {
+    hash: String,
+    masked: String,
+    number: Option<String>,
+}
+
+fn check_source(req: &(impl Fields + ?Sized), vault: &Vault) -> Result<CheckSource, Refusal> {
+    let token = req.field("xToken");
+    let account = req.field("xAccount");
+    let routing = req.field("xRouting");
+    if let Some(t) = token {
+        if account.is_some() || routing.is_some() {
+            return Err(Refusal::TooManySources);
+        }
+        let e = vault
+            .by_token(t)
+            .filter(|e| e.kind == SourceKind::Check)
+            .ok_or(Refusal::InvalidToken)?;
+        return Ok(CheckSource {
+            hash: e.hash.clone(),
+            masked: e.masked.clone(),
+            number: None,
+        });
+    }
+    let routing = routing.ok_or(Refusal::Missing("xRouting"))?;
+    let account = account.ok_or(Refusal::Missing("xAccount"))?;
+    if !card::is_valid_routing(routing) {
+        return Err(Refusal::Invalid("xRouting"));
+    }
+    if !card::is_valid_account(account) {
+        return Err(Refusal::Invalid("xAccount"));
+    }
+    Ok(CheckSource {
+        hash: vault.source_hash(SourceKind::Check, &format!("{routing}/{account}")),
+        masked: card::mask_account(account),
+        number: Some(account.to_owned()),
+    })
+}
+
+fn amount(req: &(impl Fields + ?Sized)) -> Result<u64, Refusal> {
+    let s = req.field("xAmount").ok_or(Refusal::Missing("xAmount"))?;
+    Cents::parse(s)
+        .map(|c| c.0)
+        .ok_or(Refusal::Invalid("xAmount"))
+}
+
+fn allow_duplicate(req: &(impl Fields + ?Sized)) -> bool {
+    req.field("xAllowDuplicate")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// The duplicate-check identity of a money transaction: merchant, command, amount, payment
+/// source and invoice (an invoice sharpens the check: different invoices are not duplicates).
+fn fingerprint(
+    vault: &Vault,
+    merchant: &str,
+    command: Command,
+    cents: u64,
+    source_hash: &str,
+    req: &(impl Fields + ?Sized),
+) -> String {
+    let invoice = req.field("xInvoice").unwrap_or("");
+    vault.keyed_hash(
+        &[
+            "dup",
+            merchant,
+            command.name(),
+            &cents.to_string(),
+            source_hash,
+            invoice,
+        ],
+        32,
+    )
+}

@@ -1,0 +1,377 @@
+//! `GatewaySim`: the accounts, their state, and the polling loop.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use kvp_format::{Secret, SequenceNumber};
+use storage_backends::Backend;
+
+use crate::book::Book;
+use crate::clock::{Clock, SystemClock, unix_millis};
+use crate::error::{Error, Result};
+use crate::flaky::FlakyBackend;
+use crate::journal::Journal;
+use crate::jsonl::write_durably;
+use crate::knobs::Knobs;
+use crate::process::Merchants;
+use crate::vault::Vault;
+
+/// One batch account (one SFTP login / batch credential) the simulator serves.
+#[derive(Debug, Clone)]
+pub struct SimAccount {
+    /// The account's name: `[A-Za-z0-9._-]`, 1–64 characters (it names state files).
+    pub name: String,
+    /// The account's drop (`Request/` and `Response/` under its root).
+    pub backend: Arc<dyn Backend>,
+    /// The batch upload credential PROCESS files must carry in `xKey`.
+    pub batch_key: Secret<String>,
+    /// The merchant API keys REQUEST lines may use in `xKey`.
+    pub merchant_keys: Vec<Secret<String>>,
+    /// Behaviour switches.
+    pub knobs: Knobs,
+}
+
+impl SimAccount {
+    /// An account with default (well-behaved) knobs.
+    pub fn new(
+        name: impl Into<String>,
+        backend: Arc<dyn Backend>,
+        batch_key: impl Into<String>,
+        merchant_keys: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        SimAccount {
+            name: name.into(),
+            backend,
+            batch_key: Secret::new(batch_key.into()),
+            merchant_keys: merchant_keys
+                .into_iter()
+                .map(|k| Secret::new(k.into()))
+                .collect(),
+            knobs: Knobs::default(),
+        }
+    }
+
+    /// Replaces the knobs.
+    #[must_use]
+    pub fn with_knobs(mut self, knobs: Knobs) -> Self {
+        self.knobs = knobs;
+        self
+    }
+}
+
+/// Options of the whole simulator.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Where the state lives (accepted numbers, journal, token vault). Only one simulator may
+    /// use a state directory at a time.
+    pub state_dir: PathBuf,
+    /// Pause between polls in [`GatewaySim::run`] (tokio time).
+    pub poll_interval: Duration,
+    /// The clock for the duplicate window and expiry checks.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl SimOptions {
+    /// Options with a 200 ms poll interval and the system clock.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        SimOptions {
+            state_dir: state_dir.into(),
+            poll_interval: Duration::from_millis(200),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Sets the poll interval.
+    #[must_use]
+    pub fn with_poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every;
+        self
+    }
+
+    /// Sets the clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// Counts of one or more polls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunStats {
+    /// Batches answered with a COMPLETE `xStatus=Success`.
+    pub batches_succeeded: u64,
+    /// Batches answered with a COMPLETE error (validation failure or gateway-error knob).
+    pub batches_failed: u64,
+    /// PROCESS files ignored (stale or invalid number).
+    pub batches_ignored: u64,
+    /// REQUEST lines processed.
+    pub lines: u64,
+    /// Lines approved (`xResult=A`).
+    pub approved: u64,
+    /// Lines declined (`xResult=D`).
+    pub declined: u64,
+    /// Lines answered with an error (`xResult=E`).
+    pub errors: u64,
+    /// Storage operations that failed (retried on the next poll).
+    pub storage_errors: u64,
+}
+
+impl std::ops::AddAssign for RunStats {
+    fn add_assign(&mut self, o: RunStats) {
+        self.batches_succeeded += o.batches_succeeded;
+        self.batches_failed += o.batches_failed;
+        self.batches_ignored += o.batches_ignored;
+        self.lines += o.lines;
+        self.approved += o.approved;
+        self.declined += o.declined;
+        self.errors += o.errors;
+        self.storage_errors += o.storage_errors;
+    }
+}
+
+impl RunStats {
+    /// Batches that got a COMPLETE.
+    pub fn batches_answered(&self) -> u64 {
+        self.batches_succeeded + self.batches_failed
+    }
+}
+
+/// Files accepted and answered but not yet written (storage failed): retried first.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub sequence: SequenceNumber,
+    pub response: Option<bytes::Bytes>,
+    pub complete: bytes::Bytes,
+}
+
+/// The mutable state of one account.
+#[derive(Debug)]
+pub(crate) struct AccountState {
+    pub name: String,
+    pub backend: Arc<dyn Backend>,
+    pub batch_key: Secret<String>,
+    pub merchants: Merchants,
+    pub knobs: Knobs,
+    pub accepted: Option<SequenceNumber>,
+    pub accepted_path: PathBuf,
+    pub book: Book,
+    /// Batches this instance wrote a COMPLETE for (drives the crash knob).
+    pub answered: u64,
+    pub pending: Option<Pending>,
+}
+
+impl AccountState {
+    /// Persists `seq` as the last accepted number (atomic file replace + fsync) and only then
+    /// updates memory.
+    pub(crate) fn accept(&mut self, seq: SequenceNumber) -> Result<()> {
+        write_durably(&self.accepted_path, format!("{seq}\n").as_bytes())?;
+        self.accepted = Some(seq);
+        Ok(())
+    }
+}
+
+/// What every account shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub clock: Arc<dyn Clock>,
+    pub vault: Mutex<Vault>,
+    pub journal: Mutex<Journal>,
+    pub next_ref: AtomicU64,
+    /// Set when the crash knob fired: (account, sequence, point).
+    pub crash: Mutex<Option<(String, u32, crate::knobs::CrashPoint)>>,
+}
+
+impl Shared {
+    pub(crate) fn next_ref_num(&self) -> String {
+        self.next_ref.fetch_add(1, Ordering::Relaxed).to_string()
+    }
+
+    pub(crate) fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {
+        self.vault.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The simulated gateway.
+#[derive(Debug)]
+pub struct GatewaySim {
+    pub(crate) shared: Shared,
+    pub(crate) accounts: Vec<tokio::sync::Mutex<AccountState>>,
+    state_dir: PathBuf,
+    poll_interval: Duration,
+}
+
+/// The first `xRefNum` a fresh state directory hands out.
+const FIRST_REF_NUM: u64 = 3_000_000_001;
+
+impl GatewaySim {
+    /// Opens the state in `options.state_dir` (creating it) and prepares `accounts`.
+    ///
+    /// The transaction book is rebuilt from the journal, so a new simulator over the same
+    /// state directory knows every earlier approval and never re-accepts a number.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid or repeated account name; [`Error::State`] /
+    /// [`Error::Journal`] when the state directory cannot be read or created.
+    pub fn new(accounts: Vec<SimAccount>, options: SimOptions) -> Result<GatewaySim> {
+        let dir = &options.state_dir;
+        let accounts_dir = dir.join("accounts");
+        std::fs::create_dir_all(&accounts_dir)
+            .map_err(|e| Error::state(&accounts_dir, "create state directory", e))?;
+        let vault = Vault::open(dir)?;
+        let journal_path = dir.join(Journal::FILE_NAME);
+        let entries = Journal::read(&journal_path)?;
+        let max_ref = entries
+            .iter()
+            .filter_map(|e| e.ref_num.parse::<u64>().ok())
+            .max()
+            .unwrap_or(FIRST_REF_NUM - 1);
+        let now_ms = unix_millis(options.clock.now());
+        let mut seen = HashSet::new();
+        let mut states = Vec::with_capacity(accounts.len());
+        for a in accounts {
+            check_name(&a.name)?;
+            if !seen.insert(a.name.clone()) {
+                return Err(Error::Config {
+                    account: a.name,
+                    message: "configured twice".into(),
+                });
+            }
+            let mut book = Book::default();
+            for e in entries.iter().filter(|e| e.account == a.name) {
+                book.apply(e);
+            }
+            book.prune(now_ms);
+            let accepted_path = accounts_dir.join(format!("{}.accepted", a.name));
+            let accepted = read_accepted(&accepted_path)?;
+            let merchants =
+                Merchants::new(a.merchant_keys.iter().map(|k| k.expose().as_str()), &vault);
+            states.push(tokio::sync::Mutex::new(AccountState {
+                backend: FlakyBackend::wrap(a.backend, a.knobs.storage),
+                name: a.name,
+                batch_key: a.batch_key,
+                merchants,
+                knobs: a.knobs,
+                accepted,
+                accepted_path,
+                book,
+                answered: 0,
+                pending: None,
+            }));
+        }
+        Ok(GatewaySim {
+            shared: Shared {
+                clock: options.clock,
+                vault: Mutex::new(vault),
+                journal: Mutex::new(Journal::open_append(&journal_path)?),
+                next_ref: AtomicU64::new(max_ref + 1),
+                crash: Mutex::new(None),
+            },
+            accounts: states,
+            state_dir: options.state_dir,
+            poll_interval: options.poll_interval,
+        })
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The journal file (read it with [`Journal::read`]).
+    pub fn journal_path(&self) -> PathBuf {
+        self.state_dir.join(Journal::FILE_NAME)
+    }
+
+    /// The last sequence number accepted for `account`, if any.
+    pub async fn accepted(&self, account: &str) -> Option<SequenceNumber> {
+        for a in &self.accounts {
+            let a = a.lock().await;
+            if a.name == account {
+                return a.accepted;
+            }
+        }
+        None
+    }
+
+    /// One poll of every account: handles every PROCESS file present, in arrival order.
+    ///
+    /// Storage failures are logged, counted in [`RunStats::storage_errors`] and retried on the
+    /// next poll; they are not errors.
+    ///
+    /// # Errors
+    /// [`Error::State`] / [`Error::Journal`] when the state cannot be persisted (the simulator
+    /// must stop: it can no longer promise exactly-once), [`Error::SimulatedCrash`] when the
+    /// crash knob fires (and on every later call).
+    pub async fn run_once(&self) -> Result<RunStats> {
+        let results =
+            futures::future::join_all(self.accounts.iter().map(|a| self.poll_account(a))).await;
+        let mut total = RunStats::default();
+        let mut first_err = None;
+        for r in results {
+            match r {
+                Ok(s) => total += s,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    }
+
+    /// Polls until `shutdown` completes, then returns the totals.
+    ///
+    /// # Errors
+    /// As [`GatewaySim::run_once`]; the loop stops at the first error.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<RunStats> {
+        tokio::pin!(shutdown);
+        let mut total = RunStats::default();
+        loop {
+            total += self.run_once().await?;
+            tokio::select! {
+                () = &mut shutdown => return Ok(total),
+                () = tokio::time::sleep(self.poll_interval) => {}
+            }
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config {
+            account: name.to_owned(),
+            message: "account names are 1-64 characters of A-Z a-z 0-9 . _ -".into(),
+        })
+    }
+}
+
+fn read_accepted(path: &Path) -> Result<Option<SequenceNumber>> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => s.trim().parse::<SequenceNumber>().map(Some).map_err(|_| {
+            Error::state(
+                path,
+                "parse accepted sequence number",
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "not a sequence number"),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::state(path, "read accepted sequence number", e)),
+    }
+}
