@@ -1,1 +1,105 @@
-//! sequence-ledger (being built; see docs/ARCHITECTURE.md for its contract).
+//! The durable memory of paybatch: which sequence numbers each batch account has used, which
+//! transactions went into which batch, how far each batch got, and the gateway's per-line
+//! answers. It is what makes paybatch safe to kill (PROTOCOL.md §2 items 5, 6, 8, 9).
+//!
+//! One sled 0.34 database directory per deployment, owned by one process at a time.
+//!
+//! Main types:
+//! - [`Ledger`]: open it, [`Ledger::reserve`] a number with its bindings, move batches along
+//!   with [`Ledger::transition`], keep results with [`Ledger::store_results`], query it.
+//! - [`AccountId`]: the batch account sequence numbers are scoped to.
+//! - [`NewBatch`] / [`Reserve`]: what a reservation asks for and its three answers (reserved,
+//!   lost race, reference conflict).
+//! - [`BatchState`] / [`Transition`] / [`Verdict`]: the state machine, with the full table of
+//!   legal steps on [`BatchState`].
+//! - [`BatchRecord`], [`Binding`], [`StoredResult`]: what the ledger remembers.
+//!
+//! ```
+//! use kvp_format::SequenceNumber;
+//! use sequence_ledger::{
+//!     AccountId, BatchState, Ledger, NewBatch, NewBinding, Outcome, Reserve, StoredResult,
+//!     Transition, Verdict, content_digest, sha256,
+//! };
+//!
+//! let dir = tempfile::tempdir()?;
+//! let ledger = Ledger::open(dir.path().join("ledger"))?;
+//! let acme = AccountId::new("acme")?;
+//!
+//! let seq = ledger.next_sequence(&acme)?;                     // 1 for a new account
+//! let request = b"xIndex=0&xSequenceNumber=1&xCommand=cc%3Asale&xAmount=5.00\n";
+//! let digest = content_digest([("xCommand", "cc:sale"), ("xAmount", "5.00")]);
+//! let new = NewBatch {
+//!     sequence: seq,
+//!     request_sha256: sha256(request),
+//!     request_len: request.len() as u64,
+//!     lines: vec![NewBinding { client_ref: "order-1".into(), index: 0, content_digest: digest }],
+//! };
+//! let Reserve::Reserved(batch) = ledger.reserve(&acme, new)? else { panic!("fresh ledger") };
+//! assert_eq!(batch.state, BatchState::Reserved);          // durable: flushed and fsynced
+//!
+//! ledger.transition(&acme, seq, Transition::RequestUploaded)?;
+//! ledger.transition(&acme, seq, Transition::Triggered)?;
+//! ledger.transition(&acme, seq, Transition::Completed(Verdict::new(Outcome::Success, "Success")))?;
+//! let fields = vec![("xResult".to_string(), "A".to_string())];
+//! ledger.store_results(&acme, seq, vec![StoredResult { index: 0, fields }])?;
+//! let done = ledger.transition(&acme, seq, Transition::Cleaned)?;
+//! assert_eq!(done.state, BatchState::Cleaned);
+//!
+//! let again = ledger.check_reference(&acme, "order-1", &digest)?;
+//! assert_eq!(again.map(|b| b.to_string()).as_deref(), Some("batch 1, line 0"));
+//! assert_eq!(ledger.next_sequence(&acme)?, SequenceNumber::new(2)?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **Durable before returning.** Every write ([`Ledger::reserve`], [`Ledger::transition`],
+//!   [`Ledger::store_results`], [`Ledger::set_floor`]) is one sled transaction across the trees
+//!   it touches, followed by sled's `flush()` and then fsyncs (module `durable`): sled 0.34's
+//!   flush ends in `sync_file_range`, which survives a killed process but not a power cut (no
+//!   file metadata, no device cache flush; blob files are never synced and snapshot renames
+//!   leave the directory unsynced). After the flush the ledger `fdatasync`s sled's log file,
+//!   fsyncs new blob files and the directories. On Linux an fsync through any descriptor
+//!   writes back the file's dirty pages, whoever wrote them. Cost: see the crate README.
+//! - **Atomic.** After a crash each write is entirely there or entirely absent (sled
+//!   transactions are recovered atomically).
+//! - **Numbers only go up.** A reserved number is strictly above every earlier number of the
+//!   account and its floor, never reused; past 999,999,999 is [`Error::Exhausted`], never a
+//!   wrap-around.
+//! - **A lost race is a value.** Two tasks reserving the same number: one gets
+//!   [`Reserve::Reserved`], the other [`Reserve::LostRace`] with the next number to try.
+//! - **One process.** A second process gets [`Error::InUse`] naming the holder's pid (a lock
+//!   file with `flock`, released by the kernel when the holder dies).
+//!   [`Ledger::open_read_only`] changes no file.
+//! - **Ordered triggers.** [`Transition::Triggered`] is refused when it could make the gateway
+//!   ignore a batch (see [`BatchState`]).
+//! - **No secrets.** Card numbers, CVV, track data, bank account/routing numbers and keys are
+//!   never stored: results with such fields are refused, and the content digest hashes masked
+//!   values only ([`content_digest`]).
+//! - **Versioned layout.** A `format_version` record (currently 1); another version is
+//!   [`Error::UnsupportedFormat`], so a later layout can migrate instead of misreading.
+#![warn(missing_docs)]
+
+mod account;
+mod codec;
+mod crash;
+mod digest;
+mod durable;
+mod error;
+mod export;
+mod ledger;
+mod record;
+mod state;
+
+pub use account::AccountId;
+#[doc(hidden)]
+pub use crash::{CRASH_ENV, LEDGER_CRASH_POINTS, crash_point};
+pub use digest::{content_digest, sha256};
+pub use durable::Durability;
+pub use error::{Error, Result};
+pub use ledger::{Ledger, LedgerOptions};
+pub use record::{
+    AccountInfo, BatchRecord, Binding, ConflictKind, NewBatch, NewBinding, RefConflict, Reserve,
+    StoredResult,
+};
+pub use state::{BatchState, Outcome, Stamp, Transition, Verdict};

@@ -1,0 +1,113 @@
+//! Durable reservations and transitions per second, with and without the fsync.
+//!
+//! `cargo bench -p sequence-ledger --bench ledger` (numbers in the crate README).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kvp_format::SequenceNumber;
+use sequence_ledger::{
+    AccountId, Durability, Ledger, LedgerOptions, NewBatch, NewBinding, Reserve, Transition,
+};
+
+fn new_batch(seq: SequenceNumber, lines: u64, tag: u64) -> NewBatch {
+    NewBatch {
+        sequence: seq,
+        request_sha256: [7; 32],
+        request_len: 240 * lines,
+        lines: (0..lines)
+            .map(|i| NewBinding {
+                client_ref: format!("ref-{tag}-{i}"),
+                index: i,
+                content_digest: [i as u8; 32],
+            })
+            .collect(),
+    }
+}
+
+fn open(durability: Durability) -> (tempfile::TempDir, Ledger) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let ledger = Ledger::open_with(
+        dir.path().join("l"),
+        LedgerOptions::with_durability(durability),
+    )
+    .unwrap();
+    (dir, ledger)
+}
+
+fn reserve_one(ledger: &Ledger, account: &AccountId, lines: u64, tag: u64) -> SequenceNumber {
+    let seq = ledger.next_sequence(account).unwrap();
+    match ledger.reserve(account, new_batch(seq, lines, tag)).unwrap() {
+        Reserve::Reserved(_) => seq,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn reservations(c: &mut Criterion) {
+    let mut group = c.benchmark_group("reserve");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(5));
+    for (name, durability) in [
+        ("fsync", Durability::Fsync),
+        ("flush_only", Durability::FlushOnly),
+    ] {
+        for lines in [1u64, 100] {
+            let (_dir, ledger) = open(durability);
+            let account = AccountId::new("bench").unwrap();
+            let mut tag = 0u64;
+            group.bench_function(format!("{name}/{lines}_lines"), |b| {
+                b.iter(|| {
+                    tag += 1;
+                    reserve_one(&ledger, &account, lines, tag)
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn transitions(c: &mut Criterion) {
+    let mut group = c.benchmark_group("transition");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(5));
+    for (name, durability) in [
+        ("fsync", Durability::Fsync),
+        ("flush_only", Durability::FlushOnly),
+    ] {
+        let (_dir, ledger) = open(durability);
+        let account = AccountId::new("bench").unwrap();
+        let mut tag = 0u64;
+        // Each iteration: one reservation outside the clock, then RequestUploaded timed.
+        group.bench_function(format!("{name}/request_uploaded"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    tag += 1;
+                    let seq = reserve_one(&ledger, &account, 1, tag);
+                    let start = Instant::now();
+                    ledger
+                        .transition(&account, seq, Transition::RequestUploaded)
+                        .unwrap();
+                    total += start.elapsed();
+                    ledger
+                        .transition(
+                            &account,
+                            seq,
+                            Transition::Abandoned {
+                                reason: "bench".into(),
+                            },
+                        )
+                        .unwrap();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, reservations, transitions);
+criterion_main!(benches);

@@ -1,0 +1,882 @@
+//! Unit tests of the ledger against a real sled database in a temporary directory.
+
+use super::*;
+use crate::{Durability, Outcome, Verdict};
+
+const CARD: &str = "4111111111111111";
+const KEY: &str = "xkey_supersecret_0123456789";
+
+fn seq(n: u32) -> SequenceNumber {
+    SequenceNumber::new(n).unwrap()
+}
+
+fn acct(s: &str) -> AccountId {
+    AccountId::new(s).unwrap()
+}
+
+fn fresh() -> (tempfile::TempDir, Ledger) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path().join("ledger")).unwrap();
+    (dir, ledger)
+}
+
+fn lines(refs: &[&str]) -> Vec<crate::NewBinding> {
+    (0u64..)
+        .zip(refs)
+        .map(|(index, r)| crate::NewBinding {
+            client_ref: (*r).to_string(),
+            index,
+            content_digest: crate::content_digest([("xRef", *r)]),
+        })
+        .collect()
+}
+
+fn new_batch(n: u32, refs: &[&str]) -> NewBatch {
+    NewBatch {
+        sequence: seq(n),
+        request_sha256: crate::sha256(format!("request {n}").as_bytes()),
+        request_len: 100,
+        lines: lines(refs),
+    }
+}
+
+fn reserve(l: &Ledger, a: &AccountId, n: u32, refs: &[&str]) -> BatchRecord {
+    match l.reserve(a, new_batch(n, refs)).unwrap() {
+        Reserve::Reserved(r) => r,
+        other => panic!("expected Reserved, got {other:?}"),
+    }
+}
+
+fn ok() -> Verdict {
+    Verdict::new(Outcome::Success, "Success")
+}
+
+fn failed(processed: Option<u64>) -> Verdict {
+    Verdict {
+        error: Some("bad file".into()),
+        processed_count: processed,
+        ..Verdict::new(Outcome::GatewayError, "Error")
+    }
+}
+
+/// Drives batch `n` (already reserved) to `state` along the shortest legal path.
+fn drive(l: &Ledger, a: &AccountId, n: u32, state: BatchState) {
+    use BatchState::*;
+    let path: Vec<Transition> = match state {
+        Reserved => vec![],
+        RequestUploaded => vec![Transition::RequestUploaded],
+        Triggered => vec![Transition::RequestUploaded, Transition::Triggered],
+        Completed(Outcome::Success) => vec![
+            Transition::RequestUploaded,
+            Transition::Triggered,
+            Transition::Completed(ok()),
+        ],
+        Completed(Outcome::GatewayError) => vec![
+            Transition::RequestUploaded,
+            Transition::Triggered,
+            Transition::Completed(failed(None)),
+        ],
+        Stuck => vec![
+            Transition::RequestUploaded,
+            Transition::Triggered,
+            Transition::Stuck,
+        ],
+        Abandoned => vec![Transition::Abandoned {
+            reason: "test".into(),
+        }],
+        Collected | Cleaned => {
+            drive(l, a, n, Completed(Outcome::Success));
+            l.store_results(a, seq(n), vec![]).unwrap();
+            if state == Cleaned {
+                l.transition(a, seq(n), Transition::Cleaned).unwrap();
+            }
+            return;
+        }
+    };
+    for t in path {
+        l.transition(a, seq(n), t).unwrap();
+    }
+}
+
+const ALL_STATES: [BatchState; 9] = [
+    BatchState::Reserved,
+    BatchState::RequestUploaded,
+    BatchState::Triggered,
+    BatchState::Completed(Outcome::Success),
+    BatchState::Completed(Outcome::GatewayError),
+    BatchState::Collected,
+    BatchState::Cleaned,
+    BatchState::Stuck,
+    BatchState::Abandoned,
+];
+
+fn all_transitions() -> Vec<Transition> {
+    vec![
+        Transition::RequestUploaded,
+        Transition::Triggered,
+        Transition::Completed(ok()),
+        Transition::Completed(failed(Some(0))),
+        Transition::Stuck,
+        Transition::Cleaned,
+        Transition::Abandoned { reason: "r".into() },
+    ]
+}
+
+#[test]
+fn numbers_start_at_one_and_follow_high_water_and_floor() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    assert_eq!(l.next_sequence(&a).unwrap(), seq(1));
+    assert_eq!(l.last_sequence(&a).unwrap(), None);
+    reserve(&l, &a, 5, &["r1"]);
+    assert_eq!(l.next_sequence(&a).unwrap(), seq(6));
+    l.set_floor(&a, seq(10)).unwrap();
+    assert_eq!(l.next_sequence(&a).unwrap(), seq(11));
+    l.set_floor(&a, seq(2)).unwrap();
+    assert_eq!(
+        l.next_sequence(&a).unwrap(),
+        seq(6),
+        "a low floor never lowers the high water"
+    );
+    assert_eq!(l.last_sequence(&a).unwrap(), Some(seq(5)));
+    assert_eq!(
+        l.next_sequence(&acct("other")).unwrap(),
+        seq(1),
+        "accounts are independent"
+    );
+}
+
+#[test]
+fn exhaustion_is_an_error_never_a_wrap() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    reserve(&l, &a, 999_999_999, &["last"]);
+    assert!(
+        matches!(l.next_sequence(&a), Err(Error::Exhausted { last, .. }) if last == SequenceNumber::MAX)
+    );
+    assert!(matches!(
+        l.reserve(&a, new_batch(5, &["x"])),
+        Err(Error::Exhausted { .. })
+    ));
+    let b = acct("b");
+    l.set_floor(&b, SequenceNumber::MAX).unwrap();
+    assert!(matches!(l.next_sequence(&b), Err(Error::Exhausted { .. })));
+}
+
+#[test]
+fn reserve_stores_batch_bindings_and_high_water() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    let rec = reserve(&l, &a, 3, &["x", "y"]);
+    assert_eq!(
+        (rec.state, rec.line_count, rec.request_len),
+        (BatchState::Reserved, 2, 100)
+    );
+    assert_eq!(rec.transitions.len(), 1);
+    assert_eq!(l.batch(&a, seq(3)).unwrap(), Some(rec.clone()));
+    let b = l.binding(&a, "y").unwrap().unwrap();
+    assert_eq!((b.sequence, b.index), (seq(3), 1));
+    assert_eq!(b.to_string(), "batch 3, line 1");
+    assert_eq!(
+        l.binding(&acct("other"), "y").unwrap(),
+        None,
+        "bindings are per account"
+    );
+    assert_eq!(l.account_info(&a).unwrap().high_water, Some(seq(3)));
+    assert_eq!(l.accounts().unwrap(), vec![a]);
+}
+
+#[test]
+fn a_used_number_is_a_lost_race_with_the_next_one() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    reserve(&l, &a, 4, &["x"]);
+    for n in [4, 1] {
+        assert_eq!(
+            l.reserve(&a, new_batch(n, &["other"])).unwrap(),
+            Reserve::LostRace { next: seq(5) }
+        );
+    }
+    l.set_floor(&a, seq(9)).unwrap();
+    assert_eq!(
+        l.reserve(&a, new_batch(7, &["other"])).unwrap(),
+        Reserve::LostRace { next: seq(10) }
+    );
+    assert_eq!(
+        l.binding(&a, "other").unwrap(),
+        None,
+        "a lost race writes nothing"
+    );
+}
+
+#[test]
+fn racing_threads_get_distinct_numbers() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    let got: Vec<u32> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let (l, a) = (&l, &a);
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..10 {
+                        let r = format!("t{t}-{i}");
+                        loop {
+                            let n = l.next_sequence(a).unwrap();
+                            match l.reserve(a, new_batch(n.get(), &[&r])).unwrap() {
+                                Reserve::Reserved(rec) => {
+                                    mine.push(rec.sequence.get());
+                                    break;
+                                }
+                                Reserve::LostRace { next } => assert!(next > n),
+                                other => panic!("{other:?}"),
+                            }
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 40, "{got:?}");
+    assert_eq!(
+        l.last_sequence(&a).unwrap(),
+        Some(seq(*sorted.last().unwrap()))
+    );
+}
+
+#[test]
+fn bad_new_batches_are_errors() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    let mut skipped = new_batch(1, &["x", "y"]);
+    skipped.lines[1].index = 2;
+    let cases: Vec<(&str, NewBatch, fn(&Error) -> bool)> = vec![
+        ("empty", new_batch(1, &[]), |e| {
+            matches!(e, Error::EmptyBatch { .. })
+        }),
+        ("index", skipped, |e| {
+            matches!(
+                e,
+                Error::IndexMismatch {
+                    position: 1,
+                    index: 2,
+                    ..
+                }
+            )
+        }),
+        (
+            "dup",
+            new_batch(1, &["x", "x"]),
+            |e| matches!(e, Error::DuplicateReference { client_ref, .. } if client_ref == "x"),
+        ),
+    ];
+    for (name, batch, check) in cases {
+        let err = l.reserve(&a, batch).unwrap_err();
+        assert!(check(&err), "{name}: {err:?}");
+    }
+    assert_eq!(l.last_sequence(&a).unwrap(), None);
+}
+
+#[test]
+fn bound_references_conflict_and_nothing_is_written() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    reserve(&l, &a, 1, &["x", "y"]);
+    let mut again = new_batch(2, &["new", "y", "x"]);
+    again.lines[2].content_digest = [0; 32];
+    let Reserve::Conflict { conflicts } = l.reserve(&a, again).unwrap() else {
+        panic!()
+    };
+    assert_eq!(conflicts.len(), 2);
+    assert_eq!(
+        (
+            conflicts[0].client_ref.as_str(),
+            conflicts[0].index,
+            conflicts[0].kind
+        ),
+        ("y", 1, ConflictKind::AlreadyBound)
+    );
+    assert_eq!(conflicts[0].existing.to_string(), "batch 1, line 1");
+    assert_eq!(
+        (conflicts[1].client_ref.as_str(), conflicts[1].kind),
+        ("x", ConflictKind::ContentDiffers)
+    );
+    assert_eq!(l.batch(&a, seq(2)).unwrap(), None);
+    assert_eq!(l.binding(&a, "new").unwrap(), None);
+    assert_eq!(l.last_sequence(&a).unwrap(), Some(seq(1)));
+}
+
+#[test]
+fn check_reference_recognises_resubmissions_and_content_conflicts() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    reserve(&l, &a, 17, &["p", "q", "r", "s", "order-9"]);
+    let same = crate::content_digest([("xRef", "order-9")]);
+    assert_eq!(l.check_reference(&a, "unknown", &same).unwrap(), None);
+    let b = l.check_reference(&a, "order-9", &same).unwrap().unwrap();
+    assert_eq!(format!("already in {b}"), "already in batch 17, line 4");
+    let err = l.check_reference(&a, "order-9", &[1; 32]).unwrap_err();
+    assert!(
+        matches!(err, Error::ContentConflict { ref existing, .. } if existing.sequence == seq(17)),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn abandoned_or_unprocessed_batches_release_their_references() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    reserve(&l, &a, 1, &["x"]);
+    l.transition(
+        &a,
+        seq(1),
+        Transition::Abandoned {
+            reason: "operator".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(l.check_reference(&a, "x", &[9; 32]).unwrap(), None);
+    reserve(&l, &a, 2, &["x"]);
+    assert_eq!(l.binding(&a, "x").unwrap().unwrap().sequence, seq(2));
+
+    drive(&l, &a, 2, BatchState::Triggered);
+    l.transition(&a, seq(2), Transition::Completed(failed(Some(3))))
+        .unwrap();
+    assert!(
+        matches!(
+            l.reserve(&a, new_batch(3, &["x"])).unwrap(),
+            Reserve::Conflict { .. }
+        ),
+        "3 processed: still bound"
+    );
+
+    reserve(&l, &a, 4, &["y"]);
+    drive(&l, &a, 4, BatchState::Triggered);
+    l.transition(&a, seq(4), Transition::Completed(failed(Some(0))))
+        .unwrap();
+    reserve(&l, &a, 5, &["y"]);
+    assert_eq!(l.binding(&a, "y").unwrap().unwrap().sequence, seq(5));
+}
+
+#[test]
+fn the_happy_path_records_every_step() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    reserve(&l, &a, 1, &["x", "y"]);
+    drive(&l, &a, 1, BatchState::Completed(Outcome::Success));
+    let results = vec![
+        StoredResult {
+            index: 1,
+            fields: vec![("xResult".into(), "D".into())],
+        },
+        StoredResult {
+            index: 0,
+            fields: vec![
+                ("xResult".into(), "A".into()),
+                ("xMaskedCardNumber".into(), "4xxxxxxxxxxx1111".into()),
+            ],
+        },
+    ];
+    let rec = l.store_results(&a, seq(1), results.clone()).unwrap();
+    assert_eq!(rec.state, BatchState::Collected);
+    let mut stored = l.results(&a, seq(1)).unwrap();
+    stored.sort_by_key(|r| r.index);
+    let mut expected = results;
+    expected.sort_by_key(|r| r.index);
+    assert_eq!(stored, expected);
+    let rec = l.transition(&a, seq(1), Transition::Cleaned).unwrap();
+    let names: Vec<_> = rec
+        .transitions
+        .iter()
+        .map(|s| s.state.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Reserved",
+            "RequestUploaded",
+            "Triggered",
+            "Completed(Success)",
+            "Collected",
+            "Cleaned"
+        ]
+    );
+    assert_eq!(rec.verdict, Some(ok()));
+    assert!(l.in_flight().unwrap().is_empty());
+}
+
+#[test]
+fn gateway_errors_and_late_completes() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    reserve(&l, &a, 1, &["x"]);
+    drive(&l, &a, 1, BatchState::Completed(Outcome::GatewayError));
+    let rec = l.store_results(&a, seq(1), vec![]).unwrap();
+    assert_eq!(rec.state, BatchState::Collected);
+    assert_eq!(rec.verdict.unwrap().error.as_deref(), Some("bad file"));
+    l.transition(&a, seq(1), Transition::Cleaned).unwrap();
+
+    reserve(&l, &a, 2, &["y"]);
+    drive(&l, &a, 2, BatchState::Stuck);
+    let rec = l
+        .resolve(
+            &a,
+            seq(2),
+            Transition::Completed(ok()),
+            "late COMPLETE found",
+        )
+        .unwrap();
+    assert_eq!(
+        (rec.state, rec.note.as_deref()),
+        (
+            BatchState::Completed(Outcome::Success),
+            Some("late COMPLETE found")
+        )
+    );
+
+    reserve(&l, &a, 3, &["z"]);
+    l.transition(&a, seq(2), Transition::Abandoned { reason: "x".into() })
+        .unwrap_err();
+    drive(&l, &a, 3, BatchState::Stuck);
+    let rec = l
+        .transition(
+            &a,
+            seq(3),
+            Transition::Abandoned {
+                reason: "gateway lost it".into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (rec.state, rec.note.as_deref()),
+        (BatchState::Abandoned, Some("gateway lost it"))
+    );
+}
+
+#[test]
+fn the_ledger_enforces_the_table_for_every_state_and_step() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    let mut n = 0;
+    for from in ALL_STATES {
+        for t in all_transitions() {
+            n += 1;
+            reserve(&l, &a, n, &[&format!("r{n}")]);
+            drive(&l, &a, n, from);
+            let before = l.batch(&a, seq(n)).unwrap().unwrap();
+            let to = t.target();
+            match l.transition(&a, seq(n), t) {
+                Ok(rec) => {
+                    assert!(from.can_become(to), "{from} -> {to} was allowed");
+                    assert_eq!(rec.state, to);
+                    assert_eq!(l.batch(&a, seq(n)).unwrap().unwrap(), rec);
+                }
+                Err(Error::IllegalTransition {
+                    from: f, to: t2, ..
+                }) => {
+                    assert!(!from.can_become(to), "{from} -> {to} was refused");
+                    assert_eq!((f, t2), (from, to));
+                    assert_eq!(
+                        l.batch(&a, seq(n)).unwrap().unwrap(),
+                        before,
+                        "nothing written"
+                    );
+                }
+                Err(e) => panic!("{from} -> {to}: {e:?}"),
+            }
+            // Leave no batch in flight so the next one may be triggered.
+            let rec = l.batch(&a, seq(n)).unwrap().unwrap();
+            if rec.state.can_become(BatchState::Abandoned) {
+                l.transition(
+                    &a,
+                    seq(n),
+                    Transition::Abandoned {
+                        reason: "next".into(),
+                    },
+                )
+                .unwrap();
+            } else if let BatchState::Completed(_) = rec.state {
+                l.store_results(&a, seq(n), vec![]).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn store_results_refuses_other_states_bad_indexes_and_secrets() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    reserve(&l, &a, 1, &["x", "y"]);
+    let r = |index, k: &str, v: &str| StoredResult {
+        index,
+        fields: vec![(k.into(), v.into())],
+    };
+    assert!(matches!(
+        l.store_results(&a, seq(1), vec![]),
+        Err(Error::IllegalTransition {
+            to: BatchState::Collected,
+            ..
+        })
+    ));
+    drive(&l, &a, 1, BatchState::Completed(Outcome::Success));
+    #[rustfmt::skip]
+    let cases: Vec<(Vec<StoredResult>, &str)> = vec![
+        (vec![r(2, "xResult", "A")], "beyond"),
+        (vec![r(0, "xResult", "A"), r(0, "xResult", "A")], "twice"),
+        (vec![r(0, "xResult", "A"), r(1, "xCardNum", CARD)], "xCardNum"),
+        (vec![r(0, "XCVV", "123")], "XCVV"),
+        (vec![r(0, "xkey", KEY)], "xkey"),
+        (vec![r(0, "xRouting", "021000021")], "xRouting"),
+    ];
+    for (results, expect) in cases {
+        let err = l.store_results(&a, seq(1), results).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(expect), "{text}");
+        assert!(!text.contains(CARD) && !text.contains(KEY), "{text}");
+        assert!(
+            matches!(err, Error::BadResult { .. } | Error::SensitiveField { .. }),
+            "{err:?}"
+        );
+    }
+    assert!(l.results(&a, seq(1)).unwrap().is_empty(), "nothing stored");
+    assert_eq!(
+        l.batch(&a, seq(1)).unwrap().unwrap().state,
+        BatchState::Completed(Outcome::Success)
+    );
+}
+
+#[test]
+fn unknown_batches_are_errors() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    assert!(matches!(
+        l.transition(&a, seq(1), Transition::Triggered),
+        Err(Error::NoSuchBatch { .. })
+    ));
+    assert!(matches!(
+        l.store_results(&a, seq(1), vec![]),
+        Err(Error::NoSuchBatch { .. })
+    ));
+    assert_eq!(l.batch(&a, seq(1)).unwrap(), None);
+}
+
+#[test]
+fn triggers_keep_protocol_order() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    let b = acct("b");
+    reserve(&l, &a, 1, &["1"]);
+    reserve(&l, &a, 2, &["2"]);
+    reserve(&l, &b, 1, &["1"]);
+    drive(&l, &a, 2, BatchState::RequestUploaded);
+    let err = l.transition(&a, seq(2), Transition::Triggered).unwrap_err();
+    assert!(
+        matches!(err, Error::OutOfOrder { blocking, blocking_state: BatchState::Reserved, .. } if blocking == seq(1)),
+        "{err:?}"
+    );
+    drive(&l, &a, 1, BatchState::Triggered);
+    let err = l.transition(&a, seq(2), Transition::Triggered).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutOfOrder {
+                blocking_state: BatchState::Triggered,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    drive(&l, &b, 1, BatchState::Triggered); // other accounts are independent
+    l.transition(&a, seq(1), Transition::Stuck).unwrap();
+    let err = l.transition(&a, seq(2), Transition::Triggered).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutOfOrder {
+                blocking_state: BatchState::Stuck,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    l.transition(&a, seq(1), Transition::Completed(ok()))
+        .unwrap();
+    l.transition(&a, seq(2), Transition::Triggered).unwrap();
+    assert_eq!(l.account_info(&a).unwrap().triggered, Some(seq(2)));
+}
+
+#[test]
+fn queries_by_state_and_in_flight() {
+    let (_d, l) = fresh();
+    let (a, b) = (acct("a"), acct("b"));
+    reserve(&l, &a, 1, &["1"]);
+    reserve(&l, &a, 2, &["2"]);
+    reserve(&l, &b, 7, &["1"]);
+    drive(&l, &a, 1, BatchState::Cleaned);
+    drive(&l, &b, 7, BatchState::Stuck);
+    let seqs = |v: Vec<BatchRecord>| v.iter().map(|r| r.sequence.get()).collect::<Vec<_>>();
+    assert_eq!(seqs(l.batches(&a).unwrap()), [1, 2]);
+    assert_eq!(
+        seqs(l.batches_in_state(&a, BatchState::Cleaned).unwrap()),
+        [1]
+    );
+    assert_eq!(
+        seqs(l.batches_in_state(&a, BatchState::Reserved).unwrap()),
+        [2]
+    );
+    let flying: Vec<_> = l
+        .in_flight()
+        .unwrap()
+        .into_iter()
+        .map(|(acc, r)| (acc.to_string(), r.sequence.get(), r.state))
+        .collect();
+    assert_eq!(
+        flying,
+        [
+            ("a".to_string(), 2, BatchState::Reserved),
+            ("b".to_string(), 7, BatchState::Stuck)
+        ]
+    );
+    assert_eq!(l.accounts().unwrap(), vec![a.clone(), b]);
+    assert_eq!(l.bindings_of(&a).unwrap().len(), 2);
+}
+
+#[test]
+fn data_survives_reopen_and_the_lock_is_exclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger");
+    let a = acct("a");
+    {
+        let l = Ledger::open(&path).unwrap();
+        reserve(&l, &a, 3, &["x"]);
+        drive(&l, &a, 3, BatchState::Triggered);
+        let err = Ledger::open(&path).unwrap_err();
+        assert!(
+            matches!(err, Error::InUse { pid: Some(p), .. } if p == std::process::id()),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("in use by pid {}", std::process::id()))
+        );
+        assert!(matches!(
+            Ledger::open_read_only(&path),
+            Err(Error::InUse { .. })
+        ));
+    }
+    let l = Ledger::open(&path).unwrap();
+    assert_eq!(
+        l.batch(&a, seq(3)).unwrap().unwrap().state,
+        BatchState::Triggered
+    );
+    assert_eq!(l.next_sequence(&a).unwrap(), seq(4));
+}
+
+#[test]
+fn flush_only_ledgers_work_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::open_with(
+        dir.path().join("l"),
+        LedgerOptions::with_durability(Durability::FlushOnly),
+    )
+    .unwrap();
+    let a = acct("a");
+    reserve(&l, &a, 1, &["x"]);
+    drive(&l, &a, 1, BatchState::Cleaned);
+    assert_eq!(
+        l.batch(&a, seq(1)).unwrap().unwrap().state,
+        BatchState::Cleaned
+    );
+}
+
+fn snapshot_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(snapshot_files(&p));
+        } else {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn read_only_opens_change_nothing_and_refuse_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger");
+    assert!(matches!(
+        Ledger::open_read_only(&path),
+        Err(Error::NotFound { .. })
+    ));
+    let a = acct("a");
+    {
+        let l = Ledger::open(&path).unwrap();
+        reserve(&l, &a, 1, &["x"]);
+        drive(&l, &a, 1, BatchState::Collected);
+    }
+    let before = snapshot_files(&path);
+    {
+        let ro = Ledger::open_read_only(&path).unwrap();
+        let _second_reader = Ledger::open_read_only(&path).unwrap();
+        assert_eq!(
+            ro.batch(&a, seq(1)).unwrap().unwrap().state,
+            BatchState::Collected
+        );
+        #[rustfmt::skip]
+        let writes: Vec<Result<()>> = vec![
+            ro.reserve(&a, new_batch(2, &["y"])).map(drop),
+            ro.transition(&a, seq(1), Transition::Cleaned).map(drop),
+            ro.store_results(&a, seq(1), vec![]).map(drop),
+            ro.set_floor(&a, seq(9)),
+        ];
+        for w in writes {
+            assert!(matches!(w, Err(Error::ReadOnly { .. })), "{w:?}");
+        }
+    }
+    assert_eq!(
+        snapshot_files(&path),
+        before,
+        "a read-only open changed a file"
+    );
+    let l = Ledger::open(&path).unwrap();
+    assert_eq!(l.next_sequence(&a).unwrap(), seq(2));
+}
+
+#[test]
+fn another_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger");
+    drop(Ledger::open(&path).unwrap());
+    {
+        let db = sled::open(&path).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert(FORMAT_KEY, &2u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = Ledger::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedFormat {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(matches!(
+        Ledger::open_read_only(&path),
+        Err(Error::UnsupportedFormat { .. })
+    ));
+}
+
+#[test]
+fn export_writes_every_record_as_json_lines() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    reserve(&l, &a, 1, &["x", "y"]);
+    drive(&l, &a, 1, BatchState::Completed(Outcome::Success));
+    l.store_results(
+        &a,
+        seq(1),
+        vec![StoredResult {
+            index: 0,
+            fields: vec![("xResult".into(), "A".into())],
+        }],
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let n = l.export(&mut out).unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(n, lines.len() as u64);
+    let types: Vec<&str> = lines.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        ["format", "account", "batch", "binding", "binding", "result"]
+    );
+    assert_eq!(lines[1]["high_water"], 1);
+    assert_eq!(lines[2]["state"], "Collected");
+    assert_eq!(lines[2]["verdict"]["outcome"], "Success");
+    assert_eq!(lines[3]["client_ref"], "x");
+    assert_eq!(lines[5]["fields"][0][1], "A");
+}
+
+#[test]
+fn no_card_number_or_key_ever_reaches_the_database_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger");
+    let a = acct("a");
+    {
+        let l = Ledger::open(&path).unwrap();
+        let tx = [
+            ("xKey", KEY),
+            ("xCommand", "cc:sale"),
+            ("xCardNum", CARD),
+            ("xCVV", "987"),
+            ("xAmount", "9.99"),
+        ];
+        let mut batch = new_batch(1, &["order-1"]);
+        batch.lines[0].content_digest = crate::content_digest(tx);
+        let Reserve::Reserved(_) = l.reserve(&a, batch).unwrap() else {
+            panic!()
+        };
+        drive(&l, &a, 1, BatchState::Completed(Outcome::Success));
+        let leaked = StoredResult {
+            index: 0,
+            fields: vec![("xCardNum".into(), CARD.into())],
+        };
+        l.store_results(&a, seq(1), vec![leaked]).unwrap_err();
+        let masked = kvp_format::mask_value("xCardNum", CARD).into_owned();
+        l.store_results(
+            &a,
+            seq(1),
+            vec![StoredResult {
+                index: 0,
+                fields: vec![
+                    ("xMaskedCardNumber".into(), masked),
+                    ("xToken".into(), "tok_1".into()),
+                ],
+            }],
+        )
+        .unwrap();
+        let mut export = Vec::new();
+        l.export(&mut export).unwrap();
+        let text = String::from_utf8(export).unwrap();
+        assert!(!text.contains(CARD) && !text.contains(KEY));
+        assert!(text.contains("tok_1"));
+    }
+    let files = snapshot_files(&path);
+    assert!(files.iter().any(|(p, _)| p.ends_with("db")));
+    let contains = |bytes: &[u8], s: &str| bytes.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(
+        files.iter().any(|(_, b)| contains(b, "tok_1")),
+        "the search must see stored values"
+    );
+    for (p, bytes) in files {
+        for secret in [CARD, KEY] {
+            assert!(
+                !contains(&bytes, secret),
+                "{secret} found in {}",
+                p.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! What callers hand to the ledger and what they get back.
+
+use std::fmt;
+
+use kvp_format::SequenceNumber;
+use serde::{Deserialize, Serialize};
+
+use crate::{AccountId, BatchState, Stamp, Verdict};
+
+/// A batch to reserve: its number (from [`crate::Ledger::next_sequence`]), the digest and
+/// length of the exact `REQUEST_X` bytes that will be uploaded, and one binding per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBatch {
+    /// The number the caller wants; must be above the account's high-water mark and floor.
+    pub sequence: SequenceNumber,
+    /// SHA-256 of the `REQUEST_X` file's bytes (see [`crate::sha256`]).
+    pub request_sha256: [u8; 32],
+    /// Length of the `REQUEST_X` file in bytes.
+    pub request_len: u64,
+    /// One entry per line, in line order (`index` 0, 1, 2, ...).
+    pub lines: Vec<NewBinding>,
+}
+
+/// One transaction of a new batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBinding {
+    /// The caller's reference for the transaction (unique per account, for idempotency).
+    pub client_ref: String,
+    /// Its `xIndex` in the batch (= its position).
+    pub index: u64,
+    /// [`crate::content_digest`] of the transaction (sensitive values masked before hashing).
+    pub content_digest: [u8; 32],
+}
+
+/// Where a client reference is bound: "batch 17, line 4".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// The batch.
+    pub sequence: SequenceNumber,
+    /// The line's `xIndex` (0-based).
+    pub index: u64,
+    /// The transaction's content digest.
+    #[serde(with = "crate::codec::hex32")]
+    pub content_digest: [u8; 32],
+}
+
+impl fmt::Display for Binding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "batch {}, line {}", self.sequence, self.index)
+    }
+}
+
+/// The answer of [`crate::Ledger::reserve`]. Only `Reserved` wrote anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Reserve {
+    /// The batch is durable (flushed and fsynced) with all its bindings.
+    Reserved(BatchRecord),
+    /// The number is no longer above the account's high-water mark or floor (another task
+    /// reserved it, or an operator raised the floor). `next` is the number to try instead.
+    LostRace {
+        /// What [`crate::Ledger::next_sequence`] answers now.
+        next: SequenceNumber,
+    },
+    /// Some references are already bound to a live batch; nothing was written.
+    Conflict {
+        /// One entry per bound reference, in line order.
+        conflicts: Vec<RefConflict>,
+    },
+}
+
+/// A reference of a new batch that is already bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefConflict {
+    /// The reference.
+    pub client_ref: String,
+    /// Its line in the new batch.
+    pub index: u64,
+    /// Where it is already bound.
+    pub existing: Binding,
+    /// Same content (a re-submission) or different content (a real conflict).
+    pub kind: ConflictKind,
+}
+
+/// Whether a re-used reference carries the same transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// Same content digest: the transaction was already submitted ("already in batch 17, line 4").
+    AlreadyBound,
+    /// Different content under the same reference: an error in the caller's input.
+    ContentDiffers,
+}
+
+/// Everything the ledger knows about one batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// The account.
+    pub account: AccountId,
+    /// Its number.
+    pub sequence: SequenceNumber,
+    /// Where it is.
+    pub state: BatchState,
+    /// SHA-256 of the `REQUEST_X` bytes.
+    #[serde(with = "crate::codec::hex32")]
+    pub request_sha256: [u8; 32],
+    /// Length of `REQUEST_X` in bytes.
+    pub request_len: u64,
+    /// Number of lines (transactions).
+    pub line_count: u64,
+    /// Every state entered, oldest first (the first is `Reserved`).
+    pub transitions: Vec<Stamp>,
+    /// The gateway's COMPLETE verdict, once seen.
+    pub verdict: Option<Verdict>,
+    /// The operator's note (an abandon reason, or a manual resolution).
+    pub note: Option<String>,
+}
+
+impl BatchRecord {
+    /// Whether the batch's transactions may be bound to another number: it was abandoned by an
+    /// operator, or the gateway proved it processed nothing (PROTOCOL.md §2 item 6).
+    pub fn releases_bindings(&self) -> bool {
+        self.state == BatchState::Abandoned
+            || self
+                .verdict
+                .as_ref()
+                .is_some_and(Verdict::proves_nothing_processed)
+    }
+}
+
+/// The gateway's answer for one transaction, as kept for re-merging after a crash. Only
+/// response fields: sensitive keys (`kvp_format::is_sensitive`) are refused by
+/// [`crate::Ledger::store_results`]; the gateway's masked card number and token are fine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResult {
+    /// The line's `xIndex`.
+    pub index: u64,
+    /// The response fields in the gateway's order (`xIndex`/`xSequenceNumber` need not be kept).
+    pub fields: Vec<(String, String)>,
+}
+
+/// An account's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccountInfo {
+    /// The highest number ever reserved, if any.
+    pub high_water: Option<SequenceNumber>,
+    /// The operator's floor: the gateway has already seen numbers up to here.
+    pub floor: Option<SequenceNumber>,
+    /// The highest number ever triggered (PROCESS uploaded).
+    pub triggered: Option<SequenceNumber>,
+}
+
+impl AccountInfo {
+    /// The larger of the high-water mark and the floor: every new number must be above it.
+    pub fn last_used(&self) -> Option<SequenceNumber> {
+        self.high_water.max(self.floor)
+    }
+}

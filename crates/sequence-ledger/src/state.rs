@@ -1,0 +1,298 @@
+//! The batch state machine: states, the transitions callers ask for, and the table of legal
+//! steps. Pure: no I/O here.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// How the gateway answered a batch (the `xStatus` of `COMPLETE_X`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    /// `xStatus=Success`: the batch was processed; per-line results are in `RESPONSE_X`.
+    Success,
+    /// Any other `xStatus`: the batch failed; its lines are reported as not processed.
+    GatewayError,
+}
+
+/// Where a batch is. The legal steps (anything else is [`crate::Error::IllegalTransition`]):
+///
+/// | from | to | asked with |
+/// |---|---|---|
+/// | `Reserved` | `RequestUploaded` | [`Transition::RequestUploaded`] |
+/// | `RequestUploaded` | `Triggered` | [`Transition::Triggered`] (also checked for order, see below) |
+/// | `Triggered` | `Completed(Success \| GatewayError)` | [`Transition::Completed`] |
+/// | `Triggered` | `Stuck` | [`Transition::Stuck`] (no COMPLETE by the deadline) |
+/// | `Stuck` | `Completed(..)` | [`Transition::Completed`] (a late COMPLETE found by a later collect) |
+/// | `Completed(..)` | `Collected` | [`crate::Ledger::store_results`] (for `GatewayError`: whatever RESPONSE held, maybe nothing) |
+/// | `Collected` | `Cleaned` | [`Transition::Cleaned`] (RESPONSE_X and COMPLETE_X deleted) |
+/// | `Reserved`, `RequestUploaded`, `Triggered`, `Stuck` | `Abandoned` | [`Transition::Abandoned`] (operator, with a reason) |
+///
+/// `Cleaned` and `Abandoned` are final. A step to the state a batch is already in is illegal
+/// too: a repeated step is a caller bug, not something to paper over.
+///
+/// `Triggered` additionally requires (PROTOCOL.md §2 items 5 and 6) that no other batch of the
+/// account is `Triggered` or `Stuck`, that no lower-numbered batch is still `Reserved` or
+/// `RequestUploaded` (the gateway would ignore it once a higher number arrived), and that the
+/// number is above every number ever triggered for the account; otherwise
+/// [`crate::Error::OutOfOrder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BatchState {
+    /// The number is durable and the transactions are bound to it; nothing uploaded yet.
+    Reserved,
+    /// `REQUEST_X` is written and verified.
+    RequestUploaded,
+    /// `PROCESS_X` is written: the gateway may be processing.
+    Triggered,
+    /// `COMPLETE_X` was seen.
+    Completed(Outcome),
+    /// The per-line results are stored in the ledger.
+    Collected,
+    /// `RESPONSE_X` and `COMPLETE_X` are deleted. Final.
+    Cleaned,
+    /// No COMPLETE by the deadline: its transactions are unknown, never resubmitted
+    /// automatically.
+    Stuck,
+    /// An operator gave up on the batch, with a reason. Final.
+    Abandoned,
+}
+
+impl BatchState {
+    /// A short stable name: `Reserved`, `RequestUploaded`, `Triggered`, `Completed`,
+    /// `Collected`, `Cleaned`, `Stuck`, `Abandoned`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BatchState::Reserved => "Reserved",
+            BatchState::RequestUploaded => "RequestUploaded",
+            BatchState::Triggered => "Triggered",
+            BatchState::Completed(_) => "Completed",
+            BatchState::Collected => "Collected",
+            BatchState::Cleaned => "Cleaned",
+            BatchState::Stuck => "Stuck",
+            BatchState::Abandoned => "Abandoned",
+        }
+    }
+
+    /// True for `Cleaned` and `Abandoned`, the states a batch never leaves.
+    pub fn is_final(self) -> bool {
+        matches!(self, BatchState::Cleaned | BatchState::Abandoned)
+    }
+
+    /// Whether the table above allows `self -> to`.
+    pub fn can_become(self, to: BatchState) -> bool {
+        use BatchState::*;
+        matches!(
+            (self, to),
+            (Reserved, RequestUploaded)
+                | (RequestUploaded, Triggered)
+                | (Triggered, Completed(_))
+                | (Triggered, Stuck)
+                | (Stuck, Completed(_))
+                | (Completed(_), Collected)
+                | (Collected, Cleaned)
+                | (Reserved | RequestUploaded | Triggered | Stuck, Abandoned)
+        )
+    }
+}
+
+impl fmt::Display for BatchState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchState::Completed(Outcome::Success) => f.write_str("Completed(Success)"),
+            BatchState::Completed(Outcome::GatewayError) => f.write_str("Completed(GatewayError)"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// The gateway's verdict on a batch: the fields of `COMPLETE_X` the ledger keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Success or a gateway error.
+    pub outcome: Outcome,
+    /// `xStatus` as the gateway wrote it.
+    pub status: String,
+    /// `xError`, if any.
+    pub error: Option<String>,
+    /// `xProcessedCount`, if given.
+    pub processed_count: Option<u64>,
+}
+
+impl Verdict {
+    /// A verdict with only an outcome and a status.
+    pub fn new(outcome: Outcome, status: impl Into<String>) -> Self {
+        Verdict {
+            outcome,
+            status: status.into(),
+            error: None,
+            processed_count: None,
+        }
+    }
+
+    /// The verdict of a parsed `COMPLETE_X` file (success is `xStatus=Success`, any case).
+    pub fn from_complete(complete: &kvp_format::CompleteFile) -> Self {
+        Verdict {
+            outcome: if complete.is_success() {
+                Outcome::Success
+            } else {
+                Outcome::GatewayError
+            },
+            status: complete.status.clone(),
+            error: complete.error.clone(),
+            processed_count: complete.processed_count,
+        }
+    }
+
+    /// True when the gateway says it processed nothing: an error outcome with
+    /// `xProcessedCount=0`. Only then may the batch's transactions be bound to a new number
+    /// (PROTOCOL.md §2 item 6).
+    pub fn proves_nothing_processed(&self) -> bool {
+        self.outcome == Outcome::GatewayError && self.processed_count == Some(0)
+    }
+}
+
+/// A step a caller asks for with [`crate::Ledger::transition`]. `Collected` is reached only
+/// through [`crate::Ledger::store_results`], which stores the results in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// `REQUEST_X` written and verified.
+    RequestUploaded,
+    /// `PROCESS_X` written.
+    Triggered,
+    /// `COMPLETE_X` seen, with its verdict.
+    Completed(Verdict),
+    /// The deadline passed without a COMPLETE.
+    Stuck,
+    /// `RESPONSE_X` and `COMPLETE_X` deleted.
+    Cleaned,
+    /// An operator gives up on the batch.
+    Abandoned {
+        /// Why; kept as the batch's note.
+        reason: String,
+    },
+}
+
+impl Transition {
+    /// The state this step leads to.
+    pub fn target(&self) -> BatchState {
+        match self {
+            Transition::RequestUploaded => BatchState::RequestUploaded,
+            Transition::Triggered => BatchState::Triggered,
+            Transition::Completed(v) => BatchState::Completed(v.outcome),
+            Transition::Stuck => BatchState::Stuck,
+            Transition::Cleaned => BatchState::Cleaned,
+            Transition::Abandoned { .. } => BatchState::Abandoned,
+        }
+    }
+}
+
+/// When a batch entered a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    /// The state entered.
+    pub state: BatchState,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use BatchState::*;
+
+    const OK: Outcome = Outcome::Success;
+    const ERR: Outcome = Outcome::GatewayError;
+    const ALL: [BatchState; 9] = [
+        Reserved,
+        RequestUploaded,
+        Triggered,
+        Completed(OK),
+        Completed(ERR),
+        Collected,
+        Cleaned,
+        Stuck,
+        Abandoned,
+    ];
+
+    #[test]
+    fn the_table_is_exactly_the_documented_one() {
+        #[rustfmt::skip]
+        let legal: &[(BatchState, BatchState)] = &[
+            (Reserved, RequestUploaded),
+            (Reserved, Abandoned),
+            (RequestUploaded, Triggered),
+            (RequestUploaded, Abandoned),
+            (Triggered, Completed(OK)),
+            (Triggered, Completed(ERR)),
+            (Triggered, Stuck),
+            (Triggered, Abandoned),
+            (Stuck, Completed(OK)),
+            (Stuck, Completed(ERR)),
+            (Stuck, Abandoned),
+            (Completed(OK), Collected),
+            (Completed(ERR), Collected),
+            (Collected, Cleaned),
+        ];
+        for from in ALL {
+            for to in ALL {
+                let expected = legal.contains(&(from, to));
+                assert_eq!(from.can_become(to), expected, "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn final_states_have_no_way_out() {
+        for from in ALL.into_iter().filter(|s| s.is_final()) {
+            assert!(ALL.iter().all(|to| !from.can_become(*to)), "{from}");
+        }
+        assert_eq!(ALL.iter().filter(|s| s.is_final()).count(), 2);
+    }
+
+    #[test]
+    fn display_and_name() {
+        #[rustfmt::skip]
+        let cases: &[(BatchState, &str, &str)] = &[
+            (Reserved, "Reserved", "Reserved"),
+            (Completed(OK), "Completed(Success)", "Completed"),
+            (Completed(ERR), "Completed(GatewayError)", "Completed"),
+            (Abandoned, "Abandoned", "Abandoned"),
+        ];
+        for (s, display, name) in cases {
+            assert_eq!(s.to_string(), *display);
+            assert_eq!(s.name(), *name);
+        }
+    }
+
+    #[test]
+    fn only_an_error_with_zero_processed_proves_nothing_processed() {
+        #[rustfmt::skip]
+        let cases: &[(Outcome, Option<u64>, bool)] = &[
+            (ERR, Some(0), true),
+            (ERR, Some(3), false),
+            (ERR, None, false),
+            (OK, Some(0), false),
+        ];
+        for (outcome, count, expected) in cases {
+            let v = Verdict {
+                processed_count: *count,
+                ..Verdict::new(*outcome, "x")
+            };
+            assert_eq!(
+                v.proves_nothing_processed(),
+                *expected,
+                "{outcome:?} {count:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn transition_targets() {
+        let v = Verdict::new(ERR, "Error");
+        assert_eq!(Transition::Completed(v).target(), Completed(ERR));
+        assert_eq!(
+            Transition::Abandoned { reason: "r".into() }.target(),
+            Abandoned
+        );
+        assert_eq!(Transition::Cleaned.target(), Cleaned);
+    }
+}
