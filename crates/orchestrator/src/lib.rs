@@ -1,1 +1,49 @@
-//! orchestrator (being built; see docs/ARCHITECTURE.md for its contract).
+//! The paybatch orchestrator: one stream of transactions for many accounts in, one merged
+//! result out, with every transaction processed exactly once even across crashes.
+//!
+//! The work is pure planning and merging around a thin async driver:
+//! - [`Settings`] — the compiled-in defaults, a config file and `PAYBATCH__…` overrides;
+//! - [`InputReader`] / [`RecordSource`] and [`Job`] — streaming input, validation, spilling;
+//! - [`plan_account`] — per account, bound transactions stay in their batch, the rest are split;
+//! - [`GatewayProtocol`] — the per-account gateway steps ([`SolaFileDrop`] first);
+//! - [`Orchestrator`] — reserve → upload → verify → trigger → poll → collect → clean, resumable.
+//!
+//! Guarantees: nothing carrying a sequence number is uploaded before the number and its
+//! transactions are durable in the ledger; a REQUEST is verified before its PROCESS; one batch
+//! per account is in flight; a rerun finishes unfinished batches with the same number and bytes.
+#![warn(missing_docs)]
+
+mod account;
+pub mod demo;
+mod driver;
+mod dry_run;
+mod error;
+mod input;
+mod job;
+mod merge;
+mod output;
+mod plan;
+mod protocol;
+mod settings;
+mod sola;
+mod validate;
+
+pub use account::CRASH_POINTS;
+pub use driver::{
+    AccountReport, Orchestrator, OrchestratorBuilder, OutputSpec, Progress, Report, Shutdown,
+    ShutdownTrigger, SubmitOptions, WaitMode,
+};
+pub use dry_run::DryRunBatch;
+pub use error::{Error, Result};
+pub use input::{Format, InputReader, InputRecord, RecordSource};
+pub use job::{InvalidPolicy, Job, ResultSpill, Transaction};
+pub use merge::{AccountSummary, Outcome, OutputHead, format_cents, output_record, parse_cents};
+pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
+pub use plan::{AccountPlan, Bound, PlanConflict, content_digest, plan_account};
+pub use protocol::{BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine};
+pub use settings::{
+    AccountSettings, DEFAULT_CONFIG, ENV_PREFIX, GatewaySettings, InputSettings, LedgerSettings,
+    LimitSettings, PollSettings, Settings,
+};
+pub use sola::SolaFileDrop;
+pub use validate::{InputProblem, RESERVED_FIELDS, Validator};

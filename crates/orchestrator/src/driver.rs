@@ -1,0 +1,732 @@
+//! The async driver: plans every account against the ledger, runs the accounts concurrently
+//! (bounded by a semaphore, in a `JoinSet`), and merges the results in input order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use kvp_format::SequenceNumber;
+use sequence_ledger::{AccountId, BatchState, Ledger};
+use serde::Serialize;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::account::{AccountRun, Worker};
+use crate::error::{Error, Result};
+use crate::input::Format;
+use crate::job::{Job, ResultSpill};
+use crate::merge::{AccountSummary, Outcome, OutputHead, output_record};
+use crate::output::OutputWriter;
+use crate::plan::{Bound, content_digest, plan_account};
+use crate::protocol::GatewayProtocol;
+use crate::settings::Settings;
+use crate::sola::SolaFileDrop;
+
+/// The shutdown signal passed into the driver: when it fires, every account stops at its next
+/// safe point (between steps; the ledger has what was done) and `submit` returns
+/// [`Error::Shutdown`]. Re-running resumes.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// Fires a [`Shutdown`].
+#[derive(Debug)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl ShutdownTrigger {
+    /// Asks every holder of the signal to stop.
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Shutdown {
+    /// A signal and its trigger.
+    pub fn new() -> (ShutdownTrigger, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger(tx), Shutdown(rx))
+    }
+
+    /// A signal that never fires.
+    pub fn never() -> Shutdown {
+        let (tx, rx) = watch::channel(false);
+        // Keep the sender alive for ever so `changed()` never reports a closed channel.
+        std::mem::forget(tx);
+        Shutdown(rx)
+    }
+
+    /// Whether the signal fired.
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.is_triggered() {
+            Err(Error::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) async fn sleep(&self, d: Duration) -> Result<()> {
+        let mut rx = self.0.clone();
+        tokio::select! {
+            () = tokio::time::sleep(d) => self.check(),
+            _ = rx.wait_for(|v| *v) => Err(Error::Shutdown),
+        }
+    }
+}
+
+/// Live counters for progress bars (read them from another task or thread).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Transactions in the input.
+    pub transactions: AtomicU64,
+    /// Batches triggered.
+    pub batches_uploaded: AtomicU64,
+    /// Transactions in triggered batches.
+    pub lines_uploaded: AtomicU64,
+    /// Batches collected and cleaned.
+    pub batches_completed: AtomicU64,
+    /// Transactions in collected batches.
+    pub lines_completed: AtomicU64,
+    /// Batches that became Stuck.
+    pub batches_stuck: AtomicU64,
+}
+
+impl Progress {
+    pub(crate) fn uploaded(&self, lines: u64) {
+        self.batches_uploaded.fetch_add(1, Ordering::Relaxed);
+        self.lines_uploaded.fetch_add(lines, Ordering::Relaxed);
+    }
+    pub(crate) fn completed(&self, lines: u64) {
+        self.batches_completed.fetch_add(1, Ordering::Relaxed);
+        self.lines_completed.fetch_add(lines, Ordering::Relaxed);
+    }
+    pub(crate) fn stuck(&self, _lines: u64) {
+        self.batches_stuck.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How long `submit` waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WaitMode {
+    /// Until every batch is collected (or Stuck): `submit --wait`.
+    #[default]
+    UntilCollected,
+    /// Until every batch is triggered. Batch n+1 of an account is still only triggered after
+    /// COMPLETE n, so only each account's last batch is left for `collect`.
+    UntilTriggered,
+}
+
+/// Where and how to write the merged output.
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    /// The file.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: Format,
+}
+
+/// Options of one [`Orchestrator::submit`] run.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    /// How long to wait.
+    pub wait: WaitMode,
+    /// `false` for `collect`: only finish batches the ledger already holds.
+    pub collect_only: bool,
+    /// Write the merged output here.
+    pub output: Option<OutputSpec>,
+}
+
+/// One account's result.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AccountReport {
+    /// Counts per outcome and approved amount.
+    #[serde(flatten)]
+    pub summary: AccountSummary,
+    /// Batches of this run still waiting for COMPLETE (no `--wait`).
+    pub pending: Vec<u32>,
+    /// Batches without COMPLETE by the deadline.
+    pub stuck: Vec<u32>,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Per account.
+    pub accounts: BTreeMap<String, AccountReport>,
+    /// Transactions covered.
+    pub transactions: u64,
+    /// The output written, if any.
+    pub output: Option<PathBuf>,
+}
+
+impl Report {
+    /// True when every batch reached a final state and no account failed.
+    pub fn is_complete(&self) -> bool {
+        self.accounts
+            .values()
+            .all(|a| a.summary.failure.is_none() && a.stuck.is_empty() && a.pending.is_empty())
+    }
+
+    /// Totals over all accounts.
+    pub fn totals(&self) -> AccountSummary {
+        let mut t = AccountSummary::default();
+        for a in self.accounts.values() {
+            for (o, n) in &a.summary.outcomes {
+                *t.outcomes.entry(*o).or_default() += n;
+            }
+            t.approved_cents += a.summary.approved_cents;
+            for (s, n) in &a.summary.batches {
+                *t.batches.entry(s.clone()).or_default() += n;
+            }
+        }
+        t
+    }
+}
+
+/// Builds an [`Orchestrator`]: settings, a ledger, and (optionally) protocols per account;
+/// accounts without one get the Sola file drop on the backend their `location` names.
+#[derive(Debug)]
+pub struct OrchestratorBuilder {
+    settings: Arc<Settings>,
+    ledger: Option<Arc<Ledger>>,
+    protocols: HashMap<String, Arc<dyn GatewayProtocol>>,
+    progress: Arc<Progress>,
+}
+
+impl OrchestratorBuilder {
+    /// Starts from settings.
+    pub fn new(settings: Arc<Settings>) -> Self {
+        Self {
+            settings,
+            ledger: None,
+            protocols: HashMap::new(),
+            progress: Arc::new(Progress::default()),
+        }
+    }
+
+    /// Uses this ledger instead of opening `settings.ledger.path`.
+    #[must_use]
+    pub fn ledger(mut self, ledger: Arc<Ledger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// Uses `protocol` for `account` (an APS client, a test gateway, ...).
+    #[must_use]
+    pub fn protocol(
+        mut self,
+        account: impl Into<String>,
+        protocol: Arc<dyn GatewayProtocol>,
+    ) -> Self {
+        self.protocols.insert(account.into(), protocol);
+        self
+    }
+
+    /// Shares these progress counters.
+    #[must_use]
+    pub fn progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Opens the ledger if none was given.
+    ///
+    /// # Errors
+    /// [`Error::Ledger`] when the ledger cannot be opened (e.g. in use by another process).
+    pub fn build(self) -> Result<Orchestrator> {
+        let ledger = match self.ledger {
+            Some(l) => l,
+            None => {
+                let path = &self.settings.ledger.path;
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                }
+                Arc::new(Ledger::open(path).map_err(|source| Error::Ledger {
+                    account: "-".into(),
+                    source,
+                })?)
+            }
+        };
+        Ok(Orchestrator {
+            settings: self.settings,
+            ledger,
+            protocols: tokio::sync::Mutex::new(self.protocols),
+            progress: self.progress,
+        })
+    }
+}
+
+/// Runs submissions and collections (see the crate docs for the guarantees).
+#[derive(Debug)]
+pub struct Orchestrator {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) ledger: Arc<Ledger>,
+    protocols: tokio::sync::Mutex<HashMap<String, Arc<dyn GatewayProtocol>>>,
+    progress: Arc<Progress>,
+}
+
+impl Orchestrator {
+    /// A builder.
+    pub fn builder(settings: Arc<Settings>) -> OrchestratorBuilder {
+        OrchestratorBuilder::new(settings)
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// The progress counters.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+
+    /// The account's protocol, connecting its backend on first use.
+    ///
+    /// # Errors
+    /// Missing secrets, unreachable storage.
+    pub async fn protocol_for(&self, account: &str) -> Result<Arc<dyn GatewayProtocol>> {
+        let mut protocols = self.protocols.lock().await;
+        if let Some(p) = protocols.get(account) {
+            return Ok(p.clone());
+        }
+        let settings = self.settings.account(account)?;
+        let (location, options) = settings.backend_options(account)?;
+        let backend = storage_backends::open(&location, &options)
+            .await
+            .map_err(|source| Error::Storage {
+                account: account.to_owned(),
+                path: String::new(),
+                source,
+            })?;
+        let protocol: Arc<dyn GatewayProtocol> = Arc::new(SolaFileDrop::new(
+            account,
+            backend,
+            settings.batch_key(account)?,
+            settings.merchant_key(account)?,
+            &self.settings.gateway,
+        ));
+        protocols.insert(account.to_owned(), protocol.clone());
+        Ok(protocol)
+    }
+
+    /// Submits (or, with `collect_only`, collects) the job: see the crate docs for the order
+    /// of steps. One failing account does not stop the others; its failure is in the report.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] when the signal fired; [`Error::Io`] writing the output; ledger
+    /// errors that are not tied to one account.
+    pub async fn submit(
+        &self,
+        job: Arc<Job>,
+        options: &SubmitOptions,
+        shutdown: Shutdown,
+    ) -> Result<Report> {
+        self.progress
+            .transactions
+            .store(job.len() as u64, Ordering::Relaxed);
+        let by_account = job.positions_by_account();
+        let semaphore = Arc::new(Semaphore::new(self.settings.limits.max_concurrent_accounts));
+        let mut tasks: JoinSet<(String, AccountRun)> = JoinSet::new();
+        let mut runs: BTreeMap<String, AccountRun> = BTreeMap::new();
+        for (idx, positions) in by_account.into_iter().enumerate() {
+            if positions.is_empty() {
+                continue;
+            }
+            let Some(name) = job.accounts().get(idx).cloned() else {
+                continue;
+            };
+            let account = AccountId::new(name.as_str()).map_err(|source| Error::Ledger {
+                account: name.clone(),
+                source,
+            })?;
+            let plan = {
+                let (ledger, job2, account2) = (self.ledger.clone(), job.clone(), account.clone());
+                let max = self.settings.max_batch_lines(&name);
+                let name2 = name.clone();
+                tokio::task::spawn_blocking(move || {
+                    plan_with_ledger(&ledger, &job2, &account2, &name2, &positions, max)
+                })
+                .await
+                .map_err(|e| Error::Resume {
+                    account: name.clone(),
+                    message: e.to_string(),
+                })?
+            };
+            let plan = match plan {
+                Ok(p) => p,
+                Err((positions, e)) => {
+                    runs.insert(
+                        name,
+                        AccountRun {
+                            batches: Vec::new(),
+                            unsent: positions,
+                            failure: Some(e.to_string()),
+                        },
+                    );
+                    continue;
+                }
+            };
+            let protocol = match self.protocol_for(&name).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let unsent = plan
+                        .existing
+                        .values()
+                        .chain(plan.fresh.iter())
+                        .flatten()
+                        .copied()
+                        .collect();
+                    runs.insert(
+                        name,
+                        AccountRun {
+                            batches: Vec::new(),
+                            unsent,
+                            failure: Some(e.to_string()),
+                        },
+                    );
+                    continue;
+                }
+            };
+            let worker = Worker {
+                account,
+                ledger: self.ledger.clone(),
+                protocol,
+                job: job.clone(),
+                poll: self.settings.poll,
+                mode: options.wait,
+                new_batches: !options.collect_only,
+                shutdown: shutdown.clone(),
+                progress: self.progress.clone(),
+            };
+            let permit_source = semaphore.clone();
+            tasks.spawn(async move {
+                let _permit = permit_source.acquire_owned().await;
+                (name, worker.run(plan).await)
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((name, run)) => {
+                    runs.insert(name, run);
+                }
+                Err(e) => {
+                    return Err(Error::Resume {
+                        account: "-".into(),
+                        message: format!("an account task failed: {e}"),
+                    });
+                }
+            }
+        }
+        if shutdown.is_triggered() {
+            return Err(Error::Shutdown);
+        }
+        self.merge(&job, runs, options.output.as_ref()).await
+    }
+
+    async fn merge(
+        &self,
+        job: &Arc<Job>,
+        runs: BTreeMap<String, AccountRun>,
+        output: Option<&OutputSpec>,
+    ) -> Result<Report> {
+        let ledger = self.ledger.clone();
+        let job = job.clone();
+        let settings = self.settings.clone();
+        let output = output.cloned();
+        tokio::task::spawn_blocking(move || {
+            merge_blocking(&ledger, &job, &settings, runs, output.as_ref())
+        })
+        .await
+        .map_err(|e| Error::Resume {
+            account: "-".into(),
+            message: format!("merge failed: {e}"),
+        })?
+    }
+}
+
+type PlanResult = std::result::Result<crate::plan::AccountPlan, (Vec<u32>, Error)>;
+
+pub(crate) fn plan_with_ledger(
+    ledger: &Ledger,
+    job: &Job,
+    account: &AccountId,
+    name: &str,
+    positions: &[u32],
+    max: usize,
+) -> PlanResult {
+    let mut failure: Option<Error> = None;
+    let plan = plan_account(positions, max, |pos| {
+        if failure.is_some() {
+            return None;
+        }
+        let tx = match job.transaction(pos as usize) {
+            Ok(t) => t,
+            Err(e) => {
+                failure = Some(e);
+                return None;
+            }
+        };
+        match ledger.check_reference(account, &tx.reference, &content_digest(&tx.fields)) {
+            Ok(Some(b)) => Some(Bound {
+                sequence: b.sequence,
+                index: b.index,
+            }),
+            Ok(None) => None,
+            Err(sequence_ledger::Error::ContentConflict { existing, .. }) => {
+                failure = Some(Error::Resume {
+                    account: name.to_owned(),
+                    message: format!(
+                        "line {}: ref {:?} was submitted before ({existing}) with different content; refusing to send it again",
+                        job.line_of(pos as usize),
+                        tx.reference
+                    ),
+                });
+                None
+            }
+            Err(source) => {
+                failure = Some(Error::Ledger {
+                    account: name.to_owned(),
+                    source,
+                });
+                None
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err((positions.to_vec(), e));
+    }
+    plan.map_err(|c| {
+        (
+            positions.to_vec(),
+            Error::Resume {
+                account: name.to_owned(),
+                message: format!("line {}: {}", job.line_of(c.position as usize), c.message),
+            },
+        )
+    })
+}
+
+fn merge_blocking(
+    ledger: &Ledger,
+    job: &Job,
+    settings: &Settings,
+    runs: BTreeMap<String, AccountRun>,
+    output: Option<&OutputSpec>,
+) -> Result<Report> {
+    let mut report = Report {
+        transactions: job.len() as u64,
+        ..Report::default()
+    };
+    let mut spill = ResultSpill::new(job.len())?;
+    let ref_field = settings.input.ref_field.as_str();
+    let account_field = settings.input.account_field.as_str();
+    for (name, run) in runs {
+        let account = AccountId::new(name.as_str()).map_err(|source| Error::Ledger {
+            account: name.clone(),
+            source,
+        })?;
+        let mut entry = AccountReport::default();
+        entry.summary.failure = run.failure.clone();
+        let ledger_err = |source| Error::Ledger {
+            account: name.clone(),
+            source,
+        };
+        for (sequence, positions) in &run.batches {
+            let rec = ledger.batch(&account, *sequence).map_err(ledger_err)?;
+            let state = rec.as_ref().map_or(BatchState::Reserved, |r| r.state);
+            *entry
+                .summary
+                .batches
+                .entry(state.name().to_owned())
+                .or_default() += 1;
+            match state {
+                BatchState::Stuck => entry.stuck.push(sequence.get()),
+                BatchState::Triggered | BatchState::Completed(_) => {
+                    entry.pending.push(sequence.get())
+                }
+                _ => {}
+            }
+            let verdict = rec.as_ref().and_then(|r| r.verdict.clone());
+            let results: HashMap<u64, Vec<(String, String)>> =
+                if matches!(state, BatchState::Collected | BatchState::Cleaned) {
+                    ledger
+                        .results(&account, *sequence)
+                        .map_err(ledger_err)?
+                        .into_iter()
+                        .map(|r| (r.index, r.fields))
+                        .collect()
+                } else {
+                    HashMap::new()
+                };
+            for (i, &pos) in positions.iter().enumerate() {
+                let index = i as u64;
+                let (outcome, fields) = line_outcome(
+                    state,
+                    verdict.as_ref(),
+                    results.get(&index),
+                    rec.as_ref().and_then(|r| r.note.as_deref()),
+                    run.failure.as_deref(),
+                );
+                put(
+                    &mut spill,
+                    job,
+                    pos,
+                    &name,
+                    Some(*sequence),
+                    Some(index),
+                    outcome,
+                    &fields,
+                    ref_field,
+                    account_field,
+                )?;
+            }
+        }
+        for &pos in &run.unsent {
+            let why = run
+                .failure
+                .clone()
+                .unwrap_or_else(|| "not submitted (collect only)".to_owned());
+            let fields = vec![("xError".to_owned(), why)];
+            put(
+                &mut spill,
+                job,
+                pos,
+                &name,
+                None,
+                None,
+                Outcome::NotProcessed,
+                &fields,
+                ref_field,
+                account_field,
+            )?;
+        }
+        report.accounts.insert(name, entry);
+    }
+    let mut writer = match output {
+        Some(spec) => Some(OutputWriter::create(
+            &spec.path,
+            spec.format,
+            &[ref_field, account_field],
+        )?),
+        None => None,
+    };
+    for pos in 0..job.len() {
+        let Some(record) = spill.get(pos)? else {
+            continue;
+        };
+        let account = record.get(1).map(|(_, v)| v.clone()).unwrap_or_default();
+        let outcome = record.get(2).map(|(_, v)| v.as_str()).unwrap_or_default();
+        let outcome = Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == outcome)
+            .unwrap_or(Outcome::Unknown);
+        if let Some(entry) = report.accounts.get_mut(&account) {
+            entry.summary.add(outcome, &record);
+        }
+        if let Some(w) = writer.as_mut() {
+            w.write(&record)?;
+        }
+    }
+    if let (Some(w), Some(_)) = (writer, output) {
+        report.output = Some(w.finish()?);
+    }
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn put(
+    spill: &mut ResultSpill,
+    job: &Job,
+    pos: u32,
+    account: &str,
+    sequence: Option<SequenceNumber>,
+    index: Option<u64>,
+    outcome: Outcome,
+    fields: &[(String, String)],
+    ref_field: &str,
+    account_field: &str,
+) -> Result<()> {
+    let tx = job.transaction(pos as usize)?;
+    let head = OutputHead {
+        ref_field,
+        account_field,
+        reference: &tx.reference,
+        account,
+        sequence: sequence.map(SequenceNumber::get),
+        index,
+    };
+    let mut record = output_record(head, outcome, fields);
+    // Keep `account` at a fixed place for the merge loop regardless of the field names.
+    if let Some(slot) = record.get_mut(1) {
+        slot.1 = account.to_owned();
+    }
+    spill.put(pos as usize, &record)
+}
+
+fn line_outcome(
+    state: BatchState,
+    verdict: Option<&sequence_ledger::Verdict>,
+    result: Option<&Vec<(String, String)>>,
+    note: Option<&str>,
+    failure: Option<&str>,
+) -> (Outcome, Vec<(String, String)>) {
+    let error = |m: String| vec![("xError".to_owned(), m)];
+    match state {
+        BatchState::Collected | BatchState::Cleaned => match verdict {
+            Some(v) if v.outcome == sequence_ledger::Outcome::Success => match result {
+                Some(fields) => {
+                    let letter = fields
+                        .iter()
+                        .find(|(k, _)| k == "xResult")
+                        .map(|(_, v)| v.as_str());
+                    (Outcome::from_x_result(letter), fields.clone())
+                }
+                None => (
+                    Outcome::Unknown,
+                    error("no stored result for this line".into()),
+                ),
+            },
+            Some(v) => (
+                Outcome::NotProcessed,
+                vec![
+                    ("xStatus".to_owned(), v.status.clone()),
+                    (
+                        "xError".to_owned(),
+                        v.error
+                            .clone()
+                            .unwrap_or_else(|| format!("batch rejected: {}", v.status)),
+                    ),
+                ],
+            ),
+            None => (Outcome::Unknown, error("batch has no verdict".into())),
+        },
+        BatchState::Stuck => (
+            Outcome::Unknown,
+            error("batch is Stuck: no COMPLETE by the deadline".into()),
+        ),
+        BatchState::Triggered | BatchState::Completed(_) => (
+            Outcome::Unknown,
+            error("batch submitted; results not collected yet".into()),
+        ),
+        BatchState::Abandoned => (
+            Outcome::Unknown,
+            error(format!(
+                "batch abandoned by an operator: {}",
+                note.unwrap_or("")
+            )),
+        ),
+        BatchState::Reserved | BatchState::RequestUploaded => (
+            Outcome::NotProcessed,
+            error(format!(
+                "batch not triggered: {}",
+                failure.unwrap_or("interrupted")
+            )),
+        ),
+    }
+}

@@ -1,0 +1,115 @@
+//! The per-account gateway protocol: the steps a batch goes through at the gateway, so that
+//! planning, the ledger and merging never know which gateway they talk to.
+//!
+//! The steps map onto both protocols paybatch speaks:
+//!
+//! | step | Sola file drop | APS HTTPS batch API |
+//! |---|---|---|
+//! | [`encode_request`](GatewayProtocol::encode_request) | `REQUEST_X.KVP` bytes | the CSV file |
+//! | [`upload`](GatewayProtocol::upload) | atomic put + read-back digest check | `UPLOAD_BATCH_FILE` (`51146` = already there) |
+//! | [`trigger`](GatewayProtocol::trigger) | `PROCESS_X.KVP`, always last | poll validation, then `PROCESS_BATCH` |
+//! | [`poll`](GatewayProtocol::poll) | look for `COMPLETE_X` | `GET_BATCH_RESULTS` until not `70140` |
+//! | [`fetch_results`](GatewayProtocol::fetch_results) | `RESPONSE_X`, joined on `xIndex` | `batch_results`, joined on `Line_Number` |
+//! | [`cleanup`](GatewayProtocol::cleanup) | delete exactly `RESPONSE_X`, `COMPLETE_X` | nothing |
+//!
+//! Every step must be idempotent: after a crash the driver repeats the step the ledger does not
+//! record as done, with the same sequence number and the same payload bytes.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use kvp_format::SequenceNumber;
+
+use crate::error::Result;
+
+/// One transaction as it goes into a batch: its `xIndex` and its fields (without the
+/// credentials and protocol fields, which the protocol adds).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLine<'a> {
+    /// 0-based line number in the batch.
+    pub index: u64,
+    /// The caller's transaction fields, in input order.
+    pub fields: &'a [(String, String)],
+}
+
+/// The gateway's verdict on a whole batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchVerdict {
+    /// Whether the batch was processed (Sola: `xStatus=Success`).
+    pub success: bool,
+    /// The gateway's status word.
+    pub status: String,
+    /// The gateway's error text, if any.
+    pub error: Option<String>,
+    /// How many lines the gateway says it processed.
+    pub processed_count: Option<u64>,
+}
+
+/// What one look at the gateway found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PollResult {
+    /// Not finished yet.
+    Pending,
+    /// Finished with this verdict.
+    Done(BatchVerdict),
+}
+
+/// One per-line result, joined on the batch index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineResult {
+    /// The batch line (`xIndex`).
+    pub index: u64,
+    /// The response fields (sensitive ones already removed).
+    pub fields: Vec<(String, String)>,
+}
+
+/// The gateway side of one account. Implementations hold the account's transport and
+/// credentials; the driver calls the steps in order, one batch in flight per account.
+#[async_trait]
+pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
+    /// The account name (for messages).
+    fn account(&self) -> &str;
+
+    /// The exact payload of batch `sequence`. Deterministic: the same lines give the same
+    /// bytes, whose SHA-256 the ledger binds to the number before anything is uploaded.
+    ///
+    /// # Errors
+    /// A line that cannot be encoded for this gateway.
+    fn encode_request(&self, sequence: SequenceNumber, lines: &[RequestLine<'_>]) -> Result<Bytes>;
+
+    /// Makes the payload available to the gateway without starting processing, and verifies
+    /// it arrived intact. Idempotent: an identical payload already there is kept.
+    ///
+    /// # Errors
+    /// Storage or transport failures; a verification mismatch.
+    async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<()>;
+
+    /// Starts processing of an uploaded batch. Idempotent (the gateway ignores a repeat).
+    ///
+    /// # Errors
+    /// Storage or transport failures.
+    async fn trigger(&self, sequence: SequenceNumber, line_count: u64) -> Result<()>;
+
+    /// Looks once for the batch's verdict.
+    ///
+    /// # Errors
+    /// Storage or transport failures; a malformed verdict.
+    async fn poll(&self, sequence: SequenceNumber) -> Result<PollResult>;
+
+    /// The per-line results of a processed batch: exactly one per index `0..line_count`.
+    ///
+    /// # Errors
+    /// Missing, extra or malformed lines; storage or transport failures.
+    async fn fetch_results(
+        &self,
+        sequence: SequenceNumber,
+        line_count: u64,
+    ) -> Result<Vec<LineResult>>;
+
+    /// Removes what the gateway wrote for this batch (and only this batch), once its results
+    /// are durably recorded. Idempotent.
+    ///
+    /// # Errors
+    /// Storage or transport failures.
+    async fn cleanup(&self, sequence: SequenceNumber) -> Result<()>;
+}

@@ -1,0 +1,572 @@
+//! Settings: the compiled-in `config/default.toml`, an optional file, and `PAYBATCH__…`
+//! environment overrides, deserialized strictly (unknown keys are errors naming the key).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kvp_format::Secret;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{Error, Result};
+
+/// The text of `config/default.toml`, compiled in so the binary works from any directory.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
+
+/// The prefix of environment overrides: `PAYBATCH__POLL__TIMEOUT=30m`.
+pub const ENV_PREFIX: &str = "PAYBATCH";
+
+/// Every setting paybatch reads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Where the sequence ledger lives.
+    pub ledger: LedgerSettings,
+    /// Fields put on every REQUEST line.
+    pub gateway: GatewaySettings,
+    /// How COMPLETE files are awaited.
+    pub poll: PollSettings,
+    /// Concurrency and batch size.
+    pub limits: LimitSettings,
+    /// Names of the routing fields of input records.
+    pub input: InputSettings,
+    /// The batch accounts, by name.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, AccountSettings>,
+}
+
+/// `[ledger]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LedgerSettings {
+    /// The sled directory.
+    pub path: PathBuf,
+}
+
+/// `[gateway]`: defaults for every account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct GatewaySettings {
+    /// `xVersion`.
+    pub x_version: String,
+    /// `xSoftwareName`.
+    pub software_name: String,
+    /// `xSoftwareVersion`; empty means this crate's version.
+    pub software_version: String,
+}
+
+impl GatewaySettings {
+    /// The `xSoftwareVersion` to send.
+    pub fn software_version(&self) -> &str {
+        if self.software_version.is_empty() {
+            env!("CARGO_PKG_VERSION")
+        } else {
+            &self.software_version
+        }
+    }
+}
+
+/// `[poll]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PollSettings {
+    /// First delay before looking for COMPLETE.
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    /// Upper bound of the backoff.
+    #[serde(deserialize_with = "duration")]
+    pub max_interval: Duration,
+    /// No COMPLETE by then: Stuck.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LimitSettings {
+    /// Accounts worked on at once.
+    pub max_concurrent_accounts: usize,
+    /// Lines per REQUEST file unless an account overrides it.
+    pub max_batch_lines: usize,
+}
+
+/// `[input]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct InputSettings {
+    /// The field naming the account.
+    pub account_field: String,
+    /// The field carrying the caller's unique reference.
+    pub ref_field: String,
+}
+
+/// `[accounts.NAME]`: one batch account (one drop, one credential, one number sequence).
+///
+/// Public so other binaries (the `gateway-sim` command) can reuse the parsing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AccountSettings {
+    /// `file:///…`, `s3://bucket/prefix` or `sftp://user@host:port/path`.
+    pub location: String,
+    /// The batch upload credential (PROCESS `xKey`).
+    #[serde(default)]
+    pub batch_key: Option<Secret<String>>,
+    /// Or the environment variable holding it.
+    #[serde(default)]
+    pub batch_key_env: Option<String>,
+    /// The merchant `xKey` put on each REQUEST line.
+    #[serde(default)]
+    pub merchant_key: Option<Secret<String>>,
+    /// Or the environment variable holding it.
+    #[serde(default)]
+    pub merchant_key_env: Option<String>,
+    /// Per-account override of `limits.max_batch_lines`.
+    #[serde(default)]
+    pub max_batch_lines: Option<usize>,
+    /// Commands this account may send (case-insensitive); absent means any.
+    #[serde(default)]
+    pub allowed_commands: Option<Vec<String>>,
+    /// SFTP: private key file.
+    #[serde(default)]
+    pub ssh_key: Option<PathBuf>,
+    /// SFTP: the variable holding a password, instead of a key.
+    #[serde(default)]
+    pub ssh_password_env: Option<String>,
+    /// SFTP: a known_hosts file.
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    /// SFTP: a pinned host key fingerprint (`SHA256:…`).
+    #[serde(default)]
+    pub host_key_sha256: Option<String>,
+}
+
+impl Settings {
+    /// Loads the compiled-in defaults, then `file` (if any), then `PAYBATCH__…` variables, and
+    /// checks the result.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for unreadable files and unknown keys (the message names the key),
+    /// [`Error::Setting`] for missing or inconsistent values (naming the account).
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// [`Settings::load`] with an explicit environment (for tests and embedding).
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_CONFIG,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(Error::Config {
+                    message: format!("{}: no such file", path.display()),
+                    source: None,
+                });
+            }
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("PAYBATCH__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("allowed_commands")
+                .source(Some(env)),
+        );
+        let built = builder.build().map_err(|e| Error::Config {
+            message: e.to_string(),
+            source: Some(e),
+        })?;
+        let settings: Settings = built.try_deserialize().map_err(|e| Error::Config {
+            message: e.to_string(),
+            source: Some(e),
+        })?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Parses settings from TOML text layered over the defaults (no environment).
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULT_CONFIG,
+                config::FileFormat::Toml,
+            ))
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .map_err(|e| Error::Config {
+                message: e.to_string(),
+                source: Some(e),
+            })?;
+        let settings: Settings = built.try_deserialize().map_err(|e| Error::Config {
+            message: e.to_string(),
+            source: Some(e),
+        })?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.limits.max_batch_lines == 0 {
+            return Err(Error::setting(
+                "limits.max_batch_lines",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.max_concurrent_accounts == 0 {
+            return Err(Error::setting(
+                "limits.max_concurrent_accounts",
+                "must be at least 1",
+            ));
+        }
+        if self.poll.interval.is_zero() || self.poll.max_interval < self.poll.interval {
+            return Err(Error::setting(
+                "poll.interval",
+                "must be non-zero and at most poll.max_interval",
+            ));
+        }
+        if self.input.account_field == self.input.ref_field {
+            return Err(Error::setting(
+                "input",
+                "account_field and ref_field must differ",
+            ));
+        }
+        for (name, account) in &self.accounts {
+            sequence_ledger::AccountId::new(name).map_err(|e| {
+                Error::setting(format!("accounts.{name}"), format!("bad account name: {e}"))
+            })?;
+            account.check(name)?;
+        }
+        Ok(())
+    }
+
+    /// The account's settings.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] when no such account is configured.
+    pub fn account(&self, name: &str) -> Result<&AccountSettings> {
+        self.accounts
+            .get(name)
+            .ok_or_else(|| Error::setting(format!("accounts.{name}"), "no such account"))
+    }
+
+    /// Lines per batch for `account`.
+    pub fn max_batch_lines(&self, account: &str) -> usize {
+        self.accounts
+            .get(account)
+            .and_then(|a| a.max_batch_lines)
+            .unwrap_or(self.limits.max_batch_lines)
+    }
+
+    /// The effective settings as TOML with every secret masked (`paybatch config show`).
+    pub fn to_masked_toml(&self) -> String {
+        let mut s = String::new();
+        let q = |v: &str| serde_json::to_string(v).unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "[ledger]\npath = {}\n",
+            q(&self.ledger.path.to_string_lossy())
+        );
+        let _ = writeln!(
+            s,
+            "[gateway]\nx_version = {}\nsoftware_name = {}\nsoftware_version = {}\n",
+            q(&self.gateway.x_version),
+            q(&self.gateway.software_name),
+            q(self.gateway.software_version())
+        );
+        let d = |v: Duration| q(&humantime::format_duration(v).to_string());
+        let _ = writeln!(
+            s,
+            "[poll]\ninterval = {}\nmax_interval = {}\ntimeout = {}\n",
+            d(self.poll.interval),
+            d(self.poll.max_interval),
+            d(self.poll.timeout)
+        );
+        let _ = writeln!(
+            s,
+            "[limits]\nmax_concurrent_accounts = {}\nmax_batch_lines = {}\n",
+            self.limits.max_concurrent_accounts, self.limits.max_batch_lines
+        );
+        let _ = writeln!(
+            s,
+            "[input]\naccount_field = {}\nref_field = {}\n",
+            q(&self.input.account_field),
+            q(&self.input.ref_field)
+        );
+        for (name, a) in &self.accounts {
+            let _ = writeln!(s, "[accounts.{name}]\nlocation = {}", q(&a.location));
+            let secret = |s: &mut String, key: &str, v: &Option<Secret<String>>| {
+                if v.is_some() {
+                    let _ = writeln!(s, "{key} = \"[REDACTED]\"");
+                }
+            };
+            secret(&mut s, "batch_key", &a.batch_key);
+            secret(&mut s, "merchant_key", &a.merchant_key);
+            let opt = |s: &mut String, key: &str, v: Option<String>| {
+                if let Some(v) = v {
+                    let _ = writeln!(s, "{key} = {}", q(&v));
+                }
+            };
+            opt(&mut s, "batch_key_env", a.batch_key_env.clone());
+            opt(&mut s, "merchant_key_env", a.merchant_key_env.clone());
+            if let Some(n) = a.max_batch_lines {
+                let _ = writeln!(s, "max_batch_lines = {n}");
+            }
+            if let Some(c) = &a.allowed_commands {
+                let list: Vec<String> = c.iter().map(|c| q(c)).collect();
+                let _ = writeln!(s, "allowed_commands = [{}]", list.join(", "));
+            }
+            let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
+            opt(&mut s, "ssh_key", path(&a.ssh_key));
+            opt(&mut s, "ssh_password_env", a.ssh_password_env.clone());
+            opt(&mut s, "known_hosts", path(&a.known_hosts));
+            opt(&mut s, "host_key_sha256", a.host_key_sha256.clone());
+            s.push('\n');
+        }
+        s
+    }
+}
+
+impl AccountSettings {
+    fn check(&self, name: &str) -> Result<()> {
+        let key = |k: &str| format!("accounts.{name}.{k}");
+        storage_backends::Location::parse(&self.location)
+            .map_err(|e| Error::setting(key("location"), e.to_string()))?;
+        for (what, direct, env) in [
+            (
+                "batch_key",
+                self.batch_key.is_some(),
+                self.batch_key_env.is_some(),
+            ),
+            (
+                "merchant_key",
+                self.merchant_key.is_some(),
+                self.merchant_key_env.is_some(),
+            ),
+        ] {
+            match (direct, env) {
+                (true, true) => {
+                    return Err(Error::setting(
+                        key(what),
+                        format!("set either {what} or {what}_env, not both"),
+                    ));
+                }
+                (false, false) => {
+                    return Err(Error::setting(
+                        key(what),
+                        format!("account {name} needs {what} or {what}_env"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if self.max_batch_lines == Some(0) {
+            return Err(Error::setting(key("max_batch_lines"), "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The batch upload credential, read from the environment when `batch_key_env` is set.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] when the variable is missing or empty.
+    pub fn batch_key(&self, account: &str) -> Result<Secret<String>> {
+        resolve_secret(account, "batch_key", &self.batch_key, &self.batch_key_env)
+    }
+
+    /// The merchant `xKey`, read from the environment when `merchant_key_env` is set.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] when the variable is missing or empty.
+    pub fn merchant_key(&self, account: &str) -> Result<Secret<String>> {
+        resolve_secret(
+            account,
+            "merchant_key",
+            &self.merchant_key,
+            &self.merchant_key_env,
+        )
+    }
+
+    /// The storage location and backend options of this account (SFTP key/password and host
+    /// key check from `ssh_key`/`ssh_password_env`/`known_hosts`/`host_key_sha256`).
+    ///
+    /// # Errors
+    /// [`Error::Setting`] for an unparsable location.
+    pub fn backend_options(
+        &self,
+        account: &str,
+    ) -> Result<(storage_backends::Location, storage_backends::BackendOptions)> {
+        let location = storage_backends::Location::parse(&self.location)
+            .map_err(|e| Error::setting(format!("accounts.{account}.location"), e.to_string()))?;
+        let mut options = storage_backends::BackendOptions::default();
+        if let Some(path) = &self.ssh_key {
+            options.sftp.auth = Some(storage_backends::SftpAuth::KeyFile {
+                path: path.clone(),
+                passphrase_env: None,
+            });
+        } else if let Some(var) = &self.ssh_password_env {
+            options.sftp.auth = Some(storage_backends::SftpAuth::PasswordEnv { var: var.clone() });
+        }
+        if let Some(path) = &self.known_hosts {
+            options.sftp.host_key = Some(storage_backends::HostKeyCheck::KnownHosts(path.clone()));
+        } else if let Some(fp) = &self.host_key_sha256 {
+            options.sftp.host_key = Some(storage_backends::HostKeyCheck::Fingerprint(fp.clone()));
+        }
+        Ok((location, options))
+    }
+
+    /// Whether `command` is allowed (case-insensitive); no allow-list allows everything.
+    pub fn allows(&self, command: &str) -> bool {
+        self.allowed_commands
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|c| c.eq_ignore_ascii_case(command)))
+    }
+}
+
+fn resolve_secret(
+    account: &str,
+    what: &str,
+    direct: &Option<Secret<String>>,
+    env: &Option<String>,
+) -> Result<Secret<String>> {
+    if let Some(secret) = direct {
+        return Ok(Secret::new(secret.expose().clone()));
+    }
+    let key = format!("accounts.{account}.{what}_env");
+    let var = env
+        .as_ref()
+        .ok_or_else(|| Error::setting(&key, format!("account {account} has no {what}")))?;
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+        _ => Err(Error::setting(
+            key,
+            format!("environment variable {var} is not set (account {account})"),
+        )),
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(text.trim())
+        .map_err(|e| serde::de::Error::custom(format!("bad duration {text:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACME: &str = "[accounts.acme]\nlocation = \"file:///tmp/acme\"\nbatch_key = \"bk-secret\"\nmerchant_key = \"mk-secret\"\n";
+
+    #[test]
+    fn defaults_parse_without_accounts() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.limits.max_batch_lines, 5000);
+        assert_eq!(s.poll.interval, Duration::from_secs(2));
+        assert_eq!(s.poll.timeout, Duration::from_secs(7200));
+        assert!(s.accounts.is_empty());
+        assert_eq!(s.gateway.software_version(), env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn account_parses_and_masks_secrets() {
+        let s = Settings::from_toml(ACME).unwrap();
+        let acme = s.account("acme").unwrap();
+        assert_eq!(acme.batch_key("acme").unwrap().expose(), "bk-secret");
+        let shown = s.to_masked_toml();
+        assert!(
+            !shown.contains("bk-secret") && !shown.contains("mk-secret"),
+            "{shown}"
+        );
+        assert!(shown.contains("[REDACTED]"));
+        assert!(!format!("{s:?}").contains("bk-secret"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        for (text, key) in [
+            ("[poll]\nintervall = \"1s\"\n", "intervall"),
+            ("[limits]\nmax_lines = 3\n", "max_lines"),
+            (&format!("{ACME}colour = \"red\"\n"), "colour"),
+            ("[nonsense]\na = 1\n", "nonsense"),
+        ] {
+            let err = Settings::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_account() {
+        for (text, needle) in [
+            (
+                "[accounts.acme]\nlocation = \"file:///x\"\nmerchant_key = \"m\"\n",
+                "acme",
+            ),
+            (
+                "[accounts.acme]\nlocation = \"file:///x\"\nbatch_key = \"b\"\nbatch_key_env = \"B\"\nmerchant_key = \"m\"\n",
+                "batch_key",
+            ),
+            (
+                "[accounts.acme]\nbatch_key = \"b\"\nmerchant_key = \"m\"\n",
+                "location",
+            ),
+            ("[poll]\ninterval = \"soon\"\n", "soon"),
+            ("[limits]\nmax_batch_lines = 0\n", "max_batch_lines"),
+        ] {
+            let err = Settings::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_file_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, format!("[poll]\ntimeout = \"5m\"\n{ACME}")).unwrap();
+        let env = [
+            ("PAYBATCH__POLL__TIMEOUT", "30s"),
+            ("PAYBATCH__LIMITS__MAX_BATCH_LINES", "7"),
+            ("PAYBATCH_TEST_SFTP_URL", "ignored"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let s = Settings::load_with_env(Some(&path), env).unwrap();
+        assert_eq!(s.poll.timeout, Duration::from_secs(30));
+        assert_eq!(s.limits.max_batch_lines, 7);
+        assert_eq!(s.max_batch_lines("acme"), 7);
+    }
+
+    #[test]
+    fn allow_list_is_case_insensitive() {
+        let s = Settings::from_toml(&format!("{ACME}allowed_commands = [\"cc:sale\"]\n")).unwrap();
+        let acme = s.account("acme").unwrap();
+        assert!(acme.allows("cc:Sale"));
+        assert!(!acme.allows("cc:refund"));
+    }
+}

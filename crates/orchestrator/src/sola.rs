@@ -1,0 +1,281 @@
+//! The Sola (Cardknox) file-drop protocol over any storage backend.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use kvp_format::{FileKind, FileName, Secret, SequenceNumber};
+use sha2::{Digest, Sha256};
+use storage_backends::{Backend, ErrorKind};
+
+use crate::error::{Error, Result};
+use crate::protocol::{BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine};
+use crate::settings::GatewaySettings;
+
+/// The Sola file drop of one account: `Request/REQUEST_X.KVP`, then `Request/PROCESS_X.KVP`,
+/// then the gateway's `Response/RESPONSE_X.KVP` and `Response/COMPLETE_X.KVP`.
+#[derive(Debug)]
+pub struct SolaFileDrop {
+    account: String,
+    backend: Arc<dyn Backend>,
+    batch_key: Secret<String>,
+    merchant_key: Secret<String>,
+    x_version: String,
+    software_name: String,
+    software_version: String,
+}
+
+impl SolaFileDrop {
+    /// The protocol for `account` on `backend` with its credentials.
+    pub fn new(
+        account: impl Into<String>,
+        backend: Arc<dyn Backend>,
+        batch_key: Secret<String>,
+        merchant_key: Secret<String>,
+        gateway: &GatewaySettings,
+    ) -> Self {
+        Self {
+            account: account.into(),
+            backend,
+            batch_key,
+            merchant_key,
+            x_version: gateway.x_version.clone(),
+            software_name: gateway.software_name.clone(),
+            software_version: gateway.software_version().to_owned(),
+        }
+    }
+
+    fn path(kind: FileKind, sequence: SequenceNumber) -> String {
+        FileName::new(kind, sequence).path()
+    }
+
+    fn storage(&self, path: &str, source: storage_backends::Error) -> Error {
+        Error::Storage {
+            account: self.account.clone(),
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    fn protocol(&self, sequence: SequenceNumber, message: impl Into<String>) -> Error {
+        Error::Protocol {
+            account: self.account.clone(),
+            sequence: sequence.get(),
+            message: message.into(),
+        }
+    }
+
+    /// The PROCESS file's bytes.
+    pub fn encode_process(&self, sequence: SequenceNumber, line_count: u64) -> Bytes {
+        let mut out = Vec::with_capacity(128);
+        kvp_format::encode_pair("xKey", self.batch_key.expose(), &mut out);
+        out.push(b'&');
+        kvp_format::encode_pair("xSubmittedCount", &line_count.to_string(), &mut out);
+        out.push(b'&');
+        kvp_format::encode_pair("xFormat", "KVP", &mut out);
+        out.push(b'&');
+        kvp_format::encode_pair("xSequenceNumber", &sequence.to_string(), &mut out);
+        out.push(b'\n');
+        Bytes::from(out)
+    }
+}
+
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    body.split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty() || !body.is_empty())
+}
+
+#[async_trait]
+impl GatewayProtocol for SolaFileDrop {
+    fn account(&self) -> &str {
+        &self.account
+    }
+
+    fn encode_request(&self, sequence: SequenceNumber, lines: &[RequestLine<'_>]) -> Result<Bytes> {
+        let mut out = Vec::with_capacity(lines.len() * 256);
+        let seq = sequence.to_string();
+        for line in lines {
+            kvp_format::encode_pair("xIndex", &line.index.to_string(), &mut out);
+            for (k, v) in [
+                ("xSequenceNumber", seq.as_str()),
+                ("xKey", self.merchant_key.expose().as_str()),
+                ("xVersion", self.x_version.as_str()),
+                ("xSoftwareName", self.software_name.as_str()),
+                ("xSoftwareVersion", self.software_version.as_str()),
+            ] {
+                out.push(b'&');
+                kvp_format::encode_pair(k, v, &mut out);
+            }
+            for (k, v) in line.fields {
+                out.push(b'&');
+                kvp_format::encode_pair(k, v, &mut out);
+            }
+            out.push(b'\n');
+        }
+        Ok(Bytes::from(out))
+    }
+
+    async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<()> {
+        let path = Self::path(FileKind::Request, sequence);
+        let want: [u8; 32] = Sha256::digest(&payload).into();
+        let present = match self.backend.get(&path).await {
+            Ok(bytes) => Some(<[u8; 32]>::from(Sha256::digest(&bytes))),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(self.storage(&path, e)),
+        };
+        if present == Some(want) {
+            tracing::debug!(account = %self.account, %sequence, "REQUEST already in the drop with the right digest");
+            return Ok(());
+        }
+        if present.is_some() {
+            // A different REQUEST_X must never be triggered: refuse if its PROCESS is there.
+            let process = Self::path(FileKind::Process, sequence);
+            match self.backend.head(&process).await {
+                Ok(_) => {
+                    return Err(self.protocol(
+                        sequence,
+                        "a different REQUEST with this number is already in the drop and triggered",
+                    ));
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(self.storage(&process, e)),
+            }
+        }
+        self.backend
+            .put(&path, payload.clone())
+            .await
+            .map_err(|e| self.storage(&path, e))?;
+        let back = self
+            .backend
+            .get(&path)
+            .await
+            .map_err(|e| self.storage(&path, e))?;
+        if back.len() != payload.len() || <[u8; 32]>::from(Sha256::digest(&back)) != want {
+            return Err(self.protocol(
+                sequence,
+                format!(
+                    "REQUEST read back differs from what was written ({} bytes, expected {})",
+                    back.len(),
+                    payload.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn trigger(&self, sequence: SequenceNumber, line_count: u64) -> Result<()> {
+        let path = Self::path(FileKind::Process, sequence);
+        self.backend
+            .put(&path, self.encode_process(sequence, line_count))
+            .await
+            .map_err(|e| self.storage(&path, e))
+    }
+
+    async fn poll(&self, sequence: SequenceNumber) -> Result<PollResult> {
+        let path = Self::path(FileKind::Complete, sequence);
+        let bytes = match self.backend.get(&path).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(PollResult::Pending),
+            Err(e) => return Err(self.storage(&path, e)),
+        };
+        let line = lines(&bytes).next().unwrap_or_default();
+        let pairs = kvp_format::decode_line(line).map_err(|e| {
+            self.protocol(sequence, format!("COMPLETE unreadable: {}", e.message()))
+        })?;
+        let get = |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v.to_string())
+        };
+        if let Some(seq) = get("xSequenceNumber") {
+            if seq != sequence.to_string() {
+                return Err(
+                    self.protocol(sequence, format!("COMPLETE carries xSequenceNumber {seq}"))
+                );
+            }
+        }
+        let status = get("xStatus").unwrap_or_default();
+        Ok(PollResult::Done(BatchVerdict {
+            success: status.eq_ignore_ascii_case("Success"),
+            status,
+            error: get("xError").filter(|e| !e.is_empty()),
+            processed_count: get("xProcessedCount").and_then(|c| c.parse().ok()),
+        }))
+    }
+
+    async fn fetch_results(
+        &self,
+        sequence: SequenceNumber,
+        line_count: u64,
+    ) -> Result<Vec<LineResult>> {
+        let path = Self::path(FileKind::Response, sequence);
+        let bytes = self
+            .backend
+            .get(&path)
+            .await
+            .map_err(|e| self.storage(&path, e))?;
+        let count = usize::try_from(line_count).unwrap_or(usize::MAX);
+        let mut slots: Vec<Option<LineResult>> = vec![None; count];
+        let mut extra = Vec::new();
+        for (n, line) in lines(&bytes).enumerate() {
+            let at = n + 1;
+            let pairs = kvp_format::decode_line(line).map_err(|e| {
+                self.protocol(sequence, format!("RESPONSE line {at}: {}", e.message()))
+            })?;
+            let mut index = None;
+            let mut fields = Vec::with_capacity(pairs.len());
+            for (k, v) in pairs {
+                if k == "xIndex" {
+                    index = v.parse::<u64>().ok();
+                } else if k == "xSequenceNumber" {
+                    if v != sequence.to_string().as_str() {
+                        return Err(self.protocol(
+                            sequence,
+                            format!("RESPONSE line {at}: xSequenceNumber {v}"),
+                        ));
+                    }
+                } else if !kvp_format::is_sensitive(&k) {
+                    fields.push((k.into_owned(), v.into_owned()));
+                }
+            }
+            let index = index.ok_or_else(|| {
+                self.protocol(sequence, format!("RESPONSE line {at}: no valid xIndex"))
+            })?;
+            match usize::try_from(index).ok().and_then(|i| slots.get_mut(i)) {
+                Some(slot @ None) => *slot = Some(LineResult { index, fields }),
+                _ => extra.push(index),
+            }
+        }
+        let missing: Vec<usize> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            return Err(self.protocol(
+                sequence,
+                format!(
+                    "RESPONSE does not match the REQUEST: missing xIndex {:?}, extra or repeated xIndex {:?}",
+                    &missing[..missing.len().min(10)],
+                    &extra[..extra.len().min(10)]
+                ),
+            ));
+        }
+        Ok(slots.into_iter().flatten().collect())
+    }
+
+    async fn cleanup(&self, sequence: SequenceNumber) -> Result<()> {
+        for kind in [FileKind::Response, FileKind::Complete] {
+            let path = Self::path(kind, sequence);
+            self.backend
+                .delete(&path)
+                .await
+                .map_err(|e| self.storage(&path, e))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! Validation of input records before anything is reserved or uploaded.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::input::InputRecord;
+use crate::settings::Settings;
+
+/// Fields paybatch sets itself; an input record carrying one is invalid.
+pub const RESERVED_FIELDS: &[&str] = &[
+    "xKey",
+    "xVersion",
+    "xSoftwareName",
+    "xSoftwareVersion",
+    "xIndex",
+    "xSequenceNumber",
+];
+
+/// One invalid input record: `FILE:LINE: message`. Never quotes a field's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputProblem {
+    /// The input name.
+    pub file: String,
+    /// 1-based line.
+    pub line: u64,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for InputProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+/// Checks records one at a time and remembers every `ref` seen (as a 128-bit hash, so the
+/// memory per transaction stays small) to find repeats.
+#[derive(Debug)]
+pub struct Validator<'a> {
+    settings: &'a Settings,
+    seen: HashMap<u128, u64>,
+}
+
+impl<'a> Validator<'a> {
+    /// A validator for `settings`' accounts and routing fields.
+    pub fn new(settings: &'a Settings) -> Self {
+        Self {
+            settings,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Every problem of `rec` (empty when valid). A valid record's `ref` is remembered.
+    pub fn check(&mut self, rec: &InputRecord) -> Vec<String> {
+        let mut problems = Vec::new();
+        let account_field = &self.settings.input.account_field;
+        let ref_field = &self.settings.input.ref_field;
+        let account = rec.get(account_field).unwrap_or("");
+        if account.is_empty() {
+            problems.push(format!("missing {account_field}"));
+        }
+        let account_settings = self.settings.accounts.get(account);
+        if !account.is_empty() && account_settings.is_none() {
+            problems.push(format!("unknown {account_field} {account:?}"));
+        }
+        let reference = rec.get(ref_field).unwrap_or("");
+        if reference.is_empty() {
+            problems.push(format!("missing {ref_field}"));
+        } else if reference.len() > 256 || reference.chars().any(char::is_control) {
+            problems.push(format!(
+                "{ref_field} must be at most 256 characters without control characters"
+            ));
+        }
+        let mut keys = std::collections::HashSet::new();
+        for (key, value) in &rec.fields {
+            if !keys.insert(key.as_str()) {
+                problems.push(format!("field {key:?} appears twice"));
+                continue;
+            }
+            if key == account_field || key == ref_field {
+                continue;
+            }
+            if let Some(reserved) = RESERVED_FIELDS.iter().find(|r| r.eq_ignore_ascii_case(key)) {
+                problems.push(if *reserved == "xKey" {
+                    "field \"xKey\" is not allowed: credentials come from the configuration"
+                        .to_owned()
+                } else {
+                    format!("field {reserved:?} is set by paybatch and must not be in the input")
+                });
+                continue;
+            }
+            if !valid_field_name(key) {
+                problems.push(format!(
+                    "field name {key:?} cannot be sent (letters, digits and _ only)"
+                ));
+            }
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                problems.push(format!("field {key:?} has a control character"));
+            }
+        }
+        match rec.get("xCommand") {
+            None | Some("") => problems.push("missing xCommand".to_owned()),
+            Some(command) => {
+                if let Some(a) = account_settings {
+                    if !a.allows(command) {
+                        problems.push(format!(
+                            "command {command:?} is not allowed for account {account}"
+                        ));
+                    }
+                }
+            }
+        }
+        if !reference.is_empty() {
+            let key = ref_hash(reference);
+            if let Some(first) = self.seen.get(&key) {
+                problems.push(format!(
+                    "{ref_field} {reference:?} repeated (first on line {first})"
+                ));
+            } else if problems.is_empty() {
+                self.seen.insert(key, rec.line);
+            }
+        }
+        problems
+    }
+}
+
+fn valid_field_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn ref_hash(reference: &str) -> u128 {
+    let digest = Sha256::digest(reference.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::from_toml(
+            "[accounts.acme]\nlocation = \"file:///tmp/a\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\nallowed_commands = [\"cc:sale\"]\n\
+             [accounts.beta]\nlocation = \"file:///tmp/b\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\n",
+        )
+        .unwrap()
+    }
+
+    fn rec(line: u64, kvp: &str) -> InputRecord {
+        let fields = kvp
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap();
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        InputRecord { line, fields }
+    }
+
+    #[test]
+    fn each_rule() {
+        let s = settings();
+        for (kvp, needle) in [
+            ("ref=1&xCommand=cc:sale", "missing account"),
+            (
+                "account=zeta&ref=1&xCommand=cc:sale",
+                "unknown account \"zeta\"",
+            ),
+            ("account=acme&xCommand=cc:sale", "missing ref"),
+            ("account=acme&ref=1", "missing xCommand"),
+            (
+                "account=acme&ref=1&xCommand=cc:refund",
+                "not allowed for account acme",
+            ),
+            (
+                "account=acme&ref=1&xCommand=cc:sale&xKey=k",
+                "credentials come from the configuration",
+            ),
+            (
+                "account=acme&ref=1&xCommand=cc:sale&xindex=3",
+                "set by paybatch",
+            ),
+            (
+                "account=acme&ref=1&xCommand=cc:sale&x-y=3",
+                "cannot be sent",
+            ),
+            (
+                "account=acme&ref=1&xCommand=cc:sale&xName=a\u{1}",
+                "control character",
+            ),
+            (
+                "account=acme&ref=1&xCommand=cc:sale&xName=a&xName=b",
+                "appears twice",
+            ),
+        ] {
+            let problems = Validator::new(&s).check(&rec(1, kvp));
+            assert!(
+                problems.iter().any(|p| p.contains(needle)),
+                "{kvp}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn valid_records_pass_and_repeats_are_found() {
+        let s = settings();
+        let mut v = Validator::new(&s);
+        assert!(
+            v.check(&rec(
+                1,
+                "account=acme&ref=r1&xCommand=cc:SALE&xCardNum=4111111111111111"
+            ))
+            .is_empty()
+        );
+        assert!(
+            v.check(&rec(2, "account=beta&ref=r2&xCommand=cc:refund&xRefNum=9"))
+                .is_empty()
+        );
+        let p = v.check(&rec(3, "account=beta&ref=r1&xCommand=cc:sale"));
+        assert_eq!(p, ["ref \"r1\" repeated (first on line 1)"]);
+    }
+
+    #[test]
+    fn problems_never_quote_card_numbers() {
+        let s = settings();
+        let p = Validator::new(&s).check(&rec(
+            1,
+            "account=zeta&ref=1&xCardNum=4111111111111111&xKey=secret",
+        ));
+        let text = p.join("\n");
+        assert!(
+            !text.contains("4111111111111111") && !text.contains("secret"),
+            "{text}"
+        );
+    }
+}
