@@ -1,0 +1,727 @@
+//! The conformance suite: one set of `async fn`s over `&dyn Backend` that every backend —
+//! local, S3, SFTP, or a future one, or a test double — must pass. Backends differ only by
+//! their declared [`Capabilities`](crate::Capabilities), never by hand-picked test lists.
+//!
+//! Each case works in its own sub-folder named after the case, so cases can run concurrently
+//! on one backend. A case returns `Err(Failure)` with what went wrong instead of panicking, so
+//! the caller decides how to report it:
+//!
+//! ```no_run
+//! # async fn t() -> Result<(), Box<dyn std::error::Error>> {
+//! use storage_backends::{conformance, open, test_env};
+//! let target = test_env::local()?;
+//! let backend = open(&target.location, &target.options).await?;
+//! conformance::round_trip(&*backend).await?;
+//! for (name, result) in conformance::run_quick(&*backend).await {
+//!     result.map_err(|f| format!("{name}: {f}"))?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The two heavy cases take their size as an argument: [`large_streamed`] (the required run
+//! uses [`LARGE_FILE_BYTES`], 200 MB, and checks memory stays flat) and [`many_files`]
+//! (required: [`MANY_FILES`], 10,000 files, created with bounded concurrency).
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::backend::{Backend, ByteStream, PutIfAbsent, Replace};
+use crate::error::{Error, ErrorKind};
+
+/// Size of the required large-file case (200 MB).
+pub const LARGE_FILE_BYTES: u64 = 200 * 1000 * 1000;
+/// Number of files of the required listing case.
+pub const MANY_FILES: usize = 10_000;
+/// How much the process's resident memory may grow while streaming the large file.
+pub const MAX_STREAM_MEMORY_GROWTH: u64 = 96 * 1024 * 1024;
+
+/// Why a case failed.
+#[derive(Debug)]
+pub struct Failure {
+    /// What was expected and what happened.
+    pub message: String,
+    /// The backend error behind it, if any.
+    pub error: Option<Error>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.error {
+            Some(e) => write!(f, "{}: {e}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.as_ref().map(|e| e as _)
+    }
+}
+
+/// The result of one case.
+pub type Outcome = std::result::Result<(), Failure>;
+
+fn fail(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        error: None,
+    }
+}
+
+/// Attaches context to a backend error.
+trait Context<T> {
+    fn ctx(self, what: &str) -> std::result::Result<T, Failure>;
+}
+
+impl<T> Context<T> for crate::Result<T> {
+    fn ctx(self, what: &str) -> std::result::Result<T, Failure> {
+        self.map_err(|e| Failure {
+            message: what.to_owned(),
+            error: Some(e),
+        })
+    }
+}
+
+fn check(cond: bool, message: impl FnOnce() -> String) -> Outcome {
+    if cond { Ok(()) } else { Err(fail(message())) }
+}
+
+fn expect_kind<T: fmt::Debug>(r: crate::Result<T>, kind: ErrorKind, what: &str) -> Outcome {
+    match r {
+        Err(e) if e.kind() == kind => Ok(()),
+        Err(e) => Err(Failure {
+            message: format!("{what}: expected {kind}, got another error"),
+            error: Some(e),
+        }),
+        Ok(v) => Err(fail(format!("{what}: expected {kind}, got Ok({v:?})"))),
+    }
+}
+
+/// put → get → head → list → delete → get is `NotFound`.
+pub async fn round_trip(b: &dyn Backend) -> Outcome {
+    let path = "round_trip/Request/REQUEST_1.KVP";
+    let data = Bytes::from_static(b"xIndex=0&xSequenceNumber=1\n");
+    b.put(path, data.clone()).await.ctx("put")?;
+    check(b.get(path).await.ctx("get")? == data, || {
+        "get returned other bytes".into()
+    })?;
+    let meta = b.head(path).await.ctx("head")?;
+    check(meta.path == path && meta.size == data.len() as u64, || {
+        format!("head: {meta:?}")
+    })?;
+    if b.capabilities().modified_time {
+        check(meta.modified.is_some(), || {
+            "head: no modification time".into()
+        })?;
+    }
+    let listed = b.list("round_trip/Request").await.ctx("list")?;
+    check(
+        listed.len() == 1 && listed[0].path == path && listed[0].size == meta.size,
+        || format!("list: {listed:?}"),
+    )?;
+    b.delete(path).await.ctx("delete")?;
+    expect_kind(b.get(path).await, ErrorKind::NotFound, "get after delete")?;
+    let listed = b
+        .list("round_trip/Request")
+        .await
+        .ctx("list after delete")?;
+    check(listed.is_empty(), || {
+        format!("list after delete: {listed:?}")
+    })
+}
+
+/// A second `put` replaces the first; empty files work.
+pub async fn overwrite(b: &dyn Backend) -> Outcome {
+    let path = "overwrite/a.txt";
+    b.put(path, Bytes::from_static(b"first, longer"))
+        .await
+        .ctx("put 1")?;
+    b.put(path, Bytes::from_static(b"second"))
+        .await
+        .ctx("put 2")?;
+    check(b.get(path).await.ctx("get")?.as_ref() == b"second", || {
+        "not replaced".into()
+    })?;
+    b.put(path, Bytes::new()).await.ctx("put empty")?;
+    check(b.get(path).await.ctx("get empty")?.is_empty(), || {
+        "empty file not empty".into()
+    })?;
+    check(b.head(path).await.ctx("head")?.size == 0, || {
+        "empty file size".into()
+    })
+}
+
+/// `put_if_absent` on a taken name is `AlreadyExists` and leaves the content alone.
+pub async fn put_if_absent_conflict(b: &dyn Backend) -> Outcome {
+    let path = "put_if_absent/PROCESS_1.KVP";
+    if b.capabilities().put_if_absent == PutIfAbsent::Unsupported {
+        return expect_kind(
+            b.put_if_absent(path, Bytes::new()).await,
+            ErrorKind::Config,
+            "unsupported",
+        );
+    }
+    b.put_if_absent(path, Bytes::from_static(b"one"))
+        .await
+        .ctx("first put_if_absent")?;
+    expect_kind(
+        b.put_if_absent(path, Bytes::from_static(b"two")).await,
+        ErrorKind::AlreadyExists,
+        "second put_if_absent",
+    )?;
+    check(b.get(path).await.ctx("get")?.as_ref() == b"one", || {
+        "content changed".into()
+    })?;
+    // Also against a file written by a plain put.
+    b.put("put_if_absent/b", Bytes::from_static(b"x"))
+        .await
+        .ctx("put")?;
+    expect_kind(
+        b.put_if_absent("put_if_absent/b", Bytes::from_static(b"y"))
+            .await,
+        ErrorKind::AlreadyExists,
+        "put_if_absent over put",
+    )
+}
+
+/// Of 8 concurrent `put_if_absent`s to one name exactly one wins, and its bytes are what is
+/// stored.
+pub async fn put_if_absent_race(b: Arc<dyn Backend>) -> Outcome {
+    if b.capabilities().put_if_absent != PutIfAbsent::Atomic {
+        return Ok(());
+    }
+    let path = "put_if_absent_race/REQUEST_7.KVP";
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8u8 {
+        let b = b.clone();
+        tasks.spawn(async move {
+            let data = Bytes::from(vec![i; 64 * 1024]);
+            (i, b.put_if_absent(path, data).await)
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (i, r) = joined.map_err(|e| fail(format!("task failed: {e}")))?;
+        match r {
+            Ok(()) => winners.push(i),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(Failure {
+                    message: format!("writer {i}"),
+                    error: Some(e),
+                });
+            }
+        }
+    }
+    check(winners.len() == 1, || format!("winners: {winners:?}"))?;
+    let stored = b.get(path).await.ctx("get")?;
+    check(
+        stored.iter().all(|&x| x == winners[0]) && stored.len() == 64 * 1024,
+        || "stored bytes are not the winner's".into(),
+    )
+}
+
+/// While one task keeps replacing a file with one of two large contents, another keeps
+/// reading it: every read is one whole content (or, only for `Replace::RemoveThenRename`,
+/// `NotFound`), never a mix or a prefix.
+pub async fn atomic_publish(b: Arc<dyn Backend>) -> Outcome {
+    let path = "atomic_publish/REQUEST_9.KVP";
+    let a = Bytes::from(vec![b'a'; 1024 * 1024]);
+    let z = Bytes::from(vec![b'z'; 3 * 1024 * 1024 / 2]);
+    b.put(path, a.clone()).await.ctx("first put")?;
+    let may_vanish = b.capabilities().replace == Replace::RemoveThenRename;
+    let writer = {
+        let (b, a, z) = (b.clone(), a.clone(), z.clone());
+        tokio::spawn(async move {
+            for i in 0..12 {
+                let data = if i % 2 == 0 { z.clone() } else { a.clone() };
+                b.put(path, data).await?;
+            }
+            Ok::<(), Error>(())
+        })
+    };
+    let mut reads = 0u32;
+    while !writer.is_finished() || reads < 3 {
+        match b.get(path).await {
+            Ok(got) => {
+                reads += 1;
+                check(got == a || got == z, || {
+                    format!(
+                        "read {reads} saw a partial or mixed file of {} bytes",
+                        got.len()
+                    )
+                })?;
+            }
+            Err(e) if may_vanish && e.kind() == ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Failure {
+                    message: "concurrent get".into(),
+                    error: Some(e),
+                });
+            }
+        }
+    }
+    writer
+        .await
+        .map_err(|e| fail(format!("writer task: {e}")))?
+        .ctx("writer")?;
+    // A streamed upload is invisible until it is complete.
+    let streamed = "atomic_publish/streamed.KVP";
+    let (tx, rx) = futures::channel::mpsc::channel::<crate::Result<Bytes>>(1);
+    let upload = {
+        let b = b.clone();
+        tokio::spawn(async move { b.put_stream(streamed, rx.boxed()).await })
+    };
+    let mut tx = tx;
+    for _ in 0..4 {
+        futures::SinkExt::send(&mut tx, Ok(Bytes::from(vec![b'q'; 256 * 1024])))
+            .await
+            .map_err(|e| fail(format!("feeding the upload: {e}")))?;
+        expect_kind(
+            b.head(streamed).await,
+            ErrorKind::NotFound,
+            "head during a streamed put",
+        )?;
+    }
+    drop(tx);
+    let n = upload
+        .await
+        .map_err(|e| fail(format!("upload task: {e}")))?
+        .ctx("streamed put")?;
+    check(n == 1024 * 1024, || format!("streamed {n} bytes"))?;
+    check(b.head(streamed).await.ctx("head after")?.size == n, || {
+        "size after".into()
+    })
+}
+
+/// Missing files are `NotFound` for get, head and get_stream; the error names the file.
+pub async fn missing_is_not_found(b: &dyn Backend) -> Outcome {
+    let path = "missing/Response/COMPLETE_404.KVP";
+    expect_kind(b.get(path).await, ErrorKind::NotFound, "get")?;
+    expect_kind(b.head(path).await, ErrorKind::NotFound, "head")?;
+    match b.get_stream(path).await {
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Failure {
+                message: "get_stream".into(),
+                error: Some(e),
+            });
+        }
+        Ok(_) => return Err(fail("get_stream of a missing file succeeded")),
+    }
+    let listed = b
+        .list("missing/no/such/folder")
+        .await
+        .ctx("list of a missing folder")?;
+    check(listed.is_empty(), || {
+        format!("list of a missing folder: {listed:?}")
+    })
+}
+
+/// Every error names the location and the path it was about.
+pub async fn errors_carry_location(b: &dyn Backend) -> Outcome {
+    let path = "errors/Response/RESPONSE_5.KVP";
+    let err = match b.get(path).await {
+        Err(e) => e,
+        Ok(_) => return Err(fail("get of a missing file succeeded")),
+    };
+    let want = b.location().display_path(path);
+    check(err.location() == want, || {
+        format!("error location {:?}, want {want:?}", err.location())
+    })?;
+    check(err.to_string().contains(&want), || {
+        format!("message lacks location: {err}")
+    })?;
+    let bad = b.get("../escape").await;
+    expect_kind(bad, ErrorKind::Config, "a path with '..'")
+}
+
+/// Names with spaces and non-ASCII characters round-trip and list as written.
+pub async fn unusual_names(b: &dyn Backend) -> Outcome {
+    let names = [
+        "names/with space.KVP",
+        "names/ünïcödé €.txt",
+        "names/名前 ファイル.kvp",
+        "names/sub dir ä/x.txt",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        b.put(name, Bytes::from(format!("{i}"))).await.ctx(name)?;
+    }
+    for (i, name) in names.iter().enumerate() {
+        let got = b.get(name).await.ctx(name)?;
+        check(got == format!("{i}").as_bytes(), || {
+            format!("{name}: wrong content")
+        })?;
+    }
+    let listed: Vec<String> = b
+        .list("names")
+        .await
+        .ctx("list")?
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    let want = &names[..3];
+    let mut want: Vec<String> = want.iter().map(|s| (*s).to_owned()).collect();
+    want.sort();
+    check(listed == want, || {
+        format!("list: {listed:?}, want {want:?}")
+    })?;
+    let sub: Vec<String> = b
+        .list("names/sub dir ä")
+        .await
+        .ctx("list sub")?
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    check(sub == [names[3]], || format!("list sub: {sub:?}"))
+}
+
+/// Deleting twice is fine; a deleted file is gone.
+pub async fn delete_twice(b: &dyn Backend) -> Outcome {
+    let path = "delete_twice/Response/COMPLETE_3.KVP";
+    b.put(path, Bytes::from_static(b"xStatus=Success\n"))
+        .await
+        .ctx("put")?;
+    b.delete(path).await.ctx("first delete")?;
+    b.delete(path).await.ctx("second delete")?;
+    b.delete("delete_twice/never/existed")
+        .await
+        .ctx("delete of a never-existing file")?;
+    expect_kind(b.head(path).await, ErrorKind::NotFound, "head after delete")
+}
+
+/// `list` shows direct children only, sorted, files only, and no temporaries.
+pub async fn list_semantics(b: &dyn Backend) -> Outcome {
+    for p in [
+        "list/Request/B.KVP",
+        "list/Request/A.KVP",
+        "list/Request/deeper/C.KVP",
+        "list/top.txt",
+    ] {
+        b.put(p, Bytes::from_static(b"1")).await.ctx(p)?;
+    }
+    let listed: Vec<String> = b
+        .list("list/Request")
+        .await
+        .ctx("list")?
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    check(
+        listed == ["list/Request/A.KVP", "list/Request/B.KVP"],
+        || format!("list: {listed:?}"),
+    )?;
+    let top: Vec<String> = b
+        .list("list")
+        .await
+        .ctx("list top")?
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    check(top == ["list/top.txt"], || format!("list top: {top:?}"))
+}
+
+/// A stream that fails midway leaves no file behind and the old content in place.
+pub async fn failed_stream_leaves_nothing(b: &dyn Backend) -> Outcome {
+    let path = "failed_stream/REQUEST_2.KVP";
+    let broken = |loc: String| -> ByteStream {
+        futures::stream::iter(vec![
+            Ok(Bytes::from(vec![b'x'; 300 * 1024])),
+            Err(Error::new(ErrorKind::Other, loc, "the source broke", None)),
+        ])
+        .boxed()
+    };
+    let r = b
+        .put_stream(path, broken(b.location().display_path(path)))
+        .await;
+    check(r.is_err(), || {
+        "put_stream of a broken stream succeeded".into()
+    })?;
+    expect_kind(
+        b.head(path).await,
+        ErrorKind::NotFound,
+        "head after a broken stream",
+    )?;
+    b.put(path, Bytes::from_static(b"old")).await.ctx("put")?;
+    let r = b
+        .put_stream(path, broken(b.location().display_path(path)))
+        .await;
+    check(r.is_err(), || "second broken put_stream succeeded".into())?;
+    check(b.get(path).await.ctx("get")?.as_ref() == b"old", || {
+        "old content lost".into()
+    })?;
+    let listed = b.list("failed_stream").await.ctx("list")?;
+    check(listed.len() == 1, || {
+        format!("leftovers listed: {listed:?}")
+    })
+}
+
+/// Streams `size` bytes up with `put_stream` and back down with `get_stream`, comparing every
+/// byte, while the process's resident memory may grow at most `max_growth` bytes (checked on
+/// Linux by sampling `/proc/self/status`; run it alone in its process for a clean reading).
+/// Returns the peak growth seen.
+pub async fn large_streamed(
+    b: &dyn Backend,
+    size: u64,
+    max_growth: u64,
+) -> std::result::Result<u64, Failure> {
+    let path = "large/REQUEST_500.KVP";
+    let sampler = RssSampler::start();
+    let written = b
+        .put_stream(path, pattern_stream(size))
+        .await
+        .ctx("put_stream")?;
+    check(written == size, || {
+        format!("put_stream wrote {written}, want {size}")
+    })?;
+    check(b.head(path).await.ctx("head")?.size == size, || {
+        "head size".into()
+    })?;
+    let mut stream = b.get_stream(path).await.ctx("get_stream")?;
+    let mut verifier = PatternVerifier::default();
+    while let Some(chunk) = stream.try_next().await.ctx("reading the stream")? {
+        verifier.feed(&chunk).map_err(fail)?;
+    }
+    let read = verifier.finish().map_err(fail)?;
+    check(read == size, || format!("read {read} bytes, want {size}"))?;
+    b.delete(path).await.ctx("delete")?;
+    let growth = sampler.stop().await;
+    check(growth <= max_growth, || {
+        format!(
+            "resident memory grew by {} MiB streaming {} MB (limit {} MiB)",
+            growth >> 20,
+            size / 1_000_000,
+            max_growth >> 20
+        )
+    })?;
+    Ok(growth)
+}
+
+/// Creates `count` small files in one folder (at most `concurrency` at once), lists the folder
+/// and checks every name and size, then deletes a few and lists again. Leaves the rest (the
+/// case's folder is unique per run).
+pub async fn many_files(b: Arc<dyn Backend>, count: usize, concurrency: usize) -> Outcome {
+    let folder = "many/Response";
+    let name = |i: usize| format!("{folder}/RESPONSE_{i}.KVP");
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let b = b.clone();
+            let path = name(i);
+            async move { b.put(&path, Bytes::from(format!("xIndex={i}\n"))).await }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<Vec<()>>()
+        .await
+        .ctx("creating the files")?;
+    let listed = b.list(folder).await.ctx("list")?;
+    check(listed.len() == count, || {
+        format!("listed {} files, want {count}", listed.len())
+    })?;
+    let mut want: Vec<String> = (0..count).map(name).collect();
+    want.sort();
+    for (meta, want) in listed.iter().zip(&want) {
+        check(&meta.path == want, || {
+            format!("listed {:?}, want {want:?}", meta.path)
+        })?;
+    }
+    for meta in &listed {
+        let i: usize = meta
+            .name()
+            .trim_start_matches("RESPONSE_")
+            .trim_end_matches(".KVP")
+            .parse()
+            .map_err(|_| fail(format!("odd name {}", meta.path)))?;
+        check(meta.size == format!("xIndex={i}\n").len() as u64, || {
+            format!("size of {}", meta.path)
+        })?;
+    }
+    for i in 0..count.min(3) {
+        b.delete(&name(i)).await.ctx("delete")?;
+    }
+    let after = b.list(folder).await.ctx("list after delete")?.len();
+    check(after == count - count.min(3), || {
+        format!("after deleting 3: {after}")
+    })
+}
+
+/// The quick cases (everything but [`large_streamed`] and [`many_files`]), by name.
+pub async fn run_quick(b: &dyn Backend) -> Vec<(&'static str, Outcome)> {
+    vec![
+        ("round_trip", round_trip(b).await),
+        ("overwrite", overwrite(b).await),
+        ("put_if_absent_conflict", put_if_absent_conflict(b).await),
+        ("missing_is_not_found", missing_is_not_found(b).await),
+        ("errors_carry_location", errors_carry_location(b).await),
+        ("unusual_names", unusual_names(b).await),
+        ("delete_twice", delete_twice(b).await),
+        ("list_semantics", list_semantics(b).await),
+        (
+            "failed_stream_leaves_nothing",
+            failed_stream_leaves_nothing(b).await,
+        ),
+    ]
+}
+
+const PATTERN_CHUNK: usize = 256 * 1024;
+
+/// Chunk `i` of the test pattern: its index, then a fixed pseudo-random block.
+fn pattern_chunk(i: u64, block: &[u8], len: usize) -> Bytes {
+    let mut chunk = BytesMut::with_capacity(len);
+    chunk.extend_from_slice(&i.to_le_bytes());
+    chunk.extend_from_slice(&block[..len.saturating_sub(8).min(block.len())]);
+    chunk.truncate(len);
+    chunk.freeze()
+}
+
+fn pattern_block() -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    (0..PATTERN_CHUNK).map(|_| rng.u8(..)).collect()
+}
+
+/// `size` bytes of the test pattern, generated lazily.
+pub fn pattern_stream(size: u64) -> ByteStream {
+    let block = Arc::new(pattern_block());
+    let chunks = size.div_ceil(PATTERN_CHUNK as u64);
+    futures::stream::iter(0..chunks)
+        .map(move |i| {
+            let start = i * PATTERN_CHUNK as u64;
+            let len =
+                usize::try_from((size - start).min(PATTERN_CHUNK as u64)).unwrap_or(PATTERN_CHUNK);
+            Ok(pattern_chunk(i, &block, len))
+        })
+        .boxed()
+}
+
+/// Checks a byte stream against [`pattern_stream`] whatever its chunk boundaries.
+#[derive(Debug)]
+struct PatternVerifier {
+    block: Vec<u8>,
+    pending: BytesMut,
+    index: u64,
+    total: u64,
+}
+
+impl Default for PatternVerifier {
+    fn default() -> Self {
+        PatternVerifier {
+            block: pattern_block(),
+            pending: BytesMut::new(),
+            index: 0,
+            total: 0,
+        }
+    }
+}
+
+impl PatternVerifier {
+    fn feed(&mut self, data: &[u8]) -> std::result::Result<(), String> {
+        self.total += data.len() as u64;
+        self.pending.extend_from_slice(data);
+        while self.pending.len() >= PATTERN_CHUNK {
+            let chunk = self.pending.split_to(PATTERN_CHUNK);
+            self.compare(&chunk)?;
+        }
+        Ok(())
+    }
+
+    fn compare(&mut self, chunk: &[u8]) -> std::result::Result<(), String> {
+        let want = pattern_chunk(self.index, &self.block, chunk.len());
+        if chunk != want.as_ref() {
+            return Err(format!(
+                "content differs in chunk {} (offset {})",
+                self.index,
+                self.index * PATTERN_CHUNK as u64
+            ));
+        }
+        self.index += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> std::result::Result<u64, String> {
+        let rest = std::mem::take(&mut self.pending);
+        if !rest.is_empty() {
+            self.compare(&rest)?;
+        }
+        Ok(self.total)
+    }
+}
+
+/// Samples the resident set size every 20 ms and reports the peak growth over the start.
+struct RssSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl RssSampler {
+    fn start() -> RssSampler {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let base = rss_bytes();
+            let mut peak = base;
+            loop {
+                peak = peak.max(rss_bytes());
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+                }
+            }
+            peak.max(rss_bytes()).saturating_sub(base)
+        });
+        RssSampler { stop, task }
+    }
+
+    async fn stop(self) -> u64 {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or(0)
+    }
+}
+
+/// Current resident set size from `/proc/self/status` (0 where there is none).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pattern_verifier_accepts_any_chunking_and_catches_changes() {
+        let size = 3 * PATTERN_CHUNK as u64 + 1234;
+        let all: Vec<u8> = pattern_stream(size)
+            .map(|c| c.unwrap())
+            .collect::<Vec<_>>()
+            .await
+            .concat();
+        assert_eq!(all.len() as u64, size);
+        for step in [1000usize, 4096, 300_000, all.len()] {
+            let mut v = PatternVerifier::default();
+            for piece in all.chunks(step) {
+                v.feed(piece).unwrap();
+            }
+            assert_eq!(v.finish().unwrap(), size);
+        }
+        let mut bad = all.clone();
+        bad[PATTERN_CHUNK + 77] ^= 1;
+        let mut v = PatternVerifier::default();
+        assert!(v.feed(&bad).is_err());
+        let mut v = PatternVerifier::default();
+        v.feed(&all[..all.len() - 1]).unwrap();
+        assert_eq!(
+            v.finish().unwrap(),
+            size - 1,
+            "a short stream is caught by its length"
+        );
+    }
+}
