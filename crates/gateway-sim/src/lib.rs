@@ -142,6 +142,7 @@
 //! journal, the vault, the logs or errors; only masked forms and salted hashes do.
 #![warn(missing_docs)]
 
+pub mod aps;
 mod batch;
 mod book;
 mod card;

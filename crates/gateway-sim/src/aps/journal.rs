@@ -49,7 +49,11 @@ impl Journal {
     /// [`Error::Journal`] for I/O failures or a corrupt line.
     pub fn open(path: Option<&Path>) -> Result<Self> {
         let Some(path) = path else {
-            return Ok(Self { path: None, file: None, entries: Vec::new() });
+            return Ok(Self {
+                path: None,
+                file: None,
+                entries: Vec::new(),
+            });
         };
         let io = |line: u64, message: &str, source: std::io::Error| Error::Journal {
             path: path.to_owned(),
@@ -64,7 +68,9 @@ impl Journal {
             .open(path)
             .map_err(|e| io(0, "cannot open", e))?;
         let mut text = Vec::new();
-        (&file).read_to_end(&mut text).map_err(|e| io(0, "cannot read", e))?;
+        (&file)
+            .read_to_end(&mut text)
+            .map_err(|e| io(0, "cannot read", e))?;
         let mut entries = Vec::new();
         let mut good_len = 0usize;
         let mut line_no = 0u64;
@@ -88,9 +94,14 @@ impl Journal {
             good_len += piece.len();
         }
         if good_len < text.len() {
-            file.set_len(good_len as u64).map_err(|e| io(line_no, "cannot cut a torn line", e))?;
+            file.set_len(good_len as u64)
+                .map_err(|e| io(line_no, "cannot cut a torn line", e))?;
         }
-        Ok(Self { path: Some(path.to_owned()), file: Some(file), entries })
+        Ok(Self {
+            path: Some(path.to_owned()),
+            file: Some(file),
+            entries,
+        })
     }
 
     /// Appends a batch's entries and makes them durable (fsync) before returning.
@@ -153,19 +164,34 @@ mod tests {
         let mut j = Journal::open(Some(&path)).unwrap();
         j.append(vec![entry(1), entry(2)]).unwrap();
         drop(j);
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"merch").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"merch")
+            .unwrap();
         let mut j = Journal::open(Some(&path)).unwrap();
         assert_eq!(j.entries(), &[entry(1), entry(2)]);
         j.append(vec![entry(3)]).unwrap();
         drop(j);
-        assert_eq!(Journal::open(Some(&path)).unwrap().entries(), &[entry(1), entry(2), entry(3)]);
+        assert_eq!(
+            Journal::open(Some(&path)).unwrap().entries(),
+            &[entry(1), entry(2), entry(3)]
+        );
     }
 
     #[test]
     fn corrupt_middle_line_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("aps.jsonl");
-        std::fs::write(&path, format!("garbage\n{}\n", serde_json::to_string(&entry(1)).unwrap())).unwrap();
-        assert!(matches!(Journal::open(Some(&path)), Err(Error::Journal { line: 1, .. })));
+        std::fs::write(
+            &path,
+            format!("garbage\n{}\n", serde_json::to_string(&entry(1)).unwrap()),
+        )
+        .unwrap();
+        assert!(matches!(
+            Journal::open(Some(&path)),
+            Err(Error::Journal { line: 1, .. })
+        ));
     }
 }

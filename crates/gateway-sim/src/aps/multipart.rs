@@ -49,7 +49,10 @@ pub fn parse(body: &[u8], boundary: &str) -> Option<Vec<Part>> {
         })?;
         let content = rest.get(header_end + 4..)?;
         let end = find(content, next_delimiter.as_bytes())?;
-        parts.push(Part { name, data: content.get(..end)?.to_vec() });
+        parts.push(Part {
+            name,
+            data: content.get(..end)?.to_vec(),
+        });
         rest = content.get(end + next_delimiter.len()..)?;
     }
 }
@@ -66,7 +69,10 @@ mod tests {
     fn boundaries() {
         let cases: &[(&str, Option<&str>)] = &[
             ("multipart/form-data; boundary=abc", Some("abc")),
-            ("Multipart/Form-Data; charset=utf-8; boundary=\"a b\"", Some("a b")),
+            (
+                "Multipart/Form-Data; charset=utf-8; boundary=\"a b\"",
+                Some("a b"),
+            ),
             ("application/json", None),
             ("multipart/form-data", None),
         ];
@@ -80,10 +86,19 @@ mod tests {
         let body = b"--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n\
             --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.csv\"\r\nContent-Type: text/csv\r\n\r\nh\r\nv\r\n\r\n--B--\r\n";
         let parts = parse(body, "B").unwrap();
-        assert_eq!(parts, vec![
-            Part { name: "a".into(), data: b"1".to_vec() },
-            Part { name: "file".into(), data: b"h\r\nv\r\n".to_vec() },
-        ]);
+        assert_eq!(
+            parts,
+            vec![
+                Part {
+                    name: "a".into(),
+                    data: b"1".to_vec()
+                },
+                Part {
+                    name: "file".into(),
+                    data: b"h\r\nv\r\n".to_vec()
+                },
+            ]
+        );
         assert_eq!(parse(b"--B\r\nno headers end", "B"), None);
         assert_eq!(parse(b"garbage", "B"), None);
     }

@@ -22,6 +22,9 @@ use super::options::{ApsKnobs, ApsMerchant, ApsSimOptions, TamperMode, Validatio
 use super::signature::signature;
 use super::validate::{BatchLine, LineProblem, Validation, validate};
 
+/// One result row: column name and value pairs, `Line_Number` first.
+type Row = Vec<(String, String)>;
+
 /// The service's file limit.
 const MAX_FILE: usize = 50 * 1024 * 1024;
 
@@ -71,7 +74,7 @@ enum Phase {
     Validated,
     Rejected,
     Processing { remaining: u32 },
-    Processed { rows: Vec<Vec<(String, String)>> },
+    Processed { rows: Vec<Row> },
 }
 
 impl ApsSim {
@@ -82,7 +85,10 @@ impl ApsSim {
     pub async fn start(options: ApsSimOptions) -> Result<ApsSimHandle> {
         let mut merchants = HashMap::new();
         for m in &options.merchants {
-            if merchants.insert(m.merchant_identifier.clone(), m.clone()).is_some() {
+            if merchants
+                .insert(m.merchant_identifier.clone(), m.clone())
+                .is_some()
+            {
                 return Err(Error::Options {
                     message: format!("merchant {:?} given twice", m.merchant_identifier),
                 });
@@ -108,10 +114,14 @@ impl ApsSim {
         });
         let listener = tokio::net::TcpListener::bind(options.bind)
             .await
-            .map_err(|source| Error::Bind { addr: options.bind.to_string(), source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| Error::Bind { addr: options.bind.to_string(), source })?;
+            .map_err(|source| Error::Bind {
+                addr: options.bind.to_string(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: options.bind.to_string(),
+            source,
+        })?;
         let app = Router::new()
             .route("/FortAPI/upload/", post(upload))
             .route("/FortAPI/upload", post(upload))
@@ -131,7 +141,12 @@ impl ApsSim {
             }
         });
         tracing::info!(%addr, "APS simulator listening");
-        Ok(ApsSimHandle { addr, shared, stop: Some(stop), task: Some(task) })
+        Ok(ApsSimHandle {
+            addr,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
     }
 }
 
@@ -189,10 +204,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     /// Rebuilds processed batches and purchased orders from the journal.
     fn replay(&mut self) {
-        let mut rows: HashMap<(String, String), Vec<Vec<(String, String)>>> = HashMap::new();
+        let mut rows: HashMap<(String, String), Vec<Row>> = HashMap::new();
         for e in self.journal.entries() {
             if e.command == "PURCHASE" {
-                self.purchased.insert((e.merchant_identifier.clone(), e.merchant_reference.clone()));
+                self.purchased
+                    .insert((e.merchant_identifier.clone(), e.merchant_reference.clone()));
             }
             rows.entry((e.merchant_identifier.clone(), e.batch_reference.clone()))
                 .or_default()
@@ -206,11 +222,14 @@ impl Inner {
             let batch_id = self.next_batch_id;
             self.next_batch_id += 1;
             let lines = (0..count).map(|_| placeholder_line()).collect();
-            self.batches.insert(key, Batch {
-                batch_id,
-                validation: Validation::Valid(lines),
-                phase: Phase::Processed { rows },
-            });
+            self.batches.insert(
+                key,
+                Batch {
+                    batch_id,
+                    validation: Validation::Valid(lines),
+                    phase: Phase::Processed { rows },
+                },
+            );
         }
     }
 }
@@ -228,7 +247,7 @@ fn placeholder_line() -> BatchLine {
 
 const FORT_BASE: u64 = 169_000_000_000_000_000;
 
-fn result_row(e: &ApsJournalEntry) -> Vec<(String, String)> {
+fn result_row(e: &ApsJournalEntry) -> Row {
     let code = e.response_code.clone();
     let message = if code.ends_with("000") {
         "Success".to_owned()
@@ -245,7 +264,10 @@ fn result_row(e: &ApsJournalEntry) -> Vec<(String, String)> {
         ("response_message".into(), message),
         ("status".into(), code.get(..2).unwrap_or("").to_owned()),
         ("fort_id".into(), e.fort_id.clone()),
-        ("amount".into(), e.amount.map(|a| a.to_string()).unwrap_or_default()),
+        (
+            "amount".into(),
+            e.amount.map(|a| a.to_string()).unwrap_or_default(),
+        ),
         ("currency".into(), e.currency.clone().unwrap_or_default()),
     ]
 }
@@ -258,7 +280,10 @@ struct Request {
 
 impl Request {
     fn get(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -279,9 +304,14 @@ impl Answer {
     }
 
     fn code(mut self, status: u8, message: u16, text: &str) -> Self {
-        self.members.insert("response_code".into(), Value::String(format!("{status:02}{message:03}")));
-        self.members.insert("response_message".into(), Value::String(text.to_owned()));
-        self.members.insert("status".into(), Value::String(format!("{status:02}")));
+        self.members.insert(
+            "response_code".into(),
+            Value::String(format!("{status:02}{message:03}")),
+        );
+        self.members
+            .insert("response_message".into(), Value::String(text.to_owned()));
+        self.members
+            .insert("status".into(), Value::String(format!("{status:02}")));
         self
     }
 
@@ -295,16 +325,24 @@ async fn upload(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
     if let Some(early) = sim.before().await {
         return early;
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let Some(parts) = multipart::boundary(content_type).and_then(|b| multipart::parse(&body, &b)) else {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(parts) = multipart::boundary(content_type).and_then(|b| multipart::parse(&body, &b))
+    else {
         return (StatusCode::BAD_REQUEST, "expected multipart/form-data").into_response();
     };
-    let mut req = Request { params: Vec::new(), file: None };
+    let mut req = Request {
+        params: Vec::new(),
+        file: None,
+    };
     for part in parts {
         if part.name == "file" {
             req.file = Some(part.data);
         } else {
-            req.params.push((part.name, String::from_utf8_lossy(&part.data).into_owned()));
+            req.params
+                .push((part.name, String::from_utf8_lossy(&part.data).into_owned()));
         }
     }
     sim.answer(&req, "UPLOAD_BATCH_FILE", |merchant, reference, answer| {
@@ -333,7 +371,9 @@ async fn batch_api(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
     let req = Request { params, file: None };
     let command = req.get("service_command").unwrap_or("").to_owned();
     match command.as_str() {
-        "GET_BATCH_RESULTS" => sim.answer(&req, "GET_BATCH_RESULTS", |m, r, a| sim.results(m, r, a)),
+        "GET_BATCH_RESULTS" => {
+            sim.answer(&req, "GET_BATCH_RESULTS", |m, r, a| sim.results(m, r, a))
+        }
         "PROCESS_BATCH" => sim.answer(&req, "PROCESS_BATCH", |m, r, a| sim.process(m, r, a)),
         _ => sim.answer(&req, "GET_BATCH_RESULTS or PROCESS_BATCH", |_, _, a| a),
     }
@@ -370,15 +410,26 @@ impl Shared {
             // Unknown merchant: no phrase to sign with; the answer goes out unsigned.
             return json(&answer.code(0, 9, "Invalid merchant identifier").members);
         };
-        let pairs: Vec<(String, String)> =
-            req.params.iter().filter(|(k, _)| k != "signature").cloned().collect();
-        let expected = signature(&pairs, merchant.sha_request_phrase.expose(), merchant.sha_type);
+        let pairs: Vec<(String, String)> = req
+            .params
+            .iter()
+            .filter(|(k, _)| k != "signature")
+            .cloned()
+            .collect();
+        let expected = signature(
+            &pairs,
+            merchant.sha_request_phrase.expose(),
+            merchant.sha_type,
+        );
         let given = req.get("signature").unwrap_or("").to_ascii_lowercase();
         let answer = if given != expected {
             answer.code(0, 8, "Signature mismatch")
         } else if req.get("access_code") != Some(merchant.access_code.expose().as_str()) {
             answer.code(0, 10, "Invalid access code")
-        } else if !expected_command.split(" or ").any(|c| Some(c) == req.get("service_command")) {
+        } else if !expected_command
+            .split(" or ")
+            .any(|c| Some(c) == req.get("service_command"))
+        {
             answer.code(0, 4, "Invalid command")
         } else {
             match req.get("batch_reference") {
@@ -403,7 +454,11 @@ impl Shared {
                 (k.clone(), text)
             })
             .collect();
-        let mut sig = signature(&pairs, merchant.sha_response_phrase.expose(), merchant.sha_type);
+        let mut sig = signature(
+            &pairs,
+            merchant.sha_response_phrase.expose(),
+            merchant.sha_type,
+        );
         let processed = members.get("response_code").and_then(Value::as_str) == Some("70000");
         let tamper = match lock(&self.knobs).tamper {
             TamperMode::Off => false,
@@ -419,7 +474,13 @@ impl Shared {
         json(&members)
     }
 
-    fn upload_checked(&self, merchant: &ApsMerchant, reference: &str, file: Option<&[u8]>, answer: Answer) -> Answer {
+    fn upload_checked(
+        &self,
+        merchant: &ApsMerchant,
+        reference: &str,
+        file: Option<&[u8]>,
+        answer: Answer,
+    ) -> Answer {
         let Some(file) = file else {
             return answer.code(51, 1, "Missing parameter: file");
         };
@@ -445,12 +506,19 @@ impl Shared {
         }
         let batch_id = inner.next_batch_id;
         inner.next_batch_id += 1;
-        inner.batches.insert(key, Batch {
-            batch_id,
-            validation,
-            phase: Phase::Validating { remaining: self.validation_polls },
-        });
-        answer.code(50, 0, "Success").with("batch_id", Value::String(batch_id.to_string()))
+        inner.batches.insert(
+            key,
+            Batch {
+                batch_id,
+                validation,
+                phase: Phase::Validating {
+                    remaining: self.validation_polls,
+                },
+            },
+        );
+        answer
+            .code(50, 0, "Success")
+            .with("batch_id", Value::String(batch_id.to_string()))
     }
 
     fn results(&self, merchant: &ApsMerchant, reference: &str, answer: Answer) -> Answer {
@@ -460,10 +528,14 @@ impl Shared {
             return answer.code(71, 141, "Batch reference not found");
         };
         let count = Value::from(batch.validation.count());
-        let answer = answer.with("transactions_count", count).with("batch_id", Value::String(batch.batch_id.to_string()));
+        let answer = answer
+            .with("transactions_count", count)
+            .with("batch_id", Value::String(batch.batch_id.to_string()));
         match batch.phase.clone() {
             Phase::Validating { remaining } if remaining > 0 => {
-                batch.phase = Phase::Validating { remaining: remaining - 1 };
+                batch.phase = Phase::Validating {
+                    remaining: remaining - 1,
+                };
                 answer.code(70, 138, "Batch file is still being validated")
             }
             Phase::Validating { .. } => {
@@ -477,19 +549,25 @@ impl Shared {
             Phase::Validated => answer.code(76, 0, "Batch file validated successfully"),
             Phase::Rejected => rejected(&batch.validation, answer),
             Phase::Processing { remaining } if remaining > 0 => {
-                batch.phase = Phase::Processing { remaining: remaining - 1 };
+                batch.phase = Phase::Processing {
+                    remaining: remaining - 1,
+                };
                 answer.code(70, 140, "Batch file is still being processed")
             }
-            Phase::Processing { .. } => match self.run(&mut inner, &merchant.merchant_identifier, reference) {
-                Ok(rows) => answer.code(70, 0, "Success").with("batch_results", Value::String(rows_csv(&rows))),
-                Err(e) => {
-                    tracing::error!(error = %e, "APS simulator could not journal a batch");
-                    answer.code(71, 6, "Technical problem")
+            Phase::Processing { .. } => {
+                match self.run(&mut inner, &merchant.merchant_identifier, reference) {
+                    Ok(rows) => answer
+                        .code(70, 0, "Success")
+                        .with("batch_results", Value::String(rows_csv(&rows))),
+                    Err(e) => {
+                        tracing::error!(error = %e, "APS simulator could not journal a batch");
+                        answer.code(71, 6, "Technical problem")
+                    }
                 }
-            },
-            Phase::Processed { rows } => {
-                answer.code(70, 0, "Success").with("batch_results", Value::String(rows_csv(&rows)))
             }
+            Phase::Processed { rows } => answer
+                .code(70, 0, "Success")
+                .with("batch_results", Value::String(rows_csv(&rows))),
         }
     }
 
@@ -503,7 +581,9 @@ impl Shared {
             Phase::Validating { .. } => answer.code(73, 138, "Batch file is still being validated"),
             Phase::Rejected => answer.code(73, 136, "Batch file validation failed"),
             Phase::Validated => {
-                batch.phase = Phase::Processing { remaining: self.processing_polls };
+                batch.phase = Phase::Processing {
+                    remaining: self.processing_polls,
+                };
                 answer.code(72, 147, "Batch processing started")
             }
             // A repeated PROCESS_BATCH (a retry after a lost answer) starts nothing new.
@@ -514,7 +594,12 @@ impl Shared {
     }
 
     /// Processes every line once, journals them durably, then publishes shuffled rows.
-    fn run(&self, inner: &mut Inner, merchant: &str, reference: &str) -> Result<Vec<Vec<(String, String)>>> {
+    fn run(
+        &self,
+        inner: &mut Inner,
+        merchant: &str,
+        reference: &str,
+    ) -> Result<Vec<Row>> {
         let key = (merchant.to_owned(), reference.to_owned());
         let lines = match inner.batches.get(&key).map(|b| &b.validation) {
             Some(Validation::Valid(lines)) => lines.clone(),
@@ -556,7 +641,7 @@ impl Shared {
                 fort_id: fort_id.to_string(),
             });
         }
-        let mut rows: Vec<Vec<(String, String)>> = entries.iter().map(result_row).collect();
+        let mut rows: Vec<Row> = entries.iter().map(result_row).collect();
         inner.journal.append(entries)?;
         inner.purchased.extend(purchased_now);
         inner.rng.shuffle(&mut rows);
@@ -573,7 +658,7 @@ fn rejected(validation: &Validation, answer: Answer) -> Answer {
             answer.code(77, 142, &format!("Invalid batch file header: {message}"))
         }
         Validation::LinesInvalid { problems, .. } => {
-            let rows: Vec<Vec<(String, String)>> = problems
+            let rows: Vec<Row> = problems
                 .iter()
                 .map(|p| {
                     vec![
@@ -592,8 +677,10 @@ fn rejected(validation: &Validation, answer: Answer) -> Answer {
     }
 }
 
-fn rows_csv(rows: &[Vec<(String, String)>]) -> String {
-    let mut out = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
+fn rows_csv(rows: &[Row]) -> String {
+    let mut out = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
     let header: Vec<&str> = rows
         .first()
         .map(|r| r.iter().map(|(k, _)| k.as_str()).collect())
@@ -609,10 +696,16 @@ fn rows_csv(rows: &[Vec<(String, String)>]) -> String {
 fn valid_reference(r: &str) -> bool {
     !r.is_empty()
         && r.len() <= 20
-        && r.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-'))
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-'))
 }
 
 fn json(members: &Map<String, Value>) -> Response {
     let body = serde_json::to_string(members).unwrap_or_else(|_| "{}".to_owned());
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }

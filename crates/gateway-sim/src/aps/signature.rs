@@ -38,7 +38,10 @@ mod tests {
     #[test]
     fn worked_example() {
         // python3: hashlib.sha256(b"PASSa=1b=2PASS").hexdigest()
-        let pairs = vec![("b".to_owned(), "2".to_owned()), ("a".to_owned(), "1".to_owned())];
+        let pairs = vec![
+            ("b".to_owned(), "2".to_owned()),
+            ("a".to_owned(), "1".to_owned()),
+        ];
         assert_eq!(signature(&pairs, "PASS", ShaType::Sha256), A1B2_SHA256);
         assert_eq!(signature(&pairs, "PASS", ShaType::Sha512).len(), 128);
     }

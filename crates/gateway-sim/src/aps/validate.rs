@@ -77,23 +77,39 @@ pub fn validate(file: &[u8]) -> Validation {
     let mut records = reader.records();
     let header = match records.next() {
         Some(Ok(h)) => h.iter().map(|c| c.trim().to_owned()).collect::<Vec<_>>(),
-        _ => return Validation::HeaderInvalid { count: 0, message: "no readable header row".into() },
+        _ => {
+            return Validation::HeaderInvalid {
+                count: 0,
+                message: "no readable header row".into(),
+            };
+        }
     };
     let rows: Vec<Result<csv::StringRecord, csv::Error>> = records.collect();
     let count = rows.len() as u64;
     let mut names = HashSet::new();
     for name in &header {
         let valid = !name.is_empty()
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !valid {
-            return Validation::HeaderInvalid { count, message: format!("invalid column name {name:?}") };
+            return Validation::HeaderInvalid {
+                count,
+                message: format!("invalid column name {name:?}"),
+            };
         }
         if !names.insert(name.as_str()) {
-            return Validation::HeaderInvalid { count, message: format!("column {name:?} repeated") };
+            return Validation::HeaderInvalid {
+                count,
+                message: format!("column {name:?} repeated"),
+            };
         }
     }
     if let Some(missing) = REQUIRED.iter().find(|r| !names.contains(**r)) {
-        return Validation::HeaderInvalid { count, message: format!("required column {missing:?} missing") };
+        return Validation::HeaderInvalid {
+            count,
+            message: format!("required column {missing:?} missing"),
+        };
     }
     let mut lines = Vec::with_capacity(rows.len());
     let mut problems = Vec::new();
@@ -122,7 +138,10 @@ pub fn validate(file: &[u8]) -> Validation {
         };
         let merchant_reference = get("merchant_reference").unwrap_or("").to_owned();
         match check_line(&get, &mut seen) {
-            Ok(line) => lines.push(BatchLine { line_number, ..line }),
+            Ok(line) => lines.push(BatchLine {
+                line_number,
+                ..line
+            }),
             Err((message_code, message)) => problems.push(LineProblem {
                 line_number,
                 merchant_reference,
@@ -142,11 +161,17 @@ fn check_line<'a>(
     get: &dyn Fn(&str) -> Option<&'a str>,
     seen: &mut HashSet<String>,
 ) -> Result<BatchLine, (u16, String)> {
-    let command = get("command").ok_or((1, "Missing parameter: command".to_owned()))?.to_owned();
-    if !matches!(command.as_str(), "PURCHASE" | "CAPTURE" | "REFUND" | "VOID_AUTHORIZATION") {
+    let command = get("command")
+        .ok_or((1, "Missing parameter: command".to_owned()))?
+        .to_owned();
+    if !matches!(
+        command.as_str(),
+        "PURCHASE" | "CAPTURE" | "REFUND" | "VOID_AUTHORIZATION"
+    ) {
         return Err((4, format!("Invalid command {command:?}")));
     }
-    let reference = get("merchant_reference").ok_or((1, "Missing parameter: merchant_reference".to_owned()))?;
+    let reference =
+        get("merchant_reference").ok_or((1, "Missing parameter: merchant_reference".to_owned()))?;
     let ok_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
     if reference.len() > 40 || !reference.bytes().all(ok_char) {
         return Err((2, "Invalid parameter format: merchant_reference".to_owned()));
@@ -169,7 +194,10 @@ fn check_line<'a>(
         (Some(amount), Some(currency.to_owned()))
     } else {
         if get("amount").is_some() {
-            return Err((5, "Invalid amount: VOID_AUTHORIZATION takes none".to_owned()));
+            return Err((
+                5,
+                "Invalid amount: VOID_AUTHORIZATION takes none".to_owned(),
+            ));
         }
         (None, None)
     };
@@ -180,7 +208,10 @@ fn check_line<'a>(
             }
         }
         if get("eci") != Some("RECURRING") {
-            return Err((2, "Invalid parameter format: eci must be RECURRING".to_owned()));
+            return Err((
+                2,
+                "Invalid parameter format: eci must be RECURRING".to_owned(),
+            ));
         }
     }
     Ok(BatchLine {
@@ -197,7 +228,8 @@ fn check_line<'a>(
 mod tests {
     use super::*;
 
-    const HEADER: &str = "command,merchant_reference,amount,currency,token_name,customer_email,eci,fort_id\r\n";
+    const HEADER: &str =
+        "command,merchant_reference,amount,currency,token_name,customer_email,eci,fort_id\r\n";
 
     fn file(rows: &[&str]) -> Vec<u8> {
         let mut f = HEADER.to_owned();
@@ -215,8 +247,13 @@ mod tests {
             "CAPTURE,o2,5,KWD,,,,1690001",
             "VOID_AUTHORIZATION,o3,,,,,,",
         ]));
-        let Validation::Valid(lines) = v else { panic!("{v:?}") };
-        assert_eq!(lines.iter().map(|l| l.line_number).collect::<Vec<_>>(), vec![1, 2, 3]);
+        let Validation::Valid(lines) = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(
+            lines.iter().map(|l| l.line_number).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert_eq!(lines[1].fort_id.as_deref(), Some("1690001"));
         assert_eq!(lines[0].amount, Some(1000));
     }
@@ -252,17 +289,37 @@ mod tests {
 
     #[test]
     fn duplicate_reference_flags_the_second_line() {
-        let v = validate(&file(&["CAPTURE,o1,5,USD,,,,", "REFUND,o1,5,USD,,,,", "CAPTURE,o2,5,USD,,,,"]));
-        let Validation::LinesInvalid { count, problems } = v else { panic!("{v:?}") };
+        let v = validate(&file(&[
+            "CAPTURE,o1,5,USD,,,,",
+            "REFUND,o1,5,USD,,,,",
+            "CAPTURE,o2,5,USD,,,,",
+        ]));
+        let Validation::LinesInvalid { count, problems } = v else {
+            panic!("{v:?}")
+        };
         assert_eq!(count, 3);
-        assert_eq!(problems.iter().map(|p| (p.line_number, p.message_code)).collect::<Vec<_>>(), vec![(2, 7)]);
+        assert_eq!(
+            problems
+                .iter()
+                .map(|p| (p.line_number, p.message_code))
+                .collect::<Vec<_>>(),
+            vec![(2, 7)]
+        );
     }
 
     #[test]
     fn header_problems() {
-        let cases: &[&str] = &["", "command,command,merchant_reference\n", "command,amount\n", "Command,merchant_reference\n"];
+        let cases: &[&str] = &[
+            "",
+            "command,command,merchant_reference\n",
+            "command,amount\n",
+            "Command,merchant_reference\n",
+        ];
         for text in cases {
-            assert!(matches!(validate(text.as_bytes()), Validation::HeaderInvalid { .. }), "{text:?}");
+            assert!(
+                matches!(validate(text.as_bytes()), Validation::HeaderInvalid { .. }),
+                "{text:?}"
+            );
         }
     }
 }
