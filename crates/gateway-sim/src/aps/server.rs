@@ -594,12 +594,7 @@ impl Shared {
     }
 
     /// Processes every line once, journals them durably, then publishes shuffled rows.
-    fn run(
-        &self,
-        inner: &mut Inner,
-        merchant: &str,
-        reference: &str,
-    ) -> Result<Vec<Row>> {
+    fn run(&self, inner: &mut Inner, merchant: &str, reference: &str) -> Result<Vec<Row>> {
         let key = (merchant.to_owned(), reference.to_owned());
         let lines = match inner.batches.get(&key).map(|b| &b.validation) {
             Some(Validation::Valid(lines)) => lines.clone(),
