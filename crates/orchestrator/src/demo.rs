@@ -117,8 +117,8 @@ impl DemoSpec {
             let (command, card, amount) = match roll {
                 0..=14 => ("cc:sale", "4000000000000002", random_amount(&mut rng)),
                 15..=24 => ("cc:sale", "4111111111111111", "13.13".to_owned()),
-                25..=29 => ("cc:sale", "4000000000000119", random_amount(&mut rng)),
-                30..=79 => ("cc:credit", "5555555555554444", random_amount(&mut rng)),
+                25..=39 => ("cc:sale", "4000000000000119", random_amount(&mut rng)),
+                40..=89 => ("cc:credit", "5555555555554444", random_amount(&mut rng)),
                 _ => (
                     "cc:sale",
                     [
@@ -226,4 +226,104 @@ fn random_amount(rng: &mut fastrand::Rng) -> String {
             return text;
         }
     }
+}
+
+/// A generated world on local folders: config, input, ledger, drops and gateway state under
+/// one root directory.
+#[derive(Debug, Clone)]
+pub struct LocalWorld {
+    /// The root directory.
+    pub root: std::path::PathBuf,
+    /// What was generated.
+    pub spec: DemoSpec,
+    /// The config file.
+    pub config: std::path::PathBuf,
+    /// The input file.
+    pub input: std::path::PathBuf,
+    /// The ledger directory.
+    pub ledger: std::path::PathBuf,
+    /// The gateway simulator's state directory (its journal is `journal.jsonl` there).
+    pub gateway_state: std::path::PathBuf,
+}
+
+impl LocalWorld {
+    /// Writes the config (drops under `root/drops/ACCOUNT`) and the input (`root/input.EXT`).
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn create(root: &Path, spec: DemoSpec, format: Format) -> Result<Self> {
+        std::fs::create_dir_all(root.join("drops")).map_err(|e| Error::io(root, e))?;
+        let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
+        let world = Self {
+            config: root.join("paybatch.toml"),
+            input: root.join(format!("input.{}", format.extension())),
+            ledger: root.join("ledger"),
+            gateway_state: root.join("gateway-state"),
+            root,
+            spec,
+        };
+        for i in 0..world.spec.accounts {
+            let dir = world.drop_dir(i);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        let toml = world.spec.config_toml(&world.ledger, |i| {
+            format!("file://{}", world.drop_dir(i).display())
+        });
+        std::fs::write(&world.config, toml).map_err(|e| Error::io(&world.config, e))?;
+        world.spec.write_input(&world.input, format)?;
+        Ok(world)
+    }
+
+    /// Account `i`'s drop folder.
+    pub fn drop_dir(&self, i: usize) -> std::path::PathBuf {
+        self.root.join("drops").join(self.spec.account_name(i))
+    }
+
+    /// A gateway simulator over the drops (`shuffled`: RESPONSE lines shuffled and spaces as `+`).
+    ///
+    /// # Errors
+    /// Storage or simulator state errors (as [`Error::Setting`] with the message).
+    pub async fn gateway(&self, shuffled: bool) -> Result<gateway_sim::GatewaySim> {
+        let mut backends = Vec::with_capacity(self.spec.accounts);
+        for i in 0..self.spec.accounts {
+            let location = storage_backends::Location::parse(&format!(
+                "file://{}",
+                self.drop_dir(i).display()
+            ))
+            .map_err(|e| Error::setting("demo", e.to_string()))?;
+            let backend =
+                storage_backends::open(&location, &storage_backends::BackendOptions::default())
+                    .await
+                    .map_err(|source| Error::Storage {
+                        account: self.spec.account_name(i),
+                        path: String::new(),
+                        source,
+                    })?;
+            backends.push(backend);
+        }
+        gateway_sim::GatewaySim::new(
+            self.spec.sim_accounts(backends, shuffled),
+            gateway_sim::SimOptions::new(&self.gateway_state)
+                .with_poll_interval(std::time::Duration::from_millis(10)),
+        )
+        .map_err(|e| Error::setting("gateway-sim", e.to_string()))
+    }
+}
+
+/// Runs `sim` in the background until the returned sender is dropped or sent to.
+pub fn spawn_gateway(
+    sim: gateway_sim::GatewaySim,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<gateway_sim::RunStats>>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        sim.run(async {
+            let _ = rx.await;
+        })
+        .await
+        .map_err(|e| Error::setting("gateway-sim", e.to_string()))
+    });
+    (tx, handle)
 }

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod account;
+pub mod aps;
 pub mod demo;
 mod driver;
 mod dry_run;
