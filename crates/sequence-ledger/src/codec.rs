@@ -252,7 +252,7 @@ mod tests {
     fn keys_sort_by_account_then_number() {
         let a = AccountId::new("a").unwrap();
         let ab = AccountId::new("a.b").unwrap();
-        let mut keys = vec![
+        let mut keys = [
             batch_key(&ab, seq(1)),
             batch_key(&a, seq(256)),
             batch_key(&a, seq(2)),

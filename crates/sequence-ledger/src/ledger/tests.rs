@@ -258,7 +258,8 @@ fn bad_new_batches_are_errors() {
     let a = acct("a");
     let mut skipped = new_batch(1, &["x", "y"]);
     skipped.lines[1].index = 2;
-    let cases: Vec<(&str, NewBatch, fn(&Error) -> bool)> = vec![
+    type Check = fn(&Error) -> bool;
+    let cases: Vec<(&str, NewBatch, Check)> = vec![
         ("empty", new_batch(1, &[]), |e| {
             matches!(e, Error::EmptyBatch { .. })
         }),

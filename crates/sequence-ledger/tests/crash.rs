@@ -1,0 +1,290 @@
+//! Crash tests: the test binary re-executes itself as a child that works on a ledger and is
+//! killed with SIGKILL — at named points inside reserve/transition/store_results/set_floor
+//! (`PAYBATCH_CRASH_AT`), or from outside at an arbitrary moment. The parent then reopens the
+//! ledger and checks the invariants (`common::check_invariants`), that every operation the child
+//! saw succeed is still there, and that numbers never go back or repeat across lives.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kvp_format::SequenceNumber;
+use sequence_ledger::{
+    AccountId, BatchState, CRASH_ENV, LEDGER_CRASH_POINTS, Ledger, NewBatch, NewBinding, Outcome,
+    Reserve, StoredResult, Transition, Verdict,
+};
+
+const CHILD_DIR: &str = "SEQUENCE_LEDGER_TEST_CHILD_DIR";
+const CHILD_LIFE: &str = "SEQUENCE_LEDGER_TEST_CHILD_LIFE";
+const CHILD_ROUNDS: &str = "SEQUENCE_LEDGER_TEST_CHILD_ROUNDS";
+const HOLD_DIR: &str = "SEQUENCE_LEDGER_TEST_HOLD_DIR";
+const ACCOUNTS: [&str; 3] = ["acme", "globex", "initech"];
+
+/// The child's half of the crash tests: does nothing unless the parent set `CHILD_DIR`.
+#[test]
+fn child_workload_entry_point() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else { return };
+    let life: u32 = std::env::var(CHILD_LIFE).unwrap().parse().unwrap();
+    let rounds: u32 = std::env::var(CHILD_ROUNDS).unwrap().parse().unwrap();
+    workload(Path::new(&dir), life, rounds);
+}
+
+/// The child's half of the lock test: holds the ledger open until killed.
+#[test]
+fn child_hold_entry_point() {
+    let Some(dir) = std::env::var_os(HOLD_DIR) else { return };
+    let _ledger = Ledger::open(Path::new(&dir).join("ledger")).unwrap();
+    std::fs::write(Path::new(&dir).join("ready"), b"ready").unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Appends, around every ledger call, `begin <op>` before it and `<op>` once it returned; the
+/// page cache survives SIGKILL, so no fsync is needed.
+struct Journal(std::fs::File);
+
+impl Journal {
+    fn write(&mut self, line: &str) {
+        self.0.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+
+    fn run<T>(&mut self, line: String, op: impl FnOnce() -> T) -> T {
+        self.write(&format!("begin {line}"));
+        let out = op();
+        self.write(&line);
+        out
+    }
+}
+
+fn seq(n: u32) -> SequenceNumber {
+    SequenceNumber::new(n).unwrap()
+}
+
+fn finish(l: &Ledger, a: &AccountId, n: SequenceNumber, state: BatchState, j: &mut Journal) {
+    let mut state = state;
+    let step = |j: &mut Journal, state: &mut BatchState, t: Transition| {
+        *state = j
+            .run(format!("state {a} {n} {}", t.target().name()), || l.transition(a, n, t))
+            .unwrap()
+            .state;
+    };
+    if state == BatchState::Reserved {
+        step(j, &mut state, Transition::RequestUploaded);
+    }
+    if state == BatchState::RequestUploaded {
+        step(j, &mut state, Transition::Triggered);
+    }
+    if matches!(state, BatchState::Triggered | BatchState::Stuck) {
+        step(j, &mut state, Transition::Completed(Verdict::new(Outcome::Success, "Success")));
+    }
+    if let BatchState::Completed(_) = state {
+        let lines = l.batch(a, n).unwrap().unwrap().line_count;
+        let results = (0..lines)
+            .map(|index| StoredResult {
+                index,
+                fields: vec![("xResult".into(), "A".into()), ("xRefNum".into(), format!("{n}-{index}"))],
+            })
+            .collect();
+        state = j
+            .run(format!("state {a} {n} Collected"), || l.store_results(a, n, results))
+            .unwrap()
+            .state;
+    }
+    if state == BatchState::Collected {
+        step(j, &mut state, Transition::Cleaned);
+    }
+    assert!(state.is_final(), "{state}");
+}
+
+fn workload(dir: &Path, life: u32, rounds: u32) {
+    let l = Ledger::open(dir.join("ledger")).unwrap();
+    let mut j = Journal(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("journal")).unwrap());
+    // Recovery: finish whatever the previous life left in flight, lowest numbers first.
+    for (a, rec) in l.in_flight().unwrap() {
+        finish(&l, &a, rec.sequence, rec.state, &mut j);
+    }
+    for r in 0..rounds {
+        for name in ACCOUNTS {
+            let a = AccountId::new(name).unwrap();
+            if r % 7 == 3 {
+                let floor = l.next_sequence(&a).unwrap().next().unwrap();
+                j.run(format!("floor {a} {floor}"), || l.set_floor(&a, floor)).unwrap();
+            }
+            let n = l.next_sequence(&a).unwrap();
+            let lines = (0..3)
+                .map(|i| NewBinding {
+                    client_ref: format!("{name}-{life}-{r}-{i}"),
+                    index: i,
+                    content_digest: sequence_ledger::content_digest([("xRef", format!("{life}-{r}-{i}").as_str())]),
+                })
+                .collect();
+            let new = NewBatch { sequence: n, request_sha256: [1; 32], request_len: 10, lines };
+            let reserved = j.run(format!("reserved {a} {n}"), || l.reserve(&a, new)).unwrap();
+            let Reserve::Reserved(_) = reserved else { panic!("single writer") };
+            let mut step = |t: Transition| {
+                j.run(format!("state {a} {n} {}", t.target().name()), || l.transition(&a, n, t)).unwrap();
+            };
+            if r % 5 == 4 {
+                step(Transition::Abandoned { reason: "test".into() });
+                continue;
+            }
+            step(Transition::RequestUploaded);
+            step(Transition::Triggered);
+            if r % 6 == 5 {
+                step(Transition::Stuck);
+            }
+            if r % 4 == 2 {
+                let v = Verdict { processed_count: Some(0), ..Verdict::new(Outcome::GatewayError, "Error") };
+                step(Transition::Completed(v));
+                j.run(format!("state {a} {n} Collected"), || l.store_results(&a, n, vec![])).unwrap();
+                j.run(format!("state {a} {n} Cleaned"), || l.transition(&a, n, Transition::Cleaned)).unwrap();
+            } else {
+                let state = l.batch(&a, n).unwrap().unwrap().state;
+                finish(&l, &a, n, state, &mut j);
+            }
+        }
+    }
+}
+
+fn spawn_child(dir: &Path, life: u32, rounds: u32, crash_at: Option<&str>) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_workload_entry_point", "--test-threads=1", "--nocapture"])
+        .env(CHILD_DIR, dir)
+        .env(CHILD_LIFE, life.to_string())
+        .env(CHILD_ROUNDS, rounds.to_string())
+        .env_remove(CRASH_ENV)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(point) = crash_at {
+        cmd.env(CRASH_ENV, point);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Whether the operation of one journal line (`reserved a n`, `state a n S`, `floor a n`) is in
+/// the ledger.
+fn present(l: &Ledger, line: &str) -> bool {
+    let parts: Vec<&str> = line.split(' ').collect();
+    let a = AccountId::new(parts[1]).unwrap();
+    let n = seq(parts[2].parse().unwrap());
+    match parts[0] {
+        "floor" => l.account_info(&a).unwrap().floor >= Some(n),
+        "reserved" => l.batch(&a, n).unwrap().is_some(),
+        "state" => l
+            .batch(&a, n)
+            .unwrap()
+            .is_some_and(|rec| rec.transitions.iter().any(|s| s.state.name() == parts[3])),
+        other => panic!("journal line {other}"),
+    }
+}
+
+/// Checks the journal against the reopened ledger: every acknowledged operation is there, no
+/// number was handed out twice, and — when the child died after a flush — so is the operation
+/// it was in the middle of.
+fn check_journal(l: &Ledger, dir: &Path, died_after_flush: bool) {
+    let text = std::fs::read_to_string(dir.join("journal")).unwrap_or_default();
+    let mut reserved = std::collections::BTreeSet::new();
+    let mut pending: Option<&str> = None;
+    for line in text.lines() {
+        if let Some(op) = line.strip_prefix("begin ") {
+            pending = Some(op);
+            continue;
+        }
+        pending = None;
+        assert!(present(l, line), "acknowledged `{line}` is gone");
+        if line.starts_with("reserved ") {
+            assert!(reserved.insert(line), "`{line}` handed out twice");
+        }
+    }
+    if died_after_flush {
+        let op = pending.expect("the child died inside a ledger call");
+        assert!(present(l, op), "`{op}` was flushed but is gone");
+    }
+}
+
+fn assert_killed(child: Child, what: &str) {
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.signal(), Some(9), "{what}: child was not killed by SIGKILL: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+}
+
+fn reopen_and_check(dir: &Path, before: &common::HighWater, died_after_flush: bool) -> common::HighWater {
+    let l = Ledger::open(dir.join("ledger")).unwrap();
+    let high = common::check_invariants(&l);
+    common::assert_not_backwards(before, &high);
+    check_journal(&l, dir, died_after_flush);
+    high
+}
+
+#[test]
+fn killed_at_every_named_point_the_ledger_keeps_its_invariants() {
+    // Every point, at its 1st, 2nd and 7th hit; three lives per directory so that recovery
+    // after a kill is itself killed.
+    for hit in [1, 2, 7] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut high = common::HighWater::new();
+        for (life, point) in (0u32..).zip(LEDGER_CRASH_POINTS) {
+            let target = format!("{point}#{hit}");
+            let child = spawn_child(dir.path(), life, 50, Some(&target));
+            assert_killed(child, &target);
+            high = reopen_and_check(dir.path(), &high, point.ends_with("after_flush"));
+        }
+        // A last life without a kill finishes everything and keeps counting up.
+        let out = spawn_child(dir.path(), 99, 2, None).wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let after = reopen_and_check(dir.path(), &high, false);
+        let l = Ledger::open(dir.path().join("ledger")).unwrap();
+        assert!(l.in_flight().unwrap().is_empty());
+        assert!(after.values().all(Option::is_some));
+    }
+}
+
+#[test]
+fn killed_from_outside_at_arbitrary_moments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut high = common::HighWater::new();
+    let journal = dir.path().join("journal");
+    for life in 0..6u32 {
+        let before = std::fs::metadata(&journal).map_or(0, |m| m.len());
+        let mut child = spawn_child(dir.path(), life, 10_000, None);
+        // Kill after the child has made some progress; how much varies with the machine.
+        let wanted = before + 200 + 137 * u64::from(life);
+        while std::fs::metadata(&journal).map_or(0, |m| m.len()) < wanted {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("child ended on its own: {status:?}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        assert_killed(child, "external kill");
+        high = reopen_and_check(dir.path(), &high, false);
+    }
+}
+
+#[test]
+fn a_second_process_is_told_the_pid_of_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_hold_entry_point", "--test-threads=1"])
+        .env(HOLD_DIR, dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = dir.path().join("ready");
+    while !ready.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "holder died");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let path: PathBuf = dir.path().join("ledger");
+    let err = Ledger::open(&path).unwrap_err();
+    assert!(matches!(err, sequence_ledger::Error::InUse { pid: Some(p), .. } if p == child.id()), "{err:?}");
+    assert_eq!(err.to_string(), format!("ledger {} is in use by pid {}", path.display(), child.id()));
+    assert!(matches!(Ledger::open_read_only(&path), Err(sequence_ledger::Error::InUse { .. })));
+    child.kill().unwrap();
+    assert_killed(child, "holder");
+    // The kernel released the lock with the process: no stale lock.
+    Ledger::open(&path).unwrap();
+}
