@@ -1,0 +1,617 @@
+//! The CSV batch file: one header row of APS parameter names, one row per transaction.
+//!
+//! Inferred from the public documentation (see docs/APS.md): the exact column set, CRLF row
+//! ends, and empty cells for parameters a command does not use. Rows keep the caller's order;
+//! the service's `Line_Number` is the 1-based data row (the header is not counted).
+
+use std::fmt;
+
+use super::currency::{Currency, MinorUnits};
+use super::error::{Error, Result};
+
+/// A command the batch service accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApsCommand {
+    /// A recurring purchase on a stored token (`eci=RECURRING`).
+    Purchase,
+    /// Capture of an earlier authorization.
+    Capture,
+    /// Refund of an earlier capture or purchase.
+    Refund,
+    /// Void of an earlier authorization.
+    VoidAuthorization,
+}
+
+impl ApsCommand {
+    /// Parses a command name (case-insensitive).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for any command the batch service does not take.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "PURCHASE" => Ok(Self::Purchase),
+            "CAPTURE" => Ok(Self::Capture),
+            "REFUND" => Ok(Self::Refund),
+            "VOID_AUTHORIZATION" => Ok(Self::VoidAuthorization),
+            _ => Err(Error::input(
+                "command",
+                format!(
+                    "{text:?} cannot be batched (PURCHASE, CAPTURE, REFUND, VOID_AUTHORIZATION)"
+                ),
+            )),
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Purchase => "PURCHASE",
+            Self::Capture => "CAPTURE",
+            Self::Refund => "REFUND",
+            Self::VoidAuthorization => "VOID_AUTHORIZATION",
+        }
+    }
+
+    /// The (success, failure) 2-digit statuses of this command.
+    pub fn statuses(self) -> (u8, u8) {
+        match self {
+            Self::Purchase => (14, 13),
+            Self::Capture => (4, 5),
+            Self::Refund => (6, 7),
+            Self::VoidAuthorization => (8, 9),
+        }
+    }
+
+    /// Whether the command moves money and so needs `amount` and `currency`.
+    pub fn needs_amount(self) -> bool {
+        !matches!(self, Self::VoidAuthorization)
+    }
+}
+
+impl fmt::Display for ApsCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The columns every batch file has, in this order; extra parameters follow.
+pub const COLUMNS: &[&str] = &[
+    "command",
+    "merchant_reference",
+    "amount",
+    "currency",
+    "token_name",
+    "customer_email",
+    "eci",
+    "fort_id",
+];
+
+/// Card data must never be in a batch file: recurring purchases use `token_name`.
+const REFUSED: &[&str] = &[
+    "card_number",
+    "card_security_code",
+    "expiry_date",
+    "card_holder_name",
+];
+
+/// One line of a batch file, checked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApsTransaction {
+    /// What to do.
+    pub command: ApsCommand,
+    /// The order: a new one for `PURCHASE`, the original one for maintenance commands.
+    pub merchant_reference: String,
+    /// In minor units; `None` for `VOID_AUTHORIZATION`.
+    pub amount: Option<MinorUnits>,
+    /// `None` for `VOID_AUTHORIZATION`.
+    pub currency: Option<Currency>,
+    /// The stored card token (`PURCHASE`).
+    pub token_name: Option<String>,
+    /// Required by the service for `PURCHASE`.
+    pub customer_email: Option<String>,
+    /// `RECURRING` for `PURCHASE`.
+    pub eci: Option<String>,
+    /// The gateway's id of the original transaction (maintenance commands, optional).
+    pub fort_id: Option<String>,
+    /// Further APS parameters passed through as columns, in input order.
+    pub extra: Vec<(String, String)>,
+}
+
+impl fmt::Debug for ApsTransaction {
+    // The token and e-mail identify a customer: keep them out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApsTransaction")
+            .field("command", &self.command)
+            .field("merchant_reference", &self.merchant_reference)
+            .field("amount", &self.amount)
+            .field("currency", &self.currency.map(Currency::code))
+            .field(
+                "token_name",
+                &self.token_name.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field(
+                "customer_email",
+                &self.customer_email.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("eci", &self.eci)
+            .field("fort_id", &self.fort_id)
+            .field(
+                "extra_columns",
+                &self.extra.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl ApsTransaction {
+    /// Builds a line from input fields named after APS parameters (the orchestrator has already
+    /// removed `account` and `ref`). `amount` is a decimal in major units; `currency` defaults
+    /// to `default_currency`; `eci` defaults to `RECURRING` for `PURCHASE`.
+    ///
+    /// # Errors
+    /// [`Error::Input`] naming the first bad field: unknown command, missing or malformed
+    /// `merchant_reference`, non-representable amount, unknown currency, a `PURCHASE` without
+    /// `token_name`/`customer_email` or with an `eci` other than `RECURRING`, card fields,
+    /// a repeated field.
+    pub fn from_fields<'a>(
+        fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+        default_currency: Option<Currency>,
+    ) -> Result<Self> {
+        let mut known: [Option<&str>; 8] = [None; 8];
+        let mut extra: Vec<(String, String)> = Vec::new();
+        for (key, value) in fields {
+            if let Some(i) = COLUMNS.iter().position(|c| *c == key) {
+                let slot = known
+                    .get_mut(i)
+                    .ok_or_else(|| Error::input(key, "internal"))?;
+                if slot.replace(value).is_some() {
+                    return Err(Error::input(key, "given more than once"));
+                }
+            } else if REFUSED.contains(&key) {
+                return Err(Error::input(
+                    key,
+                    "card data cannot be batched; use token_name",
+                ));
+            } else if key.is_empty()
+                || !key
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(Error::input(key, "not an APS parameter name ([a-z0-9_]+)"));
+            } else if extra.iter().any(|(k, _)| k == key) {
+                return Err(Error::input(key, "given more than once"));
+            } else {
+                extra.push((key.to_owned(), value.to_owned()));
+            }
+        }
+        let [
+            command,
+            merchant_reference,
+            amount,
+            currency,
+            token_name,
+            customer_email,
+            eci,
+            fort_id,
+        ] = known.map(|v| v.map(str::trim).filter(|v| !v.is_empty()));
+        let command =
+            ApsCommand::parse(command.ok_or_else(|| Error::input("command", "missing"))?)?;
+        let merchant_reference = merchant_reference
+            .ok_or_else(|| Error::input("merchant_reference", "missing"))?
+            .to_owned();
+        check_merchant_reference(&merchant_reference)?;
+        let (amount, currency) = if command.needs_amount() {
+            let currency = match currency {
+                Some(code) => Currency::new(code)?,
+                None => default_currency
+                    .ok_or_else(|| Error::input("currency", "missing and no default configured"))?,
+            };
+            let amount =
+                currency.to_minor(amount.ok_or_else(|| Error::input("amount", "missing"))?)?;
+            if amount.0 == 0 {
+                return Err(Error::input("amount", "must be greater than zero"));
+            }
+            (Some(amount), Some(currency))
+        } else {
+            if amount.is_some() {
+                return Err(Error::input("amount", "VOID_AUTHORIZATION takes no amount"));
+            }
+            (None, None)
+        };
+        let eci = match (command, eci) {
+            (ApsCommand::Purchase, None) => Some("RECURRING".to_owned()),
+            (ApsCommand::Purchase, Some(e)) if e.eq_ignore_ascii_case("RECURRING") => {
+                Some("RECURRING".to_owned())
+            }
+            (ApsCommand::Purchase, Some(_)) => {
+                return Err(Error::input("eci", "batched purchases must be RECURRING"));
+            }
+            (_, e) => e.map(str::to_owned),
+        };
+        if command == ApsCommand::Purchase {
+            if token_name.is_none() {
+                return Err(Error::input(
+                    "token_name",
+                    "missing (required for PURCHASE)",
+                ));
+            }
+            if customer_email.is_none() {
+                return Err(Error::input(
+                    "customer_email",
+                    "missing (required for PURCHASE)",
+                ));
+            }
+        }
+        Ok(Self {
+            command,
+            merchant_reference,
+            amount,
+            currency,
+            token_name: token_name.map(str::to_owned),
+            customer_email: customer_email.map(str::to_owned),
+            eci,
+            fort_id: fort_id.map(str::to_owned),
+            extra,
+        })
+    }
+
+    fn cell(&self, column: &str) -> String {
+        match column {
+            "command" => self.command.as_str().to_owned(),
+            "merchant_reference" => self.merchant_reference.clone(),
+            "amount" => self.amount.map(|a| a.to_string()).unwrap_or_default(),
+            "currency" => self
+                .currency
+                .map(|c| c.code().to_owned())
+                .unwrap_or_default(),
+            "token_name" => self.token_name.clone().unwrap_or_default(),
+            "customer_email" => self.customer_email.clone().unwrap_or_default(),
+            "eci" => self.eci.clone().unwrap_or_default(),
+            "fort_id" => self.fort_id.clone().unwrap_or_default(),
+            other => self
+                .extra
+                .iter()
+                .find(|(k, _)| k == other)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// APS order references: 1–40 characters from `[A-Za-z0-9_.-]`.
+fn check_merchant_reference(reference: &str) -> Result<()> {
+    let ok_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+    if reference.len() > 40 || !reference.bytes().all(ok_char) {
+        return Err(Error::input(
+            "merchant_reference",
+            "must be 1-40 characters from [A-Za-z0-9_.-]",
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the batch file for `lines`: header row, then one row per line, CRLF row ends.
+///
+/// # Errors
+/// [`Error::Input`] when two lines share a `merchant_reference` (the service rejects the whole
+/// file for that; a purchase and its capture go in different batches), [`Error::Csv`] if the
+/// CSV writer fails.
+pub fn write_batch_file(lines: &[ApsTransaction]) -> Result<Vec<u8>> {
+    let mut seen = std::collections::HashSet::with_capacity(lines.len());
+    for line in lines {
+        if !seen.insert(line.merchant_reference.as_str()) {
+            return Err(Error::input(
+                "merchant_reference",
+                format!("{:?} appears twice in one batch", line.merchant_reference),
+            ));
+        }
+    }
+    let columns = columns_of(lines);
+    let mut out = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::with_capacity(lines.len() * 96 + 128));
+    let csv_err = |source: csv::Error| Error::Csv {
+        reference: "-".to_owned(),
+        line: 0,
+        message: "cannot write the batch file".to_owned(),
+        source: Some(source),
+    };
+    out.write_record(&columns).map_err(csv_err)?;
+    for line in lines {
+        out.write_record(columns.iter().map(|c| line.cell(c)))
+            .map_err(csv_err)?;
+    }
+    out.into_inner().map_err(|e| Error::Csv {
+        reference: "-".to_owned(),
+        line: 0,
+        message: format!("cannot finish the batch file: {}", e.error()),
+        source: None,
+    })
+}
+
+/// Splits `lines` into consecutive runs whose files stay within `max_bytes` (the service takes
+/// at most 50 MB per file). A single line larger than the limit is an error.
+///
+/// # Errors
+/// [`Error::Input`] for a line that cannot fit in any file.
+pub fn split_by_size(
+    lines: &[ApsTransaction],
+    max_bytes: usize,
+) -> Result<Vec<std::ops::Range<usize>>> {
+    let header = write_batch_file(&[])?.len();
+    let mut estimated = Vec::new();
+    let (mut start, mut size) = (0, header);
+    for (i, line) in lines.iter().enumerate() {
+        // A row measured in a file of its own; extra columns of other rows can still add
+        // empty cells, so every run is checked exactly below.
+        let row = write_batch_file(std::slice::from_ref(line))?.len() - header;
+        if header + row > max_bytes {
+            return Err(Error::input(
+                "merchant_reference",
+                format!(
+                    "{:?}: one line is larger than the file limit",
+                    line.merchant_reference
+                ),
+            ));
+        }
+        if size + row > max_bytes && i > start {
+            estimated.push(start..i);
+            start = i;
+            size = header;
+        }
+        size += row;
+    }
+    if start < lines.len() {
+        estimated.push(start..lines.len());
+    }
+    let mut runs = Vec::with_capacity(estimated.len());
+    while let Some(run) = estimated.pop() {
+        let fits = write_batch_file(lines.get(run.clone()).unwrap_or_default())?.len() <= max_bytes;
+        if fits || run.len() == 1 {
+            runs.push(run);
+        } else {
+            let mid = run.start + run.len() / 2;
+            estimated.push(mid..run.end);
+            estimated.push(run.start..mid);
+        }
+    }
+    runs.sort_by_key(|r| r.start);
+    Ok(runs)
+}
+
+fn columns_of(lines: &[ApsTransaction]) -> Vec<String> {
+    let mut columns: Vec<String> = COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+    for line in lines {
+        for (k, _) in &line.extra {
+            if !columns.contains(k) {
+                columns.push(k.clone());
+            }
+        }
+    }
+    columns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usd() -> Option<Currency> {
+        Currency::new("USD").ok()
+    }
+
+    fn tx(fields: &[(&str, &str)]) -> Result<ApsTransaction> {
+        ApsTransaction::from_fields(fields.iter().copied(), usd())
+    }
+
+    const PURCHASE: &[(&str, &str)] = &[
+        ("command", "purchase"),
+        ("merchant_reference", "ord-1"),
+        ("amount", "12.34"),
+        ("token_name", "tok_abc"),
+        ("customer_email", "a@example.com"),
+    ];
+
+    #[test]
+    fn purchase_defaults() {
+        let t = tx(PURCHASE).unwrap();
+        assert_eq!(t.command, ApsCommand::Purchase);
+        assert_eq!(t.amount, Some(MinorUnits(1234)));
+        assert_eq!(t.currency.map(Currency::code), Some("USD"));
+        assert_eq!(t.eci.as_deref(), Some("RECURRING"));
+        let debug = format!("{t:?}");
+        assert!(
+            !debug.contains("tok_abc") && !debug.contains("a@example.com"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn input_errors_name_the_field() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("merchant_reference", "a"), ("amount", "1")], "command"),
+            (
+                &[("command", "AUTHORIZATION"), ("merchant_reference", "a")],
+                "command",
+            ),
+            (
+                &[("command", "CAPTURE"), ("amount", "1")],
+                "merchant_reference",
+            ),
+            (
+                &[
+                    ("command", "CAPTURE"),
+                    ("merchant_reference", "a b"),
+                    ("amount", "1"),
+                ],
+                "merchant_reference",
+            ),
+            (
+                &[("command", "CAPTURE"), ("merchant_reference", "a")],
+                "amount",
+            ),
+            (
+                &[
+                    ("command", "CAPTURE"),
+                    ("merchant_reference", "a"),
+                    ("amount", "1.001"),
+                ],
+                "amount",
+            ),
+            (
+                &[
+                    ("command", "CAPTURE"),
+                    ("merchant_reference", "a"),
+                    ("amount", "0.00"),
+                ],
+                "amount",
+            ),
+            (
+                &[
+                    ("command", "REFUND"),
+                    ("merchant_reference", "a"),
+                    ("amount", "1"),
+                    ("currency", "ABC"),
+                ],
+                "currency",
+            ),
+            (
+                &[
+                    ("command", "VOID_AUTHORIZATION"),
+                    ("merchant_reference", "a"),
+                    ("amount", "1"),
+                ],
+                "amount",
+            ),
+            (
+                &[
+                    ("command", "PURCHASE"),
+                    ("merchant_reference", "a"),
+                    ("amount", "1"),
+                    ("customer_email", "e"),
+                ],
+                "token_name",
+            ),
+            (
+                &[
+                    ("command", "PURCHASE"),
+                    ("merchant_reference", "a"),
+                    ("amount", "1"),
+                    ("token_name", "t"),
+                ],
+                "customer_email",
+            ),
+            (
+                &[
+                    ("command", "PURCHASE"),
+                    ("merchant_reference", "a"),
+                    ("amount", "1"),
+                    ("token_name", "t"),
+                    ("customer_email", "e"),
+                    ("eci", "ECOMMERCE"),
+                ],
+                "eci",
+            ),
+            (
+                &[
+                    ("command", "CAPTURE"),
+                    ("merchant_reference", "a"),
+                    ("amount", "1"),
+                    ("card_number", "4111111111111111"),
+                ],
+                "card_number",
+            ),
+            (
+                &[
+                    ("command", "CAPTURE"),
+                    ("merchant_reference", "a"),
+                    ("amount", "1"),
+                    ("Bad-Name", "x"),
+                ],
+                "Bad-Name",
+            ),
+            (
+                &[
+                    ("command", "CAPTURE"),
+                    ("merchant_reference", "a"),
+                    ("amount", "1"),
+                    ("amount", "2"),
+                ],
+                "amount",
+            ),
+        ];
+        for (fields, field) in cases {
+            match tx(fields) {
+                Err(Error::Input { field: f, message }) => {
+                    assert_eq!(f, *field, "{fields:?}: {message}");
+                    assert!(!message.contains("4111111111111111"));
+                }
+                other => panic!("{fields:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn writes_header_and_rows_in_order() {
+        let lines = vec![
+            tx(PURCHASE).unwrap(),
+            tx(&[
+                ("command", "CAPTURE"),
+                ("merchant_reference", "ord-0"),
+                ("amount", "5"),
+                ("currency", "KWD"),
+                ("fort_id", "1690000000000001"),
+            ])
+            .unwrap(),
+            tx(&[
+                ("command", "VOID_AUTHORIZATION"),
+                ("merchant_reference", "ord-9"),
+                ("order_description", "a, \"quoted\" note"),
+            ])
+            .unwrap(),
+        ];
+        let text = String::from_utf8(write_batch_file(&lines).unwrap()).unwrap();
+        let expected = "command,merchant_reference,amount,currency,token_name,customer_email,eci,fort_id,order_description\r\n\
+            PURCHASE,ord-1,1234,USD,tok_abc,a@example.com,RECURRING,,\r\n\
+            CAPTURE,ord-0,5000,KWD,,,,1690000000000001,\r\n\
+            VOID_AUTHORIZATION,ord-9,,,,,,,\"a, \"\"quoted\"\" note\"\r\n";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn duplicate_merchant_reference_is_refused() {
+        let lines = vec![tx(PURCHASE).unwrap(), tx(PURCHASE).unwrap()];
+        assert!(
+            matches!(write_batch_file(&lines), Err(Error::Input { field, .. }) if field == "merchant_reference")
+        );
+    }
+
+    #[test]
+    fn split_respects_the_limit() {
+        let lines: Vec<ApsTransaction> = (0..50)
+            .map(|i| {
+                let r = format!("ord-{i}");
+                tx(&[
+                    ("command", "CAPTURE"),
+                    ("merchant_reference", &r),
+                    ("amount", "1"),
+                ])
+                .unwrap()
+            })
+            .collect();
+        let whole = write_batch_file(&lines).unwrap().len();
+        assert_eq!(split_by_size(&lines, whole).unwrap(), vec![0..50]);
+        let runs = split_by_size(&lines, 400).unwrap();
+        assert!(runs.len() > 1);
+        let mut next = 0;
+        for run in &runs {
+            assert_eq!(run.start, next);
+            next = run.end;
+            assert!(
+                write_batch_file(&lines[run.clone()]).unwrap().len() <= 400,
+                "{run:?}"
+            );
+        }
+        assert_eq!(next, 50);
+        assert!(split_by_size(&lines, 50).is_err());
+    }
+}
