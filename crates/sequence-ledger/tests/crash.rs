@@ -28,7 +28,9 @@ const ACCOUNTS: [&str; 3] = ["acme", "globex", "initech"];
 /// The child's half of the crash tests: does nothing unless the parent set `CHILD_DIR`.
 #[test]
 fn child_workload_entry_point() {
-    let Some(dir) = std::env::var_os(CHILD_DIR) else { return };
+    let Some(dir) = std::env::var_os(CHILD_DIR) else {
+        return;
+    };
     let life: u32 = std::env::var(CHILD_LIFE).unwrap().parse().unwrap();
     let rounds: u32 = std::env::var(CHILD_ROUNDS).unwrap().parse().unwrap();
     workload(Path::new(&dir), life, rounds);
@@ -37,7 +39,9 @@ fn child_workload_entry_point() {
 /// The child's half of the lock test: holds the ledger open until killed.
 #[test]
 fn child_hold_entry_point() {
-    let Some(dir) = std::env::var_os(HOLD_DIR) else { return };
+    let Some(dir) = std::env::var_os(HOLD_DIR) else {
+        return;
+    };
     let _ledger = Ledger::open(Path::new(&dir).join("ledger")).unwrap();
     std::fs::write(Path::new(&dir).join("ready"), b"ready").unwrap();
     std::thread::sleep(Duration::from_secs(60));
@@ -68,7 +72,9 @@ fn finish(l: &Ledger, a: &AccountId, n: SequenceNumber, state: BatchState, j: &m
     let mut state = state;
     let step = |j: &mut Journal, state: &mut BatchState, t: Transition| {
         *state = j
-            .run(format!("state {a} {n} {}", t.target().name()), || l.transition(a, n, t))
+            .run(format!("state {a} {n} {}", t.target().name()), || {
+                l.transition(a, n, t)
+            })
             .unwrap()
             .state;
     };
@@ -79,18 +85,27 @@ fn finish(l: &Ledger, a: &AccountId, n: SequenceNumber, state: BatchState, j: &m
         step(j, &mut state, Transition::Triggered);
     }
     if matches!(state, BatchState::Triggered | BatchState::Stuck) {
-        step(j, &mut state, Transition::Completed(Verdict::new(Outcome::Success, "Success")));
+        step(
+            j,
+            &mut state,
+            Transition::Completed(Verdict::new(Outcome::Success, "Success")),
+        );
     }
     if let BatchState::Completed(_) = state {
         let lines = l.batch(a, n).unwrap().unwrap().line_count;
         let results = (0..lines)
             .map(|index| StoredResult {
                 index,
-                fields: vec![("xResult".into(), "A".into()), ("xRefNum".into(), format!("{n}-{index}"))],
+                fields: vec![
+                    ("xResult".into(), "A".into()),
+                    ("xRefNum".into(), format!("{n}-{index}")),
+                ],
             })
             .collect();
         state = j
-            .run(format!("state {a} {n} Collected"), || l.store_results(a, n, results))
+            .run(format!("state {a} {n} Collected"), || {
+                l.store_results(a, n, results)
+            })
             .unwrap()
             .state;
     }
@@ -102,7 +117,13 @@ fn finish(l: &Ledger, a: &AccountId, n: SequenceNumber, state: BatchState, j: &m
 
 fn workload(dir: &Path, life: u32, rounds: u32) {
     let l = Ledger::open(dir.join("ledger")).unwrap();
-    let mut j = Journal(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("journal")).unwrap());
+    let mut j = Journal(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("journal"))
+            .unwrap(),
+    );
     // Recovery: finish whatever the previous life left in flight, lowest numbers first.
     for (a, rec) in l.in_flight().unwrap() {
         finish(&l, &a, rec.sequence, rec.state, &mut j);
@@ -112,24 +133,42 @@ fn workload(dir: &Path, life: u32, rounds: u32) {
             let a = AccountId::new(name).unwrap();
             if r % 7 == 3 {
                 let floor = l.next_sequence(&a).unwrap().next().unwrap();
-                j.run(format!("floor {a} {floor}"), || l.set_floor(&a, floor)).unwrap();
+                j.run(format!("floor {a} {floor}"), || l.set_floor(&a, floor))
+                    .unwrap();
             }
             let n = l.next_sequence(&a).unwrap();
             let lines = (0..3)
                 .map(|i| NewBinding {
                     client_ref: format!("{name}-{life}-{r}-{i}"),
                     index: i,
-                    content_digest: sequence_ledger::content_digest([("xRef", format!("{life}-{r}-{i}").as_str())]),
+                    content_digest: sequence_ledger::content_digest([(
+                        "xRef",
+                        format!("{life}-{r}-{i}").as_str(),
+                    )]),
                 })
                 .collect();
-            let new = NewBatch { sequence: n, request_sha256: [1; 32], request_len: 10, lines };
-            let reserved = j.run(format!("reserved {a} {n}"), || l.reserve(&a, new)).unwrap();
-            let Reserve::Reserved(_) = reserved else { panic!("single writer") };
+            let new = NewBatch {
+                sequence: n,
+                request_sha256: [1; 32],
+                request_len: 10,
+                lines,
+            };
+            let reserved = j
+                .run(format!("reserved {a} {n}"), || l.reserve(&a, new))
+                .unwrap();
+            let Reserve::Reserved(_) = reserved else {
+                panic!("single writer")
+            };
             let mut step = |t: Transition| {
-                j.run(format!("state {a} {n} {}", t.target().name()), || l.transition(&a, n, t)).unwrap();
+                j.run(format!("state {a} {n} {}", t.target().name()), || {
+                    l.transition(&a, n, t)
+                })
+                .unwrap();
             };
             if r % 5 == 4 {
-                step(Transition::Abandoned { reason: "test".into() });
+                step(Transition::Abandoned {
+                    reason: "test".into(),
+                });
                 continue;
             }
             step(Transition::RequestUploaded);
@@ -138,10 +177,19 @@ fn workload(dir: &Path, life: u32, rounds: u32) {
                 step(Transition::Stuck);
             }
             if r % 4 == 2 {
-                let v = Verdict { processed_count: Some(0), ..Verdict::new(Outcome::GatewayError, "Error") };
+                let v = Verdict {
+                    processed_count: Some(0),
+                    ..Verdict::new(Outcome::GatewayError, "Error")
+                };
                 step(Transition::Completed(v));
-                j.run(format!("state {a} {n} Collected"), || l.store_results(&a, n, vec![])).unwrap();
-                j.run(format!("state {a} {n} Cleaned"), || l.transition(&a, n, Transition::Cleaned)).unwrap();
+                j.run(format!("state {a} {n} Collected"), || {
+                    l.store_results(&a, n, vec![])
+                })
+                .unwrap();
+                j.run(format!("state {a} {n} Cleaned"), || {
+                    l.transition(&a, n, Transition::Cleaned)
+                })
+                .unwrap();
             } else {
                 let state = l.batch(&a, n).unwrap().unwrap().state;
                 finish(&l, &a, n, state, &mut j);
@@ -152,13 +200,18 @@ fn workload(dir: &Path, life: u32, rounds: u32) {
 
 fn spawn_child(dir: &Path, life: u32, rounds: u32, crash_at: Option<&str>) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_workload_entry_point", "--test-threads=1", "--nocapture"])
-        .env(CHILD_DIR, dir)
-        .env(CHILD_LIFE, life.to_string())
-        .env(CHILD_ROUNDS, rounds.to_string())
-        .env_remove(CRASH_ENV)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--exact",
+        "child_workload_entry_point",
+        "--test-threads=1",
+        "--nocapture",
+    ])
+    .env(CHILD_DIR, dir)
+    .env(CHILD_LIFE, life.to_string())
+    .env(CHILD_ROUNDS, rounds.to_string())
+    .env_remove(CRASH_ENV)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     if let Some(point) = crash_at {
         cmd.env(CRASH_ENV, point);
     }
@@ -208,10 +261,20 @@ fn check_journal(l: &Ledger, dir: &Path, died_after_flush: bool) {
 
 fn assert_killed(child: Child, what: &str) {
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.signal(), Some(9), "{what}: child was not killed by SIGKILL: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{what}: child was not killed by SIGKILL: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
-fn reopen_and_check(dir: &Path, before: &common::HighWater, died_after_flush: bool) -> common::HighWater {
+fn reopen_and_check(
+    dir: &Path,
+    before: &common::HighWater,
+    died_after_flush: bool,
+) -> common::HighWater {
     let l = Ledger::open(dir.join("ledger")).unwrap();
     let high = common::check_invariants(&l);
     common::assert_not_backwards(before, &high);
@@ -233,8 +296,14 @@ fn killed_at_every_named_point_the_ledger_keeps_its_invariants() {
             high = reopen_and_check(dir.path(), &high, point.ends_with("after_flush"));
         }
         // A last life without a kill finishes everything and keeps counting up.
-        let out = spawn_child(dir.path(), 99, 2, None).wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = spawn_child(dir.path(), 99, 2, None)
+            .wait_with_output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let after = reopen_and_check(dir.path(), &high, false);
         let l = Ledger::open(dir.path().join("ledger")).unwrap();
         assert!(l.in_flight().unwrap().is_empty());
@@ -280,9 +349,18 @@ fn a_second_process_is_told_the_pid_of_the_holder() {
     }
     let path: PathBuf = dir.path().join("ledger");
     let err = Ledger::open(&path).unwrap_err();
-    assert!(matches!(err, sequence_ledger::Error::InUse { pid: Some(p), .. } if p == child.id()), "{err:?}");
-    assert_eq!(err.to_string(), format!("ledger {} is in use by pid {}", path.display(), child.id()));
-    assert!(matches!(Ledger::open_read_only(&path), Err(sequence_ledger::Error::InUse { .. })));
+    assert!(
+        matches!(err, sequence_ledger::Error::InUse { pid: Some(p), .. } if p == child.id()),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("ledger {} is in use by pid {}", path.display(), child.id())
+    );
+    assert!(matches!(
+        Ledger::open_read_only(&path),
+        Err(sequence_ledger::Error::InUse { .. })
+    ));
     child.kill().unwrap();
     assert_killed(child, "holder");
     // The kernel released the lock with the process: no stale lock.

@@ -29,20 +29,44 @@ pub fn check_invariants(ledger: &Ledger) -> HighWater {
             assert_eq!(b.account, account);
             assert!(Some(b.sequence) > previous, "batches out of order");
             previous = Some(b.sequence);
-            assert!(Some(b.sequence) <= info.high_water, "{account}: batch {} above high water {:?}", b.sequence, info.high_water);
-            assert_eq!(b.line_count as usize > 0, true);
+            assert!(
+                Some(b.sequence) <= info.high_water,
+                "{account}: batch {} above high water {:?}",
+                b.sequence,
+                info.high_water
+            );
+            assert!(b.line_count > 0, "{account}/{}: empty batch", b.sequence);
             let stamps: Vec<BatchState> = b.transitions.iter().map(|s| s.state).collect();
-            assert_eq!(stamps.first(), Some(&BatchState::Reserved), "{account}/{}: {stamps:?}", b.sequence);
-            assert_eq!(stamps.last(), Some(&b.state), "{account}/{}: {stamps:?}", b.sequence);
+            assert_eq!(
+                stamps.first(),
+                Some(&BatchState::Reserved),
+                "{account}/{}: {stamps:?}",
+                b.sequence
+            );
+            assert_eq!(
+                stamps.last(),
+                Some(&b.state),
+                "{account}/{}: {stamps:?}",
+                b.sequence
+            );
             for w in stamps.windows(2) {
-                assert!(w[0].can_become(w[1]), "{account}/{}: illegal path {stamps:?}", b.sequence);
+                assert!(
+                    w[0].can_become(w[1]),
+                    "{account}/{}: illegal path {stamps:?}",
+                    b.sequence
+                );
             }
             if !b.state.is_final() {
                 not_final.insert((account.clone(), b.sequence));
             }
             let results = ledger.results(&account, b.sequence).unwrap();
             if !results.is_empty() {
-                assert!(matches!(b.state, BatchState::Collected | BatchState::Cleaned), "{account}/{}: results in state {}", b.sequence, b.state);
+                assert!(
+                    matches!(b.state, BatchState::Collected | BatchState::Cleaned),
+                    "{account}/{}: results in state {}",
+                    b.sequence,
+                    b.state
+                );
             }
             for r in results {
                 assert!(r.index < b.line_count);
@@ -60,8 +84,16 @@ pub fn check_invariants(ledger: &Ledger) -> HighWater {
             let batch = batches
                 .iter()
                 .find(|b| b.sequence == binding.sequence)
-                .unwrap_or_else(|| panic!("{account}: {client_ref:?} bound to missing batch {}", binding.sequence));
-            assert!(binding.index < batch.line_count, "{account}: {client_ref:?} bound past the batch's lines");
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{account}: {client_ref:?} bound to missing batch {}",
+                        binding.sequence
+                    )
+                });
+            assert!(
+                binding.index < batch.line_count,
+                "{account}: {client_ref:?} bound past the batch's lines"
+            );
         }
         high.insert(account, info.high_water);
     }
@@ -71,7 +103,10 @@ pub fn check_invariants(ledger: &Ledger) -> HighWater {
         .into_iter()
         .map(|(a, b)| (a, b.sequence))
         .collect();
-    assert_eq!(flying, not_final, "in-flight index disagrees with the batches");
+    assert_eq!(
+        flying, not_final,
+        "in-flight index disagrees with the batches"
+    );
     high
 }
 
@@ -79,6 +114,9 @@ pub fn check_invariants(ledger: &Ledger) -> HighWater {
 pub fn assert_not_backwards(before: &HighWater, after: &HighWater) {
     for (account, hw) in before {
         let now = after.get(account).copied().flatten();
-        assert!(now >= *hw, "{account}: high water went from {hw:?} to {now:?}");
+        assert!(
+            now >= *hw,
+            "{account}: high water went from {hw:?} to {now:?}"
+        );
     }
 }
