@@ -11,11 +11,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::buffered::BufWriter;
 use object_store::path::Path as StorePath;
 use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -75,25 +75,30 @@ impl S3Backend {
         } else {
             S3ConditionalPut::Disabled
         });
-        let client = ClientOptions::new()
-            .with_connect_timeout(opts.connect_timeout)
-            .with_timeout(opts.operation_timeout);
+        // Set through config keys: `with_client_options` would replace the client options
+        // `from_env` read (AWS_ALLOW_HTTP among them).
+        let millis = |d: std::time::Duration| format!("{}ms", d.as_millis().max(1));
+        builder = builder
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                millis(opts.connect_timeout),
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                millis(opts.operation_timeout),
+            );
         let no_retries = RetryConfig {
             max_retries: 0,
             ..RetryConfig::default()
         };
-        let store = builder
-            .with_client_options(client)
-            .with_retry(no_retries)
-            .build()
-            .map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Config,
-                    location.to_string(),
-                    format!("S3 settings: {e}"),
-                    e,
-                )
-            })?;
+        let store = builder.with_retry(no_retries).build().map_err(|e| {
+            Error::with_source(
+                ErrorKind::Config,
+                location.to_string(),
+                format!("S3 settings: {e}"),
+                e,
+            )
+        })?;
         Ok(S3Backend {
             location: location.clone(),
             store: Arc::new(store),

@@ -22,7 +22,13 @@ async fn backend(scheme: Scheme) -> Option<(Arc<dyn Backend>, test_env::TestTarg
 
 fn ok(scheme: Scheme, case: &str, outcome: Outcome) {
     if let Err(f) = outcome {
-        panic!("{} backend, case {case}: {f}", scheme.as_str());
+        let mut chain = String::new();
+        let mut source = std::error::Error::source(&f);
+        while let Some(s) = source {
+            chain.push_str(&format!("\n  caused by: {s}"));
+            source = s.source();
+        }
+        panic!("{} backend, case {case}: {f}{chain}", scheme.as_str());
     }
 }
 
