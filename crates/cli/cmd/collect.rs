@@ -1,16 +1,77 @@
-//! `paybatch collect` — to be built (see the issue that owns it).
+//! `paybatch collect` — finish the batches a `submit` without `--wait` left in flight (poll,
+//! store results, clean up) and write the merged output for that input. Creates no batches.
+//!
+//! Exit codes as `submit --wait`: 0 every batch final; 1 Stuck batches or a failed account.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Result;
+use orchestrator::{Format, Orchestrator, OutputSpec, SubmitOptions, WaitMode};
 
 use super::Global;
+use super::common::{self, Bars};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The input that was submitted (its refs select and order the results).
+    pub input: PathBuf,
+    /// Config file.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Where to write the merged results.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Input format, when the extension does not say.
+    #[arg(long, value_parser = common::parse_format)]
+    pub format: Option<Format>,
+    /// Output format (default: the output's extension, else the input's format).
+    #[arg(long, value_parser = common::parse_format)]
+    pub output_format: Option<Format>,
+    /// Also write the per-account summary as JSON here.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+}
 
 /// Runs the subcommand.
-pub fn run(_args: Args, _global: &Global) -> Result<ExitCode> {
-    anyhow::bail!("`paybatch collect` is not built yet")
+pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
+    let settings = Arc::new(common::load_settings(args.config.as_deref())?);
+    let job = common::load_job(&settings, &args.input, args.format, false, None)?;
+    let rt = common::runtime()?;
+    rt.block_on(async {
+        let orch = Orchestrator::builder(settings.clone()).build()?;
+        let options = SubmitOptions {
+            wait: WaitMode::UntilCollected,
+            collect_only: true,
+            output: Some(OutputSpec {
+                path: args.output.clone(),
+                format: common::output_format(
+                    args.output_format,
+                    &args.output,
+                    &args.input,
+                    args.format,
+                ),
+            }),
+        };
+        let bars = Bars::start(orch.progress().clone(), global);
+        let report = orch
+            .submit(job, &options, common::shutdown_on_signal())
+            .await;
+        bars.finish();
+        let report = report?;
+        if !global.quiet {
+            common::print_summary(&report);
+        }
+        if let Some(path) = &args.summary {
+            common::write_summary(&report, path)?;
+        }
+        eprintln!("paybatch: results written to {}", args.output.display());
+        Ok(if report.is_complete() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
 }

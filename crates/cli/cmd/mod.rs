@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{ArgAction, ValueEnum};
 
 pub mod collect;
+pub mod common;
 pub mod config;
 pub mod demo;
 pub mod gateway_sim;

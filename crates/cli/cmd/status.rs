@@ -1,16 +1,125 @@
-//! `paybatch status` — to be built (see the issue that owns it).
+//! `paybatch status` — per account: the last sequence number, batches by state, anything
+//! Stuck. Reads a private copy of the ledger (never changes it).
+//!
+//! Exit codes: 0 nothing Stuck; 1 some batch is Stuck; 2 configuration; 3 ledger unreadable
+//! (e.g. a submit holds it).
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use sequence_ledger::{AccountId, BatchState, Ledger};
+use serde::Serialize;
 
 use super::Global;
+use super::common;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Config file (for the ledger path and the account list).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Print JSON: `{"accounts": [{"account", "last_sequence", "batches", "stuck", "in_flight"}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct AccountStatus {
+    account: String,
+    last_sequence: Option<u32>,
+    batches: BTreeMap<String, u64>,
+    stuck: Vec<u32>,
+    in_flight: Vec<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    accounts: Vec<AccountStatus>,
+}
 
 /// Runs the subcommand.
-pub fn run(_args: Args, _global: &Global) -> Result<ExitCode> {
-    anyhow::bail!("`paybatch status` is not built yet")
+pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
+    let settings = common::load_settings(args.config.as_deref())?;
+    let path = common::ledger_path(&settings);
+    let ledger = match Ledger::open_read_only(&path) {
+        Ok(l) => Some(l),
+        Err(sequence_ledger::Error::NotFound { .. }) => None,
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read the ledger at {}", path.display()));
+        }
+    };
+    let mut names: Vec<String> = settings.accounts.keys().cloned().collect();
+    if let Some(l) = &ledger {
+        for a in l.accounts()? {
+            if !names.contains(&a.to_string()) {
+                names.push(a.to_string());
+            }
+        }
+    }
+    names.sort();
+    let mut status = Status {
+        accounts: Vec::new(),
+    };
+    for name in names {
+        let mut entry = AccountStatus {
+            account: name.clone(),
+            last_sequence: None,
+            batches: BTreeMap::new(),
+            stuck: Vec::new(),
+            in_flight: Vec::new(),
+        };
+        if let Some(l) = &ledger {
+            let account = AccountId::new(name.as_str())?;
+            entry.last_sequence = l.last_sequence(&account)?.map(|s| s.get());
+            for b in l.batches(&account)? {
+                *entry.batches.entry(b.state.name().to_owned()).or_default() += 1;
+                match b.state {
+                    BatchState::Stuck => entry.stuck.push(b.sequence.get()),
+                    s if !s.is_final() => entry.in_flight.push(b.sequence.get()),
+                    _ => {}
+                }
+            }
+        }
+        status.accounts.push(entry);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        if ledger.is_none() {
+            println!("no ledger at {} yet", path.display());
+        }
+        for a in &status.accounts {
+            let batches: Vec<String> = a.batches.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!(
+                "{:<20} last={:<10} {}{}{}",
+                a.account,
+                a.last_sequence
+                    .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                if batches.is_empty() {
+                    "no batches".to_owned()
+                } else {
+                    batches.join(" ")
+                },
+                if a.in_flight.is_empty() {
+                    String::new()
+                } else {
+                    format!("  in flight: {:?}", a.in_flight)
+                },
+                if a.stuck.is_empty() {
+                    String::new()
+                } else {
+                    format!("  STUCK: {:?}", a.stuck)
+                },
+            );
+        }
+    }
+    let stuck = status.accounts.iter().any(|a| !a.stuck.is_empty());
+    Ok(if stuck {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

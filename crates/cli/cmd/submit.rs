@@ -1,16 +1,106 @@
-//! `paybatch submit` — to be built (see the issue that owns it).
+//! `paybatch submit` — validate the whole input, fan it out into per-account batches, upload
+//! them crash-safely, and (with `--wait`) collect and merge the results.
+//!
+//! Exit codes: 0 every batch reached a final state (or, without `--wait`, was triggered);
+//! 1 invalid input (nothing reserved or uploaded), a Stuck batch or a failed account;
+//! 2 configuration/usage; 3 I/O or backend failure. Re-running the same command resumes.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Result;
+use orchestrator::{Format, Orchestrator, OutputSpec, SubmitOptions, WaitMode};
 
-use super::Global;
+use super::common::{self, Bars};
+use super::{Global, usage_error};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The input: `.kvp`, `.csv` or `.jsonl` (or say which with --format).
+    pub input: PathBuf,
+    /// Config file (over the compiled-in defaults; `PAYBATCH__…` variables override both).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Where to write the merged results (one record per input record, in input order).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Input format, when the extension does not say.
+    #[arg(long, value_parser = common::parse_format)]
+    pub format: Option<Format>,
+    /// Output format (default: the output's extension, else the input's format).
+    #[arg(long, value_parser = common::parse_format)]
+    pub output_format: Option<Format>,
+    /// Wait for every batch's COMPLETE and write the output. Without it, submit returns once
+    /// each account's last batch is triggered; `paybatch collect` finishes the job.
+    #[arg(long)]
+    pub wait: bool,
+    /// Write the exact REQUEST/PROCESS files into this folder instead; reserve nothing.
+    #[arg(long, value_name = "DIR")]
+    pub dry_run: Option<PathBuf>,
+    /// Submit the valid records and report the invalid ones instead of refusing the input.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// With --skip-invalid: write the rejected records (masked) and their reasons here.
+    #[arg(long, requires = "skip_invalid")]
+    pub rejects: Option<PathBuf>,
+    /// Also write the per-account summary as JSON here.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+}
 
 /// Runs the subcommand.
-pub fn run(_args: Args, _global: &Global) -> Result<ExitCode> {
-    anyhow::bail!("`paybatch submit` is not built yet")
+pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
+    let settings = Arc::new(common::load_settings(args.config.as_deref())?);
+    if args.dry_run.is_none() && args.output.is_none() && args.wait {
+        return Err(usage_error("--wait needs --output FILE"));
+    }
+    let job = common::load_job(
+        &settings,
+        &args.input,
+        args.format,
+        args.skip_invalid,
+        args.rejects.as_deref(),
+    )?;
+    let rt = common::runtime()?;
+    rt.block_on(async {
+        let orch = Orchestrator::builder(settings.clone()).build()?;
+        if let Some(dir) = &args.dry_run {
+            let batches = orch.dry_run(job.clone(), dir).await?;
+            for b in &batches {
+                println!("{}\t{}\t{} lines\t{}", b.account, b.sequence, b.lines, b.request.display());
+            }
+            eprintln!("paybatch: dry run wrote {} batch(es) under {}; nothing was reserved or uploaded", batches.len(), dir.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        let output = args.output.as_ref().filter(|_| args.wait).map(|path| OutputSpec {
+            path: path.clone(),
+            format: common::output_format(args.output_format, path, &args.input, args.format),
+        });
+        let options = SubmitOptions {
+            wait: if args.wait { WaitMode::UntilCollected } else { WaitMode::UntilTriggered },
+            collect_only: false,
+            output,
+        };
+        let shutdown = common::shutdown_on_signal();
+        let bars = Bars::start(orch.progress().clone(), global);
+        let report = orch.submit(job.clone(), &options, shutdown).await;
+        bars.finish();
+        let report = report?;
+        if !global.quiet {
+            common::print_summary(&report);
+        }
+        if let Some(path) = &args.summary {
+            common::write_summary(&report, path)?;
+        }
+        if let Some(out) = &report.output {
+            eprintln!("paybatch: results written to {}", out.display());
+        } else if !args.wait {
+            eprintln!("paybatch: submitted; run `paybatch collect` with the same input and --output to finish");
+        }
+        let failed = report.accounts.values().any(|a| a.summary.failure.is_some() || !a.stuck.is_empty());
+        let incomplete = args.wait && !report.is_complete();
+        Ok(if failed || incomplete { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    })
 }

@@ -228,10 +228,10 @@ fn random_amount(rng: &mut fastrand::Rng) -> String {
     }
 }
 
-/// A generated world on local folders: config, input, ledger, drops and gateway state under
-/// one root directory.
+/// A generated world: config, input, ledger and gateway state under one root directory, and
+/// one drop per account (local folders under `root/drops/`, or given SFTP/S3 targets).
 #[derive(Debug, Clone)]
-pub struct LocalWorld {
+pub struct World {
     /// The root directory.
     pub root: std::path::PathBuf,
     /// What was generated.
@@ -244,15 +244,44 @@ pub struct LocalWorld {
     pub ledger: std::path::PathBuf,
     /// The gateway simulator's state directory (its journal is `journal.jsonl` there).
     pub gateway_state: std::path::PathBuf,
+    /// Each account's drop and how to reach it.
+    pub targets: Vec<(storage_backends::Location, storage_backends::BackendOptions)>,
 }
 
-impl LocalWorld {
-    /// Writes the config (drops under `root/drops/ACCOUNT`) and the input (`root/input.EXT`).
+/// The former name of [`World`] (local drops).
+pub type LocalWorld = World;
+
+impl World {
+    /// A world whose drops are local folders `root/drops/ACCOUNT`.
     ///
     /// # Errors
     /// [`Error::Io`].
     pub fn create(root: &Path, spec: DemoSpec, format: Format) -> Result<Self> {
         std::fs::create_dir_all(root.join("drops")).map_err(|e| Error::io(root, e))?;
+        let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
+        let mut targets = Vec::with_capacity(spec.accounts);
+        for i in 0..spec.accounts {
+            let dir = root.join("drops").join(spec.account_name(i));
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let location = storage_backends::Location::parse(&format!("file://{}", dir.display()))
+                .map_err(|e| Error::setting("demo", e.to_string()))?;
+            targets.push((location, storage_backends::BackendOptions::default()));
+        }
+        Self::with_targets(&root, spec, format, targets)
+    }
+
+    /// A world over the given drops (one per account, e.g. from `storage_backends::test_env`).
+    /// SFTP key and known_hosts paths go into the config.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn with_targets(
+        root: &Path,
+        spec: DemoSpec,
+        format: Format,
+        targets: Vec<(storage_backends::Location, storage_backends::BackendOptions)>,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
         let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
         let world = Self {
             config: root.join("paybatch.toml"),
@@ -261,45 +290,70 @@ impl LocalWorld {
             gateway_state: root.join("gateway-state"),
             root,
             spec,
+            targets,
         };
-        for i in 0..world.spec.accounts {
-            let dir = world.drop_dir(i);
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        }
-        let toml = world.spec.config_toml(&world.ledger, |i| {
-            format!("file://{}", world.drop_dir(i).display())
+        let mut toml = world.spec.config_toml(&world.ledger, |i| {
+            world
+                .targets
+                .get(i)
+                .map(|(l, _)| l.to_string())
+                .unwrap_or_default()
         });
+        for (i, (_, options)) in world.targets.iter().enumerate() {
+            let mut extra = String::new();
+            if let Some(storage_backends::SftpAuth::KeyFile { path, .. }) = &options.sftp.auth {
+                extra.push_str(&format!(
+                    "ssh_key = {}\n",
+                    serde_json::to_string(&path.to_string_lossy()).unwrap_or_default()
+                ));
+            }
+            if let Some(storage_backends::HostKeyCheck::KnownHosts(path)) = &options.sftp.host_key {
+                extra.push_str(&format!(
+                    "known_hosts = {}\n",
+                    serde_json::to_string(&path.to_string_lossy()).unwrap_or_default()
+                ));
+            }
+            if !extra.is_empty() {
+                let header = format!("[accounts.{}]\n", world.spec.account_name(i));
+                toml = toml.replace(&header, &format!("{header}{extra}"));
+            }
+        }
         std::fs::write(&world.config, toml).map_err(|e| Error::io(&world.config, e))?;
         world.spec.write_input(&world.input, format)?;
         Ok(world)
     }
 
-    /// Account `i`'s drop folder.
+    /// Account `i`'s drop folder, for local worlds.
     pub fn drop_dir(&self, i: usize) -> std::path::PathBuf {
         self.root.join("drops").join(self.spec.account_name(i))
+    }
+
+    /// Opens account `i`'s drop.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn backend(&self, i: usize) -> Result<Arc<dyn storage_backends::Backend>> {
+        let (location, options) = self
+            .targets
+            .get(i)
+            .ok_or_else(|| Error::setting("demo", format!("no account {i}")))?;
+        storage_backends::open(location, options)
+            .await
+            .map_err(|source| Error::Storage {
+                account: self.spec.account_name(i),
+                path: String::new(),
+                source,
+            })
     }
 
     /// A gateway simulator over the drops (`shuffled`: RESPONSE lines shuffled and spaces as `+`).
     ///
     /// # Errors
-    /// Storage or simulator state errors (as [`Error::Setting`] with the message).
+    /// Storage or simulator state errors.
     pub async fn gateway(&self, shuffled: bool) -> Result<gateway_sim::GatewaySim> {
         let mut backends = Vec::with_capacity(self.spec.accounts);
         for i in 0..self.spec.accounts {
-            let location = storage_backends::Location::parse(&format!(
-                "file://{}",
-                self.drop_dir(i).display()
-            ))
-            .map_err(|e| Error::setting("demo", e.to_string()))?;
-            let backend =
-                storage_backends::open(&location, &storage_backends::BackendOptions::default())
-                    .await
-                    .map_err(|source| Error::Storage {
-                        account: self.spec.account_name(i),
-                        path: String::new(),
-                        source,
-                    })?;
-            backends.push(backend);
+            backends.push(self.backend(i).await?);
         }
         gateway_sim::GatewaySim::new(
             self.spec.sim_accounts(backends, shuffled),

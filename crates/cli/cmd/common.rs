@@ -1,0 +1,272 @@
+//! Helpers shared by `submit`, `collect`, `status`, `resolve`, `config` and `demo`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use orchestrator::{
+    Format, InputProblem, InputReader, InputRecord, InvalidPolicy, Job, OutputWriter, Progress,
+    Report, Settings, Shutdown,
+};
+
+use super::{Exit, Global, usage_error};
+
+/// Loads settings; any problem is a configuration error (exit code 2).
+pub fn load_settings(config: Option<&Path>) -> Result<Settings> {
+    Settings::load(config).map_err(|e| usage_error(e.to_string()))
+}
+
+/// A multi-threaded runtime for one command.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// A shutdown signal fired by Ctrl-C (or SIGTERM); must be called inside the runtime.
+pub fn shutdown_on_signal() -> Shutdown {
+    let (trigger, shutdown) = Shutdown::new();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("paybatch: stopping at the next safe point (re-run the same command to resume)");
+        trigger.trigger();
+    });
+    shutdown
+}
+
+/// Reads and validates the whole input, printing each problem as `FILE:LINE: message`.
+/// With `skip_invalid`, invalid records are written (masked) to `rejects` and the rest kept.
+pub fn load_job(
+    settings: &Settings,
+    input: &Path,
+    format: Option<Format>,
+    skip_invalid: bool,
+    rejects: Option<&Path>,
+) -> Result<Arc<Job>> {
+    let mut reader = InputReader::open(input, format).map_err(|e| usage_error(e.to_string()))?;
+    let mut rejects_out = match (skip_invalid, rejects) {
+        (true, Some(path)) => Some(OutputWriter::create(
+            path,
+            Format::from_path(path).unwrap_or(Format::Jsonl),
+            &["line", "reason"],
+        )?),
+        _ => None,
+    };
+    let mut write_error: Option<orchestrator::Error> = None;
+    let mut on_problem = |p: &InputProblem, rec: &InputRecord| {
+        eprintln!("{p}");
+        if let Some(out) = rejects_out.as_mut() {
+            let mut pairs = vec![
+                ("line".to_owned(), p.line.to_string()),
+                ("reason".to_owned(), p.message.clone()),
+            ];
+            pairs.extend(
+                rec.fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), kvp_format::mask_value(k, v).into_owned())),
+            );
+            if let Err(e) = out.write(&pairs) {
+                write_error.get_or_insert(e);
+            }
+        }
+    };
+    let policy = if skip_invalid {
+        InvalidPolicy::SkipInvalid
+    } else {
+        InvalidPolicy::RejectInput
+    };
+    let job = Job::load(&mut reader, settings, policy, &mut on_problem);
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    if let Some(out) = rejects_out {
+        let path = out.finish()?;
+        eprintln!("paybatch: rejected records written to {}", path.display());
+    }
+    match job {
+        Ok(job) => Ok(Arc::new(job)),
+        Err(e @ orchestrator::Error::Invalid { .. }) => Err(Exit {
+            code: 1,
+            message: e.to_string(),
+        }
+        .into()),
+        Err(e @ orchestrator::Error::Input { .. }) => Err(Exit {
+            code: 1,
+            message: format!("{e}; nothing was reserved or uploaded"),
+        }
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The output format: `--output-format`, else the output's extension, else the input's.
+pub fn output_format(
+    explicit: Option<Format>,
+    output: &Path,
+    input: &Path,
+    input_format: Option<Format>,
+) -> Format {
+    explicit
+        .or_else(|| Format::from_path(output))
+        .or(input_format)
+        .or_else(|| Format::from_path(input))
+        .unwrap_or(Format::Jsonl)
+}
+
+/// Parses `--format kvp|csv|jsonl`.
+pub fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+/// Progress bars on a terminal (records, batches uploaded, batches completed); nothing
+/// otherwise (log lines carry the progress then). Stop with [`Bars::finish`].
+pub struct Bars {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Bars {
+    /// Starts drawing `progress` unless quiet or stderr is not a terminal.
+    pub fn start(progress: Arc<Progress>, global: &Global) -> Self {
+        if global.quiet || !std::io::stderr().is_terminal() {
+            return Self {
+                stop: None,
+                thread: None,
+            };
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+            let multi = MultiProgress::new();
+            let style = ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+            let uploaded = multi.add(
+                ProgressBar::new(0)
+                    .with_style(style.clone())
+                    .with_prefix("uploaded"),
+            );
+            let completed = multi.add(
+                ProgressBar::new(0)
+                    .with_style(style)
+                    .with_prefix("completed"),
+            );
+            loop {
+                let total = progress.transactions.load(Ordering::Relaxed);
+                uploaded.set_length(total);
+                completed.set_length(total);
+                uploaded.set_position(progress.lines_uploaded.load(Ordering::Relaxed));
+                uploaded.set_message(format!(
+                    "{} batches",
+                    progress.batches_uploaded.load(Ordering::Relaxed)
+                ));
+                completed.set_position(progress.lines_completed.load(Ordering::Relaxed));
+                let stuck = progress.batches_stuck.load(Ordering::Relaxed);
+                completed.set_message(format!(
+                    "{} batches{}",
+                    progress.batches_completed.load(Ordering::Relaxed),
+                    if stuck > 0 {
+                        format!(", {stuck} stuck")
+                    } else {
+                        String::new()
+                    }
+                ));
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => break,
+                }
+            }
+            uploaded.finish();
+            completed.finish();
+        });
+        Self {
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops drawing.
+    pub fn finish(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Prints the per-account summary to stderr.
+pub fn print_summary(report: &Report) {
+    eprintln!(
+        "{:<16} {:>9} {:>9} {:>9} {:>9} {:>13} {:>9} {:>16}  note",
+        "account",
+        "approved",
+        "declined",
+        "error",
+        "not_proc",
+        "unknown",
+        "batches",
+        "approved amount"
+    );
+    let row = |name: &str, s: &orchestrator::AccountSummary, note: &str| {
+        use orchestrator::Outcome;
+        eprintln!(
+            "{:<16} {:>9} {:>9} {:>9} {:>9} {:>13} {:>9} {:>16}  {}",
+            name,
+            s.count(Outcome::Approved),
+            s.count(Outcome::Declined),
+            s.count(Outcome::Error),
+            s.count(Outcome::NotProcessed),
+            s.count(Outcome::Unknown),
+            s.batches.values().sum::<u64>(),
+            orchestrator::format_cents(s.approved_cents),
+            note
+        );
+    };
+    for (name, a) in &report.accounts {
+        let mut note = String::new();
+        if !a.stuck.is_empty() {
+            note.push_str(&format!("STUCK batches {:?}; ", a.stuck));
+        }
+        if !a.pending.is_empty() {
+            note.push_str(&format!(
+                "awaiting COMPLETE for {:?} (run `paybatch collect`); ",
+                a.pending
+            ));
+        }
+        if let Some(f) = &a.summary.failure {
+            note.push_str(&format!("FAILED: {f}"));
+        }
+        row(name, &a.summary, note.trim_end_matches("; "));
+    }
+    row("TOTAL", &report.totals(), "");
+}
+
+/// Writes the report as JSON.
+pub fn write_summary(report: &Report, path: &Path) -> Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The default ledger path relative to nothing: used in messages.
+pub fn ledger_path(settings: &Settings) -> PathBuf {
+    settings.ledger.path.clone()
+}
