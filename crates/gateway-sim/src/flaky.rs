@@ -1,10 +1,10 @@
-//! Slow or failing storage: a wrapper backend that delays every operation and fails every
-//! n-th one with a transient error. It is a real backend (everything else passes through), so
+//! Slow or failing storage: a wrapper backend that delays every operation and fails a seeded
+//! random share of them with a transient error. It is a real backend (everything else passes through), so
 //! it can sit under the simulator or under a client in tests.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,6 +18,7 @@ pub struct FlakyBackend {
     inner: Arc<dyn Backend>,
     faults: StorageFaults,
     ops: AtomicU64,
+    rng: Mutex<fastrand::Rng>,
 }
 
 impl FlakyBackend {
@@ -27,6 +28,7 @@ impl FlakyBackend {
             inner,
             faults,
             ops: AtomicU64::new(0),
+            rng: Mutex::new(fastrand::Rng::with_seed(faults.seed)),
         }
     }
 
@@ -49,17 +51,19 @@ impl FlakyBackend {
             tokio::time::sleep(self.faults.latency).await;
         }
         let n = self.ops.fetch_add(1, Ordering::Relaxed) + 1;
-        match self.faults.fail_every {
-            Some(every) if n.is_multiple_of(u64::from(every.get())) => {
-                Err(storage_backends::Error::new(
-                    ErrorKind::Transient,
-                    self.inner.location().display_path(path),
-                    format!("{op}: injected storage failure (operation {n})"),
-                    None,
-                ))
-            }
-            _ => Ok(()),
+        let fail = self.faults.fail_one_in.is_some_and(|one_in| {
+            let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+            rng.u32(..one_in.get()) == 0
+        });
+        if !fail {
+            return Ok(());
         }
+        Err(storage_backends::Error::new(
+            ErrorKind::Transient,
+            self.inner.location().display_path(path),
+            format!("{op}: injected storage failure (operation {n})"),
+            None,
+        ))
     }
 }
 

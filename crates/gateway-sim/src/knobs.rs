@@ -136,6 +136,10 @@ pub enum CrashPoint {
 pub struct StorageFaults {
     /// Added before every storage operation (tokio time).
     pub latency: Duration,
-    /// Every n-th storage operation fails with a transient error (`None`: never).
-    pub fail_every: Option<NonZeroU32>,
+    /// Each storage operation fails with a transient error with probability 1/n (`None`:
+    /// never), drawn from a generator seeded with [`StorageFaults::seed`], so a run is
+    /// reproducible.
+    pub fail_one_in: Option<NonZeroU32>,
+    /// Seed of the failure draws.
+    pub seed: u64,
 }

@@ -583,6 +583,8 @@ mod tests {
 
     const VISA: &str = "4111111111111111";
 
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
     fn sale(amount: &str) -> Vec<(&'static str, String)> {
         vec![
             ("xCommand", "cc:sale".into()),
@@ -599,7 +601,7 @@ mod tests {
     #[test]
     fn request_rules_table() {
         #[rustfmt::skip]
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        let cases: &[(Pairs, &str, &str)] = &[
             (&[("xCommand", "cc:sale"), ("xCardNum", VISA), ("xExp", "1230"), ("xAmount", "1.00")], "A", "00000"),
             (&[("xCommand", "CC:Sale"), ("xCardNum", VISA), ("xExp", "1126"), ("xAmount", "1.01")], "A", "00000"),
             (&[("xCommand", "cc:sale"), ("xCardNum", VISA), ("xExp", "1026"), ("xAmount", "1.02")], "E", "00006"),
@@ -746,7 +748,7 @@ mod tests {
         ]);
         let sale_ref = t.approved_ref(&refs(&sale("40")));
         #[rustfmt::skip]
-        let steps: &[(&str, &[(&str, &str)], &str, &str)] = &[
+        let steps: &[(&str, Pairs, &str, &str)] = &[
             ("refund uncaptured auth", &[("xCommand", "cc:refund"), ("xRefNum", "AUTH")], "E", "00014"),
             ("capture a sale", &[("xCommand", "cc:capture"), ("xRefNum", "SALE")], "E", "00011"),
             ("capture too much", &[("xCommand", "cc:capture"), ("xRefNum", "AUTH"), ("xAmount", "100.01")], "E", "00012"),

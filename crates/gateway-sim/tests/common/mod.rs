@@ -164,17 +164,26 @@ where
 {
     let target = test_env::target(scheme).expect("test environment");
     let Some(target) = target else { return };
-    let backend = storage_backends::open(&target.location, &target.options)
-        .await
-        .unwrap();
-    let env = Env {
-        backend,
-        state: tempfile::tempdir().unwrap(),
-        clock: ManualClock::at_unix(NOW),
-        scheme,
-        _target: target,
-    };
-    test(env).await;
+    test(Env::open(target, scheme).await).await;
+}
+
+impl Env {
+    pub async fn open(target: test_env::TestTarget, scheme: Scheme) -> Env {
+        let backend = storage_backends::open(&target.location, &target.options)
+            .await
+            .unwrap();
+        Env {
+            backend,
+            state: tempfile::tempdir().unwrap(),
+            clock: ManualClock::at_unix(NOW),
+            scheme,
+            _target: target,
+        }
+    }
+
+    pub async fn local(target: test_env::TestTarget) -> Env {
+        Env::open(target, Scheme::Local).await
+    }
 }
 
 /// One `#[tokio::test]` per backend for each protocol test: `mod local`, `mod sftp`, `mod s3`.
