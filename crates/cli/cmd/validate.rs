@@ -1,16 +1,280 @@
-//! `paybatch validate` — to be built (see the issue that owns it).
+//! `paybatch validate FILE...`: check KVP files against the protocol's rules.
 
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use kvp_format::{
+    FileKind, FileName, Policy, Problem, Report, SequenceNumber, ValidateOptions, check_process,
+    validate_reader,
+};
+use serde::Serialize;
 
 use super::Global;
 
-/// Arguments.
+/// Validate REQUEST/PROCESS/RESPONSE/COMPLETE files, recognised by their names.
+///
+/// Each FILE must be named KIND_X.KVP (REQUEST_42.KVP, PROCESS_42.KVP, RESPONSE_42.KVP,
+/// COMPLETE_42.KVP). Checked: UTF-8 byte order mark, blank lines in the middle, keys repeated
+/// on a line, bad UTF-8 after percent-decoding, xIndex equal to the line's 0-based position
+/// (REQUEST) or unique (RESPONSE), xSequenceNumber equal to X on every line, required keys,
+/// exactly one line in PROCESS and COMPLETE files, xFormat=KVP. A REQUEST is also checked
+/// against its PROCESS (same X, xSubmittedCount = number of lines) when both are given or
+/// when PROCESS_X.KVP sits beside it. LF and CRLF line ends and a missing final newline are
+/// accepted unless asked otherwise.
+///
+/// Prints one line per problem, `FILE:LINE: message`, on stdout (or one JSON document with
+/// --json); a summary on stderr unless --quiet.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = crate::EXIT_CODES)]
+pub struct Args {
+    /// The files to check.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Print one JSON document: {"valid": bool, "files": [{"file", "kind", "sequence",
+    /// "lines", "valid", "total_problems", "problems": [{"file", "line", "key", "message"}]}]}.
+    #[arg(long)]
+    json: bool,
+    /// Record at most this many problems per file (all are counted).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    max_problems: usize,
+    /// Reject CRLF line ends (only LF allowed).
+    #[arg(long)]
+    lf_only: bool,
+    /// Reject a last line without a final newline.
+    #[arg(long)]
+    require_final_newline: bool,
+    /// Do not look for PROCESS_X.KVP beside a REQUEST_X.KVP that was given alone.
+    #[arg(long)]
+    no_beside: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct FileOutcome {
+    file: String,
+    kind: Option<String>,
+    sequence: Option<SequenceNumber>,
+    lines: Option<u64>,
+    valid: bool,
+    total_problems: u64,
+    problems: Vec<Problem>,
+    /// Set when the file was checked because it sits beside a REQUEST given on the line.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    found_beside: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Output {
+    valid: bool,
+    files: Vec<FileOutcome>,
+}
 
 /// Runs the subcommand.
-pub fn run(_args: Args, _global: &Global) -> Result<ExitCode> {
-    anyhow::bail!("`paybatch validate` is not built yet")
+pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
+    let opts = ValidateOptions {
+        max_problems: args.max_problems,
+        crlf: if args.lf_only {
+            Policy::Reject
+        } else {
+            Policy::Allow
+        },
+        missing_final_newline: if args.require_final_newline {
+            Policy::Reject
+        } else {
+            Policy::Allow
+        },
+        ..ValidateOptions::default()
+    };
+
+    let mut todo: Vec<(PathBuf, bool)> = args.files.iter().map(|p| (p.clone(), false)).collect();
+    if !args.no_beside {
+        for path in &args.files {
+            if let Some(beside) = process_beside(path)
+                && !todo.iter().any(|(p, _)| same_file(p, &beside))
+            {
+                todo.push((beside, true));
+            }
+        }
+    }
+
+    let mut outcomes = Vec::with_capacity(todo.len());
+    let mut reports: Vec<Option<Report>> = Vec::with_capacity(todo.len());
+    let mut io_failed = false;
+    for (path, found_beside) in &todo {
+        let shown = path.display().to_string();
+        let (outcome, report) = match check_file(path, &shown, &opts) {
+            Ok(report) => (outcome_of(&report, *found_beside), Some(report)),
+            Err(problem) => {
+                io_failed |= problem.1;
+                (failed_outcome(problem.0, *found_beside), None)
+            }
+        };
+        outcomes.push(outcome);
+        reports.push(report);
+    }
+
+    pair_requests_with_processes(&todo, &reports, &mut outcomes);
+
+    let valid = outcomes.iter().all(|o| o.valid);
+    let total: u64 = outcomes.iter().map(|o| o.total_problems).sum();
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let written = if args.json {
+        serde_json::to_writer_pretty(
+            &mut out,
+            &Output {
+                valid,
+                files: outcomes,
+            },
+        )
+        .map_err(io::Error::other)
+        .and_then(|()| out.write_all(b"\n"))
+    } else {
+        print_text(&mut out, &outcomes)
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            return Err(anyhow::Error::new(e).context("stdout: I/O error"));
+        }
+        _ => {}
+    }
+    if !global.quiet {
+        eprintln!(
+            "paybatch validate: {} file{} checked, {total} problem{}",
+            todo.len(),
+            if todo.len() == 1 { "" } else { "s" },
+            if total == 1 { "" } else { "s" }
+        );
+    }
+    Ok(ExitCode::from(if io_failed {
+        3
+    } else if valid {
+        0
+    } else {
+        1
+    }))
+}
+
+/// PROCESS_X.KVP in the folder of a REQUEST_X.KVP, if it exists.
+fn process_beside(path: &Path) -> Option<PathBuf> {
+    let name = FileName::from_path(&path.file_name()?.to_string_lossy()).ok()?;
+    if name.kind != FileKind::Request {
+        return None;
+    }
+    let beside = path.with_file_name(name.with_kind(FileKind::Process).to_string());
+    beside.is_file().then_some(beside)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Validates one file. `Err((problem, is_io))` when it could not be checked at all.
+fn check_file(path: &Path, shown: &str, opts: &ValidateOptions) -> Result<Report, (Problem, bool)> {
+    let whole_file = |message: String| Problem {
+        file: shown.to_owned(),
+        line: None,
+        key: None,
+        message,
+    };
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = FileName::parse(&base).map_err(|e| {
+        (
+            whole_file(format!("cannot tell the file kind from its name: {e}")),
+            false,
+        )
+    })?;
+    let file =
+        File::open(path).map_err(|e| (whole_file(format!("cannot open the file: {e}")), true))?;
+    validate_reader(&name, shown, BufReader::with_capacity(1 << 16, file), opts)
+        .map_err(|e| (whole_file(format!("cannot read the file: {e:#}")), true))
+}
+
+fn outcome_of(report: &Report, found_beside: bool) -> FileOutcome {
+    FileOutcome {
+        file: report.file.clone(),
+        kind: Some(report.name.kind.to_string()),
+        sequence: Some(report.name.sequence),
+        lines: Some(report.records),
+        valid: report.is_valid(),
+        total_problems: report.total_problems,
+        problems: report.problems.clone(),
+        found_beside,
+    }
+}
+
+fn failed_outcome(problem: Problem, found_beside: bool) -> FileOutcome {
+    FileOutcome {
+        file: problem.file.clone(),
+        kind: None,
+        sequence: None,
+        lines: None,
+        valid: false,
+        total_problems: 1,
+        problems: vec![problem],
+        found_beside,
+    }
+}
+
+/// For every REQUEST with a readable PROCESS of the same X in the same folder, checks the
+/// PROCESS against it and adds the problems to the PROCESS file's outcome.
+fn pair_requests_with_processes(
+    todo: &[(PathBuf, bool)],
+    reports: &[Option<Report>],
+    outcomes: &mut [FileOutcome],
+) {
+    let folder = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut processes: BTreeMap<(PathBuf, SequenceNumber), usize> = BTreeMap::new();
+    for (i, report) in reports.iter().enumerate() {
+        if let Some(r) = report
+            && r.name.kind == FileKind::Process
+        {
+            processes.insert((folder(&todo[i].0), r.name.sequence), i);
+        }
+    }
+    for (i, report) in reports.iter().enumerate() {
+        let Some(request) = report else { continue };
+        if request.name.kind != FileKind::Request {
+            continue;
+        }
+        let key = (folder(&todo[i].0), request.name.sequence);
+        let Some(&p) = processes.get(&key) else {
+            continue;
+        };
+        let Some(process) = reports[p].as_ref().and_then(|r| r.process.as_ref()) else {
+            continue;
+        };
+        let found = check_process(&request.name, request.records, process, &outcomes[p].file);
+        let outcome = &mut outcomes[p];
+        outcome.total_problems += found.len() as u64;
+        outcome.valid &= found.is_empty();
+        outcome.problems.extend(found);
+    }
+}
+
+fn print_text(out: &mut impl Write, outcomes: &[FileOutcome]) -> io::Result<()> {
+    for o in outcomes {
+        for p in &o.problems {
+            writeln!(out, "{p}")?;
+        }
+        let unrecorded = o.total_problems.saturating_sub(o.problems.len() as u64);
+        if unrecorded > 0 {
+            writeln!(
+                out,
+                "{}: ... and {unrecorded} more problem{} (raise --max-problems to see them)",
+                o.file,
+                if unrecorded == 1 { "" } else { "s" }
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@ use crate::codec::encode_pairs;
 use crate::error::{Error, Result};
 use crate::fields::KvpLine;
 use crate::reader::{LineRules, Step};
+use crate::writer::empty_record;
 
 /// Reads records from an async KVP source; the rules of [`crate::Reader`] apply.
 #[derive(Debug)]
@@ -105,10 +106,13 @@ impl<W: AsyncWrite + Unpin> AsyncWriter<W> {
     /// Writes one record and its LF.
     ///
     /// # Errors
-    /// The underlying writer's error.
+    /// As [`crate::Writer::write_pairs`].
     pub async fn write_record(&mut self, record: &Record) -> std::io::Result<()> {
         self.buf.clear();
         encode_pairs(record.iter(), &mut self.buf);
+        if self.buf.is_empty() {
+            return Err(empty_record());
+        }
         self.buf.push(b'\n');
         self.inner.write_all(&self.buf).await?;
         self.lines += 1;

@@ -29,7 +29,7 @@ pub enum Error {
         reason: String,
     },
     /// Bytes that are not UTF-8 (after percent-decoding) in a key or value.
-    #[error("{pos}{what} is not valid UTF-8 after percent-decoding")]
+    #[error("{pos}{}", utf8_message(.pos, *.what))]
     InvalidUtf8 {
         /// Where: file, line and the key (lossily decoded when the key itself is bad).
         pos: Position,
@@ -130,19 +130,26 @@ impl Position {
     }
 }
 
-/// Renders as a prefix such as `REQUEST_7.KVP:3: key xIndex: ` (empty when nothing is known).
+/// Renders as a prefix such as `REQUEST_7.KVP:3: ` (empty when neither is known). The key is
+/// not part of the prefix: every message names its key itself.
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.file, self.line) {
-            (Some(file), Some(line)) => write!(f, "{file}:{line}: ")?,
-            (Some(file), None) => write!(f, "{file}: ")?,
-            (None, Some(line)) => write!(f, "line {line}: ")?,
-            (None, None) => {}
+            (Some(file), Some(line)) => write!(f, "{file}:{line}: "),
+            (Some(file), None) => write!(f, "{file}: "),
+            (None, Some(line)) => write!(f, "line {line}: "),
+            (None, None) => Ok(()),
         }
-        if let Some(key) = &self.key {
-            write!(f, "key {key}: ")?;
+    }
+}
+
+fn utf8_message(pos: &Position, what: Utf8Part) -> String {
+    let key = show_key(pos.key.as_deref().unwrap_or("?")).into_owned();
+    match what {
+        Utf8Part::Key => format!("the key {key} is not valid UTF-8 after percent-decoding"),
+        Utf8Part::Value => {
+            format!("the value of key {key} is not valid UTF-8 after percent-decoding")
         }
-        Ok(())
     }
 }
 
@@ -166,14 +173,7 @@ impl Error {
     /// The message without its position prefix (for tools that print the position themselves).
     pub fn message(&self) -> String {
         match self {
-            Error::InvalidUtf8 {
-                what: Utf8Part::Key,
-                ..
-            } => "the key is not valid UTF-8 after percent-decoding".to_owned(),
-            Error::InvalidUtf8 {
-                what: Utf8Part::Value,
-                ..
-            } => "the value is not valid UTF-8 after percent-decoding".to_owned(),
+            Error::InvalidUtf8 { pos, what, .. } => utf8_message(pos, *what),
             Error::Format { message, .. } => message.clone(),
             other => other.to_string(),
         }
@@ -196,6 +196,20 @@ impl Error {
     }
 }
 
+/// A key as shown in messages: as is when it is a plain name (`xIndex`), quoted otherwise
+/// (an empty key, spaces, control characters).
+pub fn show_key(key: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+    if plain {
+        std::borrow::Cow::Borrowed(key)
+    } else {
+        std::borrow::Cow::Owned(format!("{key:?}"))
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -212,9 +226,9 @@ mod tests {
             key: Some("xIndex".into()),
         };
         let cases: &[(Position, &str)] = &[
-            (full, "REQUEST_7.KVP:3: key xIndex: "),
+            (full, "REQUEST_7.KVP:3: "),
             (Position::line(4), "line 4: "),
-            (Position::key("xAmount"), "key xAmount: "),
+            (Position::key("xAmount"), ""),
             (Position::default(), ""),
         ];
         for (pos, want) in cases {
@@ -225,7 +239,8 @@ mod tests {
     #[test]
     fn at_fills_only_missing_parts() {
         let e = Error::format(Position::key("xIndex"), "bad").at(Some("F.KVP"), 9);
-        assert_eq!(e.to_string(), "F.KVP:9: key xIndex: bad");
+        assert_eq!(e.to_string(), "F.KVP:9: bad");
+        assert_eq!(e.position().unwrap().key.as_deref(), Some("xIndex"));
         let e = Error::format(Position::line(2), "bad").at(Some("F.KVP"), 9);
         assert_eq!(e.to_string(), "F.KVP:2: bad");
         assert_eq!(e.message(), "bad");

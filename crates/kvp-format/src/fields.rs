@@ -1,7 +1,7 @@
 //! Shared pieces of the four typed file kinds: the `KvpLine` trait, key names and the
 //! helpers that pull typed values out of a `Record`.
 
-use crate::error::{Error, Position, Result};
+use crate::error::{Error, Position, Result, show_key};
 use crate::redact::mask_value;
 use crate::{FileKind, Record, SequenceNumber};
 
@@ -64,7 +64,10 @@ pub(crate) fn required<'r>(
     optional(rec, kind, line, key)?.ok_or_else(|| {
         Error::format(
             pos(kind, line, key),
-            format!("required key {key} is missing from this {kind} line"),
+            format!(
+                "required key {} is missing from this {kind} line",
+                show_key(key)
+            ),
         )
     })
 }
@@ -81,7 +84,7 @@ pub(crate) fn optional<'r>(
     if found.next().is_some() {
         return Err(Error::format(
             pos(kind, line, key),
-            format!("key {key} appears more than once on this line"),
+            format!("key {} appears more than once on this line", show_key(key)),
         ));
     }
     Ok(first)
@@ -163,7 +166,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "line 4: key c: required key c is missing from this REQUEST line"
+            "line 4: required key c is missing from this REQUEST line"
         );
         let e = optional(&r, FileKind::Request, 2, "b")
             .unwrap_err()

@@ -65,7 +65,7 @@ pub use codec::{
     encode_pair, encode_pairs, pairs, percent_decode_into, split,
 };
 pub use complete::CompleteFile;
-pub use error::{Error, Position, Result, Utf8Part};
+pub use error::{Error, Position, Result, Utf8Part, show_key};
 pub use fields::{FORMAT_KVP, KvpLine, keys, parse_u64};
 pub use file_name::{FileKind, FileName};
 pub use process::ProcessFile;

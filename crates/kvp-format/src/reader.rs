@@ -4,7 +4,7 @@ use std::io::BufRead;
 use std::marker::PhantomData;
 
 use crate::codec::decode_into;
-use crate::error::{Error, Position, Result};
+use crate::error::{Error, Position, Result, show_key};
 use crate::fields::KvpLine;
 use crate::{FileKind, Record};
 
@@ -65,7 +65,7 @@ impl LineRules {
         if let Some(key) = rec.repeated_key() {
             return Err(Error::format(
                 self.pos(self.line, Some(key)),
-                format!("key {key} appears more than once on this line"),
+                format!("key {} appears more than once on this line", show_key(key)),
             ));
         }
         Ok(Step::Record)
@@ -292,9 +292,9 @@ mod tests {
             (b"\xEF\xBB\xBFa=1\n", "REQUEST_1.KVP:1: the file starts with a UTF-8 byte order mark"),
             (b"a=1\n\nb=2\n", "REQUEST_1.KVP:2: blank line in the middle of the file (line 3 has content again)"),
             (b"a=1\r\n\r\nb=2\r\n", "REQUEST_1.KVP:2: blank line"),
-            (b"a=1\nx=1&y=2&x=3\n", "REQUEST_1.KVP:2: key x: key x appears more than once on this line"),
-            (b"a=1\nb=2\nxName=%FF\n", "REQUEST_1.KVP:3: key xName: the value is not valid UTF-8"),
-            (b"a=1\nb\xff=2\n", "REQUEST_1.KVP:2: key b\u{FFFD}: the key is not valid UTF-8"),
+            (b"a=1\nx=1&y=2&x=3\n", "REQUEST_1.KVP:2: key x appears more than once on this line"),
+            (b"a=1\nb=2\nxName=%FF\n", "REQUEST_1.KVP:3: the value of key xName is not valid UTF-8"),
+            (b"a=1\nb\xff=2\n", "REQUEST_1.KVP:2: the key \"b\u{FFFD}\" is not valid UTF-8"),
         ];
         for (data, want) in cases {
             let e = read_all(data).unwrap_err().to_string();
@@ -330,7 +330,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("REQUEST_5.KVP:1: key xSequenceNumber: required"),
+            e.starts_with("REQUEST_5.KVP:1: required key xSequenceNumber"),
             "{e}"
         );
     }

@@ -101,7 +101,12 @@ impl Record {
 
     /// The first key that occurs more than once, if any.
     pub fn repeated_key(&self) -> Option<&str> {
-        // Lines have tens of keys: a quadratic scan beats hashing at this size.
+        // Lines have tens of keys: a quadratic scan beats hashing at that size, but a hostile
+        // line with thousands of keys must not cost millions of comparisons.
+        if self.len() > 32 {
+            let mut seen = std::collections::HashSet::with_capacity(self.len());
+            return self.keys().find(|k| !seen.insert(*k));
+        }
         for i in 1..self.len() {
             let (key, _) = self.pair(i)?;
             if self.iter().take(i).any(|(k, _)| k == key) {
@@ -228,6 +233,11 @@ mod tests {
         assert_eq!(r.pair(3), Some(("a", "2")));
         assert_eq!(r.pair(4), None);
         assert_eq!(r.repeated_key(), Some("a"));
+        let many: Record = (0..100).map(|i| (format!("k{i}"), "v")).collect();
+        assert_eq!(many.repeated_key(), None);
+        let mut many = many;
+        many.push("k7", "again");
+        assert_eq!(many.repeated_key(), Some("k7"));
         assert_eq!(
             r.iter().collect::<Vec<_>>(),
             [("a", "1"), ("b", ""), ("", "x"), ("a", "2")]

@@ -111,8 +111,8 @@ mod tests {
     fn errors_table() {
         #[rustfmt::skip]
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("xSequenceNumber", "1")], "line 2: key xIndex: required key xIndex is missing"),
-            (&[("xIndex", "0")], "key xSequenceNumber: required key xSequenceNumber is missing"),
+            (&[("xSequenceNumber", "1")], "line 2: required key xIndex is missing"),
+            (&[("xIndex", "0")], "required key xSequenceNumber is missing"),
             (&[("xIndex", "x"), ("xSequenceNumber", "1")], "xIndex must be a whole number"),
             (&[("xIndex", "01"), ("xSequenceNumber", "1")], "xIndex must be a whole number"),
             (&[("xIndex", "0"), ("xSequenceNumber", "0")], "not a valid sequence number"),

@@ -7,8 +7,8 @@ use std::io::BufRead;
 
 use serde::Serialize;
 
-use crate::codec::decode_into;
-use crate::error::{Error, Result};
+use crate::codec::{decode_into, decode_line_lossy};
+use crate::error::{Error, Result, show_key};
 use crate::fields::{FORMAT_KVP, keys, parse_u64};
 use crate::reader::{BOM, strip_line_end};
 use crate::{CompleteFile, FileKind, FileName, ProcessFile, Record, SequenceNumber};
@@ -297,10 +297,13 @@ impl Validator {
         let position = self.records;
         self.records += 1;
         let mut rec = std::mem::take(&mut self.rec);
-        match decode_into(line, &mut rec) {
-            Ok(()) => self.check_record(&rec, line_no, position),
-            Err(e) => self.report_error(&e.at(None, line_no)),
+        if let Err(e) = decode_into(line, &mut rec) {
+            self.report_error(&e.at(None, line_no));
+            // Keep checking the rest of the line on a best-effort decoding.
+            rec.clear();
+            rec.extend(decode_line_lossy(line));
         }
+        self.check_record(&rec, line_no, position);
         self.rec = rec;
     }
 
@@ -311,7 +314,7 @@ impl Validator {
             self.report(
                 Some(line_no),
                 Some(key),
-                format!("key {key} appears more than once on this line"),
+                format!("key {} appears more than once on this line", show_key(key)),
             );
         }
         let kind = self.name.kind;
@@ -329,8 +332,10 @@ impl Validator {
                 for i in 0..self.opts.request_keys.len() {
                     let key = &self.opts.request_keys[i];
                     if !rec.contains_key(key) {
-                        let message =
-                            format!("required key {key} is missing from this REQUEST line");
+                        let message = format!(
+                            "required key {} is missing from this REQUEST line",
+                            show_key(key)
+                        );
                         let key = key.clone();
                         self.report(Some(line_no), Some(&key), message);
                     }
@@ -526,7 +531,10 @@ mod tests {
             ("REQUEST_7.KVP", format!("{R0}\n\n{R1}\n"), &["REQUEST_7.KVP:2: blank line in the middle of the file (line 3 has content again)"]),
             ("REQUEST_7.KVP", format!("{R0}&xKey=j\n"), &["REQUEST_7.KVP:1: key xKey appears more than once on this line"]),
             ("REQUEST_7.KVP", format!("{R0}\n{R0}\n"), &["REQUEST_7.KVP:2: xIndex is 0 but this is row 1 of the file (rows count from 0); expected xIndex=1"]),
-            ("REQUEST_7.KVP", format!("{R0}&xName=%FF\n"), &["REQUEST_7.KVP:1: the value is not valid UTF-8 after percent-decoding"]),
+            ("REQUEST_7.KVP", format!("{R0}&xName=%FF\n"), &["REQUEST_7.KVP:1: the value of key xName is not valid UTF-8 after percent-decoding"]),
+            ("REQUEST_7.KVP", "xIndex=0&x%FF=1&xSequenceNumber=6&xKey=k&xCommand=c\n".into(), &[
+                "REQUEST_7.KVP:1: the key \"x\u{FFFD}\" is not valid UTF-8 after percent-decoding",
+                "REQUEST_7.KVP:1: xSequenceNumber is 6 but the file name says 7"]),
             ("REQUEST_7.KVP", "xIndex=0&xSequenceNumber=8&xKey=k&xCommand=c\n".into(), &["REQUEST_7.KVP:1: xSequenceNumber is 8 but the file name says 7"]),
             ("REQUEST_7.KVP", "xSequenceNumber=07&xKey=k&xCommand=c\n".into(), &[
                 "REQUEST_7.KVP:1: required key xIndex is missing from this REQUEST line",

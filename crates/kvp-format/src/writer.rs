@@ -38,7 +38,7 @@ impl<W: Write> Writer<W> {
     /// Writes one record and its LF.
     ///
     /// # Errors
-    /// The underlying writer's error.
+    /// As [`Writer::write_pairs`].
     pub fn write_record(&mut self, record: &Record) -> io::Result<()> {
         self.write_pairs(record.iter())
     }
@@ -46,7 +46,8 @@ impl<W: Write> Writer<W> {
     /// Writes one line from any ordered pairs and its LF.
     ///
     /// # Errors
-    /// The underlying writer's error.
+    /// `InvalidInput` for zero pairs (that would be a blank line, which readers reject in
+    /// the middle of a file); otherwise the underlying writer's error.
     pub fn write_pairs<K, V, I>(&mut self, pairs: I) -> io::Result<()>
     where
         K: AsRef<str>,
@@ -55,6 +56,9 @@ impl<W: Write> Writer<W> {
     {
         self.buf.clear();
         encode_pairs(pairs, &mut self.buf);
+        if self.buf.is_empty() {
+            return Err(empty_record());
+        }
         self.buf.push(b'\n');
         self.inner.write_all(&self.buf)?;
         self.lines += 1;
@@ -88,6 +92,14 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// The error for a record without pairs.
+pub(crate) fn empty_record() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "a KVP line needs at least one pair (an empty record would be a blank line)",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +125,9 @@ mod tests {
         let mut r = Reader::new(&bytes[..]);
         let back: RequestLine = r.typed().next().unwrap().unwrap();
         assert_eq!(back, line);
+        let mut w = Writer::new(Vec::new());
+        let e = w.write_record(&Record::new()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(w.into_inner().is_empty());
     }
 }
