@@ -1,19 +1,258 @@
-//! `paybatch ledger` — to be built (see the issue that owns it).
+//! `paybatch ledger show|export`: look into the sequence ledger without changing it.
+//!
+//! Both open the ledger read-only (`Ledger::open_read_only`: a shared lock while the database is
+//! copied to a private temporary directory; no file of the ledger is written). While a `submit`
+//! or `collect` holds the ledger they fail with "ledger ... is in use by pid N".
 
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use sequence_ledger::{AccountId, AccountInfo, BatchRecord, Ledger};
+use serde::Serialize;
 
-use super::Global;
+use super::{Global, usage_error};
 
 /// Subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum LedgerCommand {
-    /// Show.
-    Show,
+    /// Show accounts (high-water mark, floor, next number, batches by state) and every batch
+    /// still in flight; with --account, that account's batches one per line.
+    #[command(after_help = crate::EXIT_CODES)]
+    Show(ShowArgs),
+    /// Write the whole ledger as JSON lines (format, account, batch, binding and result
+    /// records, each with a "type" field).
+    #[command(after_help = crate::EXIT_CODES)]
+    Export(ExportArgs),
+}
+
+/// Arguments of `paybatch ledger show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The ledger directory.
+    #[arg(long, value_name = "PATH")]
+    pub ledger: PathBuf,
+    /// Only this account, with all its batches.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub account: Option<String>,
+    /// One JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `paybatch ledger export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The ledger directory.
+    #[arg(long, value_name = "PATH")]
+    pub ledger: PathBuf,
+    /// Write here instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Runs the subcommand.
-pub fn run(_args: LedgerCommand, _global: &Global) -> Result<ExitCode> {
-    anyhow::bail!("`paybatch ledger` is not built yet")
+pub fn run(args: LedgerCommand, _global: &Global) -> Result<ExitCode> {
+    match args {
+        LedgerCommand::Show(a) => show(&a),
+        LedgerCommand::Export(a) => export(&a),
+    }
+}
+
+/// Opens read-only; a missing ledger is the caller's mistake (exit 2).
+pub fn open_read_only(path: &Path) -> Result<Ledger> {
+    match Ledger::open_read_only(path) {
+        Ok(l) => Ok(l),
+        Err(e @ sequence_ledger::Error::NotFound { .. }) => Err(usage_error(e.to_string())),
+        Err(e) => Err(anyhow::Error::new(e)),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct AccountView {
+    account: AccountId,
+    #[serde(flatten)]
+    info: AccountInfo,
+    /// The number the next batch would get; `null` when exhausted.
+    next: Option<u32>,
+    batches_by_state: BTreeMap<&'static str, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batches: Option<Vec<BatchRecord>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ShowView {
+    ledger: PathBuf,
+    accounts: Vec<AccountView>,
+    in_flight: Vec<BatchRecord>,
+}
+
+fn show(args: &ShowArgs) -> Result<ExitCode> {
+    let only = match &args.account {
+        Some(a) => Some(AccountId::new(a.as_str()).map_err(|e| usage_error(e.to_string()))?),
+        None => None,
+    };
+    let ledger = open_read_only(&args.ledger)?;
+    let accounts = match &only {
+        Some(a) => vec![a.clone()],
+        None => ledger.accounts()?,
+    };
+    let mut views = Vec::with_capacity(accounts.len());
+    for account in accounts {
+        let info = ledger.account_info(&account)?;
+        let batches = ledger.batches(&account)?;
+        let mut by_state = BTreeMap::new();
+        for b in &batches {
+            *by_state.entry(b.state.name()).or_insert(0u64) += 1;
+        }
+        views.push(AccountView {
+            next: ledger.next_sequence(&account).ok().map(|s| s.get()),
+            account,
+            info,
+            batches_by_state: by_state,
+            batches: only.is_some().then_some(batches),
+        });
+    }
+    let in_flight = ledger
+        .in_flight()?
+        .into_iter()
+        .filter(|(a, _)| only.as_ref().is_none_or(|o| o == a))
+        .map(|(_, b)| b)
+        .collect();
+    let view = ShowView {
+        ledger: args.ledger.clone(),
+        accounts: views,
+        in_flight,
+    };
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let written = if args.json {
+        serde_json::to_writer_pretty(&mut out, &view)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        write_text(&mut out, &view)
+    };
+    finish_output(written.and_then(|()| out.flush()), "stdout")
+}
+
+fn finish_output(result: io::Result<()>, what: &str) -> Result<ExitCode> {
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // The reader of our output went away (`| head`): not an error of ours.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot write to {what}"))),
+    }
+}
+
+fn opt(n: Option<kvp_format::SequenceNumber>) -> String {
+    n.map_or_else(|| "-".to_string(), |s| s.to_string())
+}
+
+fn when(ms: u64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn batch_line(out: &mut impl Write, b: &BatchRecord, with_account: bool) -> io::Result<()> {
+    let since = b
+        .transitions
+        .last()
+        .map_or_else(String::new, |s| when(s.at_unix_ms));
+    if with_account {
+        write!(out, "  {:<20} ", b.account)?;
+    } else {
+        write!(out, "  ")?;
+    }
+    write!(
+        out,
+        "{:>10}  {:<24} {:>7} lines {:>11} bytes  since {since}",
+        b.sequence,
+        b.state.to_string(),
+        b.line_count,
+        b.request_len
+    )?;
+    if let Some(v) = &b.verdict
+        && let Some(e) = &v.error
+    {
+        write!(out, "  gateway: {}: {e}", v.status)?;
+    }
+    if let Some(note) = &b.note {
+        write!(out, "  note: {note}")?;
+    }
+    writeln!(out)
+}
+
+fn write_text(out: &mut impl Write, view: &ShowView) -> io::Result<()> {
+    writeln!(out, "ledger {}", view.ledger.display())?;
+    if view.accounts.is_empty() {
+        writeln!(out, "no accounts")?;
+    } else {
+        writeln!(
+            out,
+            "{:<20} {:>10} {:>10} {:>10} {:>10}  batches by state",
+            "account", "high-water", "floor", "triggered", "next"
+        )?;
+    }
+    for a in &view.accounts {
+        let states: Vec<String> = a
+            .batches_by_state
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect();
+        writeln!(
+            out,
+            "{:<20} {:>10} {:>10} {:>10} {:>10}  {}",
+            a.account.as_str(),
+            opt(a.info.high_water),
+            opt(a.info.floor),
+            opt(a.info.triggered),
+            a.next
+                .map_or_else(|| "exhausted".to_string(), |n| n.to_string()),
+            if states.is_empty() {
+                "-".to_string()
+            } else {
+                states.join(", ")
+            }
+        )?;
+        if let Some(batches) = &a.batches {
+            for b in batches {
+                batch_line(out, b, false)?;
+            }
+        }
+    }
+    if view.in_flight.is_empty() {
+        writeln!(out, "in flight: none")?;
+    } else {
+        writeln!(out, "in flight: {}", view.in_flight.len())?;
+        for b in &view.in_flight {
+            batch_line(out, b, true)?;
+        }
+    }
+    Ok(())
+}
+
+fn export(args: &ExportArgs) -> Result<ExitCode> {
+    let ledger = open_read_only(&args.ledger)?;
+    let (out, what): (Box<dyn Write>, String) = match &args.output {
+        Some(path) if path.as_os_str() != "-" => {
+            let f =
+                File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            (Box::new(f), path.display().to_string())
+        }
+        _ => (Box::new(io::stdout().lock()), "stdout".to_string()),
+    };
+    let out = BufWriter::with_capacity(1 << 16, out);
+    match ledger.export(out) {
+        Ok(lines) => {
+            tracing::info!(lines, to = %what, "ledger exported");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(sequence_ledger::Error::Export { source }) => finish_output(Err(source), &what),
+        Err(e) => Err(e.into()),
+    }
 }
