@@ -1,0 +1,374 @@
+//! End to end: the real `paybatch` binary against gateway-sim (in this test process) on local
+//! folders, SFTP and S3 drops.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Output;
+
+use orchestrator::demo::{DemoSpec, World, spawn_gateway};
+use orchestrator::{Format, InputReader, InputRecord, RecordSource};
+use storage_backends::{Scheme, test_env};
+
+fn paybatch(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_paybatch"))
+        .args(args)
+        .env_remove("PAYBATCH_CRASH_AT")
+        .output()
+        .unwrap()
+}
+
+async fn paybatch_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        paybatch(&args)
+    })
+    .await
+    .unwrap()
+}
+
+fn read_records(path: &Path) -> Vec<HashMap<String, String>> {
+    let mut reader = InputReader::open(path, None).unwrap();
+    let mut rec = InputRecord::default();
+    let mut out = Vec::new();
+    while reader.read_record(&mut rec).unwrap() {
+        out.push(rec.fields.iter().cloned().collect());
+    }
+    out
+}
+
+fn journal_invoices(world: &World) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for e in gateway_sim::Journal::read(world.gateway_state.join("journal.jsonl")).unwrap() {
+        *seen.entry(e.invoice.unwrap_or_default()).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Submits the world's input with `--wait`, checks the output against the input and the
+/// gateway journal, then re-runs and checks nothing is uploaded again.
+async fn submit_and_check(world: &World, format: Format) {
+    let (stop, gateway) = spawn_gateway(world.gateway(true).await.unwrap());
+    let out = world.root.join(format!("out.{}", format.extension()));
+    let summary = world.root.join("summary.json");
+    let args = vec![
+        "submit".into(),
+        "--config".into(),
+        s(&world.config),
+        s(&world.input),
+        "--wait".into(),
+        "--output".into(),
+        s(&out),
+        "--summary".into(),
+        s(&summary),
+    ];
+    let run = paybatch_async(args.clone()).await;
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    let input = read_records(&world.input);
+    let output = read_records(&out);
+    assert_eq!(output.len(), input.len());
+    let failing = world.spec.account_name(world.spec.accounts - 1);
+    for (i, o) in input.iter().zip(&output) {
+        assert_eq!(i["ref"], o["ref"], "input order");
+        assert_eq!(i["account"], o["account"]);
+        let outcome = o["outcome"].as_str();
+        if i["account"] == failing {
+            assert_eq!(outcome, "not_processed");
+            assert!(!o["xError"].is_empty());
+        } else {
+            assert!(
+                matches!(outcome, "approved" | "declined" | "error"),
+                "{o:?}"
+            );
+            assert_eq!(
+                o["xInvoice"], i["xInvoice"],
+                "joined on xIndex, not position"
+            );
+        }
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    for card in [
+        "4111111111111111",
+        "5555555555554444",
+        "378282246310005",
+        "4000000000000002",
+    ] {
+        assert!(!text.contains(card), "card number in output");
+        assert!(!stderr.contains(card), "card number on stderr");
+    }
+    assert!(
+        !stderr.contains("demo-batch-key") && !stderr.contains("demo-merchant-key"),
+        "key on stderr"
+    );
+    // Names with Unicode and reserved characters survive the `+`-encoded, shuffled RESPONSE
+    // (the gateway echoes xInvoice; xCustom01 "order N a+b=c&d%" is sent exactly).
+    let journal = journal_invoices(world);
+    let sent: Vec<&HashMap<String, String>> =
+        input.iter().filter(|r| r["account"] != failing).collect();
+    assert_eq!(journal.len(), sent.len());
+    assert!(
+        journal.values().all(|n| *n == 1),
+        "a transaction was processed twice"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert!(
+        summary["accounts"][&failing]["outcomes"]["not_processed"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    // status --json
+    let status = paybatch_async(vec![
+        "status".into(),
+        "--config".into(),
+        s(&world.config),
+        "--json".into(),
+    ])
+    .await;
+    assert_eq!(status.status.code(), Some(0));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let first = &status["accounts"][0];
+    assert_eq!(first["account"], world.spec.account_name(0));
+    assert!(first["batches"]["Cleaned"].as_u64().unwrap() >= 1);
+
+    // Re-running uploads nothing new for processed transactions.
+    let again = paybatch_async(args).await;
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(journal_invoices(world), journal);
+    let output2 = read_records(&out);
+    for (a, b) in output.iter().zip(&output2) {
+        if a["account"] != failing {
+            assert_eq!(a, b);
+        }
+    }
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_csv_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DemoSpec {
+        accounts: 5,
+        transactions: 1200,
+        max_batch_lines: 100,
+        failing_accounts: 1,
+        seed: 11,
+    };
+    let world = World::create(dir.path(), spec, Format::Csv).unwrap();
+    submit_and_check(&world, Format::Csv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_jsonl_and_kvp_end_to_end() {
+    for format in [Format::Jsonl, Format::Kvp] {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = DemoSpec {
+            accounts: 3,
+            transactions: 300,
+            max_batch_lines: 64,
+            failing_accounts: 1,
+            seed: 5,
+        };
+        let world = World::create(dir.path(), spec, format).unwrap();
+        submit_and_check(&world, format).await;
+    }
+}
+
+async fn remote(scheme: Scheme) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DemoSpec {
+        accounts: 3,
+        transactions: 240,
+        max_batch_lines: 50,
+        failing_accounts: 1,
+        seed: 9,
+    };
+    let mut targets = Vec::new();
+    for _ in 0..spec.accounts {
+        match test_env::target(scheme).unwrap() {
+            Some(t) => targets.push(t.parts()),
+            None => {
+                assert!(
+                    !test_env::servers_required(),
+                    "{scheme:?} server required but not configured"
+                );
+                eprintln!(
+                    "skipping: no {scheme:?} test server; start one with: {}",
+                    test_env::HOW_TO_START
+                );
+                return;
+            }
+        }
+    }
+    let world = World::with_targets(dir.path(), spec, Format::Kvp, targets).unwrap();
+    submit_and_check(&world, Format::Kvp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_end_to_end() {
+    remote(Scheme::Sftp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_end_to_end() {
+    remote(Scheme::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_without_wait_then_collect() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DemoSpec {
+        accounts: 3,
+        transactions: 200,
+        max_batch_lines: 30,
+        failing_accounts: 0,
+        seed: 2,
+    };
+    let world = World::create(dir.path(), spec, Format::Kvp).unwrap();
+    let (stop, gateway) = spawn_gateway(world.gateway(false).await.unwrap());
+    let run = paybatch_async(vec![
+        "submit".into(),
+        "--config".into(),
+        s(&world.config),
+        s(&world.input),
+    ])
+    .await;
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = world.root.join("collected.jsonl");
+    let collect = paybatch_async(vec![
+        "collect".into(),
+        "--config".into(),
+        s(&world.config),
+        s(&world.input),
+        "--output".into(),
+        s(&out),
+    ])
+    .await;
+    assert_eq!(
+        collect.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&collect.stderr)
+    );
+    let output = read_records(&out);
+    assert_eq!(output.len(), 200);
+    assert!(
+        output
+            .iter()
+            .all(|o| matches!(o["outcome"].as_str(), "approved" | "declined" | "error")),
+        "{output:?}"
+    );
+    assert_eq!(journal_invoices(&world).len(), 200);
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+}
+
+#[test]
+fn dry_run_writes_files_and_reserves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DemoSpec {
+        accounts: 2,
+        transactions: 50,
+        max_batch_lines: 20,
+        failing_accounts: 0,
+        seed: 4,
+    };
+    let world = World::create(dir.path(), spec, Format::Kvp).unwrap();
+    let dry = dir.path().join("dry");
+    let run = paybatch(&[
+        "submit",
+        "--config",
+        &s(&world.config),
+        &s(&world.input),
+        "--dry-run",
+        &s(&dry),
+    ]);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let request = std::fs::read_to_string(dry.join("acct-001/Request/REQUEST_1.KVP")).unwrap();
+    assert!(request.starts_with("xIndex=0&xSequenceNumber=1&xKey="));
+    let process = std::fs::read_to_string(dry.join("acct-001/Request/PROCESS_1.KVP")).unwrap();
+    assert!(process.contains("xSubmittedCount=") && process.ends_with("xSequenceNumber=1\n"));
+    // Nothing in the real drops, nothing reserved.
+    assert!(
+        !world.drop_dir(0).join("Request").exists()
+            || std::fs::read_dir(world.drop_dir(0).join("Request"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    let status = paybatch(&["status", "--config", &s(&world.config), "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        status["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["last_sequence"].is_null()),
+        "{status}"
+    );
+}
+
+#[test]
+fn config_show_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DemoSpec {
+        accounts: 2,
+        transactions: 1,
+        ..DemoSpec::default()
+    };
+    let world = World::create(dir.path(), spec, Format::Kvp).unwrap();
+    let run = paybatch(&["config", "show", "--config", &s(&world.config)]);
+    assert_eq!(run.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(text.contains("[accounts.acct-001]") && text.contains("[REDACTED]"));
+    assert!(
+        !text.contains("demo-batch-key") && !text.contains("demo-merchant-key"),
+        "{text}"
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[poll]\nintervall = \"1s\"\n").unwrap();
+    let run = paybatch(&["config", "show", "--config", &s(&bad)]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("intervall"));
+}
+
+#[test]
+fn demo_runs_from_any_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_paybatch"))
+        .args(["demo", "--accounts", "4", "--txns", "400", "--dir", &s(&ws)])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("TOTAL") && stderr.contains("results:") && stderr.contains("ledger:"),
+        "{stderr}"
+    );
+    assert_eq!(read_records(&ws.join("results.csv")).len(), 400);
+}
