@@ -288,24 +288,20 @@ impl ApsClient {
         if let Some(echo) = text("batch_reference")
             && echo != reference.as_str()
         {
-            {
-                return Err(Error::protocol(
-                    operation,
-                    reference.as_str(),
-                    format!("answer is about batch {echo:?}"),
-                ));
-            }
+            return Err(Error::protocol(
+                operation,
+                reference.as_str(),
+                format!("answer is about batch {echo:?}"),
+            ));
         }
         if let Some(echo) = text("merchant_identifier")
             && echo != self.cfg.merchant_identifier
         {
-            {
-                return Err(Error::protocol(
-                    operation,
-                    reference.as_str(),
-                    "answer is about another merchant",
-                ));
-            }
+            return Err(Error::protocol(
+                operation,
+                reference.as_str(),
+                "answer is about another merchant",
+            ));
         }
         let code_text = text("response_code").unwrap_or("");
         let code = ResponseCode::parse(code_text).ok_or_else(|| {

@@ -116,6 +116,11 @@ pub struct ApsAccountConfig {
     pub max_poll_interval: Duration,
     /// Largest batch file (the service's limit is 50 MB).
     pub max_file_bytes: usize,
+    /// Start of every `batch_reference` (0-4 characters; change it after recreating a ledger).
+    pub reference_prefix: String,
+    /// How long `trigger` waits for validation to finish before giving up (the batch stays
+    /// uploaded; a re-run continues).
+    pub validation_timeout: Duration,
 }
 
 impl ApsAccountConfig {
@@ -153,6 +158,8 @@ impl ApsAccountConfig {
             poll_interval: Duration::from_secs(2),
             max_poll_interval: Duration::from_secs(30),
             max_file_bytes: Self::MAX_FILE_BYTES,
+            reference_prefix: "PB".to_owned(),
+            validation_timeout: Duration::from_secs(30 * 60),
         };
         cfg.check()?;
         Ok(cfg)
@@ -187,6 +194,14 @@ impl ApsAccountConfig {
         }
         if self.max_file_bytes == 0 || self.max_file_bytes > Self::MAX_FILE_BYTES {
             return bad("max_file_bytes", "must be 1..=50 MB");
+        }
+        if super::reference::BatchReference::for_batch(&self.reference_prefix, &self.account, 1)
+            .is_err()
+        {
+            return bad(
+                "reference_prefix",
+                "must be 0-4 characters from [A-Za-z0-9_.]",
+            );
         }
         if !self.upload_path.starts_with('/') || !self.api_path.starts_with('/') {
             return bad("upload_path", "paths start with /");

@@ -12,7 +12,9 @@
 //! - [`Currency`] — the ISO 4217 exponent table and amount conversion;
 //! - [`sign`] / [`verify`] — signatures; [`ResponseCode`] / [`BatchPhase`] — the 5-digit codes;
 //! - [`BatchReference`] — derived from (account, sequence, file digest), never reused;
-//! - [`ApsClient`] — the signed HTTP exchanges with retries of transient failures.
+//! - [`ApsClient`] — the signed HTTP exchanges with retries of transient failures;
+//! - [`ApsBatchApi`] — the orchestrator's `GatewayProtocol` over all of the above;
+//!   [`ApsSettings`] — an account's configuration keys.
 //!
 //! What is our reading rather than the vendor's document is listed in `docs/APS.md`.
 
@@ -22,9 +24,13 @@ mod codes;
 mod config;
 mod currency;
 mod error;
+mod gateway;
 mod reference;
 mod results;
+mod settings;
 mod signature;
+#[cfg(test)]
+mod sim_tests;
 
 pub use batch_file::{ApsCommand, ApsTransaction, COLUMNS, split_by_size, write_batch_file};
 pub use client::{ApsAnswer, ApsClient, UploadOutcome};
@@ -32,6 +38,8 @@ pub use codes::{BatchPhase, LineOutcome, ResponseCode};
 pub use config::{ApsAccountConfig, Endpoint};
 pub use currency::{Currency, MinorUnits};
 pub use error::{Error, Result};
+pub use gateway::ApsBatchApi;
 pub use reference::BatchReference;
 pub use results::{LINE_NUMBER, ResultRow, join_complete, parse_batch_results};
+pub use settings::ApsSettings;
 pub use signature::{ShaType, json_pairs, sign, verify};

@@ -2,14 +2,14 @@
 //!
 //! The ledger already makes (account, sequence number) durable and unique before anything is
 //! uploaded, so the reference is derived from it instead of being stored separately:
-//! `PB<sequence>-<8 hex>` where the hex is the start of SHA-256 over the account, the sequence
-//! number and the SHA-256 of the batch file. At most 2 + 9 + 1 + 8 = 20 characters.
+//! `<prefix><sequence>-<6 hex>`, the hex being the start of SHA-256 of the account name (two
+//! paybatch accounts may share one APS merchant). At most 4 + 9 + 1 + 6 = 20 characters.
 //!
-//! Why the file digest takes part: after a crash the same batch is re-uploaded with the same
-//! bytes, so it gets the same reference and the service's "reference already exists" (146)
-//! means exactly "this file is already there". A fresh ledger that hands out number 1 again
-//! for different transactions gets a different reference, so an old batch is never mistaken
-//! for a new one.
+//! After a crash the same batch gets the same reference, so the service's "reference already
+//! exists" (146) means "this batch is already there"; the client then checks that the file
+//! the service holds has the same number of lines. A ledger that is recreated from scratch
+//! would hand out numbers again: set a new `reference_prefix` for the account then (as the
+//! Sola side sets a sequence floor), or the service answers 146 for old references.
 
 use std::fmt;
 
@@ -45,17 +45,24 @@ impl BatchReference {
         Ok(Self(reference))
     }
 
-    /// The reference of batch `sequence` (1..=999_999_999) of `account` whose file has
-    /// SHA-256 `file_sha256`.
-    pub fn derive(account: &str, sequence: u32, file_sha256: &[u8; 32]) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(account.as_bytes());
-        hasher.update([0]);
-        hasher.update(sequence.to_be_bytes());
-        hasher.update(file_sha256);
-        let digest = hasher.finalize();
-        let short = hex::encode(digest.get(..4).unwrap_or_default());
-        Self(format!("PB{sequence}-{short}"))
+    /// The longest prefix: 4 + 9 digits + `-` + 6 hex = 20.
+    pub const MAX_PREFIX_LEN: usize = 4;
+
+    /// The reference of batch `sequence` (1..=999_999_999) of `account`.
+    ///
+    /// # Errors
+    /// [`Error::Reference`] for a prefix longer than 4 characters or outside
+    /// `[A-Za-z0-9_.]` (a `-` would make references ambiguous).
+    pub fn for_batch(prefix: &str, account: &str, sequence: u32) -> Result<Self> {
+        let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.');
+        if prefix.len() > Self::MAX_PREFIX_LEN || !prefix.bytes().all(ok) {
+            return Err(Error::Reference {
+                message: format!("prefix {prefix:?} must be 0-4 characters from [A-Za-z0-9_.]"),
+            });
+        }
+        let digest = Sha256::digest(account.as_bytes());
+        let short = hex::encode(digest.get(..3).unwrap_or_default());
+        Self::new(format!("{prefix}{sequence}-{short}"))
     }
 
     /// The text sent to the service.
@@ -92,34 +99,21 @@ mod tests {
         }
     }
 
-    const EXPECTED_ACME_1: &str = "PB1-6d955be6";
+    const EXPECTED_ACME_1: &str = "PB1-822b33";
 
     #[test]
     fn derived_references_are_valid_stable_and_distinct() {
-        let digest = [7u8; 32];
-        let max = BatchReference::derive("acme", 999_999_999, &digest);
+        let max = BatchReference::for_batch("PBxy", "acme", 999_999_999).unwrap();
         assert_eq!(max.as_str().len(), 20);
-        assert!(BatchReference::new(max.as_str()).is_ok());
-        assert_eq!(
-            BatchReference::derive("acme", 1, &digest),
-            BatchReference::derive("acme", 1, &digest)
-        );
-        assert_ne!(
-            BatchReference::derive("acme", 1, &digest),
-            BatchReference::derive("acme", 2, &digest)
-        );
-        assert_ne!(
-            BatchReference::derive("acme", 1, &digest),
-            BatchReference::derive("acmf", 1, &digest)
-        );
-        assert_ne!(
-            BatchReference::derive("acme", 1, &digest),
-            BatchReference::derive("acme", 1, &[8u8; 32])
-        );
-        // python3: hashlib.sha256(b"acme\x00" + (1).to_bytes(4,"big") + bytes([7]*32)).hexdigest()[:8]
-        assert_eq!(
-            BatchReference::derive("acme", 1, &digest).as_str(),
-            EXPECTED_ACME_1
-        );
+        let one = BatchReference::for_batch("PB", "acme", 1).unwrap();
+        assert_eq!(one, BatchReference::for_batch("PB", "acme", 1).unwrap());
+        assert_ne!(one, BatchReference::for_batch("PB", "acme", 2).unwrap());
+        assert_ne!(one, BatchReference::for_batch("PB", "acmf", 1).unwrap());
+        assert_ne!(one, BatchReference::for_batch("PC", "acme", 1).unwrap());
+        // python3: "PB1-" + hashlib.sha256(b"acme").hexdigest()[:6]
+        assert_eq!(one.as_str(), EXPECTED_ACME_1);
+        for bad in ["PBxyz", "P-B", "P B"] {
+            assert!(BatchReference::for_batch(bad, "acme", 1).is_err(), "{bad}");
+        }
     }
 }

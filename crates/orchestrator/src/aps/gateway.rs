@@ -1,0 +1,455 @@
+//! [`ApsBatchApi`]: the orchestrator's [`GatewayProtocol`] over the APS batch service.
+//!
+//! | trait step | APS |
+//! |---|---|
+//! | `encode_request` | the CSV batch file (deterministic bytes) |
+//! | `upload` | `UPLOAD_BATCH_FILE`; 51146 = already uploaded (line count checked) |
+//! | `trigger` | `GET_BATCH_RESULTS` until validation is over, then `PROCESS_BATCH` if it passed |
+//! | `poll` | `GET_BATCH_RESULTS` once: 70140 pending, 70000 done, 77xxx failed validation |
+//! | `fetch_results` | `batch_results` joined on `Line_Number` (index = line − 1) |
+//! | `cleanup` | nothing to delete |
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use kvp_format::SequenceNumber;
+
+use super::batch_file::{ApsCommand, ApsTransaction, write_batch_file};
+use super::client::{ApsAnswer, ApsClient, UploadOutcome};
+use super::codes::{BatchPhase, LineOutcome, ResponseCode};
+use super::config::ApsAccountConfig;
+use super::error::Error as ApsError;
+use super::reference::BatchReference;
+use super::results::{ResultRow, join_complete, parse_batch_results};
+use crate::error::{Error, Result};
+use crate::protocol::{BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine};
+
+/// One APS merchant account as a gateway protocol.
+#[derive(Debug, Clone)]
+pub struct ApsBatchApi {
+    client: ApsClient,
+}
+
+impl ApsBatchApi {
+    /// The protocol for one account.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] (sequence 0) for a configuration the HTTP client refuses.
+    pub fn new(cfg: ApsAccountConfig) -> Result<Self> {
+        let account = cfg.account.clone();
+        let client = ApsClient::new(cfg).map_err(|e| Error::Protocol {
+            account,
+            sequence: 0,
+            message: e.to_string(),
+        })?;
+        Ok(Self { client })
+    }
+
+    /// The client (for tools that talk to the service directly).
+    pub fn client(&self) -> &ApsClient {
+        &self.client
+    }
+
+    /// Checks one input record's fields (without `account` and `ref`) the way
+    /// [`GatewayProtocol::encode_request`] will, so bad lines are reported before anything is
+    /// reserved.
+    ///
+    /// # Errors
+    /// The APS input error naming the field.
+    pub fn check_fields(&self, fields: &[(String, String)]) -> std::result::Result<(), ApsError> {
+        self.transaction(fields).map(|_| ())
+    }
+
+    /// The `batch_reference` of batch `sequence`.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] for a bad `reference_prefix`.
+    pub fn reference(&self, sequence: SequenceNumber) -> Result<BatchReference> {
+        let cfg = self.client.config();
+        BatchReference::for_batch(&cfg.reference_prefix, &cfg.account, sequence.get())
+            .map_err(|e| self.error(sequence, e))
+    }
+
+    fn transaction(
+        &self,
+        fields: &[(String, String)],
+    ) -> std::result::Result<ApsTransaction, ApsError> {
+        ApsTransaction::from_fields(
+            fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            self.client.config().currency,
+        )
+    }
+
+    fn error(&self, sequence: SequenceNumber, e: ApsError) -> Error {
+        Error::Protocol {
+            account: self.client.config().account.clone(),
+            sequence: sequence.get(),
+            message: e.to_string(),
+        }
+    }
+
+    /// `GET_BATCH_RESULTS` until validation is over (or the validation deadline passes).
+    async fn wait_validation(
+        &self,
+        sequence: SequenceNumber,
+        reference: &BatchReference,
+    ) -> Result<ApsAnswer> {
+        let cfg = self.client.config();
+        let started = Instant::now();
+        let mut pause = cfg.poll_interval;
+        loop {
+            let answer = self
+                .client
+                .batch_results(reference)
+                .await
+                .map_err(|e| self.error(sequence, e))?;
+            if BatchPhase::of(answer.code) != BatchPhase::Validating {
+                return Ok(answer);
+            }
+            if started.elapsed() >= cfg.validation_timeout {
+                return Err(self.error(
+                    sequence,
+                    ApsError::Deadline {
+                        reference: reference.to_string(),
+                        phase: "validating",
+                    },
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(cfg.max_poll_interval);
+        }
+    }
+}
+
+/// "line 2: 77004 Invalid command; line 3: ..." (at most 10 lines named).
+fn validation_summary(reference: &str, answer: &ApsAnswer) -> String {
+    let mut text = format!(
+        "validation failed ({} {})",
+        answer.code, answer.response_message
+    );
+    if let Some(rows) = answer
+        .batch_results
+        .as_deref()
+        .and_then(|t| parse_batch_results(reference, t).ok())
+    {
+        let named: Vec<String> = rows
+            .iter()
+            .take(10)
+            .map(|r| {
+                format!(
+                    "line {}: {} {}",
+                    r.line_number,
+                    r.get("response_code").unwrap_or(""),
+                    r.get("response_message").unwrap_or("")
+                )
+            })
+            .collect();
+        if !named.is_empty() {
+            text.push_str(": ");
+            text.push_str(&named.join("; "));
+        }
+        if rows.len() > 10 {
+            text.push_str(&format!(" (+{} more)", rows.len() - 10));
+        }
+    }
+    text
+}
+
+/// The merged-output fields of one result row: the APS columns as sent, plus `xResult` /
+/// `xStatus` / `xError` so the merge classifies it like any other account.
+fn line_fields(row: ResultRow) -> Vec<(String, String)> {
+    let status_text = row.get("status").map(str::to_owned).or_else(|| {
+        row.get("response_code")
+            .and_then(|c| c.get(..2))
+            .map(str::to_owned)
+    });
+    let status: Option<u8> = status_text.as_deref().and_then(|s| s.trim().parse().ok());
+    let command = row.get("command").and_then(|c| ApsCommand::parse(c).ok());
+    let outcome = match (command, status) {
+        (Some(command), Some(status)) => LineOutcome::of(command, status),
+        // Each success/failure status belongs to exactly one command.
+        (None, Some(14 | 4 | 6 | 8)) => LineOutcome::Approved,
+        (None, Some(13 | 5 | 7 | 9)) => LineOutcome::Declined,
+        _ => LineOutcome::Error,
+    };
+    let (letter, word) = match outcome {
+        LineOutcome::Approved => ("A", "Approved"),
+        LineOutcome::Declined => ("D", "Declined"),
+        LineOutcome::Error => ("E", "Error"),
+    };
+    let message = row.get("response_message").unwrap_or("").to_owned();
+    let mut fields = vec![
+        ("xResult".to_owned(), letter.to_owned()),
+        ("xStatus".to_owned(), word.to_owned()),
+    ];
+    if outcome != LineOutcome::Approved {
+        fields.push(("xError".to_owned(), message));
+    }
+    if let Some(fort_id) = row.get("fort_id").filter(|f| !f.is_empty()) {
+        fields.push(("xRefNum".to_owned(), fort_id.to_owned()));
+    }
+    fields.extend(row.fields);
+    fields
+}
+
+#[async_trait]
+impl GatewayProtocol for ApsBatchApi {
+    fn account(&self) -> &str {
+        &self.client.config().account
+    }
+
+    fn encode_request(&self, sequence: SequenceNumber, lines: &[RequestLine<'_>]) -> Result<Bytes> {
+        let mut txs = Vec::with_capacity(lines.len());
+        for line in lines {
+            let tx = self.transaction(line.fields).map_err(|e| Error::Protocol {
+                account: self.client.config().account.clone(),
+                sequence: sequence.get(),
+                message: format!("line {}: {e}", line.index),
+            })?;
+            txs.push(tx);
+        }
+        let file = write_batch_file(&txs).map_err(|e| self.error(sequence, e))?;
+        let limit = self.client.config().max_file_bytes;
+        if file.len() > limit {
+            return Err(self.error(
+                sequence,
+                ApsError::input(
+                    "batch",
+                    format!(
+                        "file of {} bytes is over the {limit} byte limit; lower max_batch_lines",
+                        file.len()
+                    ),
+                ),
+            ));
+        }
+        Ok(Bytes::from(file))
+    }
+
+    async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<()> {
+        let reference = self.reference(sequence)?;
+        match self
+            .client
+            .upload(&reference, &payload)
+            .await
+            .map_err(|e| self.error(sequence, e))?
+        {
+            UploadOutcome::Uploaded { batch_id } => {
+                tracing::info!(account = %self.account(), %sequence, %reference, batch_id = batch_id.as_deref().unwrap_or(""), "APS batch uploaded");
+                Ok(())
+            }
+            UploadOutcome::AlreadyUploaded => {
+                // An earlier attempt got through. Make sure it is this batch: same line count.
+                let lines = payload
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count()
+                    .saturating_sub(1) as u64;
+                let answer = self
+                    .client
+                    .batch_results(&reference)
+                    .await
+                    .map_err(|e| self.error(sequence, e))?;
+                match answer.transactions_count {
+                    Some(count) if count != lines => Err(self.error(
+                        sequence,
+                        ApsError::protocol(
+                            "UPLOAD_BATCH_FILE",
+                            reference.as_str(),
+                            format!("the service already holds this reference with {count} lines, this batch has {lines}: was the ledger recreated? set a new reference_prefix"),
+                        ),
+                    )),
+                    _ => {
+                        tracing::info!(account = %self.account(), %sequence, %reference, "APS batch was already uploaded (146)");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    async fn trigger(&self, sequence: SequenceNumber, _line_count: u64) -> Result<()> {
+        let reference = self.reference(sequence)?;
+        let answer = self.wait_validation(sequence, &reference).await?;
+        match BatchPhase::of(answer.code) {
+            BatchPhase::Validated => {
+                let started = self
+                    .client
+                    .process(&reference)
+                    .await
+                    .map_err(|e| self.error(sequence, e))?;
+                if started.code == ResponseCode::PROCESS_ACCEPTED {
+                    Ok(())
+                } else {
+                    Err(self.error(
+                        sequence,
+                        ApsError::Rejected {
+                            operation: "PROCESS_BATCH",
+                            reference: reference.to_string(),
+                            response_code: started.code.to_string(),
+                            response_message: started.response_message,
+                        },
+                    ))
+                }
+            }
+            // Nothing to start: poll reports the failed validation as the batch's verdict.
+            BatchPhase::ValidationFailed => Ok(()),
+            // Started before a crash, between PROCESS_BATCH and the ledger's mark.
+            BatchPhase::Processing | BatchPhase::Processed => Ok(()),
+            _ => Err(self.error(
+                sequence,
+                ApsError::Rejected {
+                    operation: "GET_BATCH_RESULTS",
+                    reference: reference.to_string(),
+                    response_code: answer.code.to_string(),
+                    response_message: answer.response_message,
+                },
+            )),
+        }
+    }
+
+    async fn poll(&self, sequence: SequenceNumber) -> Result<PollResult> {
+        let reference = self.reference(sequence)?;
+        let answer = match self.client.batch_results(&reference).await {
+            Ok(answer) => answer,
+            Err(e) if e.is_transient() => {
+                // Already retried inside the client: look again at the next poll.
+                tracing::warn!(account = %self.account(), %sequence, error = %e, "APS poll failed; will poll again");
+                return Ok(PollResult::Pending);
+            }
+            Err(e) => return Err(self.error(sequence, e)),
+        };
+        match BatchPhase::of(answer.code) {
+            BatchPhase::Validating | BatchPhase::Processing => Ok(PollResult::Pending),
+            BatchPhase::Validated => {
+                // The ledger says triggered, the service says not started: PROCESS_BATCH is
+                // idempotent, so ask again and keep polling.
+                self.client
+                    .process(&reference)
+                    .await
+                    .map_err(|e| self.error(sequence, e))?;
+                Ok(PollResult::Pending)
+            }
+            BatchPhase::Processed => Ok(PollResult::Done(BatchVerdict {
+                success: true,
+                status: answer.code.to_string(),
+                error: None,
+                processed_count: answer.transactions_count,
+            })),
+            BatchPhase::ValidationFailed => Ok(PollResult::Done(BatchVerdict {
+                success: false,
+                status: answer.code.to_string(),
+                error: Some(validation_summary(reference.as_str(), &answer)),
+                processed_count: Some(0),
+            })),
+            BatchPhase::UnknownReference | BatchPhase::Failed => Err(self.error(
+                sequence,
+                ApsError::Rejected {
+                    operation: "GET_BATCH_RESULTS",
+                    reference: reference.to_string(),
+                    response_code: answer.code.to_string(),
+                    response_message: answer.response_message,
+                },
+            )),
+        }
+    }
+
+    async fn fetch_results(
+        &self,
+        sequence: SequenceNumber,
+        line_count: u64,
+    ) -> Result<Vec<LineResult>> {
+        let reference = self.reference(sequence)?;
+        let answer = self
+            .client
+            .batch_results(&reference)
+            .await
+            .map_err(|e| self.error(sequence, e))?;
+        if BatchPhase::of(answer.code) != BatchPhase::Processed {
+            return Err(self.error(
+                sequence,
+                ApsError::protocol(
+                    "GET_BATCH_RESULTS",
+                    reference.as_str(),
+                    format!("expected processed results, got {}", answer.code),
+                ),
+            ));
+        }
+        let text = answer.batch_results.as_deref().unwrap_or("Line_Number\n");
+        let rows =
+            parse_batch_results(reference.as_str(), text).map_err(|e| self.error(sequence, e))?;
+        let rows = join_complete("GET_BATCH_RESULTS", reference.as_str(), rows, line_count)
+            .map_err(|e| self.error(sequence, e))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| LineResult {
+                index: row.line_number - 1,
+                fields: line_fields(row),
+            })
+            .collect())
+    }
+
+    async fn cleanup(&self, _sequence: SequenceNumber) -> Result<()> {
+        // The service keeps its batches; there is nothing of ours to delete.
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(fields: &[(&str, &str)]) -> ResultRow {
+        ResultRow {
+            line_number: 1,
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn line_outcomes() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[
+                    ("command", "PURCHASE"),
+                    ("status", "14"),
+                    ("response_code", "14000"),
+                ],
+                "A",
+            ),
+            (
+                &[
+                    ("command", "PURCHASE"),
+                    ("status", "13"),
+                    ("response_code", "13020"),
+                ],
+                "D",
+            ),
+            (&[("command", "PURCHASE"), ("status", "04")], "E"),
+            (&[("command", "CAPTURE"), ("status", "04")], "A"),
+            (&[("response_code", "06000")], "A"),
+            (&[("response_code", "09020")], "D"),
+            (&[("response_code", "00008")], "E"),
+            (&[("status", "15")], "E"),
+            (&[], "E"),
+        ];
+        for (fields, letter) in cases {
+            let out = line_fields(row(fields));
+            assert_eq!(
+                out[0],
+                ("xResult".to_owned(), (*letter).to_owned()),
+                "{fields:?}"
+            );
+        }
+        let out = line_fields(row(&[
+            ("status", "14"),
+            ("fort_id", "169"),
+            ("response_message", "Success"),
+        ]));
+        assert!(out.contains(&("xRefNum".to_owned(), "169".to_owned())));
+        assert!(!out.iter().any(|(k, _)| k == "xError"));
+    }
+}

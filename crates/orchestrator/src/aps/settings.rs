@@ -1,0 +1,202 @@
+//! The `[accounts.NAME]` keys of an APS account, as read from the configuration, and their
+//! resolution (secrets from the environment) into an [`ApsAccountConfig`].
+
+use std::time::Duration;
+
+use kvp_format::Secret;
+use serde::Deserialize;
+
+use super::config::ApsAccountConfig;
+use super::currency::Currency;
+use super::error::{Error, Result};
+use super::signature::ShaType;
+
+/// An APS account's settings (`protocol = "aps"`). Each secret is given either inline or as
+/// the name of an environment variable (`*_env`), never both.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApsSettings {
+    /// Base URL; the client calls `{endpoint}/FortAPI/upload/` and `{endpoint}/FortAPI/batchApi/`.
+    pub endpoint: String,
+    /// `merchant_identifier`.
+    pub merchant_identifier: String,
+    /// `access_code`, inline.
+    pub access_code: Option<Secret<String>>,
+    /// Name of the variable holding `access_code`.
+    pub access_code_env: Option<String>,
+    /// SHA request phrase, inline.
+    pub sha_request_phrase: Option<Secret<String>>,
+    /// Name of the variable holding the request phrase.
+    pub sha_request_phrase_env: Option<String>,
+    /// SHA response phrase, inline.
+    pub sha_response_phrase: Option<Secret<String>>,
+    /// Name of the variable holding the response phrase.
+    pub sha_response_phrase_env: Option<String>,
+    /// `sha256` (default) or `sha512`.
+    pub sha_type: Option<ShaType>,
+    /// `en` (default) or `ar`.
+    pub language: Option<String>,
+    /// Default currency of input lines without one (ISO 4217).
+    pub currency: Option<String>,
+    /// Start of every `batch_reference` (default `PB`, at most 4 characters).
+    pub reference_prefix: Option<String>,
+    /// Path of the upload under the endpoint (default `/FortAPI/upload/`).
+    pub upload_path: Option<String>,
+    /// Path of the JSON commands under the endpoint (default `/FortAPI/batchApi/`).
+    pub api_path: Option<String>,
+    /// Per HTTP request (default 60 s).
+    #[serde(default, with = "humantime_serde_opt")]
+    pub request_timeout: Option<Duration>,
+    /// Retries of a transient HTTP failure (default 3).
+    pub retries: Option<u32>,
+    /// Longest wait for validation in `trigger` (default 30 min).
+    #[serde(default, with = "humantime_serde_opt")]
+    pub validation_timeout: Option<Duration>,
+}
+
+impl ApsSettings {
+    /// Resolves secrets (inline or from the environment) and defaults.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key: a secret given both ways or not at all, a variable
+    /// that is unset, a bad endpoint, currency, language or prefix.
+    pub fn resolve(&self, account: &str) -> Result<ApsAccountConfig> {
+        let secret = |key: &str, inline: &Option<Secret<String>>, env: &Option<String>| {
+            let bad = |message: String| Error::Config {
+                account: account.to_owned(),
+                key: key.to_owned(),
+                message,
+            };
+            match (inline, env) {
+                (Some(s), None) => Ok(s.clone()),
+                (None, Some(var)) => std::env::var(var)
+                    .map(Secret::new)
+                    .map_err(|_| bad(format!("environment variable {var} is not set"))),
+                (Some(_), Some(_)) => Err(bad(format!("give {key} or {key}_env, not both"))),
+                (None, None) => Err(bad(format!("{key} or {key}_env is required"))),
+            }
+        };
+        let mut cfg = ApsAccountConfig::new(
+            account,
+            &self.endpoint,
+            &self.merchant_identifier,
+            secret("access_code", &self.access_code, &self.access_code_env)?,
+            secret(
+                "sha_request_phrase",
+                &self.sha_request_phrase,
+                &self.sha_request_phrase_env,
+            )?,
+            secret(
+                "sha_response_phrase",
+                &self.sha_response_phrase,
+                &self.sha_response_phrase_env,
+            )?,
+        )?;
+        if let Some(sha) = self.sha_type {
+            cfg.sha_type = sha;
+        }
+        if let Some(language) = &self.language {
+            cfg.language.clone_from(language);
+        }
+        if let Some(code) = &self.currency {
+            cfg.currency = Some(Currency::new(code).map_err(|e| Error::Config {
+                account: account.to_owned(),
+                key: "currency".to_owned(),
+                message: e.to_string(),
+            })?);
+        }
+        if let Some(prefix) = &self.reference_prefix {
+            cfg.reference_prefix.clone_from(prefix);
+        }
+        if let Some(path) = &self.upload_path {
+            cfg.upload_path.clone_from(path);
+        }
+        if let Some(path) = &self.api_path {
+            cfg.api_path.clone_from(path);
+        }
+        if let Some(t) = self.request_timeout {
+            cfg.request_timeout = t;
+        }
+        if let Some(r) = self.retries {
+            cfg.retries = r;
+        }
+        if let Some(t) = self.validation_timeout {
+            cfg.validation_timeout = t;
+        }
+        cfg.check()?;
+        Ok(cfg)
+    }
+}
+
+/// `Option<Duration>` from a human string (`30s`, `2m`).
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> ApsSettings {
+        ApsSettings {
+            endpoint: "http://127.0.0.1:9".into(),
+            merchant_identifier: "MID".into(),
+            access_code: Some(Secret::new("AC".into())),
+            sha_request_phrase: Some(Secret::new("IN".into())),
+            sha_response_phrase_env: Some("PAYBATCH_TEST_APS_RESP_UNSET_1".into()),
+            ..ApsSettings::default()
+        }
+    }
+
+    #[test]
+    fn secrets_inline_or_env() {
+        let err = base().resolve("a").unwrap_err();
+        assert!(
+            err.to_string().contains("PAYBATCH_TEST_APS_RESP_UNSET_1"),
+            "{err}"
+        );
+        let mut s = base();
+        s.sha_response_phrase_env = None;
+        assert!(
+            s.resolve("a")
+                .unwrap_err()
+                .to_string()
+                .contains("sha_response_phrase")
+        );
+        s.sha_response_phrase = Some(Secret::new("OUT".into()));
+        s.currency = Some("kwd".into());
+        s.sha_type = Some(ShaType::Sha512);
+        let cfg = s.resolve("a").unwrap();
+        assert_eq!(cfg.currency.map(Currency::code), Some("KWD"));
+        assert_eq!(cfg.sha_type, ShaType::Sha512);
+        s.access_code_env = Some("X".into());
+        assert!(s.resolve("a").unwrap_err().to_string().contains("not both"));
+    }
+
+    #[test]
+    fn parses_from_toml_like_input() {
+        let s: ApsSettings = serde_json::from_str(
+            r#"{"endpoint":"https://sbpaymentservices.payfort.com","merchant_identifier":"M",
+                "access_code":"A","sha_request_phrase":"I","sha_response_phrase":"O",
+                "sha_type":"sha512","request_timeout":"30s","reference_prefix":"PB2"}"#,
+        )
+        .unwrap();
+        let cfg = s.resolve("acme").unwrap();
+        assert_eq!(cfg.request_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.reference_prefix, "PB2");
+        assert!(
+            serde_json::from_str::<ApsSettings>(
+                r#"{"endpoint":"x","merchant_identifier":"m","typo":1}"#
+            )
+            .is_err()
+        );
+    }
+}
