@@ -1,0 +1,218 @@
+//! Bad input: every validation rule makes `submit` exit 1 with `FILE:LINE: message`, and
+//! nothing is uploaded and nothing is reserved. `--skip-invalid` submits the rest.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    config: PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let config = root.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ledger]\npath = \"{r}/ledger\"\n\
+             [accounts.acme]\nlocation = \"file://{r}/drops/acme\"\nbatch_key = \"bk-acme-secret\"\nmerchant_key = \"mk-acme-secret\"\nallowed_commands = [\"cc:sale\", \"cc:refund\"]\n\
+             [accounts.beta]\nlocation = \"file://{r}/drops/beta\"\nbatch_key = \"bk-beta-secret\"\nmerchant_key = \"mk-beta-secret\"\n",
+            r = root.display()
+        ),
+    )
+    .unwrap();
+    Setup {
+        _dir: dir,
+        root,
+        config,
+    }
+}
+
+fn submit(setup: &Setup, input: &Path, extra: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_paybatch"))
+        .args([
+            "submit",
+            "--config",
+            setup.config.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn nothing_uploaded_or_reserved(setup: &Setup) {
+    for account in ["acme", "beta"] {
+        let request = setup.root.join("drops").join(account).join("Request");
+        let files = std::fs::read_dir(&request).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(files, 0, "{account}: something was uploaded");
+    }
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_paybatch"))
+        .args([
+            "status",
+            "--json",
+            "--config",
+            setup.config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    for a in status["accounts"].as_array().unwrap() {
+        assert!(a["last_sequence"].is_null(), "something was reserved: {a}");
+    }
+}
+
+const GOOD: &str =
+    "account=acme&ref=r1&xCommand=cc:sale&xCardNum=4111111111111111&xExp=1230&xAmount=1.00\n";
+
+#[test]
+fn every_rule_rejects_the_whole_input() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "kvp",
+            "account=zeta&ref=r2&xCommand=cc:sale\n",
+            "2: unknown account \"zeta\"",
+        ),
+        ("kvp", "ref=r2&xCommand=cc:sale\n", "2: missing account"),
+        ("kvp", "account=beta&xCommand=cc:sale\n", "2: missing ref"),
+        (
+            "kvp",
+            "account=beta&ref=r1&xCommand=cc:sale\n",
+            "2: ref \"r1\" repeated (first on line 1)",
+        ),
+        (
+            "kvp",
+            "account=beta&ref=r2&xAmount=1\n",
+            "2: missing xCommand",
+        ),
+        (
+            "kvp",
+            "account=acme&ref=r2&xCommand=cc:void&xRefNum=1\n",
+            "2: command \"cc:void\" is not allowed for account acme",
+        ),
+        (
+            "kvp",
+            "account=beta&ref=r2&xCommand=cc:sale&xKey=stolen-key\n",
+            "2: field \"xKey\" is not allowed",
+        ),
+        (
+            "kvp",
+            "account=beta&ref=r2&xCommand=cc:sale&x%20y=1\n",
+            "2: field name \"x y\" cannot be sent",
+        ),
+        (
+            "kvp",
+            "account=beta&ref=r2&xCommand=cc:sale&xName=%FF\n",
+            ":2:",
+        ),
+        (
+            "jsonl",
+            "{\"account\":\"beta\",\"ref\":\"r2\",\"xCommand\":[1]}\n",
+            ":2:",
+        ),
+        ("csv", "beta,r2\n", ":3:"),
+    ];
+    for (ext, second, expected) in cases {
+        let setup = setup();
+        let input = setup.root.join(format!("in.{ext}"));
+        let first = match *ext {
+            "jsonl" => "{\"account\":\"acme\",\"ref\":\"r1\",\"xCommand\":\"cc:sale\",\"xCardNum\":\"4111111111111111\"}\n".to_owned(),
+            "csv" => "account,ref,xCommand\nacme,r1,cc:sale\n".to_owned(),
+            _ => GOOD.to_owned(),
+        };
+        std::fs::write(&input, format!("{first}{second}")).unwrap();
+        let run = submit(
+            &setup,
+            &input,
+            &[
+                "--wait",
+                "--output",
+                setup.root.join("out.kvp").to_str().unwrap(),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{second}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}:", input.display())),
+            "{second}: FILE:LINE form: {stderr}"
+        );
+        assert!(
+            stderr.contains(expected),
+            "{second}: expected {expected:?} in {stderr}"
+        );
+        assert!(
+            !stderr.contains("4111111111111111")
+                && !stderr.contains("stolen-key")
+                && !stderr.contains("secret"),
+            "{stderr}"
+        );
+        nothing_uploaded_or_reserved(&setup);
+    }
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let setup = setup();
+    let input = setup.root.join("in.kvp");
+    std::fs::write(
+        &input,
+        format!("{GOOD}account=zeta&ref=r2&xCommand=cc:sale\naccount=beta&ref=r3\n"),
+    )
+    .unwrap();
+    let run = submit(&setup, &input, &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stderr.contains(":2: unknown account") && stderr.contains(":3: missing xCommand"),
+        "{stderr}"
+    );
+    nothing_uploaded_or_reserved(&setup);
+}
+
+#[test]
+fn skip_invalid_writes_rejects_and_submits_the_rest() {
+    let setup = setup();
+    let input = setup.root.join("in.kvp");
+    let rejects = setup.root.join("rejects.jsonl");
+    std::fs::write(&input, format!("{GOOD}account=zeta&ref=r2&xCommand=cc:sale&xCardNum=5555555555554444\naccount=beta&ref=r3&xCommand=cc:sale&xToken=t\n")).unwrap();
+    let run = submit(
+        &setup,
+        &input,
+        &["--skip-invalid", "--rejects", rejects.to_str().unwrap()],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&rejects).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    let rejected: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(rejected["line"], "2");
+    assert_eq!(rejected["xCardNum"], "555555******4444");
+    assert!(!text.contains("5555555555554444"));
+    for (account, lines) in [("acme", 1), ("beta", 1)] {
+        let request = std::fs::read_to_string(
+            setup
+                .root
+                .join("drops")
+                .join(account)
+                .join("Request/REQUEST_1.KVP"),
+        )
+        .unwrap();
+        assert_eq!(request.lines().count(), lines, "{account}");
+        assert!(
+            setup
+                .root
+                .join("drops")
+                .join(account)
+                .join("Request/PROCESS_1.KVP")
+                .is_file()
+        );
+    }
+}
