@@ -31,6 +31,7 @@ mod settings;
 mod signature;
 #[cfg(test)]
 mod sim_tests;
+mod support;
 
 pub use batch_file::{ApsCommand, ApsTransaction, COLUMNS, split_by_size, write_batch_file};
 pub use client::{ApsAnswer, ApsClient, UploadOutcome};
@@ -43,3 +44,4 @@ pub use reference::BatchReference;
 pub use results::{LINE_NUMBER, ResultRow, join_complete, parse_batch_results};
 pub use settings::ApsSettings;
 pub use signature::{ShaType, json_pairs, sign, verify};
+pub use support::{check_input, demo_records, sim_merchant};
