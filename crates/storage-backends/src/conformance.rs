@@ -36,7 +36,7 @@ pub const LARGE_FILE_BYTES: u64 = 200 * 1000 * 1000;
 /// Number of files of the required listing case.
 pub const MANY_FILES: usize = 10_000;
 /// How much the process's resident memory may grow while streaming the large file.
-pub const MAX_STREAM_MEMORY_GROWTH: u64 = 96 * 1024 * 1024;
+pub const MAX_STREAM_MEMORY_GROWTH: u64 = 64 * 1024 * 1024;
 
 /// Why a case failed.
 #[derive(Debug)]

@@ -53,6 +53,7 @@ mod open;
 mod options;
 mod retry;
 mod s3;
+mod sftp;
 pub mod test_env;
 
 pub use backend::{
@@ -69,3 +70,4 @@ pub use options::{
 };
 pub use retry::RetryBackend;
 pub use s3::S3Backend;
+pub use sftp::SftpBackend;

@@ -10,6 +10,7 @@ use crate::location::{Location, Scheme};
 use crate::options::BackendOptions;
 use crate::retry::RetryBackend;
 use crate::s3::S3Backend;
+use crate::sftp::SftpBackend;
 
 /// Opens the backend for `location`, wrapped as `RetryBackend(LimitBackend(backend))`: at most
 /// `opts.max_concurrency` operations at once, `Transient` errors retried per `opts.retry` (a
@@ -41,11 +42,6 @@ pub async fn open_unwrapped(
     Ok(match location.scheme() {
         Scheme::Local => Arc::new(LocalBackend::new(location).await?),
         Scheme::S3 => Arc::new(S3Backend::new(location, opts)?),
-        Scheme::Sftp => {
-            return Err(crate::Error::config(
-                location.to_string(),
-                "the SFTP backend is not in this build yet",
-            ));
-        }
+        Scheme::Sftp => Arc::new(SftpBackend::connect(location, opts).await?),
     })
 }

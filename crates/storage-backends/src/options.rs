@@ -33,7 +33,7 @@ impl Default for BackendOptions {
             max_concurrency: 16,
             connect_timeout: Duration::from_secs(10),
             operation_timeout: Duration::from_secs(30),
-            multipart_threshold: 16 * 1024 * 1024,
+            multipart_threshold: 8 * 1024 * 1024,
             sftp: SftpOptions::default(),
             s3: S3Options::default(),
         }

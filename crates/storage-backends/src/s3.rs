@@ -303,10 +303,10 @@ impl Backend for S3Backend {
         let (key, shown) = self.key(path)?;
         let capacity = usize::try_from(self.multipart_threshold).unwrap_or(usize::MAX);
         // Below `capacity` bytes BufWriter does one object put at shutdown; above, a multipart
-        // upload with parts of `capacity` bytes, at most 4 in flight — constant memory either
+        // upload with parts of `capacity` bytes, at most 2 in flight — constant memory either
         // way. S3 shows the object only when the upload completes, so readers never see a part.
         let mut writer =
-            BufWriter::with_capacity(self.store.clone(), key, capacity).with_max_concurrency(4);
+            BufWriter::with_capacity(self.store.clone(), key, capacity).with_max_concurrency(2);
         let mut total = 0u64;
         let mut failure = None;
         while let Some(chunk) = data.next().await {
