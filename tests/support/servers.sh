@@ -125,7 +125,8 @@ known_hosts_line() {
 
 set_password() {
   # A fresh password per start for the password-auth test user; stored for the tests only.
-  if [ "$(id -u)" = 0 ] && id "$PW_USER" >/dev/null 2>&1; then
+  # Kept while the servers run, so re-running start does not invalidate a sourced env.
+  if [ "$(id -u)" = 0 ] && id "$PW_USER" >/dev/null 2>&1 && [ ! -s "$STATE/sftp-password" ]; then
     local pw
     pw=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
     echo "$PW_USER:$pw" | chpasswd
@@ -145,8 +146,9 @@ write_env() {
     echo "export PAYBATCH_TEST_SFTP_KEY=$SSH_DIR/id_ed25519"
     echo "export PAYBATCH_TEST_SFTP_KNOWN_HOSTS=$SSH_DIR/known_hosts"
     if [ -f "$STATE/sftp-password" ]; then
+      # A throwaway password of a no-shell user that only this 127.0.0.1 sshd lets in.
       echo "export PAYBATCH_TEST_SFTP_PASSWORD_URL=sftp://$PW_USER@127.0.0.1:$ssh_port$STATE/sftp-pw"
-      echo "export PAYBATCH_TEST_SFTP_PASSWORD_FILE=$STATE/sftp-password"
+      echo "export PAYBATCH_TEST_SFTP_PASSWORD=$(cat "$STATE/sftp-password")"
     fi
     echo "export PAYBATCH_TEST_S3_URL=s3://$BUCKET"
     echo "export AWS_ENDPOINT_URL=http://127.0.0.1:$s3_port"
