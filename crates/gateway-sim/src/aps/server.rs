@@ -601,7 +601,7 @@ impl Shared {
             _ => Vec::new(),
         };
         let mut entries = Vec::with_capacity(lines.len());
-        let mut purchased_now = Vec::new();
+        let mut purchased_now = HashSet::new();
         for line in &lines {
             let (ok, failed) = match line.command.as_str() {
                 "PURCHASE" => (14, 13),
@@ -620,7 +620,7 @@ impl Shared {
                 format!("{ok:02}000")
             };
             if line.command == "PURCHASE" {
-                purchased_now.push(order);
+                purchased_now.insert(order);
             }
             let fort_id = FORT_BASE + inner.next_fort_id;
             inner.next_fort_id += 1;

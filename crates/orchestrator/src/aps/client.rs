@@ -104,7 +104,8 @@ impl ApsClient {
         }
         let fields = self.signed_fields(UPLOAD, reference);
         let boundary = boundary_for(file);
-        let body = multipart_body(&boundary, &fields, reference.as_str(), file);
+        // Bytes: each retry clones a handle, not the (up to 50 MB) body.
+        let body = bytes::Bytes::from(multipart_body(&boundary, &fields, reference.as_str(), file));
         let url = self.cfg.endpoint.join(&self.cfg.upload_path);
         let answer = self
             .exchange(UPLOAD, reference, || {
@@ -158,13 +159,15 @@ impl ApsClient {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
             .collect();
-        let body = serde_json::to_vec(&object).map_err(|e| {
-            Error::protocol(
-                operation,
-                reference.as_str(),
-                format!("cannot encode the request: {e}"),
-            )
-        })?;
+        let body = serde_json::to_vec(&object)
+            .map(bytes::Bytes::from)
+            .map_err(|e| {
+                Error::protocol(
+                    operation,
+                    reference.as_str(),
+                    format!("cannot encode the request: {e}"),
+                )
+            })?;
         let url = self.cfg.endpoint.join(&self.cfg.api_path);
         self.exchange(operation, reference, || {
             self.http

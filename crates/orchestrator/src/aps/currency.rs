@@ -220,4 +220,18 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn major_minor_round_trip(minor in 0u64..u64::MAX, pick in 0usize..ISO_4217.len()) {
+            let currency = Currency::new(ISO_4217[pick].0).unwrap();
+            let major = currency.to_major(MinorUnits(minor));
+            proptest::prop_assert_eq!(currency.to_minor(&major).unwrap(), MinorUnits(minor));
+        }
+
+        #[test]
+        fn to_minor_never_panics(text in "[0-9.,eE+ -]{0,30}") {
+            let _ = Currency::new("KWD").unwrap().to_minor(&text);
+        }
+    }
 }

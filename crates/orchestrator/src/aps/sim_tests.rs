@@ -390,3 +390,63 @@ async fn bad_input_is_refused_before_upload() {
     assert!(api.check_fields(&bad[0]).is_err());
     let _ = Arc::new(api);
 }
+
+#[tokio::test]
+async fn secrets_never_in_debug_or_errors() {
+    let sim = sim(SimSha::Sha256, None).await;
+    let mut cfg = config(&sim.endpoint(), ShaType::Sha256);
+    // Wrong credentials so the run produces errors to inspect.
+    cfg.access_code = Secret::new("zz-access-secret".into());
+    cfg.sha_request_phrase = Secret::new("zz-request-secret".into());
+    cfg.sha_response_phrase = Secret::new("zz-response-secret".into());
+    let api = ApsBatchApi::new(cfg.clone()).unwrap();
+    let seq = SequenceNumber::new(1).unwrap();
+    let payload = api.encode_request(seq, &lines(&mixed())).unwrap();
+    let mut texts = vec![
+        format!("{api:?}"),
+        format!("{cfg:?}"),
+        format!("{:?}", merchant(SimSha::Sha256)),
+    ];
+    let err = api.upload(seq, payload).await.unwrap_err();
+    texts.push(format!("{err} {err:?}"));
+    let err = api.poll(seq).await.unwrap_err();
+    texts.push(format!("{err} {err:?}"));
+    for text in &texts {
+        for secret in [
+            "zz-access-secret",
+            "zz-request-secret",
+            "zz-response-secret",
+            "access-acme",
+            "in-phrase",
+            "out-phrase",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked in {text}");
+        }
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batch_round_trip() {
+    let sim = sim(SimSha::Sha256, None).await;
+    let api = ApsBatchApi::new(config(&sim.endpoint(), ShaType::Sha256)).unwrap();
+    let seq = SequenceNumber::new(1).unwrap();
+    let records = demo_records("big", 20_000, 5);
+    let started = std::time::Instant::now();
+    let payload = api.encode_request(seq, &lines(&records)).unwrap();
+    let encoded = started.elapsed();
+    let size = payload.len();
+    api.upload(seq, payload).await.unwrap();
+    api.trigger(seq, 20_000).await.unwrap();
+    assert!(poll_until_done(&api, seq).await.success);
+    let results = api.fetch_results(seq, 20_000).await.unwrap();
+    assert_eq!(results.len(), 20_000);
+    assert!(results.iter().enumerate().all(|(i, r)| r.index == i as u64));
+    assert_eq!(sim.journal().len(), 20_000);
+    // Informational only (`--nocapture`); nothing asserts on time.
+    println!(
+        "APS 20000 lines: {size} bytes, encode {encoded:?}, whole round trip {:?}",
+        started.elapsed()
+    );
+    sim.shutdown().await;
+}
