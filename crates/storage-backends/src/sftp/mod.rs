@@ -95,7 +95,10 @@ impl SftpBackend {
             operation: opts.operation_timeout,
         };
         let conn = shared(key, timeouts);
-        let live = conn.session().await?;
+        let live = conn
+            .session()
+            .await
+            .map_err(|e| relocate(e, &location.to_string()))?;
         Ok(SftpBackend {
             location: location.clone(),
             root: root.clone(),
