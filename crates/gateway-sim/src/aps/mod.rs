@@ -4,7 +4,8 @@
 //! `POST /FortAPI/batchApi/` (`GET_BATCH_RESULTS`, `PROCESS_BATCH`, JSON) on 127.0.0.1, with
 //! the codes of PROTOCOL.md section 3a. Validation and processing are asynchronous: results
 //! answer "still validating" (70138) and "still processing" (70140) a configured number of
-//! times. Validation checks the header, commands, unique `merchant_reference`, amounts and the
+//! times (knobs: latency, forced validation failure, tampered
+//! signatures, HTTP 503s, lost answers, result order). Validation checks the header, commands, unique `merchant_reference`, amounts and the
 //! parameters `PURCHASE` needs; result rows come back shuffled.
 //!
 //! Main types: [`ApsSim`] (start), [`ApsSimHandle`] (address, knobs, journal, shutdown),
@@ -46,6 +47,8 @@ mod validate;
 
 pub use error::{Error, Result};
 pub use journal::ApsJournalEntry;
-pub use options::{ApsKnobs, ApsMerchant, ApsSimOptions, TamperMode, ValidationMode};
+pub use options::{
+    ApsKnobs, ApsMerchant, ApsSimOptions, LostAnswer, ResultOrder, TamperMode, ValidationMode,
+};
 pub use server::{ApsSim, ApsSimHandle};
 pub use signature::{ShaType, signature};

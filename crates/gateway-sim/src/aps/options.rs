@@ -45,6 +45,28 @@ pub enum TamperMode {
     ProcessedResults,
 }
 
+/// Order of the rows of processed `batch_results`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResultOrder {
+    /// A seeded shuffle: clients must join on `Line_Number`.
+    #[default]
+    Shuffled,
+    /// The order of the file's lines.
+    InOrder,
+}
+
+/// An operation whose answer is lost once: the simulator does the work, then answers HTTP 503
+/// as if the connection had dropped, so the client must retry an operation that took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostAnswer {
+    /// The next accepted upload (the file is stored; a retry gets 51146).
+    Upload,
+    /// The next accepted `PROCESS_BATCH` (processing has started).
+    ProcessBatch,
+    /// The next answer carrying processed results (70000; the lines are journaled).
+    Processed,
+}
+
 /// Failure knobs, changeable while the simulator runs ([`super::ApsSimHandle::set_knobs`]).
 #[derive(Debug, Clone, Default)]
 pub struct ApsKnobs {
@@ -56,6 +78,10 @@ pub struct ApsKnobs {
     pub tamper: TamperMode,
     /// The next this-many requests get HTTP 503 without being looked at.
     pub transient_failures: u32,
+    /// Order of processed result rows.
+    pub result_order: ResultOrder,
+    /// Lose the answer of the next such operation (one-shot; reset after use).
+    pub lose_answer: Option<LostAnswer>,
 }
 
 /// Everything [`super::ApsSim::start`] needs.

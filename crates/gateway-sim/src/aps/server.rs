@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 use super::error::{Error, Result};
 use super::journal::{ApsJournalEntry, Journal};
 use super::multipart;
-use super::options::{ApsKnobs, ApsMerchant, ApsSimOptions, TamperMode, ValidationMode};
+use super::options::{
+    ApsKnobs, ApsMerchant, ApsSimOptions, LostAnswer, ResultOrder, TamperMode, ValidationMode,
+};
 use super::signature::signature;
 use super::validate::{BatchLine, LineProblem, Validation, validate};
 
@@ -164,6 +166,11 @@ impl ApsSimHandle {
     /// Replaces the failure knobs.
     pub fn set_knobs(&self, knobs: ApsKnobs) {
         *lock(&self.shared.knobs) = knobs;
+    }
+
+    /// The current failure knobs (one-shot knobs show whether they fired).
+    pub fn knobs(&self) -> ApsKnobs {
+        lock(&self.shared.knobs).clone()
     }
 
     /// Every processed transaction so far, in processing order.
@@ -471,6 +478,23 @@ impl Shared {
             sig.replace_range(..1, first);
         }
         members.insert("signature".into(), Value::String(sig));
+        let code = members
+            .get("response_code")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let lost = match code {
+            "50000" => Some(LostAnswer::Upload),
+            "72147" => Some(LostAnswer::ProcessBatch),
+            "70000" => Some(LostAnswer::Processed),
+            _ => None,
+        };
+        {
+            let mut knobs = lock(&self.knobs);
+            if lost.is_some() && knobs.lose_answer == lost {
+                knobs.lose_answer = None;
+                return (StatusCode::SERVICE_UNAVAILABLE, "simulated lost answer").into_response();
+            }
+        }
         json(&members)
     }
 
@@ -639,7 +663,9 @@ impl Shared {
         let mut rows: Vec<Row> = entries.iter().map(result_row).collect();
         inner.journal.append(entries)?;
         inner.purchased.extend(purchased_now);
-        inner.rng.shuffle(&mut rows);
+        if lock(&self.knobs).result_order == ResultOrder::Shuffled {
+            inner.rng.shuffle(&mut rows);
+        }
         if let Some(batch) = inner.batches.get_mut(&key) {
             batch.phase = Phase::Processed { rows: rows.clone() };
         }

@@ -450,3 +450,38 @@ async fn large_batch_round_trip() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn lost_answers_are_retried_without_double_processing() {
+    use gateway_sim::aps::LostAnswer;
+    let sim = sim(SimSha::Sha256, None).await;
+    let api = ApsBatchApi::new(config(&sim.endpoint(), ShaType::Sha256)).unwrap();
+    let seq = SequenceNumber::new(2).unwrap();
+    let lose = |what| ApsKnobs {
+        lose_answer: Some(what),
+        ..ApsKnobs::default()
+    };
+    sim.set_knobs(lose(LostAnswer::Upload));
+    api.upload(seq, api.encode_request(seq, &lines(&mixed())).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(sim.batch_count(), 1);
+    assert_eq!(
+        sim.knobs().lose_answer,
+        None,
+        "the upload answer was lost and retried"
+    );
+    sim.set_knobs(lose(LostAnswer::ProcessBatch));
+    api.trigger(seq, 5).await.unwrap();
+    assert_eq!(
+        sim.knobs().lose_answer,
+        None,
+        "the PROCESS_BATCH answer was lost and retried"
+    );
+    sim.set_knobs(lose(LostAnswer::Processed));
+    assert!(poll_until_done(&api, seq).await.success);
+    assert_eq!(sim.knobs().lose_answer, None);
+    assert_eq!(api.fetch_results(seq, 5).await.unwrap().len(), 5);
+    assert_eq!(sim.journal().len(), 5, "processed exactly once");
+    sim.shutdown().await;
+}
