@@ -15,6 +15,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 STATE="${PAYBATCH_TEST_SERVERS_DIR:-$ROOT/target/test-servers}"
+# Only the default state directory manages the password-auth test user (one password per
+# machine); an instance under PAYBATCH_TEST_SERVERS_DIR leaves it alone.
+PRIMARY=$([ -z "${PAYBATCH_TEST_SERVERS_DIR:-}" ] && echo yes || echo no)
 SSH_DIR="$STATE/ssh"
 VENV=${PAYBATCH_TEST_VENV:-$HOME/.cache/paybatch/test-venv}
 BUCKET=paybatch-test
@@ -126,7 +129,8 @@ known_hosts_line() {
 set_password() {
   # A fresh password per start for the password-auth test user; stored for the tests only.
   # Kept while the servers run, so re-running start does not invalidate a sourced env.
-  if [ "$(id -u)" = 0 ] && id "$PW_USER" >/dev/null 2>&1 && [ ! -s "$STATE/sftp-password" ]; then
+  if [ "$PRIMARY" = yes ] && [ "$(id -u)" = 0 ] && id "$PW_USER" >/dev/null 2>&1 &&
+     [ ! -s "$STATE/sftp-password" ]; then
     local pw
     pw=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
     echo "$PW_USER:$pw" | chpasswd
@@ -170,6 +174,8 @@ start() {
     ssh_port=$(cat "$SSH_DIR/sshd.main.port")
     log "sshd already running on port $ssh_port"
   else
+    # A fresh server starts with an empty base folder (tests leave their unique sub-folders).
+    find "$STATE/sftp" -mindepth 1 -maxdepth 1 -name 't-*' -exec rm -rf {} +
     ssh_port=$(free_port)
     start_sshd main "$ssh_port"
     log "sshd on 127.0.0.1:$ssh_port"
@@ -217,7 +223,9 @@ stop() {
   for pidfile in "$SSH_DIR"/sshd.*.pid; do
     [ -e "$pidfile" ] && stop_pidfile "$pidfile"
   done
-  if [ "$(id -u)" = 0 ] && id "$PW_USER" >/dev/null 2>&1; then usermod -p '*' "$PW_USER"; fi
+  if [ "$PRIMARY" = yes ] && [ "$(id -u)" = 0 ] && id "$PW_USER" >/dev/null 2>&1; then
+    usermod -p '*' "$PW_USER"
+  fi
   rm -f "$STATE/sftp-password" "$STATE/env"
   log "stopped"
 }
