@@ -44,6 +44,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// An account's drop could not be opened.
+    #[error("gateway-sim account {account}: cannot open its drop: {source}")]
+    Open {
+        /// The account.
+        account: String,
+        /// The backend's error.
+        #[source]
+        source: storage_backends::Error,
+    },
     /// The crash knob fired: the simulator stopped on purpose, leaving batch `sequence` of
     /// `account` without a COMPLETE.
     #[error("gateway-sim account {account}: simulated crash at {point:?} of batch {sequence}")]

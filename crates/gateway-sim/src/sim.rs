@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kvp_format::{Secret, SequenceNumber};
-use storage_backends::Backend;
+use storage_backends::{Backend, BackendOptions, Location};
 
 use crate::book::Book;
 use crate::clock::{Clock, SystemClock, unix_millis};
@@ -53,6 +53,34 @@ impl SimAccount {
                 .collect(),
             knobs: Knobs::default(),
         }
+    }
+
+    /// An account whose drop is opened from `location` (wrapped in the retry and concurrency
+    /// limits of [`storage_backends::open`]): what the `paybatch gateway-sim` command uses.
+    ///
+    /// # Errors
+    /// [`Error::Open`] when the backend cannot be opened (bad options, server unreachable).
+    pub async fn open(
+        name: impl Into<String>,
+        location: &Location,
+        options: &BackendOptions,
+        batch_key: Secret<String>,
+        merchant_keys: Vec<Secret<String>>,
+    ) -> Result<SimAccount> {
+        let name = name.into();
+        let backend = storage_backends::open(location, options)
+            .await
+            .map_err(|source| Error::Open {
+                account: name.clone(),
+                source,
+            })?;
+        Ok(SimAccount {
+            name,
+            backend,
+            batch_key,
+            merchant_keys,
+            knobs: Knobs::default(),
+        })
     }
 
     /// Replaces the knobs.

@@ -350,3 +350,31 @@ async fn plus_for_spaces(env: Env) {
         Some("Invoice with spaces")
     );
 }
+
+/// A REQUEST alone is never acted on; PROCESS files are taken in arrival order, so a lower
+/// number arriving after a higher one is ignored even within one poll. Local only: S3 and
+/// SFTP report modification times in whole seconds, where ties are broken by number.
+#[tokio::test]
+async fn arrival_order_and_request_without_process() {
+    common::run(storage_backends::Scheme::Local, |env: Env| async move {
+        let sim = env.sim(Knobs::default());
+        let mut w = kvp_format::Writer::new(Vec::new());
+        w.write_pairs([("xIndex", "0"), ("xSequenceNumber", "8")])
+            .unwrap();
+        env.put_request(8, w.into_inner()).await;
+        assert_eq!(sim.run_once().await.unwrap(), Default::default());
+        assert_eq!(env.files("Request").await, ["REQUEST_8.KVP"]);
+        assert!(sim.accepted(common::ACCOUNT).await.is_none());
+
+        env.submit(9, &[sale("1.00", "nine")]).await;
+        // Make sure the later file's modification time is later on any file system clock.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        env.submit(8, &[sale("2.00", "eight")]).await;
+        let stats = sim.run_once().await.unwrap();
+        assert_eq!((stats.batches_succeeded, stats.batches_ignored), (1, 1));
+        assert!(env.complete(9).await.unwrap().is_success());
+        assert!(env.complete(8).await.is_none());
+        assert!(env.files("Request").await.is_empty());
+    })
+    .await;
+}

@@ -1,0 +1,101 @@
+//! Lines per second through the simulator: one batch of 10,000 card sales on the local
+//! backend per iteration (writing the request files is not timed; reading, checking,
+//! processing, journaling with fsync and writing RESPONSE/COMPLETE is).
+//!
+//! `cargo bench -p gateway-sim --bench throughput`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gateway_sim::{GatewaySim, SimAccount, SimOptions};
+use storage_backends::{Backend, LocalBackend, Location};
+
+const LINES: u64 = 10_000;
+
+fn request(seq: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut w = kvp_format::Writer::new(Vec::new());
+    let cards = [
+        "4111111111111111",
+        "5555555555554444",
+        "378282246310005",
+        "6011111111111117",
+    ];
+    for i in 0..LINES {
+        let amount = format!("{}.{:02}", 1 + i % 500, i % 100);
+        let invoice = format!("B{seq}-{i}");
+        w.write_pairs([
+            ("xIndex", i.to_string().as_str()),
+            ("xSequenceNumber", &seq.to_string()),
+            ("xKey", "merchant-key"),
+            ("xVersion", "5.0.0"),
+            ("xSoftwareName", "bench"),
+            ("xSoftwareVersion", "1"),
+            ("xCommand", "cc:sale"),
+            ("xCardNum", cards[(i % 4) as usize]),
+            ("xExp", "1299"),
+            ("xAmount", &amount),
+            ("xName", "Jo Bench"),
+            ("xInvoice", &invoice),
+            ("xAllowDuplicate", "True"),
+        ])
+        .unwrap();
+    }
+    let process =
+        format!("xKey=batch-key&xSubmittedCount={LINES}&xFormat=KVP&xSequenceNumber={seq}\n");
+    (w.into_inner(), process.into_bytes())
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let loc = Location::parse(&format!("file://{}/drop", dir.path().display())).unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(rt.block_on(LocalBackend::new(&loc)).unwrap());
+    let account = SimAccount::new("bench", backend.clone(), "batch-key", ["merchant-key"]);
+    let sim = GatewaySim::new(vec![account], SimOptions::new(dir.path().join("state"))).unwrap();
+    let mut seq = 0u32;
+    let mut group = c.benchmark_group("gateway_sim");
+    group
+        .sample_size(10)
+        .throughput(Throughput::Elements(LINES));
+    group.bench_function("batch_of_10000_sales", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                seq += 1;
+                let (req, process) = request(seq);
+                rt.block_on(async {
+                    backend
+                        .put(&format!("Request/REQUEST_{seq}.KVP"), req.into())
+                        .await
+                        .unwrap();
+                    backend
+                        .put(&format!("Request/PROCESS_{seq}.KVP"), process.into())
+                        .await
+                        .unwrap();
+                    let start = Instant::now();
+                    let stats = sim.run_once().await.unwrap();
+                    total += start.elapsed();
+                    assert_eq!(stats.approved, LINES);
+                    backend
+                        .delete(&format!("Response/RESPONSE_{seq}.KVP"))
+                        .await
+                        .unwrap();
+                    backend
+                        .delete(&format!("Response/COMPLETE_{seq}.KVP"))
+                        .await
+                        .unwrap();
+                });
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
