@@ -121,7 +121,9 @@ fn cut_torn_tail(file: &File) -> std::io::Result<()> {
 /// the directory. After a crash the file holds either the old or the new content.
 pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     let mut f = File::create(&tmp).map_err(|e| Error::state(&tmp, "create", e))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
@@ -167,6 +169,6 @@ mod tests {
         write_durably(&p, b"1").unwrap();
         write_durably(&p, b"22").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"22");
-        assert!(!dir.path().join("n.tmp").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
