@@ -182,7 +182,7 @@ impl GatewaySim {
             entries.push(answer.entry);
             if !a.knobs.line_latency.is_zero() {
                 tokio::time::sleep(a.knobs.line_latency).await;
-            } else if entries.len() % 1024 == 0 {
+            } else if entries.len().is_multiple_of(1024) {
                 // Accounts are polled concurrently in one task: let the others move too.
                 tokio::task::yield_now().await;
             }
