@@ -44,6 +44,12 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// Another simulator (in this or another process) holds the state directory.
+    #[error("gateway-sim state {path}: in use by another simulator")]
+    InUse {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// An account's drop could not be opened.
     #[error("gateway-sim account {account}: cannot open its drop: {source}")]
     Open {

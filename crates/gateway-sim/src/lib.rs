@@ -129,7 +129,8 @@
 //!   and returned for it ever after; not derived from the number (see the vault below).
 //!
 //! # State and guarantees
-//! The state directory holds `accounts/<name>.accepted` (last accepted X), `journal.jsonl`
+//! The state directory is locked (`lock`, an OS file lock) while a [`GatewaySim`] over it
+//! lives. It holds `accounts/<name>.accepted` (last accepted X), `journal.jsonl`
 //! (one [`JournalEntry`] per processed line, appended and fsynced once per batch before its
 //! RESPONSE is written), and the token vault (`vault.salt`, `vault.jsonl`: tokens keyed by a
 //! salted hash). On start the transaction book (approvals, captures, refunds, voids, the

@@ -232,6 +232,8 @@ pub struct GatewaySim {
     pub(crate) accounts: Vec<tokio::sync::Mutex<AccountState>>,
     state_dir: PathBuf,
     poll_interval: Duration,
+    /// Held (an OS file lock) for the simulator's lifetime; released on drop or process death.
+    _lock: std::fs::File,
 }
 
 /// The first `xRefNum` a fresh state directory hands out.
@@ -241,16 +243,19 @@ impl GatewaySim {
     /// Opens the state in `options.state_dir` (creating it) and prepares `accounts`.
     ///
     /// The transaction book is rebuilt from the journal, so a new simulator over the same
-    /// state directory knows every earlier approval and never re-accepts a number.
+    /// state directory knows every earlier approval and never re-accepts a number. The
+    /// directory is locked until the simulator is dropped.
     ///
     /// # Errors
-    /// [`Error::Config`] for an invalid or repeated account name; [`Error::State`] /
+    /// [`Error::Config`] for an invalid or repeated account name; [`Error::InUse`] when
+    /// another live simulator holds the state directory; [`Error::State`] /
     /// [`Error::Journal`] when the state directory cannot be read or created.
     pub fn new(accounts: Vec<SimAccount>, options: SimOptions) -> Result<GatewaySim> {
         let dir = &options.state_dir;
         let accounts_dir = dir.join("accounts");
         std::fs::create_dir_all(&accounts_dir)
             .map_err(|e| Error::state(&accounts_dir, "create state directory", e))?;
+        let lock = lock_state_dir(dir)?;
         let vault = Vault::open(dir)?;
         let journal_path = dir.join(Journal::FILE_NAME);
         let entries = Journal::read(&journal_path)?;
@@ -303,6 +308,7 @@ impl GatewaySim {
             accounts: states,
             state_dir: options.state_dir,
             poll_interval: options.poll_interval,
+            _lock: lock,
         })
     }
 
@@ -369,6 +375,21 @@ impl GatewaySim {
                 () = tokio::time::sleep(self.poll_interval) => {}
             }
         }
+    }
+}
+
+fn lock_state_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::state(&path, "open lock file", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::InUse { path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::state(&path, "lock", e)),
     }
 }
 

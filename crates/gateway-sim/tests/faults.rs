@@ -202,6 +202,18 @@ async fn gateway_error_account_next_to_a_normal_one() {
             .collect::<Vec<_>>(),
         ["up"]
     );
+    // One simulator per state directory at a time.
+    let again = GatewaySim::new(
+        vec![],
+        gateway_sim::SimOptions::new(dir.path().join("state")),
+    );
+    assert!(matches!(again, Err(Error::InUse { .. })), "{again:?}");
+    drop(sim);
+    GatewaySim::new(
+        vec![],
+        gateway_sim::SimOptions::new(dir.path().join("state")),
+    )
+    .unwrap();
     // Account names become file names: unsafe or repeated ones are refused.
     for bad in [vec!["../x"], vec![""], vec!["same", "same"]] {
         let accounts = bad
