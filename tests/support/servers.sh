@@ -38,8 +38,12 @@ stop_pidfile() {
   [ -f "$pidfile" ] || return 0
   pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null; then
+    # Freeze the listener first: otherwise a client reconnects between the killing of the
+    # per-connection children and of the listener, and its new child outlives the stop.
+    kill -STOP "$pid" 2>/dev/null || true
     pkill -TERM -P "$pid" 2>/dev/null || true
     kill -TERM "$pid" 2>/dev/null || true
+    kill -CONT "$pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
@@ -77,7 +81,8 @@ keys() {
   # A second, unauthorised client key and a foreign host key, for the "refused" tests.
   [ -f "$SSH_DIR/wrong_id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C paybatch-wrong-client -f "$SSH_DIR/wrong_id_ed25519"
   [ -f "$SSH_DIR/other_host_key" ] || ssh-keygen -q -t ed25519 -N '' -C paybatch-other-host -f "$SSH_DIR/other_host_key"
-  cp "$SSH_DIR/id_ed25519.pub" "$SSH_DIR/authorized_keys"
+  [ -f "$SSH_DIR/id_rsa" ] || ssh-keygen -q -t rsa -b 3072 -N '' -C paybatch-test-rsa -f "$SSH_DIR/id_rsa"
+  cat "$SSH_DIR/id_ed25519.pub" "$SSH_DIR/id_rsa.pub" > "$SSH_DIR/authorized_keys"
   chmod 600 "$SSH_DIR/authorized_keys"
 }
 

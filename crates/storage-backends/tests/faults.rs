@@ -63,6 +63,19 @@ fn known_hosts_for(dir: &Path, port: u16, host_pub: &Path) -> PathBuf {
     file
 }
 
+/// The log of the extra sshd `name` (servers.sh keeps it beside the keys' folder).
+fn sshd_log(ssh_dir: &Path, name: &str) -> PathBuf {
+    ssh_dir.parent().unwrap().join(format!("sshd.x-{name}.log"))
+}
+
+/// How many logins the sshd logged.
+fn logins(log: &Path) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("Accepted publickey"))
+        .count()
+}
+
 /// Stops the extra sshd when the test ends, even on failure.
 struct ExtraSshd(String);
 
@@ -101,6 +114,20 @@ async fn sftp_restart_mid_run_loses_and_duplicates_nothing() {
     options.connect_timeout = Duration::from_secs(5);
     options.operation_timeout = Duration::from_secs(5);
     let backend = open(&location, &options).await.unwrap();
+    // A second account on the same server and login shares the one SSH connection.
+    let other_account = open(&location.child("other-account").unwrap(), &options)
+        .await
+        .unwrap();
+    other_account
+        .put("Request/REQUEST_1.KVP", Bytes::from_static(b"b"))
+        .await
+        .unwrap();
+    backend
+        .put("probe", Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    let log = sshd_log(&ssh_dir, &name);
+    assert_eq!(logins(&log), 1, "two accounts, one SSH connection");
 
     const FILES: usize = 150;
     let done = Arc::new(AtomicUsize::new(0));
@@ -134,6 +161,7 @@ async fn sftp_restart_mid_run_loses_and_duplicates_nothing() {
         "the server was down while puts were still due ({stopped_at}, {stalled_at})"
     );
 
+    assert_eq!(logins(&log), 2, "exactly one reconnect after the restart");
     let listed = backend.list("Request").await.unwrap();
     assert_eq!(listed.len(), FILES, "nothing lost, nothing duplicated");
     for i in 0..FILES {
@@ -226,6 +254,25 @@ async fn wrong_credentials_are_permission_denied_not_a_hang() {
     let err = open(&target.location, &options).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(err.to_string().contains("cannot load private key"), "{err}");
+}
+
+#[tokio::test]
+async fn rsa_key_auth() {
+    let Some((target, ssh_dir)) = sftp_target() else {
+        return;
+    };
+    let mut options = target.options.clone();
+    options.sftp.auth = Some(SftpAuth::KeyFile {
+        path: ssh_dir.join("id_rsa"),
+        passphrase_env: None,
+    });
+    let b = open(&target.location.child("rsa").unwrap(), &options)
+        .await
+        .unwrap();
+    b.put("Request/REQUEST_1.KVP", Bytes::from_static(b"xIndex=0\n"))
+        .await
+        .unwrap();
+    assert_eq!(b.list("Request").await.unwrap().len(), 1);
 }
 
 #[tokio::test]

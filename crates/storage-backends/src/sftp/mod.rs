@@ -126,7 +126,17 @@ impl SftpBackend {
         Fut: std::future::Future<Output = Result<T>>,
     {
         let live = self.conn.session().await.map_err(|e| relocate(e, shown))?;
-        let result = op(live.clone(), shown.to_owned()).await;
+        // A request in flight when the connection drops would only fail at its timeout;
+        // watching the session ends it as soon as russh notices the drop.
+        let result = tokio::select! {
+            r = op(live.clone(), shown.to_owned()) => r,
+            () = closed(&live) => Err(Error::new(
+                ErrorKind::Transient,
+                shown,
+                "the SFTP connection dropped during the operation",
+                None,
+            )),
+        };
         if let Err(e) = &result
             && (e.is_transient() || live.is_closed())
         {
@@ -194,6 +204,13 @@ impl SftpBackend {
             published
         })
         .await
+    }
+}
+
+/// Resolves when the SSH session of `live` has closed.
+async fn closed(live: &Live) {
+    while !live.is_closed() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
