@@ -26,7 +26,7 @@ need_root() {
 }
 
 # --- OpenSSH server -------------------------------------------------------------------------
-if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null; then
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null || ! command -v pkill >/dev/null; then
   need_root "installing openssh-server"
   echo "install.sh: apt-get install openssh-server"
   # Keep the system's sshd service from being started by the package's postinst.
@@ -39,7 +39,8 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends openssh-server >/dev/null
+  # procps: servers.sh stops sshd's per-connection processes with pkill -P.
+  apt-get install -y -qq --no-install-recommends openssh-server procps >/dev/null
   if [ "$created_policy" = yes ]; then rm -f "$policy"; fi
 fi
 
