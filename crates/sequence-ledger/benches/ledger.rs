@@ -68,6 +68,39 @@ fn reservations(c: &mut Criterion) {
     group.finish();
 }
 
+/// Four threads reserving for four accounts at once: concurrent writers share flushes (group
+/// commit), so the rate per reservation goes up.
+fn concurrent_reservations(c: &mut Criterion) {
+    let mut group = c.benchmark_group("reserve_4_threads");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(5));
+    let (_dir, ledger) = open(Durability::Fsync);
+    let accounts: Vec<AccountId> = (0..4)
+        .map(|i| AccountId::new(format!("bench-{i}")).unwrap())
+        .collect();
+    let mut tag = 0u64;
+    group.bench_function("fsync/1_lines", |b| {
+        b.iter_custom(|iters| {
+            tag += 1;
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for (t, account) in (0u64..).zip(&accounts) {
+                    let (ledger, tag) = (&ledger, tag * 1_000_000 + t * 100_000);
+                    let n = iters / 4 + u64::from(t < iters % 4);
+                    s.spawn(move || {
+                        for i in 0..n {
+                            reserve_one(ledger, account, 1, tag + i);
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
+    group.finish();
+}
+
 fn transitions(c: &mut Criterion) {
     let mut group = c.benchmark_group("transition");
     group.throughput(Throughput::Elements(1));
@@ -109,5 +142,5 @@ fn transitions(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, reservations, transitions);
+criterion_group!(benches, reservations, concurrent_reservations, transitions);
 criterion_main!(benches);

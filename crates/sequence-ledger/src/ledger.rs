@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -61,6 +62,11 @@ pub struct Ledger {
     /// order) are made under it. sled's flush happens after it is released, so concurrent
     /// writers share flushes.
     write: Mutex<()>,
+    /// Group commit: writes committed so far (counted after their sled transaction).
+    commits: AtomicU64,
+    /// Group commit: the commit count the last completed flush + fsync covered. Held while
+    /// flushing, so a writer that waited for it may find its write already durable.
+    synced: Mutex<u64>,
 }
 
 enum Abort {
@@ -178,6 +184,8 @@ impl Ledger {
             path,
             access,
             write: Mutex::new(()),
+            commits: AtomicU64::new(0),
+            synced: Mutex::new(0),
         })
     }
 
@@ -243,9 +251,15 @@ impl Ledger {
             .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    /// The durable point of every write: crash point `<op>.after_write`, sled flush, fsyncs
-    /// (see [`Durability`]), crash point `<op>.after_flush`.
+    /// The durable point of every write, called after its sled transaction committed: crash
+    /// point `<op>.after_write`, sled flush, fsyncs (see [`Durability`]), crash point
+    /// `<op>.after_flush`.
+    ///
+    /// Group commit: concurrent writers share one flush + fsync. A flush covers every
+    /// transaction committed before it starts (sled's log is sequential), so a writer whose
+    /// commit number is at most the count read before a completed flush is already durable.
     fn durable(&self, op: &'static str) -> Result<()> {
+        let mine = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
         let (after_write, after_flush) = match op {
             "reserve" => ("reserve.after_write", "reserve.after_flush"),
             "transition" => ("transition.after_write", "transition.after_flush"),
@@ -254,13 +268,23 @@ impl Ledger {
             _ => ("open.after_write", "open.after_flush"),
         };
         crash_point(after_write);
-        self.db.flush().map_err(Error::storage("flushing"))?;
-        if let Access::ReadWrite {
-            syncer: Some(syncer),
-            ..
-        } = &self.access
         {
-            syncer.sync()?;
+            let mut synced = self
+                .synced
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *synced < mine {
+                let upto = self.commits.load(Ordering::SeqCst);
+                self.db.flush().map_err(Error::storage("flushing"))?;
+                if let Access::ReadWrite {
+                    syncer: Some(syncer),
+                    ..
+                } = &self.access
+                {
+                    syncer.sync()?;
+                }
+                *synced = upto;
+            }
         }
         crash_point(after_flush);
         Ok(())
