@@ -1,6 +1,7 @@
-//! Lines per second through the simulator: one batch of 10,000 card sales on the local
-//! backend per iteration (writing the request files is not timed; reading, checking,
-//! processing, journaling with fsync and writing RESPONSE/COMPLETE is).
+//! Lines per second through the simulator on the local backend: per iteration one batch of
+//! 10,000 card sales on one account, or one batch of 1,250 on each of 8 accounts (writing the
+//! request files is not timed; listing, reading, checking, processing, journaling with fsync
+//! and writing RESPONSE/COMPLETE is).
 //!
 //! `cargo bench -p gateway-sim --bench throughput`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -14,7 +15,7 @@ use storage_backends::{Backend, LocalBackend, Location};
 
 const LINES: u64 = 10_000;
 
-fn request(seq: u32) -> (Vec<u8>, Vec<u8>) {
+fn request(seq: u32, lines: u64) -> (Vec<u8>, Vec<u8>) {
     let mut w = kvp_format::Writer::new(Vec::new());
     let cards = [
         "4111111111111111",
@@ -22,7 +23,7 @@ fn request(seq: u32) -> (Vec<u8>, Vec<u8>) {
         "378282246310005",
         "6011111111111117",
     ];
-    for i in 0..LINES {
+    for i in 0..lines {
         let amount = format!("{}.{:02}", 1 + i % 500, i % 100);
         let invoice = format!("B{seq}-{i}");
         w.write_pairs([
@@ -43,58 +44,82 @@ fn request(seq: u32) -> (Vec<u8>, Vec<u8>) {
         .unwrap();
     }
     let process =
-        format!("xKey=batch-key&xSubmittedCount={LINES}&xFormat=KVP&xSequenceNumber={seq}\n");
+        format!("xKey=batch-key&xSubmittedCount={lines}&xFormat=KVP&xSequenceNumber={seq}\n");
     (w.into_inner(), process.into_bytes())
 }
 
-fn bench(c: &mut Criterion) {
+fn bench_accounts(c: &mut Criterion, accounts: usize) {
+    let per_account = LINES / accounts as u64;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let loc = Location::parse(&format!("file://{}/drop", dir.path().display())).unwrap();
-    let backend: Arc<dyn Backend> = Arc::new(rt.block_on(LocalBackend::new(&loc)).unwrap());
-    let account = SimAccount::new("bench", backend.clone(), "batch-key", ["merchant-key"]);
-    let sim = GatewaySim::new(vec![account], SimOptions::new(dir.path().join("state"))).unwrap();
+    let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
+    let mut sim_accounts = Vec::new();
+    for i in 0..accounts {
+        let loc = Location::parse(&format!("file://{}/drop{i}", dir.path().display())).unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(rt.block_on(LocalBackend::new(&loc)).unwrap());
+        sim_accounts.push(SimAccount::new(
+            format!("a{i}"),
+            backend.clone(),
+            "batch-key",
+            ["merchant-key"],
+        ));
+        backends.push(backend);
+    }
+    let sim = GatewaySim::new(sim_accounts, SimOptions::new(dir.path().join("state"))).unwrap();
     let mut seq = 0u32;
     let mut group = c.benchmark_group("gateway_sim");
     group
         .sample_size(10)
         .throughput(Throughput::Elements(LINES));
-    group.bench_function("batch_of_10000_sales", |b| {
+    let name = format!("{accounts}_accounts_x_{per_account}_sales");
+    group.bench_function(name.as_str(), |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 seq += 1;
-                let (req, process) = request(seq);
+                let (req, process) = request(seq, per_account);
                 rt.block_on(async {
-                    backend
-                        .put(&format!("Request/REQUEST_{seq}.KVP"), req.into())
-                        .await
-                        .unwrap();
-                    backend
-                        .put(&format!("Request/PROCESS_{seq}.KVP"), process.into())
-                        .await
-                        .unwrap();
+                    for backend in &backends {
+                        backend
+                            .put(&format!("Request/REQUEST_{seq}.KVP"), req.clone().into())
+                            .await
+                            .unwrap();
+                        backend
+                            .put(
+                                &format!("Request/PROCESS_{seq}.KVP"),
+                                process.clone().into(),
+                            )
+                            .await
+                            .unwrap();
+                    }
                     let start = Instant::now();
                     let stats = sim.run_once().await.unwrap();
                     total += start.elapsed();
                     assert_eq!(stats.approved, LINES);
-                    backend
-                        .delete(&format!("Response/RESPONSE_{seq}.KVP"))
-                        .await
-                        .unwrap();
-                    backend
-                        .delete(&format!("Response/COMPLETE_{seq}.KVP"))
-                        .await
-                        .unwrap();
+                    for backend in &backends {
+                        backend
+                            .delete(&format!("Response/RESPONSE_{seq}.KVP"))
+                            .await
+                            .unwrap();
+                        backend
+                            .delete(&format!("Response/COMPLETE_{seq}.KVP"))
+                            .await
+                            .unwrap();
+                    }
                 });
             }
             total
         });
     });
     group.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    bench_accounts(c, 1);
+    bench_accounts(c, 8);
 }
 
 criterion_group!(benches, bench);

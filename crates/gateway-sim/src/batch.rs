@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::journal::JournalEntry;
 use crate::knobs::{AccountMode, CrashPoint, ResponseOrder, SpaceEncoding};
 use crate::process::{LineCtx, process_line};
-use crate::sim::{AccountState, GatewaySim, Pending, RunStats};
+use crate::sim::{AccountState, Pending, RunStats, Shared};
 use crate::validate::{BatchRefusal, check_batch};
 
 /// Whether to go on with the next PROCESS file of this poll.
@@ -22,7 +22,7 @@ enum Next {
     Stop,
 }
 
-impl GatewaySim {
+impl Shared {
     pub(crate) async fn poll_account(
         &self,
         cell: &tokio::sync::Mutex<AccountState>,
@@ -150,7 +150,7 @@ impl GatewaySim {
             }
         };
 
-        let now = self.shared.clock.now();
+        let now = self.clock.now();
         a.book.prune(crate::clock::unix_millis(now));
         let mut responses: Vec<Record> = Vec::with_capacity(batch.lines.len());
         let mut entries: Vec<JournalEntry> = Vec::with_capacity(batch.lines.len());
@@ -161,10 +161,10 @@ impl GatewaySim {
                 index: line.index,
                 now,
                 merchants: &a.merchants,
-                ref_num: self.shared.next_ref_num(),
+                ref_num: self.next_ref_num(),
             };
             let answer = {
-                let mut vault = self.shared.vault();
+                let mut vault = self.vault();
                 process_line(&ctx, &line.fields, &mut a.book, &mut vault)
             };
             match answer.entry.result.as_str() {
@@ -172,7 +172,7 @@ impl GatewaySim {
                 "D" => stats.declined += 1,
                 _ => stats.errors += 1,
             }
-            let mut rec = Record::with_capacity(answer.fields.len() + 2, 256);
+            let mut rec = Record::with_capacity(answer.fields.len() + 2, 512);
             rec.push_str("xIndex", &line.index.to_string());
             rec.push_str("xSequenceNumber", &seq.to_string());
             for (k, v) in &answer.fields {
@@ -189,9 +189,8 @@ impl GatewaySim {
         }
         stats.lines += entries.len() as u64;
         // Tokens before the journal that mentions them; both before RESPONSE exists.
-        self.shared.vault().save()?;
-        self.shared
-            .journal
+        self.vault().save()?;
+        self.journal
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .append(&entries)?;
@@ -284,7 +283,6 @@ impl GatewaySim {
                 warn!(account = %a.name, sequence = %seq, ?point, "crash knob: stopping without COMPLETE");
                 let info = (a.name.clone(), seq.get(), point);
                 *self
-                    .shared
                     .crash
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(info.clone());
@@ -300,7 +298,6 @@ impl GatewaySim {
 
     fn check_not_crashed(&self) -> Result<()> {
         let crash = self
-            .shared
             .crash
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -318,7 +315,7 @@ impl GatewaySim {
 
 /// KVP lines with LF endings; spaces as `%20` or `+`.
 pub(crate) fn encode(records: impl Iterator<Item = Record>, spaces: SpaceEncoding) -> Bytes {
-    let mut out = Vec::with_capacity(4096);
+    let mut out = Vec::with_capacity(records.size_hint().0.saturating_mul(400).max(256));
     for r in records {
         r.encode_into(&mut out);
         out.push(b'\n');

@@ -115,13 +115,14 @@ pub(crate) fn process_line(
         Err(r) => (r.result(), r.status(), r.message().into_owned(), r.code()),
     };
     let approved = verdict.is_ok();
-    let mut fields: Vec<(&'static str, String)> = vec![
+    let mut fields: Vec<(&'static str, String)> = Vec::with_capacity(18);
+    fields.extend([
         ("xResult", result.into()),
         ("xStatus", status.into()),
         ("xError", error),
         ("xErrorCode", code.into()),
         ("xRefNum", ctx.ref_num.clone()),
-    ];
+    ]);
     if approved {
         if d.auth_code {
             fields.push((

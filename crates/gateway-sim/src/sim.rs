@@ -228,8 +228,8 @@ impl Shared {
 /// The simulated gateway.
 #[derive(Debug)]
 pub struct GatewaySim {
-    pub(crate) shared: Shared,
-    pub(crate) accounts: Vec<tokio::sync::Mutex<AccountState>>,
+    shared: Arc<Shared>,
+    accounts: Vec<Arc<tokio::sync::Mutex<AccountState>>>,
     state_dir: PathBuf,
     poll_interval: Duration,
     /// Held (an OS file lock) for the simulator's lifetime; released on drop or process death.
@@ -284,7 +284,7 @@ impl GatewaySim {
             let accepted = read_accepted(&accepted_path)?;
             let merchants =
                 Merchants::new(a.merchant_keys.iter().map(|k| k.expose().as_str()), &vault);
-            states.push(tokio::sync::Mutex::new(AccountState {
+            states.push(Arc::new(tokio::sync::Mutex::new(AccountState {
                 backend: FlakyBackend::wrap(a.backend, a.knobs.storage),
                 name: a.name,
                 batch_key: a.batch_key,
@@ -295,16 +295,16 @@ impl GatewaySim {
                 book,
                 answered: 0,
                 pending: None,
-            }));
+            })));
         }
         Ok(GatewaySim {
-            shared: Shared {
+            shared: Arc::new(Shared {
                 clock: options.clock,
                 vault: Mutex::new(vault),
                 journal: Mutex::new(Journal::open_append(&journal_path)?),
                 next_ref: AtomicU64::new(max_ref + 1),
                 crash: Mutex::new(None),
-            },
+            }),
             accounts: states,
             state_dir: options.state_dir,
             poll_interval: options.poll_interval,
@@ -343,16 +343,23 @@ impl GatewaySim {
     /// must stop: it can no longer promise exactly-once), [`Error::SimulatedCrash`] when the
     /// crash knob fires (and on every later call).
     pub async fn run_once(&self) -> Result<RunStats> {
-        let results =
-            futures::future::join_all(self.accounts.iter().map(|a| self.poll_account(a))).await;
+        // One task per account, so big batches of different accounts use every worker thread.
+        let mut tasks = tokio::task::JoinSet::new();
+        for account in &self.accounts {
+            let (shared, account) = (self.shared.clone(), account.clone());
+            tasks.spawn(async move { shared.poll_account(&account).await });
+        }
         let mut total = RunStats::default();
         let mut first_err = None;
-        for r in results {
-            match r {
-                Ok(s) => total += s,
-                Err(e) => {
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(s)) => total += s,
+                Ok(Err(e)) => {
                     first_err.get_or_insert(e);
                 }
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Only cancellation is left, and nothing cancels these tasks.
+                Err(_) => {}
             }
         }
         match first_err {
