@@ -189,16 +189,16 @@ impl Worker {
                 }
             }
             // A Stuck batch blocks the rest of the account until an operator resolves it.
-            if let Some((sequence, _)) = run.batches.last() {
-                if let Ok(rec) = self.record(*sequence).await {
-                    if rec.state == BatchState::Stuck && !pending.is_empty() {
-                        run.failure = Some(format!(
-                            "batch {sequence} is Stuck (no COMPLETE in time); later batches were not sent — check the gateway, then `paybatch resolve`"
-                        ));
-                        run.unsent.extend(pending.into_iter().rev().flatten());
-                        return run;
-                    }
-                }
+            if let Some((sequence, _)) = run.batches.last()
+                && let Ok(rec) = self.record(*sequence).await
+                && rec.state == BatchState::Stuck
+                && !pending.is_empty()
+            {
+                run.failure = Some(format!(
+                    "batch {sequence} is Stuck (no COMPLETE in time); later batches were not sent — check the gateway, then `paybatch resolve`"
+                ));
+                run.unsent.extend(pending.into_iter().rev().flatten());
+                return run;
             }
         }
         run

@@ -450,7 +450,7 @@ impl Orchestrator {
     }
 }
 
-type PlanResult = std::result::Result<crate::plan::AccountPlan, (Vec<u32>, Error)>;
+type PlanResult = std::result::Result<crate::plan::AccountPlan, (Vec<u32>, Box<Error>)>;
 
 pub(crate) fn plan_with_ledger(
     ledger: &Ledger,
@@ -499,15 +499,15 @@ pub(crate) fn plan_with_ledger(
         }
     });
     if let Some(e) = failure {
-        return Err((positions.to_vec(), e));
+        return Err((positions.to_vec(), Box::new(e)));
     }
     plan.map_err(|c| {
         (
             positions.to_vec(),
-            Error::Resume {
+            Box::new(Error::Resume {
                 account: name.to_owned(),
                 message: format!("line {}: {}", job.line_of(c.position as usize), c.message),
-            },
+            }),
         )
     })
 }

@@ -190,12 +190,10 @@ impl GatewayProtocol for SolaFileDrop {
                 .find(|(k, _)| k.eq_ignore_ascii_case(key))
                 .map(|(_, v)| v.to_string())
         };
-        if let Some(seq) = get("xSequenceNumber") {
-            if seq != sequence.to_string() {
-                return Err(
-                    self.protocol(sequence, format!("COMPLETE carries xSequenceNumber {seq}"))
-                );
-            }
+        if let Some(seq) = get("xSequenceNumber")
+            && seq != sequence.to_string()
+        {
+            return Err(self.protocol(sequence, format!("COMPLETE carries xSequenceNumber {seq}")));
         }
         let status = get("xStatus").unwrap_or_default();
         Ok(PollResult::Done(BatchVerdict {

@@ -102,12 +102,12 @@ impl<'a> Validator<'a> {
         match rec.get("xCommand") {
             None | Some("") => problems.push("missing xCommand".to_owned()),
             Some(command) => {
-                if let Some(a) = account_settings {
-                    if !a.allows(command) {
-                        problems.push(format!(
-                            "command {command:?} is not allowed for account {account}"
-                        ));
-                    }
+                if let Some(a) = account_settings
+                    && !a.allows(command)
+                {
+                    problems.push(format!(
+                        "command {command:?} is not allowed for account {account}"
+                    ));
                 }
             }
         }
