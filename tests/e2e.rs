@@ -372,3 +372,60 @@ fn demo_runs_from_any_directory() {
     );
     assert_eq!(read_records(&ws.join("results.csv")).len(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_never_carry_card_data_or_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DemoSpec {
+        accounts: 2,
+        transactions: 60,
+        max_batch_lines: 25,
+        failing_accounts: 1,
+        seed: 8,
+    };
+    let world = World::create(dir.path(), spec, Format::Kvp).unwrap();
+    let (stop, gateway) = spawn_gateway(world.gateway(false).await.unwrap());
+    let out = world.root.join("out.kvp");
+    let run = paybatch_async(vec![
+        "-vvv".into(),
+        "--log-format".into(),
+        "json".into(),
+        "submit".into(),
+        "--config".into(),
+        s(&world.config),
+        s(&world.input),
+        "--wait".into(),
+        "--output".into(),
+        s(&out),
+    ])
+    .await;
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let json_lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        json_lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "batch triggered"),
+        "{stderr}"
+    );
+    for secret in [
+        "4111111111111111",
+        "5555555555554444",
+        "378282246310005",
+        "6011111111111117",
+        "demo-batch-key",
+        "demo-merchant-key",
+    ] {
+        assert!(!stderr.contains(secret), "{secret} leaked into the logs");
+    }
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+}
