@@ -234,20 +234,33 @@ fn sftp_wrong_password_is_permission_denied_and_never_printed() {
         all(&o)
     );
     assert!(!all(&o).contains(secret), "{}", all(&o));
-    // The right password (from the test env) passes.
-    let right = std::env::var("PAYBATCH_TEST_SFTP_PASSWORD").unwrap();
-    let o = paybatch(
-        &[
+    let args = |verbose: &'static str| {
+        let mut a = vec![
+            verbose,
             "store",
             "check",
             &url,
             "--ssh-password-env",
             "PB_CHECK_PW",
-            "--known-hosts",
-            &known,
-        ],
-        &[("PB_CHECK_PW", &right)],
+        ];
+        a.extend(["--known-hosts", &known]);
+        a
+    };
+    // Not in the most verbose logs either (ours, and russh's bridged from `log`).
+    let o = paybatch(&args("-vvv"), &[("PB_CHECK_PW", secret)]);
+    assert_eq!(o.status.code(), Some(1), "{}", all(&o));
+    assert!(
+        o.stderr.len() > 1000,
+        "trace logs were written: {}",
+        all(&o)
     );
+    assert!(
+        !all(&o).contains(secret),
+        "the password is in the trace logs"
+    );
+    // The right password (from the test env) passes, and is not printed either.
+    let right = std::env::var("PAYBATCH_TEST_SFTP_PASSWORD").unwrap();
+    let o = paybatch(&args("-vvv"), &[("PB_CHECK_PW", &right)]);
     assert_all_ok(&o);
     assert!(!all(&o).contains(&right));
 }
