@@ -1,16 +1,166 @@
-//! `paybatch gateway-sim` — to be built (see the issue that owns it).
+//! `paybatch gateway-sim --config FILE`: serve every account of a paybatch config as the
+//! gateway would (the `gateway-sim` crate), until Ctrl-C or SIGTERM.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use gateway_sim::{
+    AccountMode, GatewaySim, Knobs, ResponseOrder, SimAccount, SimOptions, SpaceEncoding,
+};
 
-use super::Global;
+use super::common::{load_settings, runtime};
+use super::{Global, usage_error};
 
-/// Arguments.
+/// Serve the accounts of a config as the gateway would: answer every `PROCESS_X.KVP` that
+/// appears in an account's `Request/` with `RESPONSE_X.KVP` and `COMPLETE_X.KVP`.
+///
+/// The simulator keeps its state (last accepted sequence number per account, the journal of
+/// processed transactions, approved transactions for captures/refunds/voids) in `--state-dir`,
+/// so a restarted simulator never processes a batch twice. It stops cleanly between scans on
+/// Ctrl-C or SIGTERM.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The paybatch config whose `[accounts.NAME]` tables give each drop and its keys.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Where the simulator keeps its state (created if missing; one simulator at a time).
+    #[arg(long, default_value = "gateway-sim-state")]
+    state_dir: PathBuf,
+    /// Serve only these accounts (repeatable; default: every account of the config).
+    #[arg(long = "account", value_name = "NAME")]
+    accounts: Vec<String>,
+    /// Pause between scans of the accounts' `Request/` folders.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    poll_interval: Duration,
+    /// Extra processing time per batch.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    batch_latency: Duration,
+    /// Extra processing time per transaction.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    line_latency: Duration,
+    /// Write RESPONSE lines in a shuffled order (clients must join on xIndex).
+    #[arg(long)]
+    shuffle: bool,
+    /// How spaces are encoded in RESPONSE/COMPLETE values.
+    #[arg(long, value_enum, default_value_t = Spaces::Percent20)]
+    spaces: Spaces,
+    /// Answer every batch of this account with a gateway error (repeatable).
+    #[arg(long = "fail-account", value_name = "NAME")]
+    fail_accounts: Vec<String>,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args, _global: &Global) -> Result<ExitCode> {
-    anyhow::bail!("`paybatch gateway-sim` is not built yet")
+/// `--spaces`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Spaces {
+    /// `%20`, as in the batch document's example.
+    Percent20,
+    /// `+`, as the gateway's real-time API answers.
+    Plus,
+}
+
+/// Runs the simulator until a termination signal; exit code 0 after a clean stop.
+pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
+    let settings = load_settings(Some(&args.config))?;
+    for name in args.accounts.iter().chain(&args.fail_accounts) {
+        settings
+            .account(name)
+            .map_err(|e| usage_error(e.to_string()))?;
+    }
+    let selected: Vec<&String> = settings
+        .accounts
+        .keys()
+        .filter(|name| args.accounts.is_empty() || args.accounts.contains(name))
+        .collect();
+    if selected.is_empty() {
+        return Err(usage_error(format!(
+            "{}: no [accounts.NAME] table to serve",
+            args.config.display()
+        )));
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut accounts = Vec::with_capacity(selected.len());
+        for name in selected {
+            let account = settings
+                .account(name)
+                .map_err(|e| usage_error(e.to_string()))?;
+            let (location, options) = account
+                .backend_options(name)
+                .map_err(|e| usage_error(e.to_string()))?;
+            let batch_key = account
+                .batch_key(name)
+                .map_err(|e| usage_error(e.to_string()))?;
+            let merchant_key = account
+                .merchant_key(name)
+                .map_err(|e| usage_error(e.to_string()))?;
+            let sim_account =
+                SimAccount::open(name.clone(), &location, &options, batch_key, vec![merchant_key])
+                    .await
+                    .with_context(|| format!("account {name}: cannot open its drop {location}"))?;
+            accounts.push(sim_account.with_knobs(knobs(&args, name)));
+        }
+        let served = accounts.len();
+        let options = SimOptions::new(&args.state_dir).with_poll_interval(args.poll_interval);
+        let sim = GatewaySim::new(accounts, options).with_context(|| {
+            format!("cannot open the simulator state {}", args.state_dir.display())
+        })?;
+        eprintln!(
+            "paybatch gateway-sim: serving {served} account(s), state in {}; Ctrl-C to stop",
+            args.state_dir.display()
+        );
+        let stats = sim.run(termination_signal()).await?;
+        eprintln!(
+            "paybatch gateway-sim: stopped; {} batch(es) answered, {} ignored, {} transaction(s) processed",
+            stats.batches_answered(),
+            stats.batches_ignored,
+            stats.lines
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn knobs(args: &Args, account: &str) -> Knobs {
+    let mut knobs = Knobs::default()
+        .with_latency(args.batch_latency, args.line_latency)
+        .with_spaces(match args.spaces {
+            Spaces::Percent20 => SpaceEncoding::Percent20,
+            Spaces::Plus => SpaceEncoding::Plus,
+        });
+    if args.shuffle {
+        // A fixed seed: the shuffle still differs per batch (it mixes in the batch number),
+        // and a run can be reproduced.
+        knobs = knobs.with_response_order(ResponseOrder::Shuffled { seed: 0x5EED });
+    }
+    if args.fail_accounts.iter().any(|a| a == account) {
+        knobs = knobs.with_mode(AccountMode::GatewayError {
+            message: "Batch rejected by the simulator (--fail-account)".to_owned(),
+        });
+    }
+    knobs
+}
+
+/// Resolves on Ctrl-C or SIGTERM (Ctrl-C alone where SIGTERM cannot be watched).
+async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -1,0 +1,102 @@
+//! `paybatch gateway-sim --config FILE`: the real binary serving a local drop, driven only
+//! through files, stopped with SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn write_config(dir: &Path, drop: &Path) -> std::path::PathBuf {
+    let config = dir.join("paybatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ledger]\npath = \"{}\"\n\n[accounts.acme]\nlocation = \"file://{}\"\n\
+             batch_key = \"batch-secret-1\"\nmerchant_key = \"merchant-secret-1\"\n",
+            dir.join("ledger").display(),
+            drop.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Waits (bounded, so a broken simulator fails the test instead of hanging it) for `path`.
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serves_a_batch_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let drop = dir.path().join("drop");
+    std::fs::create_dir_all(drop.join("Request")).unwrap();
+    std::fs::create_dir_all(drop.join("Response")).unwrap();
+    let config = write_config(dir.path(), &drop);
+
+    let child = Command::new(env!("CARGO_BIN_EXE_paybatch"))
+        .args(["gateway-sim", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("sim-state"))
+        .args(["--poll-interval", "20ms", "--spaces", "plus"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let common = "xKey=merchant-secret-1&xVersion=5.0.0&xSoftwareName=test&xSoftwareVersion=1";
+    let request = format!(
+        "xIndex=0&xSequenceNumber=1&{common}&xCommand=cc%3Asale&xCardNum=4111111111111111&xExp=1250&xAmount=10.00&xName=Ada%20Lovelace&xInvoice=inv-1\n\
+         xIndex=1&xSequenceNumber=1&{common}&xCommand=cc%3Asale&xCardNum=5454545454545454&xExp=1250&xAmount=20.00&xName=Alan%20Turing&xInvoice=inv-2\n"
+    );
+    std::fs::write(drop.join("Request/REQUEST_1.KVP"), request).unwrap();
+    std::fs::write(
+        drop.join("Request/PROCESS_1.KVP"),
+        "xKey=batch-secret-1&xSubmittedCount=2&xFormat=KVP&xSequenceNumber=1\n",
+    )
+    .unwrap();
+
+    wait_for(&drop.join("Response/COMPLETE_1.KVP"));
+    let complete = std::fs::read_to_string(drop.join("Response/COMPLETE_1.KVP")).unwrap();
+    assert!(complete.contains("xStatus=Success"), "{complete}");
+    assert!(complete.contains("xProcessedCount=2"), "{complete}");
+    let response = std::fs::read_to_string(drop.join("Response/RESPONSE_1.KVP")).unwrap();
+    assert_eq!(response.lines().count(), 2, "{response}");
+    assert!(response.lines().all(|l| l.contains("xResult=A")), "{response}");
+    // The consumed request files are gone; the card number never reached the answer.
+    assert!(!drop.join("Request/REQUEST_1.KVP").exists());
+    assert!(!drop.join("Request/PROCESS_1.KVP").exists());
+    assert!(!response.contains("4111111111111111"));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(stderr.contains("1 batch(es) answered"), "{stderr}");
+    for secret in ["4111111111111111", "batch-secret-1", "merchant-secret-1"] {
+        assert!(!stderr.contains(secret), "{secret} leaked: {stderr}");
+    }
+}
+
+#[test]
+fn an_unknown_account_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dir.path().join("drop"));
+    let out = Command::new(env!("CARGO_BIN_EXE_paybatch"))
+        .args(["gateway-sim", "--config"])
+        .arg(&config)
+        .args(["--account", "nobody"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody"));
+}
