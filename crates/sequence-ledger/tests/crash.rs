@@ -22,6 +22,7 @@ use sequence_ledger::{
 const CHILD_DIR: &str = "SEQUENCE_LEDGER_TEST_CHILD_DIR";
 const CHILD_LIFE: &str = "SEQUENCE_LEDGER_TEST_CHILD_LIFE";
 const CHILD_ROUNDS: &str = "SEQUENCE_LEDGER_TEST_CHILD_ROUNDS";
+const CHILD_THREADS: &str = "SEQUENCE_LEDGER_TEST_CHILD_THREADS";
 const HOLD_DIR: &str = "SEQUENCE_LEDGER_TEST_HOLD_DIR";
 const ACCOUNTS: [&str; 3] = ["acme", "globex", "initech"];
 
@@ -33,7 +34,8 @@ fn child_workload_entry_point() {
     };
     let life: u32 = std::env::var(CHILD_LIFE).unwrap().parse().unwrap();
     let rounds: u32 = std::env::var(CHILD_ROUNDS).unwrap().parse().unwrap();
-    workload(Path::new(&dir), life, rounds);
+    let threaded = std::env::var_os(CHILD_THREADS).is_some();
+    workload(Path::new(&dir), life, rounds, threaded);
 }
 
 /// The child's half of the lock test: holds the ledger open until killed.
@@ -49,14 +51,16 @@ fn child_hold_entry_point() {
 
 /// Appends, around every ledger call, `begin <op>` before it and `<op>` once it returned; the
 /// page cache survives SIGKILL, so no fsync is needed.
-struct Journal(std::fs::File);
+/// Each line is one `write` under a mutex, so threads never interleave inside a line.
+struct Journal(std::sync::Mutex<std::fs::File>);
 
 impl Journal {
-    fn write(&mut self, line: &str) {
-        self.0.write_all(format!("{line}\n").as_bytes()).unwrap();
+    fn write(&self, line: &str) {
+        let mut f = self.0.lock().unwrap();
+        f.write_all(format!("{line}\n").as_bytes()).unwrap();
     }
 
-    fn run<T>(&mut self, line: String, op: impl FnOnce() -> T) -> T {
+    fn run<T>(&self, line: String, op: impl FnOnce() -> T) -> T {
         self.write(&format!("begin {line}"));
         let out = op();
         self.write(&line);
@@ -68,9 +72,9 @@ fn seq(n: u32) -> SequenceNumber {
     SequenceNumber::new(n).unwrap()
 }
 
-fn finish(l: &Ledger, a: &AccountId, n: SequenceNumber, state: BatchState, j: &mut Journal) {
+fn finish(l: &Ledger, a: &AccountId, n: SequenceNumber, state: BatchState, j: &Journal) {
     let mut state = state;
-    let step = |j: &mut Journal, state: &mut BatchState, t: Transition| {
+    let step = |j: &Journal, state: &mut BatchState, t: Transition| {
         *state = j
             .run(format!("state {a} {n} {}", t.target().name()), || {
                 l.transition(a, n, t)
@@ -115,90 +119,114 @@ fn finish(l: &Ledger, a: &AccountId, n: SequenceNumber, state: BatchState, j: &m
     assert!(state.is_final(), "{state}");
 }
 
-fn workload(dir: &Path, life: u32, rounds: u32) {
+fn workload(dir: &Path, life: u32, rounds: u32, threaded: bool) {
     let l = Ledger::open(dir.join("ledger")).unwrap();
-    let mut j = Journal(
+    let j = Journal(std::sync::Mutex::new(
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("journal"))
             .unwrap(),
-    );
+    ));
     // Recovery: finish whatever the previous life left in flight, lowest numbers first.
     for (a, rec) in l.in_flight().unwrap() {
-        finish(&l, &a, rec.sequence, rec.state, &mut j);
+        finish(&l, &a, rec.sequence, rec.state, &j);
     }
-    for r in 0..rounds {
-        for name in ACCOUNTS {
-            let a = AccountId::new(name).unwrap();
-            if r % 7 == 3 {
-                let floor = l.next_sequence(&a).unwrap().next().unwrap();
-                j.run(format!("floor {a} {floor}"), || l.set_floor(&a, floor))
-                    .unwrap();
-            }
-            let n = l.next_sequence(&a).unwrap();
-            let lines = (0..3)
-                .map(|i| NewBinding {
-                    client_ref: format!("{name}-{life}-{r}-{i}"),
-                    index: i,
-                    content_digest: sequence_ledger::content_digest([(
-                        "xRef",
-                        format!("{life}-{r}-{i}").as_str(),
-                    )]),
-                })
-                .collect();
-            let new = NewBatch {
-                sequence: n,
-                request_sha256: [1; 32],
-                request_len: 10,
-                lines,
-            };
-            let reserved = j
-                .run(format!("reserved {a} {n}"), || l.reserve(&a, new))
-                .unwrap();
-            let Reserve::Reserved(_) = reserved else {
-                panic!("single writer")
-            };
-            let mut step = |t: Transition| {
-                j.run(format!("state {a} {n} {}", t.target().name()), || {
-                    l.transition(&a, n, t)
-                })
-                .unwrap();
-            };
-            if r % 5 == 4 {
-                step(Transition::Abandoned {
-                    reason: "test".into(),
+    if threaded {
+        // One thread per account: concurrent writers share flushes (group commit).
+        std::thread::scope(|s| {
+            for name in ACCOUNTS {
+                let (l, j) = (&l, &j);
+                s.spawn(move || {
+                    for r in 0..rounds {
+                        one_round(l, j, name, life, r);
+                    }
                 });
-                continue;
             }
-            step(Transition::RequestUploaded);
-            step(Transition::Triggered);
-            if r % 6 == 5 {
-                step(Transition::Stuck);
-            }
-            if r % 4 == 2 {
-                let v = Verdict {
-                    processed_count: Some(0),
-                    ..Verdict::new(Outcome::GatewayError, "Error")
-                };
-                step(Transition::Completed(v));
-                j.run(format!("state {a} {n} Collected"), || {
-                    l.store_results(&a, n, vec![])
-                })
-                .unwrap();
-                j.run(format!("state {a} {n} Cleaned"), || {
-                    l.transition(&a, n, Transition::Cleaned)
-                })
-                .unwrap();
-            } else {
-                let state = l.batch(&a, n).unwrap().unwrap().state;
-                finish(&l, &a, n, state, &mut j);
+        });
+    } else {
+        for r in 0..rounds {
+            for name in ACCOUNTS {
+                one_round(&l, &j, name, life, r);
             }
         }
     }
 }
 
-fn spawn_child(dir: &Path, life: u32, rounds: u32, crash_at: Option<&str>) -> Child {
+fn one_round(l: &Ledger, j: &Journal, name: &str, life: u32, r: u32) {
+    let a = AccountId::new(name).unwrap();
+    if r % 7 == 3 {
+        let floor = l.next_sequence(&a).unwrap().next().unwrap();
+        j.run(format!("floor {a} {floor}"), || l.set_floor(&a, floor))
+            .unwrap();
+    }
+    let n = l.next_sequence(&a).unwrap();
+    let lines = (0..3)
+        .map(|i| NewBinding {
+            client_ref: format!("{name}-{life}-{r}-{i}"),
+            index: i,
+            content_digest: sequence_ledger::content_digest([(
+                "xRef",
+                format!("{life}-{r}-{i}").as_str(),
+            )]),
+        })
+        .collect();
+    let new = NewBatch {
+        sequence: n,
+        request_sha256: [1; 32],
+        request_len: 10,
+        lines,
+    };
+    let reserved = j
+        .run(format!("reserved {a} {n}"), || l.reserve(&a, new))
+        .unwrap();
+    let Reserve::Reserved(_) = reserved else {
+        panic!("single writer")
+    };
+    let step = |t: Transition| {
+        j.run(format!("state {a} {n} {}", t.target().name()), || {
+            l.transition(&a, n, t)
+        })
+        .unwrap();
+    };
+    if r % 5 == 4 {
+        step(Transition::Abandoned {
+            reason: "test".into(),
+        });
+        return;
+    }
+    step(Transition::RequestUploaded);
+    step(Transition::Triggered);
+    if r % 6 == 5 {
+        step(Transition::Stuck);
+    }
+    if r % 4 == 2 {
+        let v = Verdict {
+            processed_count: Some(0),
+            ..Verdict::new(Outcome::GatewayError, "Error")
+        };
+        step(Transition::Completed(v));
+        j.run(format!("state {a} {n} Collected"), || {
+            l.store_results(&a, n, vec![])
+        })
+        .unwrap();
+        j.run(format!("state {a} {n} Cleaned"), || {
+            l.transition(&a, n, Transition::Cleaned)
+        })
+        .unwrap();
+    } else {
+        let state = l.batch(&a, n).unwrap().unwrap().state;
+        finish(l, &a, n, state, j);
+    }
+}
+
+fn spawn_child(
+    dir: &Path,
+    life: u32,
+    rounds: u32,
+    crash_at: Option<&str>,
+    threaded: bool,
+) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
@@ -214,6 +242,11 @@ fn spawn_child(dir: &Path, life: u32, rounds: u32, crash_at: Option<&str>) -> Ch
     .stderr(Stdio::piped());
     if let Some(point) = crash_at {
         cmd.env(CRASH_ENV, point);
+    }
+    if threaded {
+        cmd.env(CHILD_THREADS, "1");
+    } else {
+        cmd.env_remove(CHILD_THREADS);
     }
     cmd.spawn().unwrap()
 }
@@ -291,12 +324,12 @@ fn killed_at_every_named_point_the_ledger_keeps_its_invariants() {
         let mut high = common::HighWater::new();
         for (life, point) in (0u32..).zip(LEDGER_CRASH_POINTS) {
             let target = format!("{point}#{hit}");
-            let child = spawn_child(dir.path(), life, 50, Some(&target));
+            let child = spawn_child(dir.path(), life, 50, Some(&target), false);
             assert_killed(child, &target);
             high = reopen_and_check(dir.path(), &high, point.ends_with("after_flush"));
         }
         // A last life without a kill finishes everything and keeps counting up.
-        let out = spawn_child(dir.path(), 99, 2, None)
+        let out = spawn_child(dir.path(), 99, 2, None, true)
             .wait_with_output()
             .unwrap();
         assert!(
@@ -312,13 +345,27 @@ fn killed_at_every_named_point_the_ledger_keeps_its_invariants() {
 }
 
 #[test]
+fn killed_at_named_points_with_concurrent_writers() {
+    // Three threads share flushes (group commit): whatever any of them saw acknowledged must
+    // survive, whichever thread reached the point.
+    let dir = tempfile::tempdir().unwrap();
+    let mut high = common::HighWater::new();
+    for (life, point) in (0u32..).zip(LEDGER_CRASH_POINTS) {
+        let target = format!("{point}#4");
+        let child = spawn_child(dir.path(), life, 50, Some(&target), true);
+        assert_killed(child, &target);
+        high = reopen_and_check(dir.path(), &high, false);
+    }
+}
+
+#[test]
 fn killed_from_outside_at_arbitrary_moments() {
     let dir = tempfile::tempdir().unwrap();
     let mut high = common::HighWater::new();
     let journal = dir.path().join("journal");
     for life in 0..6u32 {
         let before = std::fs::metadata(&journal).map_or(0, |m| m.len());
-        let mut child = spawn_child(dir.path(), life, 10_000, None);
+        let mut child = spawn_child(dir.path(), life, 10_000, None, life % 2 == 1);
         // Kill after the child has made some progress; how much varies with the machine.
         let wanted = before + 200 + 137 * u64::from(life);
         while std::fs::metadata(&journal).map_or(0, |m| m.len()) < wanted {
