@@ -142,5 +142,37 @@ fn transitions(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, reservations, concurrent_reservations, transitions);
+/// The one JSON value per batch: is serde_json fast and small enough? (Per-line values —
+/// bindings and results — use a fixed binary layout.)
+fn batch_record_json(c: &mut Criterion) {
+    let (_dir, ledger) = open(Durability::FlushOnly);
+    let account = AccountId::new("bench").unwrap();
+    let seq = reserve_one(&ledger, &account, 1, 0);
+    for t in [
+        Transition::RequestUploaded,
+        Transition::Triggered,
+        Transition::Stuck,
+    ] {
+        ledger.transition(&account, seq, t).unwrap();
+    }
+    let record = ledger.batch(&account, seq).unwrap().unwrap();
+    let bytes = serde_json::to_vec(&record).unwrap();
+    eprintln!("batch record as JSON: {} bytes", bytes.len());
+    let mut group = c.benchmark_group("batch_record_json");
+    group.bench_function("encode", |b| {
+        b.iter(|| serde_json::to_vec(&record).unwrap())
+    });
+    group.bench_function("decode", |b| {
+        b.iter(|| serde_json::from_slice::<sequence_ledger::BatchRecord>(&bytes).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    reservations,
+    concurrent_reservations,
+    transitions,
+    batch_record_json
+);
 criterion_main!(benches);
