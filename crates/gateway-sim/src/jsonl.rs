@@ -20,29 +20,37 @@ pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::state(path, "open", e)),
     };
-    let lines: Vec<String> = BufReader::new(file)
-        .lines()
-        .collect::<std::io::Result<_>>()
-        .map_err(|e| Error::state(path, "read", e))?;
-    let last = lines.len();
-    let mut out = Vec::with_capacity(last);
-    for (i, line) in lines.iter().enumerate() {
-        if line.is_empty() {
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut out = Vec::new();
+    let mut buf = Vec::with_capacity(512);
+    let mut number = 0u64;
+    // A bad line is only an error once another line follows it.
+    let mut bad: Option<(u64, serde_json::Error)> = None;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::state(path, "read", e))?;
+        if n == 0 {
+            return Ok(out);
+        }
+        number += 1;
+        if let Some((line, source)) = bad.take() {
+            return Err(Error::Journal {
+                path: path.to_path_buf(),
+                line: Some(line),
+                source,
+            });
+        }
+        let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if text.is_empty() {
             continue;
         }
-        match serde_json::from_str(line) {
+        match serde_json::from_slice(text) {
             Ok(v) => out.push(v),
-            Err(_) if i + 1 == last => break,
-            Err(source) => {
-                return Err(Error::Journal {
-                    path: path.to_path_buf(),
-                    line: Some(i as u64 + 1),
-                    source,
-                });
-            }
+            Err(e) => bad = Some((number, e)),
         }
     }
-    Ok(out)
 }
 
 /// An append handle on a JSON-lines file.
@@ -151,6 +159,8 @@ mod tests {
         std::fs::write(&p, "{\"torn").unwrap();
         Appender::open(&p).unwrap().append(&[4u32]).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "4\n");
+        std::fs::write(&p, b"1\n\"\xC3").unwrap(); // cut inside a UTF-8 character
+        assert_eq!(read::<u32>(&p).unwrap(), vec![1]);
     }
 
     #[test]

@@ -234,7 +234,13 @@ async fn latency_uses_tokio_time() {
     tokio::time::pause();
     let dir = tempfile::tempdir().unwrap();
     let b = local_backend(dir.path(), "d").await;
-    let knobs = Knobs::default().with_latency(Duration::from_secs(3600), Duration::from_secs(60));
+    let slow_storage = StorageFaults {
+        latency: Duration::from_secs(10),
+        ..StorageFaults::default()
+    };
+    let knobs = Knobs::default()
+        .with_latency(Duration::from_secs(3600), Duration::from_secs(60))
+        .with_storage(slow_storage);
     let account = SimAccount::new(ACCOUNT, b.clone(), BATCH_KEY, [MK]).with_knobs(knobs);
     let sim = GatewaySim::new(
         vec![account],
@@ -249,11 +255,9 @@ async fn latency_uses_tokio_time() {
     b.put("Request/PROCESS_1.KVP", p.into()).await.unwrap();
     let start = tokio::time::Instant::now();
     assert_eq!(sim.run_once().await.unwrap().lines, 3);
-    assert!(
-        start.elapsed() >= Duration::from_secs(3600 + 3 * 60),
-        "{:?}",
-        start.elapsed()
-    );
+    // Batch + 3 lines + 7 storage operations (list, 2 reads, 2 deletes, 2 writes).
+    let want = Duration::from_secs(3600 + 3 * 60 + 7 * 10);
+    assert!(start.elapsed() >= want, "{:?}", start.elapsed());
 }
 
 #[tokio::test]

@@ -164,10 +164,9 @@ async fn number_reused_after_restart_ignored(env: Env) {
     let sim = env.sim(Knobs::default());
     env.submit(1, &[sale("25.00", "r-1")]).await;
     sim.run_once().await.unwrap();
-    let ref_num = env.response(1).await.unwrap()[0]
-        .get("xRefNum")
-        .unwrap()
-        .to_owned();
+    let first = env.response(1).await.unwrap();
+    let ref_num = first[0].get("xRefNum").unwrap().to_owned();
+    let token = first[0].get("xToken").unwrap().to_owned();
     drop(sim);
 
     let sim = env.sim(Knobs::default());
@@ -189,12 +188,23 @@ async fn number_reused_after_restart_ignored(env: Env) {
     assert_eq!(resp[0].result(), XResult::Approved, "{:?}", resp[0]);
     assert_eq!(resp[1].get("xError"), Some("Duplicate Transaction"));
     assert!(resp[0].get("xRefNum") != Some(ref_num.as_str()));
+    // Same card, same token after the restart; and the token still pays.
+    assert_eq!(resp[1].get("xMaskedCardNumber"), Some("4xxxxxxxxxxx1111"));
+    env.submit(
+        3,
+        &[txn("cc:sale", &[("xToken", &token), ("xAmount", "1.00")])],
+    )
+    .await;
+    sim.run_once().await.unwrap();
+    let by_token = &env.response(3).await.unwrap()[0];
+    assert_eq!(by_token.result(), XResult::Approved, "{by_token:?}");
+    assert_eq!(by_token.get("xToken"), Some(token.as_str()));
     let keys: Vec<(u32, u64)> = env
         .journal()
         .iter()
         .map(|e| (e.sequence, e.index))
         .collect();
-    assert_eq!(keys, [(1, 0), (2, 0), (2, 1)]);
+    assert_eq!(keys, [(1, 0), (2, 0), (2, 1), (3, 0)]);
 }
 
 async fn every_command(env: Env) {
