@@ -460,6 +460,48 @@ pub async fn failed_stream_leaves_nothing(b: &dyn Backend) -> Outcome {
     })
 }
 
+/// `put_file` uploads a local file, `get_to_file` downloads it, `exists` sees it; a missing
+/// local file is reported against its local path.
+pub async fn file_helpers(b: &dyn Backend) -> Outcome {
+    use crate::backend::BackendExt;
+    let dir = tempfile::tempdir().map_err(|e| fail(format!("tempdir: {e}")))?;
+    let local = dir.path().join("REQUEST_3.KVP");
+    let content: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&local, &content).map_err(|e| fail(format!("write local: {e}")))?;
+    let path = "files/Request/REQUEST_3.KVP";
+    check(!b.exists(path).await.ctx("exists before")?, || {
+        "exists before put".into()
+    })?;
+    let n = b.put_file(path, &local).await.ctx("put_file")?;
+    check(n == content.len() as u64, || format!("put_file wrote {n}"))?;
+    check(b.exists(path).await.ctx("exists after")?, || {
+        "not there after put_file".into()
+    })?;
+    let back = dir.path().join("back.KVP");
+    let m = b.get_to_file(path, &back).await.ctx("get_to_file")?;
+    let read = std::fs::read(&back).map_err(|e| fail(format!("read back: {e}")))?;
+    check(m == n && read == content, || {
+        "downloaded bytes differ".into()
+    })?;
+    let missing = dir.path().join("no-such-file");
+    match b.put_file("files/x", &missing).await {
+        Err(e) if e.kind() == ErrorKind::NotFound && e.location().contains("no-such-file") => {
+            expect_kind(
+                b.head("files/x").await,
+                ErrorKind::NotFound,
+                "after a failed put_file",
+            )
+        }
+        Err(e) => Err(Failure {
+            message: "put_file of a missing local file".into(),
+            error: Some(e),
+        }),
+        Ok(n) => Err(fail(format!(
+            "put_file of a missing local file wrote {n} bytes"
+        ))),
+    }
+}
+
 /// Streams `size` bytes up with `put_stream` and back down with `get_stream`, comparing every
 /// byte, while the process's resident memory may grow at most `max_growth` bytes (checked on
 /// Linux by sampling `/proc/self/status`; run it alone in its process for a clean reading).
@@ -548,7 +590,8 @@ pub async fn many_files(b: Arc<dyn Backend>, count: usize, concurrency: usize) -
     })
 }
 
-/// The quick cases (everything but [`large_streamed`] and [`many_files`]), by name.
+/// The quick cases (all but [`put_if_absent_race`], [`atomic_publish`], [`large_streamed`] and
+/// [`many_files`], which need an `Arc` or a size), by name.
 pub async fn run_quick(b: &dyn Backend) -> Vec<(&'static str, Outcome)> {
     vec![
         ("round_trip", round_trip(b).await),
@@ -563,6 +606,7 @@ pub async fn run_quick(b: &dyn Backend) -> Vec<(&'static str, Outcome)> {
             "failed_stream_leaves_nothing",
             failed_stream_leaves_nothing(b).await,
         ),
+        ("file_helpers", file_helpers(b).await),
     ]
 }
 

@@ -225,8 +225,18 @@ impl Error {
 
     /// Maps an `std::io::Error` from a local file operation.
     pub(crate) fn from_io(location: impl Into<String>, what: &str, err: std::io::Error) -> Self {
+        let kind = ErrorKind::of_io(err.kind());
+        let message = format!("{what}: {err}");
+        Self::with_source(kind, location, message, err)
+    }
+}
+
+impl ErrorKind {
+    /// The kind of an I/O failure: connection-level and interrupted operations are
+    /// `Transient`.
+    pub(crate) fn of_io(kind: std::io::ErrorKind) -> ErrorKind {
         use std::io::ErrorKind as Io;
-        let kind = match err.kind() {
+        match kind {
             Io::NotFound => ErrorKind::NotFound,
             Io::AlreadyExists => ErrorKind::AlreadyExists,
             Io::PermissionDenied => ErrorKind::PermissionDenied,
@@ -240,9 +250,7 @@ impl Error {
             | Io::UnexpectedEof
             | Io::NotConnected => ErrorKind::Transient,
             _ => ErrorKind::Other,
-        };
-        let message = format!("{what}: {err}");
-        Self::with_source(kind, location, message, err)
+        }
     }
 }
 

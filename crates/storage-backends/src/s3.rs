@@ -181,7 +181,7 @@ fn classify_chain(e: &(dyn StdError + 'static)) -> ErrorKind {
             };
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return Error::from_io("", "", std::io::Error::from(io.kind())).kind();
+            return ErrorKind::of_io(io.kind());
         }
         current = err.source();
     }

@@ -296,7 +296,11 @@ fn env_secret(shown: &str, var: &str, what: &str) -> Result<String> {
 pub(crate) fn map_russh(shown: String, op: &str, e: russh::Error) -> Error {
     use russh::Error as R;
     let kind = match &e {
-        R::IO(io) => Error::from_io("", "", std::io::Error::from(io.kind())).kind(),
+        // Refused, reset or cut connections while a server restarts are worth retrying.
+        R::IO(io) => match ErrorKind::of_io(io.kind()) {
+            ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            _ => ErrorKind::Transient,
+        },
         R::Disconnect
         | R::HUP
         | R::ConnectionTimeout
@@ -311,11 +315,6 @@ pub(crate) fn map_russh(shown: String, op: &str, e: russh::Error) -> Error {
         }
         R::NotAuthenticated | R::NoAuthMethod => ErrorKind::PermissionDenied,
         _ => ErrorKind::Other,
-    };
-    let kind = match kind {
-        // A refused or reset TCP connection while the server restarts is worth retrying.
-        ErrorKind::Other | ErrorKind::NotFound if matches!(e, R::IO(_)) => ErrorKind::Transient,
-        k => k,
     };
     Error::with_source(kind, shown, format!("{op}: {e}"), e)
 }
