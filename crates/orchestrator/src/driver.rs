@@ -296,6 +296,15 @@ impl Orchestrator {
             return Ok(p.clone());
         }
         let settings = self.settings.account(account)?;
+        if settings.protocol == crate::settings::ProtocolKind::Aps {
+            let cfg = settings
+                .aps_settings()
+                .resolve(account)
+                .map_err(|e| Error::setting(format!("accounts.{account}"), e.to_string()))?;
+            let protocol: Arc<dyn GatewayProtocol> = Arc::new(crate::aps::ApsBatchApi::new(cfg)?);
+            protocols.insert(account.to_owned(), protocol.clone());
+            return Ok(protocol);
+        }
         let (location, options) = settings.backend_options(account)?;
         let backend = storage_backends::open(&location, &options)
             .await

@@ -44,7 +44,7 @@ pub use plan::{AccountPlan, Bound, PlanConflict, content_digest, plan_account};
 pub use protocol::{BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine};
 pub use settings::{
     AccountSettings, DEFAULT_CONFIG, ENV_PREFIX, GatewaySettings, InputSettings, LedgerSettings,
-    LimitSettings, PollSettings, Settings,
+    LimitSettings, PollSettings, ProtocolKind, Settings,
 };
 pub use sola::SolaFileDrop;
 pub use validate::{InputProblem, RESERVED_FIELDS, Validator};

@@ -115,8 +115,48 @@ pub struct InputSettings {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AccountSettings {
-    /// `file:///…`, `s3://bucket/prefix` or `sftp://user@host:port/path`.
+    /// `sola` (file drop, the default) or `aps` (Amazon Payment Services batch API).
+    #[serde(default)]
+    pub protocol: ProtocolKind,
+    /// `file:///…`, `s3://bucket/prefix` or `sftp://user@host:port/path` (Sola accounts).
+    #[serde(default)]
     pub location: String,
+    /// APS: base URL of the service.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// APS: `merchant_identifier`.
+    #[serde(default)]
+    pub merchant_identifier: Option<String>,
+    /// APS: `access_code`.
+    #[serde(default)]
+    pub access_code: Option<Secret<String>>,
+    /// APS: or the variable holding it.
+    #[serde(default)]
+    pub access_code_env: Option<String>,
+    /// APS: SHA request phrase.
+    #[serde(default)]
+    pub sha_request_phrase: Option<Secret<String>>,
+    /// APS: or the variable holding it.
+    #[serde(default)]
+    pub sha_request_phrase_env: Option<String>,
+    /// APS: SHA response phrase.
+    #[serde(default)]
+    pub sha_response_phrase: Option<Secret<String>>,
+    /// APS: or the variable holding it.
+    #[serde(default)]
+    pub sha_response_phrase_env: Option<String>,
+    /// APS: `sha256` (default) or `sha512`.
+    #[serde(default)]
+    pub sha_type: Option<crate::aps::ShaType>,
+    /// APS: `en` (default) or `ar`.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// APS: default currency of input lines (ISO 4217).
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// APS: start of every `batch_reference` (default `PB`).
+    #[serde(default)]
+    pub reference_prefix: Option<String>,
     /// The batch upload credential (PROCESS `xKey`).
     #[serde(default)]
     pub batch_key: Option<Secret<String>>,
@@ -355,9 +395,62 @@ impl Settings {
     }
 }
 
+/// Which gateway protocol an account speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolKind {
+    /// Sola (Cardknox) file drop.
+    #[default]
+    Sola,
+    /// Amazon Payment Services batch API.
+    Aps,
+}
+
 impl AccountSettings {
+    /// The APS keys of this account (meaningful when `protocol = "aps"`).
+    pub fn aps_settings(&self) -> crate::aps::ApsSettings {
+        crate::aps::ApsSettings {
+            endpoint: self.endpoint.clone().unwrap_or_default(),
+            merchant_identifier: self.merchant_identifier.clone().unwrap_or_default(),
+            access_code: self.access_code.clone(),
+            access_code_env: self.access_code_env.clone(),
+            sha_request_phrase: self.sha_request_phrase.clone(),
+            sha_request_phrase_env: self.sha_request_phrase_env.clone(),
+            sha_response_phrase: self.sha_response_phrase.clone(),
+            sha_response_phrase_env: self.sha_response_phrase_env.clone(),
+            sha_type: self.sha_type,
+            language: self.language.clone(),
+            currency: self.currency.clone(),
+            reference_prefix: self.reference_prefix.clone(),
+            ..crate::aps::ApsSettings::default()
+        }
+    }
+
+    /// The default currency of an APS account's lines.
+    pub fn aps_currency(&self) -> Option<crate::aps::Currency> {
+        self.currency
+            .as_deref()
+            .and_then(|c| crate::aps::Currency::new(c).ok())
+    }
+
     fn check(&self, name: &str) -> Result<()> {
         let key = |k: &str| format!("accounts.{name}.{k}");
+        if self.protocol == ProtocolKind::Aps {
+            if self.endpoint.is_none() || self.merchant_identifier.is_none() {
+                return Err(Error::setting(
+                    key("endpoint"),
+                    format!("APS account {name} needs endpoint and merchant_identifier"),
+                ));
+            }
+            if let Some(c) = &self.currency {
+                crate::aps::Currency::new(c)
+                    .map_err(|e| Error::setting(key("currency"), e.to_string()))?;
+            }
+            if self.max_batch_lines == Some(0) {
+                return Err(Error::setting(key("max_batch_lines"), "must be at least 1"));
+            }
+            return Ok(());
+        }
         storage_backends::Location::parse(&self.location)
             .map_err(|e| Error::setting(key("location"), e.to_string()))?;
         for (what, direct, env) in [

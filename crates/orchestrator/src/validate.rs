@@ -72,6 +72,20 @@ impl<'a> Validator<'a> {
                 "{ref_field} must be at most 256 characters without control characters"
             ));
         }
+        if let Some(a) =
+            account_settings.filter(|a| a.protocol == crate::settings::ProtocolKind::Aps)
+        {
+            let fields: Vec<(String, String)> = rec
+                .fields
+                .iter()
+                .filter(|(k, _)| k != account_field && k != ref_field)
+                .cloned()
+                .collect();
+            if let Err(e) = crate::aps::check_input(&fields, a.aps_currency()) {
+                problems.push(e.to_string());
+            }
+            return self.remember(reference, rec.line, problems);
+        }
         let mut keys = std::collections::HashSet::new();
         for (key, value) in &rec.fields {
             if !keys.insert(key.as_str()) {
@@ -111,6 +125,11 @@ impl<'a> Validator<'a> {
                 }
             }
         }
+        self.remember(reference, rec.line, problems)
+    }
+
+    fn remember(&mut self, reference: &str, line: u64, mut problems: Vec<String>) -> Vec<String> {
+        let ref_field = &self.settings.input.ref_field;
         if !reference.is_empty() {
             let key = ref_hash(reference);
             if let Some(first) = self.seen.get(&key) {
@@ -118,7 +137,7 @@ impl<'a> Validator<'a> {
                     "{ref_field} {reference:?} repeated (first on line {first})"
                 ));
             } else if problems.is_empty() {
-                self.seen.insert(key, rec.line);
+                self.seen.insert(key, line);
             }
         }
         problems

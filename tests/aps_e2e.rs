@@ -1,0 +1,330 @@
+//! End to end with both gateways: one input mixing Sola accounts (local drops, the file-drop
+//! simulator) and APS accounts (the APS batch simulator on 127.0.0.1), one merged output in
+//! input order; a failed APS validation; a tampered APS answer refused; SIGKILL of the real
+//! binary at every named point, then a re-run: every transaction processed exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use gateway_sim::aps::{ApsKnobs, ApsSim, ApsSimHandle, ApsSimOptions, TamperMode, ValidationMode};
+use orchestrator::aps::{self, ApsDemoAccount};
+use orchestrator::demo::{DemoSpec, World, spawn_gateway};
+use orchestrator::{
+    Format, InputReader, InputRecord, InvalidPolicy, Job, Orchestrator, OutputSpec, RecordSource,
+    Settings, Shutdown, SubmitOptions,
+};
+
+const APS_ACCOUNTS: usize = 2;
+const APS_LINES_PER_ACCOUNT: usize = 20;
+
+struct Mixed {
+    world: World,
+    sim: ApsSimHandle,
+    accounts: Vec<ApsDemoAccount>,
+    input: PathBuf,
+    journal: PathBuf,
+}
+
+/// A Sola world of 2 accounts, 2 APS accounts (SHA-256 and SHA-512) served by an APS
+/// simulator, and an input interleaving their lines; APS batches of at most 6 lines.
+async fn mixed(dir: &Path, knobs: ApsKnobs) -> Mixed {
+    let spec = DemoSpec {
+        accounts: 2,
+        transactions: 80,
+        max_batch_lines: 15,
+        failing_accounts: 0,
+        seed: 11,
+    };
+    let world = World::create(dir, spec, Format::Kvp).unwrap();
+    let accounts = aps::demo_accounts(APS_ACCOUNTS);
+    let journal = world.root.join("aps-journal.jsonl");
+    let sim = ApsSim::start(ApsSimOptions {
+        merchants: accounts.iter().map(|a| a.merchant.clone()).collect(),
+        journal: Some(journal.clone()),
+        validation_polls: 1,
+        processing_polls: 2,
+        knobs,
+        ..ApsSimOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut config = std::fs::read_to_string(&world.config).unwrap();
+    config.push_str(&aps::demo_config_toml(&accounts, &sim.endpoint(), 6));
+    std::fs::write(&world.config, config).unwrap();
+    let input = world.root.join("mixed.kvp");
+    aps::write_mixed_input(&world.input, &input, &accounts, APS_LINES_PER_ACCOUNT, 3).unwrap();
+    Mixed {
+        world,
+        sim,
+        accounts,
+        input,
+        journal,
+    }
+}
+
+fn read(path: &Path) -> Vec<HashMap<String, String>> {
+    let mut reader = InputReader::open(path, Some(Format::Kvp)).unwrap();
+    let mut rec = InputRecord::default();
+    let mut out = Vec::new();
+    while reader.read_record(&mut rec).unwrap() {
+        out.push(rec.fields.iter().cloned().collect());
+    }
+    out
+}
+
+async fn submit_in_process(m: &Mixed, out: &Path) -> orchestrator::Report {
+    let settings = Arc::new(Settings::load_with_env(Some(&m.world.config), []).unwrap());
+    let mut reader = InputReader::open(&m.input, None).unwrap();
+    let job = Arc::new(
+        Job::load(
+            &mut reader,
+            &settings,
+            InvalidPolicy::RejectInput,
+            &mut |p, _| panic!("{p}"),
+        )
+        .unwrap(),
+    );
+    let options = SubmitOptions {
+        output: Some(OutputSpec {
+            path: out.to_owned(),
+            format: Format::Kvp,
+        }),
+        ..SubmitOptions::default()
+    };
+    let orch = Orchestrator::builder(settings).build().unwrap();
+    orch.submit(job, &options, Shutdown::never()).await.unwrap()
+}
+
+fn merchant_of<'a>(m: &'a Mixed, account: &str) -> Option<&'a str> {
+    m.accounts
+        .iter()
+        .find(|a| a.account == account)
+        .map(|a| a.merchant.merchant_identifier.as_str())
+}
+
+/// Output complete and in input order; Sola and APS transactions each processed exactly once
+/// (by `xInvoice` in the Sola journal, by merchant and `merchant_reference` in the APS one).
+fn check_exactly_once(m: &Mixed, out: &Path, aps_outcome: &dyn Fn(&HashMap<String, String>)) {
+    let inputs = read(&m.input);
+    let outputs = read(out);
+    assert_eq!(outputs.len(), inputs.len(), "output complete");
+    let mut sola_journal: HashMap<String, usize> = HashMap::new();
+    for e in gateway_sim::Journal::read(m.world.gateway_state.join("journal.jsonl")).unwrap() {
+        *sola_journal
+            .entry(e.invoice.unwrap_or_default())
+            .or_insert(0) += 1;
+    }
+    let mut aps_journal: HashMap<(String, String), usize> = HashMap::new();
+    let replayed = std::fs::read_to_string(&m.journal).unwrap_or_default();
+    for line in replayed.lines() {
+        let e: gateway_sim::aps::ApsJournalEntry = serde_json::from_str(line).unwrap();
+        *aps_journal
+            .entry((e.merchant_identifier, e.merchant_reference))
+            .or_insert(0) += 1;
+    }
+    for (i, o) in inputs.iter().zip(&outputs) {
+        assert_eq!(i["ref"], o["ref"], "input order");
+        if let Some(mid) = merchant_of(m, &i["account"]) {
+            aps_outcome(o);
+            if o["outcome"] != "not_processed" {
+                let key = (mid.to_owned(), i["merchant_reference"].clone());
+                assert_eq!(
+                    aps_journal.get(&key),
+                    Some(&1),
+                    "{} processed exactly once",
+                    i["ref"]
+                );
+            }
+        } else {
+            assert!(
+                matches!(o["outcome"].as_str(), "approved" | "declined" | "error"),
+                "{o:?}"
+            );
+            assert_eq!(
+                sola_journal.get(&i["xInvoice"]),
+                Some(&1),
+                "{} processed exactly once",
+                i["ref"]
+            );
+        }
+    }
+    let aps_rows = outputs
+        .iter()
+        .filter(|o| merchant_of(m, &o["account"]).is_some() && o["outcome"] != "not_processed")
+        .count();
+    assert_eq!(
+        aps_journal.values().sum::<usize>(),
+        aps_rows,
+        "nothing else processed at APS"
+    );
+}
+
+fn processed_aps(o: &HashMap<String, String>) {
+    assert!(
+        matches!(o["outcome"].as_str(), "approved" | "declined"),
+        "{o:?}"
+    );
+    assert_eq!(o["xRefNum"], o["fort_id"]);
+    let declined = o["amount"].ends_with("51") && o["command"] != "VOID_AUTHORIZATION";
+    assert_eq!(o["outcome"] == "declined", declined, "{o:?}");
+    assert_eq!(o["response_code"].len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_sola_and_aps_accounts_one_output_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = mixed(dir.path(), ApsKnobs::default()).await;
+    let (stop, gateway) = spawn_gateway(m.world.gateway(true).await.unwrap());
+    let out = m.world.root.join("out.kvp");
+    let report = submit_in_process(&m, &out).await;
+    assert!(report.is_complete(), "{report:?}");
+    check_exactly_once(&m, &out, &processed_aps);
+    let rows = read(&out);
+    let aps_batches: std::collections::HashSet<(String, String)> = rows
+        .iter()
+        .filter(|o| merchant_of(&m, &o["account"]).is_some())
+        .map(|o| (o["account"].clone(), o["xSequenceNumber"].clone()))
+        .collect();
+    assert!(
+        aps_batches.len() >= APS_ACCOUNTS * APS_LINES_PER_ACCOUNT / 6,
+        "several APS batches: {aps_batches:?}"
+    );
+
+    // A re-run sends nothing new and writes the same output.
+    let before = m.sim.journal().len();
+    let out2 = m.world.root.join("out2.kvp");
+    submit_in_process(&m, &out2).await;
+    assert_eq!(m.sim.journal().len(), before);
+    assert_eq!(read(&out), read(&out2));
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+    m.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_aps_validation_leaves_its_lines_not_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let knobs = ApsKnobs {
+        validation: ValidationMode::FailAll,
+        ..ApsKnobs::default()
+    };
+    let m = mixed(dir.path(), knobs).await;
+    let (stop, gateway) = spawn_gateway(m.world.gateway(true).await.unwrap());
+    let out = m.world.root.join("out.kvp");
+    submit_in_process(&m, &out).await;
+    check_exactly_once(&m, &out, &|o| {
+        assert_eq!(o["outcome"], "not_processed", "{o:?}");
+        assert!(
+            o["xError"].contains("validation failed") && o["xError"].contains("line 1"),
+            "{o:?}"
+        );
+    });
+    assert!(m.sim.journal().is_empty(), "nothing processed at APS");
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+    m.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_aps_answer_is_refused_then_collected_on_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let knobs = ApsKnobs {
+        tamper: TamperMode::ProcessedResults,
+        ..ApsKnobs::default()
+    };
+    let m = mixed(dir.path(), knobs).await;
+    let (stop, gateway) = spawn_gateway(m.world.gateway(true).await.unwrap());
+    let out = m.world.root.join("out.kvp");
+    let report = submit_in_process(&m, &out).await;
+    for a in &m.accounts {
+        let account = &a.account;
+        let failure = report.accounts[account]
+            .summary
+            .failure
+            .clone()
+            .unwrap_or_default();
+        assert!(
+            failure.contains("signature does not verify"),
+            "{account}: {failure:?}"
+        );
+    }
+    for o in read(&out)
+        .iter()
+        .filter(|o| merchant_of(&m, &o["account"]).is_some())
+    {
+        assert!(
+            matches!(o["outcome"].as_str(), "unknown" | "not_processed"),
+            "never trusted: {o:?}"
+        );
+    }
+    // Genuine answers again: the same batches are collected, nothing is processed twice.
+    m.sim.set_knobs(ApsKnobs::default());
+    let report = submit_in_process(&m, &out).await;
+    assert!(report.is_complete(), "{report:?}");
+    check_exactly_once(&m, &out, &processed_aps);
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+    m.sim.shutdown().await;
+}
+
+fn submit_binary(m: &Mixed, out: &Path) -> Command {
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paybatch"));
+    cmd.args([
+        "-q",
+        "submit",
+        "--config",
+        &s(&m.world.config),
+        &s(&m.input),
+        "--wait",
+        "--output",
+        &s(out),
+    ])
+    .env_remove("PAYBATCH_CRASH_AT")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+async fn run(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_every_named_point_with_aps_accounts_then_resume() {
+    let points: Vec<String> = orchestrator::CRASH_POINTS
+        .iter()
+        .flat_map(|p| [format!("{p}#1"), format!("{p}#5")])
+        .collect();
+    for point in points {
+        let dir = tempfile::tempdir().unwrap();
+        let m = mixed(dir.path(), ApsKnobs::default()).await;
+        let (stop, gateway) = spawn_gateway(m.world.gateway(true).await.unwrap());
+        let out = m.world.root.join("out.kvp");
+        let mut cmd = submit_binary(&m, &out);
+        cmd.env("PAYBATCH_CRASH_AT", &point);
+        let crashed = run(cmd).await;
+        assert!(
+            crashed.status.code().is_none(),
+            "{point}: expected a SIGKILL, got {:?}: {}",
+            crashed.status,
+            String::from_utf8_lossy(&crashed.stderr)
+        );
+        let resumed = run(submit_binary(&m, &out)).await;
+        assert_eq!(
+            resumed.status.code(),
+            Some(0),
+            "{point}: {}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        check_exactly_once(&m, &out, &processed_aps);
+        let _ = stop.send(());
+        gateway.await.unwrap().unwrap();
+        m.sim.shutdown().await;
+    }
+}
