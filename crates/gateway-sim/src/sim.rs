@@ -334,6 +334,9 @@ impl GatewaySim {
     }
 
     /// One poll of every account: handles every PROCESS file present, in arrival order.
+    /// Accounts are polled in parallel tasks; batches of one account never overlap.
+    /// Dropping the returned future mid-poll aborts those tasks, which is a crash as far as
+    /// the batches in progress are concerned (see the crate docs' guarantees).
     ///
     /// Storage failures are logged, counted in [`RunStats::storage_errors`] and retried on the
     /// next poll; they are not errors.
@@ -368,7 +371,8 @@ impl GatewaySim {
         }
     }
 
-    /// Polls until `shutdown` completes, then returns the totals.
+    /// Polls until `shutdown` completes, then returns the totals. `shutdown` is honoured
+    /// between polls, so a batch in progress is always finished first.
     ///
     /// # Errors
     /// As [`GatewaySim::run_once`]; the loop stops at the first error.
