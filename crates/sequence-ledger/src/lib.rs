@@ -88,6 +88,7 @@ mod durable;
 mod error;
 mod export;
 mod ledger;
+mod query;
 mod record;
 mod state;
 
