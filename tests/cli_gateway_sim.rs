@@ -25,7 +25,11 @@ fn write_config(dir: &Path, drop: &Path) -> std::path::PathBuf {
 fn wait_for(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !path.exists() {
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -67,7 +71,10 @@ fn serves_a_batch_and_stops_cleanly_on_sigterm() {
     assert!(complete.contains("xProcessedCount=2"), "{complete}");
     let response = std::fs::read_to_string(drop.join("Response/RESPONSE_1.KVP")).unwrap();
     assert_eq!(response.lines().count(), 2, "{response}");
-    assert!(response.lines().all(|l| l.contains("xResult=A")), "{response}");
+    assert!(
+        response.lines().all(|l| l.contains("xResult=A")),
+        "{response}"
+    );
     // The consumed request files are gone; the card number never reached the answer.
     assert!(!drop.join("Request/REQUEST_1.KVP").exists());
     assert!(!drop.join("Request/PROCESS_1.KVP").exists());
@@ -99,4 +106,113 @@ fn an_unknown_account_is_a_usage_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nobody"));
+}
+
+/// `paybatch gateway-sim` serving an APS account of the config, and `paybatch submit` on the
+/// same config talking to it: two real processes, the simulator's journal proving each line
+/// processed once.
+#[test]
+fn serves_aps_accounts_to_a_real_submit() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let accounts = orchestrator::aps::demo_accounts(1);
+    let config = dir.path().join("paybatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ledger]\npath = \"{}\"\n[poll]\ninterval = \"20ms\"\nmax_interval = \"100ms\"\n\n{}",
+            dir.path().join("ledger").display(),
+            orchestrator::aps::demo_config_toml(&accounts, &format!("http://127.0.0.1:{port}"), 7)
+        ),
+    )
+    .unwrap();
+    let records = orchestrator::aps::demo_records("cli", 20, 3);
+    let input = dir.path().join("input.jsonl");
+    let mut lines = String::new();
+    for (i, fields) in records.iter().enumerate() {
+        let mut obj = serde_json::Map::new();
+        obj.insert("account".into(), "aps-1".into());
+        obj.insert("ref".into(), format!("r{i}").into());
+        for (k, v) in fields {
+            obj.insert(k.clone(), v.clone().into());
+        }
+        lines.push_str(&serde_json::Value::Object(obj).to_string());
+        lines.push('\n');
+    }
+    std::fs::write(&input, lines).unwrap();
+
+    let state = dir.path().join("sim-state");
+    let sim = Command::new(env!("CARGO_BIN_EXE_paybatch"))
+        .args(["gateway-sim", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the APS server listens (bounded).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the APS simulator never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let output = dir.path().join("out.jsonl");
+    let submit = Command::new(env!("CARGO_BIN_EXE_paybatch"))
+        .args(["submit", "--config"])
+        .arg(&config)
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .arg("--wait")
+        .output()
+        .unwrap();
+    assert!(
+        submit.status.success(),
+        "submit failed: {}",
+        String::from_utf8_lossy(&submit.stderr)
+    );
+    let out = std::fs::read_to_string(&output).unwrap();
+    let results: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), records.len());
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["ref"], format!("r{i}"), "output in input order");
+        let outcome = r["outcome"].as_str().unwrap();
+        assert!(
+            ["approved", "declined", "error"].contains(&outcome),
+            "line {i} was not processed: {r}"
+        );
+    }
+
+    Command::new("kill")
+        .args(["-TERM", &sim.id().to_string()])
+        .status()
+        .unwrap();
+    let stopped = sim.wait_with_output().unwrap();
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    // Every line processed exactly once, as the simulator's journal tells.
+    let journal = std::fs::read_to_string(state.join(format!("aps-journal-{port}.jsonl"))).unwrap();
+    let mut seen = std::collections::HashMap::new();
+    for line in journal.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        let reference = entry["merchant_reference"].as_str().unwrap().to_owned();
+        *seen.entry(reference).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), records.len(), "{journal}");
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
 }

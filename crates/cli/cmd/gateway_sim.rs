@@ -5,17 +5,24 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
 use anyhow::{Context, Result};
 use clap::ValueEnum;
+use gateway_sim::aps::{ApsKnobs, ApsSim, ApsSimHandle, ApsSimOptions, ValidationMode};
 use gateway_sim::{
     AccountMode, GatewaySim, Knobs, ResponseOrder, SimAccount, SimOptions, SpaceEncoding,
 };
+use orchestrator::{ProtocolKind, Settings};
 
 use super::common::{load_settings, runtime};
 use super::{Global, usage_error};
 
 /// Serve the accounts of a config as the gateway would: answer every `PROCESS_X.KVP` that
-/// appears in an account's `Request/` with `RESPONSE_X.KVP` and `COMPLETE_X.KVP`.
+/// appears in a Sola account's `Request/` with `RESPONSE_X.KVP` and `COMPLETE_X.KVP`, and
+/// serve the APS batch API for `protocol = "aps"` accounts on their `endpoint`
+/// (`http://127.0.0.1:PORT` — one server per endpoint, every merchant on it).
 ///
 /// The simulator keeps its state (last accepted sequence number per account, the journal of
 /// processed transactions, approved transactions for captures/refunds/voids) in `--state-dir`,
@@ -83,10 +90,19 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         let mut accounts = Vec::with_capacity(selected.len());
+        let mut aps_endpoints: BTreeMap<SocketAddr, Vec<String>> = BTreeMap::new();
         for name in selected {
             let account = settings
                 .account(name)
                 .map_err(|e| usage_error(e.to_string()))?;
+            if account.protocol == ProtocolKind::Aps {
+                let endpoint = account.endpoint.as_deref().unwrap_or_default();
+                aps_endpoints
+                    .entry(loopback_addr(name, endpoint)?)
+                    .or_default()
+                    .push(name.clone());
+                continue;
+            }
             let (location, options) = account
                 .backend_options(name)
                 .map_err(|e| usage_error(e.to_string()))?;
@@ -102,16 +118,22 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
                     .with_context(|| format!("account {name}: cannot open its drop {location}"))?;
             accounts.push(sim_account.with_knobs(knobs(&args, name)));
         }
+        let aps_servers = start_aps(&args, &settings, aps_endpoints).await?;
         let served = accounts.len();
         let options = SimOptions::new(&args.state_dir).with_poll_interval(args.poll_interval);
         let sim = GatewaySim::new(accounts, options).with_context(|| {
             format!("cannot open the simulator state {}", args.state_dir.display())
         })?;
         eprintln!(
-            "paybatch gateway-sim: serving {served} account(s), state in {}; Ctrl-C to stop",
+            "paybatch gateway-sim: serving {served} file-drop account(s) and {} APS endpoint(s), \
+             state in {}; Ctrl-C to stop",
+            aps_servers.len(),
             args.state_dir.display()
         );
         let stats = sim.run(termination_signal()).await?;
+        for server in aps_servers {
+            server.shutdown().await;
+        }
         eprintln!(
             "paybatch gateway-sim: stopped; {} batch(es) answered, {} ignored, {} transaction(s) processed",
             stats.batches_answered(),
@@ -120,6 +142,69 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
         );
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The socket an APS account's `endpoint` names; the simulator speaks plain HTTP on loopback
+/// only.
+fn loopback_addr(account: &str, endpoint: &str) -> Result<SocketAddr> {
+    endpoint
+        .strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .and_then(|rest| rest.parse::<SocketAddr>().ok())
+        .filter(|addr| addr.ip().is_loopback())
+        .ok_or_else(|| {
+            usage_error(format!(
+                "accounts.{account}.endpoint: the simulator serves APS only on http://127.0.0.1:PORT, not {endpoint:?}"
+            ))
+        })
+}
+
+/// One APS simulator per endpoint, serving the merchants of every account configured on it;
+/// its journal lives in the state directory so "processed exactly once" holds across restarts.
+async fn start_aps(
+    args: &Args,
+    settings: &Settings,
+    endpoints: BTreeMap<SocketAddr, Vec<String>>,
+) -> Result<Vec<ApsSimHandle>> {
+    let mut servers = Vec::with_capacity(endpoints.len());
+    for (addr, names) in endpoints {
+        let mut merchants = Vec::with_capacity(names.len());
+        let mut validation = ValidationMode::Normal;
+        for name in &names {
+            let account = settings
+                .account(name)
+                .map_err(|e| usage_error(e.to_string()))?;
+            let cfg = account
+                .aps_settings()
+                .resolve(name)
+                .map_err(|e| usage_error(e.to_string()))?;
+            merchants.push(orchestrator::aps::sim_merchant(&cfg));
+            if args.fail_accounts.contains(name) {
+                validation = ValidationMode::FailAll;
+            }
+        }
+        std::fs::create_dir_all(&args.state_dir)
+            .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
+        let options = ApsSimOptions {
+            bind: addr,
+            merchants,
+            journal: Some(
+                args.state_dir
+                    .join(format!("aps-journal-{}.jsonl", addr.port())),
+            ),
+            knobs: ApsKnobs {
+                latency: args.batch_latency,
+                validation,
+                ..ApsKnobs::default()
+            },
+            ..ApsSimOptions::default()
+        };
+        let server = ApsSim::start(options)
+            .await
+            .with_context(|| format!("cannot start the APS simulator on {addr}"))?;
+        servers.push(server);
+    }
+    Ok(servers)
 }
 
 fn knobs(args: &Args, account: &str) -> Knobs {
