@@ -881,3 +881,37 @@ fn no_card_number_or_key_ever_reaches_the_database_files() {
         }
     }
 }
+
+#[test]
+fn a_failing_export_writer_is_an_export_error() {
+    struct Broken;
+    impl std::io::Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let (_d, l) = fresh();
+    let err = l.export(Broken).unwrap_err();
+    assert!(matches!(err, Error::Export { .. }), "{err:?}");
+    assert!(err.to_string().contains("disk full"));
+}
+
+#[test]
+fn data_without_a_format_version_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger");
+    {
+        let db = sled::open(&path).unwrap();
+        let accounts = db.open_tree("accounts").unwrap();
+        accounts.insert("acme", &[0u8; 12][..]).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Ledger::open(&path).unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt { ref what, .. } if what.contains("format_version")),
+        "{err:?}"
+    );
+}
