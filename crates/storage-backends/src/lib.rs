@@ -67,6 +67,7 @@ pub use location::{DEFAULT_SFTP_PORT, Location, Scheme, Target, check_path};
 pub use open::{open, open_unwrapped};
 pub use options::{
     BackendOptions, HostKeyCheck, RetryPolicy, S3Options, SecretString, SftpAuth, SftpOptions,
+    SftpRename,
 };
 pub use retry::RetryBackend;
 pub use s3::S3Backend;

@@ -99,6 +99,21 @@ pub struct SftpOptions {
     pub auth: Option<SftpAuth>,
     /// How to verify the server's host key; required (there is no "accept any key").
     pub host_key: Option<HostKeyCheck>,
+    /// How `put` replaces an existing file.
+    pub rename: SftpRename,
+}
+
+/// How an SFTP `put` moves its temporary file over an existing one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SftpRename {
+    /// `posix-rename@openssh.com` (atomic replace) when the server offers it, else
+    /// remove + rename.
+    #[default]
+    PosixWhereOffered,
+    /// Always remove + rename: for servers that list posix-rename but refuse it. A reader may
+    /// briefly see `NotFound`, never a partial file.
+    RemoveThenRename,
 }
 
 /// How to log in to an SFTP server.

@@ -7,13 +7,22 @@
 use std::sync::Arc;
 
 use storage_backends::conformance::{self, Outcome};
-use storage_backends::{Backend, Scheme, open, test_env};
+use storage_backends::{Backend, BackendOptions, Replace, Scheme, SftpRename, open, test_env};
 
 /// Opens a fresh, unique target of `scheme` (through `open`, so with the retry and limit
 /// wrappers, as the orchestrator uses it), or `None` when its server is not configured.
 async fn backend(scheme: Scheme) -> Option<(Arc<dyn Backend>, test_env::TestTarget)> {
-    let target =
+    backend_with(scheme, |_| {}).await
+}
+
+/// [`backend`] with changed options.
+async fn backend_with(
+    scheme: Scheme,
+    tweak: impl FnOnce(&mut BackendOptions),
+) -> Option<(Arc<dyn Backend>, test_env::TestTarget)> {
+    let mut target =
         test_env::target(scheme).expect("test server required (PAYBATCH_REQUIRE_SERVERS=1)")?;
+    tweak(&mut target.options);
     let b = open(&target.location, &target.options)
         .await
         .unwrap_or_else(|e| panic!("open {}: {e}", target.location));
@@ -86,3 +95,35 @@ macro_rules! suite {
 suite!(local, Scheme::Local);
 suite!(s3, Scheme::S3);
 suite!(sftp, Scheme::Sftp);
+
+/// SFTP with the documented fallback for servers without posix-rename: remove, then rename.
+mod sftp_remove_then_rename {
+    use super::*;
+
+    fn fallback(o: &mut BackendOptions) {
+        o.sftp.rename = SftpRename::RemoveThenRename;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quick_cases() {
+        let Some((b, _t)) = backend_with(Scheme::Sftp, fallback).await else {
+            return;
+        };
+        assert_eq!(b.capabilities().replace, Replace::RemoveThenRename);
+        for (case, outcome) in conformance::run_quick(&*b).await {
+            ok(Scheme::Sftp, case, outcome);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn atomic_publish() {
+        let Some((b, _t)) = backend_with(Scheme::Sftp, fallback).await else {
+            return;
+        };
+        ok(
+            Scheme::Sftp,
+            "atomic_publish",
+            conformance::atomic_publish(b).await,
+        );
+    }
+}

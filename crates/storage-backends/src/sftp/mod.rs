@@ -30,7 +30,7 @@ use crate::backend::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::location::{Location, Target, check_path};
-use crate::options::BackendOptions;
+use crate::options::{BackendOptions, SftpRename};
 
 /// A drop in a folder on an SFTP server (`sftp://user@host:2222/drop/acme`).
 #[derive(Debug)]
@@ -102,7 +102,8 @@ impl SftpBackend {
         Ok(SftpBackend {
             location: location.clone(),
             root: root.clone(),
-            posix_rename: live.rename.is_some(),
+            posix_rename: live.rename.is_some()
+                && opts.sftp.rename == SftpRename::PosixWhereOffered,
             conn,
         })
     }
