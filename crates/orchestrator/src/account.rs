@@ -327,11 +327,10 @@ impl Worker {
         is_last: bool,
     ) -> std::result::Result<SequenceNumber, (Option<SequenceNumber>, Error)> {
         self.shutdown.check().map_err(|e| (None, e))?;
-        let sequence = self.reserve(positions).await.map_err(|e| (None, e))?;
+        let (sequence, payload) = self.reserve(positions).await.map_err(|e| (None, e))?;
         sequence_ledger::crash_point("orchestrator.after_reserve");
         let span = tracing::info_span!("batch", %sequence);
         async {
-            let (payload, _) = self.build(sequence, positions)?;
             self.upload_and_trigger(
                 sequence,
                 payload,
@@ -352,7 +351,7 @@ impl Worker {
         .map_err(|e| (Some(sequence), e))
     }
 
-    async fn reserve(&self, positions: &[u32]) -> Result<SequenceNumber> {
+    async fn reserve(&self, positions: &[u32]) -> Result<(SequenceNumber, bytes::Bytes)> {
         let (ledger, account) = (self.ledger.clone(), self.account.clone());
         let acct = self.account.to_string();
         let mut sequence = blocking(move || {
@@ -372,6 +371,7 @@ impl Worker {
                 request_len: payload.len() as u64,
                 lines,
             };
+            let built = payload.clone();
             let (ledger, account) = (self.ledger.clone(), self.account.clone());
             let acct = self.account.to_string();
             let outcome = blocking(move || {
@@ -384,7 +384,7 @@ impl Worker {
             })
             .await?;
             match outcome {
-                Reserve::Reserved(_) => return Ok(sequence),
+                Reserve::Reserved(_) => return Ok((sequence, built)),
                 Reserve::LostRace { next } => sequence = next,
                 Reserve::Conflict { conflicts } => {
                     let first = conflicts
