@@ -158,19 +158,15 @@ fn when(ms: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn batch_line(out: &mut impl Write, b: &BatchRecord, with_account: bool) -> io::Result<()> {
+fn batch_line(out: &mut impl Write, b: &BatchRecord) -> io::Result<()> {
     let since = b
         .transitions
         .last()
         .map_or_else(String::new, |s| when(s.at_unix_ms));
-    if with_account {
-        write!(out, "  {:<20} ", b.account)?;
-    } else {
-        write!(out, "  ")?;
-    }
     write!(
         out,
-        "{:>10}  {:<24} {:>7} lines {:>11} bytes  since {since}",
+        "  {:<18} {:>10}  {:<24} {:>7} lines {:>11} bytes  since {since}",
+        b.account.as_str(),
         b.sequence,
         b.state.to_string(),
         b.line_count,
@@ -221,7 +217,7 @@ fn write_text(out: &mut impl Write, view: &ShowView) -> io::Result<()> {
         )?;
         if let Some(batches) = &a.batches {
             for b in batches {
-                batch_line(out, b, false)?;
+                batch_line(out, b)?;
             }
         }
     }
@@ -230,7 +226,7 @@ fn write_text(out: &mut impl Write, view: &ShowView) -> io::Result<()> {
     } else {
         writeln!(out, "in flight: {}", view.in_flight.len())?;
         for b in &view.in_flight {
-            batch_line(out, b, true)?;
+            batch_line(out, b)?;
         }
     }
     Ok(())

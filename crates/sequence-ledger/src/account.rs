@@ -53,7 +53,7 @@ impl AccountId {
 
 impl fmt::Display for AccountId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -101,6 +101,14 @@ mod tests {
         for (id, ok) in cases {
             assert_eq!(AccountId::new(*id).is_ok(), *ok, "{id:?}");
         }
+    }
+
+    #[test]
+    fn display_honours_width() {
+        assert_eq!(
+            format!("{:<6}|", AccountId::new("acme").unwrap()),
+            "acme  |"
+        );
     }
 
     #[test]
