@@ -117,9 +117,34 @@ fn bench_accounts(c: &mut Criterion, accounts: usize) {
     group.finish();
 }
 
+/// The cost of one poll that finds nothing, over 1,000 accounts (what a busy client pays for
+/// a short poll interval).
+fn bench_idle_poll(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = (0..1_000)
+        .map(|i| {
+            let loc = Location::parse(&format!("file://{}/drop{i}", dir.path().display())).unwrap();
+            let backend: Arc<dyn Backend> = Arc::new(rt.block_on(LocalBackend::new(&loc)).unwrap());
+            SimAccount::new(format!("a{i}"), backend, "batch-key", ["merchant-key"])
+        })
+        .collect();
+    let sim = GatewaySim::new(accounts, SimOptions::new(dir.path().join("state"))).unwrap();
+    let mut group = c.benchmark_group("gateway_sim");
+    group.sample_size(10);
+    group.bench_function("idle_poll_1000_accounts", |b| {
+        b.iter(|| rt.block_on(sim.run_once()).unwrap());
+    });
+    group.finish();
+}
+
 fn bench(c: &mut Criterion) {
     bench_accounts(c, 1);
     bench_accounts(c, 8);
+    bench_idle_poll(c);
 }
 
 criterion_group!(benches, bench);

@@ -261,6 +261,53 @@ async fn latency_uses_tokio_time() {
 }
 
 #[tokio::test]
+async fn idle_backoff_slows_empty_polls_and_work_resets_it() {
+    tokio::time::pause();
+    let dir = tempfile::tempdir().unwrap();
+    let b = local_backend(dir.path(), "i").await;
+    let account = SimAccount::new(ACCOUNT, b.clone(), BATCH_KEY, [MK]);
+    let opts = gateway_sim::SimOptions::new(dir.path().join("s"))
+        .with_poll_interval(Duration::from_secs(1))
+        .with_idle_backoff(Duration::from_secs(8));
+    let sim = Arc::new(GatewaySim::new(vec![account], opts).unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn({
+        let sim = sim.clone();
+        async move {
+            sim.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    // A minute idle: without the backoff that would be 60 polls.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    put_batch(&*b, 1, SALE_LINE).await;
+    let start = tokio::time::Instant::now();
+    while b.get("Response/COMPLETE_1.KVP").await.is_err() {
+        assert!(
+            start.elapsed() <= Duration::from_secs(9),
+            "not noticed within the 8 s cap"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Work reset the pause to the 1 s poll interval: the next batch is seen at once.
+    put_batch(&*b, 2, SALE_LINE).await;
+    let start = tokio::time::Instant::now();
+    while b.get("Response/COMPLETE_2.KVP").await.is_err() {
+        assert!(
+            start.elapsed() <= Duration::from_millis(2500),
+            "backoff not reset"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(()).unwrap();
+    let stats = runner.await.unwrap().unwrap();
+    assert_eq!(stats.batches_succeeded, 2);
+    assert!(stats.polls < 20, "{} polls", stats.polls);
+}
+
+#[tokio::test]
 async fn run_polls_until_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let b = local_backend(dir.path(), "r").await;
