@@ -123,7 +123,8 @@ impl Vault {
             h.update((p.len() as u64).to_le_bytes());
             h.update(p.as_bytes());
         }
-        let mut s = hex::encode(h.finalize());
+        let digest = h.finalize();
+        let mut s = hex::encode(&digest[..len.div_ceil(2).min(digest.len())]);
         s.truncate(len);
         s
     }
