@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 
 use memchr::{memchr, memchr2};
+
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 use crate::Record;
@@ -53,17 +54,315 @@ pub fn pairs(line: &[u8]) -> Pairs<'_> {
     }
 }
 
-/// Decodes `line` into `rec` (cleared first), reusing its buffers.
+/// Decodes `line` into `rec` (cleared first), reusing its buffers: no allocation once they
+/// have grown to the longest line.
 ///
 /// # Errors
 /// As [`decode_line`]; `rec` then holds the pairs before the bad one.
 pub fn decode_into(line: &[u8], rec: &mut Record) -> Result<()> {
     rec.clear();
-    for pair in pairs(line) {
-        let (k, v) = pair?;
-        rec.push_str(&k, &v);
+    let text = std::str::from_utf8(line).ok();
+    let emit = |piece: Piece, rec: &mut Record| -> Result<()> {
+        let key_start = rec.buf_mut().len();
+        if let Err(source) = push_component(
+            line,
+            text,
+            piece.start,
+            piece.key_end,
+            piece.key_escaped,
+            rec,
+        ) {
+            rec.buf_mut().truncate(key_start);
+            let shown = decode_lossy(&line[piece.start..piece.key_end]).into_owned();
+            return Err(Error::InvalidUtf8 {
+                pos: Position::key(shown),
+                what: Utf8Part::Key,
+                source,
+            });
+        }
+        let key_end = rec.buf_mut().len();
+        if let Err(source) = push_component(
+            line,
+            text,
+            piece.value_start,
+            piece.end,
+            piece.value_escaped,
+            rec,
+        ) {
+            let key = rec.buf_mut()[key_start..key_end].to_owned();
+            rec.buf_mut().truncate(key_start);
+            return Err(Error::InvalidUtf8 {
+                pos: Position::key(key),
+                what: Utf8Part::Value,
+                source,
+            });
+        }
+        rec.commit_pair(key_end);
+        Ok(())
+    };
+    scan_line(line, rec, emit)
+}
+
+/// Turns the positions of special bytes (`&`, `=`, `%`, `+`, in order) into pieces.
+#[inline(always)]
+fn scan<C, E>(
+    line: &[u8],
+    events: impl Iterator<Item = usize>,
+    ctx: &mut C,
+    mut emit: E,
+) -> Result<()>
+where
+    E: FnMut(Piece, &mut C) -> Result<()>,
+{
+    let mut p = Piece::at(0);
+    for i in events {
+        match CLASS[usize::from(line[i])] {
+            AMP => {
+                if i > p.start {
+                    emit(p.finish(i), ctx)?;
+                }
+                p = Piece::at(i + 1);
+            }
+            EQ => {
+                if p.key_end == usize::MAX {
+                    p.key_end = i;
+                }
+            }
+            _ => {
+                let high = line[i] == b'%' && decodes_to_non_ascii(line, i);
+                if p.key_end == usize::MAX {
+                    p.key_escaped = true;
+                    p.key_high |= high;
+                } else {
+                    p.value_escaped = true;
+                    p.value_high |= high;
+                }
+            }
+        }
+    }
+    if line.len() > p.start {
+        emit(p.finish(line.len()), ctx)?;
     }
     Ok(())
+}
+
+/// Finds every non-empty piece of `line`, in order (the hot path of [`decode_into`] and of
+/// [`crate::LineView`]).
+#[inline]
+pub(crate) fn scan_line<C, E>(line: &[u8], ctx: &mut C, emit: E) -> Result<()>
+where
+    E: FnMut(Piece, &mut C) -> Result<()>,
+{
+    scan(line, SpecialBytes::new(line), ctx, emit)
+}
+
+/// The positions of `&`, `=`, `%` and `+` in a line, found eight bytes at a time (SWAR): a
+/// line has a special byte every few bytes, where restarting a SIMD search per match costs
+/// more than this simple word loop.
+struct SpecialBytes<'a> {
+    line: &'a [u8],
+    /// Offset of the word `mask` belongs to.
+    base: usize,
+    /// High bit of each byte of the current word that is special, not yet yielded.
+    mask: u64,
+}
+
+impl<'a> SpecialBytes<'a> {
+    fn new(line: &'a [u8]) -> Self {
+        let mut s = SpecialBytes {
+            line,
+            base: 0,
+            mask: 0,
+        };
+        s.mask = s.word_mask(0);
+        s
+    }
+
+    #[inline(always)]
+    fn word_mask(&self, base: usize) -> u64 {
+        match self.line.get(base..base + 8) {
+            Some(word) => {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(word);
+                special_mask(u64::from_le_bytes(bytes))
+            }
+            None => {
+                // The tail: pad with a byte that is not special.
+                let mut bytes = [b'a'; 8];
+                let tail = self.line.get(base..).unwrap_or_default();
+                bytes[..tail.len()].copy_from_slice(tail);
+                special_mask(u64::from_le_bytes(bytes))
+            }
+        }
+    }
+}
+
+impl Iterator for SpecialBytes<'_> {
+    type Item = usize;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<usize> {
+        while self.mask == 0 {
+            self.base += 8;
+            if self.base >= self.line.len() {
+                return None;
+            }
+            self.mask = self.word_mask(self.base);
+        }
+        let i = self.base + (self.mask.trailing_zeros() / 8) as usize;
+        self.mask &= self.mask - 1;
+        Some(i)
+    }
+}
+
+/// High bit set in each byte of `w` that is `&`, `=`, `%` or `+` (exact, no false hits).
+#[inline(always)]
+fn special_mask(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    #[inline(always)]
+    fn zero_bytes(x: u64) -> u64 {
+        !(((x & LOW7) + LOW7) | x | LOW7)
+    }
+    zero_bytes(w ^ (ONES * u64::from(b'&')))
+        | zero_bytes(w ^ (ONES * u64::from(b'=')))
+        | zero_bytes(w ^ (ONES * u64::from(b'%')))
+        | zero_bytes(w ^ (ONES * u64::from(b'+')))
+}
+
+/// Whether the `%` at `i` starts an escape of a byte >= 0x80 (the only kind that can make
+/// decoded text invalid UTF-8 when the raw line is valid).
+#[inline]
+fn decodes_to_non_ascii(line: &[u8], i: usize) -> bool {
+    matches!(
+        line.get(i + 1),
+        Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+    ) && line.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+}
+
+/// Appends one decoded component of `line` to the record's buffer.
+#[inline]
+fn push_component(
+    line: &[u8],
+    text: Option<&str>,
+    start: usize,
+    end: usize,
+    escaped: bool,
+    rec: &mut Record,
+) -> Result<(), std::str::Utf8Error> {
+    if !escaped {
+        let s = match text {
+            Some(text) => &text[start..end],
+            None => std::str::from_utf8(&line[start..end])?,
+        };
+        rec.buf_mut().push_str(s);
+        return Ok(());
+    }
+    let mut scratch = std::mem::take(&mut rec.scratch);
+    scratch.clear();
+    percent_decode_into(&line[start..end], &mut scratch);
+    let result = std::str::from_utf8(&scratch).map(|s| rec.buf_mut().push_str(s));
+    rec.scratch = scratch;
+    result
+}
+
+/// Byte classes for the single-pass scanner.
+const PLAIN: u8 = 0;
+const AMP: u8 = 1;
+const EQ: u8 = 2;
+const ESCAPE: u8 = 3;
+
+static CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    t[b'&' as usize] = AMP;
+    t[b'=' as usize] = EQ;
+    t[b'%' as usize] = ESCAPE;
+    t[b'+' as usize] = ESCAPE;
+    t
+};
+
+/// One non-empty `key[=value]` piece of a line, as byte ranges, with what decoding it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Piece {
+    pub(crate) start: usize,
+    /// `usize::MAX` while scanning and no `=` was seen yet.
+    pub(crate) key_end: usize,
+    pub(crate) value_start: usize,
+    pub(crate) end: usize,
+    /// The key contains `%` or `+`.
+    pub(crate) key_escaped: bool,
+    /// The value contains `%` or `+`.
+    pub(crate) value_escaped: bool,
+    /// The key has an escape of a byte >= 0x80.
+    pub(crate) key_high: bool,
+    /// The value has an escape of a byte >= 0x80.
+    pub(crate) value_high: bool,
+}
+
+impl Piece {
+    fn at(start: usize) -> Self {
+        Piece {
+            start,
+            key_end: usize::MAX,
+            value_start: usize::MAX,
+            end: usize::MAX,
+            key_escaped: false,
+            value_escaped: false,
+            key_high: false,
+            value_high: false,
+        }
+    }
+
+    fn finish(mut self, end: usize) -> Self {
+        self.end = end;
+        if self.key_end == usize::MAX {
+            self.key_end = end;
+            self.value_start = end;
+        } else {
+            self.value_start = self.key_end + 1;
+        }
+        self
+    }
+}
+
+/// Finds the next non-empty piece at or after `*pos` in one pass over its bytes, and moves
+/// `*pos` past it (the lazy [`Pairs`] iterator's scanner).
+#[inline]
+fn next_piece(line: &[u8], pos: &mut usize) -> Option<Piece> {
+    let len = line.len();
+    while *pos < len {
+        let mut p = Piece::at(*pos);
+        let mut end = len;
+        for (i, &b) in line.iter().enumerate().skip(*pos) {
+            match CLASS[usize::from(b)] {
+                PLAIN => {}
+                AMP => {
+                    end = i;
+                    break;
+                }
+                EQ => {
+                    if p.key_end == usize::MAX {
+                        p.key_end = i;
+                    }
+                }
+                _ => {
+                    let high = b == b'%' && decodes_to_non_ascii(line, i);
+                    if p.key_end == usize::MAX {
+                        p.key_escaped = true;
+                        p.key_high |= high;
+                    } else {
+                        p.value_escaped = true;
+                        p.value_high |= high;
+                    }
+                }
+            }
+        }
+        *pos = end + 1;
+        if end > p.start {
+            return Some(p.finish(end));
+        }
+    }
+    None
 }
 
 /// Iterator returned by [`pairs`].
@@ -78,9 +377,14 @@ pub struct Pairs<'a> {
 }
 
 impl<'a> Pairs<'a> {
-    fn component(&self, start: usize, end: usize) -> Result<Cow<'a, str>, std::str::Utf8Error> {
+    fn component(
+        &self,
+        start: usize,
+        end: usize,
+        escaped: bool,
+    ) -> Result<Cow<'a, str>, std::str::Utf8Error> {
         let raw = &self.line[start..end];
-        if memchr2(b'%', b'+', raw).is_none() {
+        if !escaped {
             return match self.text {
                 Some(text) => Ok(Cow::Borrowed(&text[start..end])),
                 None => std::str::from_utf8(raw).map(Cow::Borrowed),
@@ -98,45 +402,32 @@ impl<'a> Iterator for Pairs<'a> {
     type Item = Result<Pair<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let len = self.line.len();
-        loop {
-            if self.pos > len {
-                return None;
+        let piece = next_piece(self.line, &mut self.pos)?;
+        let key = match self.component(piece.start, piece.key_end, piece.key_escaped) {
+            Ok(k) => k,
+            Err(source) => {
+                self.pos = self.line.len();
+                let shown = decode_lossy(&self.line[piece.start..piece.key_end]).into_owned();
+                return Some(Err(Error::InvalidUtf8 {
+                    pos: Position::key(shown),
+                    what: Utf8Part::Key,
+                    source,
+                }));
             }
-            let start = self.pos;
-            let end = memchr(b'&', &self.line[start..]).map_or(len, |i| start + i);
-            self.pos = end + 1;
-            if start == end {
-                continue;
-            }
-            let (key_end, value_start) = match memchr(b'=', &self.line[start..end]) {
-                Some(i) => (start + i, start + i + 1),
-                None => (end, end),
-            };
-            let key = match self.component(start, key_end) {
-                Ok(k) => k,
-                Err(source) => {
-                    self.pos = len + 1;
-                    let shown = decode_lossy(&self.line[start..key_end]).into_owned();
-                    return Some(Err(Error::InvalidUtf8 {
-                        pos: Position::key(shown),
-                        what: Utf8Part::Key,
-                        source,
-                    }));
-                }
-            };
-            return Some(match self.component(value_start, end) {
+        };
+        Some(
+            match self.component(piece.value_start, piece.end, piece.value_escaped) {
                 Ok(v) => Ok((key, v)),
                 Err(source) => {
-                    self.pos = len + 1;
+                    self.pos = self.line.len();
                     Err(Error::InvalidUtf8 {
                         pos: Position::key(key.into_owned()),
                         what: Utf8Part::Value,
                         source,
                     })
                 }
-            });
-        }
+            },
+        )
     }
 }
 
@@ -187,7 +478,7 @@ fn hex(b: &u8) -> Option<u8> {
     }
 }
 
-fn decode_lossy(raw: &[u8]) -> Cow<'_, str> {
+pub(crate) fn decode_lossy(raw: &[u8]) -> Cow<'_, str> {
     if memchr2(b'%', b'+', raw).is_none() {
         return String::from_utf8_lossy(raw);
     }
@@ -307,6 +598,37 @@ mod tests {
             msg,
             "the value of key xName is not valid UTF-8 after percent-decoding"
         );
+    }
+
+    #[test]
+    fn special_bytes_are_found_exactly() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"a",
+            b"a=1&b=2",
+            b"&&&&&&&&&&&&&&&&&",
+            b"%+=&%+=&x%+=&",
+            b"\x00\x80\xff%\x25\x26\x2a\x2b\x2c\x3c\x3d\x3e\xa5\xa6\xab\xbd",
+            b"0123456789abcdef=",
+        ];
+        for line in cases {
+            let want: Vec<usize> = line
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b"&=%+".contains(b))
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(
+                SpecialBytes::new(line).collect::<Vec<_>>(),
+                want,
+                "{line:?}"
+            );
+        }
+        for b in 0..=255u8 {
+            let line = [b; 11];
+            let n = SpecialBytes::new(&line).count();
+            assert_eq!(n, if b"&=%+".contains(&b) { 11 } else { 0 }, "byte {b}");
+        }
     }
 
     #[test]

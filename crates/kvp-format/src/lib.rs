@@ -9,6 +9,7 @@
 //!
 //! Main types:
 //! - [`Record`]: one decoded line, ordered pairs; its `Debug`/`Display` mask secrets.
+//!   [`LineView`] is its borrowed, lazily decoding counterpart (through a [`ViewBuf`]).
 //! - [`Reader`] / [`Writer`] (and [`AsyncReader`] / [`AsyncWriter`] with the `tokio` feature):
 //!   streaming, constant memory, buffer reuse through [`Reader::read_record`].
 //! - [`RequestLine`], [`ProcessFile`], [`ResponseLine`], [`CompleteFile`]: the four file kinds.
@@ -56,6 +57,7 @@ mod response;
 mod sequence;
 mod serde_support;
 mod validate;
+mod view;
 mod writer;
 
 #[cfg(feature = "tokio")]
@@ -79,4 +81,5 @@ pub use validate::{
     Policy, Problem, Report, ValidateOptions, Validator, check_process, validate, validate_bytes,
     validate_reader,
 };
+pub use view::{LineView, ViewBuf};
 pub use writer::Writer;

@@ -139,20 +139,53 @@ impl<R: BufRead> Reader<R> {
     /// problems listed on [`Reader`]. After an error the reader should not be used further.
     pub fn read_record(&mut self, rec: &mut Record) -> Result<bool> {
         loop {
-            self.buf.clear();
-            let n = self
-                .inner
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|source| Error::Io {
-                    file: self.rules.name.clone(),
-                    source,
-                })?;
-            if n == 0 {
-                return Ok(false);
-            }
-            match self.rules.accept(&self.buf, rec)? {
+            let step = match self.next_line(rec)? {
+                Some(step) => step,
+                None => return Ok(false),
+            };
+            match step {
                 Step::Record => return Ok(true),
                 Step::Blank => continue,
+            }
+        }
+    }
+
+    /// Reads one physical line and applies the rules to it; `None` at the end. A line that
+    /// lies whole in the reader's buffer is checked in place, without a copy.
+    fn next_line(&mut self, rec: &mut Record) -> Result<Option<Step>> {
+        self.buf.clear();
+        loop {
+            let io_err = |source| Error::Io {
+                file: self.rules.name.clone(),
+                source,
+            };
+            let available = match self.inner.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(e)),
+            };
+            if available.is_empty() {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return self.rules.accept(&self.buf, rec).map(Some);
+            }
+            match memchr::memchr(b'\n', available) {
+                Some(i) if self.buf.is_empty() => {
+                    let step = self.rules.accept(&available[..=i], rec);
+                    self.inner.consume(i + 1);
+                    return step.map(Some);
+                }
+                Some(i) => {
+                    self.buf.extend_from_slice(&available[..=i]);
+                    self.inner.consume(i + 1);
+                    return self.rules.accept(&self.buf, rec).map(Some);
+                }
+                None => {
+                    let n = available.len();
+                    self.buf.extend_from_slice(available);
+                    self.inner.consume(n);
+                }
             }
         }
     }

@@ -13,11 +13,39 @@ use crate::redact::mask_value;
 ///
 /// `Debug` and `Display` mask the values of [sensitive keys](crate::SENSITIVE_KEYS); use
 /// [`Record::encode_into`] or [`Record::iter`] to get at the real values.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Default)]
 pub struct Record {
     buf: String,
     /// `(end of key, end of value)` in `buf`; each key starts where the previous value ends.
     ends: Vec<(usize, usize)>,
+    /// Reused by the decoder for percent-decoded bytes before their UTF-8 check.
+    pub(crate) scratch: Vec<u8>,
+}
+
+impl Clone for Record {
+    fn clone(&self) -> Self {
+        Record {
+            buf: self.buf.clone(),
+            ends: self.ends.clone(),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+/// Equal when the pairs are equal (buffers and capacity do not matter).
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.buf == other.buf && self.ends == other.ends
+    }
+}
+
+impl Eq for Record {}
+
+impl std::hash::Hash for Record {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.buf.hash(state);
+        self.ends.hash(state);
+    }
 }
 
 impl Record {
@@ -31,6 +59,7 @@ impl Record {
         Record {
             buf: String::with_capacity(bytes),
             ends: Vec::with_capacity(pairs),
+            scratch: Vec::new(),
         }
     }
 
@@ -101,19 +130,34 @@ impl Record {
 
     /// The first key that occurs more than once, if any.
     pub fn repeated_key(&self) -> Option<&str> {
-        // Lines have tens of keys: a quadratic scan beats hashing at that size, but a hostile
-        // line with thousands of keys must not cost millions of comparisons.
-        if self.len() > 32 {
+        // Called on every line read, so cheap in the common case (no repeat): a 256-bit
+        // fingerprint set decides which keys are worth comparing in full; only a fingerprint
+        // hit costs string comparisons. Lines with very many keys use a hash set.
+        if self.len() > 64 {
             let mut seen = std::collections::HashSet::with_capacity(self.len());
             return self.keys().find(|k| !seen.insert(*k));
         }
-        for i in 1..self.len() {
-            let (key, _) = self.pair(i)?;
-            if self.iter().take(i).any(|(k, _)| k == key) {
+        let mut seen = FingerprintSet::default();
+        let mut key_start = 0;
+        for (i, &(key_end, value_end)) in self.ends.iter().enumerate() {
+            let key = &self.buf[key_start..key_end];
+            if seen.insert(key.as_bytes()) && self.keys().take(i).any(|k| k == key) {
                 return Some(key);
             }
+            key_start = value_end;
         }
         None
+    }
+
+    /// Appends a pair whose parts are already in place: `buf` grew by the key, then by the
+    /// value, and `key_end` is where the key stopped.
+    pub(crate) fn commit_pair(&mut self, key_end: usize) {
+        self.ends.push((key_end, self.buf.len()));
+    }
+
+    /// The text buffer, for the decoder to append to (followed by [`Record::commit_pair`]).
+    pub(crate) fn buf_mut(&mut self) -> &mut String {
+        &mut self.buf
     }
 
     /// Appends the canonical KVP encoding (no newline): every byte outside
@@ -133,6 +177,33 @@ impl Record {
     /// A copy whose sensitive values are replaced by their masked forms.
     pub fn masked(&self) -> Record {
         self.iter().map(|(k, v)| (k, mask_value(k, v))).collect()
+    }
+}
+
+/// A number in `0..256` derived from a key's length and its last three bytes (which tell
+/// the protocol's keys apart, `xCustom01`..`xCustom20` included), mixed so that different
+/// keys rarely share it.
+#[inline]
+pub(crate) fn fingerprint(b: &[u8]) -> usize {
+    let n = b.len();
+    let at = |back: usize| u32::from(if n >= back { b[n - back] } else { 0 });
+    let x = (n as u32 & 0xff) | at(1) << 8 | at(2) << 16 | at(3) << 24;
+    (x.wrapping_mul(0x9E37_79B1) >> 24) as usize
+}
+
+/// A set of fingerprints: 256 bits.
+#[derive(Default)]
+pub(crate) struct FingerprintSet([u64; 4]);
+
+impl FingerprintSet {
+    /// Adds `key`'s fingerprint; `true` if it was already there.
+    #[inline]
+    pub(crate) fn insert(&mut self, key: &[u8]) -> bool {
+        let f = fingerprint(key);
+        let (word, bit) = (f >> 6, 1u64 << (f & 63));
+        let seen = self.0[word] & bit != 0;
+        self.0[word] |= bit;
+        seen
     }
 }
 

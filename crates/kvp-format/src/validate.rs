@@ -7,10 +7,13 @@ use std::io::BufRead;
 
 use serde::Serialize;
 
-use crate::codec::{decode_into, decode_line_lossy};
+use std::borrow::Cow;
+
+use crate::codec::decode_line_lossy;
 use crate::error::{Error, Result, show_key};
 use crate::fields::{FORMAT_KVP, keys, parse_u64};
 use crate::reader::{BOM, strip_line_end};
+use crate::view::{LineView, ViewBuf};
 use crate::{CompleteFile, FileKind, FileName, ProcessFile, Record, SequenceNumber};
 
 /// Whether a rule rejects or allows what it describes.
@@ -121,8 +124,11 @@ pub fn validate(name: &FileName, bytes: &[u8], opts: &ValidateOptions) -> Vec<Pr
 /// Validates a whole file held in memory, naming it `file` in problems.
 pub fn validate_bytes(name: &FileName, file: &str, bytes: &[u8], opts: &ValidateOptions) -> Report {
     let mut v = Validator::new(*name, opts).with_file(file);
-    for line in bytes.split_inclusive(|&b| b == b'\n') {
-        v.feed(line);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+        v.feed(&rest[..end]);
+        rest = &rest[end..];
     }
     v.finish()
 }
@@ -139,19 +145,41 @@ pub fn validate_reader<R: BufRead>(
     opts: &ValidateOptions,
 ) -> Result<Report> {
     let mut v = Validator::new(*name, opts).with_file(file);
-    let mut buf = Vec::with_capacity(512);
+    let mut partial: Vec<u8> = Vec::new();
     loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|source| Error::Io {
-                file: Some(file.to_owned()),
-                source,
-            })?;
-        if n == 0 {
+        let available = match reader.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(Error::Io {
+                    file: Some(file.to_owned()),
+                    source,
+                });
+            }
+        };
+        if available.is_empty() {
+            if !partial.is_empty() {
+                v.feed(&partial);
+            }
             return Ok(v.finish());
         }
-        v.feed(&buf);
+        // Lines that lie whole in the reader's buffer are checked in place; only a line
+        // split across two fills is copied.
+        let mut used = 0;
+        while let Some(i) = memchr::memchr(b'\n', &available[used..]) {
+            let end = used + i + 1;
+            if partial.is_empty() {
+                v.feed(&available[used..end]);
+            } else {
+                partial.extend_from_slice(&available[used..end]);
+                v.feed(&partial);
+                partial.clear();
+            }
+            used = end;
+        }
+        partial.extend_from_slice(&available[used..]);
+        let n = available.len();
+        reader.consume(n);
     }
 }
 
@@ -204,6 +232,7 @@ pub struct Validator {
     pending_blank: Option<u64>,
     last_line_unterminated: bool,
     rec: Record,
+    views: ViewBuf,
     problems: Vec<Problem>,
     total: u64,
     seen_indexes: HashSet<u64>,
@@ -223,6 +252,7 @@ impl Validator {
             pending_blank: None,
             last_line_unterminated: false,
             rec: Record::with_capacity(32, 512),
+            views: ViewBuf::new(),
             problems: Vec::new(),
             total: 0,
             seen_indexes: HashSet::new(),
@@ -296,25 +326,43 @@ impl Validator {
         }
         let position = self.records;
         self.records += 1;
+        let single = self.name.kind.is_single_line();
+        let mut views = std::mem::take(&mut self.views);
         let mut rec = std::mem::take(&mut self.rec);
-        if let Err(e) = decode_into(line, &mut rec) {
-            self.report_error(&e.at(None, line_no));
-            // Keep checking the rest of the line on a best-effort decoding.
-            rec.clear();
-            rec.extend(decode_line_lossy(line));
+        match views.view(line) {
+            // The hot path: REQUEST and RESPONSE lines are checked on the borrowed view,
+            // decoding only the few values the checks read.
+            Ok(view) if !single => self.check_fields(&view, line_no, position),
+            Ok(view) => {
+                view.to_record(&mut rec);
+                self.check_fields(&rec, line_no, position);
+                self.check_single(&rec, line_no);
+            }
+            Err(e) => {
+                self.report_error(&e.at(None, line_no));
+                // Keep checking the rest of the line on a best-effort decoding.
+                rec.clear();
+                rec.extend(decode_line_lossy(line));
+                self.check_fields(&rec, line_no, position);
+                if single {
+                    self.check_single(&rec, line_no);
+                }
+            }
         }
-        self.check_record(&rec, line_no, position);
+        self.views = views;
         self.rec = rec;
     }
 
-    fn check_record(&mut self, rec: &Record, line_no: u64, position: u64) {
+    /// Checks every kind's lines share: repeated keys, and for REQUEST/RESPONSE the index,
+    /// the sequence number and the required keys.
+    fn check_fields<F: Fields>(&mut self, line: &F, line_no: u64, position: u64) {
         if self.opts.repeated_keys == Policy::Reject
-            && let Some(key) = rec.repeated_key()
+            && let Some(key) = line.repeated()
         {
             self.report(
                 Some(line_no),
-                Some(key),
-                format!("key {} appears more than once on this line", show_key(key)),
+                Some(&key),
+                format!("key {} appears more than once on this line", show_key(&key)),
             );
         }
         let kind = self.name.kind;
@@ -327,24 +375,30 @@ impl Validator {
         }
         match kind {
             FileKind::Request => {
-                self.check_index(rec, line_no, Some(position));
-                self.check_sequence(rec, line_no);
+                self.check_index(line, line_no, Some(position));
+                self.check_sequence(line, line_no);
                 for i in 0..self.opts.request_keys.len() {
-                    let key = &self.opts.request_keys[i];
-                    if !rec.contains_key(key) {
+                    if !line.has(&self.opts.request_keys[i]) {
+                        let key = self.opts.request_keys[i].clone();
                         let message = format!(
                             "required key {} is missing from this REQUEST line",
-                            show_key(key)
+                            show_key(&key)
                         );
-                        let key = key.clone();
                         self.report(Some(line_no), Some(&key), message);
                     }
                 }
             }
             FileKind::Response => {
-                self.check_index(rec, line_no, None);
-                self.check_sequence(rec, line_no);
+                self.check_index(line, line_no, None);
+                self.check_sequence(line, line_no);
             }
+            FileKind::Process | FileKind::Complete => {}
+        }
+    }
+
+    /// PROCESS and COMPLETE: the typed line and its own rules.
+    fn check_single(&mut self, rec: &Record, line_no: u64) {
+        match self.name.kind {
             FileKind::Process => match ProcessFile::from_record(rec.clone(), line_no) {
                 Ok(p) => {
                     self.check_sequence(rec, line_no);
@@ -370,13 +424,14 @@ impl Validator {
                 }
                 Err(e) => self.report_error(&e),
             },
+            FileKind::Request | FileKind::Response => {}
         }
     }
 
     /// `expected`: the 0-based position for REQUEST files; `None` for RESPONSE files, whose
     /// lines may come in any order but must not repeat an index.
-    fn check_index(&mut self, rec: &Record, line_no: u64, expected: Option<u64>) {
-        let Some(value) = rec.get(keys::INDEX) else {
+    fn check_index<F: Fields>(&mut self, line: &F, line_no: u64, expected: Option<u64>) {
+        let Some(value) = line.field(keys::INDEX) else {
             let kind = self.name.kind;
             self.report(
                 Some(line_no),
@@ -385,7 +440,7 @@ impl Validator {
             );
             return;
         };
-        let Some(index) = parse_u64(value) else {
+        let Some(index) = parse_u64(&value) else {
             self.report(
                 Some(line_no),
                 Some(keys::INDEX),
@@ -418,8 +473,8 @@ impl Validator {
         }
     }
 
-    fn check_sequence(&mut self, rec: &Record, line_no: u64) {
-        let Some(value) = rec.get(keys::SEQUENCE) else {
+    fn check_sequence<F: Fields>(&mut self, line: &F, line_no: u64) {
+        let Some(value) = line.field(keys::SEQUENCE) else {
             let kind = self.name.kind;
             self.report(
                 Some(line_no),
@@ -477,6 +532,38 @@ impl Validator {
             process: self.process,
             complete: self.complete,
         }
+    }
+}
+
+/// What the checks read from a line: implemented by the owned [`Record`] and the borrowed
+/// [`LineView`], so one set of checks serves the fast and the fallback path.
+trait Fields {
+    fn field(&self, key: &str) -> Option<Cow<'_, str>>;
+    fn has(&self, key: &str) -> bool;
+    fn repeated(&self) -> Option<Cow<'_, str>>;
+}
+
+impl Fields for Record {
+    fn field(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key).map(Cow::Borrowed)
+    }
+    fn has(&self, key: &str) -> bool {
+        self.contains_key(key)
+    }
+    fn repeated(&self) -> Option<Cow<'_, str>> {
+        self.repeated_key().map(Cow::Borrowed)
+    }
+}
+
+impl Fields for LineView<'_> {
+    fn field(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key)
+    }
+    fn has(&self, key: &str) -> bool {
+        self.contains_key(key)
+    }
+    fn repeated(&self) -> Option<Cow<'_, str>> {
+        self.repeated_key()
     }
 }
 
@@ -577,6 +664,21 @@ mod tests {
             ..ValidateOptions::default()
         };
         assert_eq!(validate(&name, data.as_bytes(), &lax), vec![]);
+    }
+
+    #[test]
+    fn reader_and_bytes_agree_across_buffer_boundaries() {
+        let name = FileName::parse("REQUEST_7.KVP").unwrap();
+        let data = format!("{R0}\n{R0}\n\n{R1}&xName=%FF\r\n{R1}");
+        let opts = ValidateOptions::default();
+        let want = validate_bytes(&name, "f", data.as_bytes(), &opts).problems;
+        assert_eq!(want.len(), 5, "{want:#?}");
+        for cap in [1, 2, 7, 64, 4096] {
+            let r = std::io::BufReader::with_capacity(cap, data.as_bytes());
+            let got = validate_reader(&name, "f", r, &opts).unwrap();
+            assert_eq!(got.problems, want, "capacity {cap}");
+            assert_eq!(got.records, 4);
+        }
     }
 
     #[test]
