@@ -51,6 +51,10 @@ pub struct Args {
     /// Seed of the generator.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Only write the workspace (config and input) and print how to run it by hand with
+    /// `paybatch gateway-sim` and `paybatch submit`.
+    #[arg(long)]
+    pub generate_only: bool,
 }
 
 /// Runs the subcommand.
@@ -102,6 +106,24 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         "paybatch demo: {} transactions over {} accounts ({} with a gateway that rejects its batches)",
         spec.transactions, spec.accounts, spec.failing_accounts
     );
+    if args.generate_only {
+        let out = world
+            .root
+            .join(format!("results.{}", args.format.extension()));
+        eprintln!(
+            "input:  {}\nconfig: {}",
+            world.input.display(),
+            world.config.display()
+        );
+        eprintln!(
+            "run:    paybatch gateway-sim --config {c} --state-dir {s} &\n        paybatch submit --config {c} {i} --wait --output {o}",
+            c = world.config.display(),
+            s = world.gateway_state.display(),
+            i = world.input.display(),
+            o = out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let settings = Arc::new(
         Settings::load_with_env(Some(&world.config), []).map_err(|e| usage_error(e.to_string()))?,
     );
