@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use storage_backends::{
     Backend, BackendOptions, ErrorKind, HostKeyCheck, LargeUpload, Location, PutIfAbsent, Replace,
-    RetryPolicy, S3Options, SftpAuth, open,
+    RetryPolicy, S3Options, Scheme, SftpAuth, open,
 };
 
 use super::{Global, common, usage_error};
@@ -230,7 +230,19 @@ async fn probe(location: &Location, options: &BackendOptions) -> Report {
             };
         }
     };
-    steps.push(passed("connect", describe(&*backend)));
+    let mut detail = describe(&*backend);
+    if location.scheme() == Scheme::Sftp {
+        match &options.sftp.host_key {
+            Some(HostKeyCheck::KnownHosts(path)) => {
+                detail = format!("host key found in {}; {detail}", path.display());
+            }
+            Some(HostKeyCheck::Fingerprint(fp)) => {
+                detail = format!("host key matches the pin {fp}; {detail}");
+            }
+            _ => {}
+        }
+    }
+    steps.push(passed("connect", detail));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -353,7 +365,89 @@ async fn run_steps(b: &dyn Backend, name: &str, content: Bytes, steps: &mut Vec<
 mod tests {
     use std::sync::Arc;
 
+    use clap::Parser;
+
     use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        check: CheckArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<CheckArgs, clap::Error> {
+        let mut all = vec!["check"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map(|c| c.check)
+    }
+
+    #[test]
+    fn flags_become_options() {
+        let a = parse(&[
+            "sftp://u@h:2222/d",
+            "--ssh-password-env",
+            "PW",
+            "--host-key-sha256",
+            "SHA256:x",
+            "--retries",
+            "2",
+        ])
+        .unwrap();
+        let (loc, o) = settings(&a).unwrap();
+        assert_eq!(loc.to_string(), "sftp://u@h:2222/d");
+        assert_eq!(
+            o.sftp.auth,
+            Some(SftpAuth::PasswordEnv { var: "PW".into() })
+        );
+        assert_eq!(
+            o.sftp.host_key,
+            Some(HostKeyCheck::Fingerprint("SHA256:x".into()))
+        );
+        assert_eq!(o.retry.max_attempts, 3);
+        let a = parse(&[
+            "s3://b/p",
+            "--s3-endpoint",
+            "http://127.0.0.1:9",
+            "--s3-allow-http",
+            "--s3-no-conditional-put",
+            "--timeout",
+            "2s",
+        ])
+        .unwrap();
+        let (_, o) = settings(&a).unwrap();
+        assert_eq!(o.s3.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(
+            (o.s3.allow_http, o.s3.conditional_put),
+            (Some(true), Some(false))
+        );
+        assert_eq!(o.operation_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn argument_rules() {
+        let cases: [(&[&str], bool); 5] = [
+            (&["file:///x"], true),
+            (&[], false),
+            (&["--account", "a"], false),
+            (
+                &["file:///x", "--ssh-key", "k", "--ssh-password-env", "P"],
+                false,
+            ),
+            (
+                &[
+                    "file:///x",
+                    "--known-hosts",
+                    "f",
+                    "--host-key-sha256",
+                    "SHA256:x",
+                ],
+                false,
+            ),
+        ];
+        for (args, ok) in cases {
+            assert_eq!(parse(args).is_ok(), ok, "{args:?}");
+        }
+    }
 
     #[test]
     fn describe_local() {
