@@ -15,21 +15,30 @@ use serde::Serialize;
 
 use super::Global;
 
-/// Validate REQUEST/PROCESS/RESPONSE/COMPLETE files, recognised by their names.
-///
-/// Each FILE must be named KIND_X.KVP (REQUEST_42.KVP, PROCESS_42.KVP, RESPONSE_42.KVP,
-/// COMPLETE_42.KVP). Checked: UTF-8 byte order mark, blank lines in the middle, keys repeated
-/// on a line, bad UTF-8 after percent-decoding, xIndex equal to the line's 0-based position
-/// (REQUEST) or unique (RESPONSE), xSequenceNumber equal to X on every line, required keys,
-/// exactly one line in PROCESS and COMPLETE files, xFormat=KVP. A REQUEST is also checked
-/// against its PROCESS (same X, xSubmittedCount = number of lines) when both are given or
-/// when PROCESS_X.KVP sits beside it. LF and CRLF line ends and a missing final newline are
-/// accepted unless asked otherwise.
-///
-/// Prints one line per problem, `FILE:LINE: message`, on stdout (or one JSON document with
-/// --json); a summary on stderr unless --quiet.
+/// What `paybatch validate --help` shows after the options. (The one-line summary comes from
+/// the subcommand's doc in `main.rs`, which replaces this struct's own doc comment.)
+const DETAILS: &str = "\
+Each FILE must be named KIND_X.KVP (REQUEST_42.KVP, PROCESS_42.KVP, RESPONSE_42.KVP,
+COMPLETE_42.KVP); the name gives its kind and its sequence number X.
+
+Checked in every file: no UTF-8 byte order mark; no blank line in the middle (trailing blank
+lines are fine); no key repeated on a line; keys and values are UTF-8 after percent-decoding;
+xSequenceNumber on every line equals X. REQUEST: xIndex equals the line's 0-based position,
+xKey and xCommand are present. RESPONSE: xIndex present and unique (lines may come in any
+order). PROCESS: exactly one line with xKey, xSubmittedCount, xFormat=KVP. COMPLETE: exactly
+one line with xResult and xStatus. A REQUEST is also checked against its PROCESS (same X,
+xSubmittedCount = the REQUEST's number of lines) when both are given, or when PROCESS_X.KVP
+sits beside the REQUEST (unless --no-beside). LF and CRLF line ends and a missing final
+newline are accepted unless --lf-only / --require-final-newline.
+
+Output: one line per problem on stdout, `FILE:LINE: message` (`FILE: message` for a problem
+with the whole file), or one JSON document with --json. A summary goes to stderr unless -q.
+Values of card and key fields never appear in the output.
+
+Exit codes: 0 every file is valid; 1 problems found; 2 usage error; 3 a file could not be read.";
+
 #[derive(Debug, clap::Args)]
-#[command(after_help = crate::EXIT_CODES)]
+#[command(after_help = crate::EXIT_CODES, after_long_help = DETAILS)]
 pub struct Args {
     /// The files to check.
     #[arg(required = true, value_name = "FILE")]
