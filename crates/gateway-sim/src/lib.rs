@@ -158,6 +158,7 @@ mod money;
 mod process;
 mod refusal;
 mod sim;
+mod source;
 mod validate;
 mod vault;
 

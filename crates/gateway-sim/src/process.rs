@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use crate::book::Book;
-use crate::card::{self, ExpiryProblem};
 use crate::clock::unix_millis;
 use crate::command::Command;
 use crate::journal::JournalEntry;
 use crate::money::Cents;
 use crate::refusal::{self, Refusal};
+use crate::source::{card_source, check_source};
 use crate::vault::{SourceKind, Vault};
 
 /// Read access to a request line's fields. Empty values count as absent, as in the API.
@@ -325,144 +325,6 @@ fn decide(
             Ok(())
         }
     }
-}
-
-/// A card payment source, resolved: never holds more of the number than the rules need.
-struct CardSource {
-    hash: String,
-    masked: String,
-    brand: String,
-    exp: Option<String>,
-    /// The number itself, only to consult the decline table; dropped with this value.
-    number: Option<String>,
-}
-
-fn card_source(
-    req: &(impl Fields + ?Sized),
-    now: SystemTime,
-    vault: &Vault,
-) -> Result<CardSource, Refusal> {
-    let card = req.field("xCardNum");
-    let token = req.field("xToken");
-    let track = req.field("xMagstripe");
-    match [card.is_some(), token.is_some(), track.is_some()]
-        .iter()
-        .filter(|&&b| b)
-        .count()
-    {
-        0 => return Err(Refusal::Missing("xCardNum")),
-        1 => {}
-        _ => return Err(Refusal::TooManySources),
-    }
-    if let Some(t) = token {
-        let e = vault
-            .by_token(t)
-            .filter(|e| e.kind == SourceKind::Card)
-            .ok_or(Refusal::InvalidToken)?;
-        let exp = req
-            .field("xExp")
-            .map(str::to_owned)
-            .or_else(|| e.exp.clone());
-        if let Some(x) = &exp {
-            expiry(x, now)?;
-        }
-        return Ok(CardSource {
-            hash: e.hash.clone(),
-            masked: e.masked.clone(),
-            brand: e.brand.clone(),
-            exp,
-            number: None,
-        });
-    }
-    let (number, exp) = match (card, track) {
-        (Some(n), _) => {
-            if !card::is_valid_card_number(n) {
-                return Err(Refusal::InvalidCard);
-            }
-            (
-                n.to_owned(),
-                req.field("xExp")
-                    .ok_or(Refusal::Missing("xExp"))?
-                    .to_owned(),
-            )
-        }
-        (None, Some(t)) => parse_track(t).ok_or(Refusal::Invalid("xMagstripe"))?,
-        (None, None) => return Err(Refusal::Missing("xCardNum")),
-    };
-    if !card::is_valid_card_number(&number) {
-        return Err(Refusal::InvalidCard);
-    }
-    expiry(&exp, now)?;
-    Ok(CardSource {
-        hash: vault.source_hash(SourceKind::Card, &number),
-        masked: card::mask_card(&number),
-        brand: card::card_type(&number).to_owned(),
-        exp: Some(exp),
-        number: Some(number),
-    })
-}
-
-fn expiry(exp: &str, now: SystemTime) -> Result<(), Refusal> {
-    card::check_expiry(exp, now).map_err(|p| match p {
-        ExpiryProblem::Malformed => Refusal::Invalid("xExp"),
-        ExpiryProblem::Expired => Refusal::CardExpired,
-    })
-}
-
-/// PAN and MMYY from track 1 (`%B<pan>^<name>^<YYMM>...`) or track 2 (`;<pan>=<YYMM>...`).
-fn parse_track(t: &str) -> Option<(String, String)> {
-    let (pan, rest) = if let Some(body) = t.strip_prefix("%B") {
-        let mut parts = body.splitn(3, '^');
-        let pan = parts.next()?;
-        let _name = parts.next()?;
-        (pan, parts.next()?)
-    } else {
-        t.strip_prefix(';').unwrap_or(t).split_once('=')?
-    };
-    let yymm = rest.get(..4)?;
-    if !yymm.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((pan.to_owned(), format!("{}{}", &yymm[2..], &yymm[..2])))
-}
-
-struct CheckSource {
-    hash: String,
-    masked: String,
-    number: Option<String>,
-}
-
-fn check_source(req: &(impl Fields + ?Sized), vault: &Vault) -> Result<CheckSource, Refusal> {
-    let token = req.field("xToken");
-    let account = req.field("xAccount");
-    let routing = req.field("xRouting");
-    if let Some(t) = token {
-        if account.is_some() || routing.is_some() {
-            return Err(Refusal::TooManySources);
-        }
-        let e = vault
-            .by_token(t)
-            .filter(|e| e.kind == SourceKind::Check)
-            .ok_or(Refusal::InvalidToken)?;
-        return Ok(CheckSource {
-            hash: e.hash.clone(),
-            masked: e.masked.clone(),
-            number: None,
-        });
-    }
-    let routing = routing.ok_or(Refusal::Missing("xRouting"))?;
-    let account = account.ok_or(Refusal::Missing("xAccount"))?;
-    if !card::is_valid_routing(routing) {
-        return Err(Refusal::Invalid("xRouting"));
-    }
-    if !card::is_valid_account(account) {
-        return Err(Refusal::Invalid("xAccount"));
-    }
-    Ok(CheckSource {
-        hash: vault.source_hash(SourceKind::Check, &format!("{routing}/{account}")),
-        masked: card::mask_account(account),
-        number: Some(account.to_owned()),
-    })
 }
 
 fn amount(req: &(impl Fields + ?Sized)) -> Result<u64, Refusal> {
