@@ -1,0 +1,155 @@
+//! A batch whose COMPLETE never comes becomes Stuck: submit exits 1 with its transactions
+//! `unknown` and later batches of the account unsent; `status` reports it; nothing is
+//! resubmitted automatically; after `resolve --abandon` a re-run submits them again.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Output;
+
+use orchestrator::demo::{DemoSpec, World, spawn_gateway};
+use orchestrator::{Format, InputReader, InputRecord, RecordSource};
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+async fn paybatch(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_paybatch"))
+            .args(&args)
+            .env("PAYBATCH__POLL__TIMEOUT", "400ms")
+            .env_remove("PAYBATCH_CRASH_AT")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn outcomes(path: &Path) -> Vec<HashMap<String, String>> {
+    let mut reader = InputReader::open(path, None).unwrap();
+    let mut rec = InputRecord::default();
+    let mut out = Vec::new();
+    while reader.read_record(&mut rec).unwrap() {
+        out.push(rec.fields.iter().cloned().collect());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_batch_is_reported_blocks_the_account_and_is_resolved_by_an_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DemoSpec {
+        accounts: 1,
+        transactions: 30,
+        max_batch_lines: 20,
+        failing_accounts: 0,
+        seed: 6,
+    };
+    let world = World::create(dir.path(), spec, Format::Kvp).unwrap();
+    let out = world.root.join("out.kvp");
+    let submit = vec![
+        "submit".into(),
+        "--config".into(),
+        s(&world.config),
+        s(&world.input),
+        "--wait".into(),
+        "--output".into(),
+        s(&out),
+    ];
+
+    // No gateway is running: batch 1 never completes.
+    let run = paybatch(submit.clone()).await;
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("STUCK") && stderr.contains("Stuck"),
+        "{stderr}"
+    );
+    let rows = outcomes(&out);
+    assert_eq!(rows.len(), 30);
+    assert!(
+        rows[..]
+            .iter()
+            .filter(|r| r["xSequenceNumber"] == "1")
+            .all(|r| r["outcome"] == "unknown")
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r["outcome"] == "unknown").count(),
+        20
+    );
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["outcome"] == "not_processed")
+            .count(),
+        10,
+        "batch 2 was not sent behind a Stuck batch"
+    );
+
+    let status = paybatch(vec![
+        "status".into(),
+        "--config".into(),
+        s(&world.config),
+        "--json".into(),
+    ])
+    .await;
+    assert_eq!(status.status.code(), Some(1));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["accounts"][0]["stuck"], serde_json::json!([1]));
+
+    // A re-run does not resubmit the Stuck batch's transactions.
+    let again = paybatch(submit.clone()).await;
+    assert_eq!(again.status.code(), Some(1));
+    let request_dir = world.drop_dir(0).join("Request");
+    let mut names: Vec<String> = std::fs::read_dir(&request_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["PROCESS_1.KVP", "REQUEST_1.KVP"]);
+
+    // The operator confirms with the gateway that batch 1 never ran, takes its files back and
+    // abandons it; the next submit binds the transactions to a new number.
+    for name in &names {
+        std::fs::remove_file(request_dir.join(name)).unwrap();
+    }
+    let resolve = paybatch(vec![
+        "resolve".into(),
+        "--config".into(),
+        s(&world.config),
+        "--account".into(),
+        "acct-001".into(),
+        "--seq".into(),
+        "1".into(),
+        "--abandon".into(),
+        "--reason".into(),
+        "gateway confirmed batch 1 was never received".into(),
+    ])
+    .await;
+    assert_eq!(
+        resolve.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&resolve.stderr)
+    );
+    let (stop, gateway) = spawn_gateway(world.gateway(false).await.unwrap());
+    let done = paybatch(submit).await;
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let rows = outcomes(&out);
+    assert!(
+        rows.iter()
+            .all(|r| matches!(r["outcome"].as_str(), "approved" | "declined" | "error")),
+        "{rows:?}"
+    );
+    assert!(rows.iter().all(|r| r["xSequenceNumber"] != "1"));
+    let journal = gateway_sim::Journal::read(world.gateway_state.join("journal.jsonl")).unwrap();
+    assert_eq!(journal.len(), 30);
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+}
