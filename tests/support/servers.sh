@@ -8,6 +8,7 @@
 #   servers.sh sshd start NAME [PORT]   an extra sshd (same keys and users) for fault tests;
 #                                 prints its port. Reusing PORT restarts it where it was.
 #   servers.sh sshd stop NAME     stop that extra sshd and its connections
+#   servers.sh sshd pause|resume NAME   freeze / thaw it and its connections (a hung server)
 #
 # State lives under target/test-servers/: sshd config, host and client keys, known_hosts, pid
 # files, logs, the SFTP base folder (sftp/) and the env file. Ports are picked free each start.
@@ -32,7 +33,7 @@ free_port() {
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# Stops the process in pid file $1 and its children (sshd's per-connection processes).
+# Stops the process in pid file $1 and its descendants (sshd's per-connection processes).
 stop_pidfile() {
   local pidfile=$1 pid
   [ -f "$pidfile" ] || return 0
@@ -41,7 +42,12 @@ stop_pidfile() {
     # Freeze the listener first: otherwise a client reconnects between the killing of the
     # per-connection children and of the listener, and its new child outlives the stop.
     kill -STOP "$pid" 2>/dev/null || true
-    pkill -TERM -P "$pid" 2>/dev/null || true
+    local kids kid
+    kids=$(descendants "$pid")
+    for kid in $kids; do
+      kill -TERM "$kid" 2>/dev/null || true
+      kill -CONT "$kid" 2>/dev/null || true   # in case a pause left it stopped
+    done
     kill -TERM "$pid" 2>/dev/null || true
     kill -CONT "$pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -240,6 +246,14 @@ status() {
   if alive "$STATE/moto.pid"; then echo "moto: running on port $(cat "$STATE/moto.port")"; else echo "moto: stopped"; fi
 }
 
+descendants() {
+  local child
+  for child in $(pgrep -P "$1" || true); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
 extra_sshd() {
   local action=${1:-} name=${2:-}
   [ -n "$name" ] && [ "$name" != main ] || die "usage: $0 sshd start|stop NAME [PORT] (NAME not 'main')"
@@ -253,7 +267,16 @@ extra_sshd() {
       echo "$port"
       ;;
     stop) stop_pidfile "$SSH_DIR/sshd.x-$name.pid" ;;
-    *) die "usage: $0 sshd start|stop NAME [PORT]" ;;
+    pause | resume)
+      # Freeze (or thaw) the server and every connection: it accepts TCP but answers nothing,
+      # like a hung host — for timeout tests.
+      local signal=STOP pid
+      [ "$action" = resume ] && signal=CONT
+      alive "$SSH_DIR/sshd.x-$name.pid" || die "sshd $name is not running"
+      pid=$(cat "$SSH_DIR/sshd.x-$name.pid")
+      for p in $pid $(descendants "$pid"); do kill -"$signal" "$p" 2>/dev/null || true; done
+      ;;
+    *) die "usage: $0 sshd start|stop|pause|resume NAME [PORT]" ;;
   esac
 }
 
@@ -262,5 +285,5 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   sshd) shift; extra_sshd "$@" ;;
-  *) echo "usage: $0 start|stop|status|sshd start|stop NAME [PORT]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|sshd start|stop|pause|resume NAME [PORT]" >&2; exit 2 ;;
 esac

@@ -177,6 +177,59 @@ async fn sftp_restart_mid_run_loses_and_duplicates_nothing() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_times_out_as_transient() {
+    let Some((shared, ssh_dir)) = sftp_target() else {
+        return;
+    };
+    let name = format!("hung-{}", std::process::id());
+    let port: u16 = sh(&["sshd", "start", &name]).trim().parse().unwrap();
+    let _guard = ExtraSshd(name.clone());
+    let (user, _, _, root) = sftp_parts(&shared.location);
+    let location = Location::parse(&format!("sftp://{user}@127.0.0.1:{port}{root}")).unwrap();
+    let mut options = shared.options.clone();
+    let host_pub = ssh_dir.join("host_ed25519_key.pub");
+    options.sftp.host_key = Some(HostKeyCheck::KnownHosts(known_hosts_for(
+        &ssh_dir, port, &host_pub,
+    )));
+    options.retry = RetryPolicy::none();
+    options.connect_timeout = Duration::from_secs(2);
+    options.operation_timeout = Duration::from_secs(2);
+    let backend = open(&location, &options).await.unwrap();
+    backend
+        .put("before", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+
+    sh(&["sshd", "pause", &name]);
+    let guard = Duration::from_secs(60); // far above the 2 s limits: only a hang reaches it
+    let err = tokio::time::timeout(guard, backend.get("before"))
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Transient,
+        "an operation on a hung server: {err}"
+    );
+    // A new login (another key, so not the shared connection) hits the connect timeout.
+    options.sftp.auth = Some(SftpAuth::KeyFile {
+        path: ssh_dir.join("id_rsa"),
+        passphrase_env: None,
+    });
+    let err = tokio::time::timeout(guard, open(&location, &options))
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Transient,
+        "connecting to a hung server: {err}"
+    );
+    assert!(err.to_string().contains("longer than"), "{err}");
+    sh(&["sshd", "resume", &name]);
+}
+
 #[tokio::test]
 async fn wrong_or_unknown_host_key_is_refused_with_the_offered_fingerprint() {
     let Some((target, ssh_dir)) = sftp_target() else {
