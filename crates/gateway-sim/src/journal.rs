@@ -97,7 +97,8 @@ impl Journal {
     /// batch count) is ignored; a bad line anywhere else is an error.
     ///
     /// # Errors
-    /// [`Error::State`] on I/O failure, [`Error::Journal`] on a corrupt line.
+    /// [`Error::State`](crate::Error::State) on I/O failure, [`Error::Journal`](crate::Error::Journal)
+    /// on a corrupt line.
     pub fn read(path: impl AsRef<Path>) -> Result<Vec<JournalEntry>> {
         jsonl::read(path.as_ref())
     }

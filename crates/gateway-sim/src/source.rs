@@ -148,3 +148,27 @@ pub(crate) fn check_source(
         number: Some(account.to_owned()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn track_data() {
+        #[rustfmt::skip]
+        let cases: &[(&str, Option<(&str, &str)>)] = &[
+            ("%B4111111111111111^SMITH/JO^3012101000?", Some(("4111111111111111", "1230"))),
+            (";4111111111111111=30121010000?", Some(("4111111111111111", "1230"))),
+            ("4111111111111111=2901", Some(("4111111111111111", "0129"))),
+            ("%B4111111111111111^SMITH/JO", None),
+            (";4111111111111111=3X12", None),
+            (";4111111111111111=301", None),
+            ("garbage", None),
+        ];
+        for &(t, want) in cases {
+            let got = parse_track(t);
+            let got = got.as_ref().map(|(p, e)| (p.as_str(), e.as_str()));
+            assert_eq!(got, want, "{t}");
+        }
+    }
+}
