@@ -13,13 +13,16 @@ async fn streams_200_mb_in_constant_memory_on_every_backend() {
             continue;
         };
         let b = open(&target.location, &target.options).await.unwrap();
+        // Informational only (printed, never asserted).
+        let started = std::time::Instant::now();
         let growth = conformance::large_streamed(&*b, LARGE_FILE_BYTES, MAX_STREAM_MEMORY_GROWTH)
             .await
             .unwrap_or_else(|f| panic!("{}: {f}", scheme.as_str()));
         eprintln!(
-            "{}: streamed {} MB up and down, resident memory grew {} MiB",
+            "{}: streamed {} MB up and down in {:.1?}, resident memory grew {} MiB",
             scheme.as_str(),
             LARGE_FILE_BYTES / 1_000_000,
+            started.elapsed(),
             growth >> 20
         );
     }
