@@ -177,3 +177,35 @@ mod tests {
         assert_ne!(content_digest(&f("4111111111111111")), content_digest(&[]));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Every position lands in exactly one batch, batches respect the size limit, input
+        /// order is kept inside each, and bound transactions keep their batch and index.
+        #[test]
+        fn plan_partitions_the_input(n in 0usize..300, max in 1usize..40, bound_upto in 0usize..300) {
+            let positions: Vec<u32> = (0..n as u32).map(|p| p * 3).collect();
+            let bound_count = bound_upto.min(n);
+            let seq = SequenceNumber::new(5).unwrap();
+            let plan = plan_account(&positions, max, |p| {
+                let i = (p / 3) as usize;
+                (i < bound_count).then(|| Bound { sequence: seq, index: i as u64 })
+            }).unwrap();
+            let mut seen: Vec<u32> = plan.existing.values().flatten().copied().collect();
+            seen.extend(plan.fresh.iter().flatten());
+            let mut sorted = seen.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(&sorted, &positions);
+            prop_assert!(plan.fresh.iter().all(|b| !b.is_empty() && b.len() <= max));
+            prop_assert!(plan.fresh.iter().flatten().zip(plan.fresh.iter().flatten().skip(1)).all(|(a, b)| a < b));
+            if bound_count > 0 {
+                prop_assert_eq!(plan.existing.get(&seq).map(Vec::len), Some(bound_count));
+            }
+        }
+    }
+}
