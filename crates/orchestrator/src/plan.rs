@@ -194,7 +194,7 @@ mod props {
             let seq = SequenceNumber::new(5).unwrap();
             let plan = plan_account(&positions, max, |p| {
                 let i = (p / 3) as usize;
-                (i < bound_count).then(|| Bound { sequence: seq, index: i as u64 })
+                (i < bound_count).then_some(Bound { sequence: seq, index: i as u64 })
             }).unwrap();
             let mut seen: Vec<u32> = plan.existing.values().flatten().copied().collect();
             seen.extend(plan.fresh.iter().flatten());
