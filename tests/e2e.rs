@@ -252,6 +252,35 @@ async fn submit_without_wait_then_collect() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    // Without the input: every batch in flight is finished and reported by account and line.
+    let in_flight = world.root.join("in-flight.kvp");
+    let collect = paybatch_async(vec![
+        "collect".into(),
+        "--config".into(),
+        s(&world.config),
+        "--output".into(),
+        s(&in_flight),
+    ])
+    .await;
+    assert_eq!(
+        collect.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&collect.stderr)
+    );
+    let finished = read_records(&in_flight);
+    assert!(
+        !finished.is_empty() && finished.len() < 200,
+        "{}",
+        finished.len()
+    );
+    assert!(
+        finished.iter().all(
+            |o| matches!(o["outcome"].as_str(), "approved" | "declined" | "error")
+                && o["ref"].starts_with('T')
+        ),
+        "{finished:?}"
+    );
     let out = world.root.join("collected.jsonl");
     let collect = paybatch_async(vec![
         "collect".into(),

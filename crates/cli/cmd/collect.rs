@@ -1,5 +1,7 @@
 //! `paybatch collect` — finish the batches a `submit` without `--wait` left in flight (poll,
-//! store results, clean up) and write the merged output for that input. Creates no batches.
+//! store results, clean up) and write the merged output. Creates no batches. With the input
+//! that was submitted, the output has one record per input record in input order; without
+//! it, one record per transaction of the batches that were in flight, by account, batch, line.
 //!
 //! Exit codes as `submit --wait`: 0 every batch final; 1 Stuck batches or a failed account.
 
@@ -16,8 +18,8 @@ use super::common::{self, Bars};
 /// Arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The input that was submitted (its refs select and order the results).
-    pub input: PathBuf,
+    /// The input that was submitted (its refs select and order the results); optional.
+    pub input: Option<PathBuf>,
     /// Config file.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
@@ -38,27 +40,41 @@ pub struct Args {
 /// Runs the subcommand.
 pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
     let settings = Arc::new(common::load_settings(args.config.as_deref())?);
-    let job = common::load_job(&settings, &args.input, args.format, false, None)?;
+    let job = match &args.input {
+        Some(input) => Some(common::load_job(
+            &settings,
+            input,
+            args.format,
+            false,
+            None,
+        )?),
+        None => None,
+    };
     let rt = common::runtime()?;
     rt.block_on(async {
         let orch = Orchestrator::builder(settings.clone()).build()?;
-        let options = SubmitOptions {
-            wait: WaitMode::UntilCollected,
-            collect_only: true,
-            output: Some(OutputSpec {
-                path: args.output.clone(),
-                format: common::output_format(
-                    args.output_format,
-                    &args.output,
-                    &args.input,
-                    args.format,
-                ),
-            }),
+        let output = OutputSpec {
+            path: args.output.clone(),
+            format: common::output_format(
+                args.output_format,
+                &args.output,
+                args.input.as_deref().unwrap_or(&args.output),
+                args.format,
+            ),
         };
         let bars = Bars::start(orch.progress().clone(), global);
-        let report = orch
-            .submit(job, &options, common::shutdown_on_signal())
-            .await;
+        let shutdown = common::shutdown_on_signal();
+        let report = match job {
+            Some(job) => {
+                let options = SubmitOptions {
+                    wait: WaitMode::UntilCollected,
+                    collect_only: true,
+                    output: Some(output),
+                };
+                orch.submit(job, &options, shutdown).await
+            }
+            None => orch.collect_in_flight(Some(&output), shutdown).await,
+        };
         bars.finish();
         let report = report?;
         if !global.quiet {

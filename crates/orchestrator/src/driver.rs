@@ -678,7 +678,7 @@ fn put(
     spill.put(pos as usize, &record)
 }
 
-fn line_outcome(
+pub(crate) fn line_outcome(
     state: BatchState,
     verdict: Option<&sequence_ledger::Verdict>,
     result: Option<&Vec<(String, String)>>,

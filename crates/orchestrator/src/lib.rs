@@ -15,6 +15,7 @@
 
 mod account;
 pub mod aps;
+mod collect;
 pub mod demo;
 mod driver;
 mod dry_run;
