@@ -8,6 +8,34 @@
 //! - [`GatewayProtocol`] — the per-account gateway steps ([`SolaFileDrop`] first);
 //! - [`Orchestrator`] — reserve → upload → verify → trigger → poll → collect → clean, resumable.
 //!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use orchestrator::demo::{DemoSpec, World, spawn_gateway};
+//! use orchestrator::{Format, InputReader, InvalidPolicy, Job, Orchestrator, Outcome, Settings, Shutdown, SubmitOptions};
+//!
+//! // A generated world on local folders, with the gateway simulator standing in for Sola.
+//! let dir = tempfile::tempdir()?;
+//! let spec = DemoSpec { accounts: 2, transactions: 50, failing_accounts: 0, ..DemoSpec::default() };
+//! let world = World::create(dir.path(), spec, Format::Kvp)?;
+//! let (stop, gateway) = spawn_gateway(world.gateway(false).await?);
+//!
+//! let settings = Arc::new(Settings::load_with_env(Some(&world.config), [])?);
+//! let mut input = InputReader::open(&world.input, None)?;
+//! let job = Job::load(&mut input, &settings, InvalidPolicy::RejectInput, &mut |p, _| eprintln!("{p}"))?;
+//! let report = Orchestrator::builder(settings)
+//!     .build()?
+//!     .submit(Arc::new(job), &SubmitOptions::default(), Shutdown::never())
+//!     .await?;
+//! assert!(report.is_complete());
+//! assert_eq!(report.totals().total(), 50);
+//! assert!(report.totals().count(Outcome::Approved) > 0);
+//! # let _ = stop.send(());
+//! # gateway.await??;
+//! # Ok(()) }
+//! ```
+//!
 //! Guarantees: nothing carrying a sequence number is uploaded before the number and its
 //! transactions are durable in the ledger; a REQUEST is verified before its PROCESS; one batch
 //! per account is in flight; a rerun finishes unfinished batches with the same number and bytes.
