@@ -12,12 +12,12 @@ use crate::journal::JournalEntry;
 /// The duplicate window of the real-time API: 10 minutes.
 pub(crate) const DUPLICATE_WINDOW_MS: u64 = 10 * 60 * 1000;
 
-/// An approved transaction.
+/// An approved transaction. Compact on purpose: a load run holds millions of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Txn {
     pub command: Command,
-    /// Opaque merchant id: references only work within one merchant.
-    pub merchant: String,
+    /// Interned merchant id: references only work within one merchant.
+    merchant: u32,
     /// Authorized / applied amount in cents (0 for `cc:save`).
     pub amount: u64,
     /// Captured cents (sale: the amount; authonly: after capture).
@@ -26,26 +26,49 @@ pub(crate) struct Txn {
     pub refunded: u64,
     pub voided: bool,
     /// For capture and refund: the transaction they apply to.
-    pub parent: Option<String>,
+    pub parent: Option<u64>,
 }
 
-/// One account's approved transactions and duplicate window.
+/// One account's approved transactions and duplicate window, keyed by the numeric `xRefNum`
+/// and the 128-bit fingerprint (the journal's hex strings, parsed).
 #[derive(Debug, Default)]
 pub(crate) struct Book {
-    txns: HashMap<String, Txn>,
-    recent: HashMap<String, u64>,
+    txns: HashMap<u64, Txn>,
+    recent: HashMap<u128, u64>,
+    merchants: HashMap<String, u32>,
+}
+
+/// `xRefNum` as the book keys it; every number this simulator hands out parses.
+fn ref_key(ref_num: &str) -> Option<u64> {
+    ref_num.parse().ok()
+}
+
+fn fingerprint_key(fp: &str) -> Option<u128> {
+    u128::from_str_radix(fp, 16).ok()
 }
 
 impl Book {
-    /// The approved transaction `ref_num`, if any.
-    pub(crate) fn get(&self, ref_num: &str) -> Option<&Txn> {
-        self.txns.get(ref_num)
+    /// The approved transaction `ref_num` of `merchant`, if any.
+    pub(crate) fn get(&self, ref_num: &str, merchant: &str) -> Option<&Txn> {
+        let m = *self.merchants.get(merchant)?;
+        self.txns
+            .get(&ref_key(ref_num)?)
+            .filter(|t| t.merchant == m)
+    }
+
+    /// What a refund of `ref_num` applies to: a capture's authorization, else the transaction.
+    pub(crate) fn refund_root(&self, ref_num: &str, merchant: &str) -> Option<&Txn> {
+        let t = self.get(ref_num, merchant)?;
+        match (t.command, t.parent) {
+            (Command::Capture, Some(p)) => self.txns.get(&p),
+            _ => Some(t),
+        }
     }
 
     /// True when `fingerprint` was approved within the 10 minutes before `now_ms`.
     pub(crate) fn is_duplicate(&self, fingerprint: &str, now_ms: u64) -> bool {
-        self.recent
-            .get(fingerprint)
+        fingerprint_key(fingerprint)
+            .and_then(|k| self.recent.get(&k))
             .is_some_and(|&at| now_ms.saturating_sub(at) < DUPLICATE_WINDOW_MS)
     }
 
@@ -60,15 +83,20 @@ impl Book {
         if !e.is_approved() {
             return;
         }
-        let Some(command) = Command::parse(&e.command) else {
+        let (Some(command), Some(key)) = (Command::parse(&e.command), ref_key(&e.ref_num)) else {
             return;
         };
         let amount = e.amount_cents.unwrap_or(0);
-        let merchant = e.merchant.clone().unwrap_or_default();
-        if let Some(fp) = &e.fingerprint {
-            let at = self.recent.entry(fp.clone()).or_insert(e.at_unix_ms);
+        let next_id = u32::try_from(self.merchants.len()).unwrap_or(u32::MAX);
+        let merchant = *self
+            .merchants
+            .entry(e.merchant.clone().unwrap_or_default())
+            .or_insert(next_id);
+        if let Some(fp) = e.fingerprint.as_deref().and_then(fingerprint_key) {
+            let at = self.recent.entry(fp).or_insert(e.at_unix_ms);
             *at = (*at).max(e.at_unix_ms);
         }
+        let target = e.target_ref_num.as_deref().and_then(ref_key);
         let mut parent = None;
         match command {
             Command::Sale
@@ -77,27 +105,25 @@ impl Book {
             | Command::Credit
             | Command::Save => {}
             Command::Capture => {
-                if let Some(t) = e
-                    .target_ref_num
-                    .as_deref()
-                    .and_then(|r| self.txns.get_mut(r))
-                {
+                if let Some(t) = target.and_then(|r| self.txns.get_mut(&r)) {
                     t.captured = amount;
-                    parent.clone_from(&e.target_ref_num);
+                    parent = target;
                 }
             }
             Command::Refund => {
-                let root = e.target_ref_num.as_deref().map(|r| self.root_of(r));
-                if let Some(t) = root.as_deref().and_then(|r| self.txns.get_mut(r)) {
+                let root = target.map(|r| match self.txns.get(&r) {
+                    Some(t) if t.command == Command::Capture => t.parent.unwrap_or(r),
+                    _ => r,
+                });
+                if let Some(t) = root.and_then(|r| self.txns.get_mut(&r)) {
                     t.refunded += amount;
                 }
                 parent = root;
             }
             Command::Void => {
-                let target = e.target_ref_num.as_deref();
-                let undo = target.and_then(|r| self.txns.get_mut(r)).map(|t| {
+                let undo = target.and_then(|r| self.txns.get_mut(&r)).map(|t| {
                     t.voided = true;
-                    (t.command, t.parent.clone(), t.amount)
+                    (t.command, t.parent, t.amount)
                 });
                 if let Some((kind, Some(p), amt)) = undo
                     && let Some(pt) = self.txns.get_mut(&p)
@@ -115,7 +141,7 @@ impl Book {
             _ => 0,
         };
         self.txns.insert(
-            e.ref_num.clone(),
+            key,
             Txn {
                 command,
                 merchant,
@@ -126,16 +152,6 @@ impl Book {
                 parent,
             },
         );
-    }
-
-    /// The transaction money is refunded against: a capture's authorization, else itself.
-    pub(crate) fn root_of(&self, ref_num: &str) -> String {
-        match self.txns.get(ref_num) {
-            Some(t) if t.command == Command::Capture => {
-                t.parent.clone().unwrap_or_else(|| ref_num.to_owned())
-            }
-            _ => ref_num.to_owned(),
-        }
     }
 
     /// Number of approved transactions held.
@@ -164,7 +180,7 @@ mod tests {
             token: None,
             masked: None,
             merchant: Some("m".into()),
-            fingerprint: Some(format!("fp-{rn}")),
+            fingerprint: Some(format!("{:032x}", rn.parse::<u128>().unwrap() + 0xabc)),
             at_unix_ms: 1_000,
         }
     }
@@ -174,16 +190,19 @@ mod tests {
         let mut b = Book::default();
         b.apply(&e("cc:authonly", "A", "1", None, 1_000));
         b.apply(&e("cc:capture", "A", "2", Some("1"), 800));
-        assert_eq!(b.get("1").unwrap().captured, 800);
+        let get = |b: &Book, r: &str| b.get(r, "m").cloned().unwrap();
+        assert_eq!(get(&b, "1").captured, 800);
         b.apply(&e("cc:refund", "A", "3", Some("2"), 300)); // via the capture
-        assert_eq!(b.get("1").unwrap().refunded, 300);
+        assert_eq!(get(&b, "1").refunded, 300);
+        assert_eq!(b.refund_root("2", "m").unwrap().amount, 1_000);
+        assert!(b.get("1", "other").is_none());
         b.apply(&e("cc:void", "A", "4", Some("3"), 0));
-        assert_eq!(b.get("1").unwrap().refunded, 0);
-        assert!(b.get("3").unwrap().voided);
+        assert_eq!(get(&b, "1").refunded, 0);
+        assert!(get(&b, "3").voided);
         b.apply(&e("cc:void", "A", "5", Some("2"), 0));
-        assert_eq!(b.get("1").unwrap().captured, 0);
+        assert_eq!(get(&b, "1").captured, 0);
         b.apply(&e("cc:sale", "D", "6", None, 500));
-        assert!(b.get("6").is_none());
+        assert!(b.get("6", "m").is_none());
         assert_eq!(b.len(), 5);
     }
 
@@ -191,6 +210,8 @@ mod tests {
     fn duplicate_window_is_ten_minutes() {
         let mut b = Book::default();
         b.apply(&e("cc:sale", "A", "1", None, 100));
+        let fp = format!("{:032x}", 1 + 0xabc);
+        assert!(!b.is_duplicate("not-hex", 1_000));
         let cases: &[(u64, bool)] = &[
             (1_000, true),
             (1_000 + DUPLICATE_WINDOW_MS - 1, true),
@@ -198,9 +219,9 @@ mod tests {
             (500, true), // clock went back: still inside
         ];
         for &(now, want) in cases {
-            assert_eq!(b.is_duplicate("fp-1", now), want, "{now}");
+            assert_eq!(b.is_duplicate(&fp, now), want, "{now}");
         }
         b.prune(1_000 + DUPLICATE_WINDOW_MS);
-        assert!(!b.is_duplicate("fp-1", 1_000));
+        assert!(!b.is_duplicate(&fp, 1_000));
     }
 }

@@ -268,8 +268,7 @@ fn decide(
             let target = req.field("xRefNum").ok_or(Refusal::Missing("xRefNum"))?;
             d.target = Some(target.to_owned());
             let t = book
-                .get(target)
-                .filter(|t| t.merchant == merchant)
+                .get(target, &merchant)
                 .ok_or(Refusal::OriginalNotFound)?;
             if t.voided {
                 return Err(Refusal::AlreadyVoided);
@@ -290,8 +289,9 @@ fn decide(
                     d.amount = Some(a);
                 }
                 Command::Refund => {
-                    let root_ref = book.root_of(target);
-                    let root = book.get(&root_ref).ok_or(Refusal::OriginalNotFound)?;
+                    let root = book
+                        .refund_root(target, &merchant)
+                        .ok_or(Refusal::OriginalNotFound)?;
                     let refundable = matches!(root.command, Command::Sale | Command::AuthOnly)
                         && root.captured > 0;
                     if !refundable {
