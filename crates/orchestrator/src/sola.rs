@@ -277,3 +277,183 @@ impl GatewayProtocol for SolaFileDrop {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn drop_and_sola() -> (
+        storage_backends::test_env::TestTarget,
+        Arc<dyn Backend>,
+        SolaFileDrop,
+    ) {
+        let target = storage_backends::test_env::local().unwrap();
+        let backend = storage_backends::open(&target.location, &target.options)
+            .await
+            .unwrap();
+        let settings = crate::settings::Settings::from_toml("").unwrap();
+        let sola = SolaFileDrop::new(
+            "acme",
+            backend.clone(),
+            Secret::new("bk".into()),
+            Secret::new("mk".into()),
+            &settings.gateway,
+        );
+        (target, backend, sola)
+    }
+
+    fn seq(n: u32) -> SequenceNumber {
+        SequenceNumber::new(n).unwrap()
+    }
+
+    #[tokio::test]
+    async fn request_encoding_is_canonical_and_deterministic() {
+        let (_t, _b, sola) = drop_and_sola().await;
+        let fields = vec![
+            ("xCommand".to_owned(), "cc:sale".to_owned()),
+            ("xName".to_owned(), "Zoë & Co+1".to_owned()),
+        ];
+        let lines = [
+            RequestLine {
+                index: 0,
+                fields: &fields,
+            },
+            RequestLine {
+                index: 1,
+                fields: &fields,
+            },
+        ];
+        let a = sola.encode_request(seq(7), &lines).unwrap();
+        assert_eq!(a, sola.encode_request(seq(7), &lines).unwrap());
+        let text = std::str::from_utf8(&a).unwrap();
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with("xIndex=0&xSequenceNumber=7&xKey=mk&xVersion=5.0.0&xSoftwareName=paybatch&xSoftwareVersion="), "{first}");
+        assert!(
+            first.ends_with("&xCommand=cc%3Asale&xName=Zo%C3%AB%20%26%20Co%2B1"),
+            "{first}"
+        );
+        assert!(text.ends_with('\n') && text.lines().nth(1).unwrap().starts_with("xIndex=1&"));
+        assert_eq!(
+            &sola.encode_process(seq(7), 2)[..],
+            b"xKey=bk&xSubmittedCount=2&xFormat=KVP&xSequenceNumber=7\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn upload_is_verified_idempotent_and_never_replaces_a_triggered_request() {
+        let (_t, backend, sola) = drop_and_sola().await;
+        sola.upload(seq(3), Bytes::from_static(b"xIndex=0\n"))
+            .await
+            .unwrap();
+        sola.upload(seq(3), Bytes::from_static(b"xIndex=0\n"))
+            .await
+            .unwrap();
+        assert_eq!(
+            &backend.get("Request/REQUEST_3.KVP").await.unwrap()[..],
+            b"xIndex=0\n"
+        );
+        // Not triggered yet: a different payload replaces it.
+        sola.upload(seq(3), Bytes::from_static(b"xIndex=0&x=1\n"))
+            .await
+            .unwrap();
+        sola.trigger(seq(3), 1).await.unwrap();
+        let err = sola
+            .upload(seq(3), Bytes::from_static(b"xIndex=0&x=2\n"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("already in the drop and triggered"),
+            "{err}"
+        );
+        assert_eq!(
+            &backend.get("Request/REQUEST_3.KVP").await.unwrap()[..],
+            b"xIndex=0&x=1\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn poll_reads_the_verdict() {
+        let (_t, backend, sola) = drop_and_sola().await;
+        assert_eq!(sola.poll(seq(4)).await.unwrap(), PollResult::Pending);
+        backend.put("Response/COMPLETE_4.KVP", Bytes::from_static(b"xResult=E&xStatus=Error&xError=Bad+key&xProcessedCount=0&xSequenceNumber=4\r\n")).await.unwrap();
+        let PollResult::Done(v) = sola.poll(seq(4)).await.unwrap() else {
+            panic!("pending")
+        };
+        assert_eq!(
+            (v.success, v.error.as_deref(), v.processed_count),
+            (false, Some("Bad key"), Some(0))
+        );
+        backend
+            .put(
+                "Response/COMPLETE_5.KVP",
+                Bytes::from_static(b"xResult=S&xStatus=Success&xSequenceNumber=6\n"),
+            )
+            .await
+            .unwrap();
+        assert!(
+            sola.poll(seq(5)).await.is_err(),
+            "a COMPLETE for another number is refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn results_join_on_xindex_and_must_match_the_request() {
+        let (_t, backend, sola) = drop_and_sola().await;
+        let cases: &[(&[u8], Result<(), &str>)] = &[
+            (b"xIndex=1&xSequenceNumber=9&xResult=D\nxIndex=0&xSequenceNumber=9&xResult=A&xName=J+D\n", Ok(())),
+            (b"xIndex=0&xSequenceNumber=9&xResult=A\n", Err("missing xIndex [1]")),
+            (b"xIndex=0&xSequenceNumber=9\nxIndex=1&xSequenceNumber=9\nxIndex=2&xSequenceNumber=9\n", Err("extra or repeated xIndex [2]")),
+            (b"xIndex=0&xSequenceNumber=9\nxIndex=0&xSequenceNumber=9\n", Err("extra or repeated xIndex [0]")),
+            (b"xIndex=0&xSequenceNumber=8\nxIndex=1&xSequenceNumber=9\n", Err("xSequenceNumber 8")),
+            (b"xSequenceNumber=9\nxIndex=1&xSequenceNumber=9\n", Err("no valid xIndex")),
+        ];
+        for (body, expected) in cases {
+            backend
+                .put("Response/RESPONSE_9.KVP", Bytes::copy_from_slice(body))
+                .await
+                .unwrap();
+            let got = sola.fetch_results(seq(9), 2).await;
+            match (expected, got) {
+                (Ok(()), Ok(lines)) => {
+                    assert_eq!(lines.iter().map(|l| l.index).collect::<Vec<_>>(), [0, 1]);
+                    assert!(
+                        lines[0]
+                            .fields
+                            .contains(&("xName".to_owned(), "J D".to_owned())),
+                        "+ is a space"
+                    );
+                }
+                (Err(needle), Err(e)) => assert!(e.to_string().contains(needle), "{e}"),
+                (expected, got) => panic!("{expected:?} vs {got:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn cleanup_deletes_exactly_this_batch_s_answer() {
+        let (_t, backend, sola) = drop_and_sola().await;
+        for path in [
+            "Response/RESPONSE_2.KVP",
+            "Response/COMPLETE_2.KVP",
+            "Response/RESPONSE_3.KVP",
+            "Response/COMPLETE_3.KVP",
+        ] {
+            backend
+                .put(path, Bytes::from_static(b"x=1\n"))
+                .await
+                .unwrap();
+        }
+        sola.cleanup(seq(2)).await.unwrap();
+        sola.cleanup(seq(2)).await.unwrap();
+        let mut left: Vec<String> = backend
+            .list("Response")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
+        left.sort();
+        assert_eq!(left, ["Response/COMPLETE_3.KVP", "Response/RESPONSE_3.KVP"]);
+    }
+}
