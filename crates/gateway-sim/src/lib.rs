@@ -9,7 +9,8 @@
 //!   [`GatewaySim::run`] polls until a shutdown future completes.
 //! - [`SimAccount`]: one batch account: its drop (`Arc<dyn Backend>`), batch key, merchant keys
 //!   and [`Knobs`].
-//! - [`SimOptions`]: state directory, poll interval, [`Clock`] ([`ManualClock`] in tests).
+//! - [`SimOptions`]: state directory, poll interval, idle backoff, [`Clock`] ([`ManualClock`]
+//!   in tests).
 //! - [`Journal`] / [`JournalEntry`]: every processed transaction, for "processed exactly once".
 //! - [`FlakyBackend`]: slow or failing storage (also available as [`Knobs::storage`]).
 //!
@@ -139,8 +140,10 @@
 //! after a crash a batch is either never processed or processed exactly once (possibly
 //! without a COMPLETE — the client then reports it stuck, as it would with a real gateway).
 //! Storage failures are retried on the next poll (unwritten RESPONSE/COMPLETE are kept in
-//! memory, not re-processed). Card numbers, CVV, bank accounts and keys never reach the
-//! journal, the vault, the logs or errors; only masked forms and salted hashes do.
+//! memory, not re-processed). Accounts are polled in parallel tasks; the batches of one
+//! account are handled one at a time. [`SimOptions::idle_backoff`] lets [`GatewaySim::run`]
+//! poll less often while every drop is idle. Card numbers, CVV, bank accounts and keys never
+//! reach the journal, the vault, the logs or errors; only masked forms and salted hashes do.
 #![warn(missing_docs)]
 
 pub mod aps;
