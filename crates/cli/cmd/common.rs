@@ -135,66 +135,45 @@ pub fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
 }
 
-/// Progress bars on a terminal (records, batches uploaded, batches completed); nothing
-/// otherwise (log lines carry the progress then). Stop with [`Bars::finish`].
+/// Progress on stderr: bars on a terminal (transactions uploaded, completed, accounts done);
+/// a plain line every few seconds otherwise (when it changed). Nothing with `-q`.
+/// Stop with [`Bars::finish`].
 pub struct Bars {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+fn snapshot(p: &Progress) -> [u64; 9] {
+    [
+        p.transactions.load(Ordering::Relaxed),
+        p.lines_uploaded.load(Ordering::Relaxed),
+        p.batches_uploaded.load(Ordering::Relaxed),
+        p.lines_completed.load(Ordering::Relaxed),
+        p.batches_completed.load(Ordering::Relaxed),
+        p.batches_stuck.load(Ordering::Relaxed),
+        p.accounts_done.load(Ordering::Relaxed),
+        p.accounts_total.load(Ordering::Relaxed),
+        0,
+    ]
+}
+
 impl Bars {
-    /// Starts drawing `progress` unless quiet or stderr is not a terminal.
+    /// Starts reporting `progress` unless quiet.
     pub fn start(progress: Arc<Progress>, global: &Global) -> Self {
-        if global.quiet || !std::io::stderr().is_terminal() {
+        if global.quiet {
             return Self {
                 stop: None,
                 thread: None,
             };
         }
+        let terminal = std::io::stderr().is_terminal();
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
-            use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-            let multi = MultiProgress::new();
-            let style = ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
-            let uploaded = multi.add(
-                ProgressBar::new(0)
-                    .with_style(style.clone())
-                    .with_prefix("uploaded"),
-            );
-            let completed = multi.add(
-                ProgressBar::new(0)
-                    .with_style(style)
-                    .with_prefix("completed"),
-            );
-            loop {
-                let total = progress.transactions.load(Ordering::Relaxed);
-                uploaded.set_length(total);
-                completed.set_length(total);
-                uploaded.set_position(progress.lines_uploaded.load(Ordering::Relaxed));
-                uploaded.set_message(format!(
-                    "{} batches",
-                    progress.batches_uploaded.load(Ordering::Relaxed)
-                ));
-                completed.set_position(progress.lines_completed.load(Ordering::Relaxed));
-                let stuck = progress.batches_stuck.load(Ordering::Relaxed);
-                completed.set_message(format!(
-                    "{} batches{}",
-                    progress.batches_completed.load(Ordering::Relaxed),
-                    if stuck > 0 {
-                        format!(", {stuck} stuck")
-                    } else {
-                        String::new()
-                    }
-                ));
-                match rx.recv_timeout(Duration::from_millis(100)) {
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => break,
-                }
+            if terminal {
+                draw_bars(&progress, &rx);
+            } else {
+                print_lines(&progress, &rx);
             }
-            uploaded.finish();
-            completed.finish();
         });
         Self {
             stop: Some(tx),
@@ -202,13 +181,68 @@ impl Bars {
         }
     }
 
-    /// Stops drawing.
+    /// Stops reporting.
     pub fn finish(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+fn draw_bars(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
+    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let bar = |name: &'static str| {
+        multi.add(
+            ProgressBar::new(0)
+                .with_style(style.clone())
+                .with_prefix(name),
+        )
+    };
+    let (uploaded, completed, accounts) = (bar("uploaded"), bar("completed"), bar("accounts"));
+    loop {
+        let [total, up, up_b, done, done_b, stuck, acc_done, acc_total, _] = snapshot(progress);
+        uploaded.set_length(total);
+        uploaded.set_position(up);
+        uploaded.set_message(format!("{up_b} batches"));
+        completed.set_length(total);
+        completed.set_position(done);
+        let stuck = if stuck > 0 {
+            format!(", {stuck} stuck")
+        } else {
+            String::new()
+        };
+        completed.set_message(format!("{done_b} batches{stuck}"));
+        accounts.set_length(acc_total);
+        accounts.set_position(acc_done);
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => break,
+        }
+    }
+    for b in [uploaded, completed, accounts] {
+        b.finish();
+    }
+}
+
+fn print_lines(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
+    let mut last = snapshot(progress);
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        rx.recv_timeout(Duration::from_secs(5))
+    {
+        let now = snapshot(progress);
+        if now != last {
+            let [total, up, up_b, done, done_b, stuck, acc_done, acc_total, _] = now;
+            eprintln!(
+                "paybatch: progress: uploaded {up}/{total} transactions ({up_b} batches), completed {done}/{total} ({done_b} batches, {stuck} stuck), accounts {acc_done}/{acc_total}"
+            );
+            last = now;
         }
     }
 }

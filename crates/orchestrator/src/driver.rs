@@ -93,6 +93,10 @@ pub struct Progress {
     pub lines_completed: AtomicU64,
     /// Batches that became Stuck.
     pub batches_stuck: AtomicU64,
+    /// Accounts with work in this run.
+    pub accounts_total: AtomicU64,
+    /// Accounts finished (or failed).
+    pub accounts_done: AtomicU64,
 }
 
 impl Progress {
@@ -414,9 +418,13 @@ impl Orchestrator {
                 progress: self.progress.clone(),
             };
             let permit_source = semaphore.clone();
+            let progress = self.progress.clone();
+            progress.accounts_total.fetch_add(1, Ordering::Relaxed);
             tasks.spawn(async move {
                 let _permit = permit_source.acquire_owned().await;
-                (name, worker.run(plan).await)
+                let run = worker.run(plan).await;
+                progress.accounts_done.fetch_add(1, Ordering::Relaxed);
+                (name, run)
             });
         }
         while let Some(joined) = tasks.join_next().await {
