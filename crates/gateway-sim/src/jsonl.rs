@@ -15,13 +15,19 @@ use crate::error::{Error, Result};
 /// A torn last line (a write cut short by a crash, before the fsync that would have made it
 /// count) is ignored; a bad line anywhere else is an [`Error::Journal`].
 pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for_each(path, |v| out.push(v))?;
+    Ok(out)
+}
+
+/// [`read`] without holding the items: hands each to `f` in file order.
+pub(crate) fn for_each<T: DeserializeOwned>(path: &Path, mut f: impl FnMut(T)) -> Result<()> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::state(path, "open", e)),
     };
     let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut out = Vec::new();
     let mut buf = Vec::with_capacity(512);
     let mut number = 0u64;
     // A bad line is only an error once another line follows it.
@@ -32,7 +38,7 @@ pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
             .read_until(b'\n', &mut buf)
             .map_err(|e| Error::state(path, "read", e))?;
         if n == 0 {
-            return Ok(out);
+            return Ok(());
         }
         number += 1;
         if let Some((line, source)) = bad.take() {
@@ -47,7 +53,7 @@ pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
             continue;
         }
         match serde_json::from_slice(text) {
-            Ok(v) => out.push(v),
+            Ok(v) => f(v),
             Err(e) => bad = Some((number, e)),
         }
     }

@@ -1,6 +1,6 @@
 //! `GatewaySim`: the accounts, their state, and the polling loop.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +14,8 @@ use crate::book::Book;
 use crate::clock::{Clock, SystemClock, unix_millis};
 use crate::error::{Error, Result};
 use crate::flaky::FlakyBackend;
-use crate::journal::Journal;
-use crate::jsonl::write_durably;
+use crate::journal::{Journal, JournalEntry};
+use crate::jsonl::{self, write_durably};
 use crate::knobs::Knobs;
 use crate::process::Merchants;
 use crate::vault::Vault;
@@ -279,27 +279,35 @@ impl GatewaySim {
         let lock = lock_state_dir(dir)?;
         let vault = Vault::open(dir)?;
         let journal_path = dir.join(Journal::FILE_NAME);
-        let entries = Journal::read(&journal_path)?;
-        let max_ref = entries
-            .iter()
-            .filter_map(|e| e.ref_num.parse::<u64>().ok())
-            .max()
-            .unwrap_or(FIRST_REF_NUM - 1);
-        let now_ms = unix_millis(options.clock.now());
         let mut seen = HashSet::new();
-        let mut states = Vec::with_capacity(accounts.len());
-        for a in accounts {
+        for a in &accounts {
             check_name(&a.name)?;
-            if !seen.insert(a.name.clone()) {
+            if !seen.insert(a.name.as_str()) {
                 return Err(Error::Config {
-                    account: a.name,
+                    account: a.name.clone(),
                     message: "configured twice".into(),
                 });
             }
-            let mut book = Book::default();
-            for e in entries.iter().filter(|e| e.account == a.name) {
-                book.apply(e);
+        }
+        // Replay the journal line by line: a load run's journal can be far larger than the
+        // books it rebuilds.
+        let mut books: HashMap<String, Book> = accounts
+            .iter()
+            .map(|a| (a.name.clone(), Book::default()))
+            .collect();
+        let mut max_ref = FIRST_REF_NUM - 1;
+        jsonl::for_each(&journal_path, |e: JournalEntry| {
+            if let Ok(r) = e.ref_num.parse::<u64>() {
+                max_ref = max_ref.max(r);
             }
+            if let Some(book) = books.get_mut(&e.account) {
+                book.apply(&e);
+            }
+        })?;
+        let now_ms = unix_millis(options.clock.now());
+        let mut states = Vec::with_capacity(accounts.len());
+        for a in accounts {
+            let mut book = books.remove(&a.name).unwrap_or_default();
             book.prune(now_ms);
             let accepted_path = accounts_dir.join(format!("{}.accepted", a.name));
             let accepted = read_accepted(&accepted_path)?;
