@@ -266,7 +266,7 @@ impl Worker {
 
     async fn finish_existing(&self, sequence: SequenceNumber, positions: &[u32]) -> Result<()> {
         let rec = self.record(sequence).await?;
-        debug!(%sequence, state = rec.state.name(), "resuming batch");
+        debug!(account = %self.account, %sequence, state = rec.state.name(), "resuming batch");
         match rec.state {
             BatchState::Reserved | BatchState::RequestUploaded => {
                 let (payload, _) = self.build(sequence, positions)?;
@@ -314,7 +314,7 @@ impl Worker {
         sequence_ledger::crash_point("orchestrator.after_process");
         self.transition(sequence, Transition::Triggered).await?;
         self.progress.uploaded(line_count);
-        info!(%sequence, lines = line_count, "batch triggered");
+        info!(account = %self.account, %sequence, lines = line_count, "batch triggered");
         Ok(())
     }
 
@@ -438,7 +438,7 @@ impl Worker {
                     Ok(PollResult::Done(v)) => break Some(v),
                     Ok(PollResult::Pending) => {}
                     Err(e @ Error::Storage { .. }) => {
-                        warn!(%sequence, error = %e, "poll failed; will retry")
+                        warn!(account = %self.account, %sequence, error = %e, "poll failed; will retry")
                     }
                     Err(e) => return Err(e),
                 }
@@ -447,7 +447,7 @@ impl Worker {
                 }
             };
             let Some(v) = verdict else {
-                warn!(%sequence, "no COMPLETE before the deadline: batch is Stuck");
+                warn!(account = %self.account, %sequence, "no COMPLETE before the deadline: batch is Stuck");
                 self.transition(sequence, Transition::Stuck).await?;
                 self.progress.stuck(line_count);
                 return Ok(());
@@ -463,7 +463,7 @@ impl Worker {
                 processed_count: v.processed_count,
             };
             if !v.success {
-                warn!(%sequence, status = %verdict.status, "gateway rejected the batch");
+                warn!(account = %self.account, %sequence, status = %verdict.status, "gateway rejected the batch");
             }
             rec = self
                 .transition(sequence, Transition::Completed(verdict))
@@ -519,7 +519,7 @@ impl Worker {
             self.protocol.cleanup(sequence).await?;
             self.transition(sequence, Transition::Cleaned).await?;
             self.progress.completed(line_count);
-            info!(%sequence, "batch collected and cleaned");
+            info!(account = %self.account, %sequence, "batch collected and cleaned");
         }
         Ok(())
     }
