@@ -35,7 +35,53 @@ pub type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
 /// [`Error::InvalidUtf8`] naming the key when decoded bytes are not UTF-8 (the key itself is
 /// shown lossily when it is the bad part). The position has no file or line: readers add them.
 pub fn decode_line(line: &[u8]) -> Result<Vec<Pair<'_>>> {
-    pairs(line).collect()
+    let text = std::str::from_utf8(line).ok();
+    let mut out = Vec::new();
+    scan_line(line, &mut out, |p, out: &mut Vec<Pair<'_>>| {
+        let key = component(line, text, p.start, p.key_end, p.key_escaped).map_err(|source| {
+            Error::InvalidUtf8 {
+                pos: Position::key(decode_lossy(&line[p.start..p.key_end]).into_owned()),
+                what: Utf8Part::Key,
+                source,
+            }
+        })?;
+        let value = match component(line, text, p.value_start, p.end, p.value_escaped) {
+            Ok(v) => v,
+            Err(source) => {
+                return Err(Error::InvalidUtf8 {
+                    pos: Position::key(key.into_owned()),
+                    what: Utf8Part::Value,
+                    source,
+                });
+            }
+        };
+        out.push((key, value));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// One decoded component, borrowed when it needs no decoding.
+#[inline]
+fn component<'a>(
+    line: &'a [u8],
+    text: Option<&'a str>,
+    start: usize,
+    end: usize,
+    escaped: bool,
+) -> Result<Cow<'a, str>, std::str::Utf8Error> {
+    let raw = &line[start..end];
+    if !escaped {
+        return match text {
+            Some(text) => Ok(Cow::Borrowed(&text[start..end])),
+            None => std::str::from_utf8(raw).map(Cow::Borrowed),
+        };
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    percent_decode_into(raw, &mut out);
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|e| e.utf8_error())
 }
 
 /// Decodes one line, replacing invalid UTF-8 with U+FFFD instead of failing.
@@ -383,18 +429,7 @@ impl<'a> Pairs<'a> {
         end: usize,
         escaped: bool,
     ) -> Result<Cow<'a, str>, std::str::Utf8Error> {
-        let raw = &self.line[start..end];
-        if !escaped {
-            return match self.text {
-                Some(text) => Ok(Cow::Borrowed(&text[start..end])),
-                None => std::str::from_utf8(raw).map(Cow::Borrowed),
-            };
-        }
-        let mut out = Vec::with_capacity(raw.len());
-        percent_decode_into(raw, &mut out);
-        String::from_utf8(out)
-            .map(Cow::Owned)
-            .map_err(|e| e.utf8_error())
+        component(self.line, self.text, start, end, escaped)
     }
 }
 

@@ -8,7 +8,7 @@
 
 use kvp_format::{
     CompleteFile, FileName, KvpLine, ProcessFile, Reader, Record, RequestLine, ResponseLine,
-    ValidateOptions, Writer, decode_line, decode_line_lossy, validate,
+    ValidateOptions, ViewBuf, Writer, decode_into, decode_line, decode_line_lossy, pairs, validate,
 };
 
 fn read_until_error(data: &[u8]) -> Vec<Record> {
@@ -48,9 +48,28 @@ fn typed_round_trip<T: KvpLine + PartialEq + std::fmt::Debug>(rec: &Record) {
 
 /// Panics (test failure / fuzz crash) when the property does not hold.
 pub fn check(data: &[u8]) {
-    // The line codec alone, on every physical line.
+    // The line codec alone, on every physical line: its four decoders must agree.
+    let mut views = ViewBuf::new();
+    let mut rec = Record::new();
     for line in data.split(|&b| b == b'\n') {
-        let _ = decode_line(line);
+        let eager = decode_line(line);
+        let lazy: Result<Vec<_>, _> = pairs(line).collect();
+        let into = decode_into(line, &mut rec);
+        let viewed = views.view(line).map(|v| v.iter().collect::<Vec<_>>());
+        match (&eager, &lazy, &into, &viewed) {
+            (Ok(a), Ok(b), Ok(()), Ok(d)) => {
+                assert_eq!(a, b, "decode_line vs pairs");
+                assert_eq!(a, d, "decode_line vs LineView");
+                let c: Vec<(&str, &str)> = rec.iter().collect();
+                let a: Vec<(&str, &str)> = a.iter().map(|(k, v)| (&**k, &**v)).collect();
+                assert_eq!(a, c, "decode_line vs decode_into");
+            }
+            (Err(a), Err(b), Err(c), Err(d)) => {
+                let shown = [a, b, c, d].map(|e| e.to_string());
+                assert!(shown.iter().all(|m| *m == shown[0]), "{shown:?}");
+            }
+            _ => panic!("decoders disagree on {line:?}: {eager:?} {lazy:?} {into:?} {viewed:?}"),
+        }
         let _ = decode_line_lossy(line);
     }
 
