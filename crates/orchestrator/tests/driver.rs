@@ -142,3 +142,66 @@ async fn submit_collects_merges_and_reruns_idempotently() {
     let _ = stop.send(());
     gateway.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_at_a_safe_point_and_a_rerun_finishes_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DemoSpec {
+        accounts: 3,
+        transactions: 240,
+        max_batch_lines: 20,
+        failing_accounts: 0,
+        seed: 4,
+    };
+    let world = LocalWorld::create(dir.path(), spec.clone(), Format::Kvp).unwrap();
+    // A slow gateway: each batch takes a while, so the shutdown lands mid-run.
+    let mut backends = Vec::new();
+    for i in 0..spec.accounts {
+        backends.push(world.backend(i).await.unwrap());
+    }
+    let accounts = spec
+        .sim_accounts(backends, false)
+        .into_iter()
+        .map(|a| {
+            a.with_knobs(gateway_sim::Knobs::default().with_latency(
+                std::time::Duration::from_millis(80),
+                std::time::Duration::ZERO,
+            ))
+        })
+        .collect();
+    let sim = gateway_sim::GatewaySim::new(
+        accounts,
+        gateway_sim::SimOptions::new(&world.gateway_state)
+            .with_poll_interval(std::time::Duration::from_millis(10)),
+    )
+    .unwrap();
+    let (stop, gateway) = spawn_gateway(sim);
+    let settings = Arc::new(Settings::load_with_env(Some(&world.config), []).unwrap());
+    let job = load_job(&world, &settings);
+    let options = SubmitOptions::default();
+    let (trigger, shutdown) = Shutdown::new();
+    let orch = Orchestrator::builder(settings.clone()).build().unwrap();
+    let run = orch.submit(job.clone(), &options, shutdown);
+    let fire = async {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        trigger.trigger();
+    };
+    let (result, ()) = tokio::join!(run, fire);
+    assert!(
+        matches!(result, Err(orchestrator::Error::Shutdown)),
+        "{result:?}"
+    );
+    drop(orch);
+    let orch = Orchestrator::builder(settings.clone()).build().unwrap();
+    let report = orch.submit(job, &options, Shutdown::never()).await.unwrap();
+    assert!(report.is_complete());
+    let journal = gateway_sim::Journal::read(world.gateway_state.join("journal.jsonl")).unwrap();
+    let invoices: HashSet<String> = journal.iter().map(|e| e.invoice.clone().unwrap()).collect();
+    assert_eq!(
+        (journal.len(), invoices.len()),
+        (240, 240),
+        "each transaction exactly once"
+    );
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+}
