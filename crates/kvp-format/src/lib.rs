@@ -52,8 +52,10 @@ mod process;
 mod reader;
 mod record;
 mod redact;
+mod report;
 mod request;
 mod response;
+mod scan;
 mod sequence;
 mod serde_support;
 mod validate;
@@ -74,12 +76,10 @@ pub use process::ProcessFile;
 pub use reader::{BOM, Reader, Records, Typed};
 pub use record::{Iter, Record};
 pub use redact::{REDACTED, SENSITIVE_KEYS, Secret, is_sensitive, mask_card, mask_value};
+pub use report::{Policy, Problem, Report, ValidateOptions};
 pub use request::RequestLine;
 pub use response::{ResponseLine, XResult};
 pub use sequence::SequenceNumber;
-pub use validate::{
-    Policy, Problem, Report, ValidateOptions, Validator, check_process, validate, validate_bytes,
-    validate_reader,
-};
+pub use validate::{Validator, check_process, validate, validate_bytes, validate_reader};
 pub use view::{LineView, ViewBuf};
 pub use writer::Writer;

@@ -4,8 +4,9 @@
 use std::borrow::Cow;
 
 use crate::Record;
-use crate::codec::{Piece, decode_lossy, percent_decode_into, scan_line};
+use crate::codec::{decode_lossy, percent_decode_into};
 use crate::error::{Error, Position, Result, Utf8Part};
+use crate::scan::{Piece, scan_line};
 
 /// Reusable storage for [`LineView`]s: the piece index and a scratch buffer. Keep one per
 /// reader or validator; viewing a line then allocates nothing.
