@@ -170,5 +170,9 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         "try:      paybatch status --config {}",
         world.config.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.is_complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -231,6 +231,27 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// Uses the Sola file drop on `backend` for `account` (its keys come from the settings):
+    /// for callers that open or wrap backends themselves.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] for an unknown account or a missing key.
+    pub fn backend(
+        self,
+        account: &str,
+        backend: Arc<dyn storage_backends::Backend>,
+    ) -> Result<Self> {
+        let settings = self.settings.account(account)?;
+        let protocol = SolaFileDrop::new(
+            account,
+            backend,
+            settings.batch_key(account)?,
+            settings.merchant_key(account)?,
+            &self.settings.gateway,
+        );
+        Ok(self.protocol(account, Arc::new(protocol)))
+    }
+
     /// Shares these progress counters.
     #[must_use]
     pub fn progress(mut self, progress: Arc<Progress>) -> Self {

@@ -192,7 +192,14 @@ async fn shutdown_stops_at_a_safe_point_and_a_rerun_finishes_exactly_once() {
         "{result:?}"
     );
     drop(orch);
-    let orch = Orchestrator::builder(settings.clone()).build().unwrap();
+    // The rerun is given its backends explicitly (as an embedding program would).
+    let mut builder = Orchestrator::builder(settings.clone());
+    for i in 0..spec.accounts {
+        builder = builder
+            .backend(&spec.account_name(i), world.backend(i).await.unwrap())
+            .unwrap();
+    }
+    let orch = builder.build().unwrap();
     let report = orch.submit(job, &options, Shutdown::never()).await.unwrap();
     assert!(report.is_complete());
     let journal = gateway_sim::Journal::read(world.gateway_state.join("journal.jsonl")).unwrap();
