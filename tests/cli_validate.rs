@@ -129,7 +129,6 @@ fn bad_names_unreadable_files_and_options() {
     #[rustfmt::skip]
     let cases: &[(&[&str], i32, &str)] = &[
         (&["REQUEST_03.KVP"], 1, "REQUEST_03.KVP: cannot tell the file kind from its name: invalid file name \"REQUEST_03.KVP\": sequence number \"03\": leading zeros are not allowed\n"),
-        (&["missing/REQUEST_9.KVP"], 3, "missing/REQUEST_9.KVP: cannot open the file"),
         (&["REQUEST_4.KVP"], 0, ""),
         (&["--lf-only", "REQUEST_4.KVP"], 1, "REQUEST_4.KVP:1: CRLF line end; only LF is allowed here\n"),
         (&["--max-problems", "1", "--lf-only", "--require-final-newline", "REQUEST_4.KVP"], 1, "REQUEST_4.KVP:1: CRLF line end; only LF is allowed here\n"),
@@ -148,6 +147,18 @@ fn bad_names_unreadable_files_and_options() {
             text(&out.stdout)
         );
     }
+    let out = validate(dir.path(), &["missing/REQUEST_9.KVP", "REQUEST_4.KVP"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "an unreadable file is an I/O failure"
+    );
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        text(&out.stderr).starts_with("paybatch: missing/REQUEST_9.KVP: cannot open the file:"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = validate(dir.path(), &[]);
     assert_eq!(out.status.code(), Some(2), "no FILE is a usage error");
 }

@@ -32,7 +32,8 @@ sits beside the REQUEST (unless --no-beside). LF and CRLF line ends and a missin
 newline are accepted unless --lf-only / --require-final-newline.
 
 Output: one line per problem on stdout, `FILE:LINE: message` (`FILE: message` for a problem
-with the whole file), or one JSON document with --json. A summary goes to stderr unless -q.
+with the whole file), or one JSON document with --json. A file that cannot be read is an
+error on stderr (exit 3). A summary goes to stderr unless -q.
 Values of card and key fields never appear in the output.
 
 Exit codes: 0 every file is valid; 1 problems found; 2 usage error; 3 a file could not be read.";
@@ -73,6 +74,9 @@ struct FileOutcome {
     /// Set when the file was checked because it sits beside a REQUEST given on the line.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     found_beside: bool,
+    /// The file could not be read: an error (stderr, exit 3), not a validation result.
+    #[serde(skip)]
+    io_failed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -116,9 +120,9 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         let shown = path.display().to_string();
         let (outcome, report) = match check_file(path, &shown, &opts) {
             Ok(report) => (outcome_of(&report, *found_beside), Some(report)),
-            Err(problem) => {
-                io_failed |= problem.1;
-                (failed_outcome(problem.0, *found_beside), None)
+            Err((problem, is_io)) => {
+                io_failed |= is_io;
+                (failed_outcome(problem, *found_beside, is_io), None)
             }
         };
         outcomes.push(outcome);
@@ -129,6 +133,11 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
 
     let valid = outcomes.iter().all(|o| o.valid);
     let total: u64 = outcomes.iter().map(|o| o.total_problems).sum();
+    for o in outcomes.iter().filter(|o| o.io_failed) {
+        for p in &o.problems {
+            eprintln!("paybatch: {p}");
+        }
+    }
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let written = if args.json {
@@ -218,10 +227,11 @@ fn outcome_of(report: &Report, found_beside: bool) -> FileOutcome {
         total_problems: report.total_problems,
         problems: report.problems.clone(),
         found_beside,
+        io_failed: false,
     }
 }
 
-fn failed_outcome(problem: Problem, found_beside: bool) -> FileOutcome {
+fn failed_outcome(problem: Problem, found_beside: bool, io_failed: bool) -> FileOutcome {
     FileOutcome {
         file: problem.file.clone(),
         kind: None,
@@ -231,6 +241,7 @@ fn failed_outcome(problem: Problem, found_beside: bool) -> FileOutcome {
         total_problems: 1,
         problems: vec![problem],
         found_beside,
+        io_failed,
     }
 }
 
@@ -271,7 +282,7 @@ fn pair_requests_with_processes(
 }
 
 fn print_text(out: &mut impl Write, outcomes: &[FileOutcome]) -> io::Result<()> {
-    for o in outcomes {
+    for o in outcomes.iter().filter(|o| !o.io_failed) {
         for p in &o.problems {
             writeln!(out, "{p}")?;
         }
