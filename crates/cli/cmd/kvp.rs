@@ -42,17 +42,17 @@ pub enum KvpCommand {
 
 /// Runs the subcommand.
 pub fn run(args: KvpCommand, _global: &Global) -> Result<ExitCode> {
-    let (file, lossy, encode) = match args {
-        KvpCommand::Decode { file, lossy } => (file, lossy, false),
-        KvpCommand::Encode { file } => (file, false, true),
-    };
-    let (input, name) = open_input(file.as_ref())?;
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let result = if encode {
-        encode_stream(input, &name, &mut out)
-    } else {
-        decode_stream(input, &name, lossy, &mut out)
+    let result = match args {
+        KvpCommand::Decode { file, lossy } => {
+            let (input, name) = open_input(file.as_ref())?;
+            decode_stream(input, &name, lossy, &mut out)
+        }
+        KvpCommand::Encode { file } => {
+            let (input, name) = open_input(file.as_ref())?;
+            encode_stream(input, &name, &mut out)
+        }
     };
     let result = result.and_then(|()| out.flush().map_err(|e| Failure::Io(e, "stdout".into())));
     match result {
