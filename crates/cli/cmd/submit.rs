@@ -83,6 +83,11 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
             collect_only: false,
             output,
         };
+        if args.output.is_some() && !args.wait {
+            eprintln!(
+                "paybatch: --output is written by `paybatch collect` (or submit --wait); ignoring it"
+            );
+        }
         let shutdown = common::shutdown_on_signal();
         let bars = Bars::start(orch.progress().clone(), global);
         let report = orch.submit(job.clone(), &options, shutdown).await;
