@@ -89,6 +89,30 @@ fn request_is_checked_against_the_process_beside_it() {
 }
 
 #[test]
+fn response_is_checked_against_its_request_when_both_are_given() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "REQUEST_3.KVP", GOOD);
+    write(
+        dir.path(),
+        "RESPONSE_3.KVP",
+        b"xIndex=5&xSequenceNumber=3&xResult=A\nxIndex=0&xSequenceNumber=3&xResult=D\n",
+    );
+    let out = validate(dir.path(), &["REQUEST_3.KVP", "RESPONSE_3.KVP"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout),
+        "RESPONSE_3.KVP: 1 line of REQUEST_3.KVP has no answer: xIndex 1\n\
+RESPONSE_3.KVP: answers for lines REQUEST_3.KVP does not have (2 lines): xIndex 5\n"
+    );
+    let out = validate(dir.path(), &["RESPONSE_3.KVP"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "alone, a RESPONSE has nothing to be checked against"
+    );
+}
+
+#[test]
 fn json_output_is_machine_readable() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "REQUEST_3.KVP", GOOD);
@@ -106,7 +130,7 @@ fn json_output_is_machine_readable() {
     assert_eq!(files[0]["valid"], true);
     assert_eq!(files[0]["kind"], "REQUEST");
     assert_eq!(files[0]["lines"], 2);
-    assert_eq!(files[1]["total_problems"], 2);
+    assert_eq!(files[1]["total_problems"], 3);
     let p = &files[1]["problems"][0];
     assert_eq!(p["line"], 2);
     assert_eq!(p["key"], "xIndex");
@@ -115,6 +139,12 @@ fn json_output_is_machine_readable() {
         "xIndex 0 was already answered on an earlier line"
     );
     assert_eq!(files[1]["problems"][1]["key"], "xSequenceNumber");
+    let whole_file = &files[1]["problems"][2];
+    assert_eq!(whole_file["line"], serde_json::Value::Null);
+    assert_eq!(
+        whole_file["message"],
+        "1 line of REQUEST_3.KVP has no answer: xIndex 1"
+    );
 }
 
 #[test]

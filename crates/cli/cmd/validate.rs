@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use kvp_format::{
     FileKind, FileName, Policy, Problem, Report, SequenceNumber, ValidateOptions, check_process,
-    validate_reader,
+    check_response, validate_reader,
 };
 use serde::Serialize;
 
@@ -28,7 +28,8 @@ xKey and xCommand are present. RESPONSE: xIndex present and unique (lines may co
 order). PROCESS: exactly one line with xKey, xSubmittedCount, xFormat=KVP. COMPLETE: exactly
 one line with xResult and xStatus. A REQUEST is also checked against its PROCESS (same X,
 xSubmittedCount = the REQUEST's number of lines) when both are given, or when PROCESS_X.KVP
-sits beside the REQUEST (unless --no-beside). LF and CRLF line ends and a missing final
+sits beside the REQUEST (unless --no-beside); a RESPONSE is checked against its REQUEST when
+both are given (every submitted xIndex answered, no other). LF and CRLF line ends and a missing final
 newline are accepted unless --lf-only / --require-final-newline.
 
 Output: one line per problem on stdout, `FILE:LINE: message` (`FILE: message` for a problem
@@ -130,6 +131,7 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
     }
 
     pair_requests_with_processes(&todo, &reports, &mut outcomes);
+    pair_responses_with_requests(&reports, &mut outcomes);
 
     let valid = outcomes.iter().all(|o| o.valid);
     let total: u64 = outcomes.iter().map(|o| o.total_problems).sum();
@@ -275,6 +277,28 @@ fn pair_requests_with_processes(
         };
         let found = check_process(&request.name, request.records, process, &outcomes[p].file);
         let outcome = &mut outcomes[p];
+        outcome.total_problems += found.len() as u64;
+        outcome.valid &= found.is_empty();
+        outcome.problems.extend(found);
+    }
+}
+
+/// For every RESPONSE whose REQUEST (same X) is among the files — exactly one of them —
+/// checks that the answered `xIndex` set equals the submitted one.
+fn pair_responses_with_requests(reports: &[Option<Report>], outcomes: &mut [FileOutcome]) {
+    for (i, report) in reports.iter().enumerate() {
+        let Some(response) = report else { continue };
+        if response.name.kind != FileKind::Response {
+            continue;
+        }
+        let mut requests = reports.iter().flatten().filter(|r| {
+            r.name.kind == FileKind::Request && r.name.sequence == response.name.sequence
+        });
+        let (Some(request), None) = (requests.next(), requests.next()) else {
+            continue;
+        };
+        let found = check_response(&request.name, request.records, response);
+        let outcome = &mut outcomes[i];
         outcome.total_problems += found.len() as u64;
         outcome.valid &= found.is_empty();
         outcome.problems.extend(found);

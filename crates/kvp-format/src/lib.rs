@@ -80,6 +80,8 @@ pub use report::{Policy, Problem, Report, ValidateOptions};
 pub use request::RequestLine;
 pub use response::{ResponseLine, XResult};
 pub use sequence::SequenceNumber;
-pub use validate::{Validator, check_process, validate, validate_bytes, validate_reader};
+pub use validate::{
+    Validator, check_process, check_response, validate, validate_bytes, validate_reader,
+};
 pub use view::{LineView, ViewBuf};
 pub use writer::Writer;

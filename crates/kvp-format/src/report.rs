@@ -99,6 +99,8 @@ pub struct Report {
     pub process: Option<ProcessFile>,
     /// The parsed COMPLETE line, likewise.
     pub complete: Option<CompleteFile>,
+    /// RESPONSE files: every valid `xIndex` seen, in file order (for [`crate::check_response`]).
+    pub response_indexes: Vec<u64>,
 }
 
 impl Report {

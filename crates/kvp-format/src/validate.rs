@@ -118,6 +118,55 @@ pub fn check_process(
     out
 }
 
+/// Checks a RESPONSE file against its REQUEST (PROTOCOL.md 2.3): the set of `xIndex` values
+/// answered must equal the set submitted, `0..request_lines`. Missing and extra indexes are
+/// each reported once, listing up to ten of them.
+pub fn check_response(request: &FileName, request_lines: u64, response: &Report) -> Vec<Problem> {
+    let answered: HashSet<u64> = response.response_indexes.iter().copied().collect();
+    let missing: Vec<u64> = (0..request_lines)
+        .filter(|i| !answered.contains(i))
+        .collect();
+    let mut extra: Vec<u64> = response
+        .response_indexes
+        .iter()
+        .copied()
+        .filter(|&i| i >= request_lines)
+        .collect();
+    extra.sort_unstable();
+    let list = |v: &[u64]| {
+        let shown: Vec<String> = v.iter().take(10).map(u64::to_string).collect();
+        let more = v.len().saturating_sub(10);
+        if more > 0 {
+            format!("{} (and {more} more)", shown.join(", "))
+        } else {
+            shown.join(", ")
+        }
+    };
+    let mut out = Vec::new();
+    let problem = |message: String| Problem {
+        file: response.file.clone(),
+        line: None,
+        key: Some(keys::INDEX.to_owned()),
+        message,
+    };
+    if !missing.is_empty() {
+        out.push(problem(format!(
+            "{} line{} of {request} {} no answer: xIndex {}",
+            missing.len(),
+            if missing.len() == 1 { "" } else { "s" },
+            if missing.len() == 1 { "has" } else { "have" },
+            list(&missing)
+        )));
+    }
+    if !extra.is_empty() {
+        out.push(problem(format!(
+            "answers for lines {request} does not have ({request_lines} lines): xIndex {}",
+            list(&extra)
+        )));
+    }
+    out
+}
+
 /// Streaming validator: feed it physical lines, then [`Validator::finish`].
 #[derive(Debug)]
 pub struct Validator {
@@ -133,6 +182,7 @@ pub struct Validator {
     problems: Vec<Problem>,
     total: u64,
     seen_indexes: HashSet<u64>,
+    response_indexes: Vec<u64>,
     process: Option<ProcessFile>,
     complete: Option<CompleteFile>,
 }
@@ -153,6 +203,7 @@ impl Validator {
             problems: Vec::new(),
             total: 0,
             seen_indexes: HashSet::new(),
+            response_indexes: Vec::new(),
             process: None,
             complete: None,
         }
@@ -359,7 +410,9 @@ impl Validator {
             ),
             Some(_) => {}
             None => {
-                if !self.seen_indexes.insert(index) {
+                if self.seen_indexes.insert(index) {
+                    self.response_indexes.push(index);
+                } else {
                     self.report(
                         Some(line_no),
                         Some(keys::INDEX),
@@ -428,6 +481,7 @@ impl Validator {
             total_problems: self.total,
             process: self.process,
             complete: self.complete,
+            response_indexes: self.response_indexes,
         }
     }
 }
@@ -575,6 +629,37 @@ mod tests {
             let got = validate_reader(&name, "f", r, &opts).unwrap();
             assert_eq!(got.problems, want, "capacity {cap}");
             assert_eq!(got.records, 4);
+        }
+    }
+
+    #[test]
+    fn response_against_request() {
+        let req = FileName::parse("REQUEST_7.KVP").unwrap();
+        let resp = FileName::parse("RESPONSE_7.KVP").unwrap();
+        let line = |i: u64| format!("xIndex={i}&xSequenceNumber=7&xResult=A\n");
+        let file = |idx: &[u64]| idx.iter().map(|&i| line(i)).collect::<String>();
+        #[rustfmt::skip]
+        let cases: &[(&[u64], u64, &[&str])] = &[
+            (&[2, 0, 1], 3, &[]),
+            (&[0, 2], 3, &["RESPONSE_7.KVP: 1 line of REQUEST_7.KVP has no answer: xIndex 1"]),
+            (&[], 2, &["RESPONSE_7.KVP: the RESPONSE file has no lines", "RESPONSE_7.KVP: 2 lines of REQUEST_7.KVP have no answer: xIndex 0, 1"]),
+            (&[0, 1, 7, 3], 2, &["RESPONSE_7.KVP: answers for lines REQUEST_7.KVP does not have (2 lines): xIndex 3, 7"]),
+            (&[12], 12, &["RESPONSE_7.KVP: 12 lines of REQUEST_7.KVP have no answer: xIndex 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 (and 2 more)", "RESPONSE_7.KVP: answers for lines REQUEST_7.KVP does not have (12 lines): xIndex 12"]),
+        ];
+        for (indexes, lines, want) in cases {
+            let report = validate_bytes(
+                &resp,
+                "RESPONSE_7.KVP",
+                file(indexes).as_bytes(),
+                &ValidateOptions::default(),
+            );
+            let mut got: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+            got.extend(
+                check_response(&req, *lines, &report)
+                    .iter()
+                    .map(ToString::to_string),
+            );
+            assert_eq!(got, *want, "{indexes:?} of {lines}");
         }
     }
 
