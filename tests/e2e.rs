@@ -45,6 +45,28 @@ fn journal_invoices(world: &World) -> HashMap<String, usize> {
     seen
 }
 
+/// `paybatch status --json`: each account's last sequence number.
+async fn last_sequences(world: &World) -> HashMap<String, u64> {
+    let status = paybatch_async(vec![
+        "status".into(),
+        "--config".into(),
+        s(&world.config),
+        "--json".into(),
+    ])
+    .await;
+    assert_eq!(status.status.code(), Some(0));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    status["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let name = a["account"].as_str().unwrap().to_owned();
+            (name, a["last_sequence"].as_u64().unwrap_or(0))
+        })
+        .collect()
+}
+
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
@@ -138,8 +160,10 @@ async fn submit_and_check(world: &World, format: Format) {
     assert_eq!(first["account"], world.spec.account_name(0));
     assert!(first["batches"]["Cleaned"].as_u64().unwrap() >= 1);
 
-    // Re-running uploads nothing new for processed transactions.
-    let again = paybatch_async(args).await;
+    // Re-running after success uploads nothing, not even the gateway-rejected batches (they
+    // are final): every number stays where it was and the output is the same.
+    let numbers = last_sequences(world).await;
+    let again = paybatch_async(args.clone()).await;
     assert_eq!(
         again.status.code(),
         Some(0),
@@ -147,10 +171,31 @@ async fn submit_and_check(world: &World, format: Format) {
         String::from_utf8_lossy(&again.stderr)
     );
     assert_eq!(journal_invoices(world), journal);
-    let output2 = read_records(&out);
-    for (a, b) in output.iter().zip(&output2) {
-        if a["account"] != failing {
-            assert_eq!(a, b);
+    assert_eq!(
+        last_sequences(world).await,
+        numbers,
+        "a re-run reserved a number"
+    );
+    assert_eq!(read_records(&out), output);
+
+    // `--resubmit-rejected` is the operator's explicit choice: only the rejected account gets
+    // new numbers (its gateway rejects them again), the others upload nothing.
+    let mut resubmit = args;
+    resubmit.push("--resubmit-rejected".into());
+    let third = paybatch_async(resubmit).await;
+    assert_eq!(
+        third.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert_eq!(journal_invoices(world), journal);
+    let after = last_sequences(world).await;
+    for (account, n) in &numbers {
+        if *account == failing {
+            assert!(after[account] > *n, "{account}: {n} -> {}", after[account]);
+        } else {
+            assert_eq!(after[account], *n, "{account}");
         }
     }
     let _ = stop.send(());

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Result;
-use orchestrator::{Format, Orchestrator, OutputSpec, SubmitOptions, WaitMode};
+use orchestrator::{Format, Orchestrator, OutputSpec, RejectedBatches, SubmitOptions, WaitMode};
 
 use super::common::{self, Bars};
 use super::{Global, usage_error};
@@ -48,6 +48,12 @@ pub struct Args {
     /// Also write the per-account summary as JSON here.
     #[arg(long)]
     pub summary: Option<PathBuf>,
+    /// Send again the transactions of batches the gateway rejected (COMPLETE with an error,
+    /// nothing processed), under new numbers. Without it a re-run reports them as
+    /// `not_processed` with the gateway's xError and uploads nothing. (Batches abandoned with
+    /// `paybatch resolve --abandon` are always re-submitted.)
+    #[arg(long)]
+    pub resubmit_rejected: bool,
 }
 
 /// Runs the subcommand.
@@ -65,7 +71,12 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
     )?;
     let rt = common::runtime()?;
     rt.block_on(async {
-        let orch = Orchestrator::builder(settings.clone()).build()?;
+        let rejected = if args.resubmit_rejected {
+            RejectedBatches::Resubmit
+        } else {
+            RejectedBatches::Report
+        };
+        let orch = Orchestrator::builder(settings.clone()).rejected_batches(rejected).build()?;
         if let Some(dir) = &args.dry_run {
             let batches = orch.dry_run(job.clone(), dir).await?;
             for b in &batches {

@@ -19,7 +19,7 @@ use crate::input::Format;
 use crate::job::{Job, ResultSpill};
 use crate::merge::{AccountSummary, Outcome, OutputHead, output_record};
 use crate::output::OutputWriter;
-use crate::plan::{Bound, content_digest, plan_account};
+use crate::plan::{Bound, RejectedBatches, content_digest, plan_account};
 use crate::protocol::GatewayProtocol;
 use crate::settings::Settings;
 use crate::sola::SolaFileDrop;
@@ -200,6 +200,7 @@ pub struct OrchestratorBuilder {
     ledger: Option<Arc<Ledger>>,
     protocols: HashMap<String, Arc<dyn GatewayProtocol>>,
     progress: Arc<Progress>,
+    rejected: RejectedBatches,
 }
 
 impl OrchestratorBuilder {
@@ -210,7 +211,16 @@ impl OrchestratorBuilder {
             ledger: None,
             protocols: HashMap::new(),
             progress: Arc::new(Progress::default()),
+            rejected: RejectedBatches::default(),
         }
+    }
+
+    /// What to do with transactions of gateway-rejected batches (default: report them as
+    /// `not_processed`, upload nothing; `Resubmit` is `--resubmit-rejected`).
+    #[must_use]
+    pub fn rejected_batches(mut self, rejected: RejectedBatches) -> Self {
+        self.rejected = rejected;
+        self
     }
 
     /// Uses this ledger instead of opening `settings.ledger.path`.
@@ -282,6 +292,7 @@ impl OrchestratorBuilder {
             ledger,
             protocols: tokio::sync::Mutex::new(self.protocols),
             progress: self.progress,
+            rejected: self.rejected,
         })
     }
 }
@@ -293,6 +304,7 @@ pub struct Orchestrator {
     pub(crate) ledger: Arc<Ledger>,
     protocols: tokio::sync::Mutex<HashMap<String, Arc<dyn GatewayProtocol>>>,
     progress: Arc<Progress>,
+    pub(crate) rejected: RejectedBatches,
 }
 
 impl Orchestrator {
@@ -382,9 +394,9 @@ impl Orchestrator {
             let plan = {
                 let (ledger, job2, account2) = (self.ledger.clone(), job.clone(), account.clone());
                 let max = self.settings.max_batch_lines(&name);
-                let name2 = name.clone();
+                let (name2, rejected) = (name.clone(), self.rejected);
                 tokio::task::spawn_blocking(move || {
-                    plan_with_ledger(&ledger, &job2, &account2, &name2, &positions, max)
+                    plan_with_ledger(&ledger, &job2, &account2, &name2, &positions, max, rejected)
                 })
                 .await
                 .map_err(|e| Error::Resume {
@@ -497,6 +509,7 @@ pub(crate) fn plan_with_ledger(
     name: &str,
     positions: &[u32],
     max: usize,
+    rejected: RejectedBatches,
 ) -> PlanResult {
     let mut failure: Option<Error> = None;
     let plan = plan_account(positions, max, |pos| {
@@ -510,7 +523,8 @@ pub(crate) fn plan_with_ledger(
                 return None;
             }
         };
-        match ledger.check_reference(account, &tx.reference, &content_digest(&tx.fields)) {
+        let digest = content_digest(&tx.fields);
+        match ledger.check_reference_with(account, &tx.reference, &digest, rejected.release()) {
             Ok(Some(b)) => Some(Bound {
                 sequence: b.sequence,
                 index: b.index,

@@ -52,8 +52,16 @@ impl Orchestrator {
                 source,
             })?;
             let max = self.settings.max_batch_lines(&name);
-            let plan = plan_with_ledger(&self.ledger, &job, &account, &name, &positions, max)
-                .map_err(|(_, e)| *e)?;
+            let plan = plan_with_ledger(
+                &self.ledger,
+                &job,
+                &account,
+                &name,
+                &positions,
+                max,
+                self.rejected,
+            )
+            .map_err(|(_, e)| *e)?;
             let mut sequence =
                 self.ledger
                     .next_sequence(&account)

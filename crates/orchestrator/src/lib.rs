@@ -69,7 +69,7 @@ pub use input::{Format, InputReader, InputRecord, RecordSource};
 pub use job::{InvalidPolicy, Job, ResultSpill, Transaction};
 pub use merge::{AccountSummary, Outcome, OutputHead, format_cents, output_record, parse_cents};
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
-pub use plan::{AccountPlan, Bound, PlanConflict, content_digest, plan_account};
+pub use plan::{AccountPlan, Bound, PlanConflict, RejectedBatches, content_digest, plan_account};
 pub use protocol::{BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine};
 pub use settings::{
     AccountSettings, DEFAULT_CONFIG, ENV_PREFIX, GatewaySettings, InputSettings, LedgerSettings,

@@ -40,6 +40,31 @@ impl AccountPlan {
     }
 }
 
+/// What a run does with transactions of a batch the gateway rejected (COMPLETE with an error
+/// and nothing processed). Such a batch is final; sending its transactions again is an
+/// operator's decision. Batches an operator abandoned (`paybatch resolve --abandon`) are
+/// always re-submitted: that was the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RejectedBatches {
+    /// Merge them from the ledger as `not_processed` with the gateway's `xError`; upload
+    /// nothing (a plain re-run after success).
+    #[default]
+    Report,
+    /// Put them into new batches under new numbers (`paybatch submit --resubmit-rejected`).
+    Resubmit,
+}
+
+impl RejectedBatches {
+    /// The ledger's view of which batches free their references.
+    pub fn release(self) -> sequence_ledger::Release {
+        match self {
+            RejectedBatches::Report => sequence_ledger::Release::AbandonedOnly,
+            RejectedBatches::Resubmit => sequence_ledger::Release::AbandonedOrRejected,
+        }
+    }
+}
+
 /// A bound transaction whose `xIndex` does not fit its batch (the input changed since).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanConflict {

@@ -100,7 +100,7 @@ pub use durable::Durability;
 pub use error::{Error, Result};
 pub use ledger::{Ledger, LedgerOptions};
 pub use record::{
-    AccountInfo, BatchRecord, Binding, ConflictKind, NewBatch, NewBinding, RefConflict, Reserve,
-    StoredResult,
+    AccountInfo, BatchRecord, Binding, ConflictKind, NewBatch, NewBinding, RefConflict, Release,
+    Reserve, StoredResult,
 };
 pub use state::{BatchState, Outcome, Stamp, Transition, Verdict};

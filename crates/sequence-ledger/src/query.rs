@@ -4,7 +4,9 @@ use kvp_format::SequenceNumber;
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::{AccountId, AccountInfo, BatchRecord, BatchState, Binding, Ledger, StoredResult};
+use crate::{
+    AccountId, AccountInfo, BatchRecord, BatchState, Binding, Ledger, Release, StoredResult,
+};
 
 impl Ledger {
     /// The account's numbers (all `None` for an account the ledger has never seen).
@@ -132,12 +134,33 @@ impl Ledger {
         client_ref: &str,
         content_digest: &[u8; 32],
     ) -> Result<Option<Binding>> {
+        self.check_reference_with(
+            account,
+            client_ref,
+            content_digest,
+            Release::AbandonedOrRejected,
+        )
+    }
+
+    /// [`Ledger::check_reference`] where only the batches `release` names free their
+    /// references: with [`Release::AbandonedOnly`] a reference in a gateway-rejected batch is
+    /// still bound there (`Ok(Some(..))`), so a re-run reports it instead of sending it again.
+    ///
+    /// # Errors
+    /// As [`Ledger::check_reference`].
+    pub fn check_reference_with(
+        &self,
+        account: &AccountId,
+        client_ref: &str,
+        content_digest: &[u8; 32],
+        release: Release,
+    ) -> Result<Option<Binding>> {
         let Some(existing) = self.binding(account, client_ref)? else {
             return Ok(None);
         };
         let released = self
             .batch(account, existing.sequence)?
-            .is_some_and(|b| b.releases_bindings());
+            .is_some_and(|b| b.releases_bindings_under(release));
         if released {
             return Ok(None);
         }

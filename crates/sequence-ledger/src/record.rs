@@ -115,15 +115,38 @@ pub struct BatchRecord {
     pub note: Option<String>,
 }
 
+/// Which finished batches give their transactions back, so that a new batch may take them
+/// (PROTOCOL.md §2 item 6 allows both; the caller picks what its operator asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Release {
+    /// Only batches an operator abandoned: a gateway-rejected batch is final, and its
+    /// transactions stay bound to it (a plain re-run uploads nothing).
+    #[default]
+    AbandonedOnly,
+    /// Abandoned batches and batches the gateway rejected without processing anything
+    /// (`paybatch submit --resubmit-rejected`).
+    AbandonedOrRejected,
+}
+
 impl BatchRecord {
     /// Whether the batch's transactions may be bound to another number: it was abandoned by an
     /// operator, or the gateway proved it processed nothing (PROTOCOL.md §2 item 6).
     pub fn releases_bindings(&self) -> bool {
+        self.releases_bindings_under(Release::AbandonedOrRejected)
+    }
+
+    /// [`BatchRecord::releases_bindings`] restricted to what `release` allows.
+    pub fn releases_bindings_under(&self, release: Release) -> bool {
         self.state == BatchState::Abandoned
-            || self
-                .verdict
-                .as_ref()
-                .is_some_and(Verdict::proves_nothing_processed)
+            || (release == Release::AbandonedOrRejected && self.is_rejected())
+    }
+
+    /// Whether the gateway rejected the batch and proved it processed nothing.
+    pub fn is_rejected(&self) -> bool {
+        self.verdict
+            .as_ref()
+            .is_some_and(Verdict::proves_nothing_processed)
     }
 }
 

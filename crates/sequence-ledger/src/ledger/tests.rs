@@ -1,7 +1,7 @@
 //! Unit tests of the ledger against a real sled database in a temporary directory.
 
 use super::*;
-use crate::{Durability, Outcome, Verdict};
+use crate::{Durability, Outcome, Release, Verdict};
 
 const CARD: &str = "4111111111111111";
 const KEY: &str = "xkey_supersecret_0123456789";
@@ -365,6 +365,34 @@ fn abandoned_or_unprocessed_batches_release_their_references() {
         .unwrap();
     reserve(&l, &a, 5, &["y"]);
     assert_eq!(l.binding(&a, "y").unwrap().unwrap().sequence, seq(5));
+}
+
+#[test]
+fn a_rejected_batch_keeps_its_references_unless_the_caller_releases_them() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    reserve(&l, &a, 1, &["x"]);
+    let digest = l.binding(&a, "x").unwrap().unwrap().content_digest;
+    drive(&l, &a, 1, BatchState::Triggered);
+    l.transition(&a, seq(1), Transition::Completed(failed(Some(0))))
+        .unwrap();
+    let keep = l
+        .check_reference_with(&a, "x", &digest, Release::AbandonedOnly)
+        .unwrap();
+    assert_eq!(keep.map(|b| b.sequence), Some(seq(1)), "rejected is final");
+    let free = l.check_reference_with(&a, "x", &digest, Release::AbandonedOrRejected);
+    assert_eq!(free.unwrap(), None, "released on request");
+    reserve(&l, &a, 2, &["z"]);
+    l.transition(
+        &a,
+        seq(2),
+        Transition::Abandoned {
+            reason: "op".into(),
+        },
+    )
+    .unwrap();
+    let abandoned = l.check_reference_with(&a, "z", &[0; 32], Release::AbandonedOnly);
+    assert_eq!(abandoned.unwrap(), None, "abandoned is released either way");
 }
 
 #[test]
