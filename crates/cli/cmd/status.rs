@@ -1,5 +1,7 @@
 //! `paybatch status` — per account: the last sequence number, batches by state, anything
-//! Stuck. Reads a private copy of the ledger (never changes it).
+//! Stuck. Reads a private copy of the ledger (never changes it). Sola and APS accounts alike:
+//! an APS account's batches are numbered in the ledger too (its `batch_reference`s derive from
+//! them).
 //!
 //! Exit codes: 0 nothing Stuck; 1 some batch is Stuck; 2 configuration; 3 ledger unreadable
 //! (e.g. a submit holds it).
@@ -9,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use orchestrator::ProtocolKind;
 use sequence_ledger::{AccountId, BatchState, Ledger};
 use serde::Serialize;
 
@@ -21,7 +24,8 @@ pub struct Args {
     /// Config file (for the ledger path and the account list).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Print JSON: `{"accounts": [{"account", "last_sequence", "batches", "stuck", "in_flight"}]}`.
+    /// Print JSON: `{"accounts": [{"account", "protocol", "last_sequence", "batches", "stuck",
+    /// "in_flight"}]}` (`protocol`: `sola`, `aps`, or null for an account only in the ledger).
     #[arg(long)]
     pub json: bool,
 }
@@ -29,6 +33,7 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 struct AccountStatus {
     account: String,
+    protocol: Option<&'static str>,
     last_sequence: Option<u32>,
     batches: BTreeMap<String, u64>,
     stuck: Vec<u32>,
@@ -66,6 +71,10 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
     for name in names {
         let mut entry = AccountStatus {
             account: name.clone(),
+            protocol: settings.accounts.get(&name).map(|a| match a.protocol {
+                ProtocolKind::Aps => "aps",
+                ProtocolKind::Sola => "sola",
+            }),
             last_sequence: None,
             batches: BTreeMap::new(),
             stuck: Vec::new(),
@@ -94,8 +103,9 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
         for a in &status.accounts {
             let batches: Vec<String> = a.batches.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!(
-                "{:<20} last={:<10} {}{}{}",
+                "{:<20} {:<5} last={:<10} {}{}{}",
                 a.account,
+                a.protocol.unwrap_or("-"),
                 a.last_sequence
                     .map_or_else(|| "-".to_owned(), |s| s.to_string()),
                 if batches.is_empty() {

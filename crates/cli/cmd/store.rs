@@ -117,6 +117,13 @@ fn settings(args: &CheckArgs) -> Result<(Location, BackendOptions)> {
             let account_settings = settings
                 .account(account)
                 .map_err(|e| usage_error(e.to_string()))?;
+            if account_settings.protocol == orchestrator::ProtocolKind::Aps {
+                return Err(usage_error(format!(
+                    "account {account} is an Amazon Payment Services account (protocol = \"aps\", \
+                     endpoint {}): it has no drop to check; batches go to its HTTPS batch API",
+                    account_settings.endpoint.as_deref().unwrap_or("?")
+                )));
+            }
             account_settings
                 .backend_options(account)
                 .map_err(|e| usage_error(e.to_string()))?

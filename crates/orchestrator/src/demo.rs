@@ -323,6 +323,44 @@ impl World {
         Ok(world)
     }
 
+    /// Adds APS accounts served at `endpoint` to this world: appends their `[accounts.NAME]`
+    /// tables (batches of at most `max_batch_lines`) to the config and writes `mixed.kvp`, the
+    /// Sola input with `per_account` APS lines of each account interleaved (see
+    /// [`crate::aps::write_mixed_input`]). Returns the mixed input's path.
+    ///
+    /// Only a KVP world can be mixed: the Sola input is read line by line.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] when the world's input is not KVP; [`Error::Io`].
+    pub fn add_aps(
+        &self,
+        endpoint: &str,
+        accounts: &[crate::aps::ApsDemoAccount],
+        per_account: usize,
+        max_batch_lines: usize,
+    ) -> Result<std::path::PathBuf> {
+        if Format::from_path(&self.input) != Some(Format::Kvp) {
+            return Err(Error::setting(
+                "demo",
+                format!(
+                    "a mixed input needs a KVP Sola input, not {}",
+                    self.input.display()
+                ),
+            ));
+        }
+        let mut config =
+            std::fs::read_to_string(&self.config).map_err(|e| Error::io(&self.config, e))?;
+        config.push_str(&crate::aps::demo_config_toml(
+            accounts,
+            endpoint,
+            max_batch_lines,
+        ));
+        std::fs::write(&self.config, config).map_err(|e| Error::io(&self.config, e))?;
+        let mixed = self.root.join("mixed.kvp");
+        crate::aps::write_mixed_input(&self.input, &mixed, accounts, per_account, self.spec.seed)?;
+        Ok(mixed)
+    }
+
     /// Account `i`'s drop folder, for local worlds.
     pub fn drop_dir(&self, i: usize) -> std::path::PathBuf {
         self.root.join("drops").join(self.spec.account_name(i))
@@ -380,4 +418,63 @@ pub fn spawn_gateway(
         .map_err(|e| Error::setting("gateway-sim", e.to_string()))
     });
     (tx, handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> DemoSpec {
+        DemoSpec {
+            accounts: 2,
+            transactions: 10,
+            max_batch_lines: 4,
+            failing_accounts: 0,
+            seed: 3,
+        }
+    }
+
+    #[test]
+    fn add_aps_appends_accounts_and_writes_a_mixed_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = World::create(dir.path(), spec(), Format::Kvp).unwrap();
+        let accounts = crate::aps::demo_accounts(2);
+        let mixed = world
+            .add_aps("http://127.0.0.1:9", &accounts, 3, 5)
+            .unwrap();
+        let settings = crate::Settings::load_with_env(Some(&world.config), []).unwrap();
+        let kinds: Vec<(String, crate::ProtocolKind)> = settings
+            .accounts
+            .iter()
+            .map(|(n, a)| (n.clone(), a.protocol))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("acct-001".to_owned(), crate::ProtocolKind::Sola),
+                ("acct-002".to_owned(), crate::ProtocolKind::Sola),
+                ("aps-1".to_owned(), crate::ProtocolKind::Aps),
+                ("aps-2".to_owned(), crate::ProtocolKind::Aps),
+            ]
+        );
+        assert_eq!(settings.max_batch_lines("aps-1"), 5);
+        let text = std::fs::read_to_string(&mixed).unwrap();
+        assert_eq!(text.lines().count(), 10 + 2 * 3);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("account=aps-"))
+                .count(),
+            6
+        );
+    }
+
+    #[test]
+    fn add_aps_refuses_a_csv_world() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = World::create(dir.path(), spec(), Format::Csv).unwrap();
+        let err = world
+            .add_aps("http://127.0.0.1:9", &crate::aps::demo_accounts(1), 1, 5)
+            .unwrap_err();
+        assert!(err.to_string().contains("KVP"), "{err}");
+    }
 }

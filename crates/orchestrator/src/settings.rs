@@ -362,21 +362,27 @@ impl Settings {
             q(&self.input.ref_field)
         );
         for (name, a) in &self.accounts {
-            let _ = writeln!(s, "[accounts.{name}]\nlocation = {}", q(&a.location));
+            let _ = writeln!(s, "[accounts.{name}]");
             let secret = |s: &mut String, key: &str, v: &Option<Secret<String>>| {
                 if v.is_some() {
                     let _ = writeln!(s, "{key} = \"[REDACTED]\"");
                 }
             };
-            secret(&mut s, "batch_key", &a.batch_key);
-            secret(&mut s, "merchant_key", &a.merchant_key);
             let opt = |s: &mut String, key: &str, v: Option<String>| {
                 if let Some(v) = v {
                     let _ = writeln!(s, "{key} = {}", q(&v));
                 }
             };
-            opt(&mut s, "batch_key_env", a.batch_key_env.clone());
-            opt(&mut s, "merchant_key_env", a.merchant_key_env.clone());
+            match a.protocol {
+                ProtocolKind::Sola => {
+                    let _ = writeln!(s, "location = {}", q(&a.location));
+                    secret(&mut s, "batch_key", &a.batch_key);
+                    secret(&mut s, "merchant_key", &a.merchant_key);
+                    opt(&mut s, "batch_key_env", a.batch_key_env.clone());
+                    opt(&mut s, "merchant_key_env", a.merchant_key_env.clone());
+                }
+                ProtocolKind::Aps => Self::masked_aps(&mut s, a),
+            }
             if let Some(n) = a.max_batch_lines {
                 let _ = writeln!(s, "max_batch_lines = {n}");
             }
@@ -392,6 +398,50 @@ impl Settings {
             s.push('\n');
         }
         s
+    }
+}
+
+impl Settings {
+    /// The APS keys of one account for [`Settings::to_masked_toml`]: the access code and both
+    /// SHA phrases masked like batch keys, the names of their variables shown.
+    fn masked_aps(s: &mut String, a: &AccountSettings) {
+        let q = |v: &str| serde_json::to_string(v).unwrap_or_default();
+        let _ = writeln!(s, "protocol = \"aps\"");
+        let sha = a.sha_type.map(|t| match t {
+            crate::aps::ShaType::Sha256 => "sha256".to_owned(),
+            crate::aps::ShaType::Sha512 => "sha512".to_owned(),
+        });
+        let plain = [
+            ("endpoint", a.endpoint.clone()),
+            ("merchant_identifier", a.merchant_identifier.clone()),
+        ];
+        for (key, v) in plain {
+            if let Some(v) = v {
+                let _ = writeln!(s, "{key} = {}", q(&v));
+            }
+        }
+        for (key, v) in [
+            ("access_code", &a.access_code),
+            ("sha_request_phrase", &a.sha_request_phrase),
+            ("sha_response_phrase", &a.sha_response_phrase),
+        ] {
+            if v.is_some() {
+                let _ = writeln!(s, "{key} = \"[REDACTED]\"");
+            }
+        }
+        for (key, v) in [
+            ("access_code_env", a.access_code_env.clone()),
+            ("sha_request_phrase_env", a.sha_request_phrase_env.clone()),
+            ("sha_response_phrase_env", a.sha_response_phrase_env.clone()),
+            ("sha_type", sha),
+            ("language", a.language.clone()),
+            ("currency", a.currency.clone()),
+            ("reference_prefix", a.reference_prefix.clone()),
+        ] {
+            if let Some(v) = v {
+                let _ = writeln!(s, "{key} = {}", q(&v));
+            }
+        }
     }
 }
 
@@ -600,6 +650,32 @@ mod tests {
         );
         assert!(shown.contains("[REDACTED]"));
         assert!(!format!("{s:?}").contains("bk-secret"));
+    }
+
+    #[test]
+    fn aps_account_masks_its_secrets_and_shows_the_rest() {
+        let text = "[accounts.gulf]\nprotocol = \"aps\"\nendpoint = \"https://sbpaymentservices.payfort.com\"\nmerchant_identifier = \"MID-7\"\naccess_code = \"ac-secret-77\"\nsha_request_phrase = \"in-secret-77\"\nsha_response_phrase_env = \"GULF_OUT\"\nsha_type = \"sha512\"\ncurrency = \"AED\"\n";
+        let s = Settings::from_toml(text).unwrap();
+        let shown = s.to_masked_toml();
+        assert!(
+            !shown.contains("ac-secret-77") && !shown.contains("in-secret-77"),
+            "{shown}"
+        );
+        for line in [
+            "protocol = \"aps\"",
+            "endpoint = \"https://sbpaymentservices.payfort.com\"",
+            "merchant_identifier = \"MID-7\"",
+            "access_code = \"[REDACTED]\"",
+            "sha_request_phrase = \"[REDACTED]\"",
+            "sha_response_phrase_env = \"GULF_OUT\"",
+            "sha_type = \"sha512\"",
+            "currency = \"AED\"",
+        ] {
+            assert!(shown.lines().any(|l| l == line), "{line} in {shown}");
+        }
+        assert!(!shown.contains("location"), "{shown}");
+        assert!(Settings::from_toml(&shown).is_ok(), "{shown}");
+        assert!(!format!("{s:?}").contains("ac-secret-77"));
     }
 
     #[test]
