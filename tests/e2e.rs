@@ -272,6 +272,62 @@ async fn s3_end_to_end() {
     remote(Scheme::S3).await;
 }
 
+/// "Output (`--output FILE`, same format as the input unless `--output-format`)": the output
+/// file's extension does not change the format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_format_is_the_inputs_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DemoSpec {
+        accounts: 2,
+        transactions: 40,
+        max_batch_lines: 30,
+        failing_accounts: 0,
+        seed: 4,
+    };
+    let world = World::create(dir.path(), spec, Format::Csv).unwrap();
+    let (stop, gateway) = spawn_gateway(world.gateway(false).await.unwrap());
+    for (name, extra, format) in [
+        ("out.jsonl", None, Format::Csv),
+        ("out.csv", Some("kvp"), Format::Kvp),
+    ] {
+        let out = world.root.join(name);
+        let mut args = vec![
+            "submit".into(),
+            "--config".into(),
+            s(&world.config),
+            s(&world.input),
+            "--wait".into(),
+            "--output".into(),
+            s(&out),
+        ];
+        if let Some(f) = extra {
+            args.extend(["--output-format".into(), f.into()]);
+        }
+        let run = paybatch_async(args).await;
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(0), "{stderr}");
+        let text = std::fs::read_to_string(&out).unwrap();
+        let first = text.lines().next().unwrap();
+        match format {
+            Format::Csv => assert!(first.starts_with("ref,account,outcome"), "{first}"),
+            _ => assert!(
+                first.starts_with("ref=") && first.contains("&outcome="),
+                "{first}"
+            ),
+        }
+        let mut reader = InputReader::open(&out, Some(format)).unwrap();
+        let mut rec = InputRecord::default();
+        let mut n = 0;
+        while reader.read_record(&mut rec).unwrap() {
+            assert!(rec.get("outcome").is_some(), "{rec:?}");
+            n += 1;
+        }
+        assert_eq!(n, 40, "{name}");
+    }
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_without_wait_then_collect() {
     let dir = tempfile::tempdir().unwrap();

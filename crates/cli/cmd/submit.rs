@@ -29,7 +29,7 @@ pub struct Args {
     /// Input format, when the extension does not say.
     #[arg(long, value_parser = common::parse_format)]
     pub format: Option<Format>,
-    /// Output format (default: the output's extension, else the input's format).
+    /// Output format (default: the input's format, whatever the output's extension).
     #[arg(long, value_parser = common::parse_format)]
     pub output_format: Option<Format>,
     /// Wait for every batch's COMPLETE and write the output. Without it, submit returns once
@@ -87,7 +87,7 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         }
         let output = args.output.as_ref().filter(|_| args.wait).map(|path| OutputSpec {
             path: path.clone(),
-            format: common::output_format(args.output_format, path, &args.input, args.format),
+            format: Format::for_output(args.output_format, args.format, &args.input, path),
         });
         let options = SubmitOptions {
             wait: if args.wait { WaitMode::UntilCollected } else { WaitMode::UntilTriggered },

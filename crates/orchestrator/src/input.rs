@@ -30,6 +30,23 @@ impl Format {
         }
     }
 
+    /// The format of the merged output: "same format as the input unless `--output-format`".
+    /// `explicit` (`--output-format`) wins; else the input's (`input_format`, i.e. `--format`,
+    /// else the input's extension); the output file's extension only decides when the input's
+    /// format is unknown (a custom source), and JSON Lines when nothing does.
+    pub fn for_output(
+        explicit: Option<Format>,
+        input_format: Option<Format>,
+        input: &Path,
+        output: &Path,
+    ) -> Format {
+        explicit
+            .or(input_format)
+            .or_else(|| Format::from_path(input))
+            .or_else(|| Format::from_path(output))
+            .unwrap_or(Format::Jsonl)
+    }
+
     /// The usual extension.
     pub fn extension(self) -> &'static str {
         match self {
@@ -315,6 +332,29 @@ fn parse_json(line: &[u8], out: &mut Vec<(String, String)>) -> std::result::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_format_is_the_inputs_unless_told() {
+        use Format::{Csv, Jsonl, Kvp};
+        // (--output-format, --format, input, output, expected)
+        type Case = (Option<Format>, Option<Format>, &'static str, &'static str, Format);
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            (None,        None,      "in.csv",   "out.jsonl", Csv),
+            (None,        None,      "in.kvp",   "out.csv",   Kvp),
+            (None,        Some(Csv), "in.data",  "out.kvp",   Csv),
+            (None,        Some(Kvp), "in.csv",   "out.jsonl", Kvp),
+            (Some(Jsonl), None,      "in.csv",   "out.kvp",   Jsonl),
+            (Some(Csv),   Some(Kvp), "in.kvp",   "out.jsonl", Csv),
+            (None,        None,      "in.data",  "out.csv",   Csv),
+            (None,        None,      "in.data",  "out",       Jsonl),
+        ];
+        for &(explicit, input_format, input, output, want) in cases {
+            let got =
+                Format::for_output(explicit, input_format, Path::new(input), Path::new(output));
+            assert_eq!(got, want, "{explicit:?} {input_format:?} {input} {output}");
+        }
+    }
 
     fn read_all(format: Format, text: &str) -> Result<Vec<InputRecord>> {
         let mut r = InputReader::new(
