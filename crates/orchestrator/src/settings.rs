@@ -157,6 +157,21 @@ pub struct AccountSettings {
     /// APS: start of every `batch_reference` (default `PB`).
     #[serde(default)]
     pub reference_prefix: Option<String>,
+    /// APS: path of the upload under the endpoint (default `/FortAPI/upload/`, inferred).
+    #[serde(default)]
+    pub upload_path: Option<String>,
+    /// APS: path of the JSON commands under the endpoint (default `/FortAPI/batchApi/`).
+    #[serde(default)]
+    pub api_path: Option<String>,
+    /// APS: per HTTP request (default 60 s).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub request_timeout: Option<Duration>,
+    /// APS: retries of a transient HTTP failure (default 3).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// APS: longest wait for validation (default 30 min).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub validation_timeout: Option<Duration>,
     /// The batch upload credential (PROCESS `xKey`).
     #[serde(default)]
     pub batch_key: Option<Secret<String>>,
@@ -429,6 +444,7 @@ impl Settings {
                 let _ = writeln!(s, "{key} = \"[REDACTED]\"");
             }
         }
+        let d = |v: Option<Duration>| v.map(|v| humantime::format_duration(v).to_string());
         for (key, v) in [
             ("access_code_env", a.access_code_env.clone()),
             ("sha_request_phrase_env", a.sha_request_phrase_env.clone()),
@@ -437,10 +453,17 @@ impl Settings {
             ("language", a.language.clone()),
             ("currency", a.currency.clone()),
             ("reference_prefix", a.reference_prefix.clone()),
+            ("upload_path", a.upload_path.clone()),
+            ("api_path", a.api_path.clone()),
+            ("request_timeout", d(a.request_timeout)),
+            ("validation_timeout", d(a.validation_timeout)),
         ] {
             if let Some(v) = v {
                 let _ = writeln!(s, "{key} = {}", q(&v));
             }
+        }
+        if let Some(n) = a.retries {
+            let _ = writeln!(s, "retries = {n}");
         }
     }
 }
@@ -472,7 +495,11 @@ impl AccountSettings {
             language: self.language.clone(),
             currency: self.currency.clone(),
             reference_prefix: self.reference_prefix.clone(),
-            ..crate::aps::ApsSettings::default()
+            upload_path: self.upload_path.clone(),
+            api_path: self.api_path.clone(),
+            request_timeout: self.request_timeout,
+            retries: self.retries,
+            validation_timeout: self.validation_timeout,
         }
     }
 
@@ -622,6 +649,12 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D:
         .map_err(|e| serde::de::Error::custom(format!("bad duration {text:?}: {e}")))
 }
 
+fn opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,7 +687,7 @@ mod tests {
 
     #[test]
     fn aps_account_masks_its_secrets_and_shows_the_rest() {
-        let text = "[accounts.gulf]\nprotocol = \"aps\"\nendpoint = \"https://sbpaymentservices.payfort.com\"\nmerchant_identifier = \"MID-7\"\naccess_code = \"ac-secret-77\"\nsha_request_phrase = \"in-secret-77\"\nsha_response_phrase_env = \"GULF_OUT\"\nsha_type = \"sha512\"\ncurrency = \"AED\"\n";
+        let text = "[accounts.gulf]\nprotocol = \"aps\"\nendpoint = \"https://sbpaymentservices.payfort.com\"\nmerchant_identifier = \"MID-7\"\naccess_code = \"ac-secret-77\"\nsha_request_phrase = \"in-secret-77\"\nsha_response_phrase_env = \"GULF_OUT\"\nsha_type = \"sha512\"\ncurrency = \"AED\"\nrequest_timeout = \"15s\"\nretries = 5\n";
         let s = Settings::from_toml(text).unwrap();
         let shown = s.to_masked_toml();
         assert!(
@@ -670,11 +703,16 @@ mod tests {
             "sha_response_phrase_env = \"GULF_OUT\"",
             "sha_type = \"sha512\"",
             "currency = \"AED\"",
+            "request_timeout = \"15s\"",
+            "retries = 5",
         ] {
             assert!(shown.lines().any(|l| l == line), "{line} in {shown}");
         }
         assert!(!shown.contains("location"), "{shown}");
-        assert!(Settings::from_toml(&shown).is_ok(), "{shown}");
+        let reparsed = Settings::from_toml(&shown).unwrap();
+        let aps = reparsed.account("gulf").unwrap().aps_settings();
+        assert_eq!(aps.request_timeout, Some(Duration::from_secs(15)));
+        assert_eq!(aps.retries, Some(5));
         assert!(!format!("{s:?}").contains("ac-secret-77"));
     }
 
