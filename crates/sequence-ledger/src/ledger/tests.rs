@@ -943,3 +943,22 @@ fn data_without_a_format_version_is_corrupt() {
         "{err:?}"
     );
 }
+
+#[test]
+fn the_page_cache_is_bounded_by_the_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let default = LedgerOptions::default().sled_config(dir.path());
+    assert_eq!(default.cache_capacity, 64 * 1024 * 1024, "not sled's 1 GiB");
+    let small = LedgerOptions::with_durability(Durability::FlushOnly).cache_capacity(1 << 20);
+    assert_eq!(small.sled_config(dir.path()).cache_capacity, 1 << 20);
+    // A ledger opened with a small cache works (sled keeps what does not fit on disk).
+    let l = Ledger::open_with(dir.path().join("l"), small).unwrap();
+    let a = acct("a");
+    for n in 1..=50 {
+        let refs: Vec<String> = (0..20).map(|i| format!("r{n}-{i}")).collect();
+        let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+        reserve(&l, &a, n, &refs);
+    }
+    assert_eq!(l.binding(&a, "r1-0").unwrap().unwrap().sequence, seq(1));
+    assert_eq!(l.last_sequence(&a).unwrap(), Some(seq(50)));
+}
