@@ -16,10 +16,11 @@ use sequence_ledger::{
 use sha2::{Digest, Sha256};
 use tracing::{Instrument, debug, info, warn};
 
-use crate::driver::{Progress, Shutdown, WaitMode};
+use crate::driver::{Shutdown, WaitMode};
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::plan::{AccountPlan, content_digest};
+use crate::progress::{Progress, SLOW_AFTER, SlowBatch, WaitGuard, slow_log_due};
 use crate::protocol::{GatewayProtocol, PollResult, RequestLine};
 use crate::settings::PollSettings;
 
@@ -427,6 +428,13 @@ impl Worker {
                 .saturating_add(u64::try_from(self.poll.timeout.as_millis()).unwrap_or(u64::MAX));
             let mut delay = self.poll.interval;
             let mut first = resumed;
+            let account = self.account.to_string();
+            self.progress.begin_wait(&account, sequence, triggered_at);
+            let _waiting = WaitGuard {
+                progress: &self.progress,
+                account: &account,
+            };
+            let mut next_slow_log = SLOW_AFTER;
             let verdict = loop {
                 if !first {
                     self.shutdown.sleep(jitter(delay)).await?;
@@ -436,7 +444,17 @@ impl Worker {
                 sequence_ledger::crash_point("orchestrator.polling");
                 match self.protocol.poll(sequence).await {
                     Ok(PollResult::Done(v)) => break Some(v),
-                    Ok(PollResult::Pending) => {}
+                    Ok(PollResult::Pending) => {
+                        let waited = Duration::from_millis(now_ms().saturating_sub(triggered_at));
+                        if slow_log_due(waited, &mut next_slow_log) {
+                            let slow = SlowBatch {
+                                account: account.clone(),
+                                sequence,
+                                waited,
+                            };
+                            info!(account = %self.account, %sequence, waited_s = waited.as_secs(), "{slow}");
+                        }
+                    }
                     Err(e @ Error::Storage { .. }) => {
                         warn!(account = %self.account, %sequence, error = %e, "poll failed; will retry")
                     }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kvp_format::SequenceNumber;
@@ -20,6 +20,7 @@ use crate::job::{Job, ResultSpill};
 use crate::merge::{AccountSummary, Outcome, OutputHead, output_record};
 use crate::output::OutputWriter;
 use crate::plan::{Bound, RejectedBatches, content_digest, plan_account};
+use crate::progress::Progress;
 use crate::protocol::GatewayProtocol;
 use crate::settings::Settings;
 use crate::sola::SolaFileDrop;
@@ -75,41 +76,6 @@ impl Shutdown {
             () = tokio::time::sleep(d) => self.check(),
             _ = rx.wait_for(|v| *v) => Err(Error::Shutdown),
         }
-    }
-}
-
-/// Live counters for progress bars (read them from another task or thread).
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Transactions in the input.
-    pub transactions: AtomicU64,
-    /// Batches triggered.
-    pub batches_uploaded: AtomicU64,
-    /// Transactions in triggered batches.
-    pub lines_uploaded: AtomicU64,
-    /// Batches collected and cleaned.
-    pub batches_completed: AtomicU64,
-    /// Transactions in collected batches.
-    pub lines_completed: AtomicU64,
-    /// Batches that became Stuck.
-    pub batches_stuck: AtomicU64,
-    /// Accounts with work in this run.
-    pub accounts_total: AtomicU64,
-    /// Accounts finished (or failed).
-    pub accounts_done: AtomicU64,
-}
-
-impl Progress {
-    pub(crate) fn uploaded(&self, lines: u64) {
-        self.batches_uploaded.fetch_add(1, Ordering::Relaxed);
-        self.lines_uploaded.fetch_add(lines, Ordering::Relaxed);
-    }
-    pub(crate) fn completed(&self, lines: u64) {
-        self.batches_completed.fetch_add(1, Ordering::Relaxed);
-        self.lines_completed.fetch_add(lines, Ordering::Relaxed);
-    }
-    pub(crate) fn stuck(&self, _lines: u64) {
-        self.batches_stuck.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -337,7 +337,13 @@ mod tests {
     fn output_format_is_the_inputs_unless_told() {
         use Format::{Csv, Jsonl, Kvp};
         // (--output-format, --format, input, output, expected)
-        type Case = (Option<Format>, Option<Format>, &'static str, &'static str, Format);
+        type Case = (
+            Option<Format>,
+            Option<Format>,
+            &'static str,
+            &'static str,
+            Format,
+        );
         #[rustfmt::skip]
         let cases: &[Case] = &[
             (None,        None,      "in.csv",   "out.jsonl", Csv),

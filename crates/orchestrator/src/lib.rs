@@ -53,6 +53,7 @@ mod job;
 mod merge;
 mod output;
 mod plan;
+mod progress;
 mod protocol;
 mod settings;
 mod sola;
@@ -60,7 +61,7 @@ mod validate;
 
 pub use account::CRASH_POINTS;
 pub use driver::{
-    AccountReport, Orchestrator, OrchestratorBuilder, OutputSpec, Progress, Report, Shutdown,
+    AccountReport, Orchestrator, OrchestratorBuilder, OutputSpec, Report, Shutdown,
     ShutdownTrigger, SubmitOptions, WaitMode,
 };
 pub use dry_run::DryRunBatch;
@@ -70,6 +71,7 @@ pub use job::{InvalidPolicy, Job, ResultSpill, Transaction};
 pub use merge::{AccountSummary, Outcome, OutputHead, format_cents, output_record, parse_cents};
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
 pub use plan::{AccountPlan, Bound, PlanConflict, RejectedBatches, content_digest, plan_account};
+pub use progress::{Progress, SLOW_AFTER, SlowBatch, format_waited, slow_log_due};
 pub use protocol::{BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine};
 pub use settings::{
     AccountSettings, DEFAULT_CONFIG, ENV_PREFIX, GatewaySettings, InputSettings, LedgerSettings,

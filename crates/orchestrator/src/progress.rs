@@ -1,0 +1,232 @@
+//! Live progress of a run: counters for bars, and which accounts have waited long for a
+//! COMPLETE (the "slow" ones that get a line of their own).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kvp_format::SequenceNumber;
+
+/// A batch waiting for its COMPLETE longer than this is "slow": it gets a progress line (and
+/// an info log line every `SLOW_AFTER` while it keeps waiting).
+pub const SLOW_AFTER: Duration = Duration::from_secs(30);
+
+/// Live counters for progress bars (read them from another task or thread).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Transactions in the input.
+    pub transactions: AtomicU64,
+    /// Batches triggered.
+    pub batches_uploaded: AtomicU64,
+    /// Transactions in triggered batches.
+    pub lines_uploaded: AtomicU64,
+    /// Batches collected and cleaned.
+    pub batches_completed: AtomicU64,
+    /// Transactions in collected batches.
+    pub lines_completed: AtomicU64,
+    /// Batches that became Stuck.
+    pub batches_stuck: AtomicU64,
+    /// Accounts with work in this run.
+    pub accounts_total: AtomicU64,
+    /// Accounts finished (or failed).
+    pub accounts_done: AtomicU64,
+    /// Per account, the batch it is polling for and since when (unix ms of its trigger).
+    waiting: Mutex<BTreeMap<String, (SequenceNumber, u64)>>,
+}
+
+/// An account whose current batch has waited for COMPLETE at least some time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlowBatch {
+    /// The account.
+    pub account: String,
+    /// The batch's sequence number.
+    pub sequence: SequenceNumber,
+    /// How long since it was triggered.
+    pub waited: Duration,
+}
+
+impl fmt::Display for SlowBatch {
+    /// The plain line: `acme: batch 17 waiting for COMPLETE for 1m05s`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: batch {} waiting for COMPLETE for {}",
+            self.account,
+            self.sequence,
+            format_waited(self.waited)
+        )
+    }
+}
+
+/// A short human duration, whole seconds: `45s`, `2m05s`, `1h02m03s`.
+pub fn format_waited(d: Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{s:02}s")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Whether a batch that has waited `waited` is due another slow-batch log line; `next` is when
+/// the next one is due (start it at [`SLOW_AFTER`]). Polls are spaced up to
+/// `poll.max_interval` apart, so lines come at most once per [`SLOW_AFTER`].
+pub fn slow_log_due(waited: Duration, next: &mut Duration) -> bool {
+    if waited < *next {
+        return false;
+    }
+    *next = waited + SLOW_AFTER;
+    true
+}
+
+pub(crate) fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Progress {
+    pub(crate) fn uploaded(&self, lines: u64) {
+        self.batches_uploaded.fetch_add(1, Ordering::Relaxed);
+        self.lines_uploaded.fetch_add(lines, Ordering::Relaxed);
+    }
+    pub(crate) fn completed(&self, lines: u64) {
+        self.batches_completed.fetch_add(1, Ordering::Relaxed);
+        self.lines_completed.fetch_add(lines, Ordering::Relaxed);
+    }
+    pub(crate) fn stuck(&self, _lines: u64) {
+        self.batches_stuck.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `account` polls for `sequence`'s COMPLETE, triggered at `since_unix_ms`.
+    pub(crate) fn begin_wait(&self, account: &str, sequence: SequenceNumber, since_unix_ms: u64) {
+        self.lock()
+            .insert(account.to_owned(), (sequence, since_unix_ms));
+    }
+
+    /// `account` no longer waits (verdict, Stuck, error or shutdown).
+    pub(crate) fn end_wait(&self, account: &str) {
+        self.lock().remove(account);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (SequenceNumber, u64)>> {
+        // The map holds plain values; a panic elsewhere cannot leave it half-written.
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Accounts whose current batch has waited for COMPLETE at least `at_least` by now,
+    /// longest first (for per-account progress lines; see [`SLOW_AFTER`]).
+    pub fn slow_batches(&self, at_least: Duration) -> Vec<SlowBatch> {
+        self.slow_batches_at(now_unix_ms(), at_least)
+    }
+
+    /// [`Progress::slow_batches`] as of `now_unix_ms`.
+    pub fn slow_batches_at(&self, now_unix_ms: u64, at_least: Duration) -> Vec<SlowBatch> {
+        let mut out: Vec<SlowBatch> = self
+            .lock()
+            .iter()
+            .map(|(account, &(sequence, since))| SlowBatch {
+                account: account.clone(),
+                sequence,
+                waited: Duration::from_millis(now_unix_ms.saturating_sub(since)),
+            })
+            .filter(|s| s.waited >= at_least)
+            .collect();
+        out.sort_by(|a, b| b.waited.cmp(&a.waited).then(a.account.cmp(&b.account)));
+        out
+    }
+}
+
+/// Clears an account's waiting entry however the wait ends (including `?` and shutdown).
+pub(crate) struct WaitGuard<'a> {
+    pub progress: &'a Progress,
+    pub account: &'a str,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        self.progress.end_wait(self.account);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(n: u32) -> SequenceNumber {
+        SequenceNumber::new(n).unwrap()
+    }
+
+    #[test]
+    fn waited_is_short_and_whole_seconds() {
+        for (secs, text) in [
+            (0, "0s"),
+            (45, "45s"),
+            (60, "1m00s"),
+            (125, "2m05s"),
+            (3723, "1h02m03s"),
+            (90_000, "25h00m00s"),
+        ] {
+            assert_eq!(format_waited(Duration::from_secs(secs)), text, "{secs}");
+        }
+        assert_eq!(format_waited(Duration::from_millis(59_999)), "59s");
+    }
+
+    #[test]
+    fn the_plain_line_names_account_sequence_and_wait() {
+        let slow = SlowBatch {
+            account: "acme".into(),
+            sequence: seq(17),
+            waited: Duration::from_secs(65),
+        };
+        assert_eq!(
+            slow.to_string(),
+            "acme: batch 17 waiting for COMPLETE for 1m05s"
+        );
+    }
+
+    #[test]
+    fn only_accounts_waiting_long_enough_are_slow_longest_first() {
+        let p = Progress::default();
+        let t0 = 1_000_000;
+        p.begin_wait("fast", seq(3), t0 + 50_000);
+        p.begin_wait("slow", seq(9), t0);
+        p.begin_wait("slower", seq(2), t0 - 40_000);
+        let now = t0 + 60_000;
+        let slow = p.slow_batches_at(now, SLOW_AFTER);
+        let names: Vec<(&str, u64)> = slow
+            .iter()
+            .map(|s| (s.account.as_str(), s.waited.as_secs()))
+            .collect();
+        assert_eq!(names, [("slower", 100), ("slow", 60)]);
+        p.end_wait("slower");
+        {
+            let _guard = WaitGuard {
+                progress: &p,
+                account: "slow",
+            };
+        }
+        assert_eq!(p.slow_batches_at(now, SLOW_AFTER), []);
+        assert_eq!(p.slow_batches_at(now, Duration::ZERO).len(), 1, "fast");
+    }
+
+    #[test]
+    fn slow_log_lines_come_every_slow_after_at_most() {
+        let mut next = SLOW_AFTER;
+        let due: Vec<bool> = [0, 10, 29, 30, 31, 45, 59, 60, 61, 95, 100]
+            .into_iter()
+            .map(|s| slow_log_due(Duration::from_secs(s), &mut next))
+            .collect();
+        assert_eq!(
+            due,
+            [
+                false, false, false, true, false, false, false, true, false, true, false
+            ]
+        );
+    }
+}
