@@ -19,6 +19,7 @@ use super::batch_file::{ApsCommand, ApsTransaction, write_batch_file};
 use super::client::{ApsAnswer, ApsClient, UploadOutcome};
 use super::codes::{BatchPhase, LineOutcome, ResponseCode};
 use super::config::ApsAccountConfig;
+use super::currency::{Currency, MinorUnits};
 use super::error::Error as ApsError;
 use super::reference::BatchReference;
 use super::results::{ResultRow, join_complete, parse_batch_results};
@@ -157,7 +158,9 @@ fn validation_summary(reference: &str, answer: &ApsAnswer) -> String {
 }
 
 /// The merged-output fields of one result row: the APS columns as sent, plus `xResult` /
-/// `xStatus` / `xError` so the merge classifies it like any other account.
+/// `xStatus` / `xError` so the merge classifies it like any other account, and for an
+/// approved line `xAuthAmount` in major units (APS answers in minor units) so the account's
+/// approved amount is summed like a Sola account's.
 fn line_fields(row: ResultRow) -> Vec<(String, String)> {
     let status_text = row.get("status").map(str::to_owned).or_else(|| {
         row.get("response_code")
@@ -189,8 +192,21 @@ fn line_fields(row: ResultRow) -> Vec<(String, String)> {
     if let Some(fort_id) = row.get("fort_id").filter(|f| !f.is_empty()) {
         fields.push(("xRefNum".to_owned(), fort_id.to_owned()));
     }
+    if outcome == LineOutcome::Approved
+        && let Some(amount) = major_amount(&row)
+    {
+        fields.push(("xAuthAmount".to_owned(), amount));
+    }
     fields.extend(row.fields);
     fields
+}
+
+/// `amount` (minor units) of a result row in major units of its `currency`, if both are there
+/// and make sense.
+fn major_amount(row: &ResultRow) -> Option<String> {
+    let minor: u64 = row.get("amount")?.trim().parse().ok()?;
+    let currency = Currency::new(row.get("currency")?.trim()).ok()?;
+    Some(currency.to_major(MinorUnits(minor)))
 }
 
 #[async_trait]
@@ -451,5 +467,40 @@ mod tests {
         ]));
         assert!(out.contains(&("xRefNum".to_owned(), "169".to_owned())));
         assert!(!out.iter().any(|(k, _)| k == "xError"));
+    }
+
+    #[test]
+    fn approved_lines_carry_the_amount_in_major_units() {
+        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+            (
+                &[("status", "14"), ("amount", "1234"), ("currency", "USD")],
+                Some("12.34"),
+            ),
+            (
+                &[("status", "14"), ("amount", "1234"), ("currency", "KWD")],
+                Some("1.234"),
+            ),
+            (
+                &[("status", "14"), ("amount", "1234"), ("currency", "JPY")],
+                Some("1234"),
+            ),
+            (
+                &[("status", "13"), ("amount", "1234"), ("currency", "USD")],
+                None,
+            ),
+            (
+                &[("status", "14"), ("amount", "12.34"), ("currency", "USD")],
+                None,
+            ),
+            (&[("status", "14"), ("amount", "1234")], None),
+        ];
+        for (fields, expected) in cases {
+            let out = line_fields(row(fields));
+            let got = out
+                .iter()
+                .find(|(k, _)| k == "xAuthAmount")
+                .map(|(_, v)| v.as_str());
+            assert_eq!(got, *expected, "{fields:?}");
+        }
     }
 }
