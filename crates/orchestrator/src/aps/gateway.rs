@@ -471,7 +471,8 @@ mod tests {
 
     #[test]
     fn approved_lines_carry_the_amount_in_major_units() {
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: &[Case] = &[
             (
                 &[("status", "14"), ("amount", "1234"), ("currency", "USD")],
                 Some("12.34"),
