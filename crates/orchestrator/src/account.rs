@@ -470,17 +470,8 @@ impl Worker {
                 self.progress.stuck(line_count);
                 return Ok(());
             };
-            let verdict = Verdict {
-                outcome: if v.success {
-                    sequence_ledger::Outcome::Success
-                } else {
-                    sequence_ledger::Outcome::GatewayError
-                },
-                status: v.status,
-                error: v.error,
-                processed_count: v.processed_count,
-            };
-            if !v.success {
+            let verdict = Verdict::from(v);
+            if verdict.outcome != sequence_ledger::Outcome::Success {
                 warn!(account = %self.account, %sequence, status = %verdict.status, "gateway rejected the batch");
             }
             rec = self
@@ -488,18 +479,8 @@ impl Worker {
                 .await?;
         } else if rec.state == BatchState::Stuck {
             if let PollResult::Done(v) = self.protocol.poll(sequence).await? {
-                let verdict = Verdict {
-                    outcome: if v.success {
-                        sequence_ledger::Outcome::Success
-                    } else {
-                        sequence_ledger::Outcome::GatewayError
-                    },
-                    status: v.status,
-                    error: v.error,
-                    processed_count: v.processed_count,
-                };
                 rec = self
-                    .transition(sequence, Transition::Completed(verdict))
+                    .transition(sequence, Transition::Completed(Verdict::from(v)))
                     .await?;
             } else {
                 return Ok(());

@@ -44,6 +44,23 @@ pub struct BatchVerdict {
     pub processed_count: Option<u64>,
 }
 
+impl From<BatchVerdict> for sequence_ledger::Verdict {
+    /// The ledger's record of the verdict: `Success` or `GatewayError`, with the gateway's
+    /// status, error and processed count as given.
+    fn from(v: BatchVerdict) -> Self {
+        sequence_ledger::Verdict {
+            outcome: if v.success {
+                sequence_ledger::Outcome::Success
+            } else {
+                sequence_ledger::Outcome::GatewayError
+            },
+            status: v.status,
+            error: v.error,
+            processed_count: v.processed_count,
+        }
+    }
+}
+
 /// What one look at the gateway found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -112,4 +129,32 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// Storage or transport failures.
     async fn cleanup(&self, sequence: SequenceNumber) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sequence_ledger::{Outcome, Verdict};
+
+    #[test]
+    fn verdict_converts_to_the_ledger_s() {
+        for (success, outcome) in [(true, Outcome::Success), (false, Outcome::GatewayError)] {
+            let v = BatchVerdict {
+                success,
+                status: "S".into(),
+                error: Some("e".into()),
+                processed_count: Some(0),
+            };
+            let got = Verdict::from(v);
+            assert_eq!(
+                (
+                    got.outcome,
+                    got.status.as_str(),
+                    got.error.as_deref(),
+                    got.processed_count
+                ),
+                (outcome, "S", Some("e"), Some(0))
+            );
+        }
+    }
 }
