@@ -29,7 +29,8 @@ pub struct Args {
     /// Input format, when the extension does not say.
     #[arg(long, value_parser = common::parse_format)]
     pub format: Option<Format>,
-    /// Output format (default: the output's extension, else the input's format).
+    /// Output format (default: the input's format; without the input, the output's extension,
+    /// else JSON Lines).
     #[arg(long, value_parser = common::parse_format)]
     pub output_format: Option<Format>,
     /// Also write the per-account summary as JSON here.
@@ -55,12 +56,13 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         let orch = Orchestrator::builder(settings.clone()).build()?;
         let output = OutputSpec {
             path: args.output.clone(),
-            format: common::output_format(
-                args.output_format,
-                &args.output,
-                args.input.as_deref().unwrap_or(&args.output),
-                args.format,
-            ),
+            // Without the input only `--output-format` and the output's extension can say.
+            format: match &args.input {
+                Some(input) => {
+                    Format::for_output(args.output_format, args.format, input, &args.output)
+                }
+                None => Format::for_output(args.output_format, None, &args.output, &args.output),
+            },
         };
         let bars = Bars::start(orch.progress().clone(), global);
         let shutdown = common::shutdown_on_signal();

@@ -116,20 +116,6 @@ pub fn load_job(
     }
 }
 
-/// The output format: `--output-format`, else the output's extension, else the input's.
-pub fn output_format(
-    explicit: Option<Format>,
-    output: &Path,
-    input: &Path,
-    input_format: Option<Format>,
-) -> Format {
-    explicit
-        .or_else(|| Format::from_path(output))
-        .or(input_format)
-        .or_else(|| Format::from_path(input))
-        .unwrap_or(Format::Jsonl)
-}
-
 /// Parses `--format kvp|csv|jsonl`.
 pub fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
