@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use orchestrator::{
     Format, InputProblem, InputReader, InputRecord, InvalidPolicy, Job, OutputWriter, Progress,
-    Report, Settings, Shutdown,
+    Report, SLOW_AFTER, Settings, Shutdown, SlowBatch,
 };
 
 use super::{Exit, Global, usage_error};
@@ -121,12 +121,57 @@ pub fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
 }
 
-/// Progress on stderr: bars on a terminal (transactions uploaded, completed, accounts done);
-/// a plain line every few seconds otherwise (when it changed). Nothing with `-q`.
+/// Progress on stderr: bars on a terminal (transactions uploaded, completed, accounts done,
+/// and under them the accounts whose batch has waited for COMPLETE longer than
+/// [`SLOW_AFTER`]); a plain line every few seconds otherwise (when it changed), naming the slow
+/// accounts too. Nothing with `-q`.
 /// Stop with [`Bars::finish`].
 pub struct Bars {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How many slow accounts the progress names; the others are counted (`+N more`).
+const SLOW_SHOWN: usize = 3;
+
+/// The lines under the bars: the [`SLOW_SHOWN`] longest waits (`slow` is longest first, as
+/// [`Progress::slow_batches`] gives it), then `+N more` when there are others; none when no
+/// account is slow.
+fn slow_lines(slow: &[SlowBatch]) -> Vec<String> {
+    let mut lines: Vec<String> = slow
+        .iter()
+        .take(SLOW_SHOWN)
+        .map(|s| format!("{:>10} {s}", "slow"))
+        .collect();
+    if slow.len() > SLOW_SHOWN {
+        lines.push(format!(
+            "{:>10} +{} more slow accounts",
+            "",
+            slow.len() - SLOW_SHOWN
+        ));
+    }
+    lines
+}
+
+/// The plain (non-terminal) progress line for counters from [`snapshot`] and the slow accounts.
+fn plain_line(counters: [u64; 9], slow: &[SlowBatch]) -> String {
+    let [total, up, up_b, done, done_b, stuck, acc_done, acc_total, _] = counters;
+    let mut line = format!(
+        "paybatch: progress: uploaded {up}/{total} transactions ({up_b} batches), completed {done}/{total} ({done_b} batches, {stuck} stuck), accounts {acc_done}/{acc_total}"
+    );
+    if !slow.is_empty() {
+        let named: Vec<String> = slow
+            .iter()
+            .take(SLOW_SHOWN)
+            .map(|s| s.to_string())
+            .collect();
+        line.push_str("; slow: ");
+        line.push_str(&named.join(", "));
+        if slow.len() > SLOW_SHOWN {
+            line.push_str(&format!(" (+{} more)", slow.len() - SLOW_SHOWN));
+        }
+    }
+    line
 }
 
 fn snapshot(p: &Progress) -> [u64; 9] {
@@ -192,6 +237,10 @@ fn draw_bars(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
         )
     };
     let (uploaded, completed, accounts) = (bar("uploaded"), bar("completed"), bar("accounts"));
+    // Added only while some account is slow, so no blank line is drawn otherwise.
+    let mut slow_bar: Option<ProgressBar> = None;
+    let message_style =
+        ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
     loop {
         let [total, up, up_b, done, done_b, stuck, acc_done, acc_total, _] = snapshot(progress);
         uploaded.set_length(total);
@@ -207,10 +256,28 @@ fn draw_bars(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
         completed.set_message(format!("{done_b} batches{stuck}"));
         accounts.set_length(acc_total);
         accounts.set_position(acc_done);
+        let lines = slow_lines(&progress.slow_batches(SLOW_AFTER));
+        match (&slow_bar, lines.is_empty()) {
+            (Some(b), true) => {
+                b.finish_and_clear();
+                multi.remove(b);
+                slow_bar = None;
+            }
+            (Some(b), false) => b.set_message(lines.join("\n")),
+            (None, false) => {
+                let b = multi.add(ProgressBar::new(0).with_style(message_style.clone()));
+                b.set_message(lines.join("\n"));
+                slow_bar = Some(b);
+            }
+            (None, true) => {}
+        }
         match rx.recv_timeout(Duration::from_millis(100)) {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             _ => break,
         }
+    }
+    if let Some(b) = slow_bar {
+        b.finish_and_clear();
     }
     for b in [uploaded, completed, accounts] {
         b.finish();
@@ -218,16 +285,20 @@ fn draw_bars(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
 }
 
 fn print_lines(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
-    let mut last = snapshot(progress);
+    // Which batches are slow, not for how long: a line when that set changes, not every tick.
+    let slow_set = |slow: &[SlowBatch]| -> Vec<(String, u32)> {
+        slow.iter()
+            .map(|s| (s.account.clone(), s.sequence.get()))
+            .collect()
+    };
+    let mut last = (snapshot(progress), Vec::new());
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
         rx.recv_timeout(Duration::from_secs(5))
     {
-        let now = snapshot(progress);
+        let slow = progress.slow_batches(SLOW_AFTER);
+        let now = (snapshot(progress), slow_set(&slow));
         if now != last {
-            let [total, up, up_b, done, done_b, stuck, acc_done, acc_total, _] = now;
-            eprintln!(
-                "paybatch: progress: uploaded {up}/{total} transactions ({up_b} batches), completed {done}/{total} ({done_b} batches, {stuck} stuck), accounts {acc_done}/{acc_total}"
-            );
+            eprintln!("{}", plain_line(now.0, &slow));
             last = now;
         }
     }
@@ -289,4 +360,74 @@ pub fn write_summary(report: &Report, path: &Path) -> Result<()> {
 /// The default ledger path relative to nothing: used in messages.
 pub fn ledger_path(settings: &Settings) -> PathBuf {
     settings.ledger.path.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slow(account: &str, sequence: u32, secs: u64) -> SlowBatch {
+        SlowBatch {
+            account: account.into(),
+            sequence: kvp_format::SequenceNumber::new(sequence).unwrap(),
+            waited: Duration::from_secs(secs),
+        }
+    }
+
+    #[test]
+    fn the_bars_show_the_longest_waits_then_a_count() {
+        let many = [
+            slow("acme", 17, 65),
+            slow("beta", 3, 50),
+            slow("core", 9, 40),
+            slow("dove", 1, 35),
+            slow("echo", 2, 31),
+        ];
+        let cases: &[(&[SlowBatch], &[&str])] = &[
+            (&[], &[]),
+            (
+                &many[..1],
+                &["      slow acme: batch 17 waiting for COMPLETE for 1m05s"],
+            ),
+            (
+                &many[..3],
+                &[
+                    "      slow acme: batch 17 waiting for COMPLETE for 1m05s",
+                    "      slow beta: batch 3 waiting for COMPLETE for 50s",
+                    "      slow core: batch 9 waiting for COMPLETE for 40s",
+                ],
+            ),
+            (
+                &many,
+                &[
+                    "      slow acme: batch 17 waiting for COMPLETE for 1m05s",
+                    "      slow beta: batch 3 waiting for COMPLETE for 50s",
+                    "      slow core: batch 9 waiting for COMPLETE for 40s",
+                    "           +2 more slow accounts",
+                ],
+            ),
+        ];
+        for (slow, expected) in cases {
+            assert_eq!(slow_lines(slow), *expected, "{} slow", slow.len());
+        }
+    }
+
+    #[test]
+    fn the_plain_line_names_slow_accounts() {
+        let counters = [100, 60, 2, 30, 1, 0, 1, 3, 0];
+        let base = "paybatch: progress: uploaded 60/100 transactions (2 batches), completed 30/100 (1 batches, 0 stuck), accounts 1/3";
+        assert_eq!(plain_line(counters, &[]), base);
+        assert_eq!(
+            plain_line(counters, &[slow("acme", 17, 65)]),
+            format!("{base}; slow: acme: batch 17 waiting for COMPLETE for 1m05s")
+        );
+        let many: Vec<SlowBatch> = (1..=5)
+            .map(|i| slow(&format!("a{i}"), i, 100 - u64::from(i)))
+            .collect();
+        let line = plain_line(counters, &many);
+        assert!(
+            line.ends_with("; slow: a1: batch 1 waiting for COMPLETE for 1m39s, a2: batch 2 waiting for COMPLETE for 1m38s, a3: batch 3 waiting for COMPLETE for 1m37s (+2 more)"),
+            "{line}"
+        );
+    }
 }
