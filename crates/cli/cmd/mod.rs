@@ -40,9 +40,9 @@ pub enum LogFormat {
 }
 
 /// An error that carries its own exit code (see `main.rs` for the table).
-/// Set up `tracing` on stderr according to `-v/-q/--log-format` (`RUST_LOG` overrides the level).
+/// Set up logging on stderr according to `-v/-q/--log-format` (`RUST_LOG` overrides the
+/// level); see [`orchestrator::init_logging`].
 pub fn init_logging(global: &Global) -> Result<()> {
-    use tracing_subscriber::EnvFilter;
     let level = if global.quiet {
         "error"
     } else {
@@ -53,15 +53,11 @@ pub fn init_logging(global: &Global) -> Result<()> {
             _ => "trace",
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let installed = match global.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let format = match global.log_format {
+        LogFormat::Text => orchestrator::LogFormat::Text,
+        LogFormat::Json => orchestrator::LogFormat::Json,
     };
-    installed.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+    Ok(orchestrator::init_logging(level, format)?)
 }
 
 /// Errors that should end with a specific exit code wrap it in [`Exit`].
