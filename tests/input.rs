@@ -216,3 +216,39 @@ fn skip_invalid_writes_rejects_and_submits_the_rest() {
         );
     }
 }
+
+/// `allowed_commands` holds for an APS account's `command` too (case-insensitive): an APS
+/// line with another command rejects the whole input before any reservation.
+#[test]
+fn aps_lines_respect_allowed_commands() {
+    let setup = setup();
+    let mut config = std::fs::read_to_string(&setup.config).unwrap();
+    // Nothing listens on port 9: validation must stop the run before any request.
+    config.push_str(
+        "[accounts.shop]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"aps-access-secret\"\nsha_request_phrase = \"in-secret\"\nsha_response_phrase = \"out-secret\"\ncurrency = \"USD\"\nallowed_commands = [\"PURCHASE\"]\n",
+    );
+    std::fs::write(&setup.config, config).unwrap();
+    let input = setup.root.join("in.kvp");
+    std::fs::write(
+        &input,
+        format!(
+            "{GOOD}account=shop&ref=r2&command=purchase&merchant_reference=o2&amount=1.00&token_name=t&customer_email=a@b.c\n\
+             account=shop&ref=r3&command=refund&merchant_reference=o1&amount=1.00\n"
+        ),
+    )
+    .unwrap();
+    let run = submit(&setup, &input, &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    let expected = format!(
+        "{}:3: command \"refund\" is not allowed for account shop",
+        input.display()
+    );
+    assert!(
+        stderr.contains(&expected),
+        "expected {expected:?} in {stderr}"
+    );
+    assert!(!stderr.contains(":2:"), "{stderr}");
+    assert!(!stderr.contains("secret"), "{stderr}");
+    nothing_uploaded_or_reserved(&setup);
+}

@@ -84,6 +84,14 @@ impl<'a> Validator<'a> {
             if let Err(e) = crate::aps::check_input(&fields, a.aps_currency()) {
                 problems.push(e.to_string());
             }
+            // A missing `command` is already reported by `check_input`.
+            if let Some(command) = rec.get("command").filter(|c| !c.is_empty())
+                && !a.allows(command)
+            {
+                problems.push(format!(
+                    "command {command:?} is not allowed for account {account}"
+                ));
+            }
             return self.remember(reference, rec.line, problems);
         }
         let mut keys = std::collections::HashSet::new();
@@ -222,6 +230,38 @@ mod tests {
                 problems.iter().any(|p| p.contains(needle)),
                 "{kvp}: {problems:?}"
             );
+        }
+    }
+
+    #[test]
+    fn aps_lines_respect_allowed_commands() {
+        let s = Settings::from_toml(
+            "[accounts.shop]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"USD\"\nallowed_commands = [\"PURCHASE\"]\n\
+             [accounts.open]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"USD\"\n",
+        )
+        .unwrap();
+        let refund = "command=REFUND&merchant_reference=o1&amount=1.00";
+        let purchase = "merchant_reference=o1&amount=1.00&token_name=t&customer_email=a@b.c";
+        for (line, expected) in [
+            (
+                format!("account=shop&ref=1&command=purchase&{purchase}"),
+                None,
+            ),
+            (
+                format!("account=shop&ref=1&command=Purchase&{purchase}"),
+                None,
+            ),
+            (
+                format!("account=shop&ref=1&{refund}"),
+                Some("command \"REFUND\" is not allowed for account shop"),
+            ),
+            (format!("account=open&ref=1&{refund}"), None),
+        ] {
+            let problems = Validator::new(&s).check(&rec(1, &line));
+            match expected {
+                None => assert!(problems.is_empty(), "{line}: {problems:?}"),
+                Some(e) => assert_eq!(problems, [e], "{line}"),
+            }
         }
     }
 
