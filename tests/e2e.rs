@@ -382,7 +382,7 @@ async fn submit_without_wait_then_collect() {
         ),
         "{finished:?}"
     );
-    let out = world.root.join("collected.jsonl");
+    let out = world.root.join("collected.kvp");
     let collect = paybatch_async(vec![
         "collect".into(),
         "--config".into(),

@@ -487,19 +487,23 @@ impl Worker {
             }
         }
         if let BatchState::Completed(outcome) = rec.state {
-            let results = if outcome == sequence_ledger::Outcome::Success {
-                self.protocol
-                    .fetch_results(sequence, line_count)
-                    .await?
-                    .into_iter()
-                    .map(|r| StoredResult {
-                        index: r.index,
-                        fields: r.fields,
-                    })
-                    .collect()
+            // A rejected batch: the verdict decides the outcome, RESPONSE (if any) only adds
+            // what the gateway said about each line. Its bindings are released only when
+            // xProcessedCount=0 (the ledger's rule), whatever RESPONSE holds.
+            let lines = if outcome == sequence_ledger::Outcome::Success {
+                self.protocol.fetch_results(sequence, line_count).await?
             } else {
-                Vec::new()
+                self.protocol
+                    .fetch_rejected_results(sequence, line_count)
+                    .await?
             };
+            let results = lines
+                .into_iter()
+                .map(|r| StoredResult {
+                    index: r.index,
+                    fields: r.fields,
+                })
+                .collect();
             let (ledger, account) = (self.ledger.clone(), self.account.clone());
             let acct = self.account.to_string();
             rec = blocking(move || {

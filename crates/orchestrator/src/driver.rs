@@ -710,9 +710,11 @@ pub(crate) fn line_outcome(
                     error("no stored result for this line".into()),
                 ),
             },
-            Some(v) => (
-                Outcome::NotProcessed,
-                vec![
+            Some(v) => {
+                // The batch verdict decides the outcome (PROTOCOL.md §2 item 4); what the
+                // gateway said about the line itself follows, its own status and error
+                // renamed so they do not hide the batch's.
+                let mut fields = vec![
                     ("xStatus".to_owned(), v.status.clone()),
                     (
                         "xError".to_owned(),
@@ -720,8 +722,17 @@ pub(crate) fn line_outcome(
                             .clone()
                             .unwrap_or_else(|| format!("batch rejected: {}", v.status)),
                     ),
-                ],
-            ),
+                ];
+                for (k, value) in result.into_iter().flatten() {
+                    let key = match k.as_str() {
+                        "xStatus" => "xLineStatus",
+                        "xError" => "xLineError",
+                        other => other,
+                    };
+                    fields.push((key.to_owned(), value.clone()));
+                }
+                (Outcome::NotProcessed, fields)
+            }
             None => (Outcome::Unknown, error("batch has no verdict".into())),
         },
         BatchState::Stuck => (

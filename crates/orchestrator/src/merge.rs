@@ -16,7 +16,9 @@ pub enum Outcome {
     Declined,
     /// `xResult=E` or any other letter: the gateway's per-line error.
     Error,
-    /// The gateway rejected the whole batch (or it was never sent); `xError` says why.
+    /// The gateway rejected the whole batch (or it was never sent); `xError` says why. A
+    /// rejected batch's lines also carry any per-line fields its RESPONSE held (`xResult`,
+    /// `xRefNum`, ..., the line's own `xLineStatus`/`xLineError`); the verdict still decides.
     NotProcessed,
     /// The batch is Stuck (or was abandoned): the gateway may or may not have processed it.
     Unknown,

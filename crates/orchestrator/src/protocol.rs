@@ -10,6 +10,7 @@
 //! | [`trigger`](GatewayProtocol::trigger) | `PROCESS_X.KVP`, always last | poll validation, then `PROCESS_BATCH` |
 //! | [`poll`](GatewayProtocol::poll) | look for `COMPLETE_X` | `GET_BATCH_RESULTS` until not `70140` |
 //! | [`fetch_results`](GatewayProtocol::fetch_results) | `RESPONSE_X`, joined on `xIndex` | `batch_results`, joined on `Line_Number` |
+//! | [`fetch_rejected_results`](GatewayProtocol::fetch_rejected_results) | `RESPONSE_X` if present (lines may be missing) | none |
 //! | [`cleanup`](GatewayProtocol::cleanup) | delete exactly `RESPONSE_X`, `COMPLETE_X` | nothing |
 //!
 //! Every step must be idempotent: after a crash the driver repeats the step the ledger does not
@@ -122,6 +123,23 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
         sequence: SequenceNumber,
         line_count: u64,
     ) -> Result<Vec<LineResult>>;
+
+    /// The per-line results the gateway returned for a batch it rejected (PROTOCOL.md §2
+    /// item 4: "fetch RESPONSE anyway if present"). Lines may be missing and none at all is
+    /// fine; an answer that cannot be read is logged and gives none, because the batch-level
+    /// verdict already decides the outcome. The default is none: a protocol without per-line
+    /// results for a rejected batch.
+    ///
+    /// # Errors
+    /// Storage or transport failures (the batch stays `Completed`; a later run retries).
+    async fn fetch_rejected_results(
+        &self,
+        sequence: SequenceNumber,
+        line_count: u64,
+    ) -> Result<Vec<LineResult>> {
+        let _ = (sequence, line_count);
+        Ok(Vec::new())
+    }
 
     /// Removes what the gateway wrote for this batch (and only this batch), once its results
     /// are durably recorded. Idempotent.

@@ -65,6 +65,69 @@ impl SolaFileDrop {
         }
     }
 
+    /// Parses a RESPONSE and joins it on `xIndex` (any line order), dropping sensitive
+    /// fields and the echoed `xIndex`/`xSequenceNumber`.
+    fn parse_response(
+        &self,
+        sequence: SequenceNumber,
+        bytes: &[u8],
+        line_count: u64,
+        coverage: Coverage,
+    ) -> Result<Vec<LineResult>> {
+        let count = usize::try_from(line_count).unwrap_or(usize::MAX);
+        let mut slots: Vec<Option<LineResult>> = vec![None; count];
+        let mut extra = Vec::new();
+        for (n, line) in lines(bytes).enumerate() {
+            let at = n + 1;
+            let pairs = kvp_format::decode_line(line).map_err(|e| {
+                self.protocol(sequence, format!("RESPONSE line {at}: {}", e.message()))
+            })?;
+            let mut index = None;
+            let mut fields = Vec::with_capacity(pairs.len());
+            for (k, v) in pairs {
+                if k == "xIndex" {
+                    index = v.parse::<u64>().ok();
+                } else if k == "xSequenceNumber" {
+                    if v != sequence.to_string().as_str() {
+                        return Err(self.protocol(
+                            sequence,
+                            format!("RESPONSE line {at}: xSequenceNumber {v}"),
+                        ));
+                    }
+                } else if !kvp_format::is_sensitive(&k) {
+                    fields.push((k.into_owned(), v.into_owned()));
+                }
+            }
+            let index = index.ok_or_else(|| {
+                self.protocol(sequence, format!("RESPONSE line {at}: no valid xIndex"))
+            })?;
+            match usize::try_from(index).ok().and_then(|i| slots.get_mut(i)) {
+                Some(slot @ None) => *slot = Some(LineResult { index, fields }),
+                _ => extra.push(index),
+            }
+        }
+        let missing: Vec<usize> = match coverage {
+            Coverage::Every => slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.is_none())
+                .map(|(i, _)| i)
+                .collect(),
+            Coverage::Some => Vec::new(),
+        };
+        if !missing.is_empty() || !extra.is_empty() {
+            return Err(self.protocol(
+                sequence,
+                format!(
+                    "RESPONSE does not match the REQUEST: missing xIndex {:?}, extra or repeated xIndex {:?}",
+                    &missing[..missing.len().min(10)],
+                    &extra[..extra.len().min(10)]
+                ),
+            ));
+        }
+        Ok(slots.into_iter().flatten().collect())
+    }
+
     /// The PROCESS file's bytes.
     pub fn encode_process(&self, sequence: SequenceNumber, line_count: u64) -> Bytes {
         let mut out = Vec::with_capacity(128);
@@ -78,6 +141,15 @@ impl SolaFileDrop {
         out.push(b'\n');
         Bytes::from(out)
     }
+}
+
+/// Which lines a RESPONSE must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coverage {
+    /// Exactly one per submitted line (a processed batch).
+    Every,
+    /// Any subset of the submitted lines (a rejected batch); still no extra or repeated ones.
+    Some,
 }
 
 fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -215,55 +287,30 @@ impl GatewayProtocol for SolaFileDrop {
             .get(&path)
             .await
             .map_err(|e| self.storage(&path, e))?;
-        let count = usize::try_from(line_count).unwrap_or(usize::MAX);
-        let mut slots: Vec<Option<LineResult>> = vec![None; count];
-        let mut extra = Vec::new();
-        for (n, line) in lines(&bytes).enumerate() {
-            let at = n + 1;
-            let pairs = kvp_format::decode_line(line).map_err(|e| {
-                self.protocol(sequence, format!("RESPONSE line {at}: {}", e.message()))
-            })?;
-            let mut index = None;
-            let mut fields = Vec::with_capacity(pairs.len());
-            for (k, v) in pairs {
-                if k == "xIndex" {
-                    index = v.parse::<u64>().ok();
-                } else if k == "xSequenceNumber" {
-                    if v != sequence.to_string().as_str() {
-                        return Err(self.protocol(
-                            sequence,
-                            format!("RESPONSE line {at}: xSequenceNumber {v}"),
-                        ));
-                    }
-                } else if !kvp_format::is_sensitive(&k) {
-                    fields.push((k.into_owned(), v.into_owned()));
-                }
+        self.parse_response(sequence, &bytes, line_count, Coverage::Every)
+    }
+
+    async fn fetch_rejected_results(
+        &self,
+        sequence: SequenceNumber,
+        line_count: u64,
+    ) -> Result<Vec<LineResult>> {
+        let path = Self::path(FileKind::Response, sequence);
+        let bytes = match self.backend.get(&path).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                tracing::debug!(account = %self.account, %sequence, "rejected batch has no RESPONSE");
+                return Ok(Vec::new());
             }
-            let index = index.ok_or_else(|| {
-                self.protocol(sequence, format!("RESPONSE line {at}: no valid xIndex"))
-            })?;
-            match usize::try_from(index).ok().and_then(|i| slots.get_mut(i)) {
-                Some(slot @ None) => *slot = Some(LineResult { index, fields }),
-                _ => extra.push(index),
+            Err(e) => return Err(self.storage(&path, e)),
+        };
+        match self.parse_response(sequence, &bytes, line_count, Coverage::Some) {
+            Ok(lines) => Ok(lines),
+            Err(e) => {
+                tracing::warn!(account = %self.account, %sequence, error = %e, "RESPONSE of a rejected batch is unreadable; its lines keep only the batch verdict");
+                Ok(Vec::new())
             }
         }
-        let missing: Vec<usize> = slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.is_none())
-            .map(|(i, _)| i)
-            .collect();
-        if !missing.is_empty() || !extra.is_empty() {
-            return Err(self.protocol(
-                sequence,
-                format!(
-                    "RESPONSE does not match the REQUEST: missing xIndex {:?}, extra or repeated xIndex {:?}",
-                    &missing[..missing.len().min(10)],
-                    &extra[..extra.len().min(10)]
-                ),
-            ));
-        }
-        Ok(slots.into_iter().flatten().collect())
     }
 
     async fn cleanup(&self, sequence: SequenceNumber) -> Result<()> {
@@ -428,6 +475,46 @@ mod tests {
                 (expected, got) => panic!("{expected:?} vs {got:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_rejected_batch_s_response_is_optional_partial_and_never_fatal() {
+        let (_t, backend, sola) = drop_and_sola().await;
+        // (RESPONSE_9 body or none, indexes kept)
+        let cases: &[(Option<&[u8]>, &[u64])] = &[
+            (None, &[]),
+            (Some(b"xIndex=2&xSequenceNumber=9&xResult=A&xRefNum=77\nxIndex=0&xSequenceNumber=9&xResult=E&xCardNum=4111111111111111\n"), &[0, 2]),
+            (Some(b""), &[]),
+            (Some(b"xIndex=0&xSequenceNumber=9\nxIndex=0&xSequenceNumber=9\n"), &[]),
+            (Some(b"xIndex=3&xSequenceNumber=9\n"), &[]),
+            (Some(b"xIndex=0&xSequenceNumber=8\n"), &[]),
+            (Some(b"xSequenceNumber=9&xResult=A\n"), &[]),
+            (Some(b"xIndex=0&xSequenceNumber=9&xName=%FF\n"), &[]),
+        ];
+        for (body, kept) in cases {
+            let _ = backend.delete("Response/RESPONSE_9.KVP").await;
+            if let Some(body) = body {
+                backend
+                    .put("Response/RESPONSE_9.KVP", Bytes::copy_from_slice(body))
+                    .await
+                    .unwrap();
+            }
+            let got = sola.fetch_rejected_results(seq(9), 3).await.unwrap();
+            assert_eq!(
+                got.iter().map(|l| l.index).collect::<Vec<_>>(),
+                *kept,
+                "{body:?}"
+            );
+            for line in &got {
+                assert!(
+                    line.fields
+                        .iter()
+                        .all(|(k, _)| !kvp_format::is_sensitive(k))
+                );
+            }
+        }
+        // A processed batch still needs every line.
+        assert!(sola.fetch_results(seq(9), 4).await.is_err());
     }
 
     #[tokio::test]

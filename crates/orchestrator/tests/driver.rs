@@ -226,3 +226,165 @@ async fn shutdown_stops_at_a_safe_point_and_a_rerun_finishes_exactly_once() {
     let _ = stop.send(());
     gateway.await.unwrap().unwrap();
 }
+
+/// PROTOCOL.md §2 item 4 with a RESPONSE present: a stand-in gateway answers the batch with
+/// per-line results for some lines and a COMPLETE `xStatus=Error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_batch_keeps_its_verdict_and_shows_the_per_line_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DemoSpec {
+        accounts: 1,
+        transactions: 4,
+        max_batch_lines: 10,
+        failing_accounts: 0,
+        seed: 5,
+    };
+    let world = LocalWorld::create(dir.path(), spec.clone(), Format::Kvp).unwrap();
+    let backend = world.backend(0).await.unwrap();
+    let requests = |backend: Arc<dyn storage_backends::Backend>| async move {
+        let mut names: Vec<String> = backend
+            .list("Request")
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
+        names.sort();
+        names
+    };
+    let gateway = {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            for _ in 0..6000 {
+                let names = requests(backend.clone()).await;
+                if let Some(process) = names.iter().find(|n| n.contains("PROCESS_")) {
+                    let seq = process
+                        .trim_start_matches("Request/PROCESS_")
+                        .trim_end_matches(".KVP")
+                        .to_owned();
+                    // Lines out of order, lines 1 and 3 missing, a card number to be dropped.
+                    let response = format!(
+                        "xIndex=2&xSequenceNumber={seq}&xResult=E&xStatus=Error&xError=Invalid+card&xRefNum=1003&xCardNum=4111111111111111\n\
+                         xIndex=0&xSequenceNumber={seq}&xResult=A&xStatus=Approved&xRefNum=1001&xAuthAmount=1.00\n"
+                    );
+                    let complete = format!(
+                        "xResult=E&xStatus=Error&xError=Batch+limit+exceeded&xProcessedCount=2&xSequenceNumber={seq}\n"
+                    );
+                    backend
+                        .put(&format!("Response/RESPONSE_{seq}.KVP"), response.into())
+                        .await
+                        .unwrap();
+                    backend
+                        .put(&format!("Response/COMPLETE_{seq}.KVP"), complete.into())
+                        .await
+                        .unwrap();
+                    return seq;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("no PROCESS file appeared");
+        })
+    };
+    let settings = Arc::new(Settings::load_with_env(Some(&world.config), []).unwrap());
+    let job = load_job(&world, &settings);
+    let out = dir.path().join("out.kvp");
+    let options = SubmitOptions {
+        output: Some(OutputSpec {
+            path: out.clone(),
+            format: Format::Kvp,
+        }),
+        ..SubmitOptions::default()
+    };
+    let orch = Orchestrator::builder(settings.clone()).build().unwrap();
+    let report = orch
+        .submit(job.clone(), &options, Shutdown::never())
+        .await
+        .unwrap();
+    drop(orch);
+    let seq = gateway.await.unwrap();
+    let rows = read_output(&out);
+    assert_eq!(rows.len(), 4);
+    for row in &rows {
+        assert_eq!(
+            (
+                row["outcome"].as_str(),
+                row["xStatus"].as_str(),
+                row["xError"].as_str(),
+                row["xSequenceNumber"].as_str()
+            ),
+            (
+                "not_processed",
+                "Error",
+                "Batch limit exceeded",
+                seq.as_str()
+            ),
+            "{row:?}"
+        );
+        assert!(!row.values().any(|v| v.contains("4111111111111111")));
+    }
+    let get = |i: usize, k: &str| rows[i].get(k).map(String::as_str);
+    // (line, xResult, xRefNum, xLineStatus, xLineError)
+    let expected = [
+        (0, Some("A"), Some("1001"), Some("Approved"), None),
+        (1, None, None, None, None),
+        (
+            2,
+            Some("E"),
+            Some("1003"),
+            Some("Error"),
+            Some("Invalid card"),
+        ),
+        (3, None, None, None, None),
+    ];
+    for (i, result, refnum, status, error) in expected {
+        assert_eq!(
+            (
+                get(i, "xResult"),
+                get(i, "xRefNum"),
+                get(i, "xLineStatus"),
+                get(i, "xLineError")
+            ),
+            (result, refnum, status, error),
+            "line {i}"
+        );
+    }
+    let summary = &report.accounts[&spec.account_name(0)].summary;
+    assert_eq!(
+        (
+            summary.count(orchestrator::Outcome::NotProcessed),
+            summary.approved_cents
+        ),
+        (4, 0)
+    );
+    // Cleanup deleted exactly RESPONSE_X and COMPLETE_X.
+    assert!(
+        backend
+            .list("Response")
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let before = requests(backend.clone()).await;
+    assert_eq!(
+        before,
+        [
+            format!("Request/PROCESS_{seq}.KVP"),
+            format!("Request/REQUEST_{seq}.KVP")
+        ]
+    );
+
+    // xProcessedCount=2: the transactions stay bound to the batch even when the operator asks
+    // for rejected batches to be re-sent; the rerun uploads nothing and merges the same rows.
+    std::fs::remove_file(&out).unwrap();
+    let orch = Orchestrator::builder(settings.clone())
+        .rejected_batches(RejectedBatches::Resubmit)
+        .build()
+        .unwrap();
+    let rerun = SubmitOptions {
+        wait: orchestrator::WaitMode::UntilTriggered,
+        ..options
+    };
+    orch.submit(job, &rerun, Shutdown::never()).await.unwrap();
+    assert_eq!(read_output(&out), rows);
+    assert_eq!(requests(backend.clone()).await, before);
+}
