@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{Format, InputReader, InputRecord, RecordSource};
@@ -134,29 +134,75 @@ async fn sigkill_at_every_named_point_then_resume() {
     }
 }
 
+/// SIGKILLs at random moments spread over a whole run. An uninterrupted run of the world is
+/// timed first; each fresh world is then killed at a moment drawn over that span, its resume
+/// is killed at a moment drawn over what is left, and a last run must finish it. Kills that
+/// land after the process exited are harmless (and counted as missed, not failed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_then_resume() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = world(dir.path(), 33);
-    let (stop, gateway) = spawn_gateway(world.gateway(true).await.unwrap());
-    let out = world.root.join("out.kvp");
+    const KILLS: usize = 30;
+    const KILLS_PER_WORLD: usize = 2;
+    // Keeps the test bounded on a slow machine: no new world is started after this, once
+    // at least MIN_KILLS kills were made.
+    const BUDGET: Duration = Duration::from_secs(45);
+    const MIN_KILLS: usize = 10;
+    let full = {
+        let dir = tempfile::tempdir().unwrap();
+        let world = world(dir.path(), 33);
+        let (stop, gateway) = spawn_gateway(world.gateway(true).await.unwrap());
+        let out = world.root.join("out.kvp");
+        let started = Instant::now();
+        let done = run(submit(&world, &out)).await;
+        let full = started.elapsed();
+        assert_eq!(
+            done.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        check_invariants(&world, &out);
+        let _ = stop.send(());
+        gateway.await.unwrap().unwrap();
+        full
+    };
     let mut rng = fastrand::Rng::with_seed(99);
-    for _ in 0..8 {
-        let mut child = submit(&world, &out).spawn().unwrap();
-        tokio::time::sleep(Duration::from_millis(rng.u64(5..120))).await;
-        let _ = child.kill();
-        let _ = tokio::task::spawn_blocking(move || child.wait())
-            .await
-            .unwrap();
+    let began = Instant::now();
+    let (mut kills, mut landed) = (0, 0);
+    while kills < KILLS && (kills < MIN_KILLS || began.elapsed() < BUDGET) {
+        let dir = tempfile::tempdir().unwrap();
+        let world = world(dir.path(), 33);
+        let (stop, gateway) = spawn_gateway(world.gateway(true).await.unwrap());
+        let out = world.root.join("out.kvp");
+        let mut left = full;
+        for _ in 0..KILLS_PER_WORLD {
+            let at = left.mul_f64(rng.f64());
+            let mut child = submit(&world, &out).spawn().unwrap();
+            tokio::time::sleep(at).await;
+            if child.try_wait().unwrap().is_none() {
+                landed += 1;
+            }
+            let _ = child.kill();
+            let _ = tokio::task::spawn_blocking(move || child.wait())
+                .await
+                .unwrap();
+            kills += 1;
+            // What is left of the work, never less than a tenth of a run (a resume re-reads
+            // the ledger and rewrites the output).
+            left = left.saturating_sub(at).max(full / 10);
+        }
+        let resumed = run(submit(&world, &out)).await;
+        assert_eq!(
+            resumed.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        check_invariants(&world, &out);
+        let _ = stop.send(());
+        gateway.await.unwrap().unwrap();
     }
-    let resumed = run(submit(&world, &out)).await;
-    assert_eq!(
-        resumed.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
+    eprintln!(
+        "uninterrupted run {full:?}; {kills} kills, {landed} while running, in {:?}",
+        began.elapsed()
     );
-    check_invariants(&world, &out);
-    let _ = stop.send(());
-    gateway.await.unwrap().unwrap();
 }
