@@ -83,6 +83,7 @@ impl SolaFileDrop {
                 self.protocol(sequence, format!("RESPONSE line {at}: {}", e.message()))
             })?;
             let mut index = None;
+            let mut seq_seen = false;
             let mut fields = Vec::with_capacity(pairs.len());
             for (k, v) in pairs {
                 if k == "xIndex" {
@@ -94,9 +95,17 @@ impl SolaFileDrop {
                             format!("RESPONSE line {at}: xSequenceNumber {v}"),
                         ));
                     }
+                    seq_seen = true;
                 } else if !kvp_format::is_sensitive(&k) {
                     fields.push((k.into_owned(), v.into_owned()));
                 }
+            }
+            // PROTOCOL.md §2 item 2: every line carries xSequenceNumber = X; a line without
+            // it cannot be shown to belong to this batch.
+            if !seq_seen {
+                return Err(
+                    self.protocol(sequence, format!("RESPONSE line {at}: no xSequenceNumber"))
+                );
             }
             let index = index.ok_or_else(|| {
                 self.protocol(sequence, format!("RESPONSE line {at}: no valid xIndex"))
@@ -454,6 +463,8 @@ mod tests {
             (b"xIndex=0&xSequenceNumber=9\nxIndex=0&xSequenceNumber=9\n", Err("extra or repeated xIndex [0]")),
             (b"xIndex=0&xSequenceNumber=8\nxIndex=1&xSequenceNumber=9\n", Err("xSequenceNumber 8")),
             (b"xSequenceNumber=9\nxIndex=1&xSequenceNumber=9\n", Err("no valid xIndex")),
+            (b"xIndex=0&xSequenceNumber=9&xResult=A\nxIndex=1&xResult=D\n", Err("RESPONSE line 2: no xSequenceNumber")),
+            (b"xIndex=0&xResult=A\nxIndex=1&xSequenceNumber=9\n", Err("RESPONSE line 1: no xSequenceNumber")),
         ];
         for (body, expected) in cases {
             backend
@@ -488,6 +499,7 @@ mod tests {
             (Some(b"xIndex=0&xSequenceNumber=9\nxIndex=0&xSequenceNumber=9\n"), &[]),
             (Some(b"xIndex=3&xSequenceNumber=9\n"), &[]),
             (Some(b"xIndex=0&xSequenceNumber=8\n"), &[]),
+            (Some(b"xIndex=0&xResult=A\n"), &[]),
             (Some(b"xSequenceNumber=9&xResult=A\n"), &[]),
             (Some(b"xIndex=0&xSequenceNumber=9&xName=%FF\n"), &[]),
         ];
