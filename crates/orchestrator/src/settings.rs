@@ -11,6 +11,8 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 
+mod backend;
+
 /// The text of `config/default.toml`, compiled in so the binary works from any directory.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
 
@@ -202,6 +204,28 @@ pub struct AccountSettings {
     /// SFTP: a pinned host key fingerprint (`SHA256:…`).
     #[serde(default)]
     pub host_key_sha256: Option<String>,
+    /// S3: endpoint URL, overriding `AWS_ENDPOINT_URL`.
+    #[serde(default)]
+    pub s3_endpoint: Option<String>,
+    /// S3: region, overriding `AWS_REGION`.
+    #[serde(default)]
+    pub s3_region: Option<String>,
+    /// S3: allow a plain `http://` endpoint, overriding `AWS_ALLOW_HTTP`.
+    #[serde(default)]
+    pub s3_allow_http: Option<bool>,
+    /// S3: virtual-hosted-style requests, overriding `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`.
+    #[serde(default)]
+    pub s3_virtual_hosted_style: Option<bool>,
+    /// S3: whether the server honours `If-None-Match: *`; `false` makes create-only writes
+    /// an error instead of a silent overwrite.
+    #[serde(default)]
+    pub s3_conditional_put: Option<bool>,
+    /// S3: the variable holding the access key id (credentials never appear in config).
+    #[serde(default)]
+    pub s3_access_key_id_env: Option<String>,
+    /// S3: the variable holding the secret access key.
+    #[serde(default)]
+    pub s3_secret_access_key_env: Option<String>,
 }
 
 impl Settings {
@@ -410,6 +434,7 @@ impl Settings {
             opt(&mut s, "ssh_password_env", a.ssh_password_env.clone());
             opt(&mut s, "known_hosts", path(&a.known_hosts));
             opt(&mut s, "host_key_sha256", a.host_key_sha256.clone());
+            backend::masked_account(a, &mut s);
             s.push('\n');
         }
         s
@@ -528,8 +553,9 @@ impl AccountSettings {
             }
             return Ok(());
         }
-        storage_backends::Location::parse(&self.location)
+        let location = storage_backends::Location::parse(&self.location)
             .map_err(|e| Error::setting(key("location"), e.to_string()))?;
+        backend::check_account(self, name, location.scheme())?;
         for (what, direct, env) in [
             (
                 "batch_key",
@@ -585,11 +611,13 @@ impl AccountSettings {
         )
     }
 
-    /// The storage location and backend options of this account (SFTP key/password and host
-    /// key check from `ssh_key`/`ssh_password_env`/`known_hosts`/`host_key_sha256`).
+    /// The storage location and backend options of this account: SFTP key/password and host
+    /// key check from `ssh_key`/`ssh_password_env`/`known_hosts`/`host_key_sha256`; S3
+    /// overrides of the AWS environment from the `s3_*` keys (credentials read now from the
+    /// variables `s3_access_key_id_env`/`s3_secret_access_key_env` name).
     ///
     /// # Errors
-    /// [`Error::Setting`] for an unparsable location.
+    /// [`Error::Setting`] for an unparsable location or an unset credential variable.
     pub fn backend_options(
         &self,
         account: &str,
@@ -597,19 +625,7 @@ impl AccountSettings {
         let location = storage_backends::Location::parse(&self.location)
             .map_err(|e| Error::setting(format!("accounts.{account}.location"), e.to_string()))?;
         let mut options = storage_backends::BackendOptions::default();
-        if let Some(path) = &self.ssh_key {
-            options.sftp.auth = Some(storage_backends::SftpAuth::KeyFile {
-                path: path.clone(),
-                passphrase_env: None,
-            });
-        } else if let Some(var) = &self.ssh_password_env {
-            options.sftp.auth = Some(storage_backends::SftpAuth::PasswordEnv { var: var.clone() });
-        }
-        if let Some(path) = &self.known_hosts {
-            options.sftp.host_key = Some(storage_backends::HostKeyCheck::KnownHosts(path.clone()));
-        } else if let Some(fp) = &self.host_key_sha256 {
-            options.sftp.host_key = Some(storage_backends::HostKeyCheck::Fingerprint(fp.clone()));
-        }
+        backend::apply_account(self, account, &mut options, &|var| std::env::var(var).ok())?;
         Ok((location, options))
     }
 
