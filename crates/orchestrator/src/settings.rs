@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 
 mod backend;
 
+pub use backend::StorageSettings;
+
 /// The text of `config/default.toml`, compiled in so the binary works from any directory.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
 
@@ -34,6 +36,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Names of the routing fields of input records.
     pub input: InputSettings,
+    /// Retry, concurrency limit and timeouts of every account's storage backend.
+    pub storage: StorageSettings,
     /// The batch accounts, by name.
     #[serde(default)]
     pub accounts: BTreeMap<String, AccountSettings>,
@@ -195,6 +199,9 @@ pub struct AccountSettings {
     /// SFTP: private key file.
     #[serde(default)]
     pub ssh_key: Option<PathBuf>,
+    /// SFTP: the variable holding the passphrase of `ssh_key`, if it has one.
+    #[serde(default)]
+    pub ssh_key_passphrase_env: Option<String>,
     /// SFTP: the variable holding a password, instead of a key.
     #[serde(default)]
     pub ssh_password_env: Option<String>,
@@ -226,6 +233,9 @@ pub struct AccountSettings {
     /// S3: the variable holding the secret access key.
     #[serde(default)]
     pub s3_secret_access_key_env: Option<String>,
+    /// A copy of `[storage]`, put here at load so `backend_options` needs only the account.
+    #[serde(skip)]
+    storage: Option<StorageSettings>,
 }
 
 impl Settings {
@@ -281,11 +291,12 @@ impl Settings {
             message: e.to_string(),
             source: Some(e),
         })?;
-        let settings: Settings = built.try_deserialize().map_err(|e| Error::Config {
+        let mut settings: Settings = built.try_deserialize().map_err(|e| Error::Config {
             message: e.to_string(),
             source: Some(e),
         })?;
         settings.check()?;
+        settings.share_storage();
         Ok(settings)
     }
 
@@ -305,15 +316,23 @@ impl Settings {
                 message: e.to_string(),
                 source: Some(e),
             })?;
-        let settings: Settings = built.try_deserialize().map_err(|e| Error::Config {
+        let mut settings: Settings = built.try_deserialize().map_err(|e| Error::Config {
             message: e.to_string(),
             source: Some(e),
         })?;
         settings.check()?;
+        settings.share_storage();
         Ok(settings)
     }
 
+    fn share_storage(&mut self) {
+        for account in self.accounts.values_mut() {
+            account.storage = Some(self.storage);
+        }
+    }
+
     fn check(&self) -> Result<()> {
+        self.storage.check()?;
         if self.limits.max_batch_lines == 0 {
             return Err(Error::setting(
                 "limits.max_batch_lines",
@@ -400,6 +419,7 @@ impl Settings {
             q(&self.input.account_field),
             q(&self.input.ref_field)
         );
+        self.storage.masked_toml(&mut s);
         for (name, a) in &self.accounts {
             let _ = writeln!(s, "[accounts.{name}]");
             let secret = |s: &mut String, key: &str, v: &Option<Secret<String>>| {
@@ -431,6 +451,11 @@ impl Settings {
             }
             let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
             opt(&mut s, "ssh_key", path(&a.ssh_key));
+            opt(
+                &mut s,
+                "ssh_key_passphrase_env",
+                a.ssh_key_passphrase_env.clone(),
+            );
             opt(&mut s, "ssh_password_env", a.ssh_password_env.clone());
             opt(&mut s, "known_hosts", path(&a.known_hosts));
             opt(&mut s, "host_key_sha256", a.host_key_sha256.clone());
@@ -611,8 +636,11 @@ impl AccountSettings {
         )
     }
 
-    /// The storage location and backend options of this account: SFTP key/password and host
-    /// key check from `ssh_key`/`ssh_password_env`/`known_hosts`/`host_key_sha256`; S3
+    /// The storage location and backend options of this account: `[storage]` (retry,
+    /// concurrency, timeouts) when these settings came from [`Settings`], else the library
+    /// defaults; SFTP key/password and host
+    /// key check from `ssh_key`/`ssh_key_passphrase_env`/`ssh_password_env`/`known_hosts`/
+    /// `host_key_sha256`; S3
     /// overrides of the AWS environment from the `s3_*` keys (credentials read now from the
     /// variables `s3_access_key_id_env`/`s3_secret_access_key_env` name).
     ///

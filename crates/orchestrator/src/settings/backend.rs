@@ -1,12 +1,104 @@
-//! What an account's storage backend is opened with: the per-account S3 and SFTP keys of
+//! What an account's storage backend is opened with: `[storage]` (retry, concurrency limit,
+//! timeouts; the same for every account) and the per-account S3 and SFTP keys of
 //! `[accounts.NAME]`, mapped onto [`storage_backends::BackendOptions`].
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
-use storage_backends::{BackendOptions, HostKeyCheck, Scheme, SecretString, SftpAuth};
+use serde::Deserialize;
+use storage_backends::{BackendOptions, HostKeyCheck, RetryPolicy, Scheme, SecretString, SftpAuth};
 
 use super::AccountSettings;
 use crate::error::{Error, Result};
+
+/// `[storage]`: how every account's storage backend retries, how many operations it runs at
+/// once and how long it waits. `config/default.toml` holds the library's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StorageSettings {
+    /// Attempts of an operation that failed transiently, the first included (1: no retry).
+    pub max_attempts: u32,
+    /// Upper bound of the first (jittered) sleep before a retry.
+    #[serde(deserialize_with = "super::duration")]
+    pub initial_backoff: Duration,
+    /// Upper bound of any sleep before a retry.
+    #[serde(deserialize_with = "super::duration")]
+    pub max_backoff: Duration,
+    /// Growth of the bound per retry (at least 1).
+    pub backoff_multiplier: f64,
+    /// Operations one account's backend runs at once.
+    pub max_concurrent_ops: usize,
+    /// Time to establish a connection (TCP, TLS, SSH handshake and login).
+    #[serde(deserialize_with = "super::duration")]
+    pub connect_timeout: Duration,
+    /// Time for one request to the server; running out is a transient (retried) error.
+    #[serde(deserialize_with = "super::duration")]
+    pub operation_timeout: Duration,
+    /// S3: uploads larger than this many bytes go in parts of this size.
+    pub multipart_threshold: u64,
+}
+
+impl StorageSettings {
+    /// Puts these values into `options`.
+    pub fn apply(&self, options: &mut BackendOptions) {
+        options.retry = RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_backoff: self.initial_backoff,
+            max_backoff: self.max_backoff,
+            multiplier: self.backoff_multiplier,
+        };
+        options.max_concurrency = self.max_concurrent_ops;
+        options.connect_timeout = self.connect_timeout;
+        options.operation_timeout = self.operation_timeout;
+        options.multipart_threshold = self.multipart_threshold;
+    }
+
+    pub(super) fn check(&self) -> Result<()> {
+        let bad = |k: &str, m: &str| Err(Error::setting(format!("storage.{k}"), m));
+        if self.max_attempts == 0 {
+            return bad("max_attempts", "must be at least 1 (1 disables retrying)");
+        }
+        if self.initial_backoff > self.max_backoff {
+            return bad("initial_backoff", "must be at most storage.max_backoff");
+        }
+        if !self.backoff_multiplier.is_finite() || self.backoff_multiplier < 1.0 {
+            return bad("backoff_multiplier", "must be a number of at least 1");
+        }
+        if self.max_concurrent_ops == 0 {
+            return bad("max_concurrent_ops", "must be at least 1");
+        }
+        if self.connect_timeout.is_zero() {
+            return bad("connect_timeout", "must be non-zero");
+        }
+        if self.operation_timeout.is_zero() {
+            return bad("operation_timeout", "must be non-zero");
+        }
+        if self.multipart_threshold == 0 {
+            return bad("multipart_threshold", "must be at least 1 byte");
+        }
+        Ok(())
+    }
+
+    /// The section as TOML for `config show`.
+    pub(super) fn masked_toml(&self, s: &mut String) {
+        let d = |v: Duration| humantime::format_duration(v).to_string();
+        let _ = writeln!(
+            s,
+            "[storage]\nmax_attempts = {}\ninitial_backoff = \"{}\"\nmax_backoff = \"{}\"\n\
+             backoff_multiplier = {:?}\nmax_concurrent_ops = {}\nconnect_timeout = \"{}\"\n\
+             operation_timeout = \"{}\"\nmultipart_threshold = {}\n",
+            self.max_attempts,
+            d(self.initial_backoff),
+            d(self.max_backoff),
+            self.backoff_multiplier,
+            self.max_concurrent_ops,
+            d(self.connect_timeout),
+            d(self.operation_timeout),
+            self.multipart_threshold
+        );
+    }
+}
 
 /// Checks the S3 keys of account `name` (its location has scheme `scheme`): they belong to
 /// `s3://` locations only, and the two credential variables come together.
@@ -38,6 +130,12 @@ pub(super) fn check_account(a: &AccountSettings, name: &str, scheme: Scheme) -> 
             ),
         ));
     }
+    if a.ssh_key_passphrase_env.is_some() && a.ssh_key.is_none() {
+        return Err(Error::setting(
+            key("ssh_key_passphrase_env"),
+            format!("account {name}: ssh_key_passphrase_env needs ssh_key"),
+        ));
+    }
     if a.s3_access_key_id_env.is_some() != a.s3_secret_access_key_env.is_some() {
         return Err(Error::setting(
             key("s3_access_key_id_env"),
@@ -57,10 +155,13 @@ pub(super) fn apply_account(
     options: &mut BackendOptions,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<()> {
+    if let Some(storage) = &a.storage {
+        storage.apply(options);
+    }
     if let Some(path) = &a.ssh_key {
         options.sftp.auth = Some(SftpAuth::KeyFile {
             path: path.clone(),
-            passphrase_env: None,
+            passphrase_env: a.ssh_key_passphrase_env.clone(),
         });
     } else if let Some(var) = &a.ssh_password_env {
         options.sftp.auth = Some(SftpAuth::PasswordEnv { var: var.clone() });
@@ -126,6 +227,7 @@ pub(super) fn masked_account(a: &AccountSettings, s: &mut String) {
 mod tests {
     use super::super::Settings;
     use super::*;
+    use std::time::Duration;
 
     const S3: &str = "[accounts.bucket]\nlocation = \"s3://pay-drop/acme\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\n";
 
@@ -218,5 +320,106 @@ mod tests {
         apply_account(again.account("bucket").unwrap(), "bucket", &mut o, &env).unwrap();
         assert_eq!(o.s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(o.s3.access_key_id.as_deref(), Some("AKIDEXAMPLE"));
+    }
+
+    #[test]
+    fn storage_defaults_are_the_library_defaults() {
+        let s = Settings::from_toml(S3).unwrap();
+        let (_, o) = s
+            .account("bucket")
+            .unwrap()
+            .backend_options("bucket")
+            .unwrap();
+        let lib = BackendOptions::default();
+        assert_eq!(o.retry, lib.retry);
+        assert_eq!(o.max_concurrency, lib.max_concurrency);
+        assert_eq!(o.connect_timeout, lib.connect_timeout);
+        assert_eq!(o.operation_timeout, lib.operation_timeout);
+        assert_eq!(o.multipart_threshold, lib.multipart_threshold);
+    }
+
+    #[test]
+    fn storage_section_reaches_every_account_and_env_overrides_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let sftp = "[accounts.remote]\nlocation = \"sftp://pay@127.0.0.1:2222/drop\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\n\
+                    ssh_key = \"/etc/pb/id\"\nssh_key_passphrase_env = \"REMOTE_KEY_PASS\"\nknown_hosts = \"/etc/pb/kh\"\n";
+        let storage = "[storage]\nmax_attempts = 3\ninitial_backoff = \"50ms\"\nmax_backoff = \"2s\"\nbackoff_multiplier = 3.0\n\
+                       max_concurrent_ops = 4\nconnect_timeout = \"3s\"\n";
+        std::fs::write(&path, format!("{storage}{S3}{sftp}")).unwrap();
+        let env = [
+            ("PAYBATCH__STORAGE__OPERATION_TIMEOUT", "7s"),
+            ("PAYBATCH__STORAGE__MAX_ATTEMPTS", "2"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let s = Settings::load_with_env(Some(&path), env).unwrap();
+        for name in ["bucket", "remote"] {
+            let (_, o) = s.account(name).unwrap().backend_options(name).unwrap();
+            let want = RetryPolicy {
+                max_attempts: 2,
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(2),
+                multiplier: 3.0,
+            };
+            assert_eq!(o.retry, want, "{name}");
+            assert_eq!(o.max_concurrency, 4, "{name}");
+            assert_eq!(o.connect_timeout, Duration::from_secs(3), "{name}");
+            assert_eq!(o.operation_timeout, Duration::from_secs(7), "{name}");
+        }
+        let (_, o) = s
+            .account("remote")
+            .unwrap()
+            .backend_options("remote")
+            .unwrap();
+        let want = SftpAuth::KeyFile {
+            path: "/etc/pb/id".into(),
+            passphrase_env: Some("REMOTE_KEY_PASS".to_owned()),
+        };
+        assert_eq!(o.sftp.auth, Some(want));
+        let shown = s.to_masked_toml();
+        assert!(
+            shown
+                .lines()
+                .any(|l| l == "ssh_key_passphrase_env = \"REMOTE_KEY_PASS\""),
+            "{shown}"
+        );
+        let again = Settings::from_toml(&shown).unwrap();
+        assert_eq!(again.storage, s.storage);
+    }
+
+    #[test]
+    fn bad_storage_values_are_errors_naming_the_key() {
+        for (text, needle) in [
+            ("[storage]\nmax_attempts = 0\n", "storage.max_attempts"),
+            (
+                "[storage]\nmax_concurrent_ops = 0\n",
+                "storage.max_concurrent_ops",
+            ),
+            (
+                "[storage]\ninitial_backoff = \"10s\"\n",
+                "storage.initial_backoff",
+            ),
+            (
+                "[storage]\nbackoff_multiplier = 0.5\n",
+                "storage.backoff_multiplier",
+            ),
+            (
+                "[storage]\nconnect_timeout = \"0s\"\n",
+                "storage.connect_timeout",
+            ),
+            ("[storage]\noperation_timeout = \"soon\"\n", "soon"),
+            (
+                "[storage]\nmultipart_threshold = 0\n",
+                "storage.multipart_threshold",
+            ),
+            ("[storage]\nretries = 3\n", "retries"),
+            (
+                &format!("{S3}ssh_key_passphrase_env = \"P\"\n"),
+                "ssh_key_passphrase_env",
+            ),
+        ] {
+            let err = Settings::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
     }
 }
