@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::FileKind;
+use crate::redact::{mask_digit_runs, mask_key};
 
 /// Everything that can go wrong reading, writing or checking KVP data.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +90,11 @@ impl fmt::Display for Utf8Part {
 
 /// Where in a file something happened. Every part is optional because the line codec works
 /// on lines without knowing their file, and some problems concern a whole file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// The key is stored as [`mask_key`] shows it (a card number that ended up as a key is
+/// masked) when built with [`Position::key`] or by this crate's readers and validators;
+/// `Debug` masks it again for positions built field by field.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Position {
     /// File name (as given to the reader, e.g. `REQUEST_7.KVP`).
     pub file: Option<String>,
@@ -97,15 +102,26 @@ pub struct Position {
     pub kind: Option<FileKind>,
     /// 1-based line number.
     pub line: Option<u64>,
-    /// The key concerned (never its value).
+    /// The key concerned (never its value), masked with [`mask_key`].
     pub key: Option<String>,
 }
 
+impl fmt::Debug for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Position")
+            .field("file", &self.file)
+            .field("kind", &self.kind)
+            .field("line", &self.line)
+            .field("key", &self.key.as_deref().map(mask_key))
+            .finish()
+    }
+}
+
 impl Position {
-    /// A position naming only a key.
+    /// A position naming only a key (stored masked, see [`mask_key`]).
     pub fn key(key: impl Into<String>) -> Self {
         Position {
-            key: Some(key.into()),
+            key: Some(shown_key(key.into())),
             ..Position::default()
         }
     }
@@ -158,7 +174,7 @@ impl Error {
     pub(crate) fn format(pos: Position, message: impl Into<String>) -> Self {
         Error::Format {
             pos,
-            message: message.into(),
+            message: shown_text(message.into()),
         }
     }
 
@@ -196,9 +212,31 @@ impl Error {
     }
 }
 
+/// `key` masked with [`mask_key`], reusing the allocation when nothing is masked.
+pub(crate) fn shown_key(key: String) -> String {
+    match mask_key(&key) {
+        std::borrow::Cow::Borrowed(_) => key,
+        std::borrow::Cow::Owned(masked) => masked,
+    }
+}
+
+/// A message with every card-like run of digits masked ([`mask_digit_runs`]): messages quote
+/// values (`xIndex is 4111111111111111 but ...`), and a value may be a misplaced card number.
+pub(crate) fn shown_text(message: String) -> String {
+    match mask_digit_runs(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(masked) => masked,
+    }
+}
+
 /// A key as shown in messages: as is when it is a plain name (`xIndex`), quoted otherwise
-/// (an empty key, spaces, control characters).
+/// (an empty key, spaces, control characters). A card-like number in the key is masked
+/// first ([`mask_key`]): `"411111******1111"`.
 pub fn show_key(key: &str) -> std::borrow::Cow<'_, str> {
+    let masked = mask_key(key);
+    if let std::borrow::Cow::Owned(masked) = masked {
+        return std::borrow::Cow::Owned(format!("{masked:?}"));
+    }
     let plain = !key.is_empty()
         && key
             .chars()
@@ -234,6 +272,47 @@ mod tests {
         for (pos, want) in cases {
             assert_eq!(pos.to_string(), *want);
         }
+    }
+
+    #[test]
+    fn card_number_keys_are_masked_everywhere() {
+        let card = "4111111111111111";
+        assert_eq!(show_key(card), "\"411111******1111\"");
+        assert_eq!(show_key("xCustom01"), "xCustom01");
+        let bad = "4111111111111111\u{FFFD}";
+        let errors = [
+            Error::format(
+                Position::key(card),
+                format!("key {} repeated", show_key(card)),
+            ),
+            Error::InvalidUtf8 {
+                pos: Position::key(bad),
+                what: Utf8Part::Key,
+                source: String::from_utf8(vec![0xff]).unwrap_err().utf8_error(),
+            },
+            Error::InvalidUtf8 {
+                pos: Position::key(card),
+                what: Utf8Part::Value,
+                source: String::from_utf8(vec![0xff]).unwrap_err().utf8_error(),
+            },
+            Error::format(
+                Position {
+                    key: Some(card.into()),
+                    ..Position::default()
+                },
+                "built field by field",
+            ),
+        ];
+        for e in &errors {
+            let shown = format!("{e} {e:?} {e:#?} {} {:?}", e.message(), e.position());
+            assert!(!shown.contains(card), "{shown}");
+            assert!(shown.contains("411111******1111"), "{shown}");
+        }
+        assert_eq!(
+            errors[0].position().unwrap().key.as_deref(),
+            Some("411111******1111")
+        );
+        assert_eq!(Position::key("xCustom01").key.as_deref(), Some("xCustom01"));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Shared pieces of the four typed file kinds: the `KvpLine` trait, key names and the
 //! helpers that pull typed values out of a `Record`.
 
-use crate::error::{Error, Position, Result, show_key};
-use crate::redact::mask_value;
+use crate::error::{Error, Position, Result, show_key, shown_key};
+use crate::redact::{mask_digit_runs, mask_value};
 use crate::{FileKind, Record, SequenceNumber};
 
 /// Key names used by the protocol.
@@ -50,7 +50,7 @@ pub(crate) fn pos(kind: FileKind, line: u64, key: &str) -> Position {
         file: None,
         kind: Some(kind),
         line: Some(line),
-        key: Some(key.to_owned()),
+        key: Some(shown_key(key.to_owned())),
     }
 }
 
@@ -107,7 +107,7 @@ pub(crate) fn u64_value(value: &str, kind: FileKind, line: u64, key: &str) -> Re
             pos(kind, line, key),
             format!(
                 "{key} must be a whole number without leading zeros, found {:?}",
-                mask_value(key, value)
+                mask_digit_runs(&mask_value(key, value))
             ),
         )
     })
@@ -122,8 +122,9 @@ pub(crate) fn sequence_value(value: &str, kind: FileKind, line: u64) -> Result<S
         Error::format(
             pos(kind, line, keys::SEQUENCE),
             format!(
-                "{} {value:?} is not a valid sequence number: {reason}",
-                keys::SEQUENCE
+                "{} {:?} is not a valid sequence number: {reason}",
+                keys::SEQUENCE,
+                mask_digit_runs(value)
             ),
         )
     })

@@ -75,7 +75,10 @@ pub use file_name::{FileKind, FileName};
 pub use process::ProcessFile;
 pub use reader::{BOM, Reader, Records, Typed};
 pub use record::{Iter, Record};
-pub use redact::{REDACTED, SENSITIVE_KEYS, Secret, is_sensitive, mask_card, mask_value};
+pub use redact::{
+    REDACTED, SENSITIVE_KEYS, Secret, is_sensitive, mask_card, mask_digit_runs, mask_key,
+    mask_value,
+};
 pub use report::{Policy, Problem, Report, ValidateOptions};
 pub use request::RequestLine;
 pub use response::{ResponseLine, XResult};

@@ -4,7 +4,7 @@ use std::io::BufRead;
 use std::marker::PhantomData;
 
 use crate::codec::decode_into;
-use crate::error::{Error, Position, Result, show_key};
+use crate::error::{Error, Position, Result, show_key, shown_key};
 use crate::fields::KvpLine;
 use crate::{FileKind, Record};
 
@@ -34,7 +34,7 @@ impl LineRules {
             file: self.name.clone(),
             kind: None,
             line: Some(line),
-            key: key.map(str::to_owned),
+            key: key.map(|k| shown_key(k.to_owned())),
         }
     }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::codec;
-use crate::redact::mask_value;
+use crate::redact::{mask_key, mask_value};
 
 /// One decoded KVP line: ordered `(key, value)` pairs, repeated keys kept in order.
 ///
@@ -11,7 +11,8 @@ use crate::redact::mask_value;
 /// that refills the same `Record` with [`crate::Reader::read_record`] allocates nothing once
 /// the buffers have grown to the longest line.
 ///
-/// `Debug` and `Display` mask the values of [sensitive keys](crate::SENSITIVE_KEYS); use
+/// `Debug` and `Display` mask the values of [sensitive keys](crate::SENSITIVE_KEYS) and
+/// card-like numbers in keys ([`crate::mask_key`]); use
 /// [`Record::encode_into`] or [`Record::iter`] to get at the real values.
 #[derive(Default)]
 pub struct Record {
@@ -174,9 +175,12 @@ impl Record {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// A copy whose sensitive values are replaced by their masked forms.
+    /// A copy whose sensitive values are replaced by their masked forms, and whose keys are
+    /// shown as [`crate::mask_key`] shows them (a card number used as a key is masked).
     pub fn masked(&self) -> Record {
-        self.iter().map(|(k, v)| (k, mask_value(k, v))).collect()
+        self.iter()
+            .map(|(k, v)| (mask_key(k), mask_value(k, v)))
+            .collect()
     }
 }
 
@@ -264,7 +268,7 @@ impl fmt::Debug for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut m = f.debug_map();
         for (k, v) in self.iter() {
-            m.entry(&k, &mask_value(k, v));
+            m.entry(&mask_key(k), &mask_value(k, v));
         }
         m.finish()
     }
@@ -278,7 +282,7 @@ impl fmt::Display for Record {
             if i > 0 {
                 f.write_str("&")?;
             }
-            write!(f, "{k}={}", mask_value(k, v))?;
+            write!(f, "{}={}", mask_key(k), mask_value(k, v))?;
         }
         Ok(())
     }
@@ -353,5 +357,20 @@ mod tests {
         }
         assert!(shown.contains("411111******1111"), "{shown}");
         assert!(shown.contains("xName=Jo"), "{shown}");
+
+        // A card number (or track data) that ended up as a key, with or without a value.
+        let r = rec(&[
+            ("xIndex", "0"),
+            (card, ""),
+            ("x5500000000000004", "987"),
+            ("xCustom01", "a"),
+        ]);
+        let shown = format!("{r:?} {r:#?} {r} {}", r.masked());
+        for secret in [card, "5500000000000004", "987"] {
+            assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+        }
+        assert!(shown.contains("411111******1111"), "{shown}");
+        assert!(shown.contains("x550000******0004=[REDACTED]"), "{shown}");
+        assert!(shown.contains("xCustom01=a"), "{shown}");
     }
 }

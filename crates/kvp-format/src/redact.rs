@@ -26,10 +26,14 @@ pub fn is_sensitive(key: &str) -> bool {
 
 /// The value to show for `key`: unchanged for ordinary keys; for `xCardNum` the first 6 and
 /// last 4 digits with `*` between (when the value looks like a card number: 13 or more ASCII
-/// characters), otherwise [`REDACTED`]. The result depends only on what is shown, so it is
-/// also safe to hash.
+/// characters), otherwise [`REDACTED`]. A key that itself holds a card-like number (see
+/// [`mask_key`]) is malformed data, so its value is [`REDACTED`] too. The result depends only
+/// on what is shown, so it is also safe to hash.
 pub fn mask_value<'a>(key: &str, value: &'a str) -> Cow<'a, str> {
     if !is_sensitive(key) {
+        if matches!(mask_key(key), Cow::Owned(_)) {
+            return Cow::Borrowed(REDACTED);
+        }
         return Cow::Borrowed(value);
     }
     if key.eq_ignore_ascii_case("xCardNum") {
@@ -50,6 +54,75 @@ pub fn mask_card(value: &str) -> String {
     out.extend(std::iter::repeat_n('*', len - 10));
     out.push_str(&value[len - 4..]);
     out
+}
+
+/// Digits in a run that make it look like a card (or bank) number: PANs have 13 to 19.
+const CARD_RUN_DIGITS: usize = 13;
+
+/// A key as it may be shown (errors, problems, `Debug`, `Display`): unchanged for a normal
+/// key (`xCustom01`); when a misplaced card number ended up as a key (`...&4111111111111111`),
+/// every run of 13 or more digits keeps its first 6 and last 4 digits and the others become
+/// `*` (see [`mask_digit_runs`]).
+pub fn mask_key(key: &str) -> Cow<'_, str> {
+    mask_digit_runs(key)
+}
+
+/// Masks every run of 13 or more ASCII digits in `text` (spaces or dashes between digits
+/// continue a run, as in `4111 1111 1111 1111`): first 6 and last 4 digits kept, the others
+/// replaced by `*`. Idempotent; borrowed when nothing needed masking.
+pub fn mask_digit_runs(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let (mut end, mut digits, mut j) = (i, 0, i);
+        while j < bytes.len() {
+            if bytes[j].is_ascii_digit() {
+                digits += 1;
+                j += 1;
+                end = j;
+            } else if matches!(bytes[j], b' ' | b'-')
+                && bytes.get(j + 1).is_some_and(u8::is_ascii_digit)
+            {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        if digits >= CARD_RUN_DIGITS {
+            // Run boundaries are ASCII bytes, so these slices fall on character boundaries.
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+            o.push_str(&text[copied..start]);
+            let mut seen = 0;
+            for &b in &bytes[start..end] {
+                if b.is_ascii_digit() {
+                    seen += 1;
+                    o.push(if seen <= 6 || seen > digits - 4 {
+                        char::from(b)
+                    } else {
+                        '*'
+                    });
+                } else {
+                    o.push(char::from(b));
+                }
+            }
+            copied = end;
+        }
+        i = end;
+    }
+    match out {
+        None => Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(&text[copied..]);
+            Cow::Owned(o)
+        }
+    }
 }
 
 /// A value that must not be printed: `Debug` and `Display` show `[REDACTED]`.
@@ -122,10 +195,41 @@ mod tests {
             ("xKey", "merchant_key_abc", "[REDACTED]"),
             ("xName", "John Smith", "John Smith"),
             ("xMaskedCardNumber", "4xxxxxxxxxxx1111", "4xxxxxxxxxxx1111"),
+            ("4111111111111111", "", "[REDACTED]"),
+            ("x4111111111111111", "987", "[REDACTED]"),
+            ("xCustom01", "4", "4"),
         ];
         for (key, value, want) in cases {
             assert_eq!(mask_value(key, value), *want, "{key}={value}");
         }
+    }
+
+    #[test]
+    fn mask_key_table() {
+        #[rustfmt::skip]
+        let cases: &[(&str, &str)] = &[
+            ("xCustom01", "xCustom01"),
+            ("xIndex", "xIndex"),
+            ("", ""),
+            ("123456789012", "123456789012"),
+            ("4111111111111", "411111***1111"),
+            ("4111111111111111", "411111******1111"),
+            ("5500000000000004123", "550000*********4123"),
+            ("x4111111111111111y", "x411111******1111y"),
+            ("4111 1111 1111 1111", "4111 11** **** 1111"),
+            ("4111-1111-1111-1111", "4111-11**-****-1111"),
+            ("%B4111111111111111^DOE^2512?", "%B411111******1111^DOE^2512?"),
+            ("a4111111111111111&b5500000000000004", "a411111******1111&b550000******0004"),
+            ("411111******1111", "411111******1111"),
+            ("é4111111111111111é", "é411111******1111é"),
+            ("4111 ", "4111 "),
+        ];
+        for (key, want) in cases {
+            let got = mask_key(key);
+            assert_eq!(got, *want, "{key}");
+            assert_eq!(mask_key(&got), *want, "idempotent: {key}");
+        }
+        assert!(matches!(mask_key("xCustom01"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -66,7 +66,8 @@ impl FromStr for SequenceNumber {
     /// number above 999,999,999.
     fn from_str(s: &str) -> Result<Self> {
         let bad = |reason| Error::InvalidSequence {
-            value: s.chars().take(40).collect(),
+            value: crate::redact::mask_digit_runs(&s.chars().take(40).collect::<String>())
+                .into_owned(),
             reason,
         };
         if s.is_empty() {

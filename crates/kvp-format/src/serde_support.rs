@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use crate::Record;
 use crate::codec::decode_line;
 use crate::error::{Error, Result};
-use crate::redact::{is_sensitive, mask_value};
+use crate::redact::{is_sensitive, mask_digit_runs, mask_value};
 
 impl Record {
     /// Deserializes the record into a struct of yours, through `serde_urlencoded` (field names
@@ -50,7 +50,10 @@ impl Record {
         {
             message = message.replace(v, &mask_value(k, v));
         }
-        Error::Serde { message }
+        // A card number used as a key (an unknown field) would be echoed as is.
+        Error::Serde {
+            message: mask_digit_runs(&message).into_owned(),
+        }
     }
 }
 

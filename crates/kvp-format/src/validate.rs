@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::io::BufRead;
 
 use crate::codec::decode_line_lossy;
-use crate::error::{Error, Result, show_key};
+use crate::error::{Error, Result, show_key, shown_key, shown_text};
 use crate::fields::{FORMAT_KVP, keys, parse_u64};
 use crate::reader::{BOM, strip_line_end};
 use crate::report::{Policy, Problem, Report, ValidateOptions};
@@ -94,7 +94,7 @@ pub fn check_process(
         file: process_file.to_owned(),
         line: Some(1),
         key: Some(key.to_owned()),
-        message,
+        message: shown_text(message),
     };
     if process.sequence != request.sequence {
         out.push(problem(
@@ -147,7 +147,7 @@ pub fn check_response(request: &FileName, request_lines: u64, response: &Report)
         file: response.file.clone(),
         line: None,
         key: Some(keys::INDEX.to_owned()),
-        message,
+        message: shown_text(message),
     };
     if !missing.is_empty() {
         out.push(problem(format!(
@@ -222,8 +222,9 @@ impl Validator {
             self.problems.push(Problem {
                 file: self.file.clone(),
                 line,
-                key: key.map(str::to_owned),
-                message: message.into(),
+                key: key.map(|k| shown_key(k.to_owned())),
+                // Values quoted in messages (a card number typed into xIndex, ...).
+                message: shown_text(message.into()),
             });
         }
     }

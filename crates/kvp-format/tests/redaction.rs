@@ -1,0 +1,137 @@
+//! Card data and keys never show in errors, problems, `Debug` or `Display`: every type of the
+//! crate that can hold line data is formatted here with a line full of secrets, through the
+//! public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use kvp_format::{
+    FileName, Reader, Record, RequestLine, ValidateOptions, Validator, check_response, validate,
+    validate_bytes,
+};
+
+const CARD: &str = "4111111111111111";
+const MASKED: &str = "411111******1111";
+/// Every secret of [`SECRET_LINE`], as it must never be shown.
+const SECRETS: &[&str] = &[CARD, "987", "sk_live_merchant", "021000021", "000123456789"];
+/// A REQUEST line carrying every kind of secret, plus a card number used as a key.
+const SECRET_LINE: &str = "xIndex=0&xSequenceNumber=7&xKey=sk_live_merchant&xCommand=cc%3Asale\
+    &xCardNum=4111111111111111&xCVV=987&xRouting=021000021&xAccount=000123456789\
+    &xMagstripe=%25B4111111111111111%5EDOE%5E2512%3F&x4111111111111111=1";
+
+fn assert_clean(shown: &str) {
+    for secret in SECRETS {
+        assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+    }
+}
+
+fn name() -> FileName {
+    FileName::parse("REQUEST_7.KVP").unwrap()
+}
+
+#[test]
+fn card_number_as_key_is_masked_in_reader_errors() {
+    let line = format!("xIndex=0&xSequenceNumber=7&{CARD}&{CARD}\n");
+    let mut reader = Reader::new(line.as_bytes()).with_name("REQUEST_7.KVP");
+    let mut rec = Record::new();
+    let e = reader.read_record(&mut rec).unwrap_err();
+    let shown = format!("{e} {e:?} {e:#?} {}", e.message());
+    assert_clean(&shown);
+    assert!(
+        e.to_string()
+            .contains(&format!("key \"{MASKED}\" appears more than once")),
+        "{e}"
+    );
+    assert_eq!(e.position().unwrap().key.as_deref(), Some(MASKED));
+
+    // A key that is not UTF-8 after decoding is named (lossily, then masked) too.
+    let line = format!("xIndex=0&{CARD}%FF=1\n");
+    let e = Reader::new(line.as_bytes())
+        .read_record(&mut rec)
+        .unwrap_err();
+    let shown = format!("{e} {e:?} {}", e.message());
+    assert_clean(&shown);
+    assert!(shown.contains(MASKED), "{shown}");
+
+    // Normal keys stay readable.
+    let e = Reader::new(&b"xCustom01=1&xCustom01=2\n"[..])
+        .read_record(&mut rec)
+        .unwrap_err();
+    assert!(e.to_string().contains("key xCustom01 appears"), "{e}");
+}
+
+#[test]
+fn card_number_as_key_is_masked_in_validate_problems() {
+    let data = format!(
+        "xIndex=0&xSequenceNumber=7&xKey=k&xCommand=cc:sale&{CARD}&{CARD}\n\
+         xIndex=1&xSequenceNumber=7&xKey=k&xCommand=cc:sale&x{CARD}%FF=2\n\
+         xIndex=2&xSequenceNumber={CARD}&xKey=k&xCommand=cc:sale\n"
+    );
+    let report = validate_bytes(
+        &name(),
+        "REQUEST_7.KVP",
+        data.as_bytes(),
+        &Default::default(),
+    );
+    assert_eq!(report.total_problems, 3, "{:#?}", report.problems);
+    let json = serde_json::to_string(&report.problems).unwrap();
+    let shown: String = report
+        .problems
+        .iter()
+        .map(|p| format!("{p} {p:?} {:?} ", p.key))
+        .collect();
+    let shown = format!("{shown} {json} {report:?}");
+    assert_clean(&shown);
+    assert_eq!(report.problems[0].key.as_deref(), Some(MASKED));
+    assert!(
+        report.problems[0]
+            .to_string()
+            .contains(&format!("key \"{MASKED}\" appears more than once")),
+        "{}",
+        report.problems[0]
+    );
+    assert!(shown.contains(&format!("x{MASKED}")), "{shown}");
+
+    // RESPONSE: a card number as xIndex, answered twice, then checked against the REQUEST.
+    let response = FileName::parse("RESPONSE_7.KVP").unwrap();
+    let data = format!("xIndex={CARD}&xSequenceNumber=7\nxIndex={CARD}&xSequenceNumber=7\n");
+    let report = validate_bytes(
+        &response,
+        "RESPONSE_7.KVP",
+        data.as_bytes(),
+        &Default::default(),
+    );
+    assert_eq!(report.total_problems, 1, "{:#?}", report.problems);
+    let checked = check_response(&name(), 1, &report);
+    assert_eq!(checked.len(), 2, "{checked:#?}");
+    let shown = format!(
+        "{:?} {checked:?} {}",
+        report.problems,
+        serde_json::to_string(&checked).unwrap()
+    );
+    assert_clean(&shown);
+    assert!(shown.contains(MASKED), "{shown}");
+
+    let problems = validate(
+        &name(),
+        b"xIndex=0&xSequenceNumber=7&xKey=k&xCommand=c&xCustom01=1&xCustom01=2\n",
+        &ValidateOptions::default(),
+    );
+    assert_eq!(problems[0].key.as_deref(), Some("xCustom01"));
+}
+
+#[test]
+fn records_and_typed_lines_mask_everything() {
+    let mut rec = Record::new();
+    Reader::new(SECRET_LINE.as_bytes())
+        .read_record(&mut rec)
+        .unwrap();
+    let line = RequestLine::from_record(rec.clone(), 1).unwrap();
+    let shown = format!("{rec:?} {rec:#?} {rec} {} {line:?}", rec.masked());
+    assert_clean(&shown);
+    assert!(shown.contains(MASKED), "{shown}");
+
+    let mut validator = Validator::new(name(), &ValidateOptions::default());
+    validator.feed(format!("{SECRET_LINE}\n").as_bytes());
+    assert_clean(&format!("{validator:?}"));
+    let report = validator.finish();
+    assert_clean(&format!("{report:?}"));
+}
