@@ -3,7 +3,9 @@
 //!
 //! Each valid record is written once, as `REF FIELDS\n` (both percent-encoded, so neither holds
 //! a space), with `account` and `ref` taken out of the fields. The index keeps, per record, its
-//! account, the spill offset and length, and its input line (24 bytes). Results are spilled the
+//! account, the spill offset and length, its input line, and for APS accounts a hash of its
+//! `merchant_reference` and a bound of its batch-file row (40 bytes), which the planner
+//! needs to keep references unique per batch and files under 50 MB ([`Job::chunk_item`]). Results are spilled the
 //! same way and looked up by input position when the output is written.
 
 use std::fs::File;
@@ -11,9 +13,12 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
+use sha2::Digest;
+
 use crate::error::{Error, Result};
 use crate::input::{InputRecord, RecordSource};
-use crate::settings::Settings;
+use crate::plan::{ChunkItem, ChunkLimits};
+use crate::settings::{ProtocolKind, Settings};
 use crate::validate::{InputProblem, Validator};
 
 /// What to do with invalid records.
@@ -33,6 +38,10 @@ struct Entry {
     len: u32,
     offset: u64,
     line: u64,
+    /// 0: no batch key; else a non-zero hash of the APS `merchant_reference`.
+    key: u64,
+    /// Upper bound of its batch-file row (APS), 0 otherwise.
+    size: u32,
 }
 
 /// One spilled transaction.
@@ -65,6 +74,8 @@ pub struct Job {
     spill: File,
     entries: Vec<Entry>,
     accounts: Vec<String>,
+    /// Per account: the batch file limit in bytes (APS), `None` for none.
+    file_limits: Vec<Option<u64>>,
     input_name: String,
     problems: usize,
 }
@@ -97,6 +108,15 @@ impl Job {
         let mut out =
             BufWriter::with_capacity(1 << 16, file.try_clone().map_err(|e| Error::io(&path, e))?);
         let accounts: Vec<String> = settings.accounts.keys().cloned().collect();
+        let aps: Vec<bool> = settings
+            .accounts
+            .values()
+            .map(|a| a.protocol == ProtocolKind::Aps)
+            .collect();
+        let file_limits = aps
+            .iter()
+            .map(|a| a.then_some(crate::aps::ApsAccountConfig::MAX_FILE_BYTES as u64))
+            .collect();
         let mut validator = Validator::new(settings);
         let mut entries = Vec::new();
         let mut rec = InputRecord::default();
@@ -126,6 +146,11 @@ impl Job {
             let account = accounts
                 .binary_search_by(|a| a.as_str().cmp(account_name))
                 .map_err(|_| Error::setting("accounts", "account vanished during validation"))?;
+            let (key, size) = if aps.get(account).copied().unwrap_or(false) {
+                aps_chunk_item(&rec, settings)
+            } else {
+                (0, 0)
+            };
             buf.clear();
             kvp_format::encode_pair("r", reference, &mut buf);
             buf.drain(..2);
@@ -150,6 +175,8 @@ impl Job {
                 len,
                 offset,
                 line: rec.line,
+                key,
+                size,
             });
             offset += u64::from(len);
         }
@@ -163,9 +190,61 @@ impl Job {
             spill: file,
             entries,
             accounts,
+            file_limits,
             input_name,
             problems,
         })
+    }
+
+    /// What the planner must know of the transaction at input position `pos`: for an APS
+    /// account its `merchant_reference` (as a key no batch may hold twice) and a bound of its
+    /// batch-file row; nothing for other accounts.
+    pub fn chunk_item(&self, pos: u32) -> ChunkItem {
+        self.entries
+            .get(pos as usize)
+            .map_or_else(ChunkItem::default, |e| ChunkItem {
+                key: (e.key != 0).then_some(e.key),
+                size: u64::from(e.size),
+            })
+    }
+
+    /// How large a new batch of account `account` (an index of [`Job::accounts`]) may grow:
+    /// `max_lines`, and for an APS account the 50 MB file limit.
+    pub fn chunk_limits(&self, account: usize, max_lines: usize) -> ChunkLimits {
+        match self.file_limits.get(account).copied().flatten() {
+            Some(bytes) => ChunkLimits {
+                max_lines,
+                max_bytes: Some(bytes),
+                overhead: crate::aps::header_size(),
+            },
+            None => ChunkLimits::lines(max_lines),
+        }
+    }
+
+    /// Plans account `account`'s `positions` (the account's name) with [`Job::chunk_limits`]
+    /// and [`Job::chunk_item`]; `bound` as for [`crate::plan_account`]. The planner to use for
+    /// a job: an APS account's batches then never repeat a `merchant_reference` and stay
+    /// under the file limit.
+    ///
+    /// # Errors
+    /// A [`crate::PlanConflict`] when two transactions claim the same index of a batch.
+    pub fn plan_account(
+        &self,
+        account: &str,
+        positions: &[u32],
+        max_lines: usize,
+        bound: impl FnMut(u32) -> Option<crate::plan::Bound>,
+    ) -> std::result::Result<crate::AccountPlan, crate::PlanConflict> {
+        let index = self
+            .accounts
+            .binary_search_by(|a| a.as_str().cmp(account))
+            .unwrap_or(usize::MAX);
+        crate::plan::plan_account_with(
+            positions,
+            self.chunk_limits(index, max_lines),
+            |p| self.chunk_item(p),
+            bound,
+        )
     }
 
     /// How many valid transactions there are.
@@ -253,6 +332,23 @@ impl Job {
             .collect();
         Ok(Transaction { reference, fields })
     }
+}
+
+/// The planner's key and size of an APS record: a non-zero hash of its trimmed
+/// `merchant_reference` (the batch file writer trims it too) and its row bound.
+fn aps_chunk_item(rec: &InputRecord, settings: &Settings) -> (u64, u32) {
+    let fields: Vec<(String, String)> = rec
+        .fields
+        .iter()
+        .filter(|(k, _)| *k != settings.input.account_field && *k != settings.input.ref_field)
+        .cloned()
+        .collect();
+    let size = u32::try_from(crate::aps::row_size_bound(&fields)).unwrap_or(u32::MAX);
+    let reference = rec.get("merchant_reference").unwrap_or("").trim();
+    let digest = sha2::Sha256::digest(reference.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    (u64::from_le_bytes(bytes).max(1), size)
 }
 
 /// Per-position output records spilled to a file, written in any order, read in input order.
@@ -400,6 +496,55 @@ mod tests {
         );
         let (job, _) = load(text, InvalidPolicy::SkipInvalid);
         assert_eq!(job.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn aps_purchase_and_capture_of_one_order_plan_into_two_batches() {
+        let settings = Settings::from_toml(
+            "[accounts.acme]\nlocation = \"file:///tmp/a\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\n\
+             [accounts.shop]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"USD\"\n",
+        )
+        .unwrap();
+        let purchase = "merchant_reference=o1&amount=1.00&token_name=t&customer_email=a@b.c";
+        let text = format!(
+            "account=shop&ref=1&command=PURCHASE&{purchase}\n\
+             account=acme&ref=2&xCommand=cc:sale\n\
+             account=shop&ref=3&command=CAPTURE&merchant_reference=o1&amount=1.00\n\
+             account=shop&ref=4&command=PURCHASE&merchant_reference=o2&amount=1.00&token_name=t&customer_email=a@b.c\n\
+             account=acme&ref=5&xCommand=cc:sale\n"
+        );
+        let mut src = InputReader::new(
+            "in.kvp",
+            Format::Kvp,
+            Box::new(std::io::Cursor::new(text.into_bytes())),
+        )
+        .unwrap();
+        let job = Job::load(
+            &mut src,
+            &settings,
+            InvalidPolicy::RejectInput,
+            &mut |p, _| panic!("{p}"),
+        )
+        .unwrap();
+        let by = job.positions_by_account();
+        assert_eq!(by, [vec![1, 4], vec![0, 2, 3]]);
+        let shop = job.plan_account("shop", &by[1], 100, |_| None).unwrap();
+        assert_eq!(shop.fresh, vec![vec![0], vec![2, 3]]);
+        // Sola accounts have no batch key and no file limit.
+        let acme = job.plan_account("acme", &by[0], 100, |_| None).unwrap();
+        assert_eq!(acme.fresh, vec![vec![1, 4]]);
+        assert_eq!(job.chunk_limits(0, 7), ChunkLimits::lines(7));
+        // A small file limit closes APS batches by size as well.
+        let item = job.chunk_item(0);
+        assert!(item.size > 0 && item.key.is_some());
+        let small = ChunkLimits {
+            max_lines: 100,
+            max_bytes: Some(crate::aps::header_size() + item.size),
+            overhead: crate::aps::header_size(),
+        };
+        let plan =
+            crate::plan::plan_account_with(&by[1], small, |p| job.chunk_item(p), |_| None).unwrap();
+        assert_eq!(plan.fresh.len(), 3);
     }
 
     #[test]

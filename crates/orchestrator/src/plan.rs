@@ -2,9 +2,12 @@
 //!
 //! Per account, input order is kept. Transactions already bound to a batch in the ledger
 //! (recognised by account and ref) stay in that batch at their index; the rest are split into
-//! new batches of at most `max_batch_lines`, numbered later by the ledger.
+//! new batches of at most `max_batch_lines`, numbered later by the ledger. A new batch also
+//! closes before a transaction whose [`ChunkItem::key`] it already holds (APS: one
+//! `merchant_reference` per file, so a purchase and its capture go in different batches) and
+//! before its estimated file size would pass [`ChunkLimits::max_bytes`] (APS: 50 MB).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use kvp_format::SequenceNumber;
 use sha2::{Digest, Sha256};
@@ -74,16 +77,72 @@ pub struct PlanConflict {
     pub message: String,
 }
 
+/// What the planner must know of a fresh transaction to place it (see [`crate::Job::chunk_item`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChunkItem {
+    /// Two transactions with the same key never share a new batch (APS: a hash of
+    /// `merchant_reference`; a collision only closes a batch early). `None`: no constraint.
+    pub key: Option<u64>,
+    /// An upper bound of the bytes the transaction adds to its batch's file (0: not counted).
+    pub size: u64,
+}
+
+/// How large a new batch may grow (see [`crate::Job::chunk_limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLimits {
+    /// At most this many lines (at least 1).
+    pub max_lines: usize,
+    /// At most this many bytes: `overhead` plus every line's [`ChunkItem::size`]. `None`: no
+    /// limit. A single line over the limit still gets a batch of its own (validation refuses
+    /// such lines before planning).
+    pub max_bytes: Option<u64>,
+    /// The fixed part of every batch file (its header).
+    pub overhead: u64,
+}
+
+impl ChunkLimits {
+    /// A line-count limit only.
+    pub fn lines(max_lines: usize) -> Self {
+        Self {
+            max_lines,
+            max_bytes: None,
+            overhead: 0,
+        }
+    }
+}
+
 /// Plans one account: `positions` in input order, `bound(pos)` the ledger's binding of each.
+/// New batches are split by line count only; [`plan_account_with`] also keeps keys unique
+/// per batch and bounds the file size.
 ///
 /// # Errors
 /// A [`PlanConflict`] when two transactions claim the same index of a batch.
 pub fn plan_account(
     positions: &[u32],
     max_batch_lines: usize,
+    bound: impl FnMut(u32) -> Option<Bound>,
+) -> Result<AccountPlan, PlanConflict> {
+    plan_account_with(
+        positions,
+        ChunkLimits::lines(max_batch_lines),
+        |_| ChunkItem::default(),
+        bound,
+    )
+}
+
+/// Plans one account like [`plan_account`], closing a new batch before a transaction whose
+/// `item(pos).key` it already holds, or whose size would take it over `limits.max_bytes`.
+/// Input order is kept across and within batches.
+///
+/// # Errors
+/// A [`PlanConflict`] when two transactions claim the same index of a batch.
+pub fn plan_account_with(
+    positions: &[u32],
+    limits: ChunkLimits,
+    mut item: impl FnMut(u32) -> ChunkItem,
     mut bound: impl FnMut(u32) -> Option<Bound>,
 ) -> Result<AccountPlan, PlanConflict> {
-    let max = max_batch_lines.max(1);
+    let max = limits.max_lines.max(1);
     let mut existing: BTreeMap<SequenceNumber, Vec<(u64, u32)>> = BTreeMap::new();
     let mut fresh_positions = Vec::new();
     for &pos in positions {
@@ -108,7 +167,27 @@ pub fn plan_account(
         plan.existing
             .insert(sequence, lines.into_iter().map(|(_, p)| p).collect());
     }
-    plan.fresh = fresh_positions.chunks(max).map(<[u32]>::to_vec).collect();
+    let mut chunk: Vec<u32> = Vec::new();
+    let mut keys: HashSet<u64> = HashSet::new();
+    let mut bytes = limits.overhead;
+    for pos in fresh_positions {
+        let it = item(pos);
+        let repeated = it.key.is_some_and(|k| keys.contains(&k));
+        let too_big = limits
+            .max_bytes
+            .is_some_and(|m| bytes.saturating_add(it.size) > m);
+        if !chunk.is_empty() && (chunk.len() >= max || repeated || too_big) {
+            plan.fresh.push(std::mem::take(&mut chunk));
+            keys.clear();
+            bytes = limits.overhead;
+        }
+        chunk.push(pos);
+        keys.extend(it.key);
+        bytes = bytes.saturating_add(it.size);
+    }
+    if !chunk.is_empty() {
+        plan.fresh.push(chunk);
+    }
     Ok(plan)
 }
 
@@ -148,6 +227,54 @@ mod tests {
             let plan = plan_account(&positions, max, |_| None).unwrap();
             assert_eq!(plan.fresh, fresh, "{positions:?} max {max}");
             assert!(plan.existing.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_starts_a_new_batch_in_input_order() {
+        // Positions 0 and 1: purchase and capture of order A; 3: capture of order B.
+        let key = |p: u32| ChunkItem {
+            key: Some(match p {
+                0 | 1 | 4 => 10,
+                _ => 20 + u64::from(p),
+            }),
+            size: 0,
+        };
+        for (positions, max, fresh) in [
+            (vec![0, 1], 10, vec![vec![0], vec![1]]),
+            (vec![0, 2, 1, 3], 10, vec![vec![0, 2], vec![1, 3]]),
+            (vec![0, 1, 4], 10, vec![vec![0], vec![1], vec![4]]),
+            (vec![0, 2, 3, 1], 2, vec![vec![0, 2], vec![3, 1]]),
+            (vec![2, 3, 5], 10, vec![vec![2, 3, 5]]),
+        ] {
+            let plan =
+                plan_account_with(&positions, ChunkLimits::lines(max), key, |_| None).unwrap();
+            assert_eq!(plan.fresh, fresh, "{positions:?} max {max}");
+        }
+        // Without keys the same input stays in one batch.
+        let plan = plan_account(&[0, 1], 10, |_| None).unwrap();
+        assert_eq!(plan.fresh, vec![vec![0, 1]]);
+    }
+
+    #[test]
+    fn a_batch_closes_before_its_file_passes_the_byte_limit() {
+        let sized = |p: u32| ChunkItem {
+            key: None,
+            size: u64::from(p),
+        };
+        let limits = |max_bytes| ChunkLimits {
+            max_lines: 100,
+            max_bytes: Some(max_bytes),
+            overhead: 10,
+        };
+        for (positions, max_bytes, fresh) in [
+            (vec![5, 5, 5], 20, vec![vec![5, 5], vec![5]]),
+            (vec![5, 5, 5], 25, vec![vec![5, 5, 5]]),
+            (vec![30, 1, 2], 20, vec![vec![30], vec![1, 2]]),
+            (vec![4, 6, 9], 19, vec![vec![4], vec![6], vec![9]]),
+        ] {
+            let plan = plan_account_with(&positions, limits(max_bytes), sized, |_| None).unwrap();
+            assert_eq!(plan.fresh, fresh, "{positions:?} limit {max_bytes}");
         }
     }
 

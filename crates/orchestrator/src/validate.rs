@@ -84,6 +84,12 @@ impl<'a> Validator<'a> {
             if let Err(e) = crate::aps::check_input(&fields, a.aps_currency()) {
                 problems.push(e.to_string());
             }
+            let limit = crate::aps::ApsAccountConfig::MAX_FILE_BYTES as u64;
+            if crate::aps::header_size() + crate::aps::row_size_bound(&fields) > limit {
+                problems.push(format!(
+                    "line could be larger than the APS batch file limit of {limit} bytes"
+                ));
+            }
             // A missing `command` is already reported by `check_input`.
             if let Some(command) = rec.get("command").filter(|c| !c.is_empty())
                 && !a.allows(command)

@@ -379,6 +379,35 @@ pub fn split_by_size(
     Ok(runs)
 }
 
+/// The bytes of a batch file's header of the standard [`COLUMNS`] (extra columns are counted
+/// in [`row_size_bound`] of the lines that bring them).
+pub fn header_size() -> u64 {
+    COLUMNS.iter().map(|c| c.len() as u64 + 1).sum::<u64>() + 1
+}
+
+/// Room for what the writer adds that the input does not hold: a default `currency` (3),
+/// `eci=RECURRING` (9), up to 3 more digits when an amount becomes minor units, and a comma
+/// per standard column.
+const ROW_SLACK: u64 = 3 + 9 + 3 + COLUMNS.len() as u64 + 16;
+
+/// An upper bound of the bytes one input line (its fields without `account` and `ref`) adds to
+/// a batch file: its row with every value quoted and every character doubled, a comma per
+/// cell, CRLF, what the writer adds ([`ROW_SLACK`]), and the header cell of each of its extra
+/// columns. Computed from the input alone, so the planner can close a batch before its file
+/// could pass the 50 MB limit. Not counted: the empty cells one line's extra column adds to
+/// the other rows of its batch (one comma each); `encode_request` still checks the exact size.
+pub fn row_size_bound(fields: &[(String, String)]) -> u64 {
+    let quoted = |s: &str| 2 * s.len() as u64 + 3;
+    fields.iter().fold(2 + ROW_SLACK, |n, (k, v)| {
+        let header = if COLUMNS.contains(&k.as_str()) {
+            0
+        } else {
+            quoted(k)
+        };
+        n + quoted(v) + header
+    })
+}
+
 fn columns_of(lines: &[ApsTransaction]) -> Vec<String> {
     let mut columns: Vec<String> = COLUMNS.iter().map(|c| (*c).to_owned()).collect();
     for line in lines {
@@ -613,5 +642,36 @@ mod tests {
         }
         assert_eq!(next, 50);
         assert!(split_by_size(&lines, 50).is_err());
+    }
+
+    #[test]
+    fn row_size_bound_covers_the_written_file() {
+        let owned = |f: &[(&str, &str)]| -> Vec<(String, String)> {
+            f.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        for fields in [
+            PURCHASE.to_vec(),
+            vec![
+                ("command", "capture"),
+                ("merchant_reference", "o"),
+                ("amount", "1"),
+            ],
+            vec![
+                ("command", "VOID_AUTHORIZATION"),
+                ("merchant_reference", "o"),
+                ("order_description", "\"\"\",,"),
+            ],
+        ] {
+            let file = write_batch_file(&[tx(&fields).unwrap()]).unwrap();
+            let bound = header_size() + row_size_bound(&owned(&fields));
+            assert!(
+                file.len() as u64 <= bound,
+                "{fields:?}: {} > {bound}",
+                file.len()
+            );
+        }
+        assert_eq!(header_size(), write_batch_file(&[]).unwrap().len() as u64);
     }
 }

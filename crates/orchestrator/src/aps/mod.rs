@@ -34,7 +34,10 @@ mod signature;
 mod sim_tests;
 mod support;
 
-pub use batch_file::{ApsCommand, ApsTransaction, COLUMNS, split_by_size, write_batch_file};
+pub use batch_file::{
+    ApsCommand, ApsTransaction, COLUMNS, header_size, row_size_bound, split_by_size,
+    write_batch_file,
+};
 pub use client::{ApsAnswer, ApsClient, UploadOutcome};
 pub use codes::{BatchPhase, LineOutcome, ResponseCode};
 pub use config::{ApsAccountConfig, Endpoint};
