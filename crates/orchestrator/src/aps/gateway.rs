@@ -7,6 +7,7 @@
 //! | `trigger` | `GET_BATCH_RESULTS` until validation is over, then `PROCESS_BATCH` if it passed |
 //! | `poll` | `GET_BATCH_RESULTS` once: 70140 pending, 70000 done, 77xxx failed validation |
 //! | `fetch_results` | `batch_results` joined on `Line_Number` (index = line − 1) |
+//! | `fetch_rejected_results` | after a failed validation: each flagged line's own `response_code`/`response_message` |
 //! | `cleanup` | nothing to delete |
 
 use std::time::Instant;
@@ -155,6 +156,32 @@ fn validation_summary(reference: &str, answer: &ApsAnswer) -> String {
         }
     }
     text
+}
+
+/// The lines a failed validation flagged (77136 `batch_results`), each with its own reason as
+/// `xStatus` (the 5-digit `response_code`) and `xError` (its `response_message`) — the merge
+/// shows them as `xLineStatus`/`xLineError` next to the batch verdict — followed by the row's
+/// columns. Rows outside the batch and repeats of a line are left out.
+fn rejected_lines(rows: Vec<ResultRow>, line_count: u64) -> Vec<LineResult> {
+    let mut seen = std::collections::HashSet::new();
+    rows.into_iter()
+        .filter(|r| (1..=line_count).contains(&r.line_number) && seen.insert(r.line_number))
+        .map(|row| {
+            let mut fields = vec![
+                (
+                    "xStatus".to_owned(),
+                    row.get("response_code").unwrap_or("").to_owned(),
+                ),
+                (
+                    "xError".to_owned(),
+                    row.get("response_message").unwrap_or("").to_owned(),
+                ),
+            ];
+            let index = row.line_number - 1;
+            fields.extend(row.fields);
+            LineResult { index, fields }
+        })
+        .collect()
 }
 
 /// The merged-output fields of one result row: the APS columns as sent, plus `xResult` /
@@ -403,6 +430,34 @@ impl GatewayProtocol for ApsBatchApi {
                 fields: line_fields(row),
             })
             .collect())
+    }
+
+    async fn fetch_rejected_results(
+        &self,
+        sequence: SequenceNumber,
+        line_count: u64,
+    ) -> Result<Vec<LineResult>> {
+        let reference = self.reference(sequence)?;
+        let answer = self
+            .client
+            .batch_results(&reference)
+            .await
+            .map_err(|e| self.error(sequence, e))?;
+        if BatchPhase::of(answer.code) != BatchPhase::ValidationFailed {
+            tracing::warn!(account = %self.account(), %sequence, %reference, code = %answer.code, "rejected APS batch: no validation results to report per line");
+            return Ok(Vec::new());
+        }
+        let Some(text) = answer.batch_results.as_deref() else {
+            return Ok(Vec::new());
+        };
+        match parse_batch_results(reference.as_str(), text) {
+            Ok(rows) => Ok(rejected_lines(rows, line_count)),
+            Err(e) => {
+                // The verdict already decides the outcome; per-line reasons are extra.
+                tracing::warn!(account = %self.account(), %sequence, %reference, error = %e, "unreadable validation results of a rejected APS batch");
+                Ok(Vec::new())
+            }
+        }
     }
 
     async fn cleanup(&self, _sequence: SequenceNumber) -> Result<()> {

@@ -297,6 +297,67 @@ async fn failed_validation_processes_nothing_and_names_lines() {
 }
 
 #[tokio::test]
+async fn failed_validation_gives_each_flagged_line_its_own_reason() {
+    let sim = sim(SimSha::Sha256, None).await;
+    let api = ApsBatchApi::new(config(&sim.endpoint(), ShaType::Sha256)).unwrap();
+    let seq = SequenceNumber::new(4).unwrap();
+    // 24 lines, every second one broken in a way the service checks and we do not expect
+    // (a hand-written file: our writer would not produce these).
+    let mut file = String::from(
+        "command,merchant_reference,amount,currency,token_name,customer_email,eci,fort_id\r\n",
+    );
+    for i in 1..=24 {
+        let row = match i % 4 {
+            0 => format!("CAPTURE,o{i},100,usd,,,,\r\n"),
+            2 => format!("PURCHASE,o{i},100,USD,tok,a@b.c,MOTO,\r\n"),
+            _ => format!("CAPTURE,o{i},100,USD,,,,\r\n"),
+        };
+        file.push_str(&row);
+    }
+    api.upload(seq, bytes::Bytes::from(file)).await.unwrap();
+    api.trigger(seq, 24).await.unwrap();
+    let verdict = poll_until_done(&api, seq).await;
+    assert_eq!(verdict.status, "77136");
+    assert!(
+        verdict.error.unwrap().contains("(+"),
+        "the summary names at most 10"
+    );
+    let lines = api.fetch_rejected_results(seq, 24).await.unwrap();
+    let got: Vec<(u64, String, String)> = lines
+        .iter()
+        .map(|l| {
+            let get = |k: &str| {
+                l.fields
+                    .iter()
+                    .find(|(f, _)| f == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            (l.index, get("xStatus"), get("xError"))
+        })
+        .collect();
+    let expected: Vec<u64> = (1..=24u64).filter(|i| i % 2 == 0).map(|i| i - 1).collect();
+    assert_eq!(
+        got.iter().map(|g| g.0).collect::<Vec<_>>(),
+        expected,
+        "{got:?}"
+    );
+    for (index, status, error) in &got {
+        let (code, text) = if (index + 1) % 4 == 0 {
+            ("77013", "currency")
+        } else {
+            ("77002", "eci")
+        };
+        assert_eq!(status, code, "line {}", index + 1);
+        assert!(error.contains(text), "line {}: {error}", index + 1);
+    }
+    // Only lines of the batch: a shorter count leaves the rest out.
+    assert_eq!(api.fetch_rejected_results(seq, 3).await.unwrap().len(), 1);
+    assert!(sim.journal().is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn tampered_results_are_refused() {
     let sim = sim(SimSha::Sha256, None).await;
     let api = ApsBatchApi::new(config(&sim.endpoint(), ShaType::Sha256)).unwrap();
