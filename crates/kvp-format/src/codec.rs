@@ -11,6 +11,7 @@
 //! Encoding uses the `percent-encoding` crate with the unreserved set.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use memchr::{memchr, memchr2};
 
@@ -176,8 +177,9 @@ fn push_component(
     result
 }
 
-/// Iterator returned by [`pairs`].
-#[derive(Debug, Clone)]
+/// Iterator returned by [`pairs`]. `Debug` shows the line's length and the position reached,
+/// never the line.
+#[derive(Clone)]
 pub struct Pairs<'a> {
     line: &'a [u8],
     /// The whole line as text when it is UTF-8 before decoding (the common case): clean
@@ -185,6 +187,15 @@ pub struct Pairs<'a> {
     /// bytes, so every slice falls on a character boundary.
     text: Option<&'a str>,
     pos: usize,
+}
+
+impl fmt::Debug for Pairs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pairs")
+            .field("bytes", &self.line.len())
+            .field("pos", &self.pos)
+            .finish()
+    }
 }
 
 impl<'a> Pairs<'a> {

@@ -2,18 +2,31 @@
 //! [`Record`] (like rust-csv's `ByteRecord` beside `StringRecord`).
 
 use std::borrow::Cow;
+use std::fmt;
 
 use crate::Record;
 use crate::codec::{decode_lossy, percent_decode_into};
 use crate::error::{Error, Position, Result, Utf8Part};
+use crate::redact::{mask_key, mask_value};
 use crate::scan::{Piece, scan_line};
 
 /// Reusable storage for [`LineView`]s: the piece index and a scratch buffer. Keep one per
 /// reader or validator; viewing a line then allocates nothing.
-#[derive(Debug, Default)]
+///
+/// `Debug` shows sizes only: the scratch buffer holds decoded line bytes.
+#[derive(Default)]
 pub struct ViewBuf {
     pieces: Vec<Piece>,
     scratch: Vec<u8>,
+}
+
+impl fmt::Debug for ViewBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ViewBuf")
+            .field("pieces", &self.pieces.len())
+            .field("scratch_len", &self.scratch.len())
+            .finish()
+    }
 }
 
 impl ViewBuf {
@@ -110,11 +123,33 @@ fn component_ok(
 
 /// One line, indexed but not decoded: keys and values are decoded when asked for, borrowed
 /// when they need no decoding. Every component is known to decode to UTF-8.
-#[derive(Debug, Clone, Copy)]
+///
+/// `Debug` shows the line's length and its decoded pairs masked like [`Record`]'s, never the
+/// raw line: `LineView { bytes: 52, pairs: {"xIndex": "0", "xCardNum": "411111******1111"} }`.
+#[derive(Clone, Copy)]
 pub struct LineView<'a> {
     line: &'a [u8],
     text: Option<&'a str>,
     pieces: &'a [Piece],
+}
+
+impl fmt::Debug for LineView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct MaskedPairs<'v, 'a>(&'v LineView<'a>);
+        impl fmt::Debug for MaskedPairs<'_, '_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut m = f.debug_map();
+                for (k, v) in self.0.iter() {
+                    m.entry(&mask_key(&k), &mask_value(&k, &v));
+                }
+                m.finish()
+            }
+        }
+        f.debug_struct("LineView")
+            .field("bytes", &self.line.len())
+            .field("pairs", &MaskedPairs(self))
+            .finish()
+    }
 }
 
 impl<'a> LineView<'a> {

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kvp_format::{
-    FileName, Reader, Record, RequestLine, ValidateOptions, Validator, check_response, validate,
-    validate_bytes,
+    FileName, Reader, Record, RequestLine, ValidateOptions, Validator, ViewBuf, check_response,
+    pairs, validate, validate_bytes,
 };
 
 const CARD: &str = "4111111111111111";
@@ -17,9 +17,17 @@ const SECRET_LINE: &str = "xIndex=0&xSequenceNumber=7&xKey=sk_live_merchant&xCom
     &xCardNum=4111111111111111&xCVV=987&xRouting=021000021&xAccount=000123456789\
     &xMagstripe=%25B4111111111111111%5EDOE%5E2512%3F&x4111111111111111=1";
 
+/// No secret in `shown`, neither as text nor as the byte list a derived `Debug` of a
+/// `Vec<u8>` or `&[u8]` would print (`[52, 49, 49, ...]`).
 fn assert_clean(shown: &str) {
     for secret in SECRETS {
         assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+        let bytes = format!("{:?}", secret.as_bytes());
+        let bytes = bytes.trim_start_matches('[').trim_end_matches(']');
+        assert!(
+            !shown.contains(bytes),
+            "{secret} leaked as bytes in {shown}"
+        );
     }
 }
 
@@ -134,4 +142,22 @@ fn records_and_typed_lines_mask_everything() {
     assert_clean(&format!("{validator:?}"));
     let report = validator.finish();
     assert_clean(&format!("{report:?}"));
+}
+
+#[test]
+fn line_views_and_pair_iterators_show_no_raw_line() {
+    // `%C3%A9` makes the view decode components into its scratch buffer.
+    let line = format!("{SECRET_LINE}&xcardnum=4111111111111111%C3%A9&xName=Jo%20Smith");
+    let mut buf = ViewBuf::new();
+    let view = buf.view(line.as_bytes()).unwrap();
+    let shown = format!("{view:?} {view:#?}");
+    assert_clean(&shown);
+    assert!(shown.contains(MASKED), "{shown}");
+    assert!(shown.contains("\"xName\": \"Jo Smith\""), "{shown}");
+    assert!(shown.contains(&format!("bytes: {}", line.len())), "{shown}");
+    assert_clean(&format!("{buf:?} {buf:#?}"));
+
+    let mut it = pairs(line.as_bytes());
+    it.next();
+    assert_clean(&format!("{it:?} {it:#?}"));
 }
