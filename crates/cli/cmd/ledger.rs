@@ -1,8 +1,10 @@
-//! `paybatch ledger show|export`: look into the sequence ledger without changing it.
+//! `paybatch ledger show|export`: look into the sequence ledger without changing it;
+//! `paybatch ledger set-floor`: the one operator change, an account's sequence floor.
 //!
-//! Both open the ledger read-only (`Ledger::open_read_only`: a shared lock while the database is
-//! copied to a private temporary directory; no file of the ledger is written). While a `submit`
-//! or `collect` holds the ledger they fail with "ledger ... is in use by pid N".
+//! `show` and `export` open the ledger read-only (`Ledger::open_read_only`: a shared lock while
+//! the database is copied to a private temporary directory; no file of the ledger is written).
+//! `set-floor` opens it read-write. While a `submit` or `collect` holds the ledger all three
+//! fail with "ledger ... is in use by pid N".
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -28,6 +30,29 @@ pub enum LedgerCommand {
     /// records, each with a "type" field).
     #[command(after_help = crate::EXIT_CODES)]
     Export(ExportArgs),
+    /// Record that an account's gateway has already seen sequence numbers up to N, so its next
+    /// batch is numbered above N (and above every number the ledger already used). A lower
+    /// floor than before is accepted (to correct a typo); used numbers stay used.
+    #[command(after_help = crate::EXIT_CODES)]
+    SetFloor(SetFloorArgs),
+}
+
+/// Arguments of `paybatch ledger set-floor`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["config", "ledger"])))]
+pub struct SetFloorArgs {
+    /// Config file: the ledger is its `ledger.path` and the account must be configured.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The ledger directory (created if missing), instead of --config.
+    #[arg(long, value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
+    /// The account.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub account: String,
+    /// The highest sequence number the account's gateway has seen (1..=999999999).
+    #[arg(value_name = "N")]
+    pub floor: u32,
 }
 
 /// Arguments of `paybatch ledger show`.
@@ -60,7 +85,48 @@ pub fn run(args: LedgerCommand, _global: &Global) -> Result<ExitCode> {
     match args {
         LedgerCommand::Show(a) => show(&a),
         LedgerCommand::Export(a) => export(&a),
+        LedgerCommand::SetFloor(a) => set_floor(&a),
     }
+}
+
+fn set_floor(args: &SetFloorArgs) -> Result<ExitCode> {
+    let floor =
+        kvp_format::SequenceNumber::new(args.floor).map_err(|e| usage_error(e.to_string()))?;
+    let account = AccountId::new(args.account.as_str()).map_err(|e| usage_error(e.to_string()))?;
+    let path = match (&args.config, &args.ledger) {
+        (_, Some(path)) => path.clone(),
+        (Some(config), None) => {
+            let settings = super::common::load_settings(Some(config))?;
+            settings
+                .account(&args.account)
+                .map_err(|e| usage_error(e.to_string()))?;
+            settings.ledger.path.clone()
+        }
+        (None, None) => return Err(usage_error("give --config FILE or --ledger PATH")),
+    };
+    let ledger = Ledger::open(&path)?;
+    let before = ledger.account_info(&account)?;
+    ledger.set_floor(&account, floor)?;
+    let after = ledger.account_info(&account)?;
+    let next = ledger
+        .next_sequence(&account)
+        .map_or_else(|_| "none (exhausted)".to_string(), |n| n.to_string());
+    let mut out = io::stdout().lock();
+    let written = writeln!(
+        out,
+        "account {account}: floor {} (was {}); last number used {}; next batch gets {next}",
+        opt(after.floor),
+        opt(before.floor),
+        opt(after.high_water)
+    )
+    .and_then(|()| match after.high_water {
+        Some(hw) if hw >= floor => writeln!(
+            out,
+            "note: the ledger already used numbers up to {hw}, above this floor; they stay used"
+        ),
+        _ => Ok(()),
+    });
+    finish_output(written.and_then(|()| out.flush()), "stdout")
 }
 
 /// Opens read-only; a missing ledger is the caller's mistake (exit 2).
