@@ -181,9 +181,10 @@ fn write_in_flight(
                 .or_default() += 1;
             match state {
                 BatchState::Stuck => entry.stuck.push(sequence.get()),
-                BatchState::Triggered | BatchState::Completed(_) => {
-                    entry.pending.push(sequence.get())
-                }
+                BatchState::Reserved
+                | BatchState::RequestUploaded
+                | BatchState::Triggered
+                | BatchState::Completed(_) => entry.pending.push(sequence.get()),
                 _ => {}
             }
             let results: HashMap<u64, Vec<(String, String)>> =
@@ -201,6 +202,8 @@ fn write_in_flight(
             lines.sort_unstable();
             for (index, reference) in lines {
                 let (outcome, fields) = line_outcome(
+                    name,
+                    sequence,
                     state,
                     rec.as_ref().and_then(|r| r.verdict.as_ref()),
                     results.get(&index),

@@ -117,7 +117,8 @@ pub struct AccountReport {
     /// Counts per outcome and approved amount.
     #[serde(flatten)]
     pub summary: AccountSummary,
-    /// Batches of this run still waiting for COMPLETE (no `--wait`).
+    /// Batches of this run not finished yet: waiting for COMPLETE (no `--wait`), or not yet
+    /// triggered because the run stopped (their lines are `unknown`; re-run the same submit).
     pub pending: Vec<u32>,
     /// Batches without COMPLETE by the deadline.
     pub stuck: Vec<u32>,
@@ -565,9 +566,10 @@ fn merge_blocking(
                 .or_default() += 1;
             match state {
                 BatchState::Stuck => entry.stuck.push(sequence.get()),
-                BatchState::Triggered | BatchState::Completed(_) => {
-                    entry.pending.push(sequence.get())
-                }
+                BatchState::Reserved
+                | BatchState::RequestUploaded
+                | BatchState::Triggered
+                | BatchState::Completed(_) => entry.pending.push(sequence.get()),
                 _ => {}
             }
             let verdict = rec.as_ref().and_then(|r| r.verdict.clone());
@@ -585,6 +587,8 @@ fn merge_blocking(
             for (i, &pos) in positions.iter().enumerate() {
                 let index = i as u64;
                 let (outcome, fields) = line_outcome(
+                    &name,
+                    *sequence,
                     state,
                     verdict.as_ref(),
                     results.get(&index),
@@ -688,6 +692,8 @@ fn put(
 }
 
 pub(crate) fn line_outcome(
+    account: &str,
+    sequence: SequenceNumber,
     state: BatchState,
     verdict: Option<&sequence_ledger::Verdict>,
     result: Option<&Vec<(String, String)>>,
@@ -735,13 +741,24 @@ pub(crate) fn line_outcome(
             }
             None => (Outcome::Unknown, error("batch has no verdict".into())),
         },
+        // Bound to a batch that is not final: the next run of the same submit finishes that
+        // very batch (re-upload + PROCESS; the gateway may even have it already), so these
+        // lines must never be sent anywhere else. `not_processed` would invite exactly that.
         BatchState::Stuck => (
             Outcome::Unknown,
-            error("batch is Stuck: no COMPLETE by the deadline".into()),
+            error(unfinished_note(
+                account,
+                sequence,
+                "Stuck: no COMPLETE by the deadline; the gateway may have processed it",
+                failure,
+            )),
         ),
-        BatchState::Triggered | BatchState::Completed(_) => (
+        BatchState::Reserved
+        | BatchState::RequestUploaded
+        | BatchState::Triggered
+        | BatchState::Completed(_) => (
             Outcome::Unknown,
-            error("batch submitted; results not collected yet".into()),
+            error(unfinished_note(account, sequence, state.name(), failure)),
         ),
         BatchState::Abandoned => (
             Outcome::Unknown,
@@ -750,12 +767,22 @@ pub(crate) fn line_outcome(
                 note.unwrap_or("")
             )),
         ),
-        BatchState::Reserved | BatchState::RequestUploaded => (
-            Outcome::NotProcessed,
-            error(format!(
-                "batch not triggered: {}",
-                failure.unwrap_or("interrupted")
-            )),
-        ),
     }
+}
+
+/// The `xError` of a line bound to a batch that is not final.
+fn unfinished_note(
+    account: &str,
+    sequence: SequenceNumber,
+    state: &str,
+    failure: Option<&str>,
+) -> String {
+    let mut note = format!(
+        "batch {sequence} of account {account} is not finished (state {state}); re-run the same submit to finish it — do not resubmit these elsewhere"
+    );
+    if let Some(why) = failure {
+        note.push_str("; this run stopped: ");
+        note.push_str(why);
+    }
+    note
 }

@@ -16,11 +16,16 @@ pub enum Outcome {
     Declined,
     /// `xResult=E` or any other letter: the gateway's per-line error.
     Error,
-    /// The gateway rejected the whole batch (or it was never sent); `xError` says why. A
-    /// rejected batch's lines also carry any per-line fields its RESPONSE held (`xResult`,
-    /// `xRefNum`, ..., the line's own `xLineStatus`/`xLineError`); the verdict still decides.
+    /// The gateway did not and will not process this transaction: the gateway rejected its
+    /// batch, or it was never bound to a batch (the account failed or stopped first); `xError`
+    /// says why. Only these may be sent again elsewhere. A rejected batch's lines also carry
+    /// any per-line fields its RESPONSE held (`xResult`, `xRefNum`, ..., the line's own
+    /// `xLineStatus`/`xLineError`); the verdict still decides.
     NotProcessed,
-    /// The batch is Stuck (or was abandoned): the gateway may or may not have processed it.
+    /// The gateway may or may not process it: the transaction is bound to a batch that is not
+    /// final (`Reserved`, `RequestUploaded`, `Triggered`, `Completed`, `Stuck` — the next run of
+    /// the same submit finishes that batch; `xError` says which and that these must not be
+    /// resubmitted elsewhere), a batch an operator abandoned, or a line without a result.
     Unknown,
 }
 

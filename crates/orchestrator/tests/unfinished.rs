@@ -1,0 +1,231 @@
+//! Batches a run leaves unfinished: their transactions stay bound to the batch and are reported
+//! `unknown` (never `not_processed`, which would invite a resubmission elsewhere). Each case is
+//! then finished by a re-run of the same submit.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use orchestrator::demo::{DemoSpec, LocalWorld, spawn_gateway};
+use orchestrator::{
+    Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
+    SubmitOptions,
+};
+use storage_backends::{Backend, ByteStream, Capabilities, ErrorKind, Location, ObjectMeta};
+
+/// Which files of the drop the account is refused access to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deny {
+    /// Writing `REQUEST_*` (the batch stays Reserved).
+    WriteRequest,
+    /// Writing `PROCESS_*` (the batch stays RequestUploaded).
+    WriteProcess,
+}
+
+/// A real local drop whose access rights refuse one kind of file, as a server with wrong
+/// permissions would (tests run as root, where chmod denies nothing).
+#[derive(Debug)]
+struct DenyingDrop {
+    inner: Arc<dyn Backend>,
+    deny: Deny,
+}
+
+impl DenyingDrop {
+    fn check(&self, write: bool, path: &str) -> storage_backends::Result<()> {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let denied = match self.deny {
+            Deny::WriteRequest => write && name.starts_with("REQUEST_"),
+            Deny::WriteProcess => write && name.starts_with("PROCESS_"),
+        };
+        if denied {
+            return Err(storage_backends::Error::new(
+                ErrorKind::PermissionDenied,
+                format!("{}/{path}", self.inner.location()),
+                "access denied",
+                None,
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for DenyingDrop {
+    fn location(&self) -> &Location {
+        self.inner.location()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn put(&self, path: &str, data: Bytes) -> storage_backends::Result<()> {
+        self.check(true, path)?;
+        self.inner.put(path, data).await
+    }
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> storage_backends::Result<()> {
+        self.check(true, path)?;
+        self.inner.put_if_absent(path, data).await
+    }
+    async fn get(&self, path: &str) -> storage_backends::Result<Bytes> {
+        self.check(false, path)?;
+        self.inner.get(path).await
+    }
+    async fn head(&self, path: &str) -> storage_backends::Result<ObjectMeta> {
+        self.check(false, path)?;
+        self.inner.head(path).await
+    }
+    async fn list(&self, folder: &str) -> storage_backends::Result<Vec<ObjectMeta>> {
+        self.inner.list(folder).await
+    }
+    async fn delete(&self, path: &str) -> storage_backends::Result<()> {
+        self.check(true, path)?;
+        self.inner.delete(path).await
+    }
+    async fn get_stream(&self, path: &str) -> storage_backends::Result<ByteStream> {
+        self.check(false, path)?;
+        self.inner.get_stream(path).await
+    }
+    async fn put_stream(&self, path: &str, data: ByteStream) -> storage_backends::Result<u64> {
+        self.check(true, path)?;
+        self.inner.put_stream(path, data).await
+    }
+}
+
+fn load_job(world: &LocalWorld, settings: &Settings) -> Arc<Job> {
+    let mut reader = InputReader::open(&world.input, None).unwrap();
+    Arc::new(
+        Job::load(
+            &mut reader,
+            settings,
+            InvalidPolicy::RejectInput,
+            &mut |p, _| panic!("{p}"),
+        )
+        .unwrap(),
+    )
+}
+
+fn read_output(path: &Path) -> Vec<HashMap<String, String>> {
+    let mut reader = InputReader::open(path, Some(Format::Kvp)).unwrap();
+    let mut rec = orchestrator::InputRecord::default();
+    let mut out = Vec::new();
+    while orchestrator::RecordSource::read_record(&mut reader, &mut rec).unwrap() {
+        out.push(rec.fields.iter().cloned().collect());
+    }
+    out
+}
+
+fn spec(transactions: usize, max_batch_lines: usize, seed: u64) -> DemoSpec {
+    DemoSpec {
+        accounts: 1,
+        transactions,
+        max_batch_lines,
+        failing_accounts: 0,
+        seed,
+    }
+}
+
+/// Settings with a short Stuck deadline, so a test never waits long for one.
+fn settings(world: &LocalWorld) -> Arc<Settings> {
+    Arc::new(
+        Settings::load_with_env(
+            Some(&world.config),
+            [("PAYBATCH__POLL__TIMEOUT".to_owned(), "1s".to_owned())],
+        )
+        .unwrap(),
+    )
+}
+
+fn options(out: &Path) -> SubmitOptions {
+    SubmitOptions {
+        output: Some(OutputSpec {
+            path: out.to_path_buf(),
+            format: Format::Kvp,
+        }),
+        ..SubmitOptions::default()
+    }
+}
+
+/// Every invoice of the input reached the gateway exactly once.
+fn assert_processed_once(world: &LocalWorld, transactions: usize) {
+    let journal = gateway_sim::Journal::read(world.gateway_state.join("journal.jsonl")).unwrap();
+    let invoices: HashSet<String> = journal.iter().map(|e| e.invoice.clone().unwrap()).collect();
+    assert_eq!(
+        (journal.len(), invoices.len()),
+        (transactions, transactions),
+        "each transaction exactly once"
+    );
+}
+
+/// A run that stops with the batch Reserved or RequestUploaded reports its lines `unknown`
+/// with a note naming the batch, and the next run finishes that same batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_of_an_untriggered_batch_are_unknown_and_the_rerun_finishes_that_batch() {
+    // (what the drop refuses, the state the batch is left in)
+    let cases = [
+        (Deny::WriteRequest, "Reserved"),
+        (Deny::WriteProcess, "RequestUploaded"),
+    ];
+    for (deny, state) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(6, 10, 21);
+        let world = LocalWorld::create(dir.path(), spec.clone(), Format::Kvp).unwrap();
+        let (stop, gateway) = spawn_gateway(world.gateway(false).await.unwrap());
+        let settings = settings(&world);
+        let job = load_job(&world, &settings);
+        let out = dir.path().join("out.kvp");
+        let name = spec.account_name(0);
+        let denying = DenyingDrop {
+            inner: world.backend(0).await.unwrap(),
+            deny,
+        };
+        let orch = Orchestrator::builder(settings.clone())
+            .backend(&name, Arc::new(denying))
+            .unwrap()
+            .build()
+            .unwrap();
+        let report = orch
+            .submit(job.clone(), &options(&out), Shutdown::never())
+            .await
+            .unwrap();
+        drop(orch);
+        assert!(
+            !report.is_complete(),
+            "{deny:?}: the exit status is non-zero"
+        );
+        let failure = report.accounts[&name].summary.failure.clone().unwrap();
+        assert!(failure.contains("permission denied"), "{deny:?}: {failure}");
+        let rows = read_output(&out);
+        assert_eq!(rows.len(), 6);
+        let note = format!(
+            "batch 1 of account {name} is not finished (state {state}); re-run the same submit to finish it — do not resubmit these elsewhere"
+        );
+        for row in &rows {
+            assert_eq!(
+                (row["outcome"].as_str(), row["xSequenceNumber"].as_str()),
+                ("unknown", "1"),
+                "{deny:?}: {row:?}"
+            );
+            assert!(row["xError"].starts_with(&note), "{deny:?}: {row:?}");
+        }
+
+        // The same submit again, with access restored: batch 1 itself is finished.
+        let orch = Orchestrator::builder(settings.clone()).build().unwrap();
+        let report = orch
+            .submit(job, &options(&out), Shutdown::never())
+            .await
+            .unwrap();
+        drop(orch);
+        assert!(report.is_complete(), "{deny:?}: {report:?}");
+        let rows = read_output(&out);
+        assert!(
+            rows.iter()
+                .all(|r| r["xSequenceNumber"] == "1" && r["outcome"] != "unknown"),
+            "{deny:?}: {rows:?}"
+        );
+        assert_processed_once(&world, 6);
+        let _ = stop.send(());
+        gateway.await.unwrap().unwrap();
+    }
+}
