@@ -94,6 +94,12 @@ const REFUSED: &[&str] = &[
     "card_holder_name",
 ];
 
+/// Whether a column holds card data or anything else [`kvp_format::is_sensitive`] flags:
+/// such columns of a result row are dropped before results reach the ledger or the output.
+pub(crate) fn is_card_data(key: &str) -> bool {
+    REFUSED.iter().any(|r| r.eq_ignore_ascii_case(key)) || kvp_format::is_sensitive(key)
+}
+
 /// One line of a batch file, checked.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApsTransaction {

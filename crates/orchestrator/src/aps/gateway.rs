@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use kvp_format::SequenceNumber;
 
-use super::batch_file::{ApsCommand, ApsTransaction, write_batch_file};
+use super::batch_file::{ApsCommand, ApsTransaction, is_card_data, write_batch_file};
 use super::client::{ApsAnswer, ApsClient, UploadOutcome};
 use super::codes::{BatchPhase, LineOutcome, ResponseCode};
 use super::config::ApsAccountConfig;
@@ -178,7 +178,7 @@ fn rejected_lines(rows: Vec<ResultRow>, line_count: u64) -> Vec<LineResult> {
                 ),
             ];
             let index = row.line_number - 1;
-            fields.extend(row.fields);
+            fields.extend(safe_columns(row.fields));
             LineResult { index, fields }
         })
         .collect()
@@ -224,8 +224,15 @@ fn line_fields(row: ResultRow) -> Vec<(String, String)> {
     {
         fields.push(("xAuthAmount".to_owned(), amount));
     }
-    fields.extend(row.fields);
+    fields.extend(safe_columns(row.fields));
     fields
+}
+
+/// A result row's columns without card data (`card_number`, `card_security_code`,
+/// `expiry_date`, `card_holder_name`, and whatever `kvp_format::is_sensitive` flags): the
+/// service should not return them, and if it does they must not reach the ledger or output.
+fn safe_columns(fields: Vec<(String, String)>) -> impl Iterator<Item = (String, String)> {
+    fields.into_iter().filter(|(k, _)| !is_card_data(k))
 }
 
 /// `amount` (minor units) of a result row in major units of its `currency`, if both are there
@@ -522,6 +529,35 @@ mod tests {
         ]));
         assert!(out.contains(&("xRefNum".to_owned(), "169".to_owned())));
         assert!(!out.iter().any(|(k, _)| k == "xError"));
+    }
+
+    #[test]
+    fn card_data_in_result_rows_is_dropped() {
+        let card = [
+            ("card_number", "4111111111111111"),
+            ("CARD_SECURITY_CODE", "123"),
+            ("expiry_date", "2512"),
+            ("card_holder_name", "J Doe"),
+            ("xCardNum", "5111111111111118"),
+            ("xCVV", "999"),
+        ];
+        let mut with_card = vec![("status", "14"), ("merchant_reference", "o1")];
+        with_card.extend(card);
+        let approved = line_fields(row(&with_card));
+        let mut flagged = vec![("response_code", "77006"), ("response_message", "bad")];
+        flagged.extend(card);
+        let rejected = rejected_lines(vec![row(&flagged)], 1);
+        for fields in [approved, rejected[0].fields.clone()] {
+            for (key, value) in card {
+                assert!(
+                    !fields
+                        .iter()
+                        .any(|(k, v)| k.eq_ignore_ascii_case(key) || v == value),
+                    "{key} kept: {fields:?}"
+                );
+            }
+        }
+        assert!(line_fields(row(&with_card)).contains(&("merchant_reference".into(), "o1".into())));
     }
 
     #[test]
