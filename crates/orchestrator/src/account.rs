@@ -455,8 +455,21 @@ impl Worker {
                             info!(account = %self.account, %sequence, waited_s = waited.as_secs(), "{slow}");
                         }
                     }
+                    Err(Error::Storage { ref source, .. })
+                        if source.kind() == storage_backends::ErrorKind::Transient =>
+                    {
+                        warn!(account = %self.account, %sequence, error = %source, "poll failed; will retry")
+                    }
+                    // A permanent failure (access denied, bad configuration, ...) will not go
+                    // away by waiting until the Stuck deadline: stop the account now. The
+                    // batch stays Triggered, so the next run resumes polling it.
                     Err(e @ Error::Storage { .. }) => {
-                        warn!(account = %self.account, %sequence, error = %e, "poll failed; will retry")
+                        return Err(Error::Resume {
+                            account: account.clone(),
+                            message: format!(
+                                "batch {sequence}: polling for COMPLETE failed and retrying will not help: {e}; the batch stays Triggered — fix the cause and re-run the same submit to resume it"
+                            ),
+                        });
                     }
                     Err(e) => return Err(e),
                 }

@@ -1,6 +1,7 @@
 //! Batches a run leaves unfinished: their transactions stay bound to the batch and are reported
-//! `unknown` (never `not_processed`, which would invite a resubmission elsewhere). Each case is
-//! then finished by a re-run of the same submit.
+//! `unknown` (never `not_processed`, which would invite a resubmission elsewhere), and a
+//! permanent storage error while polling stops the account at once. Each case is then finished
+//! by a re-run of the same submit.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
@@ -14,6 +15,7 @@ use orchestrator::{
     Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
     SubmitOptions,
 };
+use sequence_ledger::{AccountId, BatchState, Ledger};
 use storage_backends::{Backend, ByteStream, Capabilities, ErrorKind, Location, ObjectMeta};
 
 /// Which files of the drop the account is refused access to.
@@ -23,6 +25,8 @@ enum Deny {
     WriteRequest,
     /// Writing `PROCESS_*` (the batch stays RequestUploaded).
     WriteProcess,
+    /// Reading `COMPLETE_*` (the batch stays Triggered).
+    ReadComplete,
 }
 
 /// A real local drop whose access rights refuse one kind of file, as a server with wrong
@@ -39,6 +43,7 @@ impl DenyingDrop {
         let denied = match self.deny {
             Deny::WriteRequest => write && name.starts_with("REQUEST_"),
             Deny::WriteProcess => write && name.starts_with("PROCESS_"),
+            Deny::ReadComplete => !write && name.starts_with("COMPLETE_"),
         };
         if denied {
             return Err(storage_backends::Error::new(
@@ -228,4 +233,76 @@ async fn lines_of_an_untriggered_batch_are_unknown_and_the_rerun_finishes_that_b
         let _ = stop.send(());
         gateway.await.unwrap().unwrap();
     }
+}
+
+/// PermissionDenied on COMPLETE is not retried until the Stuck deadline: the account fails at
+/// once, the batch stays Triggered (its lines `unknown`), and a later run collects it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_storage_error_while_polling_fails_the_account_and_a_rerun_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(5, 10, 22);
+    let world = LocalWorld::create(dir.path(), spec.clone(), Format::Kvp).unwrap();
+    let (stop, gateway) = spawn_gateway(world.gateway(false).await.unwrap());
+    let settings = settings(&world);
+    let job = load_job(&world, &settings);
+    let out = dir.path().join("out.kvp");
+    let name = spec.account_name(0);
+    let ledger = Arc::new(Ledger::open(&settings.ledger.path).unwrap());
+    let denying = DenyingDrop {
+        inner: world.backend(0).await.unwrap(),
+        deny: Deny::ReadComplete,
+    };
+    let orch = Orchestrator::builder(settings.clone())
+        .ledger(ledger.clone())
+        .backend(&name, Arc::new(denying))
+        .unwrap()
+        .build()
+        .unwrap();
+    let report = orch
+        .submit(job.clone(), &options(&out), Shutdown::never())
+        .await
+        .unwrap();
+    drop(orch);
+    let failure = report.accounts[&name].summary.failure.clone().unwrap();
+    assert!(
+        failure.contains("batch 1: polling for COMPLETE failed")
+            && failure.contains("permission denied")
+            && failure.contains("stays Triggered"),
+        "{failure}"
+    );
+    let account = AccountId::new(name.as_str()).unwrap();
+    let state = ledger.batch(&account, seq(1)).unwrap().unwrap().state;
+    assert_eq!(
+        state,
+        BatchState::Triggered,
+        "not Stuck: no waiting for the deadline"
+    );
+    assert!(report.accounts[&name].stuck.is_empty());
+    assert_eq!(report.accounts[&name].pending, [1]);
+    for row in read_output(&out) {
+        assert_eq!(row["outcome"], "unknown", "{row:?}");
+        assert!(row["xError"].contains("(state Triggered)"), "{row:?}");
+    }
+
+    let orch = Orchestrator::builder(settings.clone())
+        .ledger(ledger.clone())
+        .build()
+        .unwrap();
+    let report = orch
+        .submit(job, &options(&out), Shutdown::never())
+        .await
+        .unwrap();
+    drop(orch);
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(
+        ledger.batch(&account, seq(1)).unwrap().unwrap().state,
+        BatchState::Cleaned
+    );
+    assert_processed_once(&world, 5);
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+}
+
+fn seq(n: u32) -> kvp_format::SequenceNumber {
+    kvp_format::SequenceNumber::new(n).unwrap()
 }
