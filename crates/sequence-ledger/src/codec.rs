@@ -295,6 +295,28 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_record_without_complete_fields_decodes() {
+        // As format version 1 wrote it before `complete_fields` existed.
+        let old = r#"{"account":"acme","sequence":3,"state":{"Completed":"Success"},"request_sha256":"0000000000000000000000000000000000000000000000000000000000000000","request_len":10,"line_count":1,"transitions":[{"state":"Reserved","at_unix_ms":1}],"verdict":{"outcome":"Success","status":"Success","error":null,"processed_count":1},"note":null}"#;
+        let rec = decode_batch(old.as_bytes(), String::new).unwrap();
+        assert_eq!(rec.sequence, seq(3));
+        assert_eq!(rec.verdict.as_ref().unwrap().processed_count, Some(1));
+        assert_eq!(rec.complete_fields, None);
+        // And a record with them round-trips.
+        let mut with = rec.clone();
+        with.complete_fields = Some(crate::CompleteFields {
+            result: Some("A".into()),
+            extra: vec![("xFormat".into(), "KVP".into())],
+        });
+        let again = decode_batch(&encode_batch(&with).unwrap(), String::new).unwrap();
+        assert_eq!(again, with);
+        // Missing parts of `complete_fields` default too.
+        let partial = old.replace(r#""note":null"#, r#""note":null,"complete_fields":{}"#);
+        let rec = decode_batch(partial.as_bytes(), String::new).unwrap();
+        assert_eq!(rec.complete_fields, Some(crate::CompleteFields::default()));
+    }
+
+    #[test]
     fn damaged_values_are_corrupt_errors() {
         let acc = AccountId::new("x").unwrap();
         #[rustfmt::skip]

@@ -380,6 +380,7 @@ impl Ledger {
                 at_unix_ms: now_ms(),
             }],
             verdict: None,
+            complete_fields: None,
             note: None,
         };
         let key = codec::batch_key(account, seq);
@@ -536,6 +537,11 @@ impl Ledger {
         });
         match to {
             Transition::Completed(verdict) => record.verdict = Some(verdict),
+            Transition::CompletedWith(verdict, fields) => {
+                record.verdict = Some(verdict);
+                // The fields are public, so a hand-built value may carry an echoed key.
+                record.complete_fields = Some(fields.without_sensitive());
+            }
             Transition::Abandoned { reason } => record.note = Some(reason),
             _ => {}
         }

@@ -11,7 +11,8 @@
 //! - [`NewBatch`] / [`Reserve`]: what a reservation asks for and its three answers (reserved,
 //!   lost race, reference conflict).
 //! - [`BatchState`] / [`Transition`] / [`Verdict`]: the state machine, with the full table of
-//!   legal steps on [`BatchState`].
+//!   legal steps on [`BatchState`]; [`CompleteFields`] keeps the rest of COMPLETE (`xResult`,
+//!   the echoes) beside the verdict.
 //! - [`BatchRecord`], [`Binding`], [`StoredResult`]: what the ledger remembers.
 //!
 //! ```
@@ -74,8 +75,9 @@
 //! - **Ordered triggers.** [`Transition::Triggered`] is refused when it could make the gateway
 //!   ignore a batch (see [`BatchState`]).
 //! - **No secrets.** Card numbers, CVV, track data, bank account/routing numbers and keys are
-//!   never stored: results with such fields are refused, and the content digest hashes masked
-//!   values only ([`content_digest`]).
+//!   never stored: results with such fields are refused, COMPLETE's sensitive echoes (an
+//!   `xKey`) are dropped from [`CompleteFields`], and the content digest hashes masked values
+//!   only ([`content_digest`]).
 //! - **Versioned layout.** A `format_version` record (currently 1); another version is
 //!   [`Error::UnsupportedFormat`], so a later layout can migrate instead of misreading.
 #![warn(missing_docs)]
@@ -103,4 +105,4 @@ pub use record::{
     AccountInfo, BatchRecord, Binding, ConflictKind, NewBatch, NewBinding, RefConflict, Release,
     Reserve, StoredResult,
 };
-pub use state::{BatchState, Outcome, Stamp, Transition, Verdict};
+pub use state::{BatchState, CompleteFields, Outcome, Stamp, Transition, Verdict};

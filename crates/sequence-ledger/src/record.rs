@@ -5,7 +5,7 @@ use std::fmt;
 use kvp_format::SequenceNumber;
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountId, BatchState, Stamp, Verdict};
+use crate::{AccountId, BatchState, CompleteFields, Stamp, Verdict};
 
 /// A batch to reserve: its number (from [`crate::Ledger::next_sequence`]), the digest and
 /// length of the exact `REQUEST_X` bytes that will be uploaded, and one binding per line.
@@ -53,6 +53,9 @@ impl fmt::Display for Binding {
 /// The answer of [`crate::Ledger::reserve`]. Only `Reserved` wrote anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
+// One value per reservation, handed straight back: boxing the record would only cost callers
+// a deref.
+#[allow(clippy::large_enum_variant)]
 pub enum Reserve {
     /// The batch is durable (flushed and fsynced) with all its bindings.
     Reserved(BatchRecord),
@@ -111,6 +114,12 @@ pub struct BatchRecord {
     pub transitions: Vec<Stamp>,
     /// The gateway's COMPLETE verdict, once seen.
     pub verdict: Option<Verdict>,
+    /// The rest of COMPLETE (`xResult`, the echoes; never a sensitive key), when the verdict
+    /// was recorded with [`crate::Transition::CompletedWith`]. `None` before COMPLETE, after
+    /// a plain [`crate::Transition::Completed`], and in records written before this field
+    /// existed (it defaults when absent, so older ledgers open unchanged).
+    #[serde(default)]
+    pub complete_fields: Option<CompleteFields>,
     /// The operator's note (an abandon reason, or a manual resolution).
     pub note: Option<String>,
 }

@@ -150,6 +150,70 @@ impl Verdict {
     }
 }
 
+/// The rest of `COMPLETE_X` beside the [`Verdict`]: `xResult` and every other field the
+/// gateway wrote (the echoes `xSubmittedCount`, `xFormat`, `xSequenceNumber`, anything
+/// unknown), in file order. Sensitive keys (`kvp_format::is_sensitive`, e.g. an echoed `xKey`)
+/// are dropped by the constructors and again by the ledger before it stores them: they are
+/// never stored.
+///
+/// Kept apart from [`Verdict`] (not as fields of it) so that code building a `Verdict` with a
+/// struct literal keeps compiling; recorded with [`Transition::CompletedWith`], stored as
+/// [`crate::BatchRecord::complete_fields`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompleteFields {
+    /// `xResult`, if present.
+    #[serde(default)]
+    pub result: Option<String>,
+    /// Every other field except `xStatus`, `xError` and `xProcessedCount` (kept in the
+    /// [`Verdict`]) and sensitive keys (dropped), in file order.
+    #[serde(default)]
+    pub extra: Vec<(String, String)>,
+}
+
+/// Keys a [`Verdict`] already holds.
+const VERDICT_KEYS: [&str; 3] = [
+    kvp_format::keys::STATUS,
+    kvp_format::keys::ERROR,
+    kvp_format::keys::PROCESSED_COUNT,
+];
+
+impl CompleteFields {
+    /// Sorts COMPLETE's pairs (in file order, keys matched ASCII case-insensitively): the
+    /// first `xResult` becomes [`CompleteFields::result`]; `xStatus`, `xError` and
+    /// `xProcessedCount` are skipped (the [`Verdict`] has them); sensitive keys are dropped;
+    /// the rest (a repeated `xResult` too) goes to [`CompleteFields::extra`].
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let mut fields = CompleteFields::default();
+        for (k, v) in pairs {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            if kvp_format::is_sensitive(k) || VERDICT_KEYS.iter().any(|x| x.eq_ignore_ascii_case(k))
+            {
+                continue;
+            }
+            if fields.result.is_none() && k.eq_ignore_ascii_case(kvp_format::keys::RESULT) {
+                fields.result = Some(v.to_owned());
+            } else {
+                fields.extra.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        fields
+    }
+
+    /// The fields of a parsed `COMPLETE_X` file: `xResult`, then `xSubmittedCount`,
+    /// `xFormat`, `xSequenceNumber` and the file's other non-sensitive pairs.
+    pub fn from_complete(complete: &kvp_format::CompleteFile) -> Self {
+        CompleteFields::from_pairs(&complete.to_record())
+    }
+
+    /// The same fields without any sensitive key (what the ledger stores).
+    pub(crate) fn without_sensitive(mut self) -> Self {
+        self.extra.retain(|(k, _)| !kvp_format::is_sensitive(k));
+        self
+    }
+}
+
 /// A step a caller asks for with [`crate::Ledger::transition`]. `Collected` is reached only
 /// through [`crate::Ledger::store_results`], which stores the results in the same transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,8 +222,11 @@ pub enum Transition {
     RequestUploaded,
     /// `PROCESS_X` written.
     Triggered,
-    /// `COMPLETE_X` seen, with its verdict.
+    /// `COMPLETE_X` seen, with its verdict (the rest of COMPLETE is not recorded).
     Completed(Verdict),
+    /// `COMPLETE_X` seen, with its verdict and the rest of its fields (stored as
+    /// [`crate::BatchRecord::complete_fields`]; sensitive keys dropped).
+    CompletedWith(Verdict, CompleteFields),
     /// The deadline passed without a COMPLETE.
     Stuck,
     /// `RESPONSE_X` and `COMPLETE_X` deleted.
@@ -172,12 +239,23 @@ pub enum Transition {
 }
 
 impl Transition {
+    /// [`Transition::CompletedWith`] for a parsed `COMPLETE_X` file: its [`Verdict`] and the
+    /// rest of its fields ([`Verdict::from_complete`], [`CompleteFields::from_complete`]).
+    pub fn from_complete(complete: &kvp_format::CompleteFile) -> Self {
+        Transition::CompletedWith(
+            Verdict::from_complete(complete),
+            CompleteFields::from_complete(complete),
+        )
+    }
+
     /// The state this step leads to.
     pub fn target(&self) -> BatchState {
         match self {
             Transition::RequestUploaded => BatchState::RequestUploaded,
             Transition::Triggered => BatchState::Triggered,
-            Transition::Completed(v) => BatchState::Completed(v.outcome),
+            Transition::Completed(v) | Transition::CompletedWith(v, _) => {
+                BatchState::Completed(v.outcome)
+            }
             Transition::Stuck => BatchState::Stuck,
             Transition::Cleaned => BatchState::Cleaned,
             Transition::Abandoned { .. } => BatchState::Abandoned,
@@ -285,6 +363,51 @@ mod tests {
         }
     }
 
+    const COMPLETE: &[u8] = b"xResult=A&xStatus=Success&xError=&xProcessedCount=2&xSubmittedCount=2&xFormat=KVP&xSequenceNumber=7&xKey=batch-secret-1&xNote=hi\n";
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, x)| (k.to_string(), x.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn from_complete_keeps_result_and_echoes_and_drops_the_key() {
+        let complete = kvp_format::CompleteFile::parse(COMPLETE).unwrap();
+        let fields = CompleteFields::from_complete(&complete);
+        assert_eq!(fields.result.as_deref(), Some("A"));
+        let expected = [
+            ("xSubmittedCount", "2"),
+            ("xFormat", "KVP"),
+            ("xSequenceNumber", "7"),
+            ("xNote", "hi"),
+        ];
+        assert_eq!(fields.extra, pairs(&expected));
+        assert!(!format!("{fields:?}").contains("batch-secret-1"));
+        let Transition::CompletedWith(v, f) = Transition::from_complete(&complete) else {
+            panic!("not CompletedWith")
+        };
+        assert_eq!((v.outcome, v.processed_count), (OK, Some(2)));
+        assert_eq!(f, fields);
+    }
+
+    #[test]
+    fn from_pairs_sorts_the_fields() {
+        type Pairs = &'static [(&'static str, &'static str)];
+        #[rustfmt::skip]
+        let cases: &[(Pairs, Option<&str>, Pairs)] = &[
+            (&[], None, &[]),
+            (&[("xStatus", "Error"), ("xError", "bad"), ("xProcessedCount", "0")], None, &[]),
+            (&[("XRESULT", "E"), ("xresult", "A"), ("xFormat", "KVP")], Some("E"), &[("xresult", "A"), ("xFormat", "KVP")]),
+            (&[("xkey", "k"), ("xCardNum", "4111111111111111"), ("xB", "2"), ("xA", "1")], None, &[("xB", "2"), ("xA", "1")]),
+        ];
+        for (input, result, extra) in cases {
+            let f = CompleteFields::from_pairs(input.iter().copied());
+            assert_eq!(f.result.as_deref(), *result, "{input:?}");
+            assert_eq!(f.extra, pairs(extra), "{input:?}");
+        }
+    }
+
     #[test]
     fn transition_targets() {
         let v = Verdict::new(ERR, "Error");
@@ -294,5 +417,8 @@ mod tests {
             Abandoned
         );
         assert_eq!(Transition::Cleaned.target(), Cleaned);
+        let with =
+            Transition::CompletedWith(Verdict::new(OK, "Success"), CompleteFields::default());
+        assert_eq!(with.target(), Completed(OK));
     }
 }

@@ -867,7 +867,14 @@ fn no_card_number_or_key_ever_reaches_the_database_files() {
         let Reserve::Reserved(_) = l.reserve(&a, batch).unwrap() else {
             panic!()
         };
-        drive(&l, &a, 1, BatchState::Completed(Outcome::Success));
+        drive(&l, &a, 1, BatchState::Triggered);
+        // COMPLETE may echo the batch key: the verdict and its echoes are kept, the key is not.
+        let complete = kvp_format::CompleteFile::parse(
+            format!("xResult=A&xStatus=Success&xProcessedCount=1&xSubmittedCount=1&xFormat=KVP&xSequenceNumber=1&xKey={KEY}\n").as_bytes(),
+        )
+        .unwrap();
+        l.transition(&a, seq(1), Transition::from_complete(&complete))
+            .unwrap();
         let leaked = StoredResult {
             index: 0,
             fields: vec![("xCardNum".into(), CARD.into())],
@@ -895,10 +902,12 @@ fn no_card_number_or_key_ever_reaches_the_database_files() {
     let files = snapshot_files(&path);
     assert!(files.iter().any(|(p, _)| p.ends_with("db")));
     let contains = |bytes: &[u8], s: &str| bytes.windows(s.len()).any(|w| w == s.as_bytes());
-    assert!(
-        files.iter().any(|(_, b)| contains(b, "tok_1")),
-        "the search must see stored values"
-    );
+    for stored in ["tok_1", "xSubmittedCount"] {
+        assert!(
+            files.iter().any(|(_, b)| contains(b, stored)),
+            "the search must see stored values: {stored}"
+        );
+    }
     for (p, bytes) in files {
         for secret in [CARD, KEY] {
             assert!(
@@ -908,6 +917,100 @@ fn no_card_number_or_key_ever_reaches_the_database_files() {
             );
         }
     }
+}
+
+#[test]
+fn complete_fields_are_stored_exported_and_never_hold_a_key() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    reserve(&l, &a, 1, &["x"]);
+    drive(&l, &a, 1, BatchState::Triggered);
+    // Built by hand, so the constructors' filtering is bypassed: the ledger filters again.
+    let fields = crate::CompleteFields {
+        result: Some("E".into()),
+        extra: vec![
+            ("xSubmittedCount".into(), "1".into()),
+            ("XKEY".into(), KEY.into()),
+            ("xFormat".into(), "KVP".into()),
+        ],
+    };
+    let rec = l
+        .transition(
+            &a,
+            seq(1),
+            Transition::CompletedWith(failed(Some(0)), fields),
+        )
+        .unwrap();
+    let expected = crate::CompleteFields {
+        result: Some("E".into()),
+        extra: vec![
+            ("xSubmittedCount".into(), "1".into()),
+            ("xFormat".into(), "KVP".into()),
+        ],
+    };
+    assert_eq!(rec.complete_fields.as_ref(), Some(&expected));
+    let read = l.batch(&a, seq(1)).unwrap().unwrap();
+    assert_eq!(read.complete_fields, Some(expected));
+    assert_eq!(read.verdict, Some(failed(Some(0))));
+    assert!(read.is_rejected());
+
+    let mut out = Vec::new();
+    l.export(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains(KEY), "{text}");
+    let batch: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["type"] == "batch")
+        .unwrap();
+    assert_eq!(batch["complete_fields"]["result"], "E");
+    assert_eq!(batch["complete_fields"]["extra"][1][0], "xFormat");
+    assert_eq!(batch["verdict"]["processed_count"], 0);
+}
+
+#[test]
+fn a_plain_completed_records_no_complete_fields() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    reserve(&l, &a, 1, &["x"]);
+    drive(&l, &a, 1, BatchState::Completed(Outcome::Success));
+    let rec = l.batch(&a, seq(1)).unwrap().unwrap();
+    assert_eq!((rec.verdict, rec.complete_fields), (Some(ok()), None));
+}
+
+#[test]
+fn a_batch_record_written_before_complete_fields_existed_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger");
+    let a = acct("a");
+    {
+        let l = Ledger::open(&path).unwrap();
+        reserve(&l, &a, 1, &["x"]);
+        drive(&l, &a, 1, BatchState::Completed(Outcome::GatewayError));
+        // Exactly what the previous version stored: the same JSON without `complete_fields`.
+        let key = codec::batch_key(&a, seq(1));
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&l.batches.get(&key).unwrap().unwrap()).unwrap();
+        assert!(
+            json.as_object_mut()
+                .unwrap()
+                .remove("complete_fields")
+                .is_some()
+        );
+        l.batches
+            .insert(key, serde_json::to_vec(&json).unwrap())
+            .unwrap();
+        l.db.flush().unwrap();
+    }
+    let l = Ledger::open(&path).unwrap();
+    let rec = l.batch(&a, seq(1)).unwrap().unwrap();
+    assert_eq!(rec.state, BatchState::Completed(Outcome::GatewayError));
+    assert_eq!(
+        (rec.verdict, rec.complete_fields),
+        (Some(failed(None)), None)
+    );
+    let rec = l.store_results(&a, seq(1), vec![]).unwrap();
+    assert_eq!(rec.state, BatchState::Collected);
 }
 
 #[test]
