@@ -109,7 +109,8 @@ impl ApsBatchApi {
             if BatchPhase::of(answer.code) != BatchPhase::Validating {
                 return Ok(answer);
             }
-            if started.elapsed() >= cfg.validation_timeout {
+            let waited = started.elapsed();
+            if waited >= cfg.validation_timeout {
                 return Err(self.error(
                     sequence,
                     ApsError::Deadline {
@@ -118,7 +119,9 @@ impl ApsBatchApi {
                     },
                 ));
             }
-            tokio::time::sleep(pause).await;
+            // `trigger` has no shutdown handle (protocol.rs), so this wait is bounded by
+            // `validation_timeout` alone: never sleep past it (docs/APS.md, "Shutdown").
+            tokio::time::sleep(pause.min(cfg.validation_timeout.saturating_sub(waited))).await;
             pause = (pause * 2).min(cfg.max_poll_interval);
         }
     }
