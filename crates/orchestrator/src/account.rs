@@ -146,10 +146,23 @@ impl Worker {
         let mut run = AccountRun::default();
         let fresh = plan.fresh.into_iter();
         // Batches of this input the ledger already holds, oldest first.
-        for (sequence, positions) in plan.existing {
+        let mut existing = plan.existing.into_iter();
+        while let Some((sequence, positions)) = existing.next() {
             run.batches.push((sequence, positions.clone()));
-            if let Err(e) = self.finish_existing(sequence, &positions).await {
-                run.failure = Some(e.to_string());
+            let stop = match self.finish_existing(sequence, &positions).await {
+                Err(e) => Some(e.to_string()),
+                // A Stuck batch is unanswered: finishing a later one would put PROCESS_{n+1}
+                // before COMPLETE_n (PROTOCOL.md §2 item 5). The later ones stay bound to
+                // their numbers and are reported `unknown`.
+                Ok(BatchState::Stuck) => Some(format!(
+                    "batch {sequence} is Stuck (no COMPLETE in time); later batches were not finished or sent — check the gateway, then re-run the same submit or `paybatch resolve --account {} --seq {sequence}`",
+                    self.account
+                )),
+                Ok(_) => None,
+            };
+            if let Some(message) = stop {
+                run.failure = Some(message);
+                run.batches.extend(existing);
                 run.unsent = fresh.flatten().collect();
                 return run;
             }
@@ -265,7 +278,21 @@ impl Worker {
         }
     }
 
-    async fn finish_existing(&self, sequence: SequenceNumber, positions: &[u32]) -> Result<()> {
+    /// Takes one batch of this input as far as it goes; returns the state it was left in.
+    async fn finish_existing(
+        &self,
+        sequence: SequenceNumber,
+        positions: &[u32],
+    ) -> Result<BatchState> {
+        self.finish_existing_steps(sequence, positions).await?;
+        Ok(self.record(sequence).await?.state)
+    }
+
+    async fn finish_existing_steps(
+        &self,
+        sequence: SequenceNumber,
+        positions: &[u32],
+    ) -> Result<()> {
         let rec = self.record(sequence).await?;
         debug!(account = %self.account, %sequence, state = rec.state.name(), "resuming batch");
         match rec.state {

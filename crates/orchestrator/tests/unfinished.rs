@@ -1,7 +1,7 @@
 //! Batches a run leaves unfinished: their transactions stay bound to the batch and are reported
-//! `unknown` (never `not_processed`, which would invite a resubmission elsewhere), and a
-//! permanent storage error while polling stops the account at once. Each case is then finished
-//! by a re-run of the same submit.
+//! `unknown` (never `not_processed`, which would invite a resubmission elsewhere), a permanent
+//! storage error while polling stops the account at once, and a batch that is Stuck stops the
+//! resume of later batches. Each case is then finished by a re-run of the same submit.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
@@ -12,10 +12,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use orchestrator::demo::{DemoSpec, LocalWorld, spawn_gateway};
 use orchestrator::{
-    Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
-    SubmitOptions,
+    Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, RequestLine, Settings,
+    Shutdown, SubmitOptions,
 };
-use sequence_ledger::{AccountId, BatchState, Ledger};
+use sequence_ledger::{AccountId, BatchState, Ledger, NewBatch, NewBinding, Reserve};
+use sha2::{Digest, Sha256};
 use storage_backends::{Backend, ByteStream, Capabilities, ErrorKind, Location, ObjectMeta};
 
 /// Which files of the drop the account is refused access to.
@@ -150,6 +151,19 @@ fn options(out: &Path) -> SubmitOptions {
         }),
         ..SubmitOptions::default()
     }
+}
+
+async fn drop_files(world: &LocalWorld, folder: &str) -> Vec<String> {
+    let backend = world.backend(0).await.unwrap();
+    let mut names: Vec<String> = backend
+        .list(folder)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    names.sort();
+    names
 }
 
 /// Every invoice of the input reached the gateway exactly once.
@@ -305,4 +319,140 @@ async fn a_permanent_storage_error_while_polling_fails_the_account_and_a_rerun_r
 
 fn seq(n: u32) -> kvp_format::SequenceNumber {
     kvp_format::SequenceNumber::new(n).unwrap()
+}
+
+/// Binds `positions` to the account's next number exactly as the driver would.
+async fn bind(
+    ledger: &Ledger,
+    orch: &Orchestrator,
+    job: &Job,
+    account: &AccountId,
+    positions: std::ops::Range<usize>,
+) {
+    let protocol = orch.protocol_for(account.as_str()).await.unwrap();
+    let sequence = ledger.next_sequence(account).unwrap();
+    let txs: Vec<_> = positions.map(|p| job.transaction(p).unwrap()).collect();
+    let lines: Vec<RequestLine<'_>> = txs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| RequestLine {
+            index: i as u64,
+            fields: &t.fields,
+        })
+        .collect();
+    let payload = protocol.encode_request(sequence, &lines).unwrap();
+    let new = NewBatch {
+        sequence,
+        request_sha256: Sha256::digest(&payload).into(),
+        request_len: payload.len() as u64,
+        lines: txs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| NewBinding {
+                client_ref: t.reference.clone(),
+                index: i as u64,
+                content_digest: orchestrator::content_digest(&t.fields),
+            })
+            .collect(),
+    };
+    assert!(matches!(
+        ledger.reserve(account, new).unwrap(),
+        Reserve::Reserved(_)
+    ));
+}
+
+/// Two batches of the input are bound (as after a crash) and the gateway never answers: the
+/// first becomes Stuck during the resume, and the second is neither uploaded nor triggered
+/// (PROCESS_2 before COMPLETE_1 would break PROTOCOL.md §2 item 5); it stays Reserved with its
+/// lines `unknown`, and the never-bound rest is `not_processed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_gets_stuck_while_resuming_stops_the_later_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(30, 10, 23);
+    let world = LocalWorld::create(dir.path(), spec.clone(), Format::Kvp).unwrap();
+    let settings = settings(&world);
+    let job = load_job(&world, &settings);
+    let out = dir.path().join("out.kvp");
+    let name = spec.account_name(0);
+    let account = AccountId::new(name.as_str()).unwrap();
+    let ledger = Arc::new(Ledger::open(&settings.ledger.path).unwrap());
+    let orch = Orchestrator::builder(settings.clone())
+        .ledger(ledger.clone())
+        .build()
+        .unwrap();
+    bind(&ledger, &orch, &job, &account, 0..10).await;
+    bind(&ledger, &orch, &job, &account, 10..20).await;
+    // No gateway: COMPLETE_1 never comes.
+    let report = orch
+        .submit(job.clone(), &options(&out), Shutdown::never())
+        .await
+        .unwrap();
+    drop(orch);
+    let entry = &report.accounts[&name];
+    let failure = entry.summary.failure.clone().unwrap();
+    assert!(
+        failure.starts_with("batch 1 is Stuck") && failure.contains("later batches were not"),
+        "{failure}"
+    );
+    assert_eq!(
+        (entry.stuck.as_slice(), entry.pending.as_slice()),
+        ([1].as_slice(), [2].as_slice())
+    );
+    let state = |n| ledger.batch(&account, seq(n)).unwrap().unwrap().state;
+    assert_eq!(
+        (state(1), state(2)),
+        (BatchState::Stuck, BatchState::Reserved)
+    );
+    assert_eq!(
+        drop_files(&world, "Request").await,
+        ["Request/PROCESS_1.KVP", "Request/REQUEST_1.KVP"],
+        "nothing of batch 2 reached the gateway"
+    );
+    let rows = read_output(&out);
+    assert_eq!(rows.len(), 30);
+    for (n, row) in rows.iter().enumerate() {
+        let (outcome, seq, note) = match n {
+            0..10 => ("unknown", "1", "(state Stuck: no COMPLETE by the deadline"),
+            10..20 => ("unknown", "2", "(state Reserved)"),
+            _ => ("not_processed", "", "batch 1 is Stuck"),
+        };
+        assert_eq!(
+            (
+                row["outcome"].as_str(),
+                row.get("xSequenceNumber").map_or("", String::as_str)
+            ),
+            (outcome, seq),
+            "line {n}: {row:?}"
+        );
+        assert!(row["xError"].contains(note), "line {n}: {row:?}");
+    }
+
+    // The gateway comes back: the re-run collects batch 1 (late COMPLETE), then finishes 2 and
+    // sends the rest, each transaction exactly once.
+    let (stop, gateway) = spawn_gateway(world.gateway(false).await.unwrap());
+    let orch = Orchestrator::builder(settings.clone())
+        .ledger(ledger.clone())
+        .build()
+        .unwrap();
+    // Batch 1 is Stuck and polled once on resume: wait until the gateway has answered it.
+    let backend = world.backend(0).await.unwrap();
+    for _ in 0..3000 {
+        if backend.head("Response/COMPLETE_1.KVP").await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let report = orch
+        .submit(job, &options(&out), Shutdown::never())
+        .await
+        .unwrap();
+    drop(orch);
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(
+        (state(1), state(2)),
+        (BatchState::Cleaned, BatchState::Cleaned)
+    );
+    assert_processed_once(&world, 30);
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
 }
