@@ -72,12 +72,14 @@ pub struct CheckArgs {
     /// S3: the server does not support conditional puts (If-None-Match).
     #[arg(long)]
     pub s3_no_conditional_put: bool,
-    /// Time allowed to connect and log in.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub connect_timeout: Duration,
-    /// Time allowed for each request.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
+    /// Time allowed to connect and log in [default: `storage.connect_timeout` with --config,
+    /// else 10s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Option<Duration>,
+    /// Time allowed for each request [default: `storage.operation_timeout` with --config,
+    /// else 30s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
     /// Retry transient failures this many times (0: report the first failure as it is).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retries: u32,
@@ -157,8 +159,12 @@ fn settings(args: &CheckArgs) -> Result<(Location, BackendOptions)> {
             .or(options.s3.conditional_put),
         ..options.s3
     };
-    options.connect_timeout = args.connect_timeout;
-    options.operation_timeout = args.timeout;
+    if let Some(t) = args.connect_timeout {
+        options.connect_timeout = t;
+    }
+    if let Some(t) = args.timeout {
+        options.operation_timeout = t;
+    }
     options.retry = RetryPolicy {
         max_attempts: args.retries.saturating_add(1),
         ..RetryPolicy::default()
