@@ -77,7 +77,7 @@ pub use progress::{Progress, SLOW_AFTER, SlowBatch, format_waited, slow_log_due}
 pub use protocol::{BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine};
 pub use settings::{
     AccountSettings, DEFAULT_CONFIG, ENV_PREFIX, GatewaySettings, InputSettings, LedgerSettings,
-    LimitSettings, PollSettings, ProtocolKind, Settings,
+    LimitSettings, PollSettings, ProtocolKind, Settings, StorageSettings,
 };
 pub use sola::SolaFileDrop;
 pub use validate::{InputProblem, RESERVED_FIELDS, Validator};
