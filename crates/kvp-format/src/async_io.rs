@@ -11,11 +11,18 @@ use crate::reader::{LineRules, Step};
 use crate::writer::empty_record;
 
 /// Reads records from an async KVP source; the rules of [`crate::Reader`] apply.
-#[derive(Debug)]
 pub struct AsyncReader<R> {
     inner: R,
     rules: LineRules,
     buf: Vec<u8>,
+}
+
+/// Sizes and position only: the buffer holds the last raw line, the inner reader maybe the file.
+impl<R> std::fmt::Debug for AsyncReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.rules
+            .debug_fields(&mut f.debug_struct("AsyncReader"), self.buf.len())
+    }
 }
 
 impl<R: AsyncBufRead + Unpin> AsyncReader<R> {
@@ -86,11 +93,20 @@ impl<R: AsyncBufRead + Unpin> AsyncReader<R> {
 }
 
 /// Writes canonical KVP lines to an async sink; the rules of [`crate::Writer`] apply.
-#[derive(Debug)]
 pub struct AsyncWriter<W> {
     inner: W,
     buf: Vec<u8>,
     lines: u64,
+}
+
+/// Counts only: the buffer holds the last encoded line, the inner writer maybe all of them.
+impl<W> std::fmt::Debug for AsyncWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncWriter")
+            .field("lines", &self.lines)
+            .field("buf_len", &self.buf.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<W: AsyncWrite + Unpin> AsyncWriter<W> {

@@ -29,6 +29,18 @@ pub(crate) enum Step {
 }
 
 impl LineRules {
+    /// The fields a reader's `Debug` shows: where it is, and how much it buffers.
+    pub(crate) fn debug_fields(
+        &self,
+        d: &mut std::fmt::DebugStruct<'_, '_>,
+        buf_len: usize,
+    ) -> std::fmt::Result {
+        d.field("name", &self.name)
+            .field("line", &self.line)
+            .field("buf_len", &buf_len)
+            .finish_non_exhaustive()
+    }
+
     fn pos(&self, line: u64, key: Option<&str>) -> Position {
         Position {
             file: self.name.clone(),
@@ -98,11 +110,20 @@ pub(crate) fn strip_line_end(raw: &[u8]) -> &[u8] {
 /// assert_eq!(names, ["Jo Smith", "Al"]);
 /// # Ok::<(), kvp_format::Error>(())
 /// ```
-#[derive(Debug)]
+///
+/// `Debug` shows the file name, the line reached and the buffer's length; never the
+/// underlying reader (it may be the file's bytes) nor the buffer's content (the last raw line).
 pub struct Reader<R> {
     inner: R,
     rules: LineRules,
     buf: Vec<u8>,
+}
+
+impl<R> std::fmt::Debug for Reader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.rules
+            .debug_fields(&mut f.debug_struct("Reader"), self.buf.len())
+    }
 }
 
 impl<R: BufRead> Reader<R> {

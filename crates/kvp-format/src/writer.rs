@@ -18,11 +18,20 @@ use crate::fields::KvpLine;
 /// assert_eq!(w.into_inner(), b"xIndex=0&xName=Jo%20Smith\n");
 /// # Ok::<(), std::io::Error>(())
 /// ```
-#[derive(Debug)]
 pub struct Writer<W> {
     inner: W,
     buf: Vec<u8>,
     lines: u64,
+}
+
+/// Counts only: the buffer holds the last encoded line, the inner writer maybe all of them.
+impl<W> std::fmt::Debug for Writer<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("lines", &self.lines)
+            .field("buf_len", &self.buf.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<W: Write> Writer<W> {

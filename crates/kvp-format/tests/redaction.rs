@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kvp_format::{
-    FileName, Reader, Record, RequestLine, ValidateOptions, Validator, ViewBuf, check_response,
-    pairs, validate, validate_bytes,
+    AsyncReader, AsyncWriter, FileName, Reader, Record, RequestLine, ValidateOptions, Validator,
+    ViewBuf, Writer, check_response, pairs, validate, validate_bytes,
 };
 
 const CARD: &str = "4111111111111111";
@@ -160,4 +160,48 @@ fn line_views_and_pair_iterators_show_no_raw_line() {
     let mut it = pairs(line.as_bytes());
     it.next();
     assert_clean(&format!("{it:?} {it:#?}"));
+}
+
+#[test]
+fn readers_and_writers_show_sizes_not_buffers() {
+    // A small buffer makes the line span refills, so the reader copies it into its own buffer;
+    // the second line is still in the inner reader.
+    let data = format!("{SECRET_LINE}\n{SECRET_LINE}\n");
+    let inner = std::io::BufReader::with_capacity(16, data.as_bytes());
+    let mut reader = Reader::new(inner).with_name("REQUEST_7.KVP");
+    let mut rec = Record::new();
+    assert!(reader.read_record(&mut rec).unwrap());
+    let records = format!("{:?}", reader.records());
+    let shown = format!("{reader:?} {reader:#?} {records}");
+    assert_clean(&shown);
+    assert!(
+        shown.contains("REQUEST_7.KVP") && shown.contains("line: 1"),
+        "{shown}"
+    );
+
+    let mut writer = Writer::new(Vec::new());
+    writer.write_record(&rec).unwrap();
+    let shown = format!("{writer:?} {writer:#?}");
+    assert_clean(&shown);
+    assert!(shown.contains("lines: 1"), "{shown}");
+}
+
+#[tokio::test]
+async fn async_readers_and_writers_show_sizes_not_buffers() {
+    let data = format!("{SECRET_LINE}\n{SECRET_LINE}\n");
+    let mut reader = AsyncReader::new(data.as_bytes()).with_name("REQUEST_7.KVP");
+    let mut rec = Record::new();
+    assert!(reader.read_record(&mut rec).await.unwrap());
+    let shown = format!("{reader:?} {reader:#?}");
+    assert_clean(&shown);
+    assert!(
+        shown.contains("REQUEST_7.KVP") && shown.contains("line: 1"),
+        "{shown}"
+    );
+
+    let mut writer = AsyncWriter::new(Vec::new());
+    writer.write_record(&rec).await.unwrap();
+    let shown = format!("{writer:?} {writer:#?}");
+    assert_clean(&shown);
+    assert!(shown.contains("lines: 1"), "{shown}");
 }
