@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kvp_format::{
-    AsyncReader, AsyncWriter, FileName, Reader, Record, RequestLine, ValidateOptions, Validator,
-    ViewBuf, Writer, check_response, pairs, validate, validate_bytes,
+    AsyncReader, AsyncWriter, CompleteFile, FileName, Reader, Record, RequestLine, ResponseLine,
+    ValidateOptions, Validator, ViewBuf, Writer, check_response, pairs, validate, validate_bytes,
 };
 
 const CARD: &str = "4111111111111111";
@@ -133,7 +133,23 @@ fn records_and_typed_lines_mask_everything() {
         .read_record(&mut rec)
         .unwrap();
     let line = RequestLine::from_record(rec.clone(), 1).unwrap();
-    let shown = format!("{rec:?} {rec:#?} {rec} {} {line:?}", rec.masked());
+    let shown = format!(
+        "{rec:?} {rec:#?} {rec} {} {line:?} {:?}",
+        rec.masked(),
+        rec.iter()
+    );
+    assert_clean(&shown);
+    assert!(shown.contains(MASKED), "{shown}");
+
+    // RESPONSE and COMPLETE lines keep unknown pairs (echoed secrets) in a `Record`.
+    let extra = SECRET_LINE.replace("xIndex=0&xSequenceNumber=7&", "");
+    let response = format!("xIndex=0&xSequenceNumber=7&xResult=A&{extra}\n");
+    let mut reader = Reader::new(response.as_bytes());
+    let mut typed = reader.typed::<ResponseLine>();
+    let response: ResponseLine = typed.next().unwrap().unwrap();
+    let complete = format!("xResult=A&xStatus=Completed&xSequenceNumber=7&{extra}\n");
+    let complete = CompleteFile::parse(complete.as_bytes()).unwrap();
+    let shown = format!("{response:?} {complete:?} {typed:?}");
     assert_clean(&shown);
     assert!(shown.contains(MASKED), "{shown}");
 
