@@ -1,5 +1,5 @@
-//! End to end with both gateways: one input mixing Sola accounts (local drops, the file-drop
-//! simulator) and APS accounts (the APS batch simulator on 127.0.0.1), one merged output in
+//! End to end with both gateways: one input mixing Sola accounts (local drops, or one local
+//! and one SFTP drop; the file-drop simulator) and APS accounts (the APS batch simulator on 127.0.0.1), one merged output in
 //! input order; a failed APS validation; a tampered APS answer refused; SIGKILL of the real
 //! binary at every named point, then a re-run: every transaction processed exactly once; a
 //! purchase and its capture of one order in one input (different batches, in order).
@@ -17,6 +17,7 @@ use orchestrator::{
     Format, InputReader, InputRecord, InvalidPolicy, Job, Orchestrator, OutputSpec, RecordSource,
     Settings, Shutdown, SubmitOptions,
 };
+use storage_backends::test_env;
 
 const APS_ACCOUNTS: usize = 2;
 const APS_LINES_PER_ACCOUNT: usize = 20;
@@ -29,17 +30,22 @@ struct Mixed {
     journal: PathBuf,
 }
 
-/// A Sola world of 2 accounts, 2 APS accounts (SHA-256 and SHA-512) served by an APS
-/// simulator, and an input interleaving their lines; APS batches of at most 6 lines.
+const SOLA_SPEC: DemoSpec = DemoSpec {
+    accounts: 2,
+    transactions: 80,
+    max_batch_lines: 15,
+    failing_accounts: 0,
+    seed: 11,
+};
+
+/// A Sola world of 2 accounts (local drops), 2 APS accounts (SHA-256 and SHA-512) served by
+/// an APS simulator, and an input interleaving their lines; APS batches of at most 6 lines.
 async fn mixed(dir: &Path, knobs: ApsKnobs) -> Mixed {
-    let spec = DemoSpec {
-        accounts: 2,
-        transactions: 80,
-        max_batch_lines: 15,
-        failing_accounts: 0,
-        seed: 11,
-    };
-    let world = World::create(dir, spec, Format::Kvp).unwrap();
+    mixed_over(World::create(dir, SOLA_SPEC, Format::Kvp).unwrap(), knobs).await
+}
+
+/// [`mixed`] over the Sola world `world`.
+async fn mixed_over(world: World, knobs: ApsKnobs) -> Mixed {
     let accounts = aps::demo_accounts(APS_ACCOUNTS);
     let journal = world.root.join("aps-journal.jsonl");
     let sim = ApsSim::start(ApsSimOptions {
@@ -200,6 +206,45 @@ async fn mixed_sola_and_aps_accounts_one_output_in_order() {
     submit_in_process(&m, &out2).await;
     assert_eq!(m.sim.journal().len(), before);
     assert_eq!(read(&out), read(&out2));
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+    m.sim.shutdown().await;
+}
+
+/// The "Sola accounts (local and SFTP)": one Sola drop on the test SFTP server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_with_local_and_sftp_sola_accounts() {
+    let Some(sftp) = test_env::sftp().unwrap() else {
+        assert!(
+            !test_env::servers_required(),
+            "SFTP server required but not configured"
+        );
+        eprintln!(
+            "skipping: no SFTP test server; start one with: {}",
+            test_env::HOW_TO_START
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let local = test_env::local().unwrap();
+    let world = World::with_targets(
+        &dir.path().join("world"),
+        SOLA_SPEC,
+        Format::Kvp,
+        vec![local.parts(), sftp.parts()],
+    )
+    .unwrap();
+    assert!(
+        std::fs::read_to_string(&world.config)
+            .unwrap()
+            .contains("sftp://")
+    );
+    let m = mixed_over(world, ApsKnobs::default()).await;
+    let (stop, gateway) = spawn_gateway(m.world.gateway(true).await.unwrap());
+    let out = m.world.root.join("out.kvp");
+    let report = submit_in_process(&m, &out).await;
+    assert!(report.is_complete(), "{report:?}");
+    check_exactly_once(&m, &out, &processed_aps);
     let _ = stop.send(());
     gateway.await.unwrap().unwrap();
     m.sim.shutdown().await;
