@@ -456,3 +456,58 @@ async fn a_batch_that_gets_stuck_while_resuming_stops_the_later_ones() {
     let _ = stop.send(());
     gateway.await.unwrap().unwrap();
 }
+
+/// An error while finishing the first of two bound batches stops the account the same way:
+/// the second is still reported (`unknown`, bound to its number), not left out of the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_finishing_a_bound_batch_still_reports_the_later_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(30, 10, 24);
+    let world = LocalWorld::create(dir.path(), spec.clone(), Format::Kvp).unwrap();
+    let settings = settings(&world);
+    let job = load_job(&world, &settings);
+    let out = dir.path().join("out.kvp");
+    let name = spec.account_name(0);
+    let account = AccountId::new(name.as_str()).unwrap();
+    let ledger = Arc::new(Ledger::open(&settings.ledger.path).unwrap());
+    let denying = DenyingDrop {
+        inner: world.backend(0).await.unwrap(),
+        deny: Deny::WriteRequest,
+    };
+    let orch = Orchestrator::builder(settings.clone())
+        .ledger(ledger.clone())
+        .backend(&name, Arc::new(denying))
+        .unwrap()
+        .build()
+        .unwrap();
+    bind(&ledger, &orch, &job, &account, 0..10).await;
+    bind(&ledger, &orch, &job, &account, 10..20).await;
+    let report = orch
+        .submit(job, &options(&out), Shutdown::never())
+        .await
+        .unwrap();
+    drop(orch);
+    assert_eq!(report.accounts[&name].pending, [1, 2]);
+    let rows = read_output(&out);
+    assert_eq!(rows.len(), 30, "every input line is in the output");
+    for (n, row) in rows.iter().enumerate() {
+        let (outcome, seq) = match n {
+            0..10 => ("unknown", "1"),
+            10..20 => ("unknown", "2"),
+            _ => ("not_processed", ""),
+        };
+        assert_eq!(
+            (
+                row["outcome"].as_str(),
+                row.get("xSequenceNumber").map_or("", String::as_str)
+            ),
+            (outcome, seq),
+            "line {n}: {row:?}"
+        );
+        assert!(
+            row["xError"].contains("permission denied"),
+            "line {n}: {row:?}"
+        );
+    }
+    assert!(drop_files(&world, "Request").await.is_empty());
+}
