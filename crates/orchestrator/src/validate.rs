@@ -272,6 +272,33 @@ mod tests {
     }
 
     #[test]
+    fn an_aps_line_that_alone_could_pass_the_file_limit_is_refused() {
+        let s = Settings::from_toml(
+            "[accounts.shop]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"USD\"\n",
+        )
+        .unwrap();
+        let line = |note_len: usize| {
+            let mut r = rec(
+                1,
+                "account=shop&ref=1&command=CAPTURE&merchant_reference=o1&amount=1.00",
+            );
+            r.fields
+                .push(("order_description".into(), "x".repeat(note_len)));
+            r
+        };
+        let half = crate::aps::ApsAccountConfig::MAX_FILE_BYTES / 2;
+        assert!(Validator::new(&s).check(&line(1000)).is_empty());
+        let problems = Validator::new(&s).check(&line(half));
+        assert_eq!(
+            problems,
+            [format!(
+                "line could be larger than the APS batch file limit of {} bytes",
+                crate::aps::ApsAccountConfig::MAX_FILE_BYTES
+            )]
+        );
+    }
+
+    #[test]
     fn valid_records_pass_and_repeats_are_found() {
         let s = settings();
         let mut v = Validator::new(&s);
