@@ -76,6 +76,9 @@ pub struct Job {
     accounts: Vec<String>,
     /// Per account: the batch file limit in bytes (APS), `None` for none.
     file_limits: Vec<Option<u64>>,
+    /// Per account: how many distinct extra APS columns its lines bring; every row of a
+    /// batch file may have an empty cell (one comma) for each.
+    extra_columns: Vec<u64>,
     input_name: String,
     problems: usize,
 }
@@ -117,6 +120,8 @@ impl Job {
             .iter()
             .map(|a| a.then_some(crate::aps::ApsAccountConfig::MAX_FILE_BYTES as u64))
             .collect();
+        let mut extras: Vec<std::collections::HashSet<String>> =
+            vec![Default::default(); aps.len()];
         let mut validator = Validator::new(settings);
         let mut entries = Vec::new();
         let mut rec = InputRecord::default();
@@ -147,6 +152,17 @@ impl Job {
                 .binary_search_by(|a| a.as_str().cmp(account_name))
                 .map_err(|_| Error::setting("accounts", "account vanished during validation"))?;
             let (key, size) = if aps.get(account).copied().unwrap_or(false) {
+                if let Some(seen) = extras.get_mut(account) {
+                    for (k, _) in &rec.fields {
+                        if !crate::aps::COLUMNS.contains(&k.as_str())
+                            && *k != settings.input.account_field
+                            && *k != settings.input.ref_field
+                            && !seen.contains(k)
+                        {
+                            seen.insert(k.clone());
+                        }
+                    }
+                }
                 aps_chunk_item(&rec, settings)
             } else {
                 (0, 0)
@@ -191,6 +207,7 @@ impl Job {
             entries,
             accounts,
             file_limits,
+            extra_columns: extras.iter().map(|e| e.len() as u64).collect(),
             input_name,
             problems,
         })
@@ -198,13 +215,19 @@ impl Job {
 
     /// What the planner must know of the transaction at input position `pos`: for an APS
     /// account its `merchant_reference` (as a key no batch may hold twice) and a bound of its
-    /// batch-file row; nothing for other accounts.
+    /// batch-file row (including an empty cell for every extra column any line of the account
+    /// brings); nothing for other accounts.
     pub fn chunk_item(&self, pos: u32) -> ChunkItem {
         self.entries
             .get(pos as usize)
             .map_or_else(ChunkItem::default, |e| ChunkItem {
                 key: (e.key != 0).then_some(e.key),
-                size: u64::from(e.size),
+                size: if e.size == 0 {
+                    0
+                } else {
+                    let empty_cells = self.extra_columns.get(e.account as usize).copied();
+                    u64::from(e.size) + empty_cells.unwrap_or(0)
+                },
             })
     }
 
@@ -509,7 +532,7 @@ mod tests {
         let text = format!(
             "account=shop&ref=1&command=PURCHASE&{purchase}\n\
              account=acme&ref=2&xCommand=cc:sale\n\
-             account=shop&ref=3&command=CAPTURE&merchant_reference=o1&amount=1.00\n\
+             account=shop&ref=3&command=CAPTURE&merchant_reference=o1&amount=1.00&order_note=n\n\
              account=shop&ref=4&command=PURCHASE&merchant_reference=o2&amount=1.00&token_name=t&customer_email=a@b.c\n\
              account=acme&ref=5&xCommand=cc:sale\n"
         );
@@ -545,6 +568,73 @@ mod tests {
         let plan =
             crate::plan::plan_account_with(&by[1], small, |p| job.chunk_item(p), |_| None).unwrap();
         assert_eq!(plan.fresh.len(), 3);
+        // Every APS row is counted with an empty cell for each extra column of the account.
+        let bare = crate::aps::row_size_bound(&job.transaction(0).unwrap().fields);
+        assert_eq!(
+            item.size,
+            bare + 1,
+            "one extra column (order_note) in the account"
+        );
+    }
+
+    #[test]
+    fn planned_aps_files_stay_under_a_small_limit() {
+        let settings = Settings::from_toml(
+            "[accounts.shop]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"KWD\"\n",
+        )
+        .unwrap();
+        let mut text = String::new();
+        for i in 0..40 {
+            let extra = match i % 3 {
+                0 => format!("&note_{i}=a%22b%2Cc"),
+                1 => String::new(),
+                _ => "&order_description=%22%22%22%22".to_owned(),
+            };
+            text.push_str(&format!(
+                "account=shop&ref={i}&command=PURCHASE&merchant_reference=o{i}&amount=1&token_name=t&customer_email=a@b.c{extra}\n"
+            ));
+        }
+        let mut src = InputReader::new(
+            "in.kvp",
+            Format::Kvp,
+            Box::new(std::io::Cursor::new(text.into_bytes())),
+        )
+        .unwrap();
+        let job = Job::load(
+            &mut src,
+            &settings,
+            InvalidPolicy::RejectInput,
+            &mut |p, _| panic!("{p}"),
+        )
+        .unwrap();
+        let positions = &job.positions_by_account()[0];
+        for max_bytes in [700u64, 1500, 4000] {
+            let limits = ChunkLimits {
+                max_lines: 1000,
+                max_bytes: Some(max_bytes),
+                overhead: crate::aps::header_size(),
+            };
+            let plan =
+                crate::plan::plan_account_with(positions, limits, |p| job.chunk_item(p), |_| None)
+                    .unwrap();
+            assert!(plan.fresh.len() > 1, "{max_bytes}");
+            assert_eq!(plan.len(), 40);
+            for chunk in &plan.fresh {
+                let txs: Vec<crate::aps::ApsTransaction> = chunk
+                    .iter()
+                    .map(|p| {
+                        let t = job.transaction(*p as usize).unwrap();
+                        crate::aps::ApsTransaction::from_fields(
+                            t.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                            crate::aps::Currency::new("KWD").ok(),
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                let file = crate::aps::write_batch_file(&txs).unwrap();
+                assert!(file.len() as u64 <= max_bytes, "{max_bytes}: {chunk:?}");
+            }
+        }
     }
 
     #[test]

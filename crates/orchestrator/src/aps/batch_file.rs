@@ -400,8 +400,9 @@ const ROW_SLACK: u64 = 3 + 9 + 3 + COLUMNS.len() as u64 + 16;
 /// a batch file: its row with every value quoted and every character doubled, a comma per
 /// cell, CRLF, what the writer adds ([`ROW_SLACK`]), and the header cell of each of its extra
 /// columns. Computed from the input alone, so the planner can close a batch before its file
-/// could pass the 50 MB limit. Not counted: the empty cells one line's extra column adds to
-/// the other rows of its batch (one comma each); `encode_request` still checks the exact size.
+/// could pass the 50 MB limit. Not counted here: the empty cells (one comma each) other lines'
+/// extra columns add to this row — `Job::chunk_item` adds one per extra column of the account;
+/// `encode_request` still checks the exact size.
 pub fn row_size_bound(fields: &[(String, String)]) -> u64 {
     let quoted = |s: &str| 2 * s.len() as u64 + 3;
     fields.iter().fold(2 + ROW_SLACK, |n, (k, v)| {
