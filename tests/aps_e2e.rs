@@ -331,7 +331,6 @@ async fn tampered_aps_answer_is_refused_then_collected_on_rerun() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs driver.rs plan_with_ledger to plan with Job::plan_account (docs/APS.md, Integration status)"]
 async fn purchase_and_capture_of_one_order_go_in_consecutive_batches() {
     let dir = tempfile::tempdir().unwrap();
     let m = mixed(dir.path(), ApsKnobs::default()).await;

@@ -19,7 +19,7 @@ use crate::input::Format;
 use crate::job::{Job, ResultSpill};
 use crate::merge::{AccountSummary, Outcome, OutputHead, output_record};
 use crate::output::OutputWriter;
-use crate::plan::{Bound, RejectedBatches, content_digest, plan_account};
+use crate::plan::{Bound, RejectedBatches, content_digest};
 use crate::progress::Progress;
 use crate::protocol::GatewayProtocol;
 use crate::settings::Settings;
@@ -479,7 +479,9 @@ pub(crate) fn plan_with_ledger(
     rejected: RejectedBatches,
 ) -> PlanResult {
     let mut failure: Option<Error> = None;
-    let plan = plan_account(positions, max, |pos| {
+    // Job::plan_account adds the protocol's own chunk rules (APS: no merchant_reference twice
+    // in one file, the file size limit) to the line limit.
+    let plan = job.plan_account(name, positions, max, |pos| {
         if failure.is_some() {
             return None;
         }
