@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
     AccountId, BatchRecord, BatchState, Ledger, NewBatch, NewBinding, Reserve, StoredResult,
-    Transition, Verdict,
+    Transition,
 };
 use sha2::{Digest, Sha256};
 use tracing::{Instrument, debug, info, warn};
@@ -510,18 +510,13 @@ impl Worker {
                 self.progress.stuck(line_count);
                 return Ok(());
             };
-            let verdict = Verdict::from(v);
-            if verdict.outcome != sequence_ledger::Outcome::Success {
-                warn!(account = %self.account, %sequence, status = %verdict.status, "gateway rejected the batch");
+            if !v.success {
+                warn!(account = %self.account, %sequence, status = %v.status, "gateway rejected the batch");
             }
-            rec = self
-                .transition(sequence, Transition::Completed(verdict))
-                .await?;
+            rec = self.transition(sequence, v.into_transition()).await?;
         } else if rec.state == BatchState::Stuck {
             if let PollResult::Done(v) = self.protocol.poll(sequence).await? {
-                rec = self
-                    .transition(sequence, Transition::Completed(Verdict::from(v)))
-                    .await?;
+                rec = self.transition(sequence, v.into_transition()).await?;
             } else {
                 return Ok(());
             }

@@ -43,6 +43,21 @@ pub struct BatchVerdict {
     pub error: Option<String>,
     /// How many lines the gateway says it processed.
     pub processed_count: Option<u64>,
+    /// Every field of the verdict as the gateway sent it, in order (Sola: the COMPLETE line;
+    /// empty where the protocol has no such record). The ledger keeps the ones the fields
+    /// above do not hold (`xResult`, the echoes), never a sensitive key.
+    pub fields: Vec<(String, String)>,
+}
+
+impl BatchVerdict {
+    /// The ledger transition recording this verdict: `Completed` with the verdict and the rest
+    /// of the gateway's fields.
+    pub fn into_transition(self) -> sequence_ledger::Transition {
+        let fields = sequence_ledger::CompleteFields::from_pairs(
+            self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        sequence_ledger::Transition::CompletedWith(self.into(), fields)
+    }
 }
 
 impl From<BatchVerdict> for sequence_ledger::Verdict {
@@ -155,6 +170,36 @@ mod tests {
     use sequence_ledger::{Outcome, Verdict};
 
     #[test]
+    fn into_transition_keeps_the_gateway_fields_but_no_key() {
+        let v = BatchVerdict {
+            success: true,
+            status: "Success".into(),
+            error: None,
+            processed_count: Some(2),
+            fields: [
+                ("xResult", "Success"),
+                ("xStatus", "Success"),
+                ("xKey", "batch-secret"),
+                ("xSubmittedCount", "2"),
+                ("xProcessedCount", "2"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        };
+        let sequence_ledger::Transition::CompletedWith(verdict, fields) = v.into_transition()
+        else {
+            panic!("expected CompletedWith");
+        };
+        assert_eq!(verdict.outcome, Outcome::Success);
+        assert_eq!(fields.result.as_deref(), Some("Success"));
+        assert_eq!(
+            fields.extra,
+            vec![("xSubmittedCount".to_owned(), "2".to_owned())]
+        );
+    }
+
+    #[test]
     fn verdict_converts_to_the_ledger_s() {
         for (success, outcome) in [(true, Outcome::Success), (false, Outcome::GatewayError)] {
             let v = BatchVerdict {
@@ -162,6 +207,7 @@ mod tests {
                 status: "S".into(),
                 error: Some("e".into()),
                 processed_count: Some(0),
+                fields: Vec::new(),
             };
             let got = Verdict::from(v);
             assert_eq!(

@@ -282,6 +282,10 @@ impl GatewayProtocol for SolaFileDrop {
             status,
             error: get("xError").filter(|e| !e.is_empty()),
             processed_count: get("xProcessedCount").and_then(|c| c.parse().ok()),
+            fields: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }))
     }
 

@@ -113,6 +113,33 @@ async fn submit_collects_merges_and_reruns_idempotently() {
         assert!(left.is_empty(), "account {i}: {left:?}");
     }
 
+    // The ledger keeps the whole COMPLETE (xResult, the echoes) of every batch, never a key.
+    {
+        let ledger = sequence_ledger::Ledger::open(&settings.ledger.path).unwrap();
+        for i in 0..spec.accounts {
+            let account = sequence_ledger::AccountId::new(spec.account_name(i)).unwrap();
+            for batch in ledger.batches(&account).unwrap() {
+                let fields = batch.complete_fields.expect("COMPLETE fields recorded");
+                assert!(fields.result.is_some(), "{fields:?}");
+                let submitted = batch.line_count.to_string();
+                assert!(
+                    fields
+                        .extra
+                        .iter()
+                        .any(|(k, v)| k == "xSubmittedCount" && *v == submitted),
+                    "{fields:?}"
+                );
+                assert!(
+                    !fields
+                        .extra
+                        .iter()
+                        .any(|(k, _)| k.eq_ignore_ascii_case("xKey")),
+                    "{fields:?}"
+                );
+            }
+        }
+    }
+
     // A rerun uploads nothing and writes the same output.
     std::fs::remove_file(&out).unwrap();
     let report2 = {

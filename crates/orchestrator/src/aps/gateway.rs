@@ -388,12 +388,14 @@ impl GatewayProtocol for ApsBatchApi {
                 status: answer.code.to_string(),
                 error: None,
                 processed_count: answer.transactions_count,
+                fields: Vec::new(),
             })),
             BatchPhase::ValidationFailed => Ok(PollResult::Done(BatchVerdict {
                 success: false,
                 status: answer.code.to_string(),
                 error: Some(validation_summary(reference.as_str(), &answer)),
                 processed_count: Some(0),
+                fields: Vec::new(),
             })),
             BatchPhase::UnknownReference | BatchPhase::Failed => Err(self.error(
                 sequence,
