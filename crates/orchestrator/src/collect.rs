@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kvp_format::SequenceNumber;
-use sequence_ledger::{AccountId, BatchState, Ledger};
+use sequence_ledger::{AccountId, Ledger};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::account::{AccountRun, Worker};
 use crate::driver::{
-    AccountReport, Orchestrator, OutputSpec, Report, Shutdown, WaitMode, line_outcome,
+    AccountReport, LedgerBatch, Orchestrator, OutputSpec, Report, Shutdown, WaitMode, line_outcome,
 };
 use crate::error::{Error, Result};
 use crate::input::{InputRecord, RecordSource};
@@ -172,42 +172,18 @@ fn write_in_flight(
             }
         }
         for &sequence in sequences {
-            let rec = ledger.batch(&account, sequence).map_err(ledger_err)?;
-            let state = rec.as_ref().map_or(BatchState::Reserved, |r| r.state);
-            *entry
-                .summary
-                .batches
-                .entry(state.name().to_owned())
-                .or_default() += 1;
-            match state {
-                BatchState::Stuck => entry.stuck.push(sequence.get()),
-                BatchState::Reserved
-                | BatchState::RequestUploaded
-                | BatchState::Triggered
-                | BatchState::Completed(_) => entry.pending.push(sequence.get()),
-                _ => {}
-            }
-            let results: HashMap<u64, Vec<(String, String)>> =
-                if matches!(state, BatchState::Collected | BatchState::Cleaned) {
-                    ledger
-                        .results(&account, sequence)
-                        .map_err(ledger_err)?
-                        .into_iter()
-                        .map(|r| (r.index, r.fields))
-                        .collect()
-                } else {
-                    HashMap::new()
-                };
+            let batch = LedgerBatch::read(ledger, &account, sequence).map_err(ledger_err)?;
+            entry.count_batch(sequence, batch.state);
             let mut lines = refs.remove(&sequence.get()).unwrap_or_default();
             lines.sort_unstable();
             for (index, reference) in lines {
                 let (outcome, fields) = line_outcome(
                     name,
                     sequence,
-                    state,
-                    rec.as_ref().and_then(|r| r.verdict.as_ref()),
-                    results.get(&index),
-                    rec.as_ref().and_then(|r| r.note.as_deref()),
+                    batch.state,
+                    batch.record.as_ref().and_then(|r| r.verdict.as_ref()),
+                    batch.results.get(&index),
+                    batch.record.as_ref().and_then(|r| r.note.as_deref()),
                     failure.as_deref(),
                 );
                 let head = OutputHead {

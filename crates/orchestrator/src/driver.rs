@@ -124,6 +124,62 @@ pub struct AccountReport {
     pub stuck: Vec<u32>,
 }
 
+impl AccountReport {
+    /// Counts a batch under its state's name and lists it as stuck or pending. One rule for
+    /// submit's merge and for collect, so the two reports cannot disagree on a batch.
+    pub(crate) fn count_batch(&mut self, sequence: SequenceNumber, state: BatchState) {
+        *self
+            .summary
+            .batches
+            .entry(state.name().to_owned())
+            .or_default() += 1;
+        match state {
+            BatchState::Stuck => self.stuck.push(sequence.get()),
+            BatchState::Reserved
+            | BatchState::RequestUploaded
+            | BatchState::Triggered
+            | BatchState::Completed(_) => self.pending.push(sequence.get()),
+            _ => {}
+        }
+    }
+}
+
+/// A batch as the ledger holds it now, with its stored per-line results once collected.
+pub(crate) struct LedgerBatch {
+    /// The batch record; `None` when the ledger has none (read as `Reserved`).
+    pub(crate) record: Option<sequence_ledger::BatchRecord>,
+    /// The record's state, `Reserved` without a record.
+    pub(crate) state: BatchState,
+    /// Result fields by line index; empty unless the batch is `Collected` or `Cleaned`.
+    pub(crate) results: HashMap<u64, Vec<(String, String)>>,
+}
+
+impl LedgerBatch {
+    /// Reads batch `sequence` of `account`; fails with the ledger's error.
+    pub(crate) fn read(
+        ledger: &Ledger,
+        account: &AccountId,
+        sequence: SequenceNumber,
+    ) -> std::result::Result<Self, sequence_ledger::Error> {
+        let record = ledger.batch(account, sequence)?;
+        let state = record.as_ref().map_or(BatchState::Reserved, |r| r.state);
+        let results = if matches!(state, BatchState::Collected | BatchState::Cleaned) {
+            ledger
+                .results(account, sequence)?
+                .into_iter()
+                .map(|r| (r.index, r.fields))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        Ok(Self {
+            record,
+            state,
+            results,
+        })
+    }
+}
+
 /// The result of a run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -559,42 +615,17 @@ fn merge_blocking(
             source,
         };
         for (sequence, positions) in &run.batches {
-            let rec = ledger.batch(&account, *sequence).map_err(ledger_err)?;
-            let state = rec.as_ref().map_or(BatchState::Reserved, |r| r.state);
-            *entry
-                .summary
-                .batches
-                .entry(state.name().to_owned())
-                .or_default() += 1;
-            match state {
-                BatchState::Stuck => entry.stuck.push(sequence.get()),
-                BatchState::Reserved
-                | BatchState::RequestUploaded
-                | BatchState::Triggered
-                | BatchState::Completed(_) => entry.pending.push(sequence.get()),
-                _ => {}
-            }
-            let verdict = rec.as_ref().and_then(|r| r.verdict.clone());
-            let results: HashMap<u64, Vec<(String, String)>> =
-                if matches!(state, BatchState::Collected | BatchState::Cleaned) {
-                    ledger
-                        .results(&account, *sequence)
-                        .map_err(ledger_err)?
-                        .into_iter()
-                        .map(|r| (r.index, r.fields))
-                        .collect()
-                } else {
-                    HashMap::new()
-                };
+            let batch = LedgerBatch::read(ledger, &account, *sequence).map_err(ledger_err)?;
+            entry.count_batch(*sequence, batch.state);
             for (i, &pos) in positions.iter().enumerate() {
                 let index = i as u64;
                 let (outcome, fields) = line_outcome(
                     &name,
                     *sequence,
-                    state,
-                    verdict.as_ref(),
-                    results.get(&index),
-                    rec.as_ref().and_then(|r| r.note.as_deref()),
+                    batch.state,
+                    batch.record.as_ref().and_then(|r| r.verdict.as_ref()),
+                    batch.results.get(&index),
+                    batch.record.as_ref().and_then(|r| r.note.as_deref()),
                     run.failure.as_deref(),
                 );
                 put(
