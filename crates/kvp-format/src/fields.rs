@@ -135,6 +135,36 @@ pub(crate) fn without(record: &Record, skip: &[&str]) -> Record {
     record.iter().filter(|(k, _)| !skip.contains(k)).collect()
 }
 
+/// Splits a REQUEST or RESPONSE line (both start with `xIndex`, `xSequenceNumber`) into
+/// index, sequence and the other pairs in order; `line` is 1-based, for errors.
+pub(crate) fn split_indexed(
+    record: &Record,
+    kind: FileKind,
+    line: u64,
+) -> Result<(u64, SequenceNumber, Record)> {
+    let index = u64_value(
+        required(record, kind, line, keys::INDEX)?,
+        kind,
+        line,
+        keys::INDEX,
+    )?;
+    let sequence = sequence_value(required(record, kind, line, keys::SEQUENCE)?, kind, line)?;
+    Ok((
+        index,
+        sequence,
+        without(record, &[keys::INDEX, keys::SEQUENCE]),
+    ))
+}
+
+/// The inverse of [`split_indexed`]: `xIndex`, `xSequenceNumber`, then `fields`.
+pub(crate) fn join_indexed(index: u64, sequence: SequenceNumber, fields: &Record) -> Record {
+    let mut r = Record::with_capacity(fields.len() + 2, 64);
+    r.push_str(keys::INDEX, &index.to_string());
+    r.push_str(keys::SEQUENCE, &sequence.to_string());
+    r.extend(fields.iter());
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

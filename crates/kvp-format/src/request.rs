@@ -1,6 +1,6 @@
 //! `RequestLine`: one transaction of a `REQUEST_X.KVP`.
 
-use crate::fields::{KvpLine, keys, required, sequence_value, u64_value, without};
+use crate::fields::{KvpLine, join_indexed, keys, split_indexed};
 use crate::{FileKind, Record, Result, SequenceNumber};
 
 /// One line of a REQUEST file: `xIndex`, `xSequenceNumber`, then the transaction's fields
@@ -31,28 +31,13 @@ impl RequestLine {
     /// [`crate::Error::Format`] when `xIndex` or `xSequenceNumber` is missing, repeated or
     /// not a number.
     pub fn from_record(record: Record, line: u64) -> Result<Self> {
-        let kind = FileKind::Request;
-        let index = u64_value(
-            required(&record, kind, line, keys::INDEX)?,
-            kind,
-            line,
-            keys::INDEX,
-        )?;
-        let sequence = sequence_value(required(&record, kind, line, keys::SEQUENCE)?, kind, line)?;
-        Ok(RequestLine {
-            index,
-            sequence,
-            fields: without(&record, &[keys::INDEX, keys::SEQUENCE]),
-        })
+        let (index, sequence, fields) = split_indexed(&record, FileKind::Request, line)?;
+        Ok(RequestLine::new(index, sequence, fields))
     }
 
     /// `xIndex`, `xSequenceNumber`, then the fields.
     pub fn to_record(&self) -> Record {
-        let mut r = Record::with_capacity(self.fields.len() + 2, 64);
-        r.push_str(keys::INDEX, &self.index.to_string());
-        r.push_str(keys::SEQUENCE, &self.sequence.to_string());
-        r.extend(self.fields.iter());
-        r
+        join_indexed(self.index, self.sequence, &self.fields)
     }
 
     /// The value of a field (first occurrence).

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::fields::{KvpLine, keys, required, sequence_value, u64_value, without};
+use crate::fields::{KvpLine, join_indexed, keys, split_indexed};
 use crate::{FileKind, Record, Result, SequenceNumber};
 
 /// The gateway's `xResult` letter. Unknown letters are kept, not rejected.
@@ -80,28 +80,13 @@ impl ResponseLine {
     /// [`crate::Error::Format`] when `xIndex` or `xSequenceNumber` is missing, repeated or
     /// not a number. Other keys are not required.
     pub fn from_record(record: Record, line: u64) -> Result<Self> {
-        let kind = FileKind::Response;
-        let index = u64_value(
-            required(&record, kind, line, keys::INDEX)?,
-            kind,
-            line,
-            keys::INDEX,
-        )?;
-        let sequence = sequence_value(required(&record, kind, line, keys::SEQUENCE)?, kind, line)?;
-        Ok(ResponseLine {
-            index,
-            sequence,
-            fields: without(&record, &[keys::INDEX, keys::SEQUENCE]),
-        })
+        let (index, sequence, fields) = split_indexed(&record, FileKind::Response, line)?;
+        Ok(ResponseLine::new(index, sequence, fields))
     }
 
     /// `xIndex`, `xSequenceNumber`, then the fields.
     pub fn to_record(&self) -> Record {
-        let mut r = Record::with_capacity(self.fields.len() + 2, 64);
-        r.push_str(keys::INDEX, &self.index.to_string());
-        r.push_str(keys::SEQUENCE, &self.sequence.to_string());
-        r.extend(self.fields.iter());
-        r
+        join_indexed(self.index, self.sequence, &self.fields)
     }
 
     /// Any field (first occurrence).
