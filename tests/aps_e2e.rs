@@ -7,17 +7,19 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use gateway_sim::aps::{ApsKnobs, ApsSim, ApsSimHandle, ApsSimOptions, TamperMode, ValidationMode};
 use orchestrator::aps::{self, ApsDemoAccount};
 use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{
-    Format, InputReader, InputRecord, InvalidPolicy, Job, Orchestrator, OutputSpec, RecordSource,
-    Settings, Shutdown, SubmitOptions,
+    Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
+    SubmitOptions,
 };
 use storage_backends::test_env;
+
+mod common;
+use common::{assert_processed_once, journal_invoices, read_records, run, submit_wait_cmd};
 
 const APS_ACCOUNTS: usize = 2;
 const APS_LINES_PER_ACCOUNT: usize = 20;
@@ -72,16 +74,6 @@ async fn mixed_over(world: World, knobs: ApsKnobs) -> Mixed {
     }
 }
 
-fn read(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut reader = InputReader::open(path, Some(Format::Kvp)).unwrap();
-    let mut rec = InputRecord::default();
-    let mut out = Vec::new();
-    while reader.read_record(&mut rec).unwrap() {
-        out.push(rec.fields.iter().cloned().collect());
-    }
-    out
-}
-
 async fn submit_in_process(m: &Mixed, out: &Path) -> orchestrator::Report {
     let settings = Arc::new(Settings::load_with_env(Some(&m.world.config), []).unwrap());
     let mut reader = InputReader::open(&m.input, None).unwrap();
@@ -115,15 +107,10 @@ fn merchant_of<'a>(m: &'a Mixed, account: &str) -> Option<&'a str> {
 /// Output complete and in input order; Sola and APS transactions each processed exactly once
 /// (by `xInvoice` in the Sola journal, by merchant and `merchant_reference` in the APS one).
 fn check_exactly_once(m: &Mixed, out: &Path, aps_outcome: &dyn Fn(&HashMap<String, String>)) {
-    let inputs = read(&m.input);
-    let outputs = read(out);
+    let inputs = read_records(&m.input, Some(Format::Kvp));
+    let outputs = read_records(out, Some(Format::Kvp));
     assert_eq!(outputs.len(), inputs.len(), "output complete");
-    let mut sola_journal: HashMap<String, usize> = HashMap::new();
-    for e in gateway_sim::Journal::read(m.world.gateway_state.join("journal.jsonl")).unwrap() {
-        *sola_journal
-            .entry(e.invoice.unwrap_or_default())
-            .or_insert(0) += 1;
-    }
+    let sola_journal = journal_invoices(&m.world);
     let mut aps_journal: HashMap<(String, String), usize> = HashMap::new();
     let replayed = std::fs::read_to_string(&m.journal).unwrap_or_default();
     for line in replayed.lines() {
@@ -146,16 +133,7 @@ fn check_exactly_once(m: &Mixed, out: &Path, aps_outcome: &dyn Fn(&HashMap<Strin
                 );
             }
         } else {
-            assert!(
-                matches!(o["outcome"].as_str(), "approved" | "declined" | "error"),
-                "{o:?}"
-            );
-            assert_eq!(
-                sola_journal.get(&i["xInvoice"]),
-                Some(&1),
-                "{} processed exactly once",
-                i["ref"]
-            );
+            assert_processed_once(i, o, &sola_journal);
         }
     }
     let aps_rows = outputs
@@ -189,7 +167,7 @@ async fn mixed_sola_and_aps_accounts_one_output_in_order() {
     let report = submit_in_process(&m, &out).await;
     assert!(report.is_complete(), "{report:?}");
     check_exactly_once(&m, &out, &processed_aps);
-    let rows = read(&out);
+    let rows = read_records(&out, Some(Format::Kvp));
     let aps_batches: std::collections::HashSet<(String, String)> = rows
         .iter()
         .filter(|o| merchant_of(&m, &o["account"]).is_some())
@@ -205,7 +183,10 @@ async fn mixed_sola_and_aps_accounts_one_output_in_order() {
     let out2 = m.world.root.join("out2.kvp");
     submit_in_process(&m, &out2).await;
     assert_eq!(m.sim.journal().len(), before);
-    assert_eq!(read(&out), read(&out2));
+    assert_eq!(
+        read_records(&out, Some(Format::Kvp)),
+        read_records(&out2, Some(Format::Kvp))
+    );
     let _ = stop.send(());
     gateway.await.unwrap().unwrap();
     m.sim.shutdown().await;
@@ -311,7 +292,7 @@ async fn tampered_aps_answer_is_refused_then_collected_on_rerun() {
             "{account}: {failure:?}"
         );
     }
-    for o in read(&out)
+    for o in read_records(&out, Some(Format::Kvp))
         .iter()
         .filter(|o| merchant_of(&m, &o["account"]).is_some())
     {
@@ -353,8 +334,12 @@ async fn purchase_and_capture_of_one_order_go_in_consecutive_batches() {
     let out = m.world.root.join("out.kvp");
     let report = submit_in_process(&m, &out).await;
     assert!(report.is_complete(), "{report:?}");
-    let rows = read(&out);
-    assert_eq!(rows.len(), read(&m.input).len(), "output complete");
+    let rows = read_records(&out, Some(Format::Kvp));
+    assert_eq!(
+        rows.len(),
+        read_records(&m.input, Some(Format::Kvp)).len(),
+        "output complete"
+    );
     let (purchase, capture) = (&rows[0], &rows[1]);
     for o in [purchase, capture] {
         assert_eq!(o["outcome"], "approved", "{o:?}");
@@ -385,31 +370,6 @@ async fn purchase_and_capture_of_one_order_go_in_consecutive_batches() {
     m.sim.shutdown().await;
 }
 
-fn submit_binary(m: &Mixed, out: &Path) -> Command {
-    let s = |p: &Path| p.to_string_lossy().into_owned();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paybatch"));
-    cmd.args([
-        "-q",
-        "submit",
-        "--config",
-        &s(&m.world.config),
-        &s(&m.input),
-        "--wait",
-        "--output",
-        &s(out),
-    ])
-    .env_remove("PAYBATCH_CRASH_AT")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    cmd
-}
-
-async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_every_named_point_with_aps_accounts_then_resume() {
     let points: Vec<String> = orchestrator::CRASH_POINTS
@@ -421,7 +381,7 @@ async fn sigkill_at_every_named_point_with_aps_accounts_then_resume() {
         let m = mixed(dir.path(), ApsKnobs::default()).await;
         let (stop, gateway) = spawn_gateway(m.world.gateway(true).await.unwrap());
         let out = m.world.root.join("out.kvp");
-        let mut cmd = submit_binary(&m, &out);
+        let mut cmd = submit_wait_cmd(&m.world.config, &m.input, &out);
         cmd.env("PAYBATCH_CRASH_AT", &point);
         let crashed = run(cmd).await;
         assert!(
@@ -430,7 +390,7 @@ async fn sigkill_at_every_named_point_with_aps_accounts_then_resume() {
             crashed.status,
             String::from_utf8_lossy(&crashed.stderr)
         );
-        let resumed = run(submit_binary(&m, &out)).await;
+        let resumed = run(submit_wait_cmd(&m.world.config, &m.input, &out)).await;
         assert_eq!(
             resumed.status.code(),
             Some(0),

@@ -4,26 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::Output;
 
 use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{Format, InputReader, InputRecord, RecordSource};
 
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
-async fn paybatch(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_paybatch"))
-            .args(&args)
-            .env_remove("PAYBATCH_CRASH_AT")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
+mod common;
+use common::{paybatch_ok, s, submit_args};
 
 fn count_records(path: &Path, format: Format) -> usize {
     let mut reader = InputReader::open(path, Some(format)).unwrap();
@@ -48,19 +34,7 @@ async fn collect_output_format_is_the_inputs_unless_told() {
     };
     let world = World::create(dir.path(), spec, Format::Csv).unwrap();
     let (stop, gateway) = spawn_gateway(world.gateway(false).await.unwrap());
-    let submit = paybatch(vec![
-        "submit".into(),
-        "--config".into(),
-        s(&world.config),
-        s(&world.input),
-    ])
-    .await;
-    assert_eq!(
-        submit.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&submit.stderr)
-    );
+    paybatch_ok(submit_args(&world.config, &world.input)).await;
     // (output name, --output-format, expected format); every batch is final after the first.
     for (name, explicit, format) in [
         ("out.jsonl", None, Format::Csv),
@@ -78,13 +52,7 @@ async fn collect_output_format_is_the_inputs_unless_told() {
         if let Some(f) = explicit {
             args.extend(["--output-format".into(), f.into()]);
         }
-        let run = paybatch(args).await;
-        assert_eq!(
-            run.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        paybatch_ok(args).await;
         let text = std::fs::read_to_string(&out).unwrap();
         let first = text.lines().next().unwrap();
         match format {

@@ -6,14 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::text;
 
 /// `paybatch ARGS` with no `AWS_*` variable, plus `extra`.
 fn paybatch(args: &[&str], extra: &[(&str, &str)]) -> Output {

@@ -6,16 +6,14 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-use orchestrator::{Format, InputReader, InputRecord, RecordSource};
+use orchestrator::Format;
 
+mod common;
+use common::read_records;
+
+/// The records of the KVP file `path`.
 fn read(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut reader = InputReader::open(path, Some(Format::Kvp)).unwrap();
-    let mut rec = InputRecord::default();
-    let mut out = Vec::new();
-    while reader.read_record(&mut rec).unwrap() {
-        out.push(rec.fields.iter().cloned().collect());
-    }
-    out
+    read_records(path, Some(Format::Kvp))
 }
 
 #[test]

@@ -2,22 +2,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
     AccountId, Ledger, NewBatch, NewBinding, Outcome, Reserve, StoredResult, Transition, Verdict,
 };
 
-const CARD: &str = "4111111111111111";
+mod common;
+use common::paybatch;
 
-fn paybatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_paybatch"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
+const CARD: &str = "4111111111111111";
 
 fn text(o: &Output) -> (String, String) {
     (

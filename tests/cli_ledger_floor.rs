@@ -4,27 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{AccountId, Ledger, NewBatch, NewBinding, Reserve};
 
-fn paybatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_paybatch"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{paybatch, text};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -6,37 +6,22 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use gateway_sim::aps::{ApsSim, ApsSimOptions};
+use orchestrator::Format;
 use orchestrator::aps::{self, ApsDemoAccount};
-use orchestrator::{Format, InputReader, InputRecord, RecordSource};
+
+mod common;
+use common::{read_records, text};
 
 fn paybatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_paybatch"))
-        .arg("--quiet")
-        .args(args)
-        .output()
-        .unwrap()
+    common::paybatch(&[&["--quiet"], args].concat())
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
+/// The records of the KVP file `path`.
 fn read(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut reader = InputReader::open(path, Some(Format::Kvp)).unwrap();
-    let mut rec = InputRecord::default();
-    let mut out = Vec::new();
-    while reader.read_record(&mut rec).unwrap() {
-        out.push(rec.fields.iter().cloned().collect());
-    }
-    out
+    read_records(path, Some(Format::Kvp))
 }
 
 /// `aps-1` on `endpoint_1`, `aps-2` on `endpoint_2`, batches of at most 4 lines.

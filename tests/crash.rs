@@ -3,59 +3,20 @@
 //! output must be complete.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use orchestrator::Format;
 use orchestrator::demo::{DemoSpec, World, spawn_gateway};
-use orchestrator::{Format, InputReader, InputRecord, RecordSource};
 
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
-fn submit(world: &World, out: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paybatch"));
-    cmd.args([
-        "-q",
-        "submit",
-        "--config",
-        &s(&world.config),
-        &s(&world.input),
-        "--wait",
-        "--output",
-        &s(out),
-    ])
-    .env_remove("PAYBATCH_CRASH_AT")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    cmd
-}
-
-async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
+mod common;
+use common::{assert_processed_once, journal_invoices, read_records, run, submit_wait_cmd};
 
 fn check_invariants(world: &World, out: &Path) {
     let failing = world.spec.account_name(world.spec.accounts - 1);
-    let mut journal: HashMap<String, usize> = HashMap::new();
-    for e in gateway_sim::Journal::read(world.gateway_state.join("journal.jsonl")).unwrap() {
-        *journal.entry(e.invoice.unwrap_or_default()).or_insert(0) += 1;
-    }
-    let mut reader = InputReader::open(&world.input, None).unwrap();
-    let mut rec = InputRecord::default();
-    let mut inputs = Vec::new();
-    while reader.read_record(&mut rec).unwrap() {
-        inputs.push(rec.fields.iter().cloned().collect::<HashMap<_, _>>());
-    }
-    let mut reader = InputReader::open(out, None).unwrap();
-    let mut outputs = Vec::new();
-    while reader.read_record(&mut rec).unwrap() {
-        outputs.push(rec.fields.iter().cloned().collect::<HashMap<_, _>>());
-    }
+    let journal = journal_invoices(world);
+    let inputs = read_records(&world.input, None);
+    let outputs = read_records(out, None);
     assert_eq!(outputs.len(), inputs.len(), "output complete");
     for (i, o) in inputs.iter().zip(&outputs) {
         assert_eq!(i["ref"], o["ref"]);
@@ -63,16 +24,7 @@ fn check_invariants(world: &World, out: &Path) {
             assert_eq!(o["outcome"], "not_processed");
             assert!(!journal.contains_key(&i["xInvoice"]));
         } else {
-            assert!(
-                matches!(o["outcome"].as_str(), "approved" | "declined" | "error"),
-                "{o:?}"
-            );
-            assert_eq!(
-                journal.get(&i["xInvoice"]),
-                Some(&1),
-                "{} processed exactly once",
-                i["ref"]
-            );
+            assert_processed_once(i, o, &journal);
         }
     }
     for a in 0..world.spec.accounts {
@@ -112,7 +64,7 @@ async fn sigkill_at_every_named_point_then_resume() {
         let world = world(dir.path(), 21);
         let (stop, gateway) = spawn_gateway(world.gateway(true).await.unwrap());
         let out = world.root.join("out.kvp");
-        let mut cmd = submit(&world, &out);
+        let mut cmd = submit_wait_cmd(&world.config, &world.input, &out);
         cmd.env("PAYBATCH_CRASH_AT", &point);
         let crashed = run(cmd).await;
         assert!(
@@ -121,7 +73,7 @@ async fn sigkill_at_every_named_point_then_resume() {
             crashed.status,
             String::from_utf8_lossy(&crashed.stderr)
         );
-        let resumed = run(submit(&world, &out)).await;
+        let resumed = run(submit_wait_cmd(&world.config, &world.input, &out)).await;
         assert_eq!(
             resumed.status.code(),
             Some(0),
@@ -152,7 +104,7 @@ async fn sigkill_at_random_moments_then_resume() {
         let (stop, gateway) = spawn_gateway(world.gateway(true).await.unwrap());
         let out = world.root.join("out.kvp");
         let started = Instant::now();
-        let done = run(submit(&world, &out)).await;
+        let done = run(submit_wait_cmd(&world.config, &world.input, &out)).await;
         let full = started.elapsed();
         assert_eq!(
             done.status.code(),
@@ -176,7 +128,9 @@ async fn sigkill_at_random_moments_then_resume() {
         let mut left = full;
         for _ in 0..KILLS_PER_WORLD {
             let at = left.mul_f64(rng.f64());
-            let mut child = submit(&world, &out).spawn().unwrap();
+            let mut child = submit_wait_cmd(&world.config, &world.input, &out)
+                .spawn()
+                .unwrap();
             tokio::time::sleep(at).await;
             if child.try_wait().unwrap().is_none() {
                 landed += 1;
@@ -190,7 +144,7 @@ async fn sigkill_at_random_moments_then_resume() {
             // the ledger and rewrites the output).
             left = left.saturating_sub(at).max(full / 10);
         }
-        let resumed = run(submit(&world, &out)).await;
+        let resumed = run(submit_wait_cmd(&world.config, &world.input, &out)).await;
         assert_eq!(
             resumed.status.code(),
             Some(0),

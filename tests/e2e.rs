@@ -3,59 +3,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Output;
 
 use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{Format, InputReader, InputRecord, RecordSource};
 use storage_backends::{Scheme, test_env};
 
-fn paybatch(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_paybatch"))
-        .args(args)
-        .env_remove("PAYBATCH_CRASH_AT")
-        .output()
-        .unwrap()
-}
-
-async fn paybatch_async(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        paybatch(&args)
-    })
-    .await
-    .unwrap()
-}
-
-fn read_records(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut reader = InputReader::open(path, None).unwrap();
-    let mut rec = InputRecord::default();
-    let mut out = Vec::new();
-    while reader.read_record(&mut rec).unwrap() {
-        out.push(rec.fields.iter().cloned().collect());
-    }
-    out
-}
-
-fn journal_invoices(world: &World) -> HashMap<String, usize> {
-    let mut seen = HashMap::new();
-    for e in gateway_sim::Journal::read(world.gateway_state.join("journal.jsonl")).unwrap() {
-        *seen.entry(e.invoice.unwrap_or_default()).or_insert(0) += 1;
-    }
-    seen
-}
+mod common;
+use common::{
+    journal_invoices, paybatch, paybatch_async, paybatch_ok, read_records, s, status_json,
+    submit_args, submit_wait_args,
+};
 
 /// `paybatch status --json`: each account's last sequence number.
 async fn last_sequences(world: &World) -> HashMap<String, u64> {
-    let status = paybatch_async(vec![
-        "status".into(),
-        "--config".into(),
-        s(&world.config),
-        "--json".into(),
-    ])
-    .await;
-    assert_eq!(status.status.code(), Some(0));
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = status_json(&world.config, 0).await;
     status["accounts"]
         .as_array()
         .unwrap()
@@ -67,32 +28,19 @@ async fn last_sequences(world: &World) -> HashMap<String, u64> {
         .collect()
 }
 
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
 /// Submits the world's input with `--wait`, checks the output against the input and the
 /// gateway journal, then re-runs and checks nothing is uploaded again.
 async fn submit_and_check(world: &World, format: Format) {
     let (stop, gateway) = spawn_gateway(world.gateway(true).await.unwrap());
     let out = world.root.join(format!("out.{}", format.extension()));
     let summary = world.root.join("summary.json");
-    let args = vec![
-        "submit".into(),
-        "--config".into(),
-        s(&world.config),
-        s(&world.input),
-        "--wait".into(),
-        "--output".into(),
-        s(&out),
-        "--summary".into(),
-        s(&summary),
-    ];
+    let mut args = submit_wait_args(&world.config, &world.input, &out);
+    args.extend(["--summary".into(), s(&summary)]);
     let run = paybatch_async(args.clone()).await;
     let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     assert_eq!(run.status.code(), Some(0), "{stderr}");
-    let input = read_records(&world.input);
-    let output = read_records(&out);
+    let input = read_records(&world.input, None);
+    let output = read_records(&out, None);
     assert_eq!(output.len(), input.len());
     let failing = world.spec.account_name(world.spec.accounts - 1);
     for (i, o) in input.iter().zip(&output) {
@@ -147,15 +95,7 @@ async fn submit_and_check(world: &World, format: Format) {
     );
 
     // status --json
-    let status = paybatch_async(vec![
-        "status".into(),
-        "--config".into(),
-        s(&world.config),
-        "--json".into(),
-    ])
-    .await;
-    assert_eq!(status.status.code(), Some(0));
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = status_json(&world.config, 0).await;
     let first = &status["accounts"][0];
     assert_eq!(first["account"], world.spec.account_name(0));
     assert!(first["batches"]["Cleaned"].as_u64().unwrap() >= 1);
@@ -176,19 +116,13 @@ async fn submit_and_check(world: &World, format: Format) {
         numbers,
         "a re-run reserved a number"
     );
-    assert_eq!(read_records(&out), output);
+    assert_eq!(read_records(&out, None), output);
 
     // `--resubmit-rejected` is the operator's explicit choice: only the rejected account gets
     // new numbers (its gateway rejects them again), the others upload nothing.
     let mut resubmit = args;
     resubmit.push("--resubmit-rejected".into());
-    let third = paybatch_async(resubmit).await;
-    assert_eq!(
-        third.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&third.stderr)
-    );
+    paybatch_ok(resubmit).await;
     assert_eq!(journal_invoices(world), journal);
     let after = last_sequences(world).await;
     for (account, n) in &numbers {
@@ -291,15 +225,7 @@ async fn output_format_is_the_inputs_unless_told() {
         ("out.csv", Some("kvp"), Format::Kvp),
     ] {
         let out = world.root.join(name);
-        let mut args = vec![
-            "submit".into(),
-            "--config".into(),
-            s(&world.config),
-            s(&world.input),
-            "--wait".into(),
-            "--output".into(),
-            s(&out),
-        ];
+        let mut args = submit_wait_args(&world.config, &world.input, &out);
         if let Some(f) = extra {
             args.extend(["--output-format".into(), f.into()]);
         }
@@ -340,22 +266,10 @@ async fn submit_without_wait_then_collect() {
     };
     let world = World::create(dir.path(), spec, Format::Kvp).unwrap();
     let (stop, gateway) = spawn_gateway(world.gateway(false).await.unwrap());
-    let run = paybatch_async(vec![
-        "submit".into(),
-        "--config".into(),
-        s(&world.config),
-        s(&world.input),
-    ])
-    .await;
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    paybatch_ok(submit_args(&world.config, &world.input)).await;
     // Without the input: every batch in flight is finished and reported by account and line.
     let in_flight = world.root.join("in-flight.kvp");
-    let collect = paybatch_async(vec![
+    paybatch_ok(vec![
         "collect".into(),
         "--config".into(),
         s(&world.config),
@@ -363,13 +277,7 @@ async fn submit_without_wait_then_collect() {
         s(&in_flight),
     ])
     .await;
-    assert_eq!(
-        collect.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&collect.stderr)
-    );
-    let finished = read_records(&in_flight);
+    let finished = read_records(&in_flight, None);
     assert!(
         !finished.is_empty() && finished.len() < 200,
         "{}",
@@ -383,7 +291,7 @@ async fn submit_without_wait_then_collect() {
         "{finished:?}"
     );
     let out = world.root.join("collected.kvp");
-    let collect = paybatch_async(vec![
+    paybatch_ok(vec![
         "collect".into(),
         "--config".into(),
         s(&world.config),
@@ -392,13 +300,7 @@ async fn submit_without_wait_then_collect() {
         s(&out),
     ])
     .await;
-    assert_eq!(
-        collect.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&collect.stderr)
-    );
-    let output = read_records(&out);
+    let output = read_records(&out, None);
     assert_eq!(output.len(), 200);
     assert!(
         output
@@ -500,7 +402,7 @@ fn demo_runs_from_any_directory() {
         stderr.contains("TOTAL") && stderr.contains("results:") && stderr.contains("ledger:"),
         "{stderr}"
     );
-    assert_eq!(read_records(&ws.join("results.csv")).len(), 400);
+    assert_eq!(read_records(&ws.join("results.csv"), None).len(), 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,25 +418,9 @@ async fn json_logs_never_carry_card_data_or_keys() {
     let world = World::create(dir.path(), spec, Format::Kvp).unwrap();
     let (stop, gateway) = spawn_gateway(world.gateway(false).await.unwrap());
     let out = world.root.join("out.kvp");
-    let run = paybatch_async(vec![
-        "-vvv".into(),
-        "--log-format".into(),
-        "json".into(),
-        "submit".into(),
-        "--config".into(),
-        s(&world.config),
-        s(&world.input),
-        "--wait".into(),
-        "--output".into(),
-        s(&out),
-    ])
-    .await;
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let mut args: Vec<String> = vec!["-vvv".into(), "--log-format".into(), "json".into()];
+    args.extend(submit_wait_args(&world.config, &world.input, &out));
+    let run = paybatch_ok(args).await;
     let stderr = String::from_utf8_lossy(&run.stderr);
     let json_lines: Vec<serde_json::Value> = stderr
         .lines()
@@ -609,23 +495,14 @@ async fn unicode_and_reserved_characters_round_trip_exactly() {
         }
         let (stop, gateway) = spawn_gateway(world.gateway(true).await.unwrap());
         let out = world.root.join(format!("out.{}", format.extension()));
-        let run = paybatch_async(vec![
-            "submit".into(),
-            "--config".into(),
-            s(&world.config),
-            s(&world.input),
-            "--wait".into(),
-            "--output".into(),
-            s(&out),
-        ])
-        .await;
+        let run = paybatch_async(submit_wait_args(&world.config, &world.input, &out)).await;
         assert_eq!(
             run.status.code(),
             Some(0),
             "{format:?}: {}",
             String::from_utf8_lossy(&run.stderr)
         );
-        let rows = read_records(&out);
+        let rows = read_records(&out, None);
         let got: Vec<&str> = rows.iter().map(|r| r["ref"].as_str()).collect();
         assert_eq!(got, refs, "{format:?}");
         for (row, r) in rows.iter().zip(refs) {

@@ -2,15 +2,11 @@
 //! its transactions are `not_processed` with the reason, and the exit status is 1.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
-use std::path::Path;
-
+use orchestrator::Format;
 use orchestrator::demo::{DemoSpec, World, spawn_gateway};
-use orchestrator::{Format, InputReader, InputRecord, RecordSource};
 
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
+mod common;
+use common::{paybatch_async, read_records, submit_wait_args};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_broken_drop_does_not_stop_the_other_accounts() {
@@ -29,35 +25,15 @@ async fn one_broken_drop_does_not_stop_the_other_accounts() {
     std::fs::remove_dir_all(&broken).unwrap();
     std::fs::write(&broken, "not a directory").unwrap();
     let out = world.root.join("out.kvp");
-    let args = vec![
-        "submit".to_owned(),
-        "--config".into(),
-        s(&world.config),
-        s(&world.input),
-        "--wait".into(),
-        "--output".into(),
-        s(&out),
-    ];
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_paybatch"))
-            .args(&args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let args = submit_wait_args(&world.config, &world.input, &out);
+    let run = paybatch_async(args).await;
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("acct-002") && stderr.contains("FAILED"),
         "{stderr}"
     );
-    let mut reader = InputReader::open(&out, None).unwrap();
-    let mut rec = InputRecord::default();
-    let mut rows: Vec<HashMap<String, String>> = Vec::new();
-    while reader.read_record(&mut rec).unwrap() {
-        rows.push(rec.fields.iter().cloned().collect());
-    }
+    let rows = read_records(&out, None);
     assert_eq!(rows.len(), 120);
     for r in &rows {
         if r["account"] == "acct-002" {

@@ -3,38 +3,19 @@
 //! resubmitted automatically; after `resolve --abandon` a re-run submits them again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::process::Output;
 
+use orchestrator::Format;
 use orchestrator::demo::{DemoSpec, World, spawn_gateway};
-use orchestrator::{Format, InputReader, InputRecord, RecordSource};
 
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
+mod common;
+use common::{paybatch_cmd, read_records, run, s, status_json, submit_wait_args};
 
+/// The binary with a 400 ms poll timeout, so a batch no gateway answers becomes Stuck soon.
 async fn paybatch(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_paybatch"))
-            .args(&args)
-            .env("PAYBATCH__POLL__TIMEOUT", "400ms")
-            .env_remove("PAYBATCH_CRASH_AT")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn outcomes(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut reader = InputReader::open(path, None).unwrap();
-    let mut rec = InputRecord::default();
-    let mut out = Vec::new();
-    while reader.read_record(&mut rec).unwrap() {
-        out.push(rec.fields.iter().cloned().collect());
-    }
-    out
+    let mut cmd = paybatch_cmd(args);
+    cmd.env("PAYBATCH__POLL__TIMEOUT", "400ms");
+    run(cmd).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,15 +30,7 @@ async fn stuck_batch_is_reported_blocks_the_account_and_is_resolved_by_an_operat
     };
     let world = World::create(dir.path(), spec, Format::Kvp).unwrap();
     let out = world.root.join("out.kvp");
-    let submit = vec![
-        "submit".into(),
-        "--config".into(),
-        s(&world.config),
-        s(&world.input),
-        "--wait".into(),
-        "--output".into(),
-        s(&out),
-    ];
+    let submit = submit_wait_args(&world.config, &world.input, &out);
 
     // No gateway is running: batch 1 never completes.
     let run = paybatch(submit.clone()).await;
@@ -67,7 +40,7 @@ async fn stuck_batch_is_reported_blocks_the_account_and_is_resolved_by_an_operat
         stderr.contains("STUCK") && stderr.contains("Stuck"),
         "{stderr}"
     );
-    let rows = outcomes(&out);
+    let rows = read_records(&out, None);
     assert_eq!(rows.len(), 30);
     assert!(
         rows[..]
@@ -87,15 +60,7 @@ async fn stuck_batch_is_reported_blocks_the_account_and_is_resolved_by_an_operat
         "batch 2 was not sent behind a Stuck batch"
     );
 
-    let status = paybatch(vec![
-        "status".into(),
-        "--config".into(),
-        s(&world.config),
-        "--json".into(),
-    ])
-    .await;
-    assert_eq!(status.status.code(), Some(1));
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = status_json(&world.config, 1).await;
     assert_eq!(status["accounts"][0]["stuck"], serde_json::json!([1]));
 
     // A re-run does not resubmit the Stuck batch's transactions.
@@ -141,7 +106,7 @@ async fn stuck_batch_is_reported_blocks_the_account_and_is_resolved_by_an_operat
         "{}",
         String::from_utf8_lossy(&done.stderr)
     );
-    let rows = outcomes(&out);
+    let rows = read_records(&out, None);
     assert!(
         rows.iter()
             .all(|r| matches!(r["outcome"].as_str(), "approved" | "declined" | "error")),
