@@ -19,7 +19,7 @@ use orchestrator::{
 use storage_backends::test_env;
 
 mod common;
-use common::{assert_processed_once, journal_invoices, read_records, run, submit_wait_cmd};
+use common::{assert_processed_once, crash_at_then_resume, journal_invoices, read_records};
 
 const APS_ACCOUNTS: usize = 2;
 const APS_LINES_PER_ACCOUNT: usize = 20;
@@ -381,22 +381,7 @@ async fn sigkill_at_every_named_point_with_aps_accounts_then_resume() {
         let m = mixed(dir.path(), ApsKnobs::default()).await;
         let (stop, gateway) = spawn_gateway(m.world.gateway(true).await.unwrap());
         let out = m.world.root.join("out.kvp");
-        let mut cmd = submit_wait_cmd(&m.world.config, &m.input, &out);
-        cmd.env("PAYBATCH_CRASH_AT", &point);
-        let crashed = run(cmd).await;
-        assert!(
-            crashed.status.code().is_none(),
-            "{point}: expected a SIGKILL, got {:?}: {}",
-            crashed.status,
-            String::from_utf8_lossy(&crashed.stderr)
-        );
-        let resumed = run(submit_wait_cmd(&m.world.config, &m.input, &out)).await;
-        assert_eq!(
-            resumed.status.code(),
-            Some(0),
-            "{point}: {}",
-            String::from_utf8_lossy(&resumed.stderr)
-        );
+        crash_at_then_resume(&m.world.config, &m.input, &out, &point).await;
         check_exactly_once(&m, &out, &processed_aps);
         let _ = stop.send(());
         gateway.await.unwrap().unwrap();

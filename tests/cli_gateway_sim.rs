@@ -6,6 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::sigterm_and_wait;
+
 fn write_config(dir: &Path, drop: &Path) -> std::path::PathBuf {
     let config = dir.join("paybatch.toml");
     std::fs::write(
@@ -80,12 +83,7 @@ fn serves_a_batch_and_stops_cleanly_on_sigterm() {
     assert!(!drop.join("Request/PROCESS_1.KVP").exists());
     assert!(!response.contains("4111111111111111"));
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
+    let out = sigterm_and_wait(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
     assert!(stderr.contains("1 batch(es) answered"), "{stderr}");
@@ -195,11 +193,7 @@ fn serves_aps_accounts_to_a_real_submit() {
         );
     }
 
-    Command::new("kill")
-        .args(["-TERM", &sim.id().to_string()])
-        .status()
-        .unwrap();
-    let stopped = sim.wait_with_output().unwrap();
+    let stopped = sigterm_and_wait(sim);
     assert!(
         stopped.status.success(),
         "{}",

@@ -10,7 +10,7 @@ use kvp_format::SequenceNumber;
 use sequence_ledger::{AccountId, Ledger, NewBatch, NewBinding, Reserve};
 
 mod common;
-use common::{paybatch, text};
+use common::{paybatch, sigterm_and_wait, text};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -234,11 +234,7 @@ fn submit_numbers_its_batch_above_the_floor() {
         s(&output),
         "--wait",
     ]);
-    Command::new("kill")
-        .args(["-TERM", &sim.id().to_string()])
-        .status()
-        .unwrap();
-    let sim_out = sim.wait_with_output().unwrap();
+    let sim_out = sigterm_and_wait(sim);
     assert!(
         submit.status.success(),
         "{}\nsimulator: {}",

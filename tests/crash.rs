@@ -10,7 +10,10 @@ use orchestrator::Format;
 use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 
 mod common;
-use common::{assert_processed_once, journal_invoices, read_records, run, submit_wait_cmd};
+use common::{
+    assert_processed_once, crash_at_then_resume, journal_invoices, read_records, run,
+    submit_wait_cmd,
+};
 
 fn check_invariants(world: &World, out: &Path) {
     let failing = world.spec.account_name(world.spec.accounts - 1);
@@ -64,22 +67,7 @@ async fn sigkill_at_every_named_point_then_resume() {
         let world = world(dir.path(), 21);
         let (stop, gateway) = spawn_gateway(world.gateway(true).await.unwrap());
         let out = world.root.join("out.kvp");
-        let mut cmd = submit_wait_cmd(&world.config, &world.input, &out);
-        cmd.env("PAYBATCH_CRASH_AT", &point);
-        let crashed = run(cmd).await;
-        assert!(
-            crashed.status.code().is_none(),
-            "{point}: expected a SIGKILL, got {:?}: {}",
-            crashed.status,
-            String::from_utf8_lossy(&crashed.stderr)
-        );
-        let resumed = run(submit_wait_cmd(&world.config, &world.input, &out)).await;
-        assert_eq!(
-            resumed.status.code(),
-            Some(0),
-            "{point}: {}",
-            String::from_utf8_lossy(&resumed.stderr)
-        );
+        crash_at_then_resume(&world.config, &world.input, &out, &point).await;
         check_invariants(&world, &out);
         let _ = stop.send(());
         gateway.await.unwrap().unwrap();

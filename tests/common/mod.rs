@@ -142,3 +142,35 @@ pub fn assert_processed_once(
         i["ref"]
     );
 }
+
+/// Stops `child` (a long-running `paybatch gateway-sim`) with SIGTERM, as an operator would,
+/// and collects what it printed and how it exited.
+pub fn sigterm_and_wait(child: std::process::Child) -> Output {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    child.wait_with_output().unwrap()
+}
+
+/// Runs [`submit_wait_cmd`] with the crash point `point` armed (it must die by SIGKILL), then
+/// again without it: the resumed run must exit 0.
+pub async fn crash_at_then_resume(config: &Path, input: &Path, out: &Path, point: &str) {
+    let mut cmd = submit_wait_cmd(config, input, out);
+    cmd.env("PAYBATCH_CRASH_AT", point);
+    let crashed = run(cmd).await;
+    assert!(
+        crashed.status.code().is_none(),
+        "{point}: expected a SIGKILL, got {:?}: {}",
+        crashed.status,
+        String::from_utf8_lossy(&crashed.stderr)
+    );
+    let resumed = run(submit_wait_cmd(config, input, out)).await;
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{point}: {}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+}
