@@ -14,7 +14,7 @@ use orchestrator::aps::{self, ApsDemoAccount};
 use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{
     Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
-    SubmitOptions,
+    SubmitOptions, WaitMode,
 };
 use storage_backends::test_env;
 
@@ -75,6 +75,10 @@ async fn mixed_over(world: World, knobs: ApsKnobs) -> Mixed {
 }
 
 async fn submit_in_process(m: &Mixed, out: &Path) -> orchestrator::Report {
+    submit_in_process_with(m, out, WaitMode::UntilCollected).await
+}
+
+async fn submit_in_process_with(m: &Mixed, out: &Path, wait: WaitMode) -> orchestrator::Report {
     let settings = Arc::new(Settings::load_with_env(Some(&m.world.config), []).unwrap());
     let mut reader = InputReader::open(&m.input, None).unwrap();
     let job = Arc::new(
@@ -91,6 +95,7 @@ async fn submit_in_process(m: &Mixed, out: &Path) -> orchestrator::Report {
             path: out.to_owned(),
             format: Format::Kvp,
         }),
+        wait,
         ..SubmitOptions::default()
     };
     let orch = Orchestrator::builder(settings).build().unwrap();
@@ -303,6 +308,51 @@ async fn tampered_aps_answer_is_refused_then_collected_on_rerun() {
     }
     // Genuine answers again: the same batches are collected, nothing is processed twice.
     m.sim.set_knobs(ApsKnobs::default());
+    let report = submit_in_process(&m, &out).await;
+    assert!(report.is_complete(), "{report:?}");
+    check_exactly_once(&m, &out, &processed_aps);
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+    m.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_reference_prefix_stops_an_unfinished_aps_batch_until_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = mixed(dir.path(), ApsKnobs::default()).await;
+    let (stop, gateway) = spawn_gateway(m.world.gateway(true).await.unwrap());
+    let out = m.world.root.join("out.kvp");
+    // Without --wait: each account's last batch is left Triggered under its reference.
+    let report = submit_in_process_with(&m, &out, WaitMode::UntilTriggered).await;
+    for a in &m.accounts {
+        assert_eq!(report.accounts[&a.account].pending.len(), 1, "{report:?}");
+    }
+    let original = std::fs::read_to_string(&m.world.config).unwrap();
+    let changed = original.replace(
+        "protocol = \"aps\"\n",
+        "protocol = \"aps\"\nreference_prefix = \"PX\"\n",
+    );
+    assert_ne!(changed, original);
+    std::fs::write(&m.world.config, &changed).unwrap();
+    let processed = m.sim.journal().len();
+    let report = submit_in_process(&m, &out).await;
+    for a in &m.accounts {
+        let failure = report.accounts[&a.account]
+            .summary
+            .failure
+            .clone()
+            .unwrap_or_default();
+        assert!(
+            failure.contains("was reserved as APS reference PB")
+                && failure.contains("the configuration now gives PX")
+                && failure.contains("reference_prefix changed?"),
+            "{}: {failure:?}",
+            a.account
+        );
+    }
+    assert_eq!(m.sim.journal().len(), processed, "nothing processed");
+    // The setting restored: the same batches finish, every line processed exactly once.
+    std::fs::write(&m.world.config, &original).unwrap();
     let report = submit_in_process(&m, &out).await;
     assert!(report.is_complete(), "{report:?}");
     check_exactly_once(&m, &out, &processed_aps);

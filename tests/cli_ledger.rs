@@ -38,6 +38,7 @@ fn reserve(l: &Ledger, a: &AccountId, n: u32, refs: &[&str]) {
         sequence: seq(n),
         request_sha256: [3; 32],
         request_len: 480,
+        external_reference: None,
         lines,
     };
     let Reserve::Reserved(_) = l.reserve(a, new).unwrap() else {

@@ -52,6 +52,7 @@ fn batch(n: u32, r: &str) -> NewBatch {
         sequence: SequenceNumber::new(n).unwrap(),
         request_sha256: [7; 32],
         request_len: 100,
+        external_reference: None,
         lines: vec![NewBinding {
             client_ref: r.into(),
             index: 0,

@@ -243,6 +243,9 @@ fn batch_line(out: &mut impl Write, b: &BatchRecord) -> io::Result<()> {
     {
         write!(out, "  gateway: {}: {e}", v.status)?;
     }
+    if let Some(r) = &b.external_reference {
+        write!(out, "  reference: {r}")?;
+    }
     if let Some(note) = &b.note {
         write!(out, "  note: {note}")?;
     }

@@ -230,6 +230,7 @@ impl Worker {
         })
         .await?;
         for rec in batches {
+            self.check_reference(&rec)?;
             match rec.state {
                 BatchState::Triggered => {
                     // Finishing it needs no payload: poll, collect, clean.
@@ -267,6 +268,32 @@ impl Worker {
         Ok(None)
     }
 
+    /// Refuses to go on with an unfinished batch that the gateway would now be asked about
+    /// under another name than the one it was reserved under: uploading it again would
+    /// process its transactions twice, polling it would ask about a batch the gateway does not
+    /// know. Records without a stored name (Sola, or reserved before names were stored) pass.
+    fn check_reference(&self, rec: &BatchRecord) -> Result<()> {
+        if matches!(rec.state, BatchState::Cleaned | BatchState::Abandoned) {
+            return Ok(());
+        }
+        let Some(stored) = &rec.external_reference else {
+            return Ok(());
+        };
+        let now = self.protocol.external_reference(rec.sequence)?;
+        if now.as_deref() == Some(stored.as_str()) {
+            return Ok(());
+        }
+        Err(Error::Resume {
+            account: self.account.to_string(),
+            message: format!(
+                "batch {} of account {} was reserved as APS reference {stored} but the configuration now gives {} (reference_prefix changed?); restore the setting or resolve the batch — nothing was uploaded",
+                rec.sequence,
+                self.account,
+                now.as_deref().unwrap_or("none")
+            ),
+        })
+    }
+
     /// Polls a Stuck batch once; true if it has now completed (and was collected).
     async fn poll_stuck(&self, sequence: SequenceNumber, line_count: u64) -> Result<bool> {
         match self.protocol.poll(sequence).await? {
@@ -295,6 +322,7 @@ impl Worker {
     ) -> Result<()> {
         let rec = self.record(sequence).await?;
         debug!(account = %self.account, %sequence, state = rec.state.name(), "resuming batch");
+        self.check_reference(&rec)?;
         match rec.state {
             BatchState::Reserved | BatchState::RequestUploaded => {
                 let (payload, _) = self.build(sequence, positions)?;
@@ -398,6 +426,7 @@ impl Worker {
                 request_sha256: Sha256::digest(&payload).into(),
                 request_len: payload.len() as u64,
                 lines,
+                external_reference: self.protocol.external_reference(sequence)?,
             };
             let built = payload.clone();
             let (ledger, account) = (self.ledger.clone(), self.account.clone());

@@ -110,6 +110,19 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
     /// A line that cannot be encoded for this gateway.
     fn encode_request(&self, sequence: SequenceNumber, lines: &[RequestLine<'_>]) -> Result<Bytes>;
 
+    /// The name the gateway knows batch `sequence` by, when it is not the number alone (APS:
+    /// `batch_reference`). The driver stores it with the reservation and refuses to resume a
+    /// batch whose stored name differs from this one (the configuration changed), so a batch
+    /// is never uploaded or polled under a second name. The default is none (Sola: the
+    /// number is the name).
+    ///
+    /// # Errors
+    /// A configuration that cannot give a name.
+    fn external_reference(&self, sequence: SequenceNumber) -> Result<Option<String>> {
+        let _ = sequence;
+        Ok(None)
+    }
+
     /// Makes the payload available to the gateway without starting processing, and verifies
     /// it arrived intact. Idempotent: an identical payload already there is kept.
     ///

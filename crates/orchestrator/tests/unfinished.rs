@@ -345,6 +345,7 @@ async fn bind(
         sequence,
         request_sha256: Sha256::digest(&payload).into(),
         request_len: payload.len() as u64,
+        external_reference: None,
         lines: txs
             .iter()
             .enumerate()

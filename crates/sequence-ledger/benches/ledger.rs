@@ -16,6 +16,7 @@ fn new_batch(seq: SequenceNumber, lines: u64, tag: u64) -> NewBatch {
         sequence: seq,
         request_sha256: [7; 32],
         request_len: 240 * lines,
+        external_reference: None,
         lines: (0..lines)
             .map(|i| NewBinding {
                 client_ref: format!("ref-{tag}-{i}"),

@@ -382,6 +382,7 @@ impl Ledger {
             verdict: None,
             complete_fields: None,
             note: None,
+            external_reference: new.external_reference.clone(),
         };
         let key = codec::batch_key(account, seq);
         let encoded = codec::encode_batch(&record)?;

@@ -33,6 +33,7 @@
 //!     sequence: seq,
 //!     request_sha256: sha256(request),
 //!     request_len: request.len() as u64,
+//!     external_reference: None,
 //!     lines: vec![NewBinding { client_ref: "order-1".into(), index: 0, content_digest: digest }],
 //! };
 //! let Reserve::Reserved(batch) = ledger.reserve(&acme, new)? else { panic!("fresh ledger") };

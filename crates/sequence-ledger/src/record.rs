@@ -19,6 +19,10 @@ pub struct NewBatch {
     pub request_len: u64,
     /// One entry per line, in line order (`index` 0, 1, 2, ...).
     pub lines: Vec<NewBinding>,
+    /// The name the gateway knows the batch by, when it is not the number alone (APS:
+    /// `batch_reference`). Stored with the reservation so that a resumed batch is always
+    /// addressed by the name it was reserved under, whatever the configuration says later.
+    pub external_reference: Option<String>,
 }
 
 /// One transaction of a new batch.
@@ -122,6 +126,11 @@ pub struct BatchRecord {
     pub complete_fields: Option<CompleteFields>,
     /// The operator's note (an abandon reason, or a manual resolution).
     pub note: Option<String>,
+    /// The gateway's name for the batch, as reserved ([`NewBatch::external_reference`]).
+    /// `None` for gateways addressed by the number alone and in records written before this
+    /// field existed (it defaults when absent).
+    #[serde(default)]
+    pub external_reference: Option<String>,
 }
 
 /// Which finished batches give their transactions back, so that a new batch may take them

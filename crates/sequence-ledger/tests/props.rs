@@ -147,6 +147,7 @@ fn run(ops: Vec<Op>) {
                     sequence: SequenceNumber::new(n).unwrap(),
                     request_sha256: [0; 32],
                     request_len: 1,
+                    external_reference: None,
                     lines,
                 };
                 let got = ledger.reserve(a, new).unwrap();

@@ -252,6 +252,10 @@ impl GatewayProtocol for ApsBatchApi {
         &self.client.config().account
     }
 
+    fn external_reference(&self, sequence: SequenceNumber) -> Result<Option<String>> {
+        Ok(Some(self.reference(sequence)?.as_str().to_owned()))
+    }
+
     fn encode_request(&self, sequence: SequenceNumber, lines: &[RequestLine<'_>]) -> Result<Bytes> {
         let mut txs = Vec::with_capacity(lines.len());
         for line in lines {

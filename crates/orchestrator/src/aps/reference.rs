@@ -1,8 +1,9 @@
 //! `batch_reference`: the client's unique name for one uploaded file.
 //!
 //! The ledger already makes (account, sequence number) durable and unique before anything is
-//! uploaded, so the reference is derived from it instead of being stored separately:
-//! `<prefix><sequence>-<6 hex>`, the hex being the start of SHA-256 of the account name (two
+//! uploaded, so the reference is derived from it, and stored with the reservation
+//! (`BatchRecord::external_reference`): the driver refuses to resume a batch whose stored
+//! reference differs from the derived one (a changed prefix). `<prefix><sequence>-<6 hex>`, the hex being the start of SHA-256 of the account name (two
 //! paybatch accounts may share one APS merchant). At most 4 + 9 + 1 + 6 = 20 characters.
 //!
 //! After a crash the same batch gets the same reference, so the service's "reference already

@@ -36,6 +36,7 @@ fn new_batch(n: u32, refs: &[&str]) -> NewBatch {
         sequence: seq(n),
         request_sha256: crate::sha256(format!("request {n}").as_bytes()),
         request_len: 100,
+        external_reference: None,
         lines: lines(refs),
     }
 }
@@ -1064,4 +1065,30 @@ fn the_page_cache_is_bounded_by_the_options() {
     }
     assert_eq!(l.binding(&a, "r1-0").unwrap().unwrap().sequence, seq(1));
     assert_eq!(l.last_sequence(&a).unwrap(), Some(seq(50)));
+}
+
+#[test]
+fn external_reference_is_stored_read_back_and_exported() {
+    let (_d, l) = fresh();
+    let a = acct("a");
+    let mut new = new_batch(1, &["x"]);
+    new.external_reference = Some("PB1-0a1b2c".into());
+    let Reserve::Reserved(rec) = l.reserve(&a, new).unwrap() else {
+        panic!("fresh ledger")
+    };
+    assert_eq!(rec.external_reference.as_deref(), Some("PB1-0a1b2c"));
+    let read = l.batch(&a, seq(1)).unwrap().unwrap();
+    assert_eq!(read.external_reference.as_deref(), Some("PB1-0a1b2c"));
+    reserve(&l, &a, 2, &["y"]);
+    assert_eq!(
+        l.batch(&a, seq(2)).unwrap().unwrap().external_reference,
+        None
+    );
+    let mut out = Vec::new();
+    l.export(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains(r#""external_reference":"PB1-0a1b2c""#),
+        "{text}"
+    );
 }
