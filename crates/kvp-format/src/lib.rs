@@ -76,8 +76,8 @@ pub use process::ProcessFile;
 pub use reader::{BOM, Reader, Records, Typed};
 pub use record::{Iter, Record};
 pub use redact::{
-    REDACTED, SENSITIVE_KEYS, Secret, is_sensitive, mask_card, mask_digit_runs, mask_key,
-    mask_value,
+    REDACTED, SENSITIVE_KEYS, Secret, contains_secret, is_sensitive, mask_card, mask_digit_runs,
+    mask_key, mask_value,
 };
 pub use report::{Policy, Problem, Report, ValidateOptions};
 pub use request::RequestLine;

@@ -125,6 +125,23 @@ pub fn mask_digit_runs(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether `haystack` (a log, a journal, a database file read as text) shows `secret`: the
+/// check leak tests make. A secret made only of ASCII digits (a CVV, a routing or account
+/// number) counts only as a whole digit run, not inside a longer one: `8642` inside a
+/// millisecond timestamp `1763778642123` is chance, not a leak, while `xCVV=8642` or
+/// `cvv 8642.` is one. Any other secret counts wherever it occurs.
+pub fn contains_secret(haystack: &str, secret: &str) -> bool {
+    if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_digit()) {
+        return !secret.is_empty() && haystack.contains(secret);
+    }
+    let bytes = haystack.as_bytes();
+    haystack.match_indices(secret).any(|(at, _)| {
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        let after = bytes.get(at + secret.len()).copied();
+        !before.is_some_and(|b| b.is_ascii_digit()) && !after.is_some_and(|b| b.is_ascii_digit())
+    })
+}
+
 /// A value that must not be printed: `Debug` and `Display` show `[REDACTED]`.
 ///
 /// Read it with [`Secret::expose`] at the one place that needs it (e.g. writing the PROCESS
@@ -230,6 +247,30 @@ mod tests {
             assert_eq!(mask_key(&got), *want, "idempotent: {key}");
         }
         assert!(matches!(mask_key("xCustom01"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn contains_secret_table() {
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, bool)] = &[
+            ("xCVV=8642&x=1", "8642", true),
+            ("cvv 8642.", "8642", true),
+            ("8642", "8642", true),
+            ("at_unix_ms=1763778642123", "8642", false),
+            ("ref 186420 and 86421", "8642", false),
+            ("ref 186420 then 8642", "8642", true),
+            ("x4111111111111111y", "4111111111111111", true),
+            ("key=abc-secret-key", "secret", true),
+            ("nothing here", "secret", false),
+            ("anything", "", false),
+        ];
+        for (haystack, secret, want) in cases {
+            assert_eq!(
+                contains_secret(haystack, secret),
+                *want,
+                "{secret} in {haystack}"
+            );
+        }
     }
 
     #[test]
