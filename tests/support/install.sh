@@ -8,6 +8,8 @@
 #   - moto's S3 server (PyPI) for the S3 backend: ready in under a second, real 412s for
 #     conditional puts, multipart support. Into the current python3 if it can take packages,
 #     else into a venv at $PAYBATCH_TEST_VENV (default ~/.cache/paybatch/test-venv).
+#   - strace (Debian's), for the ledger test that checks every acknowledged write is
+#     fdatasynced before the call returns.
 #   - a login `paybatch-sftp` (no shell) for the password-auth tests; servers.sh gives it a
 #     fresh random password while the servers run and locks it again on stop.
 set -euo pipefail
@@ -26,9 +28,10 @@ need_root() {
 }
 
 # --- OpenSSH server -------------------------------------------------------------------------
-if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null || ! command -v pkill >/dev/null; then
-  need_root "installing openssh-server"
-  echo "install.sh: apt-get install openssh-server"
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null || ! command -v pkill >/dev/null ||
+   ! command -v strace >/dev/null; then
+  need_root "installing openssh-server and strace"
+  echo "install.sh: apt-get install openssh-server procps strace"
   # Keep the system's sshd service from being started by the package's postinst.
   policy=/usr/sbin/policy-rc.d
   created_policy=no
@@ -40,7 +43,8 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null || ! command -v
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # procps: servers.sh stops sshd's per-connection processes with pkill -P.
-  apt-get install -y -qq --no-install-recommends openssh-server procps >/dev/null
+  # strace: the ledger's durability test watches its fdatasync calls.
+  apt-get install -y -qq --no-install-recommends openssh-server procps strace >/dev/null
   if [ "$created_policy" = yes ]; then rm -f "$policy"; fi
 fi
 

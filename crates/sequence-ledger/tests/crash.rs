@@ -15,14 +15,15 @@ use std::time::Duration;
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
-    AccountId, BatchState, CRASH_ENV, LEDGER_CRASH_POINTS, Ledger, NewBatch, NewBinding, Outcome,
-    Reserve, StoredResult, Transition, Verdict,
+    AccountId, BatchState, CRASH_ENV, Durability, LEDGER_CRASH_POINTS, Ledger, LedgerOptions,
+    NewBatch, NewBinding, Outcome, Reserve, StoredResult, Transition, Verdict,
 };
 
 const CHILD_DIR: &str = "SEQUENCE_LEDGER_TEST_CHILD_DIR";
 const CHILD_LIFE: &str = "SEQUENCE_LEDGER_TEST_CHILD_LIFE";
 const CHILD_ROUNDS: &str = "SEQUENCE_LEDGER_TEST_CHILD_ROUNDS";
 const CHILD_THREADS: &str = "SEQUENCE_LEDGER_TEST_CHILD_THREADS";
+const CHILD_FLUSH_ONLY: &str = "SEQUENCE_LEDGER_TEST_CHILD_FLUSH_ONLY";
 const HOLD_DIR: &str = "SEQUENCE_LEDGER_TEST_HOLD_DIR";
 const ACCOUNTS: [&str; 3] = ["acme", "globex", "initech"];
 
@@ -120,7 +121,16 @@ fn finish(l: &Ledger, a: &AccountId, n: SequenceNumber, state: BatchState, j: &J
 }
 
 fn workload(dir: &Path, life: u32, rounds: u32, threaded: bool) {
-    let l = Ledger::open(dir.join("ledger")).unwrap();
+    let durability = if std::env::var_os(CHILD_FLUSH_ONLY).is_some() {
+        Durability::FlushOnly
+    } else {
+        Durability::Fsync
+    };
+    let l = Ledger::open_with(
+        dir.join("ledger"),
+        LedgerOptions::with_durability(durability),
+    )
+    .unwrap();
     let j = Journal(std::sync::Mutex::new(
         std::fs::OpenOptions::new()
             .create(true)
@@ -229,6 +239,20 @@ fn spawn_child(
     threaded: bool,
 ) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
+    child_command(&mut cmd, dir, life, rounds, crash_at, threaded);
+    cmd.spawn().unwrap()
+}
+
+/// Adds the child workload's arguments and environment to `cmd` (the test binary itself, or a
+/// tracer that runs it).
+fn child_command(
+    cmd: &mut Command,
+    dir: &Path,
+    life: u32,
+    rounds: u32,
+    crash_at: Option<&str>,
+    threaded: bool,
+) {
     cmd.args([
         "--exact",
         "child_workload_entry_point",
@@ -249,7 +273,6 @@ fn spawn_child(
     } else {
         cmd.env_remove(CHILD_THREADS);
     }
-    cmd.spawn().unwrap()
 }
 
 /// Whether the operation of one journal line (`reserved a n`, `state a n S`, `floor a n`) is in
@@ -413,4 +436,153 @@ fn a_second_process_is_told_the_pid_of_the_holder() {
     assert_killed(child, "holder");
     // The kernel released the lock with the process: no stale lock.
     Ledger::open(&path).unwrap();
+}
+
+/// "Flushed" means durable, seen from the kernel's side. The child workload runs under
+/// `strace`; the journal's `begin <op>` and `<op>` writes mark where each ledger call starts
+/// and returns. Every acknowledged call must have written sled's log (`db`) and then
+/// `fdatasync`ed it (or `fsync`ed) after its last write and before returning. The same workload
+/// with `Durability::FlushOnly` shows the writes and no sync at all, so the check can fail.
+///
+/// Needs `strace` (`tests/support/install.sh` installs it; with `PAYBATCH_REQUIRE_SERVERS=1`, as
+/// in CI, a missing strace fails the test). Skipped only where ptrace is not permitted.
+#[test]
+fn every_acknowledged_write_is_fdatasynced_before_the_call_returns() {
+    if !strace_usable() {
+        return;
+    }
+    for flush_only in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir.path().join("trace");
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-y", "-qq", "-s", "256", "-o"])
+            .arg(&trace)
+            .args([
+                "-e",
+                "trace=write,pwrite64,pwritev,pwritev2,fsync,fdatasync,sync_file_range",
+            ])
+            .arg(std::env::current_exe().unwrap());
+        child_command(&mut cmd, dir.path(), 1, 4, None, false);
+        if flush_only {
+            cmd.env(CHILD_FLUSH_ONLY, "1");
+        } else {
+            cmd.env_remove(CHILD_FLUSH_ONLY);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&trace).unwrap();
+        let log = format!("{}/db>", dir.path().join("ledger").display());
+        let journal = format!("{}>", dir.path().join("journal").display());
+        let calls = traced_calls(&text, &log, &journal);
+        // 4 rounds × 3 accounts, each a reserve and up to 5 transitions, and a floor now and then.
+        assert!(calls.len() >= 40, "{} calls traced:\n{text}", calls.len());
+        for call in &calls {
+            let last_write = call.events.iter().rposition(|e| *e == LogEvent::Write);
+            let Some(last_write) = last_write else {
+                panic!("`{}` returned without writing sled's log", call.op);
+            };
+            let syncs = call.events.iter().filter(|e| **e == LogEvent::Sync).count();
+            if flush_only {
+                assert_eq!(syncs, 0, "`{}`: FlushOnly must not sync", call.op);
+            } else {
+                assert!(
+                    call.events[last_write..].contains(&LogEvent::Sync),
+                    "`{}` returned without an fdatasync after its last log write: {:?}",
+                    call.op,
+                    call.events
+                );
+            }
+        }
+    }
+}
+
+/// What one traced ledger call did to sled's log file, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogEvent {
+    Write,
+    /// `sync_file_range`: what sled's own `flush()` ends with.
+    Range,
+    /// `fdatasync` or `fsync`.
+    Sync,
+}
+
+struct TracedCall {
+    op: String,
+    events: Vec<LogEvent>,
+}
+
+/// Splits an `strace -f -y` trace into the ledger calls between the journal's `begin <op>` and
+/// `<op>` lines, with the log file events in between (from any thread: sled may write from its
+/// own). A failed sync fails the test.
+fn traced_calls(trace: &str, log: &str, journal: &str) -> Vec<TracedCall> {
+    let mut calls = Vec::new();
+    let mut open: Option<TracedCall> = None;
+    for line in trace.lines() {
+        let Some((_pid, call)) = line.split_once(' ') else {
+            continue;
+        };
+        let call = call.trim_start();
+        let name = call.split('(').next().unwrap_or("");
+        if name == "write" && call.contains(journal) {
+            let text = call.split_once(", \"").map_or("", |(_, t)| t);
+            if let Some(op) = text.strip_prefix("begin ") {
+                let op = op.split("\\n").next().unwrap_or(op).to_owned();
+                open = Some(TracedCall {
+                    op,
+                    events: Vec::new(),
+                });
+            } else if let Some(done) = open.take() {
+                calls.push(done);
+            }
+            continue;
+        }
+        if !call.contains(log) {
+            continue;
+        }
+        let event = match name {
+            "write" | "pwrite64" | "pwritev" | "pwritev2" => LogEvent::Write,
+            "sync_file_range" => LogEvent::Range,
+            "fsync" | "fdatasync" => {
+                assert!(!call.contains("= -1"), "failed sync: {line}");
+                LogEvent::Sync
+            }
+            _ => continue,
+        };
+        if let Some(current) = open.as_mut() {
+            current.events.push(event);
+        }
+    }
+    calls
+}
+
+/// Whether `strace` can trace a child here. A missing strace fails under
+/// `PAYBATCH_REQUIRE_SERVERS=1` and skips (saying so) otherwise; ptrace refused by the
+/// machine's security settings skips with a message.
+fn strace_usable() -> bool {
+    let required = std::env::var("PAYBATCH_REQUIRE_SERVERS").is_ok_and(|v| v == "1");
+    match Command::new("strace")
+        .args(["-qq", "-e", "trace=none", "true"])
+        .output()
+    {
+        Err(e) => {
+            assert!(
+                !required,
+                "strace is required (PAYBATCH_REQUIRE_SERVERS=1): {e}; tests/support/install.sh installs it"
+            );
+            eprintln!("SKIPPED: strace not found ({e}); tests/support/install.sh installs it");
+            false
+        }
+        Ok(out) if !out.status.success() => {
+            eprintln!(
+                "SKIPPED: strace cannot trace here: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            false
+        }
+        Ok(_) => true,
+    }
 }
