@@ -58,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.summary.count(orchestrator::Outcome::Approved),
             r.summary.count(orchestrator::Outcome::Declined),
             r.summary.count(orchestrator::Outcome::NotProcessed),
-            orchestrator::format_cents(r.summary.approved_cents),
+            r.summary.approved_text(),
         );
     }
     println!("transactions: {}", report.transactions);

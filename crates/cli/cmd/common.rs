@@ -328,7 +328,7 @@ pub fn print_summary(report: &Report) {
             s.count(Outcome::NotProcessed),
             s.count(Outcome::Unknown),
             s.batches.values().sum::<u64>(),
-            orchestrator::format_cents(s.approved_cents),
+            s.approved_text(),
             note
         );
     };

@@ -114,7 +114,7 @@ pub struct SubmitOptions {
 /// One account's result.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AccountReport {
-    /// Counts per outcome and approved amount.
+    /// Counts per outcome and approved amounts.
     #[serde(flatten)]
     pub summary: AccountSummary,
     /// Batches of this run not finished yet: waiting for COMPLETE (no `--wait`), or not yet
@@ -203,13 +203,7 @@ impl Report {
     pub fn totals(&self) -> AccountSummary {
         let mut t = AccountSummary::default();
         for a in self.accounts.values() {
-            for (o, n) in &a.summary.outcomes {
-                *t.outcomes.entry(*o).or_default() += n;
-            }
-            t.approved_cents += a.summary.approved_cents;
-            for (s, n) in &a.summary.batches {
-                *t.batches.entry(s.clone()).or_default() += n;
-            }
+            t.absorb(&a.summary);
         }
         t
     }

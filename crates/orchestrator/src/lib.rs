@@ -70,7 +70,10 @@ pub use error::{Error, Result};
 pub use input::{Format, InputReader, InputRecord, RecordSource};
 pub use job::{InvalidPolicy, Job, ResultSpill, Transaction};
 pub use logging::{LogFormat, LoggingError, init_logging};
-pub use merge::{AccountSummary, Outcome, OutputHead, format_cents, output_record, parse_cents};
+pub use merge::{
+    AccountSummary, DEFAULT_CURRENCY, Outcome, OutputHead, format_amount, output_record,
+    parse_amount,
+};
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
 pub use plan::{AccountPlan, Bound, PlanConflict, RejectedBatches, content_digest, plan_account};
 pub use progress::{Progress, SLOW_AFTER, SlowBatch, format_waited, slow_log_due};

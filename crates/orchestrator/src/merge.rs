@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::aps::{Currency, MinorUnits};
+
 /// The per-transaction outcome written to the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -114,29 +116,71 @@ pub fn output_record(
     out
 }
 
-/// Counts per outcome and the approved amount, for one account.
+/// Counts per outcome and the approved amounts, for one account.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AccountSummary {
     /// Transactions per outcome.
     pub outcomes: BTreeMap<Outcome, u64>,
-    /// Sum of `xAuthAmount` of approved lines, in cents.
-    pub approved_cents: i64,
+    /// Sum of the approved lines' `xAuthAmount` per ISO 4217 currency code, in the currency's
+    /// minor unit (USD cents, KWD fils, JPY yen), signed as the gateway reports it (a refund
+    /// counts as its gateway answers it). A line's currency is its `xCurrency` or
+    /// `currency` field (APS results carry one), else [`DEFAULT_CURRENCY`] (Sola answers in
+    /// the account's currency and does not echo it). Show one with [`format_amount`].
+    pub approved: BTreeMap<String, i64>,
+    /// Approved lines with an amount that could not be read (malformed, more decimals than the
+    /// currency has, unknown currency code): counted here, not in `approved`. An approved line
+    /// without an amount (a void, a card save) is in neither.
+    pub approved_unreadable: u64,
     /// Batches by final state name.
     pub batches: BTreeMap<String, u64>,
     /// Why the account failed, if it did.
     pub failure: Option<String>,
 }
 
+/// The currency of an approved line that names none.
+pub const DEFAULT_CURRENCY: &str = "USD";
+
 impl AccountSummary {
     /// Counts one output record.
     pub fn add(&mut self, outcome: Outcome, response: &[(String, String)]) {
         *self.outcomes.entry(outcome).or_default() += 1;
-        if outcome == Outcome::Approved {
-            let amount = response
+        if outcome != Outcome::Approved {
+            return;
+        }
+        let field = |name: &str| {
+            response
                 .iter()
-                .find(|(k, _)| k == "xAuthAmount")
-                .and_then(|(_, v)| parse_cents(v));
-            self.approved_cents += amount.unwrap_or(0);
+                .find(|(k, v)| k == name && !v.trim().is_empty())
+                .map(|(_, v)| v.as_str())
+        };
+        let currency = field("xCurrency")
+            .or_else(|| field("currency"))
+            .unwrap_or(DEFAULT_CURRENCY);
+        // A void or a card save moves no money: nothing to add, nothing unreadable.
+        let Some(amount) = field("xAuthAmount") else {
+            return;
+        };
+        match (Currency::new(currency), parse_amount(currency, amount)) {
+            (Ok(c), Some(minor)) => {
+                let total = self.approved.entry(c.code().to_owned()).or_default();
+                *total = total.saturating_add(minor);
+            }
+            _ => self.approved_unreadable += 1,
+        }
+    }
+
+    /// Adds another summary's counts and amounts to this one.
+    pub fn absorb(&mut self, other: &AccountSummary) {
+        for (o, n) in &other.outcomes {
+            *self.outcomes.entry(*o).or_default() += n;
+        }
+        for (c, minor) in &other.approved {
+            let total = self.approved.entry(c.clone()).or_default();
+            *total = total.saturating_add(*minor);
+        }
+        self.approved_unreadable += other.approved_unreadable;
+        for (s, n) in &other.batches {
+            *self.batches.entry(s.clone()).or_default() += n;
         }
     }
 
@@ -149,41 +193,45 @@ impl AccountSummary {
     pub fn total(&self) -> u64 {
         self.outcomes.values().sum()
     }
+
+    /// The approved amounts for people, one `CODE amount` per currency:
+    /// `"KWD 12.345, USD 1234.50"`; `"0"` when nothing was approved.
+    pub fn approved_text(&self) -> String {
+        if self.approved.is_empty() {
+            return "0".to_owned();
+        }
+        self.approved
+            .iter()
+            .map(|(code, minor)| format!("{code} {}", format_amount(code, *minor)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
-/// `"12.3"` → 1230; at most two decimals, optional sign.
-pub fn parse_cents(text: &str) -> Option<i64> {
+/// `"12.3"` in `currency` → its minor units (`1230` for USD, `12300` for KWD, `None` for JPY
+/// since yen have no decimals); an optional leading `-`. `None` for a malformed amount, one
+/// with more decimals than the currency has, or an unknown currency code.
+pub fn parse_amount(currency: &str, text: &str) -> Option<i64> {
+    let currency = Currency::new(currency).ok()?;
     let text = text.trim();
-    let (neg, digits) = match text.strip_prefix('-') {
+    let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if whole.is_empty() && frac.is_empty() || frac.len() > 2 {
-        return None;
-    }
-    if !whole
-        .bytes()
-        .chain(frac.bytes())
-        .all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let whole: i64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    let frac: i64 = format!("{frac:0<2}").parse().ok()?;
-    let cents = whole.checked_mul(100)?.checked_add(frac)?;
-    Some(if neg { -cents } else { cents })
+    let minor = i64::try_from(currency.to_minor(digits).ok()?.0).ok()?;
+    Some(if negative { -minor } else { minor })
 }
 
-/// `1230` → `"12.30"`.
-pub fn format_cents(cents: i64) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    let c = cents.unsigned_abs();
-    format!("{sign}{}.{:02}", c / 100, c % 100)
+/// Minor units of `currency` as a decimal in major units: `1230` USD → `"12.30"`, `-5` KWD →
+/// `"-0.005"`, `1200` JPY → `"1200"`. An unknown code is shown with two decimals.
+pub fn format_amount(currency: &str, minor: i64) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let minor = MinorUnits(minor.unsigned_abs());
+    let text = match Currency::new(currency) {
+        Ok(c) => c.to_major(minor),
+        Err(_) => format!("{}.{:02}", minor.0 / 100, minor.0 % 100),
+    };
+    format!("{sign}{text}")
 }
 
 #[cfg(test)]
@@ -243,21 +291,36 @@ mod tests {
     }
 
     #[test]
-    fn cents() {
-        for (t, c) in [
-            ("12.3", Some(1230)),
-            ("0.05", Some(5)),
-            ("7", Some(700)),
-            ("-1.25", Some(-125)),
-            (".5", Some(50)),
-            ("1.234", None),
-            ("x", None),
-            ("", None),
-        ] {
-            assert_eq!(parse_cents(t), c, "{t}");
+    fn amounts_by_currency() {
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, Option<i64>)] = &[
+            ("USD", "12.3", Some(1230)),
+            ("USD", "0.05", Some(5)),
+            ("USD", "7", Some(700)),
+            ("USD", "-1.25", Some(-125)),
+            ("USD", ".5", Some(50)),
+            ("USD", "1.230", Some(123)),
+            ("USD", "1.234", None),
+            ("KWD", "12.345", Some(12345)),
+            ("kwd", "1", Some(1000)),
+            ("JPY", "1200", Some(1200)),
+            ("JPY", "1.5", None),
+            ("USD", "x", None),
+            ("USD", "", None),
+            ("USD", "--1", None),
+            ("XXX", "1", None),
+        ];
+        for (currency, text, want) in cases {
+            assert_eq!(parse_amount(currency, text), *want, "{text} {currency}");
         }
-        assert_eq!(format_cents(1230), "12.30");
-        assert_eq!(format_cents(-5), "-0.05");
+        #[rustfmt::skip]
+        let shown: &[(&str, i64, &str)] = &[
+            ("USD", 1230, "12.30"), ("USD", -5, "-0.05"), ("KWD", 12345, "12.345"),
+            ("KWD", -5, "-0.005"), ("JPY", 1200, "1200"), ("XXX", 1230, "12.30"),
+        ];
+        for (currency, minor, want) in shown {
+            assert_eq!(format_amount(currency, *minor), *want, "{minor} {currency}");
+        }
     }
 
     #[test]
@@ -266,14 +329,41 @@ mod tests {
         s.add(Outcome::Approved, &pairs(&[("xAuthAmount", "10.50")]));
         s.add(Outcome::Approved, &pairs(&[("xAuthAmount", "1")]));
         s.add(Outcome::Declined, &pairs(&[("xAuthAmount", "99")]));
+        s.add(
+            Outcome::Approved,
+            &pairs(&[("xAuthAmount", "12.345"), ("currency", "KWD")]),
+        );
+        s.add(
+            Outcome::Approved,
+            &pairs(&[("xAuthAmount", "2"), ("xCurrency", "kwd")]),
+        );
+        // Three decimals in USD, an unknown currency: unreadable. No amount (a void): neither.
+        s.add(Outcome::Approved, &pairs(&[("xAuthAmount", "1.005")]));
+        s.add(Outcome::Approved, &pairs(&[("xAuthAmount", " ")]));
+        s.add(Outcome::Approved, &pairs(&[]));
+        s.add(
+            Outcome::Approved,
+            &pairs(&[("xAuthAmount", "1"), ("currency", "ZZZ")]),
+        );
         assert_eq!(
             (
                 s.count(Outcome::Approved),
                 s.count(Outcome::Declined),
-                s.total(),
-                s.approved_cents
+                s.total()
             ),
-            (2, 1, 3, 1150)
+            (8, 1, 9)
         );
+        let want: BTreeMap<String, i64> = [("KWD".to_owned(), 14345), ("USD".to_owned(), 1150)]
+            .into_iter()
+            .collect();
+        assert_eq!((&s.approved, s.approved_unreadable), (&want, 2));
+        assert_eq!(s.approved_text(), "KWD 14.345, USD 11.50");
+        assert_eq!(AccountSummary::default().approved_text(), "0");
+
+        let mut total = AccountSummary::default();
+        total.absorb(&s);
+        total.absorb(&s);
+        assert_eq!(total.approved["KWD"], 28690);
+        assert_eq!((total.total(), total.approved_unreadable), (18, 4));
     }
 }

@@ -379,9 +379,9 @@ async fn a_rejected_batch_keeps_its_verdict_and_shows_the_per_line_answer() {
     assert_eq!(
         (
             summary.count(orchestrator::Outcome::NotProcessed),
-            summary.approved_cents
+            summary.approved.is_empty()
         ),
-        (4, 0)
+        (4, true)
     );
     // Cleanup deleted exactly RESPONSE_X and COMPLETE_X.
     assert!(

@@ -163,6 +163,21 @@ async fn full_run(sha: SimSha, client_sha: ShaType) {
     .map(|(i, x, r)| (*i, (*x).to_owned(), (*r).to_owned()))
     .collect();
     assert_eq!(got, expected);
+    // The summary sums approved amounts per currency: 1.234 KWD stays three-decimal exact.
+    let mut summary = crate::AccountSummary::default();
+    for r in &results {
+        let letter = r.fields.iter().find(|(k, _)| k == "xResult");
+        let outcome = crate::Outcome::from_x_result(letter.map(|(_, v)| v.as_str()));
+        summary.add(outcome, &r.fields);
+    }
+    let approved: Vec<(&str, i64)> = summary
+        .approved
+        .iter()
+        .map(|(c, m)| (c.as_str(), *m))
+        .collect();
+    // USD: the 10.00 purchase and the 3.00 refund; the void moves no amount.
+    assert_eq!(approved, [("KWD", 1234), ("USD", 1300)]);
+    assert_eq!(summary.approved_unreadable, 0);
     let journal = sim.journal();
     assert_eq!(journal.len(), 5);
     let kwd = journal
