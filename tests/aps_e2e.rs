@@ -79,6 +79,25 @@ async fn submit_in_process(m: &Mixed, out: &Path) -> orchestrator::Report {
 }
 
 async fn submit_in_process_with(m: &Mixed, out: &Path, wait: WaitMode) -> orchestrator::Report {
+    submit_in_process_full(m, out, wait, Shutdown::never())
+        .await
+        .unwrap()
+}
+
+async fn submit_in_process_until(
+    m: &Mixed,
+    out: &Path,
+    shutdown: Shutdown,
+) -> orchestrator::Result<orchestrator::Report> {
+    submit_in_process_full(m, out, WaitMode::UntilCollected, shutdown).await
+}
+
+async fn submit_in_process_full(
+    m: &Mixed,
+    out: &Path,
+    wait: WaitMode,
+    shutdown: Shutdown,
+) -> orchestrator::Result<orchestrator::Report> {
     let settings = Arc::new(Settings::load_with_env(Some(&m.world.config), []).unwrap());
     let mut reader = InputReader::open(&m.input, None).unwrap();
     let job = Arc::new(
@@ -99,7 +118,7 @@ async fn submit_in_process_with(m: &Mixed, out: &Path, wait: WaitMode) -> orches
         ..SubmitOptions::default()
     };
     let orch = Orchestrator::builder(settings).build().unwrap();
-    orch.submit(job, &options, Shutdown::never()).await.unwrap()
+    orch.submit(job, &options, shutdown).await
 }
 
 fn merchant_of<'a>(m: &'a Mixed, account: &str) -> Option<&'a str> {
@@ -192,6 +211,49 @@ async fn mixed_sola_and_aps_accounts_one_output_in_order() {
         read_records(&out, Some(Format::Kvp)),
         read_records(&out2, Some(Format::Kvp))
     );
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+    m.sim.shutdown().await;
+}
+
+/// Ctrl-C while APS is slow to validate: `submit` stops at once with `Shutdown` (not after the
+/// account's `validation_timeout`, 30 minutes by default), and the next run finishes every
+/// batch: every transaction processed exactly once. The timeout around the first run is a
+/// hang guard, not a speed assertion: without the fix the run would wait 30 minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_while_aps_validation_stalls_returns_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let stall = ApsKnobs {
+        validation: ValidationMode::Stall,
+        ..ApsKnobs::default()
+    };
+    let m = mixed(dir.path(), stall).await;
+    let (stop, gateway) = spawn_gateway(m.world.gateway(true).await.unwrap());
+    let out = m.world.root.join("out.kvp");
+    let (trigger, shutdown) = Shutdown::new();
+    let run = submit_in_process_until(&m, &out, shutdown);
+    let fire = async {
+        // Both APS accounts have uploaded a batch and are waiting for its validation.
+        while m.sim.batch_count() < APS_ACCOUNTS {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        trigger.trigger();
+    };
+    let (result, ()) = tokio::time::timeout(std::time::Duration::from_secs(300), async {
+        tokio::join!(run, fire)
+    })
+    .await
+    .expect("submit kept waiting for APS validation after the shutdown");
+    assert!(
+        matches!(result, Err(orchestrator::Error::Shutdown)),
+        "{result:?}"
+    );
+    assert!(m.sim.journal().is_empty(), "nothing processed yet");
+
+    m.sim.set_knobs(ApsKnobs::default());
+    let report = submit_in_process(&m, &out).await;
+    assert!(report.is_complete(), "{report:?}");
+    check_exactly_once(&m, &out, &processed_aps);
     let _ = stop.send(());
     gateway.await.unwrap().unwrap();
     m.sim.shutdown().await;

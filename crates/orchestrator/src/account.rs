@@ -366,7 +366,12 @@ impl Worker {
                 .await?;
         }
         self.shutdown.check()?;
-        self.protocol.trigger(sequence, line_count).await?;
+        let trigger = self.protocol.trigger(sequence, line_count);
+        if self.protocol.trigger_is_cancel_safe() {
+            self.shutdown.until(trigger).await?;
+        } else {
+            trigger.await?;
+        }
         sequence_ledger::crash_point("orchestrator.after_process");
         self.transition(sequence, Transition::Triggered).await?;
         self.progress.uploaded(line_count);

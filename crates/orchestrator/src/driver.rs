@@ -70,6 +70,18 @@ impl Shutdown {
         }
     }
 
+    /// Runs `step` unless the signal fires first: then `step` is dropped at its current await
+    /// and this returns [`Error::Shutdown`]. Only for steps that are safe to abandon midway
+    /// ([`crate::GatewayProtocol::trigger_is_cancel_safe`]).
+    pub(crate) async fn until<T>(&self, step: impl Future<Output = Result<T>>) -> Result<T> {
+        let mut rx = self.0.clone();
+        tokio::select! {
+            biased;
+            out = step => out,
+            _ = rx.wait_for(|v| *v) => Err(Error::Shutdown),
+        }
+    }
+
     pub(crate) async fn sleep(&self, d: Duration) -> Result<()> {
         let mut rx = self.0.clone();
         tokio::select! {

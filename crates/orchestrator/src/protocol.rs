@@ -136,6 +136,18 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
     /// Storage or transport failures.
     async fn trigger(&self, sequence: SequenceNumber, line_count: u64) -> Result<()>;
 
+    /// Whether the driver may abandon [`trigger`](Self::trigger) at any await when the run is
+    /// shut down, instead of waiting for it to return. Say yes only when `trigger` can wait a
+    /// long time (APS: until the gateway has validated the file) **and** dropping it midway is
+    /// harmless: the batch then stays `RequestUploaded`, the next run calls `trigger` again,
+    /// and that call must carry on correctly whether or not the abandoned one reached the
+    /// gateway, leaving nothing behind. The default is no: `trigger` runs to completion (Sola:
+    /// one atomic PROCESS put, which an abandoned upload could leave half-written as a
+    /// temporary file).
+    fn trigger_is_cancel_safe(&self) -> bool {
+        false
+    }
+
     /// Looks once for the batch's verdict.
     ///
     /// # Errors

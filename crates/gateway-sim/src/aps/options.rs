@@ -31,6 +31,10 @@ pub enum ValidationMode {
     Normal,
     /// Every file fails validation (line 1 flagged), whatever it holds.
     FailAll,
+    /// Validation never ends while this mode is set: a batch still validating answers 138 to
+    /// every `GET_BATCH_RESULTS` (a gateway slow to validate; for shutdown tests). Setting
+    /// another mode lets it finish.
+    Stall,
 }
 
 /// Which answers carry a corrupted signature.

@@ -547,6 +547,7 @@ impl Shared {
 
     fn results(&self, merchant: &ApsMerchant, reference: &str, answer: Answer) -> Answer {
         let mut inner = lock(&self.inner);
+        let stalled = lock(&self.knobs).validation == ValidationMode::Stall;
         let key = (merchant.merchant_identifier.clone(), reference.to_owned());
         let Some(batch) = inner.batches.get_mut(&key) else {
             return answer.code(71, 141, "Batch reference not found");
@@ -556,9 +557,9 @@ impl Shared {
             .with("transactions_count", count)
             .with("batch_id", Value::String(batch.batch_id.to_string()));
         match batch.phase.clone() {
-            Phase::Validating { remaining } if remaining > 0 => {
+            Phase::Validating { remaining } if remaining > 0 || stalled => {
                 batch.phase = Phase::Validating {
-                    remaining: remaining - 1,
+                    remaining: remaining.saturating_sub(1),
                 };
                 answer.code(70, 138, "Batch file is still being validated")
             }

@@ -119,8 +119,7 @@ impl ApsBatchApi {
                     },
                 ));
             }
-            // `trigger` has no shutdown handle (protocol.rs), so this wait is bounded by
-            // `validation_timeout` alone: never sleep past it (docs/APS.md, "Shutdown").
+            // Never sleep past the deadline. A shutdown drops this wait (trigger_is_cancel_safe).
             tokio::time::sleep(pause.min(cfg.validation_timeout.saturating_sub(waited))).await;
             pause = (pause * 2).min(cfg.max_poll_interval);
         }
@@ -363,6 +362,14 @@ impl GatewayProtocol for ApsBatchApi {
                 },
             )),
         }
+    }
+
+    /// Yes: `trigger` waits for validation, which can take long, and dropping it at any await
+    /// is harmless. It is a `GET_BATCH_RESULTS` (a read), a sleep, or the `PROCESS_BATCH` call;
+    /// if that one reached APS before being dropped, the next run's `trigger` finds the batch
+    /// processing (or processed) and carries on without sending it again.
+    fn trigger_is_cancel_safe(&self) -> bool {
+        true
     }
 
     async fn poll(&self, sequence: SequenceNumber) -> Result<PollResult> {
