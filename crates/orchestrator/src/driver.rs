@@ -82,12 +82,13 @@ impl Shutdown {
         }
     }
 
+    /// Sleeps `d`, or returns [`Error::Shutdown`] as soon as the signal fires.
     pub(crate) async fn sleep(&self, d: Duration) -> Result<()> {
-        let mut rx = self.0.clone();
-        tokio::select! {
-            () = tokio::time::sleep(d) => self.check(),
-            _ = rx.wait_for(|v| *v) => Err(Error::Shutdown),
-        }
+        self.until(async {
+            tokio::time::sleep(d).await;
+            self.check()
+        })
+        .await
     }
 }
 
