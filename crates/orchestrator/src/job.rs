@@ -470,6 +470,15 @@ mod tests {
     }
 
     fn load(text: &str, policy: InvalidPolicy) -> (Result<Job>, Vec<String>) {
+        load_with(&settings(), text, policy)
+    }
+
+    /// Loads KVP `text` as `in.kvp` under `settings`; returns the job and the problems seen.
+    fn load_with(
+        settings: &Settings,
+        text: &str,
+        policy: InvalidPolicy,
+    ) -> (Result<Job>, Vec<String>) {
         let mut src = InputReader::new(
             "in.kvp",
             Format::Kvp,
@@ -477,10 +486,17 @@ mod tests {
         )
         .unwrap();
         let mut seen = Vec::new();
-        let job = Job::load(&mut src, &settings(), policy, &mut |p, _| {
+        let job = Job::load(&mut src, settings, policy, &mut |p, _| {
             seen.push(p.to_string())
         });
         (job, seen)
+    }
+
+    /// [`load_with`] for input without problems.
+    fn load_valid(settings: &Settings, text: &str) -> Job {
+        let (job, problems) = load_with(settings, text, InvalidPolicy::RejectInput);
+        assert_eq!(problems, Vec::<String>::new());
+        job.unwrap()
     }
 
     #[test]
@@ -536,19 +552,7 @@ mod tests {
              account=shop&ref=4&command=PURCHASE&merchant_reference=o2&amount=1.00&token_name=t&customer_email=a@b.c\n\
              account=acme&ref=5&xCommand=cc:sale\n"
         );
-        let mut src = InputReader::new(
-            "in.kvp",
-            Format::Kvp,
-            Box::new(std::io::Cursor::new(text.into_bytes())),
-        )
-        .unwrap();
-        let job = Job::load(
-            &mut src,
-            &settings,
-            InvalidPolicy::RejectInput,
-            &mut |p, _| panic!("{p}"),
-        )
-        .unwrap();
+        let job = load_valid(&settings, &text);
         let by = job.positions_by_account();
         assert_eq!(by, [vec![1, 4], vec![0, 2, 3]]);
         let shop = job.plan_account("shop", &by[1], 100, |_| None).unwrap();
@@ -594,19 +598,7 @@ mod tests {
                 "account=shop&ref={i}&command=PURCHASE&merchant_reference=o{i}&amount=1&token_name=t&customer_email=a@b.c{extra}\n"
             ));
         }
-        let mut src = InputReader::new(
-            "in.kvp",
-            Format::Kvp,
-            Box::new(std::io::Cursor::new(text.into_bytes())),
-        )
-        .unwrap();
-        let job = Job::load(
-            &mut src,
-            &settings,
-            InvalidPolicy::RejectInput,
-            &mut |p, _| panic!("{p}"),
-        )
-        .unwrap();
+        let job = load_valid(&settings, &text);
         let positions = &job.positions_by_account()[0];
         for max_bytes in [700u64, 1500, 4000] {
             let limits = ChunkLimits {
