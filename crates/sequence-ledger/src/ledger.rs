@@ -1,10 +1,11 @@
 //! The ledger itself: opening, reserving, transitions, results.
 
 use std::collections::HashSet;
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kvp_format::SequenceNumber;
 use sled::Transactional;
@@ -19,6 +20,37 @@ use crate::{
     AccountId, AccountInfo, BatchRecord, BatchState, Binding, ConflictKind, NewBatch, RefConflict,
     Reserve, Stamp, StoredResult, Transition,
 };
+
+/// How long [`Ledger::open_with`] waits for a just-dropped ledger's sled to let go of `db`.
+const SLED_RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until sled's own lock on `<dir>/db` is free. sled `flock`s `db` while open and lets
+/// go when its last handle closes, which can be a moment after the `Ledger` holding it was
+/// dropped: its background threads finish their last write first. Our exclusive lock file,
+/// already held here, proves no other live `Ledger` (in any process) has this directory open,
+/// so a held sled lock can only be such a lingering handle: wait for it (up to
+/// [`SLED_RELEASE_WAIT`]) instead of failing with "could not acquire lock". After the wait,
+/// sled's open reports whatever is still wrong.
+fn wait_for_sled_release(dir: &Path) -> Result<()> {
+    let db = dir.join("db");
+    let deadline = Instant::now() + SLED_RELEASE_WAIT;
+    loop {
+        let file = match File::open(&db) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&db)(e)),
+        };
+        match file.try_lock() {
+            // Dropping `file` lets the lock go again.
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(TryLockError::WouldBlock) => return Ok(()),
+            Err(TryLockError::Error(e)) => return Err(Error::io(&db)(e)),
+        }
+    }
+}
 
 /// How [`Ledger::open_with`] opens a ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +189,7 @@ impl Ledger {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(Error::io(&path))?;
         let lock = LockFile::acquire(&path, LockMode::Exclusive)?;
+        wait_for_sled_release(&path)?;
         let db = options
             .sled_config(&path)
             .open()
