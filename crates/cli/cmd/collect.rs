@@ -51,7 +51,7 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         )?),
         None => None,
     };
-    let rt = common::runtime()?;
+    let rt = common::runtime(&settings.limits)?;
     rt.block_on(async {
         let orch = Orchestrator::builder(settings.clone()).build()?;
         let output = OutputSpec {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use orchestrator::{
     Format, InputProblem, InputReader, InputRecord, InvalidPolicy, Job, OutputWriter, Progress,
-    Report, SLOW_AFTER, Settings, Shutdown, SlowBatch,
+    LimitSettings, Report, SLOW_AFTER, Settings, Shutdown, SlowBatch,
 };
 
 use super::{Exit, Global, usage_error};
@@ -19,12 +19,20 @@ pub fn load_settings(config: Option<&Path>) -> Result<Settings> {
     Settings::load(config).map_err(|e| usage_error(e.to_string()))
 }
 
-/// A multi-threaded runtime for one command.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
+/// A multi-threaded runtime for one command, with at most `limits.blocking_threads` threads
+/// for blocking work (ledger writes, local files).
+pub fn runtime(limits: &LimitSettings) -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(limits.blocking_threads)
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// [`runtime`] with the limits of the embedded defaults and their `PAYBATCH__LIMITS__*`
+/// overrides, for commands that read no config file.
+pub fn default_runtime() -> Result<tokio::runtime::Runtime> {
+    runtime(&load_settings(None)?.limits)
 }
 
 /// A shutdown signal fired by Ctrl-C (or SIGTERM); must be called inside the runtime.

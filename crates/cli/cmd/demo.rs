@@ -187,7 +187,7 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let rt = common::runtime()?;
+    let rt = common::default_runtime()?;
     let (report, input) = rt.block_on(async {
         let (input, aps_sim) = match &aps {
             Some(part) => {

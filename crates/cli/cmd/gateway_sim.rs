@@ -87,7 +87,7 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
             args.config.display()
         )));
     }
-    let rt = runtime()?;
+    let rt = runtime(&settings.limits)?;
     rt.block_on(async {
         let mut accounts = Vec::with_capacity(selected.len());
         let mut aps_endpoints: BTreeMap<SocketAddr, Vec<String>> = BTreeMap::new();

@@ -174,7 +174,7 @@ fn settings(args: &CheckArgs) -> Result<(Location, BackendOptions)> {
 
 fn check(args: CheckArgs, _global: &Global) -> Result<ExitCode> {
     let (location, options) = settings(&args)?;
-    let rt = common::runtime()?;
+    let rt = common::default_runtime()?;
     let report = rt.block_on(probe(&location, &options));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -466,7 +466,7 @@ mod tests {
     fn describe_local() {
         let dir = tempfile::tempdir().unwrap();
         let loc = Location::parse(&format!("file://{}", dir.path().display())).unwrap();
-        let rt = common::runtime().unwrap();
+        let rt = common::default_runtime().unwrap();
         let b: Arc<dyn Backend> = rt.block_on(open(&loc, &BackendOptions::default())).unwrap();
         let text = describe(&*b);
         assert!(

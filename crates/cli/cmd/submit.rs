@@ -69,7 +69,7 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         args.skip_invalid,
         args.rejects.as_deref(),
     )?;
-    let rt = common::runtime()?;
+    let rt = common::runtime(&settings.limits)?;
     rt.block_on(async {
         let rejected = if args.resubmit_rejected {
             RejectedBatches::Resubmit

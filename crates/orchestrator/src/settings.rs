@@ -101,6 +101,12 @@ pub struct LimitSettings {
     pub max_concurrent_accounts: usize,
     /// Lines per REQUEST file unless an account overrides it.
     pub max_batch_lines: usize,
+    /// Threads for blocking work (ledger writes with their fsyncs, local-drop file I/O) in the
+    /// `paybatch` runtime. Each such thread can get its own malloc arena, so fewer threads
+    /// mean less memory (measured in `crates/orchestrator/README.md`). A program embedding
+    /// the orchestrator applies it to its own runtime
+    /// (`tokio::runtime::Builder::max_blocking_threads`) if it wants it.
+    pub blocking_threads: usize,
 }
 
 /// `[input]`.
@@ -345,6 +351,12 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if self.limits.blocking_threads == 0 {
+            return Err(Error::setting(
+                "limits.blocking_threads",
+                "must be at least 1",
+            ));
+        }
         if self.poll.interval.is_zero() || self.poll.max_interval < self.poll.interval {
             return Err(Error::setting(
                 "poll.interval",
@@ -410,8 +422,10 @@ impl Settings {
         );
         let _ = writeln!(
             s,
-            "[limits]\nmax_concurrent_accounts = {}\nmax_batch_lines = {}\n",
-            self.limits.max_concurrent_accounts, self.limits.max_batch_lines
+            "[limits]\nmax_concurrent_accounts = {}\nmax_batch_lines = {}\nblocking_threads = {}\n",
+            self.limits.max_concurrent_accounts,
+            self.limits.max_batch_lines,
+            self.limits.blocking_threads
         );
         let _ = writeln!(
             s,
@@ -709,6 +723,7 @@ mod tests {
     fn defaults_parse_without_accounts() {
         let s = Settings::from_toml("").unwrap();
         assert_eq!(s.limits.max_batch_lines, 5000);
+        assert_eq!(s.limits.blocking_threads, 8);
         assert_eq!(s.poll.interval, Duration::from_secs(2));
         assert_eq!(s.poll.timeout, Duration::from_secs(7200));
         assert!(s.accounts.is_empty());
@@ -790,6 +805,7 @@ mod tests {
             ),
             ("[poll]\ninterval = \"soon\"\n", "soon"),
             ("[limits]\nmax_batch_lines = 0\n", "max_batch_lines"),
+            ("[limits]\nblocking_threads = 0\n", "blocking_threads"),
         ] {
             let err = Settings::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
