@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use orchestrator::{
-    Format, InputProblem, InputReader, InputRecord, InvalidPolicy, Job, OutputWriter, Progress,
-    LimitSettings, Report, SLOW_AFTER, Settings, Shutdown, SlowBatch,
+    Format, InputProblem, InputReader, InputRecord, InvalidPolicy, Job, LimitSettings,
+    OutputWriter, Progress, Report, SLOW_AFTER, Settings, Shutdown, SlowBatch,
 };
 
 use super::{Exit, Global, usage_error};
