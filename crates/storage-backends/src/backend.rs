@@ -15,6 +15,12 @@ use crate::location::Location;
 /// A stream of chunks, for files too large to hold in memory. Errors end the stream.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 
+/// `data` as a [`ByteStream`] of one chunk: how a backend whose writes are streams (a temp
+/// file then a rename) serves `put` of a buffer.
+pub fn one_chunk(data: Bytes) -> ByteStream {
+    futures::stream::once(async move { Ok(data) }).boxed()
+}
+
 /// Size of the chunks the backends read and write when streaming (256 KiB).
 pub const STREAM_CHUNK: usize = 256 * 1024;
 

@@ -58,7 +58,7 @@ pub mod test_env;
 
 pub use backend::{
     Backend, BackendExt, ByteStream, Capabilities, LargeUpload, ObjectMeta, PutIfAbsent, Replace,
-    STREAM_CHUNK, file_stream, reader_stream,
+    STREAM_CHUNK, file_stream, one_chunk, reader_stream,
 };
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use limit::LimitBackend;

@@ -17,7 +17,7 @@ use futures::StreamExt;
 
 use crate::backend::{
     Backend, ByteStream, Capabilities, LargeUpload, ObjectMeta, PutIfAbsent, Replace, is_temp_name,
-    reader_stream, split_parent, temp_name,
+    one_chunk, reader_stream, split_parent, temp_name,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::location::{Location, Target, check_path};
@@ -190,14 +190,13 @@ impl Backend for LocalBackend {
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        let stream = futures::stream::once(async move { Ok(data) }).boxed();
-        self.write_publish(path, stream, Publish::Replace).await?;
+        self.write_publish(path, one_chunk(data), Publish::Replace)
+            .await?;
         Ok(())
     }
 
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        let stream = futures::stream::once(async move { Ok(data) }).boxed();
-        self.write_publish(path, stream, Publish::CreateOnly)
+        self.write_publish(path, one_chunk(data), Publish::CreateOnly)
             .await?;
         Ok(())
     }

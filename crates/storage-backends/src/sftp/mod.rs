@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use self::connection::{ConnKey, Connection, Live, POSIX_RENAME, Timeouts, map_sftp, shared};
 use crate::backend::{
     Backend, ByteStream, Capabilities, LargeUpload, ObjectMeta, PutIfAbsent, Replace, is_temp_name,
-    reader_stream, split_parent, temp_name,
+    one_chunk, reader_stream, split_parent, temp_name,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::location::{Location, Target, check_path};
@@ -413,14 +413,13 @@ impl Backend for SftpBackend {
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        let stream = futures::stream::once(async move { Ok(data) }).boxed();
-        self.write_publish(path, stream, Publish::Replace).await?;
+        self.write_publish(path, one_chunk(data), Publish::Replace)
+            .await?;
         Ok(())
     }
 
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        let stream = futures::stream::once(async move { Ok(data) }).boxed();
-        self.write_publish(path, stream, Publish::CreateOnly)
+        self.write_publish(path, one_chunk(data), Publish::CreateOnly)
             .await?;
         Ok(())
     }
