@@ -50,13 +50,15 @@ fn main() {
     let world = World::create(dir.path(), spec, Format::Kvp).unwrap();
     let generated = t0.elapsed();
     let input_bytes = std::fs::metadata(&world.input).unwrap().len();
+    let settings = Arc::new(Settings::load_with_env(Some(&world.config), []).unwrap());
+    // The same runtime limits as `paybatch submit` (`[limits] blocking_threads`).
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(settings.limits.blocking_threads)
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let (stop, gateway) = spawn_gateway(world.gateway(false).await.unwrap());
-        let settings = Arc::new(Settings::load_with_env(Some(&world.config), []).unwrap());
         let start = Instant::now();
         let mut reader = InputReader::open(&world.input, None).unwrap();
         let job = Job::load(&mut reader, &settings, InvalidPolicy::RejectInput, &mut |p, _| panic!("{p}")).unwrap();
