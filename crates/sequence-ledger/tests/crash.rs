@@ -442,7 +442,8 @@ fn a_second_process_is_told_the_pid_of_the_holder() {
 /// `strace`; the journal's `begin <op>` and `<op>` writes mark where each ledger call starts
 /// and returns. Every acknowledged call must have written sled's log (`db`) and then
 /// `fdatasync`ed it (or `fsync`ed) after its last write and before returning. The same workload
-/// with `Durability::FlushOnly` shows the writes and no sync at all, so the check can fail.
+/// with `Durability::FlushOnly` fails that check for most calls (sled syncs on its own only
+/// now and then), so the check can fail.
 ///
 /// Needs `strace` (`tests/support/install.sh` installs it; with `PAYBATCH_REQUIRE_SERVERS=1`, as
 /// in CI, a missing strace fails the test). Skipped only where ptrace is not permitted.
@@ -480,22 +481,30 @@ fn every_acknowledged_write_is_fdatasynced_before_the_call_returns() {
         let calls = traced_calls(&text, &log, &journal);
         // 4 rounds × 3 accounts, each a reserve and up to 5 transitions, and a floor now and then.
         assert!(calls.len() >= 40, "{} calls traced:\n{text}", calls.len());
+        let mut unsynced = Vec::new();
         for call in &calls {
             let last_write = call.events.iter().rposition(|e| *e == LogEvent::Write);
             let Some(last_write) = last_write else {
                 panic!("`{}` returned without writing sled's log", call.op);
             };
-            let syncs = call.events.iter().filter(|e| **e == LogEvent::Sync).count();
-            if flush_only {
-                assert_eq!(syncs, 0, "`{}`: FlushOnly must not sync", call.op);
-            } else {
-                assert!(
-                    call.events[last_write..].contains(&LogEvent::Sync),
-                    "`{}` returned without an fdatasync after its last log write: {:?}",
-                    call.op,
-                    call.events
-                );
+            if !call.events[last_write..].contains(&LogEvent::Sync) {
+                unsynced.push((call.op.as_str(), &call.events));
             }
+        }
+        if flush_only {
+            // sled fsyncs its log itself now and then (segment bookkeeping), so a few calls
+            // may look synced; most must not, or this check could not tell the two apart.
+            assert!(
+                unsynced.len() * 2 > calls.len(),
+                "FlushOnly: only {} of {} calls unsynced",
+                unsynced.len(),
+                calls.len()
+            );
+        } else {
+            assert!(
+                unsynced.is_empty(),
+                "returned without an fdatasync after the last log write: {unsynced:?}"
+            );
         }
     }
 }
