@@ -23,6 +23,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -43,10 +44,37 @@ pub(crate) const LOCK_FILE: &str = "paybatch-ledger.lock";
 
 /// Who holds the ledger: an exclusive lock (`flock`) on the lock file, with the holder's pid
 /// written in it. The kernel drops the lock when the process dies, so a crash never leaves a
-/// stale lock behind; the pid in the file is only for the error message.
+/// stale lock behind; the pid in the file is for the error message, and for telling a
+/// transient holder from a real one (see [`LockFile::acquire`]).
 #[derive(Debug)]
 pub(crate) struct LockFile {
     _file: File,
+    /// This lock's entry in [`HELD_HERE`].
+    key: PathBuf,
+}
+
+/// How long [`LockFile::acquire`] (and the ledger's sled open) wait out a transient holder.
+pub(crate) const TRANSIENT_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Ledger directories this process holds a [`LockFile`] on right now, with how many.
+static HELD_HERE: Mutex<Vec<(PathBuf, usize)>> = Mutex::new(Vec::new());
+
+fn held_here() -> std::sync::MutexGuard<'static, Vec<(PathBuf, usize)>> {
+    HELD_HERE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        let mut held = held_here();
+        if let Some(i) = held.iter().position(|(k, _)| *k == self.key) {
+            held[i].1 -= 1;
+            if held[i].1 == 0 {
+                held.swap_remove(i);
+            }
+        }
+    }
 }
 
 /// How a lock is taken.
@@ -59,7 +87,18 @@ pub(crate) enum LockMode {
 }
 
 impl LockFile {
+    /// Takes the lock, or fails with [`Error::InUse`] naming the holder's pid.
+    ///
+    /// A `flock` belongs to an open file description, and a child process forked by any thread
+    /// of this one shares every description until it `exec`s: for that moment a lock this
+    /// process has already let go of (a dropped ledger, sled's lingering threads) still looks
+    /// held. So when the lock file names this very process as the holder and this process
+    /// holds no lock on the directory, the holder is such a moment: retry for up to
+    /// [`TRANSIENT_LOCK_WAIT`]. A lock held by another process, or really held here, fails at
+    /// once.
     pub(crate) fn acquire(dir: &Path, mode: LockMode) -> Result<LockFile> {
+        let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let deadline = Instant::now() + TRANSIENT_LOCK_WAIT;
         let path = dir.join(LOCK_FILE);
         let mut file = match mode {
             // No truncate before the lock is ours: the pid of the holder must stay readable.
@@ -72,25 +111,34 @@ impl LockFile {
             LockMode::Shared => File::open(&path),
         }
         .map_err(Error::io(&path))?;
-        let locked = match mode {
-            LockMode::Exclusive => file.try_lock(),
-            LockMode::Shared => file.try_lock_shared(),
-        };
-        match locked {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                // Best effort: a reader holding a shared lock wrote nothing.
-                let pid = file
-                    .read_to_string(&mut text)
-                    .ok()
-                    .and_then(|_| text.trim().parse().ok());
-                return Err(Error::InUse {
-                    path: dir.to_path_buf(),
-                    pid,
-                });
+        loop {
+            let locked = match mode {
+                LockMode::Exclusive => file.try_lock(),
+                LockMode::Shared => file.try_lock_shared(),
+            };
+            match locked {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let mut text = String::new();
+                    // Best effort: a reader holding a shared lock wrote nothing.
+                    let pid: Option<u32> = file
+                        .seek(SeekFrom::Start(0))
+                        .and_then(|_| file.read_to_string(&mut text))
+                        .ok()
+                        .and_then(|_| text.trim().parse().ok());
+                    let transient = pid == Some(std::process::id())
+                        && !held_here().iter().any(|(k, _)| *k == key);
+                    if transient && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    return Err(Error::InUse {
+                        path: dir.to_path_buf(),
+                        pid,
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path)(e)),
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path)(e)),
         }
         if mode == LockMode::Exclusive {
             let pid = std::process::id().to_string();
@@ -102,7 +150,13 @@ impl LockFile {
             };
             write().map_err(Error::io(&path))?;
         }
-        Ok(LockFile { _file: file })
+        let mut held = held_here();
+        match held.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, count)) => *count += 1,
+            None => held.push((key.clone(), 1)),
+        }
+        drop(held);
+        Ok(LockFile { _file: file, key })
     }
 }
 
@@ -243,6 +297,26 @@ mod tests {
         ));
         drop(a);
         assert_eq!(std::fs::read(dir.path().join(LOCK_FILE)).unwrap(), before);
+    }
+
+    /// A description of the lock file that still holds the lock after this process let go,
+    /// as a child forked by another thread holds it until it `exec`s: waited out, not InUse.
+    #[test]
+    fn a_transient_holder_in_this_process_is_waited_out() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(LockFile::acquire(dir.path(), LockMode::Exclusive).unwrap());
+        let stray = File::open(dir.path().join(LOCK_FILE)).unwrap();
+        stray.try_lock().unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(stray);
+        });
+        let lock = LockFile::acquire(dir.path(), LockMode::Exclusive);
+        release.join().unwrap();
+        let _held = lock.unwrap();
+        // Held for real here: at once InUse, however long the wait could be.
+        let again = LockFile::acquire(dir.path(), LockMode::Exclusive);
+        assert!(matches!(again, Err(Error::InUse { .. })), "{again:?}");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The ledger itself: opening, reserving, transitions, results.
 
 use std::collections::HashSet;
-use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -13,7 +12,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::codec::{self, FORMAT_KEY, FORMAT_VERSION};
 use crate::crash::crash_point;
-use crate::durable::{Durability, LOCK_FILE, LockFile, LockMode, Syncer};
+use crate::durable::{Durability, LOCK_FILE, LockFile, LockMode, Syncer, TRANSIENT_LOCK_WAIT};
 use crate::error::{Error, Result};
 use crate::query::next_after;
 use crate::{
@@ -21,35 +20,27 @@ use crate::{
     Reserve, Stamp, StoredResult, Transition,
 };
 
-/// How long [`Ledger::open_with`] waits for a just-dropped ledger's sled to let go of `db`.
-const SLED_RELEASE_WAIT: Duration = Duration::from_secs(10);
-
-/// Waits until sled's own lock on `<dir>/db` is free. sled `flock`s `db` while open and lets
-/// go when its last handle closes, which can be a moment after the `Ledger` holding it was
-/// dropped: its background threads finish their last write first. Our exclusive lock file,
-/// already held here, proves no other live `Ledger` (in any process) has this directory open,
-/// so a held sled lock can only be such a lingering handle: wait for it (up to
-/// [`SLED_RELEASE_WAIT`]) instead of failing with "could not acquire lock". After the wait,
-/// sled's open reports whatever is still wrong.
-fn wait_for_sled_release(dir: &Path) -> Result<()> {
-    let db = dir.join("db");
-    let deadline = Instant::now() + SLED_RELEASE_WAIT;
+/// Opens sled at `path` while our lock file is held. sled `flock`s `db` itself; with our lock
+/// held no other ledger can have it open, so when sled still finds `db` locked the holder is
+/// transient: a ledger of this process that was just dropped (sled's background threads close
+/// `db` a moment later), or a child process forked by another thread that has not `exec`ed
+/// yet (it shares our file descriptions, locks included). Retry for up to
+/// [`TRANSIENT_LOCK_WAIT`] instead of failing with sled's "could not acquire lock".
+fn open_sled(config: &sled::Config) -> Result<sled::Db> {
+    let deadline = Instant::now() + TRANSIENT_LOCK_WAIT;
     loop {
-        let file = match File::open(&db) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(&db)(e)),
-        };
-        match file.try_lock() {
-            // Dropping `file` lets the lock go again.
-            Ok(()) => return Ok(()),
-            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+        match config.open() {
+            Err(sled::Error::Io(e)) if is_sled_lock_error(&e) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(TryLockError::WouldBlock) => return Ok(()),
-            Err(TryLockError::Error(e)) => return Err(Error::io(&db)(e)),
+            other => return other.map_err(Error::storage("opening the database")),
         }
     }
+}
+
+/// sled 0.34 reports a held `db` lock only as this I/O error (`Config::try_lock`).
+fn is_sled_lock_error(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Other && e.to_string().starts_with("could not acquire lock")
 }
 
 /// How [`Ledger::open_with`] opens a ledger.
@@ -189,11 +180,7 @@ impl Ledger {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(Error::io(&path))?;
         let lock = LockFile::acquire(&path, LockMode::Exclusive)?;
-        wait_for_sled_release(&path)?;
-        let db = options
-            .sled_config(&path)
-            .open()
-            .map_err(Error::storage("opening the database"))?;
+        let db = open_sled(&options.sled_config(&path))?;
         let syncer = match options.durability {
             Durability::Fsync => Some(Syncer::new(&path)?),
             Durability::FlushOnly => None,

@@ -1112,3 +1112,27 @@ fn reopening_at_once_after_a_drop_always_works() {
     let l = Ledger::open(&path).unwrap();
     assert_eq!(l.account_info(&a).unwrap().high_water, Some(seq(150)));
 }
+
+/// sled's own lock on `db` held for a moment by a stray description (a child forked by another
+/// thread that has not `exec`ed yet): the open waits it out.
+#[test]
+fn a_transient_sled_lock_is_waited_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger");
+    drop(Ledger::open(&path).unwrap());
+    // Wait until sled's own threads of that ledger have let go, then hold the lock ourselves.
+    let stray = loop {
+        let f = std::fs::File::open(path.join("db")).unwrap();
+        if f.try_lock().is_ok() {
+            break f;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(stray);
+    });
+    let opened = Ledger::open(&path);
+    release.join().unwrap();
+    opened.unwrap();
+}
