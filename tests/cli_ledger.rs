@@ -36,7 +36,6 @@ fn reserve(l: &Ledger, a: &AccountId, n: u32, refs: &[&str]) {
         .collect();
     let new = NewBatch {
         sequence: seq(n),
-        request_sha256: [3; 32],
         request_len: 480,
         external_reference: None,
         lines,

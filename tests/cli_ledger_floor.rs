@@ -50,7 +50,6 @@ fn account_json(ledger: &Path, account: &str) -> serde_json::Value {
 fn batch(n: u32, r: &str) -> NewBatch {
     NewBatch {
         sequence: SequenceNumber::new(n).unwrap(),
-        request_sha256: [7; 32],
         request_len: 100,
         external_reference: None,
         lines: vec![NewBinding {

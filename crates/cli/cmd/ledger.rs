@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use sequence_ledger::{AccountId, AccountInfo, BatchRecord, Ledger};
+use sequence_ledger::{AccountId, AccountInfo, BatchRecord, BatchState, Ledger};
 use serde::Serialize;
 
 use super::{Global, usage_error};
@@ -107,6 +107,23 @@ fn set_floor(args: &SetFloorArgs) -> Result<ExitCode> {
     let ledger = Ledger::open(&path)?;
     let before = ledger.account_info(&account)?;
     ledger.set_floor(&account, floor)?;
+    // A batch never triggered at or below the floor can never be processed under its number
+    // (the gateway ignores numbers it has seen): its transactions stay bound to it until an
+    // operator abandons it.
+    for rec in ledger.batches(&account)? {
+        if rec.sequence <= floor
+            && matches!(
+                rec.state,
+                BatchState::Reserved | BatchState::RequestUploaded
+            )
+        {
+            eprintln!(
+                "paybatch: warning: batch {seq} of account {account} is {state}, at or below the new floor {floor}: the gateway ignores numbers it has already seen, so it can never be processed as {seq}. If it was never triggered, abandon it (`paybatch resolve --account {account} --seq {seq} --abandon --reason \"...\"`) and re-run to send its transactions under a new number",
+                seq = rec.sequence,
+                state = rec.state.name(),
+            );
+        }
+    }
     let after = ledger.account_info(&account)?;
     let next = ledger
         .next_sequence(&account)

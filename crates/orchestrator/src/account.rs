@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
-    AccountId, BatchRecord, BatchState, Ledger, NewBatch, NewBinding, Reserve, StoredResult,
-    Transition,
+    AccountId, BatchRecord, BatchState, Ledger, NewBatch, NewBinding, PerLineAnswer, Reserve,
+    StoredResult, Transition,
 };
 use sha2::{Digest, Sha256};
 use tracing::{Instrument, debug, info, warn};
@@ -35,15 +35,20 @@ pub const CRASH_POINTS: &[&str] = &[
     "orchestrator.before_cleanup",
 ];
 
-/// What happened to one account.
+/// How one account's run ended. Which batch each transaction is in is not kept here: the
+/// merge reads it from the ledger, which is the only record that survives every failure.
 #[derive(Debug, Default)]
 pub(crate) struct AccountRun {
-    /// Every batch this input's transactions are in: number and input positions by xIndex.
-    pub batches: Vec<(SequenceNumber, Vec<u32>)>,
-    /// Positions never put into a batch (the account failed or was blocked first).
-    pub unsent: Vec<u32>,
     /// Why the account stopped early.
     pub failure: Option<String>,
+}
+
+impl AccountRun {
+    pub(crate) fn failed(message: impl Into<String>) -> Self {
+        Self {
+            failure: Some(message.into()),
+        }
+    }
 }
 
 pub(crate) struct Worker {
@@ -143,79 +148,66 @@ impl Worker {
     }
 
     async fn run_inner(&self, plan: AccountPlan) -> AccountRun {
-        let mut run = AccountRun::default();
-        let fresh = plan.fresh.into_iter();
         // Batches of this input the ledger already holds, oldest first.
-        let mut existing = plan.existing.into_iter();
-        while let Some((sequence, positions)) = existing.next() {
-            run.batches.push((sequence, positions.clone()));
-            let stop = match self.finish_existing(sequence, &positions).await {
-                Err(e) => Some(e.to_string()),
+        for (sequence, positions) in plan.existing {
+            match self.finish_existing(sequence, &positions).await {
+                Err(e) => return AccountRun::failed(e.to_string()),
                 // A Stuck batch is unanswered: finishing a later one would put PROCESS_{n+1}
                 // before COMPLETE_n (PROTOCOL.md §2 item 5). The later ones stay bound to
                 // their numbers and are reported `unknown`.
-                Ok(BatchState::Stuck) => Some(format!(
-                    "batch {sequence} is Stuck (no COMPLETE in time); later batches were not finished or sent — check the gateway, then re-run the same submit or `paybatch resolve --account {} --seq {sequence}`",
-                    self.account
-                )),
-                Ok(_) => None,
-            };
-            if let Some(message) = stop {
-                run.failure = Some(message);
-                run.batches.extend(existing);
-                run.unsent = fresh.flatten().collect();
-                return run;
+                Ok(BatchState::Stuck) => {
+                    return AccountRun::failed(format!(
+                        "batch {sequence} is Stuck (no COMPLETE in time); later batches were not finished or sent — check the gateway, then re-run the same submit or `paybatch resolve --account {} --seq {sequence}`",
+                        self.account
+                    ));
+                }
+                Ok(_) => {}
             }
         }
         // Batches of other inputs still in flight block new ones (one in flight per account).
         match self.blocking_batch().await {
             Ok(None) => {}
-            Ok(Some(message)) => {
-                run.failure = Some(message);
-                run.unsent = fresh.flatten().collect();
-                return run;
-            }
-            Err(e) => {
-                run.failure = Some(e.to_string());
-                run.unsent = fresh.flatten().collect();
-                return run;
-            }
+            Ok(Some(message)) => return AccountRun::failed(message),
+            Err(e) => return AccountRun::failed(e.to_string()),
         }
         if !self.new_batches {
-            run.unsent = fresh.flatten().collect();
-            return run;
+            return AccountRun::default();
         }
-        let mut pending: Vec<Vec<u32>> = fresh.collect();
-        pending.reverse();
-        while let Some(positions) = pending.pop() {
-            let is_last = pending.is_empty();
-            match self.submit_new(&positions, is_last).await {
-                Ok(sequence) => run.batches.push((sequence, positions)),
-                Err((reserved, e)) => {
-                    if let Some(sequence) = reserved {
-                        run.batches.push((sequence, positions));
-                    } else {
-                        run.unsent.extend(positions);
-                    }
-                    run.failure = Some(e.to_string());
-                    run.unsent.extend(pending.into_iter().rev().flatten());
-                    return run;
-                }
-            }
+        let count = plan.fresh.len();
+        for (n, positions) in plan.fresh.into_iter().enumerate() {
+            let is_last = n + 1 == count;
+            let sequence = match self.submit_new(&positions, is_last).await {
+                Ok(sequence) => sequence,
+                Err(e) => return AccountRun::failed(e.to_string()),
+            };
             // A Stuck batch blocks the rest of the account until an operator resolves it.
-            if let Some((sequence, _)) = run.batches.last()
-                && let Ok(rec) = self.record(*sequence).await
+            if !is_last
+                && let Ok(rec) = self.record(sequence).await
                 && rec.state == BatchState::Stuck
-                && !pending.is_empty()
             {
-                run.failure = Some(format!(
+                return AccountRun::failed(format!(
                     "batch {sequence} is Stuck (no COMPLETE in time); later batches were not sent — check the gateway, then `paybatch resolve`"
                 ));
-                run.unsent.extend(pending.into_iter().rev().flatten());
-                return run;
             }
         }
-        run
+        AccountRun::default()
+    }
+
+    /// Refuses the account when the drop holds answers numbered `from` or above that this
+    /// ledger did not ask for (PROTOCOL.md decision 4b); `next` is the number about to be used.
+    async fn refuse_foreign_answers(
+        &self,
+        from: SequenceNumber,
+        next: SequenceNumber,
+    ) -> Result<()> {
+        match self.protocol.foreign_answers(from).await? {
+            None => Ok(()),
+            Some(found) => Err(Error::ForeignAnswers {
+                account: self.account.to_string(),
+                found,
+                next,
+            }),
+        }
     }
 
     /// A message if a batch of this account outside this input is unfinished.
@@ -262,7 +254,7 @@ impl Worker {
                         rec.sequence
                     )));
                 }
-                BatchState::Cleaned | BatchState::Abandoned => {}
+                BatchState::Cleaned | BatchState::Abandoned | BatchState::MarkedUnknown => {}
             }
         }
         Ok(None)
@@ -273,7 +265,7 @@ impl Worker {
     /// process its transactions twice, polling it would ask about a batch the gateway does not
     /// know. Records without a stored name (Sola, or reserved before names were stored) pass.
     fn check_reference(&self, rec: &BatchRecord) -> Result<()> {
-        if matches!(rec.state, BatchState::Cleaned | BatchState::Abandoned) {
+        if rec.state.is_final() {
             return Ok(());
         }
         let Some(stored) = &rec.external_reference else {
@@ -326,15 +318,7 @@ impl Worker {
         match rec.state {
             BatchState::Reserved | BatchState::RequestUploaded => {
                 let (payload, _) = self.build(sequence, positions)?;
-                let digest: [u8; 32] = Sha256::digest(&payload).into();
-                if digest != rec.request_sha256 || payload.len() as u64 != rec.request_len {
-                    return Err(Error::Resume {
-                        account: self.account.to_string(),
-                        message: format!(
-                            "batch {sequence}: the rebuilt REQUEST differs from the one bound in the ledger (input or config changed); not resubmitting"
-                        ),
-                    });
-                }
+                self.check_same_transactions(&rec, positions, &payload)?;
                 self.upload_and_trigger(sequence, payload, positions.len() as u64, rec.state)
                     .await?;
                 self.wait_and_collect(sequence, positions.len() as u64, true)
@@ -347,8 +331,44 @@ impl Worker {
                 self.poll_stuck(sequence, rec.line_count).await?;
                 Ok(())
             }
-            BatchState::Cleaned | BatchState::Abandoned => Ok(()),
+            BatchState::Cleaned | BatchState::Abandoned | BatchState::MarkedUnknown => Ok(()),
         }
+    }
+
+    /// Before a batch that was never triggered is uploaded again: this input must hold
+    /// exactly its transactions, in order (PROTOCOL.md decision 4d). The bindings already
+    /// matched each line's content; here the line count and the batch's digest must match
+    /// too. The key and the software version around the transactions may have changed since
+    /// (a rotated merchant key, an upgraded binary): the batch is finished with the current
+    /// ones. Records reserved before the digest covered only the transactions hold the digest
+    /// of the REQUEST bytes; for them the rebuilt bytes must still match.
+    fn check_same_transactions(
+        &self,
+        rec: &BatchRecord,
+        positions: &[u32],
+        payload: &bytes::Bytes,
+    ) -> Result<()> {
+        let mut digests = Vec::with_capacity(positions.len());
+        for &pos in positions {
+            digests.push(content_digest(&self.job.transaction(pos as usize)?.fields));
+        }
+        let same = positions.len() as u64 == rec.line_count
+            && (sequence_ledger::batch_digest(&digests) == rec.content_sha256
+                || <[u8; 32]>::from(Sha256::digest(payload)) == rec.content_sha256);
+        if same {
+            return Ok(());
+        }
+        Err(Error::Resume {
+            account: self.account.to_string(),
+            message: format!(
+                "batch {}: this input no longer holds exactly the {} transaction(s) bound to it ({} found; lines were removed or changed since); not resubmitting — re-run with the input that was submitted, or abandon the batch with `paybatch resolve --account {} --seq {} --abandon` (it was never triggered)",
+                rec.sequence,
+                rec.line_count,
+                positions.len(),
+                self.account,
+                rec.sequence
+            ),
+        })
     }
 
     async fn upload_and_trigger(
@@ -360,12 +380,22 @@ impl Worker {
     ) -> Result<()> {
         if state == BatchState::Reserved {
             self.shutdown.check()?;
+            // First use of this number in the drop: nothing numbered here or above may be
+            // there yet (PROTOCOL.md decision 4b).
+            self.refuse_foreign_answers(sequence, sequence).await?;
             self.protocol.upload(sequence, payload).await?;
             sequence_ledger::crash_point("orchestrator.after_request");
             self.transition(sequence, Transition::RequestUploaded)
                 .await?;
         }
         self.shutdown.check()?;
+        if state == BatchState::RequestUploaded
+            && let Some(above) = sequence.next()
+        {
+            // A resumed batch may have been triggered just before a crash, so its own
+            // COMPLETE is expected; anything above it is not ours.
+            self.refuse_foreign_answers(above, sequence).await?;
+        }
         let trigger = self.protocol.trigger(sequence, line_count);
         if self.protocol.trigger_is_cancel_safe() {
             self.shutdown.until(trigger).await?;
@@ -380,15 +410,10 @@ impl Worker {
     }
 
     /// Reserves, uploads and triggers one new batch, then waits for it (unless it is the last
-    /// and the mode does not wait). Returns the number, or the number reserved (if any) and
-    /// the error.
-    async fn submit_new(
-        &self,
-        positions: &[u32],
-        is_last: bool,
-    ) -> std::result::Result<SequenceNumber, (Option<SequenceNumber>, Error)> {
-        self.shutdown.check().map_err(|e| (None, e))?;
-        let (sequence, payload) = self.reserve(positions).await.map_err(|e| (None, e))?;
+    /// and the mode does not wait). Returns the number.
+    async fn submit_new(&self, positions: &[u32], is_last: bool) -> Result<SequenceNumber> {
+        self.shutdown.check()?;
+        let (sequence, payload) = self.reserve(positions).await?;
         sequence_ledger::crash_point("orchestrator.after_reserve");
         let span = tracing::info_span!("batch", %sequence);
         async {
@@ -404,12 +429,10 @@ impl Worker {
                 self.wait_and_collect(sequence, positions.len() as u64, false)
                     .await?;
             }
-            Ok(())
+            Ok(sequence)
         }
         .instrument(span)
         .await
-        .map(|()| sequence)
-        .map_err(|e| (Some(sequence), e))
     }
 
     async fn reserve(&self, positions: &[u32]) -> Result<(SequenceNumber, bytes::Bytes)> {
@@ -424,11 +447,12 @@ impl Worker {
                 })
         })
         .await?;
+        // Checked before the number is reserved, so a refused account leaves no batch behind.
+        self.refuse_foreign_answers(sequence, sequence).await?;
         for _ in 0..16 {
             let (payload, lines) = self.build(sequence, positions)?;
             let new = NewBatch {
                 sequence,
-                request_sha256: Sha256::digest(&payload).into(),
                 request_len: payload.len() as u64,
                 lines,
                 external_reference: self.protocol.external_reference(sequence)?,
@@ -451,7 +475,13 @@ impl Worker {
                 Reserve::Conflict { conflicts } => {
                     let first = conflicts
                         .first()
-                        .map(|c| format!("ref {:?} is already in {}", c.client_ref, c.existing))
+                        .map(|c| {
+                            format!(
+                                "ref {:?} is already in {}",
+                                kvp_format::mask_digit_runs(&c.client_ref),
+                                c.existing
+                            )
+                        })
                         .unwrap_or_default();
                     return Err(Error::Resume {
                         account: self.account.to_string(),
@@ -556,15 +586,22 @@ impl Worker {
             }
         }
         if let BatchState::Completed(outcome) = rec.state {
-            // A rejected batch: the verdict decides the outcome, RESPONSE (if any) only adds
-            // what the gateway said about each line. Its bindings are released only when
-            // xProcessedCount=0 (the ledger's rule), whatever RESPONSE holds.
-            let lines = if outcome == sequence_ledger::Outcome::Success {
-                self.protocol.fetch_results(sequence, line_count).await?
+            // Each line with a per-line result gets its own outcome; for a rejected batch the
+            // rest is decided by the verdict and whether there was an answer at all
+            // (PROTOCOL.md decision 4; the merge and the ledger's release rule read this).
+            let (lines, answer) = if outcome == sequence_ledger::Outcome::Success {
+                let lines = self
+                    .protocol
+                    .fetch_results(sequence, line_count)
+                    .await
+                    .map_err(|e| self.unusable_response(sequence, e))?;
+                (lines, PerLineAnswer::Read)
             } else {
-                self.protocol
+                let rejected = self
+                    .protocol
                     .fetch_rejected_results(sequence, line_count)
-                    .await?
+                    .await?;
+                (rejected.lines, rejected.answer)
             };
             let results = lines
                 .into_iter()
@@ -577,7 +614,7 @@ impl Worker {
             let acct = self.account.to_string();
             rec = blocking(move || {
                 ledger
-                    .store_results(&account, sequence, results)
+                    .store_answer(&account, sequence, results, answer)
                     .map_err(|source| Error::Ledger {
                         account: acct,
                         source,
@@ -594,6 +631,27 @@ impl Worker {
             info!(account = %self.account, %sequence, "batch collected and cleaned");
         }
         Ok(())
+    }
+}
+
+impl Worker {
+    /// The error of a batch whose COMPLETE says Success but whose per-line answer cannot be
+    /// had. A transient storage error goes away by re-running; anything else (RESPONSE
+    /// missing, lines missing or extra, another xSequenceNumber) may never go away, so the
+    /// message names the operator's way out instead of "re-run" alone.
+    fn unusable_response(&self, sequence: SequenceNumber, e: Error) -> Error {
+        if let Error::Storage { source, .. } = &e
+            && source.is_transient()
+        {
+            return e;
+        }
+        Error::Resume {
+            account: self.account.to_string(),
+            message: format!(
+                "batch {sequence}: COMPLETE says Success but its per-line results cannot be used: {e}. The batch stays Completed and its transactions unknown (they may have been processed: never send them again). Re-run once the gateway provides a correct RESPONSE_{sequence}; if it cannot, close the batch with `paybatch resolve --account {account} --seq {sequence} --mark-unknown --reason \"...\"` — its transactions stay unknown and the account's next batches go on",
+                account = self.account
+            ),
+        }
     }
 }
 

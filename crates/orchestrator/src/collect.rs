@@ -177,15 +177,8 @@ fn write_in_flight(
             let mut lines = refs.remove(&sequence.get()).unwrap_or_default();
             lines.sort_unstable();
             for (index, reference) in lines {
-                let (outcome, fields) = line_outcome(
-                    name,
-                    sequence,
-                    batch.state,
-                    batch.record.as_ref().and_then(|r| r.verdict.as_ref()),
-                    batch.results.get(&index),
-                    batch.record.as_ref().and_then(|r| r.note.as_deref()),
-                    failure.as_deref(),
-                );
+                let (outcome, fields) =
+                    line_outcome(name, sequence, &batch, index, failure.as_deref());
                 let head = OutputHead {
                     ref_field,
                     account_field,

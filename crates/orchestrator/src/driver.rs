@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kvp_format::SequenceNumber;
-use sequence_ledger::{AccountId, BatchState, Ledger};
+use sequence_ledger::{AccountId, BatchState, Ledger, StoredResult};
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -409,6 +409,7 @@ impl Orchestrator {
         let by_account = job.positions_by_account();
         let semaphore = Arc::new(Semaphore::new(self.settings.limits.max_concurrent_accounts));
         let mut tasks: JoinSet<(String, AccountRun)> = JoinSet::new();
+        let mut names: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut runs: BTreeMap<String, AccountRun> = BTreeMap::new();
         for (idx, positions) in by_account.into_iter().enumerate() {
             if positions.is_empty() {
@@ -434,38 +435,20 @@ impl Orchestrator {
                     message: e.to_string(),
                 })?
             };
+            // A failure before the worker runs leaves every transaction where the ledger has
+            // it: the merge reports those bound to a batch by that batch's state (`unknown`
+            // while it may be in flight), and only the never-bound ones `not_processed`.
             let plan = match plan {
                 Ok(p) => p,
-                Err((positions, e)) => {
-                    runs.insert(
-                        name,
-                        AccountRun {
-                            batches: Vec::new(),
-                            unsent: positions,
-                            failure: Some(e.to_string()),
-                        },
-                    );
+                Err(e) => {
+                    runs.insert(name, AccountRun::failed(e.to_string()));
                     continue;
                 }
             };
             let protocol = match self.protocol_for(&name).await {
                 Ok(p) => p,
                 Err(e) => {
-                    let unsent = plan
-                        .existing
-                        .values()
-                        .chain(plan.fresh.iter())
-                        .flatten()
-                        .copied()
-                        .collect();
-                    runs.insert(
-                        name,
-                        AccountRun {
-                            batches: Vec::new(),
-                            unsent,
-                            failure: Some(e.to_string()),
-                        },
-                    );
+                    runs.insert(name, AccountRun::failed(e.to_string()));
                     continue;
                 }
             };
@@ -483,44 +466,56 @@ impl Orchestrator {
             let permit_source = semaphore.clone();
             let progress = self.progress.clone();
             progress.accounts_total.fetch_add(1, Ordering::Relaxed);
-            tasks.spawn(async move {
+            let task_name = name.clone();
+            let handle = tasks.spawn(async move {
                 let _permit = permit_source.acquire_owned().await;
                 let run = worker.run(plan).await;
                 progress.accounts_done.fetch_add(1, Ordering::Relaxed);
-                (name, run)
+                (task_name, run)
             });
+            names.insert(handle.id(), name);
         }
-        while let Some(joined) = tasks.join_next().await {
+        while let Some(joined) = tasks.join_next_with_id().await {
             match joined {
-                Ok((name, run)) => {
+                Ok((_, (name, run))) => {
                     runs.insert(name, run);
                 }
+                // A panic in one account's task fails that account, not the run; what it
+                // did is in the ledger, so the merge reports its transactions honestly.
                 Err(e) => {
-                    return Err(Error::Resume {
-                        account: "-".into(),
-                        message: format!("an account task failed: {e}"),
-                    });
+                    let name = names.get(&e.id()).cloned().unwrap_or_default();
+                    let message = kvp_format::mask_digit_runs(&e.to_string()).into_owned();
+                    tracing::error!(account = %name, error = %message, "account task failed");
+                    runs.insert(
+                        name,
+                        AccountRun::failed(format!("the account's task failed: {message}")),
+                    );
                 }
             }
         }
         if shutdown.is_triggered() {
             return Err(Error::Shutdown);
         }
-        self.merge(&job, runs, options.output.as_ref()).await
+        self.merge(&job, runs, options).await
     }
 
     async fn merge(
         &self,
         job: &Arc<Job>,
         runs: BTreeMap<String, AccountRun>,
-        output: Option<&OutputSpec>,
+        options: &SubmitOptions,
     ) -> Result<Report> {
         let ledger = self.ledger.clone();
         let job = job.clone();
         let settings = self.settings.clone();
-        let output = output.cloned();
+        let output = options.output.clone();
+        let unbound = if options.collect_only {
+            "not sent: collect does not create batches (run submit)"
+        } else {
+            "not sent"
+        };
         tokio::task::spawn_blocking(move || {
-            merge_blocking(&ledger, &job, &settings, runs, output.as_ref())
+            merge_blocking(&ledger, &job, &settings, &runs, output.as_ref(), unbound)
         })
         .await
         .map_err(|e| Error::Resume {
@@ -530,7 +525,7 @@ impl Orchestrator {
     }
 }
 
-type PlanResult = std::result::Result<crate::plan::AccountPlan, (Vec<u32>, Box<Error>)>;
+type PlanResult = std::result::Result<crate::plan::AccountPlan, Box<Error>>;
 
 pub(crate) fn plan_with_ledger(
     ledger: &Ledger,
@@ -568,7 +563,7 @@ pub(crate) fn plan_with_ledger(
                     message: format!(
                         "line {}: ref {:?} was submitted before ({existing}) with different content; refusing to send it again",
                         job.line_of(pos as usize),
-                        tx.reference
+                        kvp_format::mask_digit_runs(&tx.reference)
                     ),
                 });
                 None
@@ -583,25 +578,60 @@ pub(crate) fn plan_with_ledger(
         }
     });
     if let Some(e) = failure {
-        return Err((positions.to_vec(), Box::new(e)));
+        return Err(Box::new(e));
     }
     plan.map_err(|c| {
-        (
-            positions.to_vec(),
-            Box::new(Error::Resume {
-                account: name.to_owned(),
-                message: format!("line {}: {}", job.line_of(c.position as usize), c.message),
-            }),
-        )
+        Box::new(Error::Resume {
+            account: name.to_owned(),
+            message: format!("line {}: {}", job.line_of(c.position as usize), c.message),
+        })
     })
 }
 
+/// The batches of one account the merge has read, a few at a time: positions of an account
+/// come in input order, which visits its batches mostly one after the other.
+struct BatchCache<'a> {
+    ledger: &'a Ledger,
+    account: &'a AccountId,
+    batches: HashMap<SequenceNumber, LedgerBatch>,
+}
+
+impl BatchCache<'_> {
+    const CAPACITY: usize = 8;
+
+    fn get(
+        &mut self,
+        sequence: SequenceNumber,
+    ) -> std::result::Result<&LedgerBatch, sequence_ledger::Error> {
+        if !self.batches.contains_key(&sequence) {
+            if self.batches.len() >= Self::CAPACITY {
+                self.batches.clear();
+            }
+            let batch = LedgerBatch::read(self.ledger, self.account, sequence)?;
+            self.batches.insert(sequence, batch);
+        }
+        self.batches
+            .get(&sequence)
+            .ok_or(sequence_ledger::Error::NoSuchBatch {
+                account: self.account.clone(),
+                sequence,
+            })
+    }
+}
+
+/// Writes one output record per input transaction, in input order, from what the ledger
+/// holds — not from what the run believes it did: a transaction bound to a batch gets that
+/// batch's outcome for its line (`unknown` while the batch may be in flight, whatever stopped
+/// the run), one whose ref is bound to other content is `unknown` (its ref may have been
+/// processed), and only a never-bound one is `not_processed`, with the account's failure (or
+/// `unbound`) as the reason.
 fn merge_blocking(
     ledger: &Ledger,
     job: &Job,
     settings: &Settings,
-    runs: BTreeMap<String, AccountRun>,
+    runs: &BTreeMap<String, AccountRun>,
     output: Option<&OutputSpec>,
+    unbound: &str,
 ) -> Result<Report> {
     let mut report = Report {
         transactions: job.len() as u64,
@@ -610,65 +640,79 @@ fn merge_blocking(
     let mut spill = ResultSpill::new(job.len())?;
     let ref_field = settings.input.ref_field.as_str();
     let account_field = settings.input.account_field.as_str();
-    for (name, run) in runs {
+    for (idx, positions) in job.positions_by_account().into_iter().enumerate() {
+        let Some(name) = job.accounts().get(idx) else {
+            continue;
+        };
+        if positions.is_empty() {
+            continue;
+        }
         let account = AccountId::new(name.as_str()).map_err(|source| Error::Ledger {
             account: name.clone(),
             source,
         })?;
-        let mut entry = AccountReport::default();
-        entry.summary.failure = run.failure.clone();
         let ledger_err = |source| Error::Ledger {
             account: name.clone(),
             source,
         };
-        for (sequence, positions) in &run.batches {
-            let batch = LedgerBatch::read(ledger, &account, *sequence).map_err(ledger_err)?;
-            entry.count_batch(*sequence, batch.state);
-            for (i, &pos) in positions.iter().enumerate() {
-                let index = i as u64;
-                let (outcome, fields) = line_outcome(
-                    &name,
-                    *sequence,
-                    batch.state,
-                    batch.record.as_ref().and_then(|r| r.verdict.as_ref()),
-                    batch.results.get(&index),
-                    batch.record.as_ref().and_then(|r| r.note.as_deref()),
-                    run.failure.as_deref(),
-                );
-                put(
-                    &mut spill,
-                    job,
-                    pos,
-                    &name,
-                    Some(*sequence),
-                    Some(index),
-                    outcome,
-                    &fields,
-                    ref_field,
-                    account_field,
-                )?;
-            }
-        }
-        for &pos in &run.unsent {
-            let why = run
-                .failure
-                .clone()
-                .unwrap_or_else(|| "not submitted (collect only)".to_owned());
-            let fields = vec![("xError".to_owned(), why)];
-            put(
-                &mut spill,
-                job,
-                pos,
-                &name,
-                None,
-                None,
-                Outcome::NotProcessed,
-                &fields,
+        let failure = runs.get(name).and_then(|r| r.failure.as_deref());
+        let mut entry = AccountReport::default();
+        entry.summary.failure = failure.map(str::to_owned);
+        let mut cache = BatchCache {
+            ledger,
+            account: &account,
+            batches: HashMap::new(),
+        };
+        let mut counted = std::collections::BTreeSet::new();
+        for pos in positions {
+            let tx = job.transaction(pos as usize)?;
+            let binding = ledger
+                .binding(&account, &tx.reference)
+                .map_err(ledger_err)?;
+            let (bound, outcome, fields) = match binding {
+                None => {
+                    let why = failure.unwrap_or(unbound).to_owned();
+                    (
+                        None,
+                        Outcome::NotProcessed,
+                        vec![("xError".to_owned(), why)],
+                    )
+                }
+                Some(b) if b.content_digest != content_digest(&tx.fields) => (
+                    Some(b),
+                    Outcome::Unknown,
+                    vec![(
+                        "xError".to_owned(),
+                        format!(
+                            "this ref was submitted before with different content ({b}, account {name}); that transaction may have been processed, and this one was not sent — do not send either elsewhere"
+                        ),
+                    )],
+                ),
+                Some(b) => {
+                    let batch = cache.get(b.sequence).map_err(ledger_err)?;
+                    if counted.insert(b.sequence) {
+                        entry.count_batch(b.sequence, batch.state);
+                    }
+                    let (outcome, fields) = line_outcome(name, b.sequence, batch, b.index, failure);
+                    (Some(b), outcome, fields)
+                }
+            };
+            let head = OutputHead {
                 ref_field,
                 account_field,
-            )?;
+                reference: &tx.reference,
+                account: name,
+                sequence: bound.map(|b| b.sequence.get()),
+                index: bound.map(|b| b.index),
+            };
+            let mut record = output_record(head, outcome, &fields);
+            // Keep `account` at a fixed place for the merge loop regardless of the field names.
+            if let Some(slot) = record.get_mut(1) {
+                slot.1.clone_from(name);
+            }
+            spill.put(pos as usize, &record)?;
         }
-        report.accounts.insert(name, entry);
+        report.accounts.insert(name.clone(), entry);
     }
     let mut writer = match output {
         Some(spec) => Some(OutputWriter::create(
@@ -701,86 +745,33 @@ fn merge_blocking(
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn put(
-    spill: &mut ResultSpill,
-    job: &Job,
-    pos: u32,
-    account: &str,
-    sequence: Option<SequenceNumber>,
-    index: Option<u64>,
-    outcome: Outcome,
-    fields: &[(String, String)],
-    ref_field: &str,
-    account_field: &str,
-) -> Result<()> {
-    let tx = job.transaction(pos as usize)?;
-    let head = OutputHead {
-        ref_field,
-        account_field,
-        reference: &tx.reference,
-        account,
-        sequence: sequence.map(SequenceNumber::get),
-        index,
-    };
-    let mut record = output_record(head, outcome, fields);
-    // Keep `account` at a fixed place for the merge loop regardless of the field names.
-    if let Some(slot) = record.get_mut(1) {
-        slot.1 = account.to_owned();
-    }
-    spill.put(pos as usize, &record)
-}
-
+/// The outcome of line `index` of a batch as the ledger holds it (PROTOCOL.md decisions 4 and
+/// 11). Only a batch the gateway provably did not process gives `not_processed`; every line of
+/// a batch that was or may have been triggered is `unknown` until its answer is read.
 pub(crate) fn line_outcome(
     account: &str,
     sequence: SequenceNumber,
-    state: BatchState,
-    verdict: Option<&sequence_ledger::Verdict>,
-    result: Option<&Vec<(String, String)>>,
-    note: Option<&str>,
+    batch: &LedgerBatch,
+    index: u64,
     failure: Option<&str>,
 ) -> (Outcome, Vec<(String, String)>) {
     let error = |m: String| vec![("xError".to_owned(), m)];
-    match state {
-        BatchState::Collected | BatchState::Cleaned => match verdict {
-            Some(v) if v.outcome == sequence_ledger::Outcome::Success => match result {
-                Some(fields) => {
-                    let letter = fields
-                        .iter()
-                        .find(|(k, _)| k == "xResult")
-                        .map(|(_, v)| v.as_str());
-                    (Outcome::from_x_result(letter), fields.clone())
-                }
-                None => (
-                    Outcome::Unknown,
-                    error("no stored result for this line".into()),
-                ),
-            },
-            Some(v) => {
-                // The batch verdict decides the outcome (PROTOCOL.md §2 item 4); what the
-                // gateway said about the line itself follows, its own status and error
-                // renamed so they do not hide the batch's.
-                let mut fields = vec![
-                    ("xStatus".to_owned(), v.status.clone()),
-                    (
-                        "xError".to_owned(),
-                        v.error
-                            .clone()
-                            .unwrap_or_else(|| format!("batch rejected: {}", v.status)),
+    let record = batch.record.as_ref();
+    let result = batch.results.get(&index);
+    match batch.state {
+        BatchState::Collected | BatchState::Cleaned => {
+            match record.and_then(|r| r.verdict.as_ref()) {
+                Some(v) if v.outcome == sequence_ledger::Outcome::Success => match result {
+                    Some(fields) => (Outcome::from_x_result(x_result(fields)), fields.clone()),
+                    None => (
+                        Outcome::Unknown,
+                        error("no stored result for this line".into()),
                     ),
-                ];
-                for (k, value) in result.into_iter().flatten() {
-                    let key = match k.as_str() {
-                        "xStatus" => "xLineStatus",
-                        "xError" => "xLineError",
-                        other => other,
-                    };
-                    fields.push((key.to_owned(), value.clone()));
-                }
-                (Outcome::NotProcessed, fields)
+                },
+                Some(v) => rejected_line(account, sequence, batch, v, result),
+                None => (Outcome::Unknown, error("batch has no verdict".into())),
             }
-            None => (Outcome::Unknown, error("batch has no verdict".into())),
-        },
+        }
         // Bound to a batch that is not final: the next run of the same submit finishes that
         // very batch (re-upload + PROCESS; the gateway may even have it already), so these
         // lines must never be sent anywhere else. `not_processed` would invite exactly that.
@@ -798,16 +789,87 @@ pub(crate) fn line_outcome(
         | BatchState::Triggered
         | BatchState::Completed(_) => (
             Outcome::Unknown,
-            error(unfinished_note(account, sequence, state.name(), failure)),
+            error(unfinished_note(
+                account,
+                sequence,
+                batch.state.name(),
+                failure,
+            )),
         ),
         BatchState::Abandoned => (
             Outcome::Unknown,
             error(format!(
                 "batch abandoned by an operator: {}",
-                note.unwrap_or("")
+                record.and_then(|r| r.note.as_deref()).unwrap_or("")
+            )),
+        ),
+        BatchState::MarkedUnknown => (
+            Outcome::Unknown,
+            error(format!(
+                "batch {sequence} of account {account} was closed by an operator without the gateway's answer ({}); it may have been processed — never send it again",
+                record.and_then(|r| r.note.as_deref()).unwrap_or("")
             )),
         ),
     }
+}
+
+fn x_result(fields: &[(String, String)]) -> Option<&str> {
+    fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("xResult"))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A line of a batch whose verdict is a gateway error (PROTOCOL.md decision 4): its own result
+/// when the gateway gave one (with the batch's status beside it as `xBatchStatus` /
+/// `xBatchError`); otherwise `not_processed` only when the batch provably processed nothing,
+/// else `unknown`. Remarks without `xResult` (APS: why validation refused the line) follow
+/// the batch's fields, their `xStatus`/`xError` renamed `xLineStatus`/`xLineError`.
+fn rejected_line(
+    account: &str,
+    sequence: SequenceNumber,
+    batch: &LedgerBatch,
+    verdict: &sequence_ledger::Verdict,
+    result: Option<&Vec<(String, String)>>,
+) -> (Outcome, Vec<(String, String)>) {
+    let batch_error = verdict
+        .error
+        .clone()
+        .unwrap_or_else(|| format!("batch rejected: {}", verdict.status));
+    if let Some(fields) = result.filter(|f| StoredResult::is_outcome(f)) {
+        let mut out = fields.clone();
+        out.push(("xBatchStatus".to_owned(), verdict.status.clone()));
+        out.push(("xBatchError".to_owned(), batch_error));
+        return (Outcome::from_x_result(x_result(fields)), out);
+    }
+    let rejected = batch.record.as_ref().is_some_and(|r| r.is_rejected());
+    let (outcome, why) = if rejected {
+        (Outcome::NotProcessed, batch_error)
+    } else {
+        let count = match verdict.processed_count {
+            Some(n) => format!("says it processed {n} line(s)"),
+            None => "gave no processed count and a per-line answer without this line".to_owned(),
+        };
+        (
+            Outcome::Unknown,
+            format!(
+                "batch {sequence} of account {account} was rejected ({batch_error}) but the gateway {count}; this line has no result of its own, so it may have been processed — never send it again"
+            ),
+        )
+    };
+    let mut fields = vec![
+        ("xStatus".to_owned(), verdict.status.clone()),
+        ("xError".to_owned(), why),
+    ];
+    for (k, value) in result.into_iter().flatten() {
+        let key = match k.as_str() {
+            "xStatus" => "xLineStatus",
+            "xError" => "xLineError",
+            other => other,
+        };
+        fields.push((key.to_owned(), value.clone()));
+    }
+    (outcome, fields)
 }
 
 /// The `xError` of a line bound to a batch that is not final.

@@ -61,7 +61,7 @@ impl Orchestrator {
                 max,
                 self.rejected,
             )
-            .map_err(|(_, e)| *e)?;
+            .map_err(|e| *e)?;
             let mut sequence =
                 self.ledger
                     .next_sequence(&account)

@@ -80,6 +80,31 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// The account's drop holds answer files numbered at or above the next number this
+    /// ledger would use (PROTOCOL.md decision 4b): another client used the drop, or the
+    /// ledger was restored from an older copy. Nothing was uploaded or deleted.
+    #[error(
+        "account {account}: the drop already holds an answer for batch {found} (Response/COMPLETE_{found}.KVP or RESPONSE_{found}.KVP), but this ledger's next batch is {next}: another client used this drop, or the ledger was restored from an older copy. Nothing was uploaded or deleted. Check with the gateway which numbers it has seen, then run `paybatch ledger set-floor --account {account} --floor {found}` (or higher) and re-run"
+    )]
+    ForeignAnswers {
+        /// The account.
+        account: String,
+        /// The highest number found in the drop.
+        found: kvp_format::SequenceNumber,
+        /// The number this ledger was about to use.
+        next: kvp_format::SequenceNumber,
+    },
+    /// `REQUEST_X` is already in the drop with other transactions than this ledger bound to
+    /// `X`: this ledger did not write it, so it is neither overwritten nor triggered.
+    #[error(
+        "account {account} batch {sequence}: Request/REQUEST_{sequence}.KVP is already in the drop with other transactions than this ledger bound to that number; it was not written by this ledger, so it is neither overwritten nor triggered (another client uses this drop, or the ledger was restored: see `paybatch ledger set-floor`)"
+    )]
+    ForeignRequest {
+        /// The account.
+        account: String,
+        /// The batch number.
+        sequence: kvp_format::SequenceNumber,
+    },
     /// Resuming found a state that must not be continued automatically.
     #[error("account {account}: {message}")]
     Resume {

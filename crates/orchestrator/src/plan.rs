@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, HashSet};
 
 use kvp_format::SequenceNumber;
-use sha2::{Digest, Sha256};
 
 /// Where a transaction already is, per the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,17 +190,11 @@ pub fn plan_account_with(
     Ok(plan)
 }
 
-/// The ledger's content digest of a transaction: SHA-256 of its canonical KVP with sensitive
-/// values masked, so the ledger holds nothing that could be brute-forced into a card number.
+/// The ledger's content digest of a transaction ([`sequence_ledger::content_digest`]: SHA-256
+/// of its canonical KVP with sensitive values masked, so the ledger holds nothing that could be
+/// brute-forced into a card number).
 pub fn content_digest(fields: &[(String, String)]) -> [u8; 32] {
-    let mut buf = Vec::with_capacity(256);
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            buf.push(b'&');
-        }
-        kvp_format::encode_pair(k, &kvp_format::mask_value(k, v), &mut buf);
-    }
-    Sha256::digest(&buf).into()
+    sequence_ledger::content_digest(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 #[cfg(test)]

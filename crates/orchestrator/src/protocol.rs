@@ -87,6 +87,41 @@ pub enum PollResult {
     Done(BatchVerdict),
 }
 
+/// What the gateway answered per line for a batch it rejected: the lines it returned, and
+/// whether there was an answer at all (for a verdict without a processed count, only an
+/// absent answer proves that nothing was processed: PROTOCOL.md decision 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedAnswer {
+    /// Read, absent, or present but unreadable.
+    pub answer: sequence_ledger::PerLineAnswer,
+    /// The lines it held (any subset of the batch; empty unless read).
+    pub lines: Vec<LineResult>,
+}
+
+impl RejectedAnswer {
+    /// No per-line answer at all.
+    pub fn absent() -> Self {
+        Self {
+            answer: sequence_ledger::PerLineAnswer::Absent,
+            lines: Vec::new(),
+        }
+    }
+}
+
+/// What the gateway side holds of one batch, for an operator about to resolve it by hand
+/// (`paybatch resolve` shows it before abandoning a batch that may have been triggered).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inspection {
+    /// Whether the gateway was asked to process the batch (Sola: `PROCESS_X` is in the
+    /// drop); `None` when this protocol cannot tell.
+    pub triggered: Option<bool>,
+    /// Whether the gateway's verdict is there (Sola: a whole `COMPLETE_X`); `None` when this
+    /// protocol cannot tell.
+    pub answered: Option<bool>,
+    /// What was found, one item each (file names), for the operator.
+    pub found: Vec<String>,
+}
+
 /// One per-line result, joined on the batch index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineResult {
@@ -164,11 +199,13 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
         line_count: u64,
     ) -> Result<Vec<LineResult>>;
 
-    /// The per-line results the gateway returned for a batch it rejected (PROTOCOL.md §2
-    /// item 4: "fetch RESPONSE anyway if present"). Lines may be missing and none at all is
-    /// fine; an answer that cannot be read is logged and gives none, because the batch-level
-    /// verdict already decides the outcome. The default is none: a protocol without per-line
-    /// results for a rejected batch.
+    /// The per-line results the gateway returned for a batch it rejected (PROTOCOL.md
+    /// decision 4: "fetch RESPONSE anyway if present"). Lines may be missing and none at all
+    /// is fine; an answer that cannot be read is logged and reported
+    /// [`Unreadable`](sequence_ledger::PerLineAnswer::Unreadable) with no lines. A line
+    /// result carrying `xResult` is the line's own outcome; one without it (APS: why
+    /// validation refused the line) is a remark. The default is an absent answer: a protocol
+    /// without per-line results for a rejected batch.
     ///
     /// # Errors
     /// Storage or transport failures (the batch stays `Completed`; a later run retries).
@@ -176,9 +213,34 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
         &self,
         sequence: SequenceNumber,
         line_count: u64,
-    ) -> Result<Vec<LineResult>> {
+    ) -> Result<RejectedAnswer> {
         let _ = (sequence, line_count);
-        Ok(Vec::new())
+        Ok(RejectedAnswer::absent())
+    }
+
+    /// The highest number at or above `from` for which the gateway's side already holds an
+    /// answer this client did not ask for (Sola: `Response/COMPLETE_Y.KVP` or
+    /// `RESPONSE_Y.KVP` with `Y ≥ from`), if any. The driver asks before the first use of a
+    /// number (and, for a batch that may have been triggered, from the number above it) and
+    /// refuses the account when something is found (PROTOCOL.md decision 4b): the drop was
+    /// used by another client or the ledger was restored. The default is none: a gateway
+    /// whose batches are named so that no other client's answer can be mistaken for ours.
+    ///
+    /// # Errors
+    /// Storage or transport failures.
+    async fn foreign_answers(&self, from: SequenceNumber) -> Result<Option<SequenceNumber>> {
+        let _ = from;
+        Ok(None)
+    }
+
+    /// What the gateway side holds of batch `sequence` (see [`Inspection`]); changes nothing.
+    /// The default knows nothing.
+    ///
+    /// # Errors
+    /// Storage or transport failures.
+    async fn inspect(&self, sequence: SequenceNumber) -> Result<Inspection> {
+        let _ = sequence;
+        Ok(Inspection::default())
     }
 
     /// Removes what the gateway wrote for this batch (and only this batch), once its results

@@ -369,11 +369,28 @@ impl Settings {
                 "account_field and ref_field must differ",
             ));
         }
+        let mut drops: Vec<(&str, storage_backends::Location)> = Vec::new();
         for (name, account) in &self.accounts {
             sequence_ledger::AccountId::new(name).map_err(|e| {
                 Error::setting(format!("accounts.{name}"), format!("bad account name: {e}"))
             })?;
             account.check(name)?;
+            if account.protocol == ProtocolKind::Aps {
+                continue;
+            }
+            // One drop, one account (PROTOCOL.md decision 4c): two accounts' batches in one
+            // drop would collide on their numbers, and the gateway would ignore one of them.
+            let location = storage_backends::Location::parse(&account.location)
+                .map_err(|e| Error::setting(format!("accounts.{name}.location"), e.to_string()))?;
+            if let Some((other, _)) = drops.iter().find(|(_, l)| l.same_drop(&location)) {
+                return Err(Error::setting(
+                    format!("accounts.{name}.location"),
+                    format!(
+                        "accounts {other} and {name} use the same drop ({location}); each account needs a drop of its own — sequence numbers are per drop, and the gateway would silently ignore one account's batches"
+                    ),
+                ));
+            }
+            drops.push((name, location));
         }
         Ok(())
     }

@@ -1,15 +1,19 @@
 //! The Sola (Cardknox) file-drop protocol over any storage backend.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use kvp_format::{FileKind, FileName, Secret, SequenceNumber};
+use sequence_ledger::PerLineAnswer;
 use sha2::{Digest, Sha256};
-use storage_backends::{Backend, ErrorKind};
+use storage_backends::{Backend, ErrorKind, PutIfAbsent};
 
 use crate::error::{Error, Result};
-use crate::protocol::{BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine};
+use crate::protocol::{
+    BatchVerdict, GatewayProtocol, Inspection, LineResult, PollResult, RejectedAnswer, RequestLine,
+};
 use crate::settings::GatewaySettings;
 
 /// The Sola file drop of one account: `Request/REQUEST_X.KVP`, then `Request/PROCESS_X.KVP`,
@@ -23,6 +27,8 @@ pub struct SolaFileDrop {
     x_version: String,
     software_name: String,
     software_version: String,
+    /// The last COMPLETE bytes without a final newline seen per batch (see `verdict`).
+    unterminated: Mutex<HashMap<SequenceNumber, Bytes>>,
 }
 
 impl SolaFileDrop {
@@ -42,6 +48,7 @@ impl SolaFileDrop {
             x_version: gateway.x_version.clone(),
             software_name: gateway.software_name.clone(),
             software_version: gateway.software_version().to_owned(),
+            unterminated: Mutex::new(HashMap::new()),
         }
     }
 
@@ -137,6 +144,67 @@ impl SolaFileDrop {
         Ok(slots.into_iter().flatten().collect())
     }
 
+    /// `put_if_absent`, or where the backend cannot enforce it, a look before a put (the
+    /// drop is one client's, PROTOCOL.md decision 4c, so nobody races us for our own name).
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> storage_backends::Result<()> {
+        if self.backend.capabilities().put_if_absent == PutIfAbsent::Atomic {
+            return self.backend.put_if_absent(path, data).await;
+        }
+        match self.backend.head(path).await {
+            Ok(_) => Err(storage_backends::Error::new(
+                ErrorKind::AlreadyExists,
+                self.backend.location().display_path(path),
+                "already exists",
+                None,
+            )),
+            Err(e) if e.kind() == ErrorKind::NotFound => self.backend.put(path, data).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The verdict in a COMPLETE file's bytes, or `None` when they are not one yet
+    /// (PROTOCOL.md decision 4a): a COMPLETE counts only when it parses as one whole line
+    /// (`xResult`, `xStatus`, `xSequenceNumber`) and its `xSequenceNumber` is this batch's.
+    /// A gateway writing the file in place (over SFTP or into a shared folder) shows us empty
+    /// and torn prefixes first; a prefix can parse (`xStatus=Succ`), so bytes without a final
+    /// newline count only once the same bytes were read on the previous poll too.
+    fn verdict(&self, sequence: SequenceNumber, bytes: &Bytes) -> Option<BatchVerdict> {
+        let complete = match kvp_format::CompleteFile::parse(bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(account = %self.account, %sequence, error = %e, "COMPLETE is not whole yet; polling again");
+                return None;
+            }
+        };
+        if complete.sequence != sequence {
+            tracing::warn!(account = %self.account, %sequence, found = %complete.sequence, "COMPLETE carries another xSequenceNumber: not this batch's answer; polling again");
+            return None;
+        }
+        if !bytes.ends_with(b"\n") {
+            let mut seen = self
+                .unterminated
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if seen.get(&sequence) != Some(bytes) {
+                seen.insert(sequence, bytes.clone());
+                tracing::debug!(account = %self.account, %sequence, "COMPLETE has no final newline yet; believing it once it stays the same");
+                return None;
+            }
+            seen.remove(&sequence);
+        }
+        Some(BatchVerdict {
+            success: complete.is_success(),
+            status: complete.status.clone(),
+            error: complete.error.clone().filter(|e| !e.is_empty()),
+            processed_count: complete.processed_count,
+            fields: complete
+                .to_record()
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        })
+    }
+
     /// The PROCESS file's bytes.
     pub fn encode_process(&self, sequence: SequenceNumber, line_count: u64) -> Bytes {
         let mut out = Vec::with_capacity(128);
@@ -159,6 +227,33 @@ enum Coverage {
     Every,
     /// Any subset of the submitted lines (a rejected batch); still no extra or repeated ones.
     Some,
+}
+
+/// The fields this client adds to every REQUEST line around the caller's transaction.
+const ENVELOPE: [&str; 6] = [
+    "xIndex",
+    "xSequenceNumber",
+    "xKey",
+    "xVersion",
+    "xSoftwareName",
+    "xSoftwareVersion",
+];
+
+/// What a REQUEST file carries, independent of the envelope (key, software version): the
+/// ledger's [`sequence_ledger::batch_digest`] of its lines' transaction fields, or `None` when
+/// it is not a readable REQUEST.
+fn transactions_digest(bytes: &[u8]) -> Option<[u8; 32]> {
+    let mut digests = Vec::new();
+    for line in lines(bytes) {
+        let pairs = kvp_format::decode_line(line).ok()?;
+        digests.push(sequence_ledger::content_digest(
+            pairs
+                .iter()
+                .filter(|(k, _)| !ENVELOPE.contains(&k.as_ref()))
+                .map(|(k, v)| (k.as_ref(), v.as_ref())),
+        ));
+    }
+    Some(sequence_ledger::batch_digest(&digests))
 }
 
 fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -200,34 +295,48 @@ impl GatewayProtocol for SolaFileDrop {
 
     async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<()> {
         let path = Self::path(FileKind::Request, sequence);
-        let want: [u8; 32] = Sha256::digest(&payload).into();
-        let present = match self.backend.get(&path).await {
-            Ok(bytes) => Some(<[u8; 32]>::from(Sha256::digest(&bytes))),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(self.storage(&path, e)),
-        };
-        if present == Some(want) {
-            tracing::debug!(account = %self.account, %sequence, "REQUEST already in the drop with the right digest");
-            return Ok(());
-        }
-        if present.is_some() {
-            // A different REQUEST_X must never be triggered: refuse if its PROCESS is there.
-            let process = Self::path(FileKind::Process, sequence);
-            match self.backend.head(&process).await {
-                Ok(_) => {
-                    return Err(self.protocol(
-                        sequence,
-                        "a different REQUEST with this number is already in the drop and triggered",
-                    ));
+        match self.put_if_absent(&path, payload.clone()).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                let present = self
+                    .backend
+                    .get(&path)
+                    .await
+                    .map_err(|e| self.storage(&path, e))?;
+                if present == payload {
+                    tracing::debug!(account = %self.account, %sequence, "REQUEST already in the drop with the same bytes");
+                    return Ok(());
                 }
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(self.storage(&process, e)),
+                // Not the same bytes. It is ours only if it carries the same transactions (an
+                // upload before a crash, with a key or software version that changed since:
+                // PROTOCOL.md decision 4d); anything else was not written by this ledger and
+                // is never overwritten or triggered (decision 4b).
+                if transactions_digest(&present) != transactions_digest(&payload) {
+                    return Err(Error::ForeignRequest {
+                        account: self.account.clone(),
+                        sequence,
+                    });
+                }
+                let process = Self::path(FileKind::Process, sequence);
+                match self.backend.head(&process).await {
+                    Ok(_) => {
+                        // Already triggered with those bytes: the gateway takes that file;
+                        // replacing it now could not change what it processes.
+                        tracing::info!(account = %self.account, %sequence, "REQUEST in the drop carries the same transactions with an older key or version and is already triggered; keeping it");
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.storage(&process, e)),
+                }
+                tracing::info!(account = %self.account, %sequence, "replacing our untriggered REQUEST (same transactions, new key or version)");
+                self.backend
+                    .put(&path, payload.clone())
+                    .await
+                    .map_err(|e| self.storage(&path, e))?;
             }
+            Err(e) => return Err(self.storage(&path, e)),
         }
-        self.backend
-            .put(&path, payload.clone())
-            .await
-            .map_err(|e| self.storage(&path, e))?;
+        let want: [u8; 32] = Sha256::digest(&payload).into();
         let back = self
             .backend
             .get(&path)
@@ -261,32 +370,10 @@ impl GatewayProtocol for SolaFileDrop {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(PollResult::Pending),
             Err(e) => return Err(self.storage(&path, e)),
         };
-        let line = lines(&bytes).next().unwrap_or_default();
-        let pairs = kvp_format::decode_line(line).map_err(|e| {
-            self.protocol(sequence, format!("COMPLETE unreadable: {}", e.message()))
-        })?;
-        let get = |key: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .map(|(_, v)| v.to_string())
-        };
-        if let Some(seq) = get("xSequenceNumber")
-            && seq != sequence.to_string()
-        {
-            return Err(self.protocol(sequence, format!("COMPLETE carries xSequenceNumber {seq}")));
+        match self.verdict(sequence, &bytes) {
+            Some(v) => Ok(PollResult::Done(v)),
+            None => Ok(PollResult::Pending),
         }
-        let status = get("xStatus").unwrap_or_default();
-        Ok(PollResult::Done(BatchVerdict {
-            success: status.eq_ignore_ascii_case("Success"),
-            status,
-            error: get("xError").filter(|e| !e.is_empty()),
-            processed_count: get("xProcessedCount").and_then(|c| c.parse().ok()),
-            fields: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }))
     }
 
     async fn fetch_results(
@@ -307,23 +394,69 @@ impl GatewayProtocol for SolaFileDrop {
         &self,
         sequence: SequenceNumber,
         line_count: u64,
-    ) -> Result<Vec<LineResult>> {
+    ) -> Result<RejectedAnswer> {
         let path = Self::path(FileKind::Response, sequence);
         let bytes = match self.backend.get(&path).await {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 tracing::debug!(account = %self.account, %sequence, "rejected batch has no RESPONSE");
-                return Ok(Vec::new());
+                return Ok(RejectedAnswer::absent());
             }
             Err(e) => return Err(self.storage(&path, e)),
         };
         match self.parse_response(sequence, &bytes, line_count, Coverage::Some) {
-            Ok(lines) => Ok(lines),
+            Ok(lines) => Ok(RejectedAnswer {
+                answer: PerLineAnswer::Read,
+                lines,
+            }),
             Err(e) => {
-                tracing::warn!(account = %self.account, %sequence, error = %e, "RESPONSE of a rejected batch is unreadable; its lines keep only the batch verdict");
-                Ok(Vec::new())
+                tracing::warn!(account = %self.account, %sequence, error = %e, "RESPONSE of a rejected batch is unreadable; its lines without a result are unknown unless COMPLETE says nothing was processed");
+                Ok(RejectedAnswer {
+                    answer: PerLineAnswer::Unreadable,
+                    lines: Vec::new(),
+                })
             }
         }
+    }
+
+    async fn foreign_answers(&self, from: SequenceNumber) -> Result<Option<SequenceNumber>> {
+        let folder = FileKind::Complete.folder();
+        let listed = self
+            .backend
+            .list(folder)
+            .await
+            .map_err(|e| self.storage(folder, e))?;
+        Ok(listed
+            .iter()
+            .filter_map(|m| FileName::parse(m.name()).ok())
+            .filter(|n| matches!(n.kind, FileKind::Complete | FileKind::Response))
+            .map(|n| n.sequence)
+            .filter(|&n| n >= from)
+            .max())
+    }
+
+    async fn inspect(&self, sequence: SequenceNumber) -> Result<Inspection> {
+        let mut found = Vec::new();
+        for kind in [
+            FileKind::Request,
+            FileKind::Process,
+            FileKind::Response,
+            FileKind::Complete,
+        ] {
+            let path = Self::path(kind, sequence);
+            match self.backend.head(&path).await {
+                Ok(_) => found.push(path),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(self.storage(&path, e)),
+            }
+        }
+        let triggered = found.contains(&Self::path(FileKind::Process, sequence));
+        let answered = matches!(self.poll(sequence).await?, PollResult::Done(_));
+        Ok(Inspection {
+            triggered: Some(triggered),
+            answered: Some(answered),
+            found,
+        })
     }
 
     async fn cleanup(&self, sequence: SequenceNumber) -> Result<()> {
@@ -494,20 +627,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_rejected_batch_s_response_is_optional_partial_and_never_fatal() {
+        use sequence_ledger::PerLineAnswer::{Absent, Read, Unreadable};
         let (_t, backend, sola) = drop_and_sola().await;
-        // (RESPONSE_9 body or none, indexes kept)
-        let cases: &[(Option<&[u8]>, &[u64])] = &[
-            (None, &[]),
-            (Some(b"xIndex=2&xSequenceNumber=9&xResult=A&xRefNum=77\nxIndex=0&xSequenceNumber=9&xResult=E&xCardNum=4111111111111111\n"), &[0, 2]),
-            (Some(b""), &[]),
-            (Some(b"xIndex=0&xSequenceNumber=9\nxIndex=0&xSequenceNumber=9\n"), &[]),
-            (Some(b"xIndex=3&xSequenceNumber=9\n"), &[]),
-            (Some(b"xIndex=0&xSequenceNumber=8\n"), &[]),
-            (Some(b"xIndex=0&xResult=A\n"), &[]),
-            (Some(b"xSequenceNumber=9&xResult=A\n"), &[]),
-            (Some(b"xIndex=0&xSequenceNumber=9&xName=%FF\n"), &[]),
+        // (RESPONSE_9 body or none, what the answer was, indexes kept)
+        let cases: &[(Option<&[u8]>, PerLineAnswer, &[u64])] = &[
+            (None, Absent, &[]),
+            (Some(b"xIndex=2&xSequenceNumber=9&xResult=A&xRefNum=77\nxIndex=0&xSequenceNumber=9&xResult=E&xCardNum=4111111111111111\n"), Read, &[0, 2]),
+            (Some(b""), Read, &[]),
+            (Some(b"xIndex=0&xSequenceNumber=9\nxIndex=0&xSequenceNumber=9\n"), Unreadable, &[]),
+            (Some(b"xIndex=3&xSequenceNumber=9\n"), Unreadable, &[]),
+            (Some(b"xIndex=0&xSequenceNumber=8\n"), Unreadable, &[]),
+            (Some(b"xIndex=0&xResult=A\n"), Unreadable, &[]),
+            (Some(b"xSequenceNumber=9&xResult=A\n"), Unreadable, &[]),
+            (Some(b"xIndex=0&xSequenceNumber=9&xName=%FF\n"), Unreadable, &[]),
         ];
-        for (body, kept) in cases {
+        for (body, answer, kept) in cases {
             let _ = backend.delete("Response/RESPONSE_9.KVP").await;
             if let Some(body) = body {
                 backend
@@ -516,12 +650,13 @@ mod tests {
                     .unwrap();
             }
             let got = sola.fetch_rejected_results(seq(9), 3).await.unwrap();
+            assert_eq!(got.answer, *answer, "{body:?}");
             assert_eq!(
-                got.iter().map(|l| l.index).collect::<Vec<_>>(),
+                got.lines.iter().map(|l| l.index).collect::<Vec<_>>(),
                 *kept,
                 "{body:?}"
             );
-            for line in &got {
+            for line in &got.lines {
                 assert!(
                     line.fields
                         .iter()

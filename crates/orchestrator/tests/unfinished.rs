@@ -16,7 +16,7 @@ use orchestrator::{
     Shutdown, SubmitOptions,
 };
 use sequence_ledger::{AccountId, BatchState, Ledger, NewBatch, NewBinding, Reserve};
-use sha2::{Digest, Sha256};
+
 use storage_backends::{Backend, ByteStream, Capabilities, ErrorKind, Location, ObjectMeta};
 
 /// Which files of the drop the account is refused access to.
@@ -343,7 +343,6 @@ async fn bind(
     let payload = protocol.encode_request(sequence, &lines).unwrap();
     let new = NewBatch {
         sequence,
-        request_sha256: Sha256::digest(&payload).into(),
         request_len: payload.len() as u64,
         external_reference: None,
         lines: txs

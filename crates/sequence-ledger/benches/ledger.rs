@@ -14,7 +14,6 @@ use sequence_ledger::{
 fn new_batch(seq: SequenceNumber, lines: u64, tag: u64) -> NewBatch {
     NewBatch {
         sequence: seq,
-        request_sha256: [7; 32],
         request_len: 240 * lines,
         external_reference: None,
         lines: (0..lines)

@@ -193,6 +193,7 @@ pub(crate) fn encode_state(s: BatchState) -> u8 {
         BatchState::Cleaned => 6,
         BatchState::Stuck => 7,
         BatchState::Abandoned => 8,
+        BatchState::MarkedUnknown => 9,
     }
 }
 
@@ -207,6 +208,7 @@ pub(crate) fn decode_state(bytes: &[u8], what: impl Fn() -> String) -> Result<Ba
         [6] => BatchState::Cleaned,
         [7] => BatchState::Stuck,
         [8] => BatchState::Abandoned,
+        [9] => BatchState::MarkedUnknown,
         other => return Err(corrupt(what(), format!("unknown state code {other:?}"))),
     })
 }
@@ -286,7 +288,7 @@ mod tests {
             decode_fields(&encode_fields(&fields), String::new).unwrap(),
             fields
         );
-        for code in 0..=8u8 {
+        for code in 0..=9u8 {
             assert_eq!(
                 encode_state(decode_state(&[code], String::new).unwrap()),
                 code
@@ -329,7 +331,7 @@ mod tests {
             ("binding seq 0", decode_binding(&[0; 44], String::new).map(drop)),
             ("fields truncated", decode_fields(&[0, 0, 0, 1, 0, 0, 0, 5, b'a'], String::new).map(drop)),
             ("fields trailing", decode_fields(&[0, 0, 0, 0, 1], String::new).map(drop)),
-            ("state unknown", decode_state(&[9], String::new).map(drop)),
+            ("state unknown", decode_state(&[10], String::new).map(drop)),
             ("state empty", decode_state(&[], String::new).map(drop)),
             ("batch json", decode_batch(b"{", String::new).map(drop)),
             ("key no separator", split_key(b"abc", "t").map(drop)),

@@ -1,10 +1,23 @@
-//! The two digests the ledger keeps: of a REQUEST file, and of one transaction's content.
+//! The digests the ledger keeps: of one transaction's content, and of a batch's transactions.
 
 use sha2::{Digest, Sha256};
 
-/// SHA-256 of some bytes (the `REQUEST_X` file for [`crate::NewBatch::request_sha256`]).
+/// SHA-256 of some bytes.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
+}
+
+/// The digest of a batch's transactions ([`crate::BatchRecord::content_sha256`]): SHA-256 over
+/// the lines' [content digests](content_digest), in line order. It says what the batch
+/// carries, not how the file that carried it was spelled: keys, software versions and other
+/// protocol fields are not in it, and neither is anything a card number could be recovered
+/// from.
+pub fn batch_digest<'a>(line_digests: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for d in line_digests {
+        h.update(d);
+    }
+    h.finalize().into()
 }
 
 /// The content digest of one transaction for the idempotency index: SHA-256 over its canonical

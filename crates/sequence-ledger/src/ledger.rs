@@ -16,8 +16,8 @@ use crate::durable::{Durability, LOCK_FILE, LockFile, LockMode, Syncer, TRANSIEN
 use crate::error::{Error, Result};
 use crate::query::next_after;
 use crate::{
-    AccountId, AccountInfo, BatchRecord, BatchState, Binding, ConflictKind, NewBatch, RefConflict,
-    Reserve, Stamp, StoredResult, Transition,
+    AccountId, AccountInfo, BatchRecord, BatchState, Binding, ConflictKind, NewBatch,
+    PerLineAnswer, RefConflict, Release, Reserve, Stamp, StoredResult, Transition,
 };
 
 /// Opens sled at `path` while our lock file is held. sled `flock`s `db` itself; with our lock
@@ -355,7 +355,7 @@ impl Ledger {
     /// a restart or none of it is. Two callers racing for the same number: one gets `Reserved`,
     /// the other `LostRace` with the number to use instead. A reference already bound to a
     /// batch that is still live gives `Conflict` and writes nothing; a binding to a batch that
-    /// [releases its bindings](BatchRecord::releases_bindings) is replaced.
+    /// [releases the line](BatchRecord::releases_line_under) is replaced.
     ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::IndexMismatch`], [`Error::DuplicateReference`] for bad
@@ -388,11 +388,26 @@ impl Ledger {
             }
         }
         let guard = self.writer("reserve")?;
+        // Which already-bound lines of rejected batches have a result of their own (those stay
+        // bound). Read before the transaction: sled deadlocks on a plain read inside one, and
+        // under the write lock bindings cannot change while results of a collected batch
+        // never do.
+        let mut with_outcome = HashSet::new();
+        for line in &new.lines {
+            if let Some(b) = self.binding(account, &line.client_ref)?
+                && self
+                    .batch(account, b.sequence)?
+                    .is_some_and(|h| h.is_rejected())
+                && self.line_has_outcome(account, b.sequence, b.index)?
+            {
+                with_outcome.insert((b.sequence, b.index));
+            }
+        }
         let record = BatchRecord {
             account: account.clone(),
             sequence: seq,
             state: BatchState::Reserved,
-            request_sha256: new.request_sha256,
+            content_sha256: crate::batch_digest(new.lines.iter().map(|l| &l.content_digest)),
             request_len: new.request_len,
             line_count: new.lines.len() as u64,
             transitions: vec![Stamp {
@@ -403,6 +418,7 @@ impl Ledger {
             complete_fields: None,
             note: None,
             external_reference: new.external_reference.clone(),
+            per_line_answer: None,
         };
         let key = codec::batch_key(account, seq);
         let encoded = codec::encode_batch(&record)?;
@@ -431,9 +447,12 @@ impl Ledger {
                     let existing = codec::decode_binding(&v, what).or_else(abort)?;
                     let holder_key = codec::batch_key(account, existing.sequence);
                     let released = match bat.get(&holder_key)? {
-                        Some(h) => codec::decode_batch(&h, what)
-                            .or_else(abort)?
-                            .releases_bindings(),
+                        Some(h) => {
+                            let holder = codec::decode_batch(&h, what).or_else(abort)?;
+                            let has_outcome =
+                                with_outcome.contains(&(existing.sequence, existing.index));
+                            holder.releases_line_under(Release::AbandonedOrRejected, has_outcome)
+                        }
                         None => false,
                     };
                     if !released {
@@ -563,7 +582,9 @@ impl Ledger {
                 // The fields are public, so a hand-built value may carry an echoed key.
                 record.complete_fields = Some(fields.without_sensitive());
             }
-            Transition::Abandoned { reason } => record.note = Some(reason),
+            Transition::Abandoned { reason } | Transition::MarkedUnknown { reason } => {
+                record.note = Some(reason)
+            }
             _ => {}
         }
         if let Some(note) = note {
@@ -641,6 +662,23 @@ impl Ledger {
         seq: SequenceNumber,
         results: Vec<StoredResult>,
     ) -> Result<BatchRecord> {
+        self.store_answer(account, seq, results, PerLineAnswer::Read)
+    }
+
+    /// [`Ledger::store_results`] saying what the per-line answer held: `results` are its lines
+    /// when it was [read](PerLineAnswer::Read) and empty otherwise. For a rejected batch
+    /// without a processed count only an [absent](PerLineAnswer::Absent) answer proves that
+    /// nothing was processed ([`BatchRecord::is_rejected`]). Same guarantees and errors.
+    ///
+    /// # Errors
+    /// As [`Ledger::store_results`].
+    pub fn store_answer(
+        &self,
+        account: &AccountId,
+        seq: SequenceNumber,
+        results: Vec<StoredResult>,
+        answer: PerLineAnswer,
+    ) -> Result<BatchRecord> {
         let guard = self.writer("store results")?;
         let mut record = self.existing_batch(account, seq)?;
         if !matches!(record.state, BatchState::Completed(_)) {
@@ -675,6 +713,7 @@ impl Ledger {
             }
         }
         record.state = BatchState::Collected;
+        record.per_line_answer = Some(answer);
         record.transitions.push(Stamp {
             state: BatchState::Collected,
             at_unix_ms: now_ms(),

@@ -19,7 +19,7 @@
 //! use kvp_format::SequenceNumber;
 //! use sequence_ledger::{
 //!     AccountId, BatchState, Ledger, NewBatch, NewBinding, Outcome, Reserve, StoredResult,
-//!     Transition, Verdict, content_digest, sha256,
+//!     Transition, Verdict, content_digest,
 //! };
 //!
 //! let dir = tempfile::tempdir()?;
@@ -31,7 +31,6 @@
 //! let digest = content_digest([("xCommand", "cc:sale"), ("xAmount", "5.00")]);
 //! let new = NewBatch {
 //!     sequence: seq,
-//!     request_sha256: sha256(request),
 //!     request_len: request.len() as u64,
 //!     external_reference: None,
 //!     lines: vec![NewBinding { client_ref: "order-1".into(), index: 0, content_digest: digest }],
@@ -98,12 +97,12 @@ mod state;
 pub use account::AccountId;
 #[doc(hidden)]
 pub use crash::{CRASH_ENV, LEDGER_CRASH_POINTS, crash_point};
-pub use digest::{content_digest, sha256};
+pub use digest::{batch_digest, content_digest, sha256};
 pub use durable::Durability;
 pub use error::{Error, Result};
 pub use ledger::{Ledger, LedgerOptions};
 pub use record::{
-    AccountInfo, BatchRecord, Binding, ConflictKind, NewBatch, NewBinding, RefConflict, Release,
-    Reserve, StoredResult,
+    AccountInfo, BatchRecord, Binding, ConflictKind, NewBatch, NewBinding, PerLineAnswer,
+    RefConflict, Release, Reserve, StoredResult,
 };
 pub use state::{BatchState, CompleteFields, Outcome, Stamp, Transition, Verdict};

@@ -107,6 +107,41 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The stored result of one line of a collected batch, if the gateway gave one.
+    ///
+    /// # Errors
+    /// Storage and corruption errors.
+    pub fn line_result(
+        &self,
+        account: &AccountId,
+        seq: SequenceNumber,
+        index: u64,
+    ) -> Result<Option<StoredResult>> {
+        let what = || format!("result {index} of batch {seq} of account {account}");
+        self.results
+            .get(codec::result_key(account, seq, index))
+            .map_err(Error::storage("reading a result"))?
+            .map(|v| {
+                Ok(StoredResult {
+                    index,
+                    fields: codec::decode_fields(&v, what)?,
+                })
+            })
+            .transpose()
+    }
+
+    /// Whether the line has a result of its own ([`StoredResult::is_outcome`]).
+    pub(crate) fn line_has_outcome(
+        &self,
+        account: &AccountId,
+        seq: SequenceNumber,
+        index: u64,
+    ) -> Result<bool> {
+        Ok(self
+            .line_result(account, seq, index)?
+            .is_some_and(|r| StoredResult::is_outcome(&r.fields)))
+    }
+
     /// Where a client reference is bound, if anywhere.
     ///
     /// # Errors
@@ -121,9 +156,8 @@ impl Ledger {
     }
 
     /// The idempotency check before planning a transaction: `Ok(None)` when the reference is
-    /// free (never bound, or bound to a batch that [releases its
-    /// bindings](BatchRecord::releases_bindings)); `Ok(Some(binding))` when the same content
-    /// is already bound ("already in batch 17, line 4").
+    /// free (never bound, or bound to a line its batch [releases](BatchRecord::releases_line_under));
+    /// `Ok(Some(binding))` when the same content is already bound ("already in batch 17, line 4").
     ///
     /// # Errors
     /// [`Error::ContentConflict`] when the reference is bound to different content; storage
@@ -158,11 +192,12 @@ impl Ledger {
         let Some(existing) = self.binding(account, client_ref)? else {
             return Ok(None);
         };
-        let released = self
-            .batch(account, existing.sequence)?
-            .is_some_and(|b| b.releases_bindings_under(release));
-        if released {
-            return Ok(None);
+        if let Some(holder) = self.batch(account, existing.sequence)? {
+            let has_outcome = holder.is_rejected()
+                && self.line_has_outcome(account, existing.sequence, existing.index)?;
+            if holder.releases_line_under(release, has_outcome) {
+                return Ok(None);
+            }
         }
         if &existing.content_digest == content_digest {
             Ok(Some(existing))

@@ -7,15 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AccountId, BatchState, CompleteFields, Stamp, Verdict};
 
-/// A batch to reserve: its number (from [`crate::Ledger::next_sequence`]), the digest and
-/// length of the exact `REQUEST_X` bytes that will be uploaded, and one binding per line.
+/// A batch to reserve: its number (from [`crate::Ledger::next_sequence`]), the length of the
+/// `REQUEST_X` file as first built, and one binding per line. The ledger derives the batch's
+/// [content digest](BatchRecord::content_sha256) from the lines' digests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewBatch {
     /// The number the caller wants; must be above the account's high-water mark and floor.
     pub sequence: SequenceNumber,
-    /// SHA-256 of the `REQUEST_X` file's bytes (see [`crate::sha256`]).
-    pub request_sha256: [u8; 32],
-    /// Length of the `REQUEST_X` file in bytes.
+    /// Length of the `REQUEST_X` file in bytes, as built at reservation (informational: a
+    /// rotated key or a new software version may change it when the batch is resumed).
     pub request_len: u64,
     /// One entry per line, in line order (`index` 0, 1, 2, ...).
     pub lines: Vec<NewBinding>,
@@ -107,10 +107,16 @@ pub struct BatchRecord {
     pub sequence: SequenceNumber,
     /// Where it is.
     pub state: BatchState,
-    /// SHA-256 of the `REQUEST_X` bytes.
-    #[serde(with = "crate::codec::hex32")]
-    pub request_sha256: [u8; 32],
-    /// Length of `REQUEST_X` in bytes.
+    /// What the batch carries, as [`crate::batch_digest`] of its lines' content digests, in
+    /// line order: the caller's transactions with sensitive values masked — never the file's
+    /// bytes, which hold card numbers and keys (a digest of those could be brute-forced back
+    /// to a card number by anyone who knows the other fields) and change with a rotated key
+    /// or a new software version, neither of which changes the batch (PROTOCOL.md decision
+    /// 4d). Records written before this rule hold the digest of the REQUEST bytes here
+    /// (serialised as `request_sha256`); nothing compares against it.
+    #[serde(with = "crate::codec::hex32", alias = "request_sha256")]
+    pub content_sha256: [u8; 32],
+    /// Length of `REQUEST_X` in bytes, as built at reservation.
     pub request_len: u64,
     /// Number of lines (transactions).
     pub line_count: u64,
@@ -131,6 +137,25 @@ pub struct BatchRecord {
     /// field existed (it defaults when absent).
     #[serde(default)]
     pub external_reference: Option<String>,
+    /// What the gateway's per-line answer held when the batch was collected; `None` before
+    /// collection and in records written before this field existed.
+    #[serde(default)]
+    pub per_line_answer: Option<PerLineAnswer>,
+}
+
+/// What a batch's per-line answer (Sola: `RESPONSE_X`) held when the batch was collected. For
+/// a batch the gateway rejected without a processed count, only an absent answer proves that
+/// nothing was processed (PROTOCOL.md decision 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum PerLineAnswer {
+    /// It was read; the stored results are its lines.
+    Read,
+    /// There was none.
+    Absent,
+    /// There was one, but it could not be read (bad line, wrong number, repeated index):
+    /// nothing can be concluded from it.
+    Unreadable,
 }
 
 /// Which finished batches give their transactions back, so that a new batch may take them
@@ -148,23 +173,29 @@ pub enum Release {
 }
 
 impl BatchRecord {
-    /// Whether the batch's transactions may be bound to another number: it was abandoned by an
-    /// operator, or the gateway proved it processed nothing (PROTOCOL.md §2 item 6).
-    pub fn releases_bindings(&self) -> bool {
-        self.releases_bindings_under(Release::AbandonedOrRejected)
-    }
-
-    /// [`BatchRecord::releases_bindings`] restricted to what `release` allows.
-    pub fn releases_bindings_under(&self, release: Release) -> bool {
+    /// Whether a line of this batch may be bound to another number: the batch was abandoned
+    /// by an operator, or (under [`Release::AbandonedOrRejected`]) the gateway proved it
+    /// processed nothing of it and the line has no result of its own
+    /// (`line_has_outcome`: its stored result carries `xResult`, see
+    /// [`StoredResult::is_outcome`]). PROTOCOL.md decisions 4 and 6.
+    pub fn releases_line_under(&self, release: Release, line_has_outcome: bool) -> bool {
         self.state == BatchState::Abandoned
-            || (release == Release::AbandonedOrRejected && self.is_rejected())
+            || (release == Release::AbandonedOrRejected && self.is_rejected() && !line_has_outcome)
     }
 
-    /// Whether the gateway rejected the batch and proved it processed nothing.
+    /// Whether the gateway rejected the batch and proved it processed nothing, as far as its
+    /// answer is read: a collected batch whose verdict is an error with `xProcessedCount=0`,
+    /// or with no count and no per-line answer at all (PROTOCOL.md decision 4). Lines of
+    /// such a batch that nevertheless have a result of their own keep it.
     pub fn is_rejected(&self) -> bool {
-        self.verdict
-            .as_ref()
-            .is_some_and(Verdict::proves_nothing_processed)
+        let collected = matches!(self.state, BatchState::Collected | BatchState::Cleaned);
+        collected
+            && self.verdict.as_ref().is_some_and(|v| {
+                v.proves_nothing_processed()
+                    || (v.outcome == crate::Outcome::GatewayError
+                        && v.processed_count.is_none()
+                        && self.per_line_answer == Some(PerLineAnswer::Absent))
+            })
     }
 }
 
@@ -177,6 +208,17 @@ pub struct StoredResult {
     pub index: u64,
     /// The response fields in the gateway's order (`xIndex`/`xSequenceNumber` need not be kept).
     pub fields: Vec<(String, String)>,
+}
+
+impl StoredResult {
+    /// Whether these fields are the gateway's outcome for the line (they carry `xResult`), as
+    /// opposed to remarks about it (APS: the reason a line failed validation, with no
+    /// `xResult`). A line with an outcome was processed, whatever its batch's verdict.
+    pub fn is_outcome(fields: &[(String, String)]) -> bool {
+        fields
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(kvp_format::keys::RESULT))
+    }
 }
 
 /// An account's numbers.

@@ -26,8 +26,9 @@ pub enum Outcome {
 /// | `Completed(..)` | `Collected` | [`crate::Ledger::store_results`] (for `GatewayError`: whatever RESPONSE held, maybe nothing) |
 /// | `Collected` | `Cleaned` | [`Transition::Cleaned`] (RESPONSE_X and COMPLETE_X deleted) |
 /// | `Reserved`, `RequestUploaded`, `Triggered`, `Stuck` | `Abandoned` | [`Transition::Abandoned`] (operator, with a reason) |
+/// | `RequestUploaded`, `Triggered`, `Stuck`, `Completed(..)`, `Collected` | `MarkedUnknown` | [`Transition::MarkedUnknown`] (operator, with a reason) |
 ///
-/// `Cleaned` and `Abandoned` are final. A step to the state a batch is already in is illegal
+/// `Cleaned`, `Abandoned` and `MarkedUnknown` are final. A step to the state a batch is already in is illegal
 /// too: a repeated step is a caller bug, not something to paper over.
 ///
 /// `Triggered` additionally requires (PROTOCOL.md §2 items 5 and 6) that no other batch of the
@@ -52,8 +53,14 @@ pub enum BatchState {
     /// No COMPLETE by the deadline: its transactions are unknown, never resubmitted
     /// automatically.
     Stuck,
-    /// An operator gave up on the batch, with a reason. Final.
+    /// An operator gave up on the batch, with a reason: the gateway confirmed it never
+    /// processed it, so its transactions are released for a new batch. Final.
     Abandoned,
+    /// An operator closed a batch whose answer cannot be had (no COMPLETE, or a COMPLETE whose
+    /// RESPONSE is missing or unusable), with a reason. Its transactions stay bound to it and
+    /// are reported `unknown` for ever: they may have been processed, so they are never sent
+    /// again; the account's later batches go on. Final.
+    MarkedUnknown,
 }
 
 impl BatchState {
@@ -69,12 +76,25 @@ impl BatchState {
             BatchState::Cleaned => "Cleaned",
             BatchState::Stuck => "Stuck",
             BatchState::Abandoned => "Abandoned",
+            BatchState::MarkedUnknown => "MarkedUnknown",
         }
     }
 
-    /// True for `Cleaned` and `Abandoned`, the states a batch never leaves.
+    /// True for `Cleaned`, `Abandoned` and `MarkedUnknown`, the states a batch never leaves.
     pub fn is_final(self) -> bool {
-        matches!(self, BatchState::Cleaned | BatchState::Abandoned)
+        matches!(
+            self,
+            BatchState::Cleaned | BatchState::Abandoned | BatchState::MarkedUnknown
+        )
+    }
+
+    /// True for the states in which the gateway may have received `PROCESS_X` (or may yet
+    /// process the batch): from `RequestUploaded` on — the trigger may have been written just
+    /// before a crash that kept the ledger from recording it — except `Abandoned`, which an
+    /// operator set because the gateway confirmed it never processed the batch. A line bound
+    /// to such a batch is never `not_processed` until the batch's answer is read.
+    pub fn may_have_been_triggered(self) -> bool {
+        !matches!(self, BatchState::Reserved | BatchState::Abandoned)
     }
 
     /// Whether the table above allows `self -> to`.
@@ -90,6 +110,10 @@ impl BatchState {
                 | (Completed(_), Collected)
                 | (Collected, Cleaned)
                 | (Reserved | RequestUploaded | Triggered | Stuck, Abandoned)
+                | (
+                    RequestUploaded | Triggered | Stuck | Completed(_) | Collected,
+                    MarkedUnknown
+                )
         )
     }
 }
@@ -231,8 +255,13 @@ pub enum Transition {
     Stuck,
     /// `RESPONSE_X` and `COMPLETE_X` deleted.
     Cleaned,
-    /// An operator gives up on the batch.
+    /// An operator gives up on the batch (the gateway confirmed it never processed it).
     Abandoned {
+        /// Why; kept as the batch's note.
+        reason: String,
+    },
+    /// An operator closes a batch whose answer cannot be had; its lines stay `unknown`.
+    MarkedUnknown {
         /// Why; kept as the batch's note.
         reason: String,
     },
@@ -259,6 +288,7 @@ impl Transition {
             Transition::Stuck => BatchState::Stuck,
             Transition::Cleaned => BatchState::Cleaned,
             Transition::Abandoned { .. } => BatchState::Abandoned,
+            Transition::MarkedUnknown { .. } => BatchState::MarkedUnknown,
         }
     }
 }
@@ -279,7 +309,7 @@ mod tests {
 
     const OK: Outcome = Outcome::Success;
     const ERR: Outcome = Outcome::GatewayError;
-    const ALL: [BatchState; 9] = [
+    const ALL: [BatchState; 10] = [
         Reserved,
         RequestUploaded,
         Triggered,
@@ -289,6 +319,7 @@ mod tests {
         Cleaned,
         Stuck,
         Abandoned,
+        MarkedUnknown,
     ];
 
     #[test]
@@ -309,6 +340,12 @@ mod tests {
             (Completed(OK), Collected),
             (Completed(ERR), Collected),
             (Collected, Cleaned),
+            (RequestUploaded, MarkedUnknown),
+            (Triggered, MarkedUnknown),
+            (Stuck, MarkedUnknown),
+            (Completed(OK), MarkedUnknown),
+            (Completed(ERR), MarkedUnknown),
+            (Collected, MarkedUnknown),
         ];
         for from in ALL {
             for to in ALL {
@@ -323,7 +360,7 @@ mod tests {
         for from in ALL.into_iter().filter(|s| s.is_final()) {
             assert!(ALL.iter().all(|to| !from.can_become(*to)), "{from}");
         }
-        assert_eq!(ALL.iter().filter(|s| s.is_final()).count(), 2);
+        assert_eq!(ALL.iter().filter(|s| s.is_final()).count(), 3);
     }
 
     #[test]

@@ -183,7 +183,6 @@ fn one_round(l: &Ledger, j: &Journal, name: &str, life: u32, r: u32) {
         .collect();
     let new = NewBatch {
         sequence: n,
-        request_sha256: [1; 32],
         request_len: 10,
         external_reference: None,
         lines,

@@ -145,7 +145,6 @@ fn run(ops: Vec<Op>) {
                     .collect();
                 let new = NewBatch {
                     sequence: SequenceNumber::new(n).unwrap(),
-                    request_sha256: [0; 32],
                     request_len: 1,
                     external_reference: None,
                     lines,

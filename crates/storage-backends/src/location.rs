@@ -177,6 +177,39 @@ impl Location {
         Ok(Location { target })
     }
 
+    /// Whether `self` and `other` name the same drop: the same directory, bucket prefix or
+    /// login and folder on a server, whatever the spelling that parsing already evens out (a
+    /// trailing `/`, percent-escapes; `.`/`..` segments are refused) and the case of an SFTP
+    /// host name (host names are case-insensitive).
+    pub fn same_drop(&self, other: &Location) -> bool {
+        match (&self.target, &other.target) {
+            (
+                Target::Sftp {
+                    user,
+                    host,
+                    port,
+                    root,
+                },
+                Target::Sftp {
+                    user: u2,
+                    host: h2,
+                    port: p2,
+                    root: r2,
+                },
+            ) => {
+                // The login is part of the place: gateways usually jail each login in a home
+                // of its own, where `/` is a different folder for every user.
+                user == u2
+                    && host
+                        .trim_end_matches('.')
+                        .eq_ignore_ascii_case(h2.trim_end_matches('.'))
+                    && port == p2
+                    && root == r2
+            }
+            (a, b) => a == b,
+        }
+    }
+
     /// The parsed parts.
     pub fn target(&self) -> &Target {
         &self.target

@@ -25,7 +25,9 @@ use super::error::Error as ApsError;
 use super::reference::BatchReference;
 use super::results::{ResultRow, join_complete, parse_batch_results};
 use crate::error::{Error, Result};
-use crate::protocol::{BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine};
+use crate::protocol::{
+    BatchVerdict, GatewayProtocol, LineResult, PollResult, RejectedAnswer, RequestLine,
+};
 
 /// One APS merchant account as a gateway protocol.
 #[derive(Debug, Clone)]
@@ -459,7 +461,7 @@ impl GatewayProtocol for ApsBatchApi {
         &self,
         sequence: SequenceNumber,
         line_count: u64,
-    ) -> Result<Vec<LineResult>> {
+    ) -> Result<RejectedAnswer> {
         let reference = self.reference(sequence)?;
         let answer = self
             .client
@@ -468,17 +470,25 @@ impl GatewayProtocol for ApsBatchApi {
             .map_err(|e| self.error(sequence, e))?;
         if BatchPhase::of(answer.code) != BatchPhase::ValidationFailed {
             tracing::warn!(account = %self.account(), %sequence, %reference, code = %answer.code, "rejected APS batch: no validation results to report per line");
-            return Ok(Vec::new());
+            return Ok(RejectedAnswer::absent());
         }
         let Some(text) = answer.batch_results.as_deref() else {
-            return Ok(Vec::new());
+            return Ok(RejectedAnswer::absent());
         };
+        // Validation reasons carry no `xResult`: they are remarks, not outcomes — a batch
+        // that failed validation was never processed.
         match parse_batch_results(reference.as_str(), text) {
-            Ok(rows) => Ok(rejected_lines(rows, line_count)),
+            Ok(rows) => Ok(RejectedAnswer {
+                answer: sequence_ledger::PerLineAnswer::Read,
+                lines: rejected_lines(rows, line_count),
+            }),
             Err(e) => {
                 // The verdict already decides the outcome; per-line reasons are extra.
                 tracing::warn!(account = %self.account(), %sequence, %reference, error = %e, "unreadable validation results of a rejected APS batch");
-                Ok(Vec::new())
+                Ok(RejectedAnswer {
+                    answer: sequence_ledger::PerLineAnswer::Unreadable,
+                    lines: Vec::new(),
+                })
             }
         }
     }

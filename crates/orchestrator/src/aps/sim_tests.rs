@@ -337,8 +337,10 @@ async fn failed_validation_gives_each_flagged_line_its_own_reason() {
         verdict.error.unwrap().contains("(+"),
         "the summary names at most 10"
     );
-    let lines = api.fetch_rejected_results(seq, 24).await.unwrap();
-    let got: Vec<(u64, String, String)> = lines
+    let answer = api.fetch_rejected_results(seq, 24).await.unwrap();
+    assert_eq!(answer.answer, sequence_ledger::PerLineAnswer::Read);
+    let got: Vec<(u64, String, String)> = answer
+        .lines
         .iter()
         .map(|l| {
             let get = |k: &str| {
@@ -367,7 +369,14 @@ async fn failed_validation_gives_each_flagged_line_its_own_reason() {
         assert!(error.contains(text), "line {}: {error}", index + 1);
     }
     // Only lines of the batch: a shorter count leaves the rest out.
-    assert_eq!(api.fetch_rejected_results(seq, 3).await.unwrap().len(), 1);
+    assert_eq!(
+        api.fetch_rejected_results(seq, 3)
+            .await
+            .unwrap()
+            .lines
+            .len(),
+        1
+    );
     assert!(sim.journal().is_empty());
     sim.shutdown().await;
 }

@@ -34,7 +34,6 @@ fn lines(refs: &[&str]) -> Vec<crate::NewBinding> {
 fn new_batch(n: u32, refs: &[&str]) -> NewBatch {
     NewBatch {
         sequence: seq(n),
-        request_sha256: crate::sha256(format!("request {n}").as_bytes()),
         request_len: 100,
         external_reference: None,
         lines: lines(refs),
@@ -85,6 +84,12 @@ fn drive(l: &Ledger, a: &AccountId, n: u32, state: BatchState) {
         Abandoned => vec![Transition::Abandoned {
             reason: "test".into(),
         }],
+        MarkedUnknown => vec![
+            Transition::RequestUploaded,
+            Transition::MarkedUnknown {
+                reason: "test".into(),
+            },
+        ],
         Collected | Cleaned => {
             drive(l, a, n, Completed(Outcome::Success));
             l.store_results(a, seq(n), vec![]).unwrap();
@@ -364,8 +369,82 @@ fn abandoned_or_unprocessed_batches_release_their_references() {
     drive(&l, &a, 4, BatchState::Triggered);
     l.transition(&a, seq(4), Transition::Completed(failed(Some(0))))
         .unwrap();
+    assert!(
+        matches!(
+            l.reserve(&a, new_batch(5, &["y"])).unwrap(),
+            Reserve::Conflict { .. }
+        ),
+        "answer not read yet: still bound"
+    );
+    l.store_answer(&a, seq(4), vec![], PerLineAnswer::Absent)
+        .unwrap();
     reserve(&l, &a, 5, &["y"]);
     assert_eq!(l.binding(&a, "y").unwrap().unwrap().sequence, seq(5));
+}
+
+/// PROTOCOL.md decision 4: a rejected batch releases exactly the lines the gateway provably
+/// did not process — none while its answer is unread, none when it says it processed some,
+/// and never a line that has a result of its own.
+#[test]
+fn a_rejected_batch_releases_only_lines_provably_not_processed() {
+    let result = |index: u64, fields: &[(&str, &str)]| StoredResult {
+        index,
+        fields: fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    };
+    // (processed count, per-line answer, stored results, refs expected released)
+    type Case = (Option<u64>, PerLineAnswer, Vec<StoredResult>, [bool; 3]);
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        (Some(0), PerLineAnswer::Absent, vec![], [true, true, true]),
+        (Some(0), PerLineAnswer::Read, vec![result(1, &[("xResult", "A")])], [true, false, true]),
+        // A remark without xResult (APS: why validation refused the line) is no outcome.
+        (Some(0), PerLineAnswer::Read, vec![result(2, &[("xStatus", "77004")])], [true, true, true]),
+        (None, PerLineAnswer::Absent, vec![], [true, true, true]),
+        (None, PerLineAnswer::Read, vec![], [false, false, false]),
+        (None, PerLineAnswer::Unreadable, vec![], [false, false, false]),
+        (Some(2), PerLineAnswer::Absent, vec![], [false, false, false]),
+    ];
+    for (n, (count, answer, results, released)) in cases.into_iter().enumerate() {
+        let (_d, l) = fresh();
+        let a = acct("a");
+        reserve(&l, &a, 1, &["x", "y", "z"]);
+        drive(&l, &a, 1, BatchState::Triggered);
+        l.transition(&a, seq(1), Transition::Completed(failed(count)))
+            .unwrap();
+        l.store_answer(&a, seq(1), results, answer).unwrap();
+        for (r, expected) in ["x", "y", "z"].iter().zip(released) {
+            let digest = l.binding(&a, r).unwrap().unwrap().content_digest;
+            let got = l
+                .check_reference_with(&a, r, &digest, Release::AbandonedOrRejected)
+                .unwrap()
+                .is_none();
+            assert_eq!(got, expected, "case {n}: {r}");
+            let kept = l
+                .check_reference_with(&a, r, &digest, Release::AbandonedOnly)
+                .unwrap();
+            assert!(kept.is_some(), "case {n}: {r} released without asking");
+            let next = l.next_sequence(&a).unwrap();
+            let reserved = l.reserve(&a, new_batch(next.get(), &[r])).unwrap();
+            assert_eq!(
+                matches!(reserved, Reserve::Reserved(_)),
+                expected,
+                "case {n}: reserve {r}"
+            );
+            if expected {
+                l.transition(
+                    &a,
+                    next,
+                    Transition::Abandoned {
+                        reason: "next ref".into(),
+                    },
+                )
+                .unwrap();
+            }
+        }
+    }
 }
 
 #[test]
@@ -376,6 +455,8 @@ fn a_rejected_batch_keeps_its_references_unless_the_caller_releases_them() {
     let digest = l.binding(&a, "x").unwrap().unwrap().content_digest;
     drive(&l, &a, 1, BatchState::Triggered);
     l.transition(&a, seq(1), Transition::Completed(failed(Some(0))))
+        .unwrap();
+    l.store_answer(&a, seq(1), vec![], PerLineAnswer::Absent)
         .unwrap();
     let keep = l
         .check_reference_with(&a, "x", &digest, Release::AbandonedOnly)
@@ -953,6 +1034,10 @@ fn complete_fields_are_stored_exported_and_never_hold_a_key() {
     let read = l.batch(&a, seq(1)).unwrap().unwrap();
     assert_eq!(read.complete_fields, Some(expected));
     assert_eq!(read.verdict, Some(failed(Some(0))));
+    assert!(!read.is_rejected(), "not before its answer is read");
+    let read = l
+        .store_answer(&a, seq(1), vec![], PerLineAnswer::Absent)
+        .unwrap();
     assert!(read.is_rejected());
 
     let mut out = Vec::new();
