@@ -153,15 +153,18 @@ pub fn plan_account_with(
     let mut plan = AccountPlan::default();
     for (sequence, mut lines) in existing {
         lines.sort_unstable();
-        for (i, (index, pos)) in lines.iter().enumerate() {
-            if *index != i as u64 {
-                return Err(PlanConflict {
-                    position: *pos,
-                    message: format!(
-                        "batch {sequence} line {index}: the input no longer has every transaction of that batch (or has one twice)"
-                    ),
-                });
-            }
+        // Lines may be missing: a batch the gateway rejected releases only the lines it
+        // provably did not process, and a finished batch needs no payload. A batch that must
+        // be uploaded again checks that the input holds all of its lines before it is
+        // (`Worker::check_same_transactions`). Two transactions on one line cannot both be it.
+        if let Some(pair) = lines.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(PlanConflict {
+                position: pair[1].1,
+                message: format!(
+                    "batch {sequence} line {}: two transactions of the input are bound to it",
+                    pair[0].0
+                ),
+            });
         }
         plan.existing
             .insert(sequence, lines.into_iter().map(|(_, p)| p).collect());
@@ -296,15 +299,24 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_in_a_bound_batch_is_a_conflict() {
+    fn gaps_in_a_bound_batch_are_kept_and_a_shared_line_is_a_conflict() {
+        // Lines 0 and 2 of batch 7 (line 1 was released by a rejection).
         let bound = |p: u32| {
             Some(Bound {
                 sequence: seq(7),
                 index: u64::from(p) * 2,
             })
         };
-        let err = plan_account(&[0, 1], 10, bound).unwrap_err();
-        assert_eq!(err.position, 1);
+        let plan = plan_account(&[1, 0], 10, bound).unwrap();
+        assert_eq!(plan.existing.get(&seq(7)), Some(&vec![0, 1]));
+        let same = |_| {
+            Some(Bound {
+                sequence: seq(7),
+                index: 3,
+            })
+        };
+        let err = plan_account(&[4, 5], 10, same).unwrap_err();
+        assert_eq!(err.position, 5);
     }
 
     #[test]

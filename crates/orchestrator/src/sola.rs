@@ -533,36 +533,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn upload_is_verified_idempotent_and_never_replaces_a_triggered_request() {
+    async fn upload_is_verified_idempotent_and_never_overwrites_a_request_it_did_not_write() {
         let (_t, backend, sola) = drop_and_sola().await;
-        sola.upload(seq(3), Bytes::from_static(b"xIndex=0\n"))
-            .await
-            .unwrap();
-        sola.upload(seq(3), Bytes::from_static(b"xIndex=0\n"))
-            .await
-            .unwrap();
-        assert_eq!(
-            &backend.get("Request/REQUEST_3.KVP").await.unwrap()[..],
-            b"xIndex=0\n"
-        );
-        // Not triggered yet: a different payload replaces it.
-        sola.upload(seq(3), Bytes::from_static(b"xIndex=0&x=1\n"))
-            .await
-            .unwrap();
-        sola.trigger(seq(3), 1).await.unwrap();
+        let ours = b"xIndex=0&xSequenceNumber=3&xKey=old-key&xCommand=cc%3Asale&xAmount=1.00\n";
+        sola.upload(seq(3), Bytes::from_static(ours)).await.unwrap();
+        sola.upload(seq(3), Bytes::from_static(ours)).await.unwrap();
+        let request = || async { backend.get("Request/REQUEST_3.KVP").await.unwrap() };
+        assert_eq!(&request().await[..], ours);
+        // Other transactions under our number: not ours, never overwritten.
+        let other = b"xIndex=0&xSequenceNumber=3&xKey=old-key&xCommand=cc%3Asale&xAmount=2.00\n";
         let err = sola
-            .upload(seq(3), Bytes::from_static(b"xIndex=0&x=2\n"))
+            .upload(seq(3), Bytes::from_static(other))
             .await
             .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("already in the drop and triggered"),
-            "{err}"
-        );
-        assert_eq!(
-            &backend.get("Request/REQUEST_3.KVP").await.unwrap()[..],
-            b"xIndex=0&x=1\n"
-        );
+        assert!(matches!(err, Error::ForeignRequest { .. }), "{err}");
+        assert_eq!(&request().await[..], ours);
+        // The same transactions with a rotated key (decision 4d), not triggered yet: replaced.
+        let rotated = b"xIndex=0&xSequenceNumber=3&xKey=new-key&xCommand=cc%3Asale&xAmount=1.00\n";
+        sola.upload(seq(3), Bytes::from_static(rotated))
+            .await
+            .unwrap();
+        assert_eq!(&request().await[..], rotated);
+        // Once triggered, the file the gateway has is kept.
+        sola.trigger(seq(3), 1).await.unwrap();
+        sola.upload(seq(3), Bytes::from_static(ours)).await.unwrap();
+        assert_eq!(&request().await[..], rotated);
+        assert!(matches!(
+            sola.upload(seq(3), Bytes::from_static(other)).await,
+            Err(Error::ForeignRequest { .. })
+        ));
     }
 
     #[tokio::test]
@@ -584,10 +583,73 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(
-            sola.poll(seq(5)).await.is_err(),
-            "a COMPLETE for another number is refused"
+        assert_eq!(
+            sola.poll(seq(5)).await.unwrap(),
+            PollResult::Pending,
+            "a COMPLETE for another number is not this batch's answer"
         );
+    }
+
+    /// PROTOCOL.md decision 4a: an empty or torn COMPLETE (a gateway still writing it) is
+    /// "not yet"; bytes without a final newline count once they read the same twice.
+    #[tokio::test]
+    async fn a_torn_complete_is_not_a_verdict() {
+        let (_t, backend, sola) = drop_and_sola().await;
+        let whole: &[u8] = b"xKey=bk&xSubmittedCount=2&xFormat=KVP&xSequenceNumber=8&xResult=S&xStatus=Success&xError=&xProcessedCount=2\n";
+        let path = "Response/COMPLETE_8.KVP";
+        // (bytes written, polls, expected done)
+        let cases: &[(&[u8], usize, bool)] = &[
+            (b"", 3, false),
+            (&whole[..20], 3, false),
+            (&whole[..70], 3, false),
+            // Parses (xStatus=Succ) but is a prefix: not believed on first sight.
+            (&whole[..whole.len() - 25], 1, false),
+            (&whole[..whole.len() - 1], 1, false),
+        ];
+        for (bytes, polls, done) in cases {
+            backend
+                .put(path, Bytes::copy_from_slice(bytes))
+                .await
+                .unwrap();
+            for _ in 0..*polls {
+                let got = sola.poll(seq(8)).await.unwrap();
+                assert_eq!(matches!(got, PollResult::Done(_)), *done, "{bytes:?}");
+            }
+        }
+        // The same unterminated bytes on the next poll: a gateway that writes no final newline.
+        let PollResult::Done(v) = sola.poll(seq(8)).await.unwrap() else {
+            panic!("a stable COMPLETE without a final newline is a verdict")
+        };
+        assert!(v.success);
+        backend.put(path, Bytes::from_static(whole)).await.unwrap();
+        let PollResult::Done(v) = sola.poll(seq(8)).await.unwrap() else {
+            panic!("a whole COMPLETE is a verdict at once")
+        };
+        assert_eq!((v.success, v.processed_count), (true, Some(2)));
+    }
+
+    #[tokio::test]
+    async fn answers_at_or_above_a_number_are_found() {
+        let (_t, backend, sola) = drop_and_sola().await;
+        assert_eq!(sola.foreign_answers(seq(1)).await.unwrap(), None);
+        for path in [
+            "Response/COMPLETE_3.KVP",
+            "Response/RESPONSE_5.KVP",
+            "Response/notes.txt",
+            "Request/REQUEST_9.KVP",
+        ] {
+            backend
+                .put(path, Bytes::from_static(b"x=1\n"))
+                .await
+                .unwrap();
+        }
+        for (from, found) in [(1, Some(5)), (4, Some(5)), (5, Some(5)), (6, None)] {
+            assert_eq!(
+                sola.foreign_answers(seq(from)).await.unwrap(),
+                found.map(seq),
+                "from {from}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -254,64 +254,87 @@ async fn shutdown_stops_at_a_safe_point_and_a_rerun_finishes_exactly_once() {
     gateway.await.unwrap().unwrap();
 }
 
-/// PROTOCOL.md §2 item 4 with a RESPONSE present: a stand-in gateway answers the batch with
-/// per-line results for some lines and a COMPLETE `xStatus=Error`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejected_batch_keeps_its_verdict_and_shows_the_per_line_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = DemoSpec {
+/// A stand-in gateway on the account's drop: waits for the first PROCESS file, then writes
+/// `response` (if any) and `complete` for its number (`{seq}` replaced). Returns the number.
+fn rejecting_gateway(
+    backend: Arc<dyn storage_backends::Backend>,
+    response: Option<&'static str>,
+    complete: &'static str,
+) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        for _ in 0..6000 {
+            let names = requests(backend.clone()).await;
+            if let Some(process) = names.iter().find(|n| n.contains("PROCESS_")) {
+                let seq = process
+                    .trim_start_matches("Request/PROCESS_")
+                    .trim_end_matches(".KVP")
+                    .to_owned();
+                if let Some(response) = response {
+                    backend
+                        .put(
+                            &format!("Response/RESPONSE_{seq}.KVP"),
+                            response.replace("{seq}", &seq).into(),
+                        )
+                        .await
+                        .unwrap();
+                }
+                backend
+                    .put(
+                        &format!("Response/COMPLETE_{seq}.KVP"),
+                        complete.replace("{seq}", &seq).into(),
+                    )
+                    .await
+                    .unwrap();
+                return seq;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("no PROCESS file appeared");
+    })
+}
+
+async fn requests(backend: Arc<dyn storage_backends::Backend>) -> Vec<String> {
+    let mut names: Vec<String> = backend
+        .list("Request")
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    names.sort();
+    names
+}
+
+fn one_account(transactions: usize) -> DemoSpec {
+    DemoSpec {
         accounts: 1,
-        transactions: 4,
+        transactions,
         max_batch_lines: 10,
         failing_accounts: 0,
         seed: 5,
-    };
+    }
+}
+
+/// PROTOCOL.md decision 4 with a RESPONSE present: the gateway answers the batch with per-line
+/// results for some lines and a COMPLETE `xStatus=Error` that says 2 lines were processed. Each
+/// line with a result keeps its own outcome (an approved line is approved, and its amount is
+/// summed); the lines without one may have been processed, so they are `unknown`, never
+/// `not_processed`, and stay bound even under `--resubmit-rejected`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_batch_reports_what_the_gateway_did_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = one_account(4);
     let world = LocalWorld::create(dir.path(), spec.clone(), Format::Kvp).unwrap();
     let backend = world.backend(0).await.unwrap();
-    let requests = |backend: Arc<dyn storage_backends::Backend>| async move {
-        let mut names: Vec<String> = backend
-            .list("Request")
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| m.path)
-            .collect();
-        names.sort();
-        names
-    };
-    let gateway = {
-        let backend = backend.clone();
-        tokio::spawn(async move {
-            for _ in 0..6000 {
-                let names = requests(backend.clone()).await;
-                if let Some(process) = names.iter().find(|n| n.contains("PROCESS_")) {
-                    let seq = process
-                        .trim_start_matches("Request/PROCESS_")
-                        .trim_end_matches(".KVP")
-                        .to_owned();
-                    // Lines out of order, lines 1 and 3 missing, a card number to be dropped.
-                    let response = format!(
-                        "xIndex=2&xSequenceNumber={seq}&xResult=E&xStatus=Error&xError=Invalid+card&xRefNum=1003&xCardNum=4111111111111111\n\
-                         xIndex=0&xSequenceNumber={seq}&xResult=A&xStatus=Approved&xRefNum=1001&xAuthAmount=1.00\n"
-                    );
-                    let complete = format!(
-                        "xResult=E&xStatus=Error&xError=Batch+limit+exceeded&xProcessedCount=2&xSequenceNumber={seq}\n"
-                    );
-                    backend
-                        .put(&format!("Response/RESPONSE_{seq}.KVP"), response.into())
-                        .await
-                        .unwrap();
-                    backend
-                        .put(&format!("Response/COMPLETE_{seq}.KVP"), complete.into())
-                        .await
-                        .unwrap();
-                    return seq;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            panic!("no PROCESS file appeared");
-        })
-    };
+    // Lines out of order, lines 1 and 3 missing, a card number to be dropped.
+    let gateway = rejecting_gateway(
+        backend.clone(),
+        Some(
+            "xIndex=2&xSequenceNumber={seq}&xResult=E&xStatus=Error&xError=Invalid+card&xRefNum=1003&xCardNum=4111111111111111\n\
+             xIndex=0&xSequenceNumber={seq}&xResult=A&xStatus=Approved&xRefNum=1001&xAuthAmount=1.00\n",
+        ),
+        "xResult=E&xStatus=Error&xError=Batch+limit+exceeded&xProcessedCount=2&xSequenceNumber={seq}\n",
+    );
     let settings = Arc::new(Settings::load_with_env(Some(&world.config), []).unwrap());
     let job = load_job(&world, &settings);
     let out = dir.path().join("out.kvp");
@@ -331,57 +354,62 @@ async fn a_rejected_batch_keeps_its_verdict_and_shows_the_per_line_answer() {
     let seq = gateway.await.unwrap();
     let rows = read_output(&out);
     assert_eq!(rows.len(), 4);
-    for row in &rows {
-        assert_eq!(
-            (
-                row["outcome"].as_str(),
-                row["xStatus"].as_str(),
-                row["xError"].as_str(),
-                row["xSequenceNumber"].as_str()
-            ),
-            (
-                "not_processed",
-                "Error",
-                "Batch limit exceeded",
-                seq.as_str()
-            ),
-            "{row:?}"
-        );
-        assert!(!row.values().any(|v| v.contains("4111111111111111")));
-    }
     let get = |i: usize, k: &str| rows[i].get(k).map(String::as_str);
-    // (line, xResult, xRefNum, xLineStatus, xLineError)
+    // (line, outcome, xResult, xRefNum, xStatus, xBatchStatus)
     let expected = [
-        (0, Some("A"), Some("1001"), Some("Approved"), None),
-        (1, None, None, None, None),
+        (
+            0,
+            "approved",
+            Some("A"),
+            Some("1001"),
+            Some("Approved"),
+            Some("Error"),
+        ),
+        (1, "unknown", None, None, Some("Error"), None),
         (
             2,
+            "error",
             Some("E"),
             Some("1003"),
             Some("Error"),
-            Some("Invalid card"),
+            Some("Error"),
         ),
-        (3, None, None, None, None),
+        (3, "unknown", None, None, Some("Error"), None),
     ];
-    for (i, result, refnum, status, error) in expected {
+    for (i, outcome, result, refnum, status, batch_status) in expected {
         assert_eq!(
             (
+                get(i, "outcome"),
                 get(i, "xResult"),
                 get(i, "xRefNum"),
-                get(i, "xLineStatus"),
-                get(i, "xLineError")
+                get(i, "xStatus"),
+                get(i, "xBatchStatus"),
+                get(i, "xSequenceNumber"),
             ),
-            (result, refnum, status, error),
-            "line {i}"
+            (
+                Some(outcome),
+                result,
+                refnum,
+                status,
+                batch_status,
+                Some(seq.as_str())
+            ),
+            "line {i}: {:?}",
+            rows[i]
         );
+        assert!(!rows[i].values().any(|v| v.contains("4111111111111111")));
     }
+    assert!(get(1, "xError").unwrap().contains("processed 2 line(s)"));
+    assert_eq!(get(2, "xError"), Some("Invalid card"));
     let summary = &report.accounts[&spec.account_name(0)].summary;
     assert_eq!(
         (
+            summary.count(orchestrator::Outcome::Approved),
             summary.count(orchestrator::Outcome::NotProcessed),
-            summary.approved.is_empty()
+            summary.count(orchestrator::Outcome::Unknown),
+            summary.approved.get("USD").copied()
         ),
-        (4, true)
+        (1, 0, 2, Some(100))
     );
     // Cleanup deleted exactly RESPONSE_X and COMPLETE_X.
     assert!(
@@ -414,4 +442,77 @@ async fn a_rejected_batch_keeps_its_verdict_and_shows_the_per_line_answer() {
     orch.submit(job, &rerun, Shutdown::never()).await.unwrap();
     assert_eq!(read_output(&out), rows);
     assert_eq!(requests(backend.clone()).await, before);
+}
+
+/// Decision 4 when the gateway says nothing was processed (`xProcessedCount=0`) yet returns a
+/// result for one line: that line keeps its result, the rest are `not_processed`; with
+/// `--resubmit-rejected` only those are sent again, in a new batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubmit_rejected_sends_only_lines_provably_not_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = one_account(3);
+    let world = LocalWorld::create(dir.path(), spec.clone(), Format::Kvp).unwrap();
+    let backend = world.backend(0).await.unwrap();
+    let gateway = rejecting_gateway(
+        backend.clone(),
+        Some("xIndex=1&xSequenceNumber={seq}&xResult=A&xStatus=Approved&xRefNum=2001\n"),
+        "xResult=E&xStatus=Error&xError=Bad+batch&xProcessedCount=0&xSequenceNumber={seq}\n",
+    );
+    let settings = Arc::new(Settings::load_with_env(Some(&world.config), []).unwrap());
+    let job = load_job(&world, &settings);
+    let out = dir.path().join("out.kvp");
+    let options = SubmitOptions {
+        output: Some(OutputSpec {
+            path: out.clone(),
+            format: Format::Kvp,
+        }),
+        ..SubmitOptions::default()
+    };
+    let orch = Orchestrator::builder(settings.clone()).build().unwrap();
+    orch.submit(job.clone(), &options, Shutdown::never())
+        .await
+        .unwrap();
+    drop(orch);
+    let seq = gateway.await.unwrap();
+    let outcomes = |rows: &[HashMap<String, String>]| -> Vec<(String, String)> {
+        rows.iter()
+            .map(|r| (r["outcome"].clone(), r["xSequenceNumber"].clone()))
+            .collect()
+    };
+    let first = read_output(&out);
+    let s = |o: &str, q: &str| (o.to_owned(), q.to_owned());
+    assert_eq!(
+        outcomes(&first),
+        [
+            s("not_processed", &seq),
+            s("approved", &seq),
+            s("not_processed", &seq)
+        ]
+    );
+    // A plain re-run sends nothing; --resubmit-rejected sends lines 0 and 2 only (the
+    // simulator-less drop never answers, so the new batch is left triggered).
+    let orch = Orchestrator::builder(settings.clone())
+        .rejected_batches(RejectedBatches::Resubmit)
+        .build()
+        .unwrap();
+    let rerun = SubmitOptions {
+        wait: orchestrator::WaitMode::UntilTriggered,
+        ..options
+    };
+    orch.submit(job, &rerun, Shutdown::never()).await.unwrap();
+    let next = (seq.parse::<u32>().unwrap() + 1).to_string();
+    let request = backend
+        .get(&format!("Request/REQUEST_{next}.KVP"))
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&request).lines().count(), 2);
+    let second = read_output(&out);
+    assert_eq!(
+        outcomes(&second),
+        [
+            s("unknown", &next),
+            s("approved", &seq),
+            s("unknown", &next)
+        ]
+    );
 }
