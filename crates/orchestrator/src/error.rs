@@ -84,7 +84,7 @@ pub enum Error {
     /// ledger would use (PROTOCOL.md decision 4b): another client used the drop, or the
     /// ledger was restored from an older copy. Nothing was uploaded or deleted.
     #[error(
-        "account {account}: the drop already holds an answer for batch {found} (Response/COMPLETE_{found}.KVP or RESPONSE_{found}.KVP), but this ledger's next batch is {next}: another client used this drop, or the ledger was restored from an older copy. Nothing was uploaded or deleted. Check with the gateway which numbers it has seen, then run `paybatch ledger set-floor --account {account} --floor {found}` (or higher) and re-run"
+        "account {account}: the drop already holds an answer for batch {found} (Response/COMPLETE_{found}.KVP or RESPONSE_{found}.KVP), but this ledger's next batch is {next}: another client used this drop, or the ledger was restored from an older copy. Nothing was uploaded or deleted. Check with the gateway which numbers it has seen, then run `paybatch ledger set-floor --account {account} {found}` (or higher) and re-run"
     )]
     ForeignAnswers {
         /// The account.
