@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::plan::{AccountPlan, content_digest};
 use crate::progress::{Progress, SLOW_AFTER, SlowBatch, WaitGuard, slow_log_due};
-use crate::protocol::{GatewayProtocol, PollResult, RequestLine};
+use crate::protocol::{BatchRef, GatewayProtocol, PollResult, RequestLine};
 use crate::settings::PollSettings;
 
 /// Named crash points of the driver, in the order a batch reaches them
@@ -296,7 +296,8 @@ impl Worker {
 
     /// Polls a Stuck batch once; true if it has now completed (and was collected).
     async fn poll_stuck(&self, sequence: SequenceNumber, line_count: u64) -> Result<bool> {
-        match self.protocol.poll(sequence).await? {
+        let batch = BatchRef::from_record(&self.record(sequence).await?);
+        match self.protocol.poll(&batch).await? {
             PollResult::Pending => Ok(false),
             PollResult::Done(_) => {
                 self.wait_and_collect(sequence, line_count, true).await?;
@@ -358,15 +359,20 @@ impl Worker {
         line_count: u64,
         state: BatchState,
     ) -> Result<()> {
-        if state == BatchState::Reserved {
+        let batch = if state == BatchState::Reserved {
             self.shutdown.check()?;
-            self.protocol.upload(sequence, payload).await?;
+            let gateway_batch_id = self.protocol.upload(sequence, payload).await?;
             sequence_ledger::crash_point("orchestrator.after_request");
-            self.transition(sequence, Transition::RequestUploaded)
-                .await?;
-        }
+            let uploaded = match gateway_batch_id {
+                Some(gateway_batch_id) => Transition::RequestUploadedAs { gateway_batch_id },
+                None => Transition::RequestUploaded,
+            };
+            BatchRef::from_record(&self.transition(sequence, uploaded).await?)
+        } else {
+            BatchRef::from_record(&self.record(sequence).await?)
+        };
         self.shutdown.check()?;
-        let trigger = self.protocol.trigger(sequence, line_count);
+        let trigger = self.protocol.trigger(&batch, line_count);
         if self.protocol.trigger_is_cancel_safe() {
             self.shutdown.until(trigger).await?;
         } else {
@@ -478,6 +484,7 @@ impl Worker {
         resumed: bool,
     ) -> Result<()> {
         let mut rec = self.record(sequence).await?;
+        let batch = BatchRef::from_record(&rec);
         if rec.state == BatchState::Triggered {
             let triggered_at = rec
                 .transitions
@@ -503,7 +510,7 @@ impl Worker {
                 }
                 first = false;
                 sequence_ledger::crash_point("orchestrator.polling");
-                match self.protocol.poll(sequence).await {
+                match self.protocol.poll(&batch).await {
                     Ok(PollResult::Done(v)) => break Some(v),
                     Ok(PollResult::Pending) => {
                         let waited = Duration::from_millis(now_ms().saturating_sub(triggered_at));
@@ -549,7 +556,7 @@ impl Worker {
             }
             rec = self.transition(sequence, v.into_transition()).await?;
         } else if rec.state == BatchState::Stuck {
-            if let PollResult::Done(v) = self.protocol.poll(sequence).await? {
+            if let PollResult::Done(v) = self.protocol.poll(&batch).await? {
                 rec = self.transition(sequence, v.into_transition()).await?;
             } else {
                 return Ok(());
@@ -560,10 +567,10 @@ impl Worker {
             // what the gateway said about each line. Its bindings are released only when
             // xProcessedCount=0 (the ledger's rule), whatever RESPONSE holds.
             let lines = if outcome == sequence_ledger::Outcome::Success {
-                self.protocol.fetch_results(sequence, line_count).await?
+                self.protocol.fetch_results(&batch, line_count).await?
             } else {
                 self.protocol
-                    .fetch_rejected_results(sequence, line_count)
+                    .fetch_rejected_results(&batch, line_count)
                     .await?
             };
             let results = lines
@@ -588,7 +595,7 @@ impl Worker {
         }
         if rec.state == BatchState::Collected {
             sequence_ledger::crash_point("orchestrator.before_cleanup");
-            self.protocol.cleanup(sequence).await?;
+            self.protocol.cleanup(&batch).await?;
             self.transition(sequence, Transition::Cleaned).await?;
             self.progress.completed(line_count);
             info!(account = %self.account, %sequence, "batch collected and cleaned");

@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 use storage_backends::{Backend, ErrorKind};
 
 use crate::error::{Error, Result};
-use crate::protocol::{BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine};
+use crate::protocol::{
+    BatchRef, BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine,
+};
 use crate::settings::GatewaySettings;
 
 /// The Sola file drop of one account: `Request/REQUEST_X.KVP`, then `Request/PROCESS_X.KVP`,
@@ -198,7 +200,7 @@ impl GatewayProtocol for SolaFileDrop {
         Ok(Bytes::from(out))
     }
 
-    async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<()> {
+    async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<Option<String>> {
         let path = Self::path(FileKind::Request, sequence);
         let want: [u8; 32] = Sha256::digest(&payload).into();
         let present = match self.backend.get(&path).await {
@@ -208,7 +210,7 @@ impl GatewayProtocol for SolaFileDrop {
         };
         if present == Some(want) {
             tracing::debug!(account = %self.account, %sequence, "REQUEST already in the drop with the right digest");
-            return Ok(());
+            return Ok(None);
         }
         if present.is_some() {
             // A different REQUEST_X must never be triggered: refuse if its PROCESS is there.
@@ -243,10 +245,11 @@ impl GatewayProtocol for SolaFileDrop {
                 ),
             ));
         }
-        Ok(())
+        Ok(None)
     }
 
-    async fn trigger(&self, sequence: SequenceNumber, line_count: u64) -> Result<()> {
+    async fn trigger(&self, batch: &BatchRef, line_count: u64) -> Result<()> {
+        let sequence = batch.sequence;
         let path = Self::path(FileKind::Process, sequence);
         self.backend
             .put(&path, self.encode_process(sequence, line_count))
@@ -254,7 +257,8 @@ impl GatewayProtocol for SolaFileDrop {
             .map_err(|e| self.storage(&path, e))
     }
 
-    async fn poll(&self, sequence: SequenceNumber) -> Result<PollResult> {
+    async fn poll(&self, batch: &BatchRef) -> Result<PollResult> {
+        let sequence = batch.sequence;
         let path = Self::path(FileKind::Complete, sequence);
         let bytes = match self.backend.get(&path).await {
             Ok(b) => b,
@@ -289,11 +293,8 @@ impl GatewayProtocol for SolaFileDrop {
         }))
     }
 
-    async fn fetch_results(
-        &self,
-        sequence: SequenceNumber,
-        line_count: u64,
-    ) -> Result<Vec<LineResult>> {
+    async fn fetch_results(&self, batch: &BatchRef, line_count: u64) -> Result<Vec<LineResult>> {
+        let sequence = batch.sequence;
         let path = Self::path(FileKind::Response, sequence);
         let bytes = self
             .backend
@@ -305,9 +306,10 @@ impl GatewayProtocol for SolaFileDrop {
 
     async fn fetch_rejected_results(
         &self,
-        sequence: SequenceNumber,
+        batch: &BatchRef,
         line_count: u64,
     ) -> Result<Vec<LineResult>> {
+        let sequence = batch.sequence;
         let path = Self::path(FileKind::Response, sequence);
         let bytes = match self.backend.get(&path).await {
             Ok(b) => b,
@@ -326,7 +328,8 @@ impl GatewayProtocol for SolaFileDrop {
         }
     }
 
-    async fn cleanup(&self, sequence: SequenceNumber) -> Result<()> {
+    async fn cleanup(&self, batch: &BatchRef) -> Result<()> {
+        let sequence = batch.sequence;
         for kind in [FileKind::Response, FileKind::Complete] {
             let path = Self::path(kind, sequence);
             self.backend
@@ -364,6 +367,10 @@ mod tests {
 
     fn seq(n: u32) -> SequenceNumber {
         SequenceNumber::new(n).unwrap()
+    }
+
+    fn batch(n: u32) -> BatchRef {
+        BatchRef::new(seq(n))
     }
 
     #[tokio::test]
@@ -416,7 +423,7 @@ mod tests {
         sola.upload(seq(3), Bytes::from_static(b"xIndex=0&x=1\n"))
             .await
             .unwrap();
-        sola.trigger(seq(3), 1).await.unwrap();
+        sola.trigger(&batch(3), 1).await.unwrap();
         let err = sola
             .upload(seq(3), Bytes::from_static(b"xIndex=0&x=2\n"))
             .await
@@ -435,9 +442,9 @@ mod tests {
     #[tokio::test]
     async fn poll_reads_the_verdict() {
         let (_t, backend, sola) = drop_and_sola().await;
-        assert_eq!(sola.poll(seq(4)).await.unwrap(), PollResult::Pending);
+        assert_eq!(sola.poll(&batch(4)).await.unwrap(), PollResult::Pending);
         backend.put("Response/COMPLETE_4.KVP", Bytes::from_static(b"xResult=E&xStatus=Error&xError=Bad+key&xProcessedCount=0&xSequenceNumber=4\r\n")).await.unwrap();
-        let PollResult::Done(v) = sola.poll(seq(4)).await.unwrap() else {
+        let PollResult::Done(v) = sola.poll(&batch(4)).await.unwrap() else {
             panic!("pending")
         };
         assert_eq!(
@@ -452,7 +459,7 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            sola.poll(seq(5)).await.is_err(),
+            sola.poll(&batch(5)).await.is_err(),
             "a COMPLETE for another number is refused"
         );
     }
@@ -475,7 +482,7 @@ mod tests {
                 .put("Response/RESPONSE_9.KVP", Bytes::copy_from_slice(body))
                 .await
                 .unwrap();
-            let got = sola.fetch_results(seq(9), 2).await;
+            let got = sola.fetch_results(&batch(9), 2).await;
             match (expected, got) {
                 (Ok(()), Ok(lines)) => {
                     assert_eq!(lines.iter().map(|l| l.index).collect::<Vec<_>>(), [0, 1]);
@@ -515,7 +522,7 @@ mod tests {
                     .await
                     .unwrap();
             }
-            let got = sola.fetch_rejected_results(seq(9), 3).await.unwrap();
+            let got = sola.fetch_rejected_results(&batch(9), 3).await.unwrap();
             assert_eq!(
                 got.iter().map(|l| l.index).collect::<Vec<_>>(),
                 *kept,
@@ -530,7 +537,7 @@ mod tests {
             }
         }
         // A processed batch still needs every line.
-        assert!(sola.fetch_results(seq(9), 4).await.is_err());
+        assert!(sola.fetch_results(&batch(9), 4).await.is_err());
     }
 
     #[tokio::test]
@@ -547,8 +554,8 @@ mod tests {
                 .await
                 .unwrap();
         }
-        sola.cleanup(seq(2)).await.unwrap();
-        sola.cleanup(seq(2)).await.unwrap();
+        sola.cleanup(&batch(2)).await.unwrap();
+        sola.cleanup(&batch(2)).await.unwrap();
         let mut left: Vec<String> = backend
             .list("Response")
             .await

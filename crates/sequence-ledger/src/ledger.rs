@@ -403,6 +403,7 @@ impl Ledger {
             complete_fields: None,
             note: None,
             external_reference: new.external_reference.clone(),
+            gateway_batch_id: None,
         };
         let key = codec::batch_key(account, seq);
         let encoded = codec::encode_batch(&record)?;
@@ -564,6 +565,9 @@ impl Ledger {
                 record.complete_fields = Some(fields.without_sensitive());
             }
             Transition::Abandoned { reason } => record.note = Some(reason),
+            Transition::RequestUploadedAs { gateway_batch_id } => {
+                record.gateway_batch_id = Some(gateway_batch_id);
+            }
             _ => {}
         }
         if let Some(note) = note {

@@ -131,6 +131,13 @@ pub struct BatchRecord {
     /// field existed (it defaults when absent).
     #[serde(default)]
     pub external_reference: Option<String>,
+    /// The gateway's own id for the uploaded batch (APS: the upload answer's `batch_id`),
+    /// recorded with the `RequestUploaded` step ([`crate::Transition::RequestUploadedAs`]) and
+    /// sent back on every later call about the batch. `None` for gateways without one, when
+    /// the gateway did not give one, and in records written before this field existed (it
+    /// defaults when absent).
+    #[serde(default)]
+    pub gateway_batch_id: Option<String>,
 }
 
 /// Which finished batches give their transactions back, so that a new batch may take them

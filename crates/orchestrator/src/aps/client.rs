@@ -54,6 +54,17 @@ pub struct ApsClient {
     cfg: Arc<ApsAccountConfig>,
 }
 
+impl ApsAnswer {
+    /// The answer's `batch_id` (a JSON string or number), if it carries a non-empty one.
+    pub fn batch_id(&self) -> Option<String> {
+        match self.fields.get("batch_id")? {
+            serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
 impl ApsClient {
     /// Builds the HTTP client (rustls, the configured timeouts; https only unless the
     /// endpoint is a loopback test server).
@@ -102,7 +113,7 @@ impl ApsClient {
                 ),
             ));
         }
-        let fields = self.signed_fields(UPLOAD, reference);
+        let fields = self.signed_fields(UPLOAD, reference, None);
         let boundary = boundary_for(file);
         // Bytes: each retry clones a handle, not the (up to 50 MB) body.
         let body = bytes::Bytes::from(multipart_body(&boundary, &fields, reference.as_str(), file));
@@ -119,11 +130,9 @@ impl ApsClient {
             })
             .await?;
         if answer.code == ResponseCode::UPLOAD_OK {
-            let batch_id = answer.fields.get("batch_id").map(|v| match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            });
-            Ok(UploadOutcome::Uploaded { batch_id })
+            Ok(UploadOutcome::Uploaded {
+                batch_id: answer.batch_id(),
+            })
         } else if answer.code == ResponseCode::REFERENCE_EXISTS {
             Ok(UploadOutcome::AlreadyUploaded)
         } else {
@@ -132,29 +141,40 @@ impl ApsClient {
     }
 
     /// Step 2 and 4: the batch's status and, when there are any, per-line results.
+    /// `batch_id` (the upload answer's id, when known) is sent with the request and signed.
     ///
     /// # Errors
     /// [`Error::Http`] after the retries, [`Error::BadSignature`], [`Error::Protocol`] for a
     /// malformed answer. Error codes are returned in the answer, not as errors: the caller
     /// classifies them with [`super::BatchPhase`].
-    pub async fn batch_results(&self, reference: &BatchReference) -> Result<ApsAnswer> {
-        self.command(RESULTS, reference).await
+    pub async fn batch_results(
+        &self,
+        reference: &BatchReference,
+        batch_id: Option<&str>,
+    ) -> Result<ApsAnswer> {
+        self.command(RESULTS, reference, batch_id).await
     }
 
-    /// Step 3: asks the service to process a validated batch.
+    /// Step 3: asks the service to process a validated batch (`batch_id` as in
+    /// [`ApsClient::batch_results`]).
     ///
     /// # Errors
     /// As [`ApsClient::batch_results`].
-    pub async fn process(&self, reference: &BatchReference) -> Result<ApsAnswer> {
-        self.command(PROCESS, reference).await
+    pub async fn process(
+        &self,
+        reference: &BatchReference,
+        batch_id: Option<&str>,
+    ) -> Result<ApsAnswer> {
+        self.command(PROCESS, reference, batch_id).await
     }
 
     async fn command(
         &self,
         operation: &'static str,
         reference: &BatchReference,
+        batch_id: Option<&str>,
     ) -> Result<ApsAnswer> {
-        let fields = self.signed_fields(operation, reference);
+        let fields = self.signed_fields(operation, reference, batch_id);
         let object: serde_json::Map<String, serde_json::Value> = fields
             .into_iter()
             .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
@@ -178,11 +198,12 @@ impl ApsClient {
         .await
     }
 
-    /// The request fields of `operation`, with their signature last.
+    /// The request fields of `operation` (with `batch_id` when given), signature last.
     fn signed_fields(
         &self,
         operation: &str,
         reference: &BatchReference,
+        batch_id: Option<&str>,
     ) -> Vec<(&'static str, String)> {
         let mut fields: Vec<(&'static str, String)> = vec![
             ("service_command", operation.to_owned()),
@@ -191,6 +212,9 @@ impl ApsClient {
             ("batch_reference", reference.as_str().to_owned()),
             ("language", self.cfg.language.clone()),
         ];
+        if let Some(id) = batch_id {
+            fields.push(("batch_id", id.to_owned()));
+        }
         let signature = sign(
             &fields,
             self.cfg.sha_request_phrase.expose(),

@@ -25,7 +25,9 @@ use super::error::Error as ApsError;
 use super::reference::BatchReference;
 use super::results::{ResultRow, join_complete, parse_batch_results};
 use crate::error::{Error, Result};
-use crate::protocol::{BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine};
+use crate::protocol::{
+    BatchRef, BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine,
+};
 
 /// One APS merchant account as a gateway protocol.
 #[derive(Debug, Clone)]
@@ -96,6 +98,7 @@ impl ApsBatchApi {
         &self,
         sequence: SequenceNumber,
         reference: &BatchReference,
+        batch_id: Option<&str>,
     ) -> Result<ApsAnswer> {
         let cfg = self.client.config();
         let started = Instant::now();
@@ -103,7 +106,7 @@ impl ApsBatchApi {
         loop {
             let answer = self
                 .client
-                .batch_results(reference)
+                .batch_results(reference, batch_id)
                 .await
                 .map_err(|e| self.error(sequence, e))?;
             if BatchPhase::of(answer.code) != BatchPhase::Validating {
@@ -282,7 +285,7 @@ impl GatewayProtocol for ApsBatchApi {
         Ok(Bytes::from(file))
     }
 
-    async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<()> {
+    async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<Option<String>> {
         let reference = self.reference(sequence)?;
         match self
             .client
@@ -292,7 +295,7 @@ impl GatewayProtocol for ApsBatchApi {
         {
             UploadOutcome::Uploaded { batch_id } => {
                 tracing::info!(account = %self.account(), %sequence, %reference, batch_id = batch_id.as_deref().unwrap_or(""), "APS batch uploaded");
-                Ok(())
+                Ok(batch_id)
             }
             UploadOutcome::AlreadyUploaded => {
                 // An earlier attempt got through. Make sure it is this batch: same line count.
@@ -303,7 +306,7 @@ impl GatewayProtocol for ApsBatchApi {
                     .saturating_sub(1) as u64;
                 let answer = self
                     .client
-                    .batch_results(&reference)
+                    .batch_results(&reference, None)
                     .await
                     .map_err(|e| self.error(sequence, e))?;
                 match answer.transactions_count {
@@ -317,21 +320,23 @@ impl GatewayProtocol for ApsBatchApi {
                     )),
                     _ => {
                         tracing::info!(account = %self.account(), %sequence, %reference, "APS batch was already uploaded (146)");
-                        Ok(())
+                        Ok(answer.batch_id())
                     }
                 }
             }
         }
     }
 
-    async fn trigger(&self, sequence: SequenceNumber, _line_count: u64) -> Result<()> {
+    async fn trigger(&self, batch: &BatchRef, _line_count: u64) -> Result<()> {
+        let sequence = batch.sequence;
+        let batch_id = batch.gateway_batch_id.as_deref();
         let reference = self.reference(sequence)?;
-        let answer = self.wait_validation(sequence, &reference).await?;
+        let answer = self.wait_validation(sequence, &reference, batch_id).await?;
         match BatchPhase::of(answer.code) {
             BatchPhase::Validated => {
                 let started = self
                     .client
-                    .process(&reference)
+                    .process(&reference, batch_id)
                     .await
                     .map_err(|e| self.error(sequence, e))?;
                 if started.code == ResponseCode::PROCESS_ACCEPTED {
@@ -372,9 +377,11 @@ impl GatewayProtocol for ApsBatchApi {
         true
     }
 
-    async fn poll(&self, sequence: SequenceNumber) -> Result<PollResult> {
+    async fn poll(&self, batch: &BatchRef) -> Result<PollResult> {
+        let sequence = batch.sequence;
+        let batch_id = batch.gateway_batch_id.as_deref();
         let reference = self.reference(sequence)?;
-        let answer = match self.client.batch_results(&reference).await {
+        let answer = match self.client.batch_results(&reference, batch_id).await {
             Ok(answer) => answer,
             Err(e) if e.is_transient() => {
                 // Already retried inside the client: look again at the next poll.
@@ -389,7 +396,7 @@ impl GatewayProtocol for ApsBatchApi {
                 // The ledger says triggered, the service says not started: PROCESS_BATCH is
                 // idempotent, so ask again and keep polling.
                 self.client
-                    .process(&reference)
+                    .process(&reference, batch_id)
                     .await
                     .map_err(|e| self.error(sequence, e))?;
                 Ok(PollResult::Pending)
@@ -420,15 +427,12 @@ impl GatewayProtocol for ApsBatchApi {
         }
     }
 
-    async fn fetch_results(
-        &self,
-        sequence: SequenceNumber,
-        line_count: u64,
-    ) -> Result<Vec<LineResult>> {
+    async fn fetch_results(&self, batch: &BatchRef, line_count: u64) -> Result<Vec<LineResult>> {
+        let sequence = batch.sequence;
         let reference = self.reference(sequence)?;
         let answer = self
             .client
-            .batch_results(&reference)
+            .batch_results(&reference, batch.gateway_batch_id.as_deref())
             .await
             .map_err(|e| self.error(sequence, e))?;
         if BatchPhase::of(answer.code) != BatchPhase::Processed {
@@ -457,13 +461,14 @@ impl GatewayProtocol for ApsBatchApi {
 
     async fn fetch_rejected_results(
         &self,
-        sequence: SequenceNumber,
+        batch: &BatchRef,
         line_count: u64,
     ) -> Result<Vec<LineResult>> {
+        let sequence = batch.sequence;
         let reference = self.reference(sequence)?;
         let answer = self
             .client
-            .batch_results(&reference)
+            .batch_results(&reference, batch.gateway_batch_id.as_deref())
             .await
             .map_err(|e| self.error(sequence, e))?;
         if BatchPhase::of(answer.code) != BatchPhase::ValidationFailed {
@@ -483,7 +488,7 @@ impl GatewayProtocol for ApsBatchApi {
         }
     }
 
-    async fn cleanup(&self, _sequence: SequenceNumber) -> Result<()> {
+    async fn cleanup(&self, _batch: &BatchRef) -> Result<()> {
         // The service keeps its batches; there is nothing of ours to delete.
         Ok(())
     }

@@ -14,7 +14,7 @@ use kvp_format::{Secret, SequenceNumber};
 
 use super::*;
 use crate::error::Error as OrchError;
-use crate::protocol::{GatewayProtocol, PollResult, RequestLine};
+use crate::protocol::{BatchRef, GatewayProtocol, PollResult, RequestLine};
 
 fn merchant(sha: SimSha) -> ApsMerchant {
     ApsMerchant {
@@ -112,9 +112,9 @@ fn mixed() -> Vec<Vec<(String, String)>> {
     ])
 }
 
-async fn poll_until_done(api: &ApsBatchApi, seq: SequenceNumber) -> crate::protocol::BatchVerdict {
+async fn poll_until_done(api: &ApsBatchApi, batch: &BatchRef) -> crate::protocol::BatchVerdict {
     for _ in 0..50 {
-        if let PollResult::Done(v) = api.poll(seq).await.unwrap() {
+        if let PollResult::Done(v) = api.poll(batch).await.unwrap() {
             return v;
         }
     }
@@ -132,13 +132,18 @@ async fn full_run(sha: SimSha, client_sha: ShaType) {
         api.encode_request(seq, &lines(&f)).unwrap(),
         "deterministic"
     );
-    api.upload(seq, payload).await.unwrap();
+    let batch_id = api.upload(seq, payload).await.unwrap();
+    assert!(
+        batch_id.is_some(),
+        "the upload answer's batch_id is returned"
+    );
+    let batch = BatchRef::new(seq).with_gateway_batch_id(batch_id);
     assert!(sim.journal().is_empty());
-    api.trigger(seq, 5).await.unwrap();
-    let verdict = poll_until_done(&api, seq).await;
+    api.trigger(&batch, 5).await.unwrap();
+    let verdict = poll_until_done(&api, &batch).await;
     assert!(verdict.success, "{verdict:?}");
     assert_eq!(verdict.processed_count, Some(5));
-    let results = api.fetch_results(seq, 5).await.unwrap();
+    let results = api.fetch_results(&batch, 5).await.unwrap();
     let got: Vec<(u64, String, String)> = results
         .iter()
         .map(|r| {
@@ -188,7 +193,7 @@ async fn full_run(sha: SimSha, client_sha: ShaType) {
         (kwd.amount, kwd.currency.as_deref()),
         (Some(1234), Some("KWD"))
     );
-    api.cleanup(seq).await.unwrap();
+    api.cleanup(&batch).await.unwrap();
     sim.shutdown().await;
 }
 
@@ -235,10 +240,10 @@ async fn crash_after_upload_resumes_with_146_and_processes_once() {
     api.upload(seq, api.encode_request(seq, &lines(&f)).unwrap())
         .await
         .unwrap();
-    api.trigger(seq, 5).await.unwrap();
+    api.trigger(&BatchRef::new(seq), 5).await.unwrap();
     // Crash after PROCESS_BATCH, before the ledger mark: trigger again is harmless.
-    api.trigger(seq, 5).await.unwrap();
-    assert!(poll_until_done(&api, seq).await.success);
+    api.trigger(&BatchRef::new(seq), 5).await.unwrap();
+    assert!(poll_until_done(&api, &BatchRef::new(seq)).await.success);
     // A simulator restart with the same journal: results still there, nothing processed twice.
     sim.shutdown().await;
     let sim = self::sim(SimSha::Sha256, Some(journal)).await;
@@ -246,8 +251,14 @@ async fn crash_after_upload_resumes_with_146_and_processes_once() {
     api.upload(seq, api.encode_request(seq, &lines(&f)).unwrap())
         .await
         .unwrap();
-    assert!(poll_until_done(&api, seq).await.success);
-    assert_eq!(api.fetch_results(seq, 5).await.unwrap().len(), 5);
+    assert!(poll_until_done(&api, &BatchRef::new(seq)).await.success);
+    assert_eq!(
+        api.fetch_results(&BatchRef::new(seq), 5)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
     let journal = sim.journal();
     assert_eq!(journal.len(), 5, "each line processed exactly once");
     sim.shutdown().await;
@@ -262,7 +273,7 @@ async fn reused_reference_with_other_content_is_refused() {
     api.upload(seq, api.encode_request(seq, &lines(&f)).unwrap())
         .await
         .unwrap();
-    api.trigger(seq, 5).await.unwrap();
+    api.trigger(&BatchRef::new(seq), 5).await.unwrap();
     // A recreated ledger hands out number 1 again for two other transactions.
     let other = fields(&[
         &[
@@ -296,15 +307,15 @@ async fn failed_validation_processes_nothing_and_names_lines() {
     api.upload(seq, api.encode_request(seq, &lines(&mixed())).unwrap())
         .await
         .unwrap();
-    api.trigger(seq, 5).await.unwrap();
-    let verdict = poll_until_done(&api, seq).await;
+    api.trigger(&BatchRef::new(seq), 5).await.unwrap();
+    let verdict = poll_until_done(&api, &BatchRef::new(seq)).await;
     assert!(!verdict.success);
     assert_eq!(verdict.status, "77136");
     assert_eq!(verdict.processed_count, Some(0));
     let error = verdict.error.unwrap();
     assert!(error.contains("line 1: 77006"), "{error}");
     assert!(
-        api.fetch_results(seq, 5).await.is_err(),
+        api.fetch_results(&BatchRef::new(seq), 5).await.is_err(),
         "no results of an unprocessed batch"
     );
     assert!(sim.journal().is_empty());
@@ -330,14 +341,17 @@ async fn failed_validation_gives_each_flagged_line_its_own_reason() {
         file.push_str(&row);
     }
     api.upload(seq, bytes::Bytes::from(file)).await.unwrap();
-    api.trigger(seq, 24).await.unwrap();
-    let verdict = poll_until_done(&api, seq).await;
+    api.trigger(&BatchRef::new(seq), 24).await.unwrap();
+    let verdict = poll_until_done(&api, &BatchRef::new(seq)).await;
     assert_eq!(verdict.status, "77136");
     assert!(
         verdict.error.unwrap().contains("(+"),
         "the summary names at most 10"
     );
-    let lines = api.fetch_rejected_results(seq, 24).await.unwrap();
+    let lines = api
+        .fetch_rejected_results(&BatchRef::new(seq), 24)
+        .await
+        .unwrap();
     let got: Vec<(u64, String, String)> = lines
         .iter()
         .map(|l| {
@@ -367,7 +381,13 @@ async fn failed_validation_gives_each_flagged_line_its_own_reason() {
         assert!(error.contains(text), "line {}: {error}", index + 1);
     }
     // Only lines of the batch: a shorter count leaves the rest out.
-    assert_eq!(api.fetch_rejected_results(seq, 3).await.unwrap().len(), 1);
+    assert_eq!(
+        api.fetch_rejected_results(&BatchRef::new(seq), 3)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(sim.journal().is_empty());
     sim.shutdown().await;
 }
@@ -380,14 +400,14 @@ async fn tampered_results_are_refused() {
     api.upload(seq, api.encode_request(seq, &lines(&mixed())).unwrap())
         .await
         .unwrap();
-    api.trigger(seq, 5).await.unwrap();
+    api.trigger(&BatchRef::new(seq), 5).await.unwrap();
     sim.set_knobs(ApsKnobs {
         tamper: TamperMode::ProcessedResults,
         ..ApsKnobs::default()
     });
     let mut refused = None;
     for _ in 0..10 {
-        match api.poll(seq).await {
+        match api.poll(&BatchRef::new(seq)).await {
             Ok(PollResult::Pending) => {}
             Ok(PollResult::Done(v)) => panic!("a tampered answer was believed: {v:?}"),
             Err(e) => {
@@ -407,8 +427,14 @@ async fn tampered_results_are_refused() {
     );
     // Once the answers are genuine again, the same batch is collected normally.
     sim.set_knobs(ApsKnobs::default());
-    assert!(poll_until_done(&api, seq).await.success);
-    assert_eq!(api.fetch_results(seq, 5).await.unwrap().len(), 5);
+    assert!(poll_until_done(&api, &BatchRef::new(seq)).await.success);
+    assert_eq!(
+        api.fetch_results(&BatchRef::new(seq), 5)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
     sim.shutdown().await;
 }
 
@@ -430,8 +456,11 @@ async fn transient_failures_are_retried() {
         transient_failures: 10,
         ..ApsKnobs::default()
     });
-    assert!(matches!(api.poll(seq).await, Ok(PollResult::Pending)));
-    let err = api.trigger(seq, 5).await.unwrap_err();
+    assert!(matches!(
+        api.poll(&BatchRef::new(seq)).await,
+        Ok(PollResult::Pending)
+    ));
+    let err = api.trigger(&BatchRef::new(seq), 5).await.unwrap_err();
     assert!(err.to_string().contains("HTTP"), "{err}");
     sim.shutdown().await;
 }
@@ -485,7 +514,7 @@ async fn secrets_never_in_debug_or_errors() {
     ];
     let err = api.upload(seq, payload).await.unwrap_err();
     texts.push(format!("{err} {err:?}"));
-    let err = api.poll(seq).await.unwrap_err();
+    let err = api.poll(&BatchRef::new(seq)).await.unwrap_err();
     texts.push(format!("{err} {err:?}"));
     for text in &texts {
         for secret in [
@@ -513,9 +542,12 @@ async fn large_batch_round_trip() {
     let encoded = started.elapsed();
     let size = payload.len();
     api.upload(seq, payload).await.unwrap();
-    api.trigger(seq, 20_000).await.unwrap();
-    assert!(poll_until_done(&api, seq).await.success);
-    let results = api.fetch_results(seq, 20_000).await.unwrap();
+    api.trigger(&BatchRef::new(seq), 20_000).await.unwrap();
+    assert!(poll_until_done(&api, &BatchRef::new(seq)).await.success);
+    let results = api
+        .fetch_results(&BatchRef::new(seq), 20_000)
+        .await
+        .unwrap();
     assert_eq!(results.len(), 20_000);
     assert!(results.iter().enumerate().all(|(i, r)| r.index == i as u64));
     assert_eq!(sim.journal().len(), 20_000);
@@ -548,16 +580,22 @@ async fn lost_answers_are_retried_without_double_processing() {
         "the upload answer was lost and retried"
     );
     sim.set_knobs(lose(LostAnswer::ProcessBatch));
-    api.trigger(seq, 5).await.unwrap();
+    api.trigger(&BatchRef::new(seq), 5).await.unwrap();
     assert_eq!(
         sim.knobs().lose_answer,
         None,
         "the PROCESS_BATCH answer was lost and retried"
     );
     sim.set_knobs(lose(LostAnswer::Processed));
-    assert!(poll_until_done(&api, seq).await.success);
+    assert!(poll_until_done(&api, &BatchRef::new(seq)).await.success);
     assert_eq!(sim.knobs().lose_answer, None);
-    assert_eq!(api.fetch_results(seq, 5).await.unwrap().len(), 5);
+    assert_eq!(
+        api.fetch_results(&BatchRef::new(seq), 5)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
     assert_eq!(sim.journal().len(), 5, "processed exactly once");
     sim.shutdown().await;
 }
