@@ -11,7 +11,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::codes::ResponseCode;
-use super::config::ApsAccountConfig;
+use super::config::{ApsAccountConfig, FileSignature};
 use super::error::{Error, Result};
 use super::reference::BatchReference;
 use super::signature::{json_pairs, sign, verify};
@@ -76,7 +76,7 @@ impl ApsClient {
         let http = reqwest::Client::builder()
             .timeout(cfg.request_timeout)
             .connect_timeout(cfg.connect_timeout)
-            .https_only(!cfg.endpoint.is_plain_http())
+            .https_only(!cfg.uses_plain_http())
             .build()
             .map_err(|e| Error::Config {
                 account: cfg.account.clone(),
@@ -113,7 +113,7 @@ impl ApsClient {
                 ),
             ));
         }
-        let fields = self.signed_fields(UPLOAD, reference, None);
+        let fields = self.signed_fields(UPLOAD, reference, None, Some(file));
         let boundary = boundary_for(file);
         // Bytes: each retry clones a handle, not the (up to 50 MB) body.
         let body = bytes::Bytes::from(multipart_body(&boundary, &fields, reference.as_str(), file));
@@ -174,7 +174,7 @@ impl ApsClient {
         reference: &BatchReference,
         batch_id: Option<&str>,
     ) -> Result<ApsAnswer> {
-        let fields = self.signed_fields(operation, reference, batch_id);
+        let fields = self.signed_fields(operation, reference, batch_id, None);
         let object: serde_json::Map<String, serde_json::Value> = fields
             .into_iter()
             .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
@@ -188,7 +188,11 @@ impl ApsClient {
                     format!("cannot encode the request: {e}"),
                 )
             })?;
-        let url = self.cfg.endpoint.join(&self.cfg.api_path);
+        let url = if operation == PROCESS {
+            self.cfg.process_url()
+        } else {
+            self.cfg.results_url()
+        };
         self.exchange(operation, reference, || {
             self.http
                 .post(&url)
@@ -198,12 +202,15 @@ impl ApsClient {
         .await
     }
 
-    /// The request fields of `operation` (with `batch_id` when given), signature last.
+    /// The request fields of `operation` (with `batch_id` when given), signature last. `file`
+    /// is the upload's file: it takes part in the signature only when the account says so
+    /// ([`FileSignature::Content`]), and is never one of the returned fields.
     fn signed_fields(
         &self,
         operation: &str,
         reference: &BatchReference,
         batch_id: Option<&str>,
+        file: Option<&[u8]>,
     ) -> Vec<(&'static str, String)> {
         let mut fields: Vec<(&'static str, String)> = vec![
             ("service_command", operation.to_owned()),
@@ -215,11 +222,22 @@ impl ApsClient {
         if let Some(id) = batch_id {
             fields.push(("batch_id", id.to_owned()));
         }
-        let signature = sign(
-            &fields,
-            self.cfg.sha_request_phrase.expose(),
-            self.cfg.sha_type,
-        );
+        let signature = match (file, self.cfg.file_signature) {
+            (Some(file), FileSignature::Content) => {
+                let mut signed = fields.clone();
+                signed.push(("file", String::from_utf8_lossy(file).into_owned()));
+                sign(
+                    &signed,
+                    self.cfg.sha_request_phrase.expose(),
+                    self.cfg.sha_type,
+                )
+            }
+            _ => sign(
+                &fields,
+                self.cfg.sha_request_phrase.expose(),
+                self.cfg.sha_type,
+            ),
+        };
         fields.push(("signature", signature));
         fields
     }

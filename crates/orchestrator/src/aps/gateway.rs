@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use kvp_format::SequenceNumber;
 
-use super::batch_file::{ApsCommand, ApsTransaction, is_card_data, write_batch_file};
+use super::batch_file::{ApsCommand, ApsTransaction, is_card_data, write_batch_file_with};
 use super::client::{ApsAnswer, ApsClient, UploadOutcome};
 use super::codes::{BatchPhase, LineOutcome, ResponseCode};
 use super::config::ApsAccountConfig;
@@ -268,7 +268,8 @@ impl GatewayProtocol for ApsBatchApi {
             })?;
             txs.push(tx);
         }
-        let file = write_batch_file(&txs).map_err(|e| self.error(sequence, e))?;
+        let file = write_batch_file_with(&txs, &self.client.config().header_names)
+            .map_err(|e| self.error(sequence, e))?;
         let limit = self.client.config().max_file_bytes;
         if file.len() > limit {
             return Err(self.error(

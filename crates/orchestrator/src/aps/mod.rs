@@ -35,12 +35,12 @@ mod sim_tests;
 mod support;
 
 pub use batch_file::{
-    ApsCommand, ApsTransaction, COLUMNS, header_size, row_size_bound, split_by_size,
-    write_batch_file,
+    ApsCommand, ApsTransaction, COLUMNS, HeaderNames, MAX_HEADER_NAME, header_size, row_size_bound,
+    split_by_size, write_batch_file, write_batch_file_with,
 };
 pub use client::{ApsAnswer, ApsClient, UploadOutcome};
 pub use codes::{BatchPhase, LineOutcome, ResponseCode};
-pub use config::{ApsAccountConfig, Endpoint};
+pub use config::{ApsAccountConfig, Endpoint, FileSignature};
 pub use currency::{Currency, MinorUnits};
 pub use demo::{ApsDemoAccount, demo_accounts, demo_config_toml, demo_records, write_mixed_input};
 pub use error::{Error, Result};
