@@ -68,15 +68,32 @@ impl Validation {
 
 const REQUIRED: &[&str] = &["command", "merchant_reference"];
 
-/// Validates a whole uploaded file.
+/// Validates a whole uploaded file whose header uses the parameter names.
+#[cfg(test)]
 pub fn validate(file: &[u8]) -> Validation {
+    validate_with(file, &[])
+}
+
+/// [`validate`] for a file whose standard columns may carry other header cells: `renamed`
+/// holds (parameter, cell) pairs; such cells are read as their parameter.
+pub fn validate_with(file: &[u8], renamed: &[(String, String)]) -> Validation {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(file);
     let mut records = reader.records();
     let header = match records.next() {
-        Some(Ok(h)) => h.iter().map(|c| c.trim().to_owned()).collect::<Vec<_>>(),
+        Some(Ok(h)) => h
+            .iter()
+            .map(|c| {
+                let c = c.trim();
+                renamed
+                    .iter()
+                    .find(|(_, cell)| cell == c)
+                    .map_or(c, |(parameter, _)| parameter.as_str())
+                    .to_owned()
+            })
+            .collect::<Vec<_>>(),
         _ => {
             return Validation::HeaderInvalid {
                 count: 0,
@@ -305,6 +322,26 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(2, 7)]
         );
+    }
+
+    #[test]
+    fn renamed_header_cells_are_read_as_their_parameters() {
+        let text = "Command,Merchant Reference,amount,currency\r\nCAPTURE,o1,5,USD\r\n";
+        let renamed = vec![
+            ("command".to_owned(), "Command".to_owned()),
+            (
+                "merchant_reference".to_owned(),
+                "Merchant Reference".to_owned(),
+            ),
+        ];
+        let Validation::Valid(lines) = validate_with(text.as_bytes(), &renamed) else {
+            panic!("renamed header refused")
+        };
+        assert_eq!(lines[0].merchant_reference, "o1");
+        assert!(matches!(
+            validate(text.as_bytes()),
+            Validation::HeaderInvalid { .. }
+        ));
     }
 
     #[test]
