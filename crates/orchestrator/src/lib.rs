@@ -71,8 +71,8 @@ pub use input::{Format, InputReader, InputRecord, RecordSource};
 pub use job::{InvalidPolicy, Job, ResultSpill, Transaction};
 pub use logging::{LogFormat, LoggingError, init_logging};
 pub use merge::{
-    AccountSummary, DEFAULT_CURRENCY, Outcome, OutputHead, format_amount, output_record,
-    parse_amount,
+    AccountSummary, DEFAULT_CURRENCY, Outcome, OutputHead, X_RESULT_UNKNOWN, format_amount,
+    output_record, parse_amount,
 };
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
 pub use plan::{AccountPlan, Bound, PlanConflict, RejectedBatches, content_digest, plan_account};

@@ -139,6 +139,9 @@ pub struct ApsKnobs {
     /// A validated batch's answer lists every line (`Line_Number`, `merchant_reference`,
     /// `response_code` = the answer's code): per-line rows that are not transaction results.
     pub validation_rows: bool,
+    /// `GET_BATCH_RESULTS` answers leave out `transactions_count` (the published parameter
+    /// list has it; a service that does not send it must not be taken at its word).
+    pub omit_transactions_count: bool,
 }
 
 /// Everything [`super::ApsSim::start`] needs.

@@ -637,8 +637,10 @@ impl Shared {
         }
         let mut inner = lock(&self.inner);
         let key = (merchant.merchant_identifier.clone(), reference.to_owned());
-        if inner.batches.contains_key(&key) {
-            return answer.code(51, 146, "Batch reference already exists");
+        if let Some(existing) = inner.batches.get(&key) {
+            return answer
+                .code(51, 146, "Batch reference already exists")
+                .with("batch_id", Value::String(existing.batch_id.clone()));
         }
         let mut validation = validate_with(file, &self.header_names);
         if lock(&self.knobs).validation == ValidationMode::FailAll {
@@ -676,11 +678,12 @@ impl Shared {
         answer: Answer,
     ) -> Answer {
         let mut inner = lock(&self.inner);
-        let (stalled, validation_rows) = {
+        let (stalled, validation_rows, omit_count) = {
             let knobs = lock(&self.knobs);
             (
                 knobs.validation == ValidationMode::Stall,
                 knobs.validation_rows,
+                knobs.omit_transactions_count,
             )
         };
         let offset = self.reference.line_number_offset();
@@ -692,10 +695,12 @@ impl Shared {
             Ok(a) => a,
             Err(refused) => return refused,
         };
-        let count = Value::from(batch.validation.count());
-        let answer = answer
-            .with("transactions_count", count)
-            .with("batch_id", Value::String(batch.batch_id.clone()));
+        let answer = if omit_count {
+            answer
+        } else {
+            answer.with("transactions_count", Value::from(batch.validation.count()))
+        };
+        let answer = answer.with("batch_id", Value::String(batch.batch_id.clone()));
         match batch.phase.clone() {
             Phase::Validating { remaining } if remaining > 0 || stalled => {
                 batch.phase = Phase::Validating {

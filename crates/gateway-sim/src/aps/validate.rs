@@ -82,18 +82,8 @@ pub fn validate_with(file: &[u8], renamed: &[(String, String)]) -> Validation {
         .flexible(true)
         .from_reader(file);
     let mut records = reader.records();
-    let header = match records.next() {
-        Some(Ok(h)) => h
-            .iter()
-            .map(|c| {
-                let c = c.trim();
-                renamed
-                    .iter()
-                    .find(|(_, cell)| cell == c)
-                    .map_or(c, |(parameter, _)| parameter.as_str())
-                    .to_owned()
-            })
-            .collect::<Vec<_>>(),
+    let raw: Vec<String> = match records.next() {
+        Some(Ok(h)) => h.iter().map(|c| c.trim().to_owned()).collect(),
         _ => {
             return Validation::HeaderInvalid {
                 count: 0,
@@ -101,8 +91,28 @@ pub fn validate_with(file: &[u8], renamed: &[(String, String)]) -> Validation {
             };
         }
     };
+    let header: Vec<String> = raw
+        .iter()
+        .map(|c| {
+            renamed
+                .iter()
+                .find(|(_, cell)| cell == c)
+                .map_or(c.as_str(), |(parameter, _)| parameter.as_str())
+                .to_owned()
+        })
+        .collect();
     let rows: Vec<Result<csv::StringRecord, csv::Error>> = records.collect();
     let count = rows.len() as u64;
+    // With a template of its own, the service knows a renamed column only by its cell.
+    if let Some((parameter, cell)) = renamed
+        .iter()
+        .find(|(p, c)| p != c && raw.contains(p) && !renamed.iter().any(|(_, other)| other == p))
+    {
+        return Validation::HeaderInvalid {
+            count,
+            message: format!("column {parameter:?} must be named {cell:?}"),
+        };
+    }
     let mut names = HashSet::new();
     for name in &header {
         let valid = !name.is_empty()
@@ -341,6 +351,12 @@ mod tests {
         assert!(matches!(
             validate(text.as_bytes()),
             Validation::HeaderInvalid { .. }
+        ));
+        // The parameter's own name is not the template's.
+        let plain = "command,merchant_reference,amount,currency\r\nCAPTURE,o1,5,USD\r\n";
+        assert!(matches!(
+            validate_with(plain.as_bytes(), &renamed),
+            Validation::HeaderInvalid { message, .. } if message.contains("must be named")
         ));
     }
 
