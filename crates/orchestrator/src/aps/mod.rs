@@ -55,4 +55,4 @@ pub use results::{
 };
 pub use settings::ApsSettings;
 pub use signature::{ShaType, json_pairs, sign, verify};
-pub use support::{check_input, sim_merchant};
+pub use support::{check_input, sim_merchant, sim_options};
