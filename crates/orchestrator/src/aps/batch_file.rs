@@ -35,6 +35,10 @@ impl ApsCommand {
             "CAPTURE" => Ok(Self::Capture),
             "REFUND" => Ok(Self::Refund),
             "VOID_AUTHORIZATION" => Ok(Self::VoidAuthorization),
+            "PAYMENT_LINK" => Err(Error::input(
+                "command",
+                "PAYMENT_LINK is not supported yet: its batch template is not published (docs/APS.md, \"Payment links\")",
+            )),
             _ => Err(Error::input(
                 "command",
                 format!(
@@ -792,6 +796,23 @@ mod tests {
         assert_eq!(
             header_size(),
             write_batch_file_with(&[], &names).unwrap().len() as u64
+        );
+    }
+
+    #[test]
+    fn payment_links_are_refused_with_the_reason() {
+        for text in ["PAYMENT_LINK", "payment_link"] {
+            let err = ApsCommand::parse(text).unwrap_err().to_string();
+            assert!(
+                err.contains("PAYMENT_LINK is not supported yet") && err.contains("docs/APS.md"),
+                "{err}"
+            );
+        }
+        assert!(
+            ApsCommand::parse("SALE")
+                .unwrap_err()
+                .to_string()
+                .contains("cannot be batched")
         );
     }
 
