@@ -29,7 +29,8 @@ impl ResponseCode {
     pub const PROCESS_ACCEPTED: Self = Self::new(72, 147);
     /// Results: processing has not finished.
     pub const STILL_PROCESSING: Self = Self::new(70, 140);
-    /// Results: processing finished; `batch_results` has a row per line.
+    /// Results available: processing finished with a row per line, or (the published
+    /// reference) validation passed. Told apart by the rows (see `BatchPhase::Processed`).
     pub const PROCESSED: Self = Self::new(70, 0);
     /// The request's signature did not verify at the service.
     pub const SIGNATURE_MISMATCH: Self = Self::new(0, 8);
@@ -79,7 +80,9 @@ pub enum BatchPhase {
     ValidationFailed,
     /// 140: processing still running.
     Processing,
-    /// 70000: processed; per-line results are in the answer.
+    /// 70000: "results available" — after processing, or (published reference) after
+    /// validation. Processed only when the answer carries per-line transaction rows; the
+    /// client decides that from the rows, not from this code alone.
     Processed,
     /// 141: the service does not know the reference (never uploaded, or expired).
     UnknownReference,
