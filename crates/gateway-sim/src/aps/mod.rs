@@ -42,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+mod answer;
 mod error;
 mod journal;
 mod multipart;

@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -25,8 +25,10 @@ use super::options::{
 use super::signature::signature;
 use super::validate::{BatchLine, LineProblem, Validation, validate_with};
 
-/// One result row: column name and value pairs, `Line_Number` first.
-type Row = Vec<(String, String)>;
+use super::answer::{
+    Answer, FORT_BASE, Request, Row, UNSETTLED, batch_id_of, json, json_params, rejected,
+    result_row, rows_csv, valid_reference,
+};
 
 /// The service's file limit ("Max: 50MB", read as 50,000,000 bytes).
 const MAX_FILE: usize = 50_000_000;
@@ -270,121 +272,6 @@ fn placeholder_line() -> BatchLine {
     }
 }
 
-const FORT_BASE: u64 = 169_000_000_000_000_000;
-
-/// The service's `batch_id` of a merchant's reference: 18 decimal digits derived from both, so
-/// a restarted simulator gives every batch the id it had.
-fn batch_id_of(merchant: &str, reference: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{merchant}\0{reference}").as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
-    (u64::from_be_bytes(first) % 900_000_000_000_000_000 + 100_000_000_000_000_000).to_string()
-}
-
-/// The 2-digit statuses of unsettled lines, taken in turn by line number.
-const UNSETTLED: [(u8, &str); 4] = [
-    (15, "Uncertain transaction"),
-    (19, "Transaction pending"),
-    (20, "On hold"),
-    (40, "In review"),
-];
-
-/// One processed line's result row; `offset` is the `Line_Number` of the first data row.
-fn result_row(e: &ApsJournalEntry, offset: u64) -> Row {
-    let code = e.response_code.clone();
-    let status = code.get(..2).and_then(|s| s.parse::<u8>().ok());
-    let message = if let Some((_, text)) = UNSETTLED.iter().find(|(s, _)| Some(*s) == status) {
-        (*text).to_owned()
-    } else if code.ends_with("000") {
-        "Success".to_owned()
-    } else if code.ends_with("007") {
-        "Duplicate order number".to_owned()
-    } else {
-        "Transaction declined".to_owned()
-    };
-    vec![
-        (
-            "Line_Number".into(),
-            (e.line_number - 1 + offset).to_string(),
-        ),
-        ("command".into(), e.command.clone()),
-        ("merchant_reference".into(), e.merchant_reference.clone()),
-        ("response_code".into(), code.clone()),
-        ("response_message".into(), message),
-        ("status".into(), code.get(..2).unwrap_or("").to_owned()),
-        ("fort_id".into(), e.fort_id.clone()),
-        (
-            "amount".into(),
-            e.amount.map(|a| a.to_string()).unwrap_or_default(),
-        ),
-        ("currency".into(), e.currency.clone().unwrap_or_default()),
-    ]
-}
-
-/// A request after its parameters were read, before they were checked.
-struct Request {
-    params: Vec<(String, String)>,
-    file: Option<Vec<u8>>,
-}
-
-impl Request {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// An answer: members in order; signed at the end.
-struct Answer {
-    members: Map<String, Value>,
-    /// Carries processed per-line results (what the `ProcessedResults` knobs act on).
-    processed: bool,
-}
-
-impl Answer {
-    fn echo(req: &Request) -> Self {
-        let mut members = Map::new();
-        for (k, v) in &req.params {
-            if k != "signature" {
-                members.insert(k.clone(), Value::String(v.clone()));
-            }
-        }
-        Self {
-            members,
-            processed: false,
-        }
-    }
-
-    /// `70000` with the processed rows.
-    fn processed(self, rows: &[Row]) -> Self {
-        let mut answer = self
-            .code(70, 0, "Success")
-            .with("batch_results", Value::String(rows_csv(rows)));
-        answer.processed = true;
-        answer
-    }
-
-    fn code(mut self, status: u8, message: u16, text: &str) -> Self {
-        self.members.insert(
-            "response_code".into(),
-            Value::String(format!("{status:02}{message:03}")),
-        );
-        self.members
-            .insert("response_message".into(), Value::String(text.to_owned()));
-        self.members
-            .insert("status".into(), Value::String(format!("{status:02}")));
-        self
-    }
-
-    fn with(mut self, key: &str, value: Value) -> Self {
-        self.members.insert(key.to_owned(), value);
-        self
-    }
-}
-
 async fn upload(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(early) = sim.before().await {
         return early;
@@ -412,26 +299,6 @@ async fn upload(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
     sim.answer(&req, "UPLOAD_BATCH_FILE", |merchant, reference, answer| {
         sim.upload_checked(merchant, reference, req.file.as_deref(), answer)
     })
-}
-
-/// The JSON parameters of a command request, as text.
-fn json_params(body: &[u8]) -> Option<Vec<(String, String)>> {
-    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) else {
-        return None;
-    };
-    Some(
-        object
-            .into_iter()
-            .map(|(k, v)| {
-                let text = match v {
-                    Value::String(s) => s,
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                (k, text)
-            })
-            .collect(),
-    )
 }
 
 /// `PROCESS_BATCH` on its own path (`ApsSimOptions::process_path`).
@@ -863,65 +730,4 @@ impl Shared {
         }
         Ok(rows)
     }
-}
-
-fn rejected(validation: &Validation, offset: u64, answer: Answer) -> Answer {
-    match validation {
-        Validation::HeaderInvalid { message, .. } => {
-            answer.code(77, 142, &format!("Invalid batch file header: {message}"))
-        }
-        Validation::LinesInvalid { problems, .. } => {
-            let rows: Vec<Row> = problems
-                .iter()
-                .map(|p| {
-                    vec![
-                        (
-                            "Line_Number".into(),
-                            (p.line_number - 1 + offset).to_string(),
-                        ),
-                        ("merchant_reference".into(), p.merchant_reference.clone()),
-                        ("response_code".into(), format!("77{:03}", p.message_code)),
-                        ("response_message".into(), p.message.clone()),
-                    ]
-                })
-                .collect();
-            answer
-                .code(77, 136, "Batch file validation failed")
-                .with("batch_results", Value::String(rows_csv(&rows)))
-        }
-        Validation::Valid(_) => answer.code(76, 0, "Batch file validated successfully"),
-    }
-}
-
-fn rows_csv(rows: &[Row]) -> String {
-    let mut out = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
-    let header: Vec<&str> = rows
-        .first()
-        .map(|r| r.iter().map(|(k, _)| k.as_str()).collect())
-        .unwrap_or_else(|| vec!["Line_Number"]);
-    // Writing into a Vec cannot fail; a failure would only lose rows, which the client detects.
-    let _ = out.write_record(&header);
-    for row in rows {
-        let _ = out.write_record(row.iter().map(|(_, v)| v.as_str()));
-    }
-    String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
-}
-
-fn valid_reference(r: &str) -> bool {
-    !r.is_empty()
-        && r.len() <= 20
-        && r.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-'))
-}
-
-fn json(members: &Map<String, Value>) -> Response {
-    let body = serde_json::to_string(members).unwrap_or_else(|_| "{}".to_owned());
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
 }
