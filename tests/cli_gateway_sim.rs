@@ -108,9 +108,26 @@ fn an_unknown_account_is_a_usage_error() {
 
 /// `paybatch gateway-sim` serving an APS account of the config, and `paybatch submit` on the
 /// same config talking to it: two real processes, the simulator's journal proving each line
-/// processed once.
+/// processed once. The account's settings as the published reference reads the service.
 #[test]
 fn serves_aps_accounts_to_a_real_submit() {
+    serve_aps_to_a_real_submit(|_| String::new());
+}
+
+/// The same with the account set for section 3a's numbering, a signed file, a renamed header
+/// and PROCESS_BATCH on its own path: the simulator follows the account's settings (with the
+/// defaults instead it would number lines differently and refuse the upload).
+#[test]
+fn serves_aps_accounts_as_their_settings_read_the_service() {
+    serve_aps_to_a_real_submit(|port| {
+        format!(
+            "line_number_offset = 1\nfile_signature = \"content\"\nheader_names = {{ merchant_reference = \"Merchant_Reference\" }}\nprocess_url = \"http://127.0.0.1:{port}/integration-batch/batchApi/\"\n"
+        )
+    });
+}
+
+/// Runs the simulator and a submit on one APS account whose table gets `extra(port)`.
+fn serve_aps_to_a_real_submit(extra: impl Fn(u16) -> String) {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -119,12 +136,17 @@ fn serves_aps_accounts_to_a_real_submit() {
         .port();
     let accounts = orchestrator::aps::demo_accounts(1);
     let config = dir.path().join("paybatch.toml");
+    let tables =
+        orchestrator::aps::demo_config_toml(&accounts, &format!("http://127.0.0.1:{port}"), 7)
+            .replace(
+                "protocol = \"aps\"\n",
+                &format!("protocol = \"aps\"\n{}", extra(port)),
+            );
     std::fs::write(
         &config,
         format!(
-            "[ledger]\npath = \"{}\"\n[poll]\ninterval = \"20ms\"\nmax_interval = \"100ms\"\n\n{}",
+            "[ledger]\npath = \"{}\"\n[poll]\ninterval = \"20ms\"\nmax_interval = \"100ms\"\n\n{tables}",
             dir.path().join("ledger").display(),
-            orchestrator::aps::demo_config_toml(&accounts, &format!("http://127.0.0.1:{port}"), 7)
         ),
     )
     .unwrap();

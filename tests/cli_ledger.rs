@@ -45,7 +45,7 @@ fn reserve(l: &Ledger, a: &AccountId, n: u32, refs: &[&str]) {
     };
 }
 
-/// acme: batch 1 cleaned, batch 2 triggered; globex: floor 40, batch 41 stuck.
+/// acme: batch 1 cleaned, batch 2 triggered (gateway batch id 4242); globex: floor 40, batch 41 stuck.
 fn sample_ledger(dir: &Path) -> PathBuf {
     let path = dir.join("ledger");
     let l = Ledger::open(&path).unwrap();
@@ -69,7 +69,10 @@ fn sample_ledger(dir: &Path) -> PathBuf {
     l.store_results(&acme, seq(1), results).unwrap();
     l.transition(&acme, seq(1), Transition::Cleaned).unwrap();
     reserve(&l, &acme, 2, &["o-3"]);
-    for t in [Transition::RequestUploaded, Transition::Triggered] {
+    let uploaded = Transition::RequestUploadedAs {
+        gateway_batch_id: "4242".into(),
+    };
+    for t in [uploaded, Transition::Triggered] {
         l.transition(&acme, seq(2), t).unwrap();
     }
     l.set_floor(&globex, seq(40)).unwrap();
@@ -119,6 +122,11 @@ fn show_lists_accounts_and_in_flight_batches() {
         ["globex", "41", "40", "41", "42"]
     );
     assert!(out.contains("in flight: 2"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("acme") && l.contains("Triggered") && l.contains("batch_id: 4242")),
+        "{out}"
+    );
     assert!(
         out.lines()
             .any(|l| l.contains("globex") && l.contains("41") && l.contains("Stuck")),

@@ -170,6 +170,9 @@ async fn start_aps(
     for (addr, names) in endpoints {
         let mut merchants = Vec::with_capacity(names.len());
         let mut validation = ValidationMode::Normal;
+        // The service's behaviour follows the accounts' settings (line_number_offset,
+        // file_signature, header_names, process_url); accounts on one endpoint must agree.
+        let mut reading: Option<(String, ApsSimOptions)> = None;
         for name in &names {
             let account = settings
                 .account(name)
@@ -182,7 +185,23 @@ async fn start_aps(
             if args.fail_accounts.contains(name) {
                 validation = ValidationMode::FailAll;
             }
+            let options = orchestrator::aps::sim_options(&cfg);
+            match &reading {
+                None => reading = Some((name.clone(), options)),
+                Some((first, o)) => {
+                    let same = o.reference == options.reference
+                        && o.upload_signature == options.upload_signature
+                        && o.header_names == options.header_names
+                        && o.process_path == options.process_path;
+                    if !same {
+                        return Err(usage_error(format!(
+                            "accounts {first} and {name} share the endpoint {addr} but differ in line_number_offset, file_signature, header_names or process_url; one simulator cannot serve both"
+                        )));
+                    }
+                }
+            }
         }
+        let reading = reading.map(|(_, o)| o).unwrap_or_default();
         std::fs::create_dir_all(&args.state_dir)
             .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
         let options = ApsSimOptions {
@@ -197,7 +216,7 @@ async fn start_aps(
                 validation,
                 ..ApsKnobs::default()
             },
-            ..ApsSimOptions::default()
+            ..reading
         };
         let server = ApsSim::start(options)
             .await

@@ -263,6 +263,9 @@ fn batch_line(out: &mut impl Write, b: &BatchRecord) -> io::Result<()> {
     if let Some(r) = &b.external_reference {
         write!(out, "  reference: {r}")?;
     }
+    if let Some(id) = &b.gateway_batch_id {
+        write!(out, "  batch_id: {id}")?;
+    }
     if let Some(note) = &b.note {
         write!(out, "  note: {note}")?;
     }

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use gateway_sim::aps::{
-    ApsKnobs, ApsMerchant, ApsSim, ApsSimHandle, ApsSimOptions, ShaType, TamperMode,
-    ValidationMode, signature,
+    ApsKnobs, ApsMerchant, ApsSim, ApsSimHandle, ApsSimOptions, ReferenceMode, ResultsForm,
+    ShaType, TamperMode, UploadSignature, ValidationMode, signature,
 };
 use kvp_format::Secret;
 use serde_json::{Map, Value};
@@ -25,13 +25,22 @@ fn merchant() -> ApsMerchant {
     }
 }
 
+/// A simulator following PROTOCOL.md §3a (the tests written before the published reference).
 async fn start(journal: Option<std::path::PathBuf>, polls: u32) -> ApsSimHandle {
-    ApsSim::start(ApsSimOptions {
-        merchants: vec![merchant()],
+    start_with(ApsSimOptions {
         journal,
         validation_polls: polls,
         processing_polls: polls,
+        reference: ReferenceMode::Assumed3a,
         ..ApsSimOptions::default()
+    })
+    .await
+}
+
+async fn start_with(options: ApsSimOptions) -> ApsSimHandle {
+    ApsSim::start(ApsSimOptions {
+        merchants: vec![merchant()],
+        ..options
     })
     .await
     .unwrap()
@@ -116,16 +125,30 @@ fn code(map: &Map<String, Value>) -> &str {
 }
 
 async fn upload(sim: &ApsSimHandle, reference: &str, file: &str) -> Map<String, Value> {
-    let fields = signed(
-        &[
-            ("service_command", "UPLOAD_BATCH_FILE"),
-            ("access_code", ACCESS),
-            ("merchant_identifier", MID),
-            ("batch_reference", reference),
-            ("language", "en"),
-        ],
-        IN,
-    );
+    upload_signed(sim, reference, file, false).await
+}
+
+/// Uploads `file`; `sign_file` adds the file's text to the signature as `file`.
+async fn upload_signed(
+    sim: &ApsSimHandle,
+    reference: &str,
+    file: &str,
+    sign_file: bool,
+) -> Map<String, Value> {
+    let base = [
+        ("service_command", "UPLOAD_BATCH_FILE"),
+        ("access_code", ACCESS),
+        ("merchant_identifier", MID),
+        ("batch_reference", reference),
+        ("language", "en"),
+    ];
+    let fields = if sign_file {
+        let mut with_file = signed(&[base.as_slice(), &[("file", file)]].concat(), IN);
+        with_file.retain(|(k, _)| k != "file");
+        with_file
+    } else {
+        signed(&base, IN)
+    };
     let mut body = Vec::new();
     for (k, v) in &fields {
         body.extend_from_slice(
@@ -153,27 +176,54 @@ async fn command(
     reference: &str,
     phrase: &str,
 ) -> (u16, Vec<u8>) {
-    let fields = signed(
-        &[
-            ("service_command", command),
-            ("access_code", ACCESS),
-            ("merchant_identifier", MID),
-            ("batch_reference", reference),
-            ("language", "en"),
-        ],
-        phrase,
-    );
+    command_at(sim, "/FortAPI/batchApi/", command, reference, phrase, &[]).await
+}
+
+/// A command sent to `path`, with `extra` fields signed along.
+async fn command_at(
+    sim: &ApsSimHandle,
+    path: &str,
+    command: &str,
+    reference: &str,
+    phrase: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Vec<u8>) {
+    let mut base = vec![
+        ("service_command", command),
+        ("access_code", ACCESS),
+        ("merchant_identifier", MID),
+        ("batch_reference", reference),
+        ("language", "en"),
+    ];
+    base.extend_from_slice(extra);
+    let fields = signed(&base, phrase);
     let object: Map<String, Value> = fields
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
     post(
         sim,
-        "/FortAPI/batchApi/",
+        path,
         "application/json",
         &serde_json::to_vec(&object).unwrap(),
     )
     .await
+}
+
+/// (Line_Number, response_code) of a results CSV, sorted.
+fn lines_of(text: &str) -> Vec<(u64, String)> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let code = headers.iter().position(|h| h == "response_code").unwrap();
+    let mut got: Vec<(u64, String)> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].parse().unwrap(), r[code].to_owned())
+        })
+        .collect();
+    got.sort();
+    got
 }
 
 async fn results(sim: &ApsSimHandle, reference: &str) -> Map<String, Value> {
@@ -367,5 +417,270 @@ async fn signatures_references_and_knobs() {
     let (_, body) = command(&sim, "GET_BATCH_RESULTS", "T1", IN).await;
     let outcome = std::panic::catch_unwind(|| verified(&body));
     assert!(outcome.is_err(), "a tampered answer must not verify");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn published_mode_answers_70000_after_validation_and_counts_the_header_as_line_1() {
+    let sim = start_with(ApsSimOptions {
+        validation_polls: 0,
+        processing_polls: 1,
+        ..ApsSimOptions::default()
+    })
+    .await;
+    let rows = [
+        "CAPTURE,o1,500,USD,,,,",
+        "REFUND,o2,219,USD,,,,",
+        "CAPTURE,o3,319,USD,,,,",
+    ];
+    assert_eq!(code(&upload(&sim, "P1", &file(&rows)).await), "50000");
+    let validated = results(&sim, "P1").await;
+    assert_eq!(code(&validated), "70000", "validation success is 70000");
+    assert_eq!(validated["transactions_count"], Value::from(3));
+    assert!(
+        !validated.contains_key("batch_results"),
+        "no per-line rows before PROCESS_BATCH"
+    );
+    assert!(sim.journal().is_empty());
+    let (_, accepted) = command(&sim, "PROCESS_BATCH", "P1", IN).await;
+    assert_eq!(code(&verified(&accepted)), "72147");
+    assert_eq!(code(&results(&sim, "P1").await), "70140");
+    let done = results(&sim, "P1").await;
+    assert_eq!(code(&done), "70000");
+    assert_eq!(
+        lines_of(done["batch_results"].as_str().unwrap()),
+        vec![
+            (2, "04000".to_owned()),
+            (3, "06000".to_owned()),
+            (4, "04000".to_owned())
+        ],
+        "data rows are numbered from 2"
+    );
+
+    // Unsettled lines: amounts ending in 19 get 15/19/20/40 by line number.
+    sim.set_knobs(ApsKnobs {
+        unsettled_cents: Some(19),
+        ..ApsKnobs::default()
+    });
+    assert_eq!(
+        code(
+            &upload(
+                &sim,
+                "P2",
+                &file(&[
+                    "CAPTURE,q1,119,USD,,,,",
+                    "CAPTURE,q2,219,USD,,,,",
+                    "CAPTURE,q3,300,USD,,,,",
+                    "CAPTURE,q4,419,USD,,,,",
+                    "CAPTURE,q5,519,USD,,,,"
+                ])
+            )
+            .await
+        ),
+        "50000"
+    );
+    assert_eq!(code(&results(&sim, "P2").await), "70000");
+    let (_, _) = command(&sim, "PROCESS_BATCH", "P2", IN).await;
+    let _ = results(&sim, "P2").await;
+    let done = results(&sim, "P2").await;
+    let got = lines_of(done["batch_results"].as_str().unwrap());
+    assert_eq!(
+        got.iter()
+            .map(|(_, c)| c.get(..2).unwrap())
+            .collect::<Vec<_>>(),
+        ["15", "19", "04", "40", "15"],
+        "{got:?}"
+    );
+    assert!(
+        done["batch_results"]
+            .as_str()
+            .unwrap()
+            .contains("Transaction pending")
+    );
+    assert_eq!(
+        sim.journal().len(),
+        8,
+        "unsettled lines are journaled: money may move"
+    );
+
+    // Validation failures are numbered the same way.
+    assert_eq!(
+        code(
+            &upload(
+                &sim,
+                "P3",
+                &file(&["CAPTURE,r1,5,USD,,,,", "SALE,r2,5,USD,,,,"])
+            )
+            .await
+        ),
+        "50000"
+    );
+    let failed = results(&sim, "P3").await;
+    assert_eq!(code(&failed), "77136");
+    assert_eq!(
+        lines_of(failed["batch_results"].as_str().unwrap()),
+        vec![(3, "77004".to_owned())]
+    );
+
+    // The validation_rows knob: a validated answer lists its lines, with the answer's code.
+    sim.set_knobs(ApsKnobs {
+        validation_rows: true,
+        ..ApsKnobs::default()
+    });
+    assert_eq!(code(&upload(&sim, "P4", &file(&rows[..2])).await), "50000");
+    let validated = results(&sim, "P4").await;
+    assert_eq!(code(&validated), "70000");
+    let text = validated["batch_results"].as_str().unwrap();
+    assert_eq!(
+        lines_of(text),
+        vec![(2, "70000".to_owned()), (3, "70000".to_owned())]
+    );
+    assert!(text.contains("o1") && text.contains("o2"), "{text}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn results_as_a_plain_csv_body() {
+    let sim = start_with(ApsSimOptions {
+        validation_polls: 0,
+        processing_polls: 0,
+        knobs: ApsKnobs {
+            results_form: ResultsForm::CsvBody,
+            ..ApsKnobs::default()
+        },
+        ..ApsSimOptions::default()
+    })
+    .await;
+    assert_eq!(
+        code(&upload(&sim, "C1", &file(&["CAPTURE,o1,5,USD,,,,"])).await),
+        "50000"
+    );
+    // Answers without per-line results stay signed JSON.
+    assert_eq!(code(&results(&sim, "C1").await), "70000");
+    let (_, _) = command(&sim, "PROCESS_BATCH", "C1", IN).await;
+    let (status, body) = command(&sim, "GET_BATCH_RESULTS", "C1", IN).await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.starts_with("Line_Number,"), "{text}");
+    assert_eq!(lines_of(&text), vec![(2, "04000".to_owned())]);
+    assert_eq!(sim.journal().len(), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_id_is_checked_when_sent_and_required_by_a_knob() {
+    let sim = start_with(ApsSimOptions {
+        validation_polls: 0,
+        processing_polls: 0,
+        knobs: ApsKnobs {
+            require_batch_id: true,
+            ..ApsKnobs::default()
+        },
+        ..ApsSimOptions::default()
+    })
+    .await;
+    let up = upload(&sim, "B1", &file(&["CAPTURE,o1,5,USD,,,,"])).await;
+    let id = up["batch_id"].as_str().unwrap().to_owned();
+    assert!(
+        id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()),
+        "{id}"
+    );
+    let api = "/FortAPI/batchApi/";
+    let (_, missing) = command_at(&sim, api, "GET_BATCH_RESULTS", "B1", IN, &[]).await;
+    assert_eq!(code(&verified(&missing)), "71001");
+    let (_, wrong) = command_at(
+        &sim,
+        api,
+        "GET_BATCH_RESULTS",
+        "B1",
+        IN,
+        &[("batch_id", "12")],
+    )
+    .await;
+    assert_eq!(code(&verified(&wrong)), "71002");
+    let (_, wrong) = command_at(&sim, api, "PROCESS_BATCH", "B1", IN, &[("batch_id", "12")]).await;
+    assert_eq!(code(&verified(&wrong)), "73002");
+    let with = [("batch_id", id.as_str())];
+    let (_, ok) = command_at(&sim, api, "GET_BATCH_RESULTS", "B1", IN, &with).await;
+    assert_eq!(code(&verified(&ok)), "70000");
+    let (_, ok) = command_at(&sim, api, "PROCESS_BATCH", "B1", IN, &with).await;
+    assert_eq!(code(&verified(&ok)), "72147");
+    let (_, done) = command_at(&sim, api, "GET_BATCH_RESULTS", "B1", IN, &with).await;
+    let done = verified(&done);
+    assert_eq!(code(&done), "70000");
+    assert_eq!(done["batch_id"].as_str(), Some(id.as_str()));
+    sim.shutdown().await;
+    // The id survives a restart: it is derived from the merchant and the reference.
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("j.jsonl");
+    let sim = start_with(ApsSimOptions {
+        journal: Some(journal.clone()),
+        validation_polls: 0,
+        processing_polls: 0,
+        ..ApsSimOptions::default()
+    })
+    .await;
+    let id = upload(&sim, "B2", &file(&["CAPTURE,o1,5,USD,,,,"])).await["batch_id"].clone();
+    let _ = results(&sim, "B2").await;
+    let (_, _) = command(&sim, "PROCESS_BATCH", "B2", IN).await;
+    let _ = results(&sim, "B2").await;
+    sim.shutdown().await;
+    let sim = start_with(ApsSimOptions {
+        journal: Some(journal),
+        ..ApsSimOptions::default()
+    })
+    .await;
+    assert_eq!(results(&sim, "B2").await["batch_id"], id);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn process_batch_on_its_own_path_signed_files_and_renamed_headers() {
+    let sim = start_with(ApsSimOptions {
+        validation_polls: 0,
+        processing_polls: 0,
+        process_path: Some("/integration-batch/batchApi/".into()),
+        upload_signature: UploadSignature::Content,
+        header_names: vec![("merchant_reference".into(), "Merchant_Reference".into())],
+        ..ApsSimOptions::default()
+    })
+    .await;
+    let renamed = "command,Merchant_Reference,amount,currency\r\nCAPTURE,o1,5,USD\r\n";
+    // The file must take part in the signature.
+    assert_eq!(code(&upload(&sim, "S1", renamed).await), "00008");
+    assert_eq!(
+        code(&upload_signed(&sim, "S1", renamed, true).await),
+        "50000"
+    );
+    assert_eq!(
+        code(&results(&sim, "S1").await),
+        "70000",
+        "renamed header accepted"
+    );
+    // PROCESS_BATCH is refused on the batchApi path and served on its own.
+    let (_, here) = command(&sim, "PROCESS_BATCH", "S1", IN).await;
+    assert_eq!(code(&verified(&here)), "00004");
+    let (_, there) = command_at(
+        &sim,
+        "/integration-batch/batchApi/",
+        "PROCESS_BATCH",
+        "S1",
+        IN,
+        &[],
+    )
+    .await;
+    assert_eq!(code(&verified(&there)), "72147");
+    let (_, results_there) = command_at(
+        &sim,
+        "/integration-batch/batchApi/",
+        "GET_BATCH_RESULTS",
+        "S1",
+        IN,
+        &[],
+    )
+    .await;
+    assert_eq!(code(&verified(&results_there)), "00004");
+    assert_eq!(code(&results(&sim, "S1").await), "70000");
+    assert_eq!(sim.journal().len(), 1);
     sim.shutdown().await;
 }

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::plan::{AccountPlan, content_digest};
 use crate::progress::{Progress, SLOW_AFTER, SlowBatch, WaitGuard, slow_log_due};
-use crate::protocol::{GatewayProtocol, PollResult, RequestLine};
+use crate::protocol::{BatchRef, GatewayProtocol, PollResult, RequestLine};
 use crate::settings::PollSettings;
 
 /// Named crash points of the driver, in the order a batch reaches them
@@ -288,7 +288,8 @@ impl Worker {
 
     /// Polls a Stuck batch once; true if it has now completed (and was collected).
     async fn poll_stuck(&self, sequence: SequenceNumber, line_count: u64) -> Result<bool> {
-        match self.protocol.poll(sequence).await? {
+        let batch = BatchRef::from_record(&self.record(sequence).await?);
+        match self.protocol.poll(&batch).await? {
             PollResult::Pending => Ok(false),
             PollResult::Done(_) => {
                 self.wait_and_collect(sequence, line_count, true).await?;
@@ -378,16 +379,21 @@ impl Worker {
         line_count: u64,
         state: BatchState,
     ) -> Result<()> {
-        if state == BatchState::Reserved {
+        let batch = if state == BatchState::Reserved {
             self.shutdown.check()?;
             // First use of this number in the drop: nothing numbered here or above may be
             // there yet (PROTOCOL.md decision 4b).
             self.refuse_foreign_answers(sequence, sequence).await?;
-            self.protocol.upload(sequence, payload).await?;
+            let gateway_batch_id = self.protocol.upload(sequence, payload).await?;
             sequence_ledger::crash_point("orchestrator.after_request");
-            self.transition(sequence, Transition::RequestUploaded)
-                .await?;
-        }
+            let uploaded = match gateway_batch_id {
+                Some(gateway_batch_id) => Transition::RequestUploadedAs { gateway_batch_id },
+                None => Transition::RequestUploaded,
+            };
+            BatchRef::from_record(&self.transition(sequence, uploaded).await?)
+        } else {
+            BatchRef::from_record(&self.record(sequence).await?)
+        };
         self.shutdown.check()?;
         if state == BatchState::RequestUploaded
             && let Some(above) = sequence.next()
@@ -396,7 +402,7 @@ impl Worker {
             // COMPLETE is expected; anything above it is not ours.
             self.refuse_foreign_answers(above, sequence).await?;
         }
-        let trigger = self.protocol.trigger(sequence, line_count);
+        let trigger = self.protocol.trigger(&batch, line_count);
         if self.protocol.trigger_is_cancel_safe() {
             self.shutdown.until(trigger).await?;
         } else {
@@ -508,6 +514,7 @@ impl Worker {
         resumed: bool,
     ) -> Result<()> {
         let mut rec = self.record(sequence).await?;
+        let batch = BatchRef::from_record(&rec);
         if rec.state == BatchState::Triggered {
             let triggered_at = rec
                 .transitions
@@ -533,7 +540,7 @@ impl Worker {
                 }
                 first = false;
                 sequence_ledger::crash_point("orchestrator.polling");
-                match self.protocol.poll(sequence).await {
+                match self.protocol.poll(&batch).await {
                     Ok(PollResult::Done(v)) => break Some(v),
                     Ok(PollResult::Pending) => {
                         let waited = Duration::from_millis(now_ms().saturating_sub(triggered_at));
@@ -579,7 +586,7 @@ impl Worker {
             }
             rec = self.transition(sequence, v.into_transition()).await?;
         } else if rec.state == BatchState::Stuck {
-            if let PollResult::Done(v) = self.protocol.poll(sequence).await? {
+            if let PollResult::Done(v) = self.protocol.poll(&batch).await? {
                 rec = self.transition(sequence, v.into_transition()).await?;
             } else {
                 return Ok(());
@@ -592,14 +599,14 @@ impl Worker {
             let (lines, answer) = if outcome == sequence_ledger::Outcome::Success {
                 let lines = self
                     .protocol
-                    .fetch_results(sequence, line_count)
+                    .fetch_results(&batch, line_count)
                     .await
                     .map_err(|e| self.unusable_response(sequence, e))?;
                 (lines, PerLineAnswer::Read)
             } else {
                 let rejected = self
                     .protocol
-                    .fetch_rejected_results(sequence, line_count)
+                    .fetch_rejected_results(&batch, line_count)
                     .await?;
                 (rejected.lines, rejected.answer)
             };
@@ -625,7 +632,7 @@ impl Worker {
         }
         if rec.state == BatchState::Collected {
             sequence_ledger::crash_point("orchestrator.before_cleanup");
-            self.protocol.cleanup(sequence).await?;
+            self.protocol.cleanup(&batch).await?;
             self.transition(sequence, Transition::Cleaned).await?;
             self.progress.completed(line_count);
             info!(account = %self.account, %sequence, "batch collected and cleaned");

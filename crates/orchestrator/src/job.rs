@@ -116,9 +116,10 @@ impl Job {
             .values()
             .map(|a| a.protocol == ProtocolKind::Aps)
             .collect();
-        let file_limits = aps
-            .iter()
-            .map(|a| a.then_some(crate::aps::ApsAccountConfig::MAX_FILE_BYTES as u64))
+        let file_limits = settings
+            .accounts
+            .values()
+            .map(|a| (a.protocol == ProtocolKind::Aps).then(|| a.aps_max_file_bytes()))
             .collect();
         let mut extras: Vec<std::collections::HashSet<String>> =
             vec![Default::default(); aps.len()];

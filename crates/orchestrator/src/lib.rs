@@ -71,14 +71,15 @@ pub use input::{Format, InputReader, InputRecord, RecordSource};
 pub use job::{InvalidPolicy, Job, ResultSpill, Transaction};
 pub use logging::{LogFormat, LoggingError, init_logging};
 pub use merge::{
-    AccountSummary, DEFAULT_CURRENCY, Outcome, OutputHead, format_amount, output_record,
-    parse_amount,
+    AccountSummary, DEFAULT_CURRENCY, Outcome, OutputHead, X_RESULT_UNKNOWN, format_amount,
+    output_record, parse_amount,
 };
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
 pub use plan::{AccountPlan, Bound, PlanConflict, RejectedBatches, content_digest, plan_account};
 pub use progress::{Progress, SLOW_AFTER, SlowBatch, format_waited, slow_log_due};
 pub use protocol::{
-    BatchVerdict, GatewayProtocol, Inspection, LineResult, PollResult, RejectedAnswer, RequestLine,
+    BatchRef, BatchVerdict, GatewayProtocol, Inspection, LineResult, PollResult, RejectedAnswer,
+    RequestLine,
 };
 pub use settings::{
     AccountSettings, DEFAULT_CONFIG, ENV_PREFIX, GatewaySettings, InputSettings, LedgerSettings,

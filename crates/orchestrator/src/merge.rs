@@ -52,15 +52,22 @@ impl Outcome {
         Self::Unknown,
     ];
 
-    /// The outcome of a response line, from its `xResult` letter.
+    /// The outcome of a response line, from its `xResult` letter: `A`, `D`, `U` (the
+    /// protocol says the line's fate is not known, e.g. an APS line still pending), anything
+    /// else is an error.
     pub fn from_x_result(x_result: Option<&str>) -> Self {
         match x_result.map(str::trim) {
             Some(r) if r.eq_ignore_ascii_case("A") => Self::Approved,
             Some(r) if r.eq_ignore_ascii_case("D") => Self::Declined,
+            Some(r) if r.eq_ignore_ascii_case(X_RESULT_UNKNOWN) => Self::Unknown,
             _ => Self::Error,
         }
     }
 }
+
+/// The `xResult` letter a protocol sets on a line whose fate the gateway left open (APS
+/// statuses 15, 19, 20, 40, ...): the merge reports it `unknown`, never `error`.
+pub const X_RESULT_UNKNOWN: &str = "U";
 
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -252,6 +259,8 @@ mod tests {
             (Some("E"), Outcome::Error),
             (Some("Q"), Outcome::Error),
             (None, Outcome::Error),
+            (Some("U"), Outcome::Unknown),
+            (Some(" u "), Outcome::Unknown),
         ] {
             assert_eq!(Outcome::from_x_result(r), o, "{r:?}");
         }

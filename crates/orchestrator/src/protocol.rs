@@ -15,12 +15,59 @@
 //!
 //! Every step must be idempotent: after a crash the driver repeats the step the ledger does not
 //! record as done, with the same sequence number and the same payload bytes.
+//!
+//! [`upload`](GatewayProtocol::upload) returns the gateway's own id for the batch when it gives
+//! one (APS: `batch_id`); the driver records it with the `RequestUploaded` step
+//! (`sequence_ledger::Transition::RequestUploadedAs`) and hands it back to every later step in
+//! a [`BatchRef`] built from the ledger's record ([`BatchRef::from_record`]).
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use kvp_format::SequenceNumber;
 
 use crate::error::Result;
+
+/// Which batch a step is about: its number and, once uploaded, the gateway's id for it as the
+/// ledger recorded it. Sola ignores the id (the number is the name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BatchRef {
+    /// The batch's sequence number.
+    pub sequence: SequenceNumber,
+    /// The gateway's id for the uploaded batch (APS `batch_id`), if it gave one.
+    pub gateway_batch_id: Option<String>,
+}
+
+impl BatchRef {
+    /// A batch known by its number alone (no gateway id).
+    pub fn new(sequence: SequenceNumber) -> Self {
+        Self {
+            sequence,
+            gateway_batch_id: None,
+        }
+    }
+
+    /// The batch as the ledger records it: its number and its stored gateway id.
+    pub fn from_record(record: &sequence_ledger::BatchRecord) -> Self {
+        Self {
+            sequence: record.sequence,
+            gateway_batch_id: record.gateway_batch_id.clone(),
+        }
+    }
+
+    /// This batch with the gateway's id `id`.
+    #[must_use]
+    pub fn with_gateway_batch_id(mut self, id: Option<String>) -> Self {
+        self.gateway_batch_id = id;
+        self
+    }
+}
+
+impl std::fmt::Display for BatchRef {
+    /// The number, as the driver names batches in messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.sequence.fmt(f)
+    }
+}
 
 /// One transaction as it goes into a batch: its `xIndex` and its fields (without the
 /// credentials and protocol fields, which the protocol adds).
@@ -159,17 +206,19 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
     }
 
     /// Makes the payload available to the gateway without starting processing, and verifies
-    /// it arrived intact. Idempotent: an identical payload already there is kept.
+    /// it arrived intact. Idempotent: an identical payload already there is kept. Returns the
+    /// gateway's id for the batch when it gives one (APS: `batch_id`; Sola: none), which the
+    /// driver records with the `RequestUploaded` step and passes back in every [`BatchRef`].
     ///
     /// # Errors
     /// Storage or transport failures; a verification mismatch.
-    async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<()>;
+    async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<Option<String>>;
 
     /// Starts processing of an uploaded batch. Idempotent (the gateway ignores a repeat).
     ///
     /// # Errors
     /// Storage or transport failures.
-    async fn trigger(&self, sequence: SequenceNumber, line_count: u64) -> Result<()>;
+    async fn trigger(&self, batch: &BatchRef, line_count: u64) -> Result<()>;
 
     /// Whether the driver may abandon [`trigger`](Self::trigger) at any await when the run is
     /// shut down, instead of waiting for it to return. Say yes only when `trigger` can wait a
@@ -187,17 +236,13 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// Storage or transport failures; a malformed verdict.
-    async fn poll(&self, sequence: SequenceNumber) -> Result<PollResult>;
+    async fn poll(&self, batch: &BatchRef) -> Result<PollResult>;
 
     /// The per-line results of a processed batch: exactly one per index `0..line_count`.
     ///
     /// # Errors
     /// Missing, extra or malformed lines; storage or transport failures.
-    async fn fetch_results(
-        &self,
-        sequence: SequenceNumber,
-        line_count: u64,
-    ) -> Result<Vec<LineResult>>;
+    async fn fetch_results(&self, batch: &BatchRef, line_count: u64) -> Result<Vec<LineResult>>;
 
     /// The per-line results the gateway returned for a batch it rejected (PROTOCOL.md
     /// decision 4: "fetch RESPONSE anyway if present"). Lines may be missing and none at all
@@ -211,10 +256,10 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
     /// Storage or transport failures (the batch stays `Completed`; a later run retries).
     async fn fetch_rejected_results(
         &self,
-        sequence: SequenceNumber,
+        batch: &BatchRef,
         line_count: u64,
     ) -> Result<RejectedAnswer> {
-        let _ = (sequence, line_count);
+        let _ = (batch, line_count);
         Ok(RejectedAnswer::absent())
     }
 
@@ -248,7 +293,7 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// Storage or transport failures.
-    async fn cleanup(&self, sequence: SequenceNumber) -> Result<()>;
+    async fn cleanup(&self, batch: &BatchRef) -> Result<()>;
 }
 
 #[cfg(test)]

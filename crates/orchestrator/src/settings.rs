@@ -184,6 +184,21 @@ pub struct AccountSettings {
     /// APS: longest wait for validation (default 30 min).
     #[serde(default, deserialize_with = "opt_duration")]
     pub validation_timeout: Option<Duration>,
+    /// APS: full URL of `PROCESS_BATCH` (default: `{endpoint}{api_path}`).
+    #[serde(default)]
+    pub process_url: Option<String>,
+    /// APS: whether the upload signature covers the file (`excluded`, the default, or `content`).
+    #[serde(default)]
+    pub file_signature: Option<crate::aps::FileSignature>,
+    /// APS: largest batch file in bytes (default and maximum 50,000,000).
+    #[serde(default)]
+    pub max_file_bytes: Option<usize>,
+    /// APS: header cells of renamed standard batch file columns.
+    #[serde(default)]
+    pub header_names: Option<std::collections::BTreeMap<String, String>>,
+    /// APS: `Line_Number` of the first data row in answers (2, the default, or 1).
+    #[serde(default)]
+    pub line_number_offset: Option<u64>,
     /// The batch upload credential (PROCESS `xKey`).
     #[serde(default)]
     pub batch_key: Option<Secret<String>>,
@@ -538,6 +553,11 @@ impl Settings {
             ("api_path", a.api_path.clone()),
             ("request_timeout", d(a.request_timeout)),
             ("validation_timeout", d(a.validation_timeout)),
+            ("process_url", a.process_url.clone()),
+            (
+                "file_signature",
+                a.file_signature.map(|f| f.as_str().to_owned()),
+            ),
         ] {
             if let Some(v) = v {
                 let _ = writeln!(s, "{key} = {}", q(&v));
@@ -545,6 +565,19 @@ impl Settings {
         }
         if let Some(n) = a.retries {
             let _ = writeln!(s, "retries = {n}");
+        }
+        if let Some(n) = a.max_file_bytes {
+            let _ = writeln!(s, "max_file_bytes = {n}");
+        }
+        if let Some(n) = a.line_number_offset {
+            let _ = writeln!(s, "line_number_offset = {n}");
+        }
+        if let Some(names) = &a.header_names {
+            let cells: Vec<String> = names
+                .iter()
+                .map(|(k, v)| format!("{k} = {}", q(v)))
+                .collect();
+            let _ = writeln!(s, "header_names = {{ {} }}", cells.join(", "));
         }
     }
 }
@@ -581,7 +614,19 @@ impl AccountSettings {
             request_timeout: self.request_timeout,
             retries: self.retries,
             validation_timeout: self.validation_timeout,
+            process_url: self.process_url.clone(),
+            file_signature: self.file_signature,
+            max_file_bytes: self.max_file_bytes,
+            header_names: self.header_names.clone(),
+            line_number_offset: self.line_number_offset,
         }
+    }
+
+    /// The largest batch file of an APS account (its `max_file_bytes`, else the service's
+    /// 50,000,000): the planner closes batches before it.
+    pub fn aps_max_file_bytes(&self) -> u64 {
+        self.max_file_bytes
+            .unwrap_or(crate::aps::ApsAccountConfig::MAX_FILE_BYTES) as u64
     }
 
     /// The default currency of an APS account's lines.
@@ -790,6 +835,46 @@ mod tests {
         assert_eq!(aps.request_timeout, Some(Duration::from_secs(15)));
         assert_eq!(aps.retries, Some(5));
         assert!(!format!("{s:?}").contains("ac-secret-77"));
+    }
+
+    #[test]
+    fn aps_published_reference_keys_parse_show_and_reach_the_client_config() {
+        let text = "[accounts.gulf]\nprotocol = \"aps\"\nendpoint = \"https://sbpaymentservices.payfort.com\"\nmerchant_identifier = \"MID-7\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\nprocess_url = \"https://sbbatch.payfort.com/integration-batch/batchApi/\"\nfile_signature = \"content\"\nmax_file_bytes = 20000000\nline_number_offset = 1\nheader_names = { merchant_reference = \"Merchant_Reference\", command = \"Command\" }\n";
+        let s = Settings::from_toml(text).unwrap();
+        let shown = s.to_masked_toml();
+        for line in [
+            "process_url = \"https://sbbatch.payfort.com/integration-batch/batchApi/\"",
+            "file_signature = \"content\"",
+            "max_file_bytes = 20000000",
+            "line_number_offset = 1",
+            "header_names = { command = \"Command\", merchant_reference = \"Merchant_Reference\" }",
+        ] {
+            assert!(shown.lines().any(|l| l == line), "{line} in {shown}");
+        }
+        let reparsed = Settings::from_toml(&shown).unwrap();
+        let account = reparsed.account("gulf").unwrap();
+        assert_eq!(account.aps_max_file_bytes(), 20_000_000);
+        let mut aps = account.aps_settings();
+        aps.access_code = Some(Secret::new("a".into()));
+        aps.sha_request_phrase = Some(Secret::new("i".into()));
+        aps.sha_response_phrase = Some(Secret::new("o".into()));
+        let cfg = aps.resolve("gulf").unwrap();
+        assert_eq!(
+            cfg.process_url(),
+            "https://sbbatch.payfort.com/integration-batch/batchApi/"
+        );
+        assert_eq!(cfg.file_signature, crate::aps::FileSignature::Content);
+        assert_eq!(cfg.line_number_offset, 1);
+        assert_eq!(cfg.header_names.cell("command"), "Command");
+        // Without the keys: the defaults of the published reference.
+        let plain = Settings::from_toml("[accounts.gulf]\nprotocol = \"aps\"\nendpoint = \"https://x.example\"\nmerchant_identifier = \"M\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\n").unwrap();
+        let account = plain.account("gulf").unwrap();
+        assert_eq!(account.aps_max_file_bytes(), 50_000_000);
+        let cfg = account.aps_settings().resolve("gulf").unwrap();
+        assert_eq!(
+            (cfg.line_number_offset, cfg.max_file_bytes),
+            (2, 50_000_000)
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use storage_backends::{Backend, ErrorKind, PutIfAbsent};
 
 use crate::error::{Error, Result};
 use crate::protocol::{
-    BatchVerdict, GatewayProtocol, Inspection, LineResult, PollResult, RejectedAnswer, RequestLine,
+    BatchRef, BatchVerdict, GatewayProtocol, Inspection, LineResult, PollResult, RejectedAnswer,
+    RequestLine,
 };
 use crate::settings::GatewaySettings;
 
@@ -293,7 +294,7 @@ impl GatewayProtocol for SolaFileDrop {
         Ok(Bytes::from(out))
     }
 
-    async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<()> {
+    async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<Option<String>> {
         let path = Self::path(FileKind::Request, sequence);
         match self.put_if_absent(&path, payload.clone()).await {
             Ok(()) => {}
@@ -305,7 +306,7 @@ impl GatewayProtocol for SolaFileDrop {
                     .map_err(|e| self.storage(&path, e))?;
                 if present == payload {
                     tracing::debug!(account = %self.account, %sequence, "REQUEST already in the drop with the same bytes");
-                    return Ok(());
+                    return Ok(None);
                 }
                 // Not the same bytes. It is ours only if it carries the same transactions (an
                 // upload before a crash, with a key or software version that changed since:
@@ -323,7 +324,7 @@ impl GatewayProtocol for SolaFileDrop {
                         // Already triggered with those bytes: the gateway takes that file;
                         // replacing it now could not change what it processes.
                         tracing::info!(account = %self.account, %sequence, "REQUEST in the drop carries the same transactions with an older key or version and is already triggered; keeping it");
-                        return Ok(());
+                        return Ok(None);
                     }
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(e) => return Err(self.storage(&process, e)),
@@ -352,10 +353,11 @@ impl GatewayProtocol for SolaFileDrop {
                 ),
             ));
         }
-        Ok(())
+        Ok(None)
     }
 
-    async fn trigger(&self, sequence: SequenceNumber, line_count: u64) -> Result<()> {
+    async fn trigger(&self, batch: &BatchRef, line_count: u64) -> Result<()> {
+        let sequence = batch.sequence;
         let path = Self::path(FileKind::Process, sequence);
         self.backend
             .put(&path, self.encode_process(sequence, line_count))
@@ -363,7 +365,8 @@ impl GatewayProtocol for SolaFileDrop {
             .map_err(|e| self.storage(&path, e))
     }
 
-    async fn poll(&self, sequence: SequenceNumber) -> Result<PollResult> {
+    async fn poll(&self, batch: &BatchRef) -> Result<PollResult> {
+        let sequence = batch.sequence;
         let path = Self::path(FileKind::Complete, sequence);
         let bytes = match self.backend.get(&path).await {
             Ok(b) => b,
@@ -376,11 +379,8 @@ impl GatewayProtocol for SolaFileDrop {
         }
     }
 
-    async fn fetch_results(
-        &self,
-        sequence: SequenceNumber,
-        line_count: u64,
-    ) -> Result<Vec<LineResult>> {
+    async fn fetch_results(&self, batch: &BatchRef, line_count: u64) -> Result<Vec<LineResult>> {
+        let sequence = batch.sequence;
         let path = Self::path(FileKind::Response, sequence);
         let bytes = self
             .backend
@@ -392,9 +392,10 @@ impl GatewayProtocol for SolaFileDrop {
 
     async fn fetch_rejected_results(
         &self,
-        sequence: SequenceNumber,
+        batch: &BatchRef,
         line_count: u64,
     ) -> Result<RejectedAnswer> {
+        let sequence = batch.sequence;
         let path = Self::path(FileKind::Response, sequence);
         let bytes = match self.backend.get(&path).await {
             Ok(b) => b,
@@ -451,7 +452,10 @@ impl GatewayProtocol for SolaFileDrop {
             }
         }
         let triggered = found.contains(&Self::path(FileKind::Process, sequence));
-        let answered = matches!(self.poll(sequence).await?, PollResult::Done(_));
+        let answered = matches!(
+            self.poll(&BatchRef::new(sequence)).await?,
+            PollResult::Done(_)
+        );
         Ok(Inspection {
             triggered: Some(triggered),
             answered: Some(answered),
@@ -459,7 +463,8 @@ impl GatewayProtocol for SolaFileDrop {
         })
     }
 
-    async fn cleanup(&self, sequence: SequenceNumber) -> Result<()> {
+    async fn cleanup(&self, batch: &BatchRef) -> Result<()> {
+        let sequence = batch.sequence;
         for kind in [FileKind::Response, FileKind::Complete] {
             let path = Self::path(kind, sequence);
             self.backend
@@ -497,6 +502,10 @@ mod tests {
 
     fn seq(n: u32) -> SequenceNumber {
         SequenceNumber::new(n).unwrap()
+    }
+
+    fn batch(n: u32) -> BatchRef {
+        BatchRef::new(seq(n))
     }
 
     #[tokio::test]
@@ -555,7 +564,7 @@ mod tests {
             .unwrap();
         assert_eq!(&request().await[..], rotated);
         // Once triggered, the file the gateway has is kept.
-        sola.trigger(seq(3), 1).await.unwrap();
+        sola.trigger(&batch(3), 1).await.unwrap();
         sola.upload(seq(3), Bytes::from_static(ours)).await.unwrap();
         assert_eq!(&request().await[..], rotated);
         assert!(matches!(
@@ -567,9 +576,9 @@ mod tests {
     #[tokio::test]
     async fn poll_reads_the_verdict() {
         let (_t, backend, sola) = drop_and_sola().await;
-        assert_eq!(sola.poll(seq(4)).await.unwrap(), PollResult::Pending);
+        assert_eq!(sola.poll(&batch(4)).await.unwrap(), PollResult::Pending);
         backend.put("Response/COMPLETE_4.KVP", Bytes::from_static(b"xResult=E&xStatus=Error&xError=Bad+key&xProcessedCount=0&xSequenceNumber=4\r\n")).await.unwrap();
-        let PollResult::Done(v) = sola.poll(seq(4)).await.unwrap() else {
+        let PollResult::Done(v) = sola.poll(&batch(4)).await.unwrap() else {
             panic!("pending")
         };
         assert_eq!(
@@ -584,7 +593,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            sola.poll(seq(5)).await.unwrap(),
+            sola.poll(&batch(5)).await.unwrap(),
             PollResult::Pending,
             "a COMPLETE for another number is not this batch's answer"
         );
@@ -612,17 +621,17 @@ mod tests {
                 .await
                 .unwrap();
             for _ in 0..*polls {
-                let got = sola.poll(seq(8)).await.unwrap();
+                let got = sola.poll(&batch(8)).await.unwrap();
                 assert_eq!(matches!(got, PollResult::Done(_)), *done, "{bytes:?}");
             }
         }
         // The same unterminated bytes on the next poll: a gateway that writes no final newline.
-        let PollResult::Done(v) = sola.poll(seq(8)).await.unwrap() else {
+        let PollResult::Done(v) = sola.poll(&batch(8)).await.unwrap() else {
             panic!("a stable COMPLETE without a final newline is a verdict")
         };
         assert!(v.success);
         backend.put(path, Bytes::from_static(whole)).await.unwrap();
-        let PollResult::Done(v) = sola.poll(seq(8)).await.unwrap() else {
+        let PollResult::Done(v) = sola.poll(&batch(8)).await.unwrap() else {
             panic!("a whole COMPLETE is a verdict at once")
         };
         assert_eq!((v.success, v.processed_count), (true, Some(2)));
@@ -670,7 +679,7 @@ mod tests {
                 .put("Response/RESPONSE_9.KVP", Bytes::copy_from_slice(body))
                 .await
                 .unwrap();
-            let got = sola.fetch_results(seq(9), 2).await;
+            let got = sola.fetch_results(&batch(9), 2).await;
             match (expected, got) {
                 (Ok(()), Ok(lines)) => {
                     assert_eq!(lines.iter().map(|l| l.index).collect::<Vec<_>>(), [0, 1]);
@@ -711,7 +720,7 @@ mod tests {
                     .await
                     .unwrap();
             }
-            let got = sola.fetch_rejected_results(seq(9), 3).await.unwrap();
+            let got = sola.fetch_rejected_results(&batch(9), 3).await.unwrap();
             assert_eq!(got.answer, *answer, "{body:?}");
             assert_eq!(
                 got.lines.iter().map(|l| l.index).collect::<Vec<_>>(),
@@ -727,7 +736,7 @@ mod tests {
             }
         }
         // A processed batch still needs every line.
-        assert!(sola.fetch_results(seq(9), 4).await.is_err());
+        assert!(sola.fetch_results(&batch(9), 4).await.is_err());
     }
 
     #[tokio::test]
@@ -744,8 +753,8 @@ mod tests {
                 .await
                 .unwrap();
         }
-        sola.cleanup(seq(2)).await.unwrap();
-        sola.cleanup(seq(2)).await.unwrap();
+        sola.cleanup(&batch(2)).await.unwrap();
+        sola.cleanup(&batch(2)).await.unwrap();
         let mut left: Vec<String> = backend
             .list("Response")
             .await

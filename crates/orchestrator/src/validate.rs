@@ -84,7 +84,7 @@ impl<'a> Validator<'a> {
             if let Err(e) = crate::aps::check_input(&fields, a.aps_currency()) {
                 problems.push(e.to_string());
             }
-            let limit = crate::aps::ApsAccountConfig::MAX_FILE_BYTES as u64;
+            let limit = a.aps_max_file_bytes();
             if crate::aps::header_size() + crate::aps::row_size_bound(&fields) > limit {
                 problems.push(format!(
                     "line could be larger than the APS batch file limit of {limit} bytes"

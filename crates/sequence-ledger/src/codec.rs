@@ -305,6 +305,7 @@ mod tests {
         assert_eq!(rec.verdict.as_ref().unwrap().processed_count, Some(1));
         assert_eq!(rec.complete_fields, None);
         assert_eq!(rec.external_reference, None);
+        assert_eq!(rec.gateway_batch_id, None);
         // And a record with them round-trips.
         let mut with = rec.clone();
         with.complete_fields = Some(crate::CompleteFields {
@@ -312,6 +313,7 @@ mod tests {
             extra: vec![("xFormat".into(), "KVP".into())],
         });
         with.external_reference = Some("pb-acme-3".into());
+        with.gateway_batch_id = Some("1234567890".into());
         let again = decode_batch(&encode_batch(&with).unwrap(), String::new).unwrap();
         assert_eq!(again, with);
         // Missing parts of `complete_fields` default too.

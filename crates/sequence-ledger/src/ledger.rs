@@ -419,6 +419,7 @@ impl Ledger {
             note: None,
             external_reference: new.external_reference.clone(),
             per_line_answer: None,
+            gateway_batch_id: None,
         };
         let key = codec::batch_key(account, seq);
         let encoded = codec::encode_batch(&record)?;
@@ -584,6 +585,9 @@ impl Ledger {
             }
             Transition::Abandoned { reason } | Transition::MarkedUnknown { reason } => {
                 record.note = Some(reason)
+            }
+            Transition::RequestUploadedAs { gateway_batch_id } => {
+                record.gateway_batch_id = Some(gateway_batch_id);
             }
             _ => {}
         }

@@ -141,6 +141,13 @@ pub struct BatchRecord {
     /// collection and in records written before this field existed.
     #[serde(default)]
     pub per_line_answer: Option<PerLineAnswer>,
+    /// The gateway's own id for the uploaded batch (APS: the upload answer's `batch_id`),
+    /// recorded with the `RequestUploaded` step ([`crate::Transition::RequestUploadedAs`]) and
+    /// sent back on every later call about the batch. `None` for gateways without one, when
+    /// the gateway did not give one, and in records written before this field existed (it
+    /// defaults when absent).
+    #[serde(default)]
+    pub gateway_batch_id: Option<String>,
 }
 
 /// What a batch's per-line answer (Sola: `RESPONSE_X`) held when the batch was collected. For

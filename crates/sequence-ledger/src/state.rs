@@ -18,7 +18,7 @@ pub enum Outcome {
 ///
 /// | from | to | asked with |
 /// |---|---|---|
-/// | `Reserved` | `RequestUploaded` | [`Transition::RequestUploaded`] |
+/// | `Reserved` | `RequestUploaded` | [`Transition::RequestUploaded`], or [`Transition::RequestUploadedAs`] with the gateway's batch id |
 /// | `RequestUploaded` | `Triggered` | [`Transition::Triggered`] (also checked for order, see below) |
 /// | `Triggered` | `Completed(Success \| GatewayError)` | [`Transition::Completed`] |
 /// | `Triggered` | `Stuck` | [`Transition::Stuck`] (no COMPLETE by the deadline) |
@@ -244,6 +244,13 @@ impl CompleteFields {
 pub enum Transition {
     /// `REQUEST_X` written and verified.
     RequestUploaded,
+    /// `REQUEST_X` written and verified, and the gateway named the uploaded batch (APS:
+    /// `batch_id`): the same step as [`Transition::RequestUploaded`], and the id is stored as
+    /// [`crate::BatchRecord::gateway_batch_id`] in the same write.
+    RequestUploadedAs {
+        /// The gateway's id for the batch, as it sent it.
+        gateway_batch_id: String,
+    },
     /// `PROCESS_X` written.
     Triggered,
     /// `COMPLETE_X` seen, with its verdict (the rest of COMPLETE is not recorded).
@@ -280,7 +287,9 @@ impl Transition {
     /// The state this step leads to.
     pub fn target(&self) -> BatchState {
         match self {
-            Transition::RequestUploaded => BatchState::RequestUploaded,
+            Transition::RequestUploaded | Transition::RequestUploadedAs { .. } => {
+                BatchState::RequestUploaded
+            }
             Transition::Triggered => BatchState::Triggered,
             Transition::Completed(v) | Transition::CompletedWith(v, _) => {
                 BatchState::Completed(v.outcome)
@@ -454,6 +463,10 @@ mod tests {
             Abandoned
         );
         assert_eq!(Transition::Cleaned.target(), Cleaned);
+        let uploaded = Transition::RequestUploadedAs {
+            gateway_batch_id: "7".into(),
+        };
+        assert_eq!(uploaded.target(), RequestUploaded);
         let with =
             Transition::CompletedWith(Verdict::new(OK, "Success"), CompleteFields::default());
         assert_eq!(with.target(), Completed(OK));

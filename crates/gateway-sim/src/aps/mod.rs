@@ -1,8 +1,13 @@
 //! A simulator of the Amazon Payment Services batch service, for tests and demos.
 //!
 //! It serves `POST /FortAPI/upload/` (multipart: the CSV file plus signed fields) and
-//! `POST /FortAPI/batchApi/` (`GET_BATCH_RESULTS`, `PROCESS_BATCH`, JSON) on 127.0.0.1, with
-//! the codes of PROTOCOL.md section 3a. Validation and processing are asynchronous: results
+//! `POST /FortAPI/batchApi/` (`GET_BATCH_RESULTS`, `PROCESS_BATCH`, JSON) on 127.0.0.1. Two
+//! readings of the service ([`ReferenceMode`]): the published reference (PROTOCOL.md §3b, the
+//! default: a validated batch answers `70000`, `Line_Number` counts the header row as line 1)
+//! and the assumptions of §3a (`76000`, data rows from 1). Per-line results come in the signed
+//! JSON answer or as a plain CSV body ([`ResultsForm`]); some lines can be left unsettled
+//! (statuses 15, 19, 20, 40); `PROCESS_BATCH` can be served on its own path; `batch_id` is
+//! checked when sent. Validation and processing are asynchronous: results
 //! answer "still validating" (70138) and "still processing" (70140) a configured number of
 //! times (knobs: latency, forced validation failure, tampered
 //! signatures, HTTP 503s, lost answers, result order). Validation checks the header, commands, unique `merchant_reference`, amounts and the
@@ -37,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+mod answer;
 mod error;
 mod journal;
 mod multipart;
@@ -48,7 +54,8 @@ mod validate;
 pub use error::{Error, Result};
 pub use journal::ApsJournalEntry;
 pub use options::{
-    ApsKnobs, ApsMerchant, ApsSimOptions, LostAnswer, ResultOrder, TamperMode, ValidationMode,
+    ApsKnobs, ApsMerchant, ApsSimOptions, LostAnswer, ReferenceMode, ResultOrder, ResultsForm,
+    TamperMode, UploadSignature, ValidationMode,
 };
 pub use server::{ApsSim, ApsSimHandle};
 pub use signature::{ShaType, signature};

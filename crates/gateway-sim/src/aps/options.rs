@@ -23,6 +23,48 @@ pub struct ApsMerchant {
     pub sha_type: ShaType,
 }
 
+/// Which reading of the service the simulator follows (PROTOCOL.md §3a and §3b).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReferenceMode {
+    /// As the vendor's published reference shows (§3b, the default): a validated batch answers
+    /// `70000` (not `76000`), and `Line_Number` counts the header row as line 1 (the first
+    /// data row is 2).
+    #[default]
+    Published,
+    /// As section 3a assumed: a validated batch answers `76000`, data rows are numbered from 1.
+    Assumed3a,
+}
+
+impl ReferenceMode {
+    /// `Line_Number` of the file's first data row: 2 (published) or 1 (3a).
+    pub fn line_number_offset(self) -> u64 {
+        match self {
+            Self::Published => 2,
+            Self::Assumed3a => 1,
+        }
+    }
+}
+
+/// How processed per-line results travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResultsForm {
+    /// Inside the signed JSON answer, as the `batch_results` CSV text (3a).
+    #[default]
+    Json,
+    /// As the whole answer: a `text/csv` body, unsigned (the published example is plain CSV).
+    CsvBody,
+}
+
+/// Whether the upload's signature covers the file part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UploadSignature {
+    /// Every field but `signature` and the file (3a).
+    #[default]
+    Excluded,
+    /// Also the file's text, as the value of a `file` parameter.
+    Content,
+}
+
 /// How validation behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ValidationMode {
@@ -86,6 +128,20 @@ pub struct ApsKnobs {
     pub result_order: ResultOrder,
     /// Lose the answer of the next such operation (one-shot; reset after use).
     pub lose_answer: Option<LostAnswer>,
+    /// Lines whose amount's minor units end in these two digits are left unsettled: their
+    /// status is, by line, one of `15` uncertain, `19` pending, `20` on hold, `40` in review.
+    pub unsettled_cents: Option<u64>,
+    /// How processed per-line results travel.
+    pub results_form: ResultsForm,
+    /// `GET_BATCH_RESULTS` and `PROCESS_BATCH` without `batch_id` are refused (`x1001`).
+    /// A `batch_id` that is not the batch's is always refused (`x1002`).
+    pub require_batch_id: bool,
+    /// A validated batch's answer lists every line (`Line_Number`, `merchant_reference`,
+    /// `response_code` = the answer's code): per-line rows that are not transaction results.
+    pub validation_rows: bool,
+    /// `GET_BATCH_RESULTS` answers leave out `transactions_count` (the published parameter
+    /// list has it; a service that does not send it must not be taken at its word).
+    pub omit_transactions_count: bool,
 }
 
 /// Everything [`super::ApsSim::start`] needs.
@@ -107,6 +163,16 @@ pub struct ApsSimOptions {
     pub seed: u64,
     /// Failure knobs at start.
     pub knobs: ApsKnobs,
+    /// Which reading of the service to follow (default: the published reference).
+    pub reference: ReferenceMode,
+    /// When set, `PROCESS_BATCH` is served only at this path (the older reference gives the
+    /// Process step its own URL) and refused on the batchApi path (`00004`).
+    pub process_path: Option<String>,
+    /// Whether upload signatures must cover the file.
+    pub upload_signature: UploadSignature,
+    /// Header cells of renamed standard columns, as (parameter, cell): the file's header is
+    /// read back to parameter names before validation.
+    pub header_names: Vec<(String, String)>,
 }
 
 impl Default for ApsSimOptions {
@@ -120,6 +186,10 @@ impl Default for ApsSimOptions {
             decline_cents: 51,
             seed: 7,
             knobs: ApsKnobs::default(),
+            reference: ReferenceMode::default(),
+            process_path: None,
+            upload_signature: UploadSignature::default(),
+            header_names: Vec::new(),
         }
     }
 }

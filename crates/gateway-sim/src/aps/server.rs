@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -19,16 +19,19 @@ use super::error::{Error, Result};
 use super::journal::{ApsJournalEntry, Journal};
 use super::multipart;
 use super::options::{
-    ApsKnobs, ApsMerchant, ApsSimOptions, LostAnswer, ResultOrder, TamperMode, ValidationMode,
+    ApsKnobs, ApsMerchant, ApsSimOptions, LostAnswer, ReferenceMode, ResultOrder, ResultsForm,
+    TamperMode, UploadSignature, ValidationMode,
 };
 use super::signature::signature;
-use super::validate::{BatchLine, LineProblem, Validation, validate};
+use super::validate::{BatchLine, LineProblem, Validation, validate_with};
 
-/// One result row: column name and value pairs, `Line_Number` first.
-type Row = Vec<(String, String)>;
+use super::answer::{
+    Answer, FORT_BASE, Request, Row, UNSETTLED, batch_id_of, json, json_params, rejected,
+    result_row, rows_csv, valid_reference,
+};
 
-/// The service's file limit.
-const MAX_FILE: usize = 50 * 1024 * 1024;
+/// The service's file limit ("Max: 50MB", read as 50,000,000 bytes).
+const MAX_FILE: usize = 50_000_000;
 
 /// The APS batch service simulator.
 #[derive(Debug)]
@@ -49,6 +52,10 @@ struct Shared {
     validation_polls: u32,
     processing_polls: u32,
     decline_cents: u64,
+    reference: ReferenceMode,
+    process_path: Option<String>,
+    upload_signature: UploadSignature,
+    header_names: Vec<(String, String)>,
     knobs: Mutex<ApsKnobs>,
     inner: Mutex<Inner>,
 }
@@ -58,14 +65,13 @@ struct Inner {
     batches: HashMap<(String, String), Batch>,
     journal: Journal,
     purchased: HashSet<(String, String)>,
-    next_batch_id: u64,
     next_fort_id: u64,
     rng: fastrand::Rng,
 }
 
 #[derive(Debug)]
 struct Batch {
-    batch_id: u64,
+    batch_id: String,
     validation: Validation,
     phase: Phase,
 }
@@ -100,17 +106,20 @@ impl ApsSim {
         let mut inner = Inner {
             batches: HashMap::new(),
             purchased: HashSet::new(),
-            next_batch_id: 1,
             next_fort_id: 1,
             rng: fastrand::Rng::with_seed(options.seed),
             journal,
         };
-        inner.replay();
+        inner.replay(options.reference.line_number_offset());
         let shared = Arc::new(Shared {
             merchants,
             validation_polls: options.validation_polls,
             processing_polls: options.processing_polls,
             decline_cents: options.decline_cents,
+            reference: options.reference,
+            process_path: options.process_path.clone(),
+            upload_signature: options.upload_signature,
+            header_names: options.header_names.clone(),
             knobs: Mutex::new(options.knobs.clone()),
             inner: Mutex::new(inner),
         });
@@ -124,11 +133,22 @@ impl ApsSim {
             addr: options.bind.to_string(),
             source,
         })?;
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/FortAPI/upload/", post(upload))
             .route("/FortAPI/upload", post(upload))
             .route("/FortAPI/batchApi/", post(batch_api))
-            .route("/FortAPI/batchApi", post(batch_api))
+            .route("/FortAPI/batchApi", post(batch_api));
+        if let Some(path) = &options.process_path {
+            if !path.starts_with('/') || path.starts_with("/FortAPI/") {
+                return Err(Error::Options {
+                    message: format!(
+                        "process_path {path:?} must start with / and not be under /FortAPI/"
+                    ),
+                });
+            }
+            app = app.route(path, post(process_api));
+        }
+        let app = app
             .layer(DefaultBodyLimit::max(MAX_FILE + 1024 * 1024))
             .with_state(Arc::clone(&shared));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -209,8 +229,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    /// Rebuilds processed batches and purchased orders from the journal.
-    fn replay(&mut self) {
+    /// Rebuilds processed batches and purchased orders from the journal; `offset` is the
+    /// `Line_Number` of a file's first data row.
+    fn replay(&mut self, offset: u64) {
         let mut rows: HashMap<(String, String), Vec<Row>> = HashMap::new();
         for e in self.journal.entries() {
             if e.command == "PURCHASE" {
@@ -219,15 +240,14 @@ impl Inner {
             }
             rows.entry((e.merchant_identifier.clone(), e.batch_reference.clone()))
                 .or_default()
-                .push(result_row(e));
+                .push(result_row(e, offset));
             if let Ok(n) = e.fort_id.parse::<u64>() {
                 self.next_fort_id = self.next_fort_id.max(n.saturating_sub(FORT_BASE) + 1);
             }
         }
         for (key, rows) in rows {
             let count = rows.len();
-            let batch_id = self.next_batch_id;
-            self.next_batch_id += 1;
+            let batch_id = batch_id_of(&key.0, &key.1);
             let lines = (0..count).map(|_| placeholder_line()).collect();
             self.batches.insert(
                 key,
@@ -249,82 +269,6 @@ fn placeholder_line() -> BatchLine {
         amount: None,
         currency: None,
         fort_id: None,
-    }
-}
-
-const FORT_BASE: u64 = 169_000_000_000_000_000;
-
-fn result_row(e: &ApsJournalEntry) -> Row {
-    let code = e.response_code.clone();
-    let message = if code.ends_with("000") {
-        "Success".to_owned()
-    } else if code.ends_with("007") {
-        "Duplicate order number".to_owned()
-    } else {
-        "Transaction declined".to_owned()
-    };
-    vec![
-        ("Line_Number".into(), e.line_number.to_string()),
-        ("command".into(), e.command.clone()),
-        ("merchant_reference".into(), e.merchant_reference.clone()),
-        ("response_code".into(), code.clone()),
-        ("response_message".into(), message),
-        ("status".into(), code.get(..2).unwrap_or("").to_owned()),
-        ("fort_id".into(), e.fort_id.clone()),
-        (
-            "amount".into(),
-            e.amount.map(|a| a.to_string()).unwrap_or_default(),
-        ),
-        ("currency".into(), e.currency.clone().unwrap_or_default()),
-    ]
-}
-
-/// A request after its parameters were read, before they were checked.
-struct Request {
-    params: Vec<(String, String)>,
-    file: Option<Vec<u8>>,
-}
-
-impl Request {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// An answer: members in order; signed at the end.
-struct Answer {
-    members: Map<String, Value>,
-}
-
-impl Answer {
-    fn echo(req: &Request) -> Self {
-        let mut members = Map::new();
-        for (k, v) in &req.params {
-            if k != "signature" {
-                members.insert(k.clone(), Value::String(v.clone()));
-            }
-        }
-        Self { members }
-    }
-
-    fn code(mut self, status: u8, message: u16, text: &str) -> Self {
-        self.members.insert(
-            "response_code".into(),
-            Value::String(format!("{status:02}{message:03}")),
-        );
-        self.members
-            .insert("response_message".into(), Value::String(text.to_owned()));
-        self.members
-            .insert("status".into(), Value::String(format!("{status:02}")));
-        self
-    }
-
-    fn with(mut self, key: &str, value: Value) -> Self {
-        self.members.insert(key.to_owned(), value);
-        self
     }
 }
 
@@ -357,32 +301,42 @@ async fn upload(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
     })
 }
 
+/// `PROCESS_BATCH` on its own path (`ApsSimOptions::process_path`).
+async fn process_api(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    if let Some(early) = sim.before().await {
+        return early;
+    }
+    let Some(params) = json_params(&body) else {
+        return (StatusCode::BAD_REQUEST, "expected a JSON object").into_response();
+    };
+    let req = Request { params, file: None };
+    let given = req.get("batch_id").map(str::to_owned);
+    sim.answer(&req, "PROCESS_BATCH", |m, r, a| {
+        sim.process(m, r, given.as_deref(), a)
+    })
+}
+
 async fn batch_api(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
     if let Some(early) = sim.before().await {
         return early;
     }
-    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&body) else {
+    let Some(params) = json_params(&body) else {
         return (StatusCode::BAD_REQUEST, "expected a JSON object").into_response();
     };
-    let params = object
-        .into_iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s,
-                Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            (k, text)
-        })
-        .collect();
     let req = Request { params, file: None };
     let command = req.get("service_command").unwrap_or("").to_owned();
+    let given = req.get("batch_id").map(str::to_owned);
     match command.as_str() {
-        "GET_BATCH_RESULTS" => {
-            sim.answer(&req, "GET_BATCH_RESULTS", |m, r, a| sim.results(m, r, a))
+        "GET_BATCH_RESULTS" => sim.answer(&req, "GET_BATCH_RESULTS", |m, r, a| {
+            sim.results(m, r, given.as_deref(), a)
+        }),
+        // With a process path configured, PROCESS_BATCH is not served here (00004).
+        "PROCESS_BATCH" if sim.process_path.is_none() => {
+            sim.answer(&req, "PROCESS_BATCH", |m, r, a| {
+                sim.process(m, r, given.as_deref(), a)
+            })
         }
-        "PROCESS_BATCH" => sim.answer(&req, "PROCESS_BATCH", |m, r, a| sim.process(m, r, a)),
-        _ => sim.answer(&req, "GET_BATCH_RESULTS or PROCESS_BATCH", |_, _, a| a),
+        _ => sim.answer(&req, "GET_BATCH_RESULTS", |_, _, a| a),
     }
 }
 
@@ -417,12 +371,17 @@ impl Shared {
             // Unknown merchant: no phrase to sign with; the answer goes out unsigned.
             return json(&answer.code(0, 9, "Invalid merchant identifier").members);
         };
-        let pairs: Vec<(String, String)> = req
+        let mut pairs: Vec<(String, String)> = req
             .params
             .iter()
             .filter(|(k, _)| k != "signature")
             .cloned()
             .collect();
+        if self.upload_signature == UploadSignature::Content
+            && let Some(file) = &req.file
+        {
+            pairs.push(("file".into(), String::from_utf8_lossy(file).into_owned()));
+        }
         let expected = signature(
             &pairs,
             merchant.sha_request_phrase.expose(),
@@ -449,7 +408,10 @@ impl Shared {
     }
 
     fn sign(&self, merchant: &ApsMerchant, answer: Answer) -> Response {
-        let Answer { mut members } = answer;
+        let Answer {
+            mut members,
+            processed,
+        } = answer;
         let pairs: Vec<(String, String)> = members
             .iter()
             .map(|(k, v)| {
@@ -466,7 +428,6 @@ impl Shared {
             merchant.sha_response_phrase.expose(),
             merchant.sha_type,
         );
-        let processed = members.get("response_code").and_then(Value::as_str) == Some("70000");
         let tamper = match lock(&self.knobs).tamper {
             TamperMode::Off => false,
             TamperMode::Every => true,
@@ -485,17 +446,47 @@ impl Shared {
         let lost = match code {
             "50000" => Some(LostAnswer::Upload),
             "72147" => Some(LostAnswer::ProcessBatch),
-            "70000" => Some(LostAnswer::Processed),
+            _ if processed => Some(LostAnswer::Processed),
             _ => None,
         };
-        {
+        let csv_body = {
             let mut knobs = lock(&self.knobs);
             if lost.is_some() && knobs.lose_answer == lost {
                 knobs.lose_answer = None;
                 return (StatusCode::SERVICE_UNAVAILABLE, "simulated lost answer").into_response();
             }
+            processed && knobs.results_form == ResultsForm::CsvBody
+        };
+        if csv_body {
+            // The published example: the results as plain CSV, no JSON, no signature.
+            let text = members
+                .get("batch_results")
+                .and_then(Value::as_str)
+                .unwrap_or("Line_Number\r\n")
+                .to_owned();
+            return (StatusCode::OK, [(header::CONTENT_TYPE, "text/csv")], text).into_response();
         }
         json(&members)
+    }
+
+    /// The `batch_id` check of a command on `batch`: `None` when it passes, else the refusal
+    /// (`status` is the command's failure status, 71 or 73).
+    fn batch_id_refused(
+        &self,
+        batch: &Batch,
+        given: Option<&str>,
+        status: u8,
+        answer: Answer,
+    ) -> std::result::Result<Answer, Answer> {
+        match given {
+            Some(id) if id.trim() != batch.batch_id => {
+                Err(answer.code(status, 2, "Invalid parameter format: batch_id"))
+            }
+            None if lock(&self.knobs).require_batch_id => {
+                Err(answer.code(status, 1, "Missing parameter: batch_id"))
+            }
+            _ => Ok(answer),
+        }
     }
 
     fn upload_checked(
@@ -513,10 +504,12 @@ impl Shared {
         }
         let mut inner = lock(&self.inner);
         let key = (merchant.merchant_identifier.clone(), reference.to_owned());
-        if inner.batches.contains_key(&key) {
-            return answer.code(51, 146, "Batch reference already exists");
+        if let Some(existing) = inner.batches.get(&key) {
+            return answer
+                .code(51, 146, "Batch reference already exists")
+                .with("batch_id", Value::String(existing.batch_id.clone()));
         }
-        let mut validation = validate(file);
+        let mut validation = validate_with(file, &self.header_names);
         if lock(&self.knobs).validation == ValidationMode::FailAll {
             validation = Validation::LinesInvalid {
                 count: validation.count(),
@@ -528,12 +521,11 @@ impl Shared {
                 }],
             };
         }
-        let batch_id = inner.next_batch_id;
-        inner.next_batch_id += 1;
+        let batch_id = batch_id_of(&merchant.merchant_identifier, reference);
         inner.batches.insert(
             key,
             Batch {
-                batch_id,
+                batch_id: batch_id.clone(),
                 validation,
                 phase: Phase::Validating {
                     remaining: self.validation_polls,
@@ -542,20 +534,40 @@ impl Shared {
         );
         answer
             .code(50, 0, "Success")
-            .with("batch_id", Value::String(batch_id.to_string()))
+            .with("batch_id", Value::String(batch_id))
     }
 
-    fn results(&self, merchant: &ApsMerchant, reference: &str, answer: Answer) -> Answer {
+    fn results(
+        &self,
+        merchant: &ApsMerchant,
+        reference: &str,
+        given_batch_id: Option<&str>,
+        answer: Answer,
+    ) -> Answer {
         let mut inner = lock(&self.inner);
-        let stalled = lock(&self.knobs).validation == ValidationMode::Stall;
+        let (stalled, validation_rows, omit_count) = {
+            let knobs = lock(&self.knobs);
+            (
+                knobs.validation == ValidationMode::Stall,
+                knobs.validation_rows,
+                knobs.omit_transactions_count,
+            )
+        };
+        let offset = self.reference.line_number_offset();
         let key = (merchant.merchant_identifier.clone(), reference.to_owned());
         let Some(batch) = inner.batches.get_mut(&key) else {
             return answer.code(71, 141, "Batch reference not found");
         };
-        let count = Value::from(batch.validation.count());
-        let answer = answer
-            .with("transactions_count", count)
-            .with("batch_id", Value::String(batch.batch_id.to_string()));
+        let answer = match self.batch_id_refused(batch, given_batch_id, 71, answer) {
+            Ok(a) => a,
+            Err(refused) => return refused,
+        };
+        let answer = if omit_count {
+            answer
+        } else {
+            answer.with("transactions_count", Value::from(batch.validation.count()))
+        };
+        let answer = answer.with("batch_id", Value::String(batch.batch_id.clone()));
         match batch.phase.clone() {
             Phase::Validating { remaining } if remaining > 0 || stalled => {
                 batch.phase = Phase::Validating {
@@ -569,10 +581,10 @@ impl Shared {
                     _ => Phase::Rejected,
                 };
                 drop(inner);
-                self.results(merchant, reference, answer)
+                self.results(merchant, reference, given_batch_id, answer)
             }
-            Phase::Validated => answer.code(76, 0, "Batch file validated successfully"),
-            Phase::Rejected => rejected(&batch.validation, answer),
+            Phase::Validated => self.validated(&batch.validation, validation_rows, answer),
+            Phase::Rejected => rejected(&batch.validation, offset, answer),
             Phase::Processing { remaining } if remaining > 0 => {
                 batch.phase = Phase::Processing {
                     remaining: remaining - 1,
@@ -581,26 +593,64 @@ impl Shared {
             }
             Phase::Processing { .. } => {
                 match self.run(&mut inner, &merchant.merchant_identifier, reference) {
-                    Ok(rows) => answer
-                        .code(70, 0, "Success")
-                        .with("batch_results", Value::String(rows_csv(&rows))),
+                    Ok(rows) => answer.processed(&rows),
                     Err(e) => {
                         tracing::error!(error = %e, "APS simulator could not journal a batch");
                         answer.code(71, 6, "Technical problem")
                     }
                 }
             }
-            Phase::Processed { rows } => answer
-                .code(70, 0, "Success")
-                .with("batch_results", Value::String(rows_csv(&rows))),
+            Phase::Processed { rows } => answer.processed(&rows),
         }
     }
 
-    fn process(&self, merchant: &ApsMerchant, reference: &str, answer: Answer) -> Answer {
+    /// The answer about a validated batch: `76000` (3a) or `70000` (published), with a row per
+    /// line when the `validation_rows` knob is on.
+    fn validated(&self, validation: &Validation, rows: bool, answer: Answer) -> Answer {
+        let (status, text) = match self.reference {
+            ReferenceMode::Published => (70, "Success"),
+            ReferenceMode::Assumed3a => (76, "Batch file validated successfully"),
+        };
+        let answer = answer.code(status, 0, text);
+        let Validation::Valid(lines) = validation else {
+            return answer;
+        };
+        if !rows || lines.is_empty() {
+            return answer;
+        }
+        let offset = self.reference.line_number_offset();
+        let rows: Vec<Row> = lines
+            .iter()
+            .map(|l| {
+                vec![
+                    (
+                        "Line_Number".into(),
+                        (l.line_number - 1 + offset).to_string(),
+                    ),
+                    ("merchant_reference".into(), l.merchant_reference.clone()),
+                    ("response_code".into(), format!("{status:02}000")),
+                    ("response_message".into(), "Valid".into()),
+                ]
+            })
+            .collect();
+        answer.with("batch_results", Value::String(rows_csv(&rows)))
+    }
+
+    fn process(
+        &self,
+        merchant: &ApsMerchant,
+        reference: &str,
+        given_batch_id: Option<&str>,
+        answer: Answer,
+    ) -> Answer {
         let mut inner = lock(&self.inner);
         let key = (merchant.merchant_identifier.clone(), reference.to_owned());
         let Some(batch) = inner.batches.get_mut(&key) else {
             return answer.code(73, 141, "Batch reference not found");
+        };
+        let answer = match self.batch_id_refused(batch, given_batch_id, 73, answer) {
+            Ok(a) => a,
+            Err(refused) => return refused,
         };
         match batch.phase {
             Phase::Validating { .. } => answer.code(73, 138, "Batch file is still being validated"),
@@ -625,6 +675,8 @@ impl Shared {
             Some(Validation::Valid(lines)) => lines.clone(),
             _ => Vec::new(),
         };
+        let unsettled_cents = lock(&self.knobs).unsettled_cents;
+        let offset = self.reference.line_number_offset();
         let mut entries = Vec::with_capacity(lines.len());
         let mut purchased_now = HashSet::new();
         for line in &lines {
@@ -635,7 +687,13 @@ impl Shared {
                 _ => (8, 9),
             };
             let order = (merchant.to_owned(), line.merchant_reference.clone());
-            let code = if line.command == "PURCHASE"
+            let unsettled = UNSETTLED
+                .get((line.line_number.saturating_sub(1) % 4) as usize)
+                .map_or(15, |(s, _)| *s);
+            let code = if unsettled_cents.is_some_and(|c| line.amount.is_some_and(|a| a % 100 == c))
+            {
+                format!("{unsettled:02}000")
+            } else if line.command == "PURCHASE"
                 && (inner.purchased.contains(&order) || purchased_now.contains(&order))
             {
                 format!("{failed:02}007")
@@ -661,7 +719,7 @@ impl Shared {
                 fort_id: fort_id.to_string(),
             });
         }
-        let mut rows: Vec<Row> = entries.iter().map(result_row).collect();
+        let mut rows: Vec<Row> = entries.iter().map(|e| result_row(e, offset)).collect();
         inner.journal.append(entries)?;
         inner.purchased.extend(purchased_now);
         if lock(&self.knobs).result_order == ResultOrder::Shuffled {
@@ -672,62 +730,4 @@ impl Shared {
         }
         Ok(rows)
     }
-}
-
-fn rejected(validation: &Validation, answer: Answer) -> Answer {
-    match validation {
-        Validation::HeaderInvalid { message, .. } => {
-            answer.code(77, 142, &format!("Invalid batch file header: {message}"))
-        }
-        Validation::LinesInvalid { problems, .. } => {
-            let rows: Vec<Row> = problems
-                .iter()
-                .map(|p| {
-                    vec![
-                        ("Line_Number".into(), p.line_number.to_string()),
-                        ("merchant_reference".into(), p.merchant_reference.clone()),
-                        ("response_code".into(), format!("77{:03}", p.message_code)),
-                        ("response_message".into(), p.message.clone()),
-                    ]
-                })
-                .collect();
-            answer
-                .code(77, 136, "Batch file validation failed")
-                .with("batch_results", Value::String(rows_csv(&rows)))
-        }
-        Validation::Valid(_) => answer.code(76, 0, "Batch file validated successfully"),
-    }
-}
-
-fn rows_csv(rows: &[Row]) -> String {
-    let mut out = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
-    let header: Vec<&str> = rows
-        .first()
-        .map(|r| r.iter().map(|(k, _)| k.as_str()).collect())
-        .unwrap_or_else(|| vec!["Line_Number"]);
-    // Writing into a Vec cannot fail; a failure would only lose rows, which the client detects.
-    let _ = out.write_record(&header);
-    for row in rows {
-        let _ = out.write_record(row.iter().map(|(_, v)| v.as_str()));
-    }
-    String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
-}
-
-fn valid_reference(r: &str) -> bool {
-    !r.is_empty()
-        && r.len() <= 20
-        && r.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-'))
-}
-
-fn json(members: &Map<String, Value>) -> Response {
-    let body = serde_json::to_string(members).unwrap_or_else(|_| "{}".to_owned());
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
 }

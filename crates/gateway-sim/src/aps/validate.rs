@@ -68,15 +68,22 @@ impl Validation {
 
 const REQUIRED: &[&str] = &["command", "merchant_reference"];
 
-/// Validates a whole uploaded file.
+/// Validates a whole uploaded file whose header uses the parameter names.
+#[cfg(test)]
 pub fn validate(file: &[u8]) -> Validation {
+    validate_with(file, &[])
+}
+
+/// [`validate`] for a file whose standard columns may carry other header cells: `renamed`
+/// holds (parameter, cell) pairs; such cells are read as their parameter.
+pub fn validate_with(file: &[u8], renamed: &[(String, String)]) -> Validation {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(file);
     let mut records = reader.records();
-    let header = match records.next() {
-        Some(Ok(h)) => h.iter().map(|c| c.trim().to_owned()).collect::<Vec<_>>(),
+    let raw: Vec<String> = match records.next() {
+        Some(Ok(h)) => h.iter().map(|c| c.trim().to_owned()).collect(),
         _ => {
             return Validation::HeaderInvalid {
                 count: 0,
@@ -84,8 +91,28 @@ pub fn validate(file: &[u8]) -> Validation {
             };
         }
     };
+    let header: Vec<String> = raw
+        .iter()
+        .map(|c| {
+            renamed
+                .iter()
+                .find(|(_, cell)| cell == c)
+                .map_or(c.as_str(), |(parameter, _)| parameter.as_str())
+                .to_owned()
+        })
+        .collect();
     let rows: Vec<Result<csv::StringRecord, csv::Error>> = records.collect();
     let count = rows.len() as u64;
+    // With a template of its own, the service knows a renamed column only by its cell.
+    if let Some((parameter, cell)) = renamed
+        .iter()
+        .find(|(p, c)| p != c && raw.contains(p) && !renamed.iter().any(|(_, other)| other == p))
+    {
+        return Validation::HeaderInvalid {
+            count,
+            message: format!("column {parameter:?} must be named {cell:?}"),
+        };
+    }
     let mut names = HashSet::new();
     for name in &header {
         let valid = !name.is_empty()
@@ -305,6 +332,32 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(2, 7)]
         );
+    }
+
+    #[test]
+    fn renamed_header_cells_are_read_as_their_parameters() {
+        let text = "Command,Merchant Reference,amount,currency\r\nCAPTURE,o1,5,USD\r\n";
+        let renamed = vec![
+            ("command".to_owned(), "Command".to_owned()),
+            (
+                "merchant_reference".to_owned(),
+                "Merchant Reference".to_owned(),
+            ),
+        ];
+        let Validation::Valid(lines) = validate_with(text.as_bytes(), &renamed) else {
+            panic!("renamed header refused")
+        };
+        assert_eq!(lines[0].merchant_reference, "o1");
+        assert!(matches!(
+            validate(text.as_bytes()),
+            Validation::HeaderInvalid { .. }
+        ));
+        // The parameter's own name is not the template's.
+        let plain = "command,merchant_reference,amount,currency\r\nCAPTURE,o1,5,USD\r\n";
+        assert!(matches!(
+            validate_with(plain.as_bytes(), &renamed),
+            Validation::HeaderInvalid { message, .. } if message.contains("must be named")
+        ));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The CSV batch file: one header row of APS parameter names, one row per transaction.
 //!
 //! Inferred from the public documentation (see docs/APS.md): the exact column set, CRLF row
-//! ends, and empty cells for parameters a command does not use. Rows keep the caller's order;
-//! the service's `Line_Number` is the 1-based data row (the header is not counted).
+//! ends, and empty cells for parameters a command does not use. Rows keep the caller's order.
+//! The header cells of the standard parameters can be renamed per account ([`HeaderNames`]):
+//! the template's exact header is not published. How the service numbers rows in its answers
+//! (`Line_Number`) is the account's `line_number_offset`, not this file's business.
 
 use std::fmt;
 
@@ -33,6 +35,10 @@ impl ApsCommand {
             "CAPTURE" => Ok(Self::Capture),
             "REFUND" => Ok(Self::Refund),
             "VOID_AUTHORIZATION" => Ok(Self::VoidAuthorization),
+            "PAYMENT_LINK" => Err(Error::input(
+                "command",
+                "PAYMENT_LINK is not supported yet: its batch template is not published (docs/APS.md, \"Payment links\")",
+            )),
             _ => Err(Error::input(
                 "command",
                 format!(
@@ -85,6 +91,77 @@ pub const COLUMNS: &[&str] = &[
     "eci",
     "fort_id",
 ];
+
+/// The longest header cell [`HeaderNames`] accepts.
+pub const MAX_HEADER_NAME: usize = 64;
+
+/// The batch file's header cells for the standard parameters ([`COLUMNS`]): each parameter's
+/// own name unless renamed. Extra parameters keep their names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderNames {
+    /// (parameter, header cell), only for renamed parameters.
+    renamed: Vec<(String, String)>,
+}
+
+impl HeaderNames {
+    /// Renames standard parameters: `("merchant_reference", "Merchant_Reference")`, ...
+    ///
+    /// # Errors
+    /// [`Error::Input`] (field = the parameter) for a parameter that is not one of
+    /// [`COLUMNS`], a cell that is empty, longer than [`MAX_HEADER_NAME`] or holds anything
+    /// but printable ASCII without `,` and `"`, or two parameters given the same cell.
+    pub fn new<K: AsRef<str>, V: AsRef<str>>(
+        names: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self> {
+        let mut renamed: Vec<(String, String)> = Vec::new();
+        for (k, v) in names {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            if !COLUMNS.contains(&k) {
+                return Err(Error::input(
+                    k,
+                    format!("not a standard batch file column ({})", COLUMNS.join(", ")),
+                ));
+            }
+            let printable = |b: u8| (0x20..0x7f).contains(&b) && b != b',' && b != b'"';
+            if v.is_empty() || v.len() > MAX_HEADER_NAME || !v.bytes().all(printable) {
+                return Err(Error::input(
+                    k,
+                    format!(
+                        "header name must be 1-{MAX_HEADER_NAME} printable ASCII characters without , or \""
+                    ),
+                ));
+            }
+            if renamed.iter().any(|(p, _)| p == k) {
+                return Err(Error::input(k, "renamed twice"));
+            }
+            renamed.push((k.to_owned(), v.to_owned()));
+        }
+        let names = Self { renamed };
+        let mut cells = std::collections::HashSet::new();
+        for c in COLUMNS {
+            if !cells.insert(names.cell(c)) {
+                return Err(Error::input(
+                    *c,
+                    format!("header name {:?} is used twice", names.cell(c)),
+                ));
+            }
+        }
+        Ok(names)
+    }
+
+    /// The header cell of `parameter`.
+    pub fn cell<'a>(&'a self, parameter: &'a str) -> &'a str {
+        self.renamed
+            .iter()
+            .find(|(p, _)| p == parameter)
+            .map_or(parameter, |(_, c)| c.as_str())
+    }
+
+    /// The renamed parameters, as (parameter, cell).
+    pub fn renamed(&self) -> &[(String, String)] {
+        &self.renamed
+    }
+}
 
 /// Card data must never be in a batch file: recurring purchases use `token_name`.
 const REFUSED: &[&str] = &[
@@ -303,6 +380,15 @@ fn check_merchant_reference(reference: &str) -> Result<()> {
 /// file for that; a purchase and its capture go in different batches), [`Error::Csv`] if the
 /// CSV writer fails.
 pub fn write_batch_file(lines: &[ApsTransaction]) -> Result<Vec<u8>> {
+    write_batch_file_with(lines, &HeaderNames::default())
+}
+
+/// [`write_batch_file`] with the standard columns' header cells named by `names`.
+///
+/// # Errors
+/// As [`write_batch_file`]; also [`Error::Input`] when an extra parameter's name equals a
+/// renamed header cell (the header would repeat a column).
+pub fn write_batch_file_with(lines: &[ApsTransaction], names: &HeaderNames) -> Result<Vec<u8>> {
     let mut seen = std::collections::HashSet::with_capacity(lines.len());
     for line in lines {
         if !seen.insert(line.merchant_reference.as_str()) {
@@ -322,7 +408,17 @@ pub fn write_batch_file(lines: &[ApsTransaction]) -> Result<Vec<u8>> {
         message: "cannot write the batch file".to_owned(),
         source: Some(source),
     };
-    out.write_record(&columns).map_err(csv_err)?;
+    let header: Vec<&str> = columns.iter().map(|c| names.cell(c)).collect();
+    let mut cells = std::collections::HashSet::with_capacity(header.len());
+    for cell in &header {
+        if !cells.insert(*cell) {
+            return Err(Error::input(
+                *cell,
+                "the batch file header would repeat this column (an extra parameter has the name of a renamed header)",
+            ));
+        }
+    }
+    out.write_record(&header).map_err(csv_err)?;
     for line in lines {
         out.write_record(columns.iter().map(|c| line.cell(c)))
             .map_err(csv_err)?;
@@ -385,10 +481,15 @@ pub fn split_by_size(
     Ok(runs)
 }
 
-/// The bytes of a batch file's header of the standard [`COLUMNS`] (extra columns are counted
-/// in [`row_size_bound`] of the lines that bring them).
+/// An upper bound of the bytes of a batch file's header of the standard [`COLUMNS`], whatever
+/// [`HeaderNames`] renames them to (each cell at most [`MAX_HEADER_NAME`] bytes, never quoted);
+/// extra columns are counted in [`row_size_bound`] of the lines that bring them.
 pub fn header_size() -> u64 {
-    COLUMNS.iter().map(|c| c.len() as u64 + 1).sum::<u64>() + 1
+    COLUMNS
+        .iter()
+        .map(|c| c.len().max(MAX_HEADER_NAME) as u64 + 1)
+        .sum::<u64>()
+        + 1
 }
 
 /// Room for what the writer adds that the input does not hold: a default `currency` (3),
@@ -679,6 +780,93 @@ mod tests {
                 file.len()
             );
         }
-        assert_eq!(header_size(), write_batch_file(&[]).unwrap().len() as u64);
+        assert!(header_size() >= write_batch_file(&[]).unwrap().len() as u64);
+        // Also with every standard column renamed to the longest name allowed.
+        let long: Vec<(String, String)> = COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    (*c).to_owned(),
+                    format!("{i}{}", "X".repeat(MAX_HEADER_NAME - 1)),
+                )
+            })
+            .collect();
+        let names = HeaderNames::new(long).unwrap();
+        assert_eq!(
+            header_size(),
+            write_batch_file_with(&[], &names).unwrap().len() as u64
+        );
+    }
+
+    #[test]
+    fn payment_links_are_refused_with_the_reason() {
+        for text in ["PAYMENT_LINK", "payment_link"] {
+            let err = ApsCommand::parse(text).unwrap_err().to_string();
+            assert!(
+                err.contains("PAYMENT_LINK is not supported yet") && err.contains("docs/APS.md"),
+                "{err}"
+            );
+        }
+        assert!(
+            ApsCommand::parse("SALE")
+                .unwrap_err()
+                .to_string()
+                .contains("cannot be batched")
+        );
+    }
+
+    #[test]
+    fn header_names_rename_standard_columns_only() {
+        let names = HeaderNames::new([
+            ("merchant_reference", "Merchant Reference"),
+            ("command", "Command"),
+        ])
+        .unwrap();
+        let file = write_batch_file_with(
+            &[tx(&[
+                ("command", "CAPTURE"),
+                ("merchant_reference", "o1"),
+                ("amount", "1"),
+                ("order_description", "x"),
+            ])
+            .unwrap()],
+            &names,
+        )
+        .unwrap();
+        let text = String::from_utf8(file).unwrap();
+        assert!(
+            text.starts_with("Command,Merchant Reference,amount,currency,token_name,customer_email,eci,fort_id,order_description\r\nCAPTURE,o1,100,USD,"),
+            "{text}"
+        );
+        // The default writes today's names.
+        assert_eq!(
+            write_batch_file_with(&[], &HeaderNames::default()).unwrap(),
+            write_batch_file(&[]).unwrap()
+        );
+        let bad: &[&[(&str, &str)]] = &[
+            &[("order_description", "Desc")],
+            &[("amount", "")],
+            &[("amount", "a,b")],
+            &[("amount", "a\"b")],
+            &[("amount", "a\nb")],
+            &[("amount", "Amount"), ("amount", "Amt")],
+            &[("amount", "currency")],
+            &[("amount", "A"), ("currency", "A")],
+        ];
+        for case in bad {
+            assert!(HeaderNames::new(case.iter().copied()).is_err(), "{case:?}");
+        }
+        assert!(HeaderNames::new([("amount", "X".repeat(MAX_HEADER_NAME + 1))]).is_err());
+        // An extra parameter named like a renamed cell would repeat a column.
+        let names = HeaderNames::new([("amount", "note")]).unwrap();
+        let clash = tx(&[
+            ("command", "CAPTURE"),
+            ("merchant_reference", "o1"),
+            ("amount", "1"),
+            ("note", "x"),
+        ])
+        .unwrap();
+        assert!(write_batch_file_with(&[clash], &names).is_err());
     }
 }

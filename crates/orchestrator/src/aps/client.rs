@@ -11,7 +11,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::codes::ResponseCode;
-use super::config::ApsAccountConfig;
+use super::config::{ApsAccountConfig, FileSignature};
 use super::error::{Error, Result};
 use super::reference::BatchReference;
 use super::signature::{json_pairs, sign, verify};
@@ -28,14 +28,33 @@ pub enum UploadOutcome {
         /// The service's id for the file, if it sent one.
         batch_id: Option<String>,
     },
-    /// The reference was uploaded before (code 51146): an earlier attempt got through.
-    AlreadyUploaded,
+    /// The reference was uploaded before (code 51146): an earlier attempt got through, or
+    /// another client used the reference (the caller must tell which).
+    AlreadyUploaded {
+        /// The service's id for the batch it holds, if the answer names it.
+        batch_id: Option<String>,
+    },
+}
+
+/// How an answer came: a JSON object (signed) or a plain CSV of per-line results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerForm {
+    /// A JSON object whose signature verified with the response phrase.
+    SignedJson,
+    /// A `GET_BATCH_RESULTS` answer that is only the per-line results as CSV (`text/csv`, or
+    /// a body that is not JSON, starting with a `Line_Number` header). It carries no code and
+    /// no signature: the client gives it code `70000` and the rows as `batch_results`; it is
+    /// believed only as processed results of a batch this client triggered, joined on
+    /// `Line_Number` and checked against the lines' `merchant_reference`.
+    CsvBody,
 }
 
 /// A verified answer of the service.
 #[derive(Debug, Clone)]
 pub struct ApsAnswer {
-    /// The parsed `response_code`.
+    /// How it came (signed JSON, or an unsigned CSV body).
+    pub form: AnswerForm,
+    /// The parsed `response_code` (`70000` for a CSV body).
     pub code: ResponseCode,
     /// `response_message` as sent.
     pub response_message: String,
@@ -54,6 +73,17 @@ pub struct ApsClient {
     cfg: Arc<ApsAccountConfig>,
 }
 
+impl ApsAnswer {
+    /// The answer's `batch_id` (a JSON string or number), if it carries a non-empty one.
+    pub fn batch_id(&self) -> Option<String> {
+        match self.fields.get("batch_id")? {
+            serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
 impl ApsClient {
     /// Builds the HTTP client (rustls, the configured timeouts; https only unless the
     /// endpoint is a loopback test server).
@@ -65,7 +95,7 @@ impl ApsClient {
         let http = reqwest::Client::builder()
             .timeout(cfg.request_timeout)
             .connect_timeout(cfg.connect_timeout)
-            .https_only(!cfg.endpoint.is_plain_http())
+            .https_only(!cfg.uses_plain_http())
             .build()
             .map_err(|e| Error::Config {
                 account: cfg.account.clone(),
@@ -102,7 +132,7 @@ impl ApsClient {
                 ),
             ));
         }
-        let fields = self.signed_fields(UPLOAD, reference);
+        let fields = self.signed_fields(UPLOAD, reference, None, Some(file));
         let boundary = boundary_for(file);
         // Bytes: each retry clones a handle, not the (up to 50 MB) body.
         let body = bytes::Bytes::from(multipart_body(&boundary, &fields, reference.as_str(), file));
@@ -119,42 +149,53 @@ impl ApsClient {
             })
             .await?;
         if answer.code == ResponseCode::UPLOAD_OK {
-            let batch_id = answer.fields.get("batch_id").map(|v| match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            });
-            Ok(UploadOutcome::Uploaded { batch_id })
+            Ok(UploadOutcome::Uploaded {
+                batch_id: answer.batch_id(),
+            })
         } else if answer.code == ResponseCode::REFERENCE_EXISTS {
-            Ok(UploadOutcome::AlreadyUploaded)
+            Ok(UploadOutcome::AlreadyUploaded {
+                batch_id: answer.batch_id(),
+            })
         } else {
             Err(rejected(UPLOAD, reference, &answer))
         }
     }
 
     /// Step 2 and 4: the batch's status and, when there are any, per-line results.
+    /// `batch_id` (the upload answer's id, when known) is sent with the request and signed.
     ///
     /// # Errors
     /// [`Error::Http`] after the retries, [`Error::BadSignature`], [`Error::Protocol`] for a
     /// malformed answer. Error codes are returned in the answer, not as errors: the caller
     /// classifies them with [`super::BatchPhase`].
-    pub async fn batch_results(&self, reference: &BatchReference) -> Result<ApsAnswer> {
-        self.command(RESULTS, reference).await
+    pub async fn batch_results(
+        &self,
+        reference: &BatchReference,
+        batch_id: Option<&str>,
+    ) -> Result<ApsAnswer> {
+        self.command(RESULTS, reference, batch_id).await
     }
 
-    /// Step 3: asks the service to process a validated batch.
+    /// Step 3: asks the service to process a validated batch (`batch_id` as in
+    /// [`ApsClient::batch_results`]).
     ///
     /// # Errors
     /// As [`ApsClient::batch_results`].
-    pub async fn process(&self, reference: &BatchReference) -> Result<ApsAnswer> {
-        self.command(PROCESS, reference).await
+    pub async fn process(
+        &self,
+        reference: &BatchReference,
+        batch_id: Option<&str>,
+    ) -> Result<ApsAnswer> {
+        self.command(PROCESS, reference, batch_id).await
     }
 
     async fn command(
         &self,
         operation: &'static str,
         reference: &BatchReference,
+        batch_id: Option<&str>,
     ) -> Result<ApsAnswer> {
-        let fields = self.signed_fields(operation, reference);
+        let fields = self.signed_fields(operation, reference, batch_id, None);
         let object: serde_json::Map<String, serde_json::Value> = fields
             .into_iter()
             .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
@@ -168,7 +209,11 @@ impl ApsClient {
                     format!("cannot encode the request: {e}"),
                 )
             })?;
-        let url = self.cfg.endpoint.join(&self.cfg.api_path);
+        let url = if operation == PROCESS {
+            self.cfg.process_url()
+        } else {
+            self.cfg.results_url()
+        };
         self.exchange(operation, reference, || {
             self.http
                 .post(&url)
@@ -178,11 +223,15 @@ impl ApsClient {
         .await
     }
 
-    /// The request fields of `operation`, with their signature last.
+    /// The request fields of `operation` (with `batch_id` when given), signature last. `file`
+    /// is the upload's file: it takes part in the signature only when the account says so
+    /// ([`FileSignature::Content`]), and is never one of the returned fields.
     fn signed_fields(
         &self,
         operation: &str,
         reference: &BatchReference,
+        batch_id: Option<&str>,
+        file: Option<&[u8]>,
     ) -> Vec<(&'static str, String)> {
         let mut fields: Vec<(&'static str, String)> = vec![
             ("service_command", operation.to_owned()),
@@ -191,11 +240,25 @@ impl ApsClient {
             ("batch_reference", reference.as_str().to_owned()),
             ("language", self.cfg.language.clone()),
         ];
-        let signature = sign(
-            &fields,
-            self.cfg.sha_request_phrase.expose(),
-            self.cfg.sha_type,
-        );
+        if let Some(id) = batch_id {
+            fields.push(("batch_id", id.to_owned()));
+        }
+        let signature = match (file, self.cfg.file_signature) {
+            (Some(file), FileSignature::Content) => {
+                let mut signed = fields.clone();
+                signed.push(("file", String::from_utf8_lossy(file).into_owned()));
+                sign(
+                    &signed,
+                    self.cfg.sha_request_phrase.expose(),
+                    self.cfg.sha_type,
+                )
+            }
+            _ => sign(
+                &fields,
+                self.cfg.sha_request_phrase.expose(),
+                self.cfg.sha_type,
+            ),
+        };
         fields.push(("signature", signature));
         fields
     }
@@ -209,15 +272,21 @@ impl ApsClient {
     ) -> Result<ApsAnswer> {
         let mut pause = Duration::from_millis(200);
         let mut attempt = 0u32;
-        let body = loop {
+        let (content_type, body) = loop {
             attempt += 1;
             let last = attempt > self.cfg.retries;
             let failure = match request().send().await {
                 Ok(response) => {
                     let status = response.status();
+                    let content_type = response
+                        .headers()
+                        .get(reqwest::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
                     if status.is_success() {
                         match response.bytes().await {
-                            Ok(bytes) => break bytes,
+                            Ok(bytes) => break (content_type, bytes),
                             Err(e) => (format!("reading the answer: {e}"), Some(e)),
                         }
                     } else if status.is_server_error()
@@ -247,7 +316,11 @@ impl ApsClient {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(5));
         };
-        let answer = self.verified(operation, reference, &body)?;
+        let answer = if is_csv_body(&content_type, &body) {
+            csv_answer(operation, reference, &body)?
+        } else {
+            self.verified(operation, reference, &body)?
+        };
         tracing::debug!(account = %self.cfg.account, %reference, operation, code = %answer.code, "APS answer");
         Ok(answer)
     }
@@ -320,6 +393,7 @@ impl ApsClient {
             _ => None,
         };
         Ok(ApsAnswer {
+            form: AnswerForm::SignedJson,
             code,
             response_message: text("response_message").unwrap_or("").to_owned(),
             transactions_count,
@@ -329,6 +403,59 @@ impl ApsClient {
             fields,
         })
     }
+}
+
+/// Whether an answer is a plain CSV body: said so by its content type, or a body that is not
+/// JSON (its first non-blank character is not `{`).
+fn is_csv_body(content_type: &str, body: &[u8]) -> bool {
+    let csv_type = ["text/csv", "application/csv", "text/comma-separated-values"]
+        .iter()
+        .any(|t| content_type.starts_with(t));
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    csv_type || first.is_some_and(|b| *b != b'{')
+}
+
+/// A CSV body as an answer: only `GET_BATCH_RESULTS` may answer that way, and only with a
+/// `Line_Number` header (anything else is neither JSON nor results).
+fn csv_answer(
+    operation: &'static str,
+    reference: &BatchReference,
+    body: &[u8],
+) -> Result<ApsAnswer> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let text = std::str::from_utf8(body).map_err(|_| {
+        Error::protocol(
+            operation,
+            reference.as_str(),
+            "answer is neither JSON nor UTF-8 CSV",
+        )
+    })?;
+    let first_cell = text
+        .trim_start()
+        .split([',', '\r', '\n'])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches('"');
+    if operation != RESULTS || first_cell != super::results::LINE_NUMBER {
+        return Err(Error::protocol(
+            operation,
+            reference.as_str(),
+            format!(
+                "answer is not JSON and not per-line results (a CSV starting with {})",
+                super::results::LINE_NUMBER
+            ),
+        ));
+    }
+    Ok(ApsAnswer {
+        form: AnswerForm::CsvBody,
+        code: ResponseCode::PROCESSED,
+        response_message: String::new(),
+        transactions_count: None,
+        batch_results: Some(text.trim_start().to_owned()),
+        fields: serde_json::Map::new(),
+    })
 }
 
 fn rejected(operation: &'static str, reference: &BatchReference, answer: &ApsAnswer) -> Error {
@@ -396,6 +523,48 @@ mod tests {
             --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"PB1-x.csv\"\r\nContent-Type: text/csv\r\n\r\n\
             a,b\r\n1,2\r\n\r\n--B--\r\n";
         assert_eq!(String::from_utf8(body).unwrap(), expected);
+    }
+
+    #[test]
+    fn csv_bodies_are_recognised_and_only_as_results() {
+        let reference = BatchReference::for_batch("PB", "acme", 1).unwrap();
+        let cases: &[(&str, &[u8], bool)] = &[
+            ("application/json", b"{\"a\":1}", false),
+            ("application/json", b"  \n{\"a\":1}", false),
+            ("text/csv", b"Line_Number,status\r\n2,14\r\n", true),
+            ("text/csv; charset=utf-8", b"{odd", true),
+            ("", b"Line_Number,status\n2,14\n", true),
+            ("text/plain", b"\xEF\xBB\xBFLine_Number\n", true),
+            ("", b"", false),
+        ];
+        for (content_type, body, csv) in cases {
+            assert_eq!(
+                is_csv_body(content_type, body),
+                *csv,
+                "{content_type} {body:?}"
+            );
+        }
+        let answer = csv_answer(
+            RESULTS,
+            &reference,
+            b"\xEF\xBB\xBF\"Line_Number\",status\r\n2,14\r\n",
+        )
+        .unwrap();
+        assert_eq!(answer.form, AnswerForm::CsvBody);
+        assert_eq!(answer.code, ResponseCode::PROCESSED);
+        assert!(answer.batch_results.unwrap().starts_with("\"Line_Number\""));
+        for (operation, body) in [
+            (RESULTS, &b"status,Line_Number\n14,2\n"[..]),
+            (RESULTS, b"<html>oops</html>"),
+            (PROCESS, b"Line_Number\n2\n"),
+            (UPLOAD, b"Line_Number\n2\n"),
+            (RESULTS, b"Line_Number\n\xFF\n"),
+        ] {
+            assert!(
+                csv_answer(operation, &reference, body).is_err(),
+                "{operation} {body:?}"
+            );
+        }
     }
 
     #[test]

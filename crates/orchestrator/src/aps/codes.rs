@@ -29,7 +29,8 @@ impl ResponseCode {
     pub const PROCESS_ACCEPTED: Self = Self::new(72, 147);
     /// Results: processing has not finished.
     pub const STILL_PROCESSING: Self = Self::new(70, 140);
-    /// Results: processing finished; `batch_results` has a row per line.
+    /// Results available: processing finished with a row per line, or (the published
+    /// reference) validation passed. Told apart by the rows (see `BatchPhase::Processed`).
     pub const PROCESSED: Self = Self::new(70, 0);
     /// The request's signature did not verify at the service.
     pub const SIGNATURE_MISMATCH: Self = Self::new(0, 8);
@@ -55,6 +56,13 @@ impl ResponseCode {
     }
 }
 
+/// Whether a 2-digit status is a transaction's (a per-line result: 14 purchase success, 19
+/// pending, ...) rather than a batch step's (50/51 upload, 70/71 results, 72/73 processing,
+/// 76/77 validation). Only rows with transaction statuses can be processed results.
+pub fn is_transaction_status(status: u8) -> bool {
+    !matches!(status, 50 | 51 | 70..=77)
+}
+
 impl fmt::Display for ResponseCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:02}{:03}", self.status, self.message)
@@ -72,7 +80,9 @@ pub enum BatchPhase {
     ValidationFailed,
     /// 140: processing still running.
     Processing,
-    /// 70000: processed; per-line results are in the answer.
+    /// 70000: "results available" — after processing, or (published reference) after
+    /// validation. Processed only when the answer carries per-line transaction rows; the
+    /// client decides that from the rows, not from this code alone.
     Processed,
     /// 141: the service does not know the reference (never uploaded, or expired).
     UnknownReference,
@@ -95,6 +105,18 @@ impl BatchPhase {
     }
 }
 
+/// The 2-digit status of a request the service refused outright ("Invalid request"): nothing
+/// was done, whatever the command.
+pub const INVALID_REQUEST: u8 = 0;
+
+/// Transaction statuses that leave a line's fate open (PROTOCOL.md §3b): money may have moved.
+pub const UNSETTLED_STATUSES: [(u8, &str); 4] = [
+    (15, "uncertain"),
+    (19, "pending"),
+    (20, "on hold"),
+    (40, "in review"),
+];
+
 /// The outcome of one processed line, from its 2-digit status and the line's command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineOutcome {
@@ -102,8 +124,12 @@ pub enum LineOutcome {
     Approved,
     /// The command's failure status (13, 05, 07, 09).
     Declined,
-    /// Any other status (invalid request, uncertain, pending, ...).
+    /// The service refused the request (status 00, invalid request): nothing was done.
     Error,
+    /// Any other status — unsettled (15 uncertain, 19 pending, 20 on hold, 40 in review),
+    /// another command's status, one we do not know — or none: the line's fate is not known
+    /// and money may have moved (PROTOCOL.md decision 11). Never to be sent again.
+    Unknown,
 }
 
 impl LineOutcome {
@@ -115,17 +141,20 @@ impl LineOutcome {
             Self::Approved
         } else if status == failed {
             Self::Declined
-        } else {
+        } else if status == INVALID_REQUEST {
             Self::Error
+        } else {
+            Self::Unknown
         }
     }
 
-    /// The merged output's word: `approved`, `declined`, `error`.
+    /// The merged output's word: `approved`, `declined`, `error`, `unknown`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Approved => "approved",
             Self::Declined => "declined",
             Self::Error => "error",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -179,13 +208,29 @@ mod tests {
     }
 
     #[test]
+    fn transaction_statuses() {
+        for s in [0, 4, 13, 14, 15, 19, 20, 40, 99] {
+            assert!(is_transaction_status(s), "{s}");
+        }
+        for s in [50, 51, 70, 71, 72, 73, 76, 77] {
+            assert!(!is_transaction_status(s), "{s}");
+        }
+    }
+
+    #[test]
     fn outcomes() {
         use ApsCommand::*;
         let cases: &[(ApsCommand, u8, LineOutcome)] = &[
             (Purchase, 14, LineOutcome::Approved),
             (Purchase, 13, LineOutcome::Declined),
-            (Purchase, 4, LineOutcome::Error),
-            (Purchase, 15, LineOutcome::Error),
+            // Another command's status, or an unsettled one: not known (was Error).
+            (Purchase, 4, LineOutcome::Unknown),
+            (Purchase, 15, LineOutcome::Unknown),
+            (Capture, 19, LineOutcome::Unknown),
+            (Refund, 20, LineOutcome::Unknown),
+            (VoidAuthorization, 40, LineOutcome::Unknown),
+            (Capture, 99, LineOutcome::Unknown),
+            (Purchase, 0, LineOutcome::Error),
             (Capture, 4, LineOutcome::Approved),
             (Capture, 5, LineOutcome::Declined),
             (Refund, 6, LineOutcome::Approved),

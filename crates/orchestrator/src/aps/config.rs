@@ -5,9 +5,66 @@ use std::time::Duration;
 
 use kvp_format::Secret;
 
+use super::batch_file::HeaderNames;
 use super::currency::Currency;
 use super::error::{Error, Result};
 use super::signature::ShaType;
+
+/// Checks a service URL: `https` unless the host is a loopback address (test servers), no
+/// query, fragment or user info. `key` names the setting in errors.
+fn checked_url(account: &str, key: &str, url: &str) -> Result<url::Url> {
+    let bad = |message: String| Error::Config {
+        account: account.to_owned(),
+        key: key.to_owned(),
+        message,
+    };
+    let parsed = url::Url::parse(url).map_err(|e| bad(format!("{url:?}: {e}")))?;
+    if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
+        return Err(bad(
+            "must not have a query, fragment or user info".to_owned()
+        ));
+    }
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => return Err(bad(format!("{url:?} has no host"))),
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(bad(
+                "plain http is only allowed for loopback test servers".to_owned()
+            ));
+        }
+        other => return Err(bad(format!("unsupported scheme {other:?}"))),
+    }
+    Ok(parsed)
+}
+
+/// Whether the upload's signature covers the file part. The published reference does not say
+/// (PROTOCOL.md §3b); section 3a assumed it does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileSignature {
+    /// The signature covers every field but `signature` and the file part (3a; the default).
+    #[default]
+    Excluded,
+    /// The file's content, as UTF-8 text, takes part as the value of a `file` parameter,
+    /// sorted with the other fields.
+    Content,
+}
+
+impl FileSignature {
+    /// The setting's spelling: `excluded` or `content`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Excluded => "excluded",
+            Self::Content => "content",
+        }
+    }
+}
 
 /// The service's base URL, checked: `https` unless the host is a loopback address (test
 /// servers), no query or fragment.
@@ -23,34 +80,7 @@ impl Endpoint {
     /// [`Error::Config`] (key `endpoint`) for an unparsable URL, a scheme other than https
     /// (http only for 127.0.0.0/8, `::1` and `localhost`), a query, fragment or user info.
     pub fn parse(account: &str, url: &str) -> Result<Self> {
-        let bad = |message: String| Error::Config {
-            account: account.to_owned(),
-            key: "endpoint".to_owned(),
-            message,
-        };
-        let parsed = url::Url::parse(url).map_err(|e| bad(format!("{url:?}: {e}")))?;
-        if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty()
-        {
-            return Err(bad(
-                "must not have a query, fragment or user info".to_owned()
-            ));
-        }
-        let loopback = match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            None => return Err(bad(format!("{url:?} has no host"))),
-        };
-        match parsed.scheme() {
-            "https" => {}
-            "http" if loopback => {}
-            "http" => {
-                return Err(bad(
-                    "plain http is only allowed for loopback test servers".to_owned()
-                ));
-            }
-            other => return Err(bad(format!("unsupported scheme {other:?}"))),
-        }
+        let parsed = checked_url(account, "endpoint", url)?;
         Ok(Self {
             base: parsed.as_str().trim_end_matches('/').to_owned(),
         })
@@ -64,6 +94,30 @@ impl Endpoint {
     /// Whether requests may go over plain http (loopback only).
     pub fn is_plain_http(&self) -> bool {
         self.base.starts_with("http://")
+    }
+}
+
+impl ApsAccountConfig {
+    /// The URL of `GET_BATCH_RESULTS`: `{endpoint}{api_path}`.
+    pub fn results_url(&self) -> String {
+        self.endpoint.join(&self.api_path)
+    }
+
+    /// The URL of `PROCESS_BATCH`: [`ApsAccountConfig::process_url`] if set, else the
+    /// batchApi URL.
+    pub fn process_url(&self) -> String {
+        self.process_url
+            .clone()
+            .unwrap_or_else(|| self.results_url())
+    }
+
+    /// Whether any request may go over plain http (a loopback test server).
+    pub fn uses_plain_http(&self) -> bool {
+        self.endpoint.is_plain_http()
+            || self
+                .process_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http://"))
     }
 }
 
@@ -114,8 +168,20 @@ pub struct ApsAccountConfig {
     pub poll_interval: Duration,
     /// Longest pause between two polls.
     pub max_poll_interval: Duration,
-    /// Largest batch file (the service's limit is 50 MB).
+    /// Largest batch file (the service's limit, "Max: 50MB", read as 50,000,000 bytes).
     pub max_file_bytes: usize,
+    /// Full URL of `PROCESS_BATCH` when it is not `{endpoint}{api_path}` (the older reference
+    /// gives the sandbox Process step its own host). `None`: the batchApi URL.
+    pub process_url: Option<String>,
+    /// Whether the upload's signature covers the file (default: not, as in 3a).
+    pub file_signature: FileSignature,
+    /// The batch file's header cells for the standard parameters (default: the parameter
+    /// names themselves, [`super::COLUMNS`]).
+    pub header_names: HeaderNames,
+    /// `Line_Number` of the file's first data row in the service's per-line results and
+    /// validation reasons: 2 when the header row counts as line 1 (the published example, the
+    /// default), 1 when data rows are numbered from 1 (3a).
+    pub line_number_offset: u64,
     /// Start of every `batch_reference` (0-4 characters; change it after recreating a ledger).
     pub reference_prefix: String,
     /// How long `trigger` waits for validation to finish before giving up (the batch stays
@@ -124,8 +190,11 @@ pub struct ApsAccountConfig {
 }
 
 impl ApsAccountConfig {
-    /// The service's file limit.
-    pub const MAX_FILE_BYTES: usize = 50 * 1024 * 1024;
+    /// The service's file limit: "Max: 50MB", read as 50,000,000 bytes (the smaller reading).
+    pub const MAX_FILE_BYTES: usize = 50_000_000;
+
+    /// The default [`ApsAccountConfig::line_number_offset`]: the header row is line 1.
+    pub const LINE_NUMBER_OFFSET: u64 = 2;
 
     /// A configuration with the defaults for everything but the credentials.
     ///
@@ -158,6 +227,10 @@ impl ApsAccountConfig {
             poll_interval: Duration::from_secs(2),
             max_poll_interval: Duration::from_secs(30),
             max_file_bytes: Self::MAX_FILE_BYTES,
+            process_url: None,
+            file_signature: FileSignature::Excluded,
+            header_names: HeaderNames::default(),
+            line_number_offset: Self::LINE_NUMBER_OFFSET,
             reference_prefix: "PB".to_owned(),
             validation_timeout: Duration::from_secs(30 * 60),
         };
@@ -193,7 +266,19 @@ impl ApsAccountConfig {
             return bad("language", "must be en or ar");
         }
         if self.max_file_bytes == 0 || self.max_file_bytes > Self::MAX_FILE_BYTES {
-            return bad("max_file_bytes", "must be 1..=50 MB");
+            return bad(
+                "max_file_bytes",
+                "must be 1..=50000000 (the service's 50 MB)",
+            );
+        }
+        if !(1..=2).contains(&self.line_number_offset) {
+            return bad(
+                "line_number_offset",
+                "must be 1 (data rows numbered from 1) or 2 (the header row is line 1)",
+            );
+        }
+        if let Some(url) = &self.process_url {
+            checked_url(&self.account, "process_url", url)?;
         }
         if super::reference::BatchReference::for_batch(&self.reference_prefix, &self.account, 1)
             .is_err()
@@ -264,5 +349,67 @@ mod tests {
         let mut bad = cfg.clone();
         bad.language = "fr".to_owned();
         assert!(matches!(bad.check(), Err(Error::Config { key, .. }) if key == "language"));
+    }
+
+    fn sample() -> ApsAccountConfig {
+        ApsAccountConfig::new(
+            "acme",
+            "https://sbpaymentservices.payfort.com/",
+            "MID",
+            Secret::new("A".to_owned()),
+            Secret::new("I".to_owned()),
+            Secret::new("O".to_owned()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_of_the_published_reference() {
+        let cfg = sample();
+        assert_eq!(cfg.max_file_bytes, 50_000_000);
+        assert_eq!(cfg.line_number_offset, 2);
+        assert_eq!(cfg.file_signature, FileSignature::Excluded);
+        assert_eq!(cfg.header_names, HeaderNames::default());
+        assert_eq!(
+            cfg.results_url(),
+            "https://sbpaymentservices.payfort.com/FortAPI/batchApi/"
+        );
+        assert_eq!(cfg.process_url(), cfg.results_url());
+    }
+
+    #[test]
+    fn process_url_offset_and_size_are_checked() {
+        let mut cfg = sample();
+        cfg.process_url = Some("https://sbbatch.payfort.com/integration-batch/batchApi/".into());
+        assert!(cfg.check().is_ok());
+        assert_eq!(
+            cfg.process_url(),
+            "https://sbbatch.payfort.com/integration-batch/batchApi/",
+            "kept as given, trailing slash included"
+        );
+        assert!(!cfg.uses_plain_http());
+        type Case = (fn(&mut ApsAccountConfig), &'static str);
+        let cases: &[Case] = &[
+            (
+                |c| c.process_url = Some("http://example.com/p".into()),
+                "process_url",
+            ),
+            (|c| c.process_url = Some("not a url".into()), "process_url"),
+            (|c| c.line_number_offset = 0, "line_number_offset"),
+            (|c| c.line_number_offset = 3, "line_number_offset"),
+            (|c| c.max_file_bytes = 50_000_001, "max_file_bytes"),
+            (|c| c.max_file_bytes = 0, "max_file_bytes"),
+        ];
+        for (change, key) in cases {
+            let mut bad = sample();
+            change(&mut bad);
+            assert!(
+                matches!(bad.check(), Err(Error::Config { key: k, .. }) if k == *key),
+                "{key}"
+            );
+        }
+        let mut local = sample();
+        local.process_url = Some("http://127.0.0.1:9/integration-batch/batchApi/".into());
+        assert!(local.check().is_ok() && local.uses_plain_http());
     }
 }

@@ -3,36 +3,51 @@
 //! | trait step | APS |
 //! |---|---|
 //! | `encode_request` | the CSV batch file (deterministic bytes) |
-//! | `upload` | `UPLOAD_BATCH_FILE`; 51146 = already uploaded (line count checked) |
-//! | `trigger` | `GET_BATCH_RESULTS` until validation is over, then `PROCESS_BATCH` if it passed |
-//! | `poll` | `GET_BATCH_RESULTS` once: 70140 pending, 70000 done, 77xxx failed validation |
-//! | `fetch_results` | `batch_results` joined on `Line_Number` (index = line − 1) |
-//! | `fetch_rejected_results` | after a failed validation: each flagged line's own `response_code`/`response_message` |
+//! | `upload` | `UPLOAD_BATCH_FILE` → its `batch_id`; 51146 = already uploaded, accepted only when the service's line count and every `merchant_reference` it names match this file |
+//! | `trigger` | `GET_BATCH_RESULTS` until validation is over, then `PROCESS_BATCH` (to the Process URL) if it passed |
+//! | `poll` | `GET_BATCH_RESULTS` once: a verdict only from per-line transaction rows (processed) or 77xxx (failed validation); everything else is pending or an error |
+//! | `fetch_results` | per-line rows (JSON `batch_results` or a CSV body) joined on `Line_Number` = index + `line_number_offset`, checked against the lines' `merchant_reference` |
+//! | `fetch_rejected_results` | after a failed validation: each flagged line's own `response_code`/`response_message`, joined the same way |
 //! | `cleanup` | nothing to delete |
+//!
+//! `batch_id` (the upload's) is sent on every `GET_BATCH_RESULTS` and `PROCESS_BATCH` once
+//! the ledger holds it ([`BatchRef`]).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use kvp_format::SequenceNumber;
 
-use super::batch_file::{ApsCommand, ApsTransaction, is_card_data, write_batch_file};
-use super::client::{ApsAnswer, ApsClient, UploadOutcome};
-use super::codes::{BatchPhase, LineOutcome, ResponseCode};
+use super::batch_file::{ApsTransaction, HeaderNames, write_batch_file_with};
+use super::client::{AnswerForm, ApsAnswer, ApsClient, UploadOutcome};
 use super::config::ApsAccountConfig;
-use super::currency::{Currency, MinorUnits};
 use super::error::Error as ApsError;
+use super::reading::{Reading, any_rows, line_fields, read, rejected_lines, validation_summary};
 use super::reference::BatchReference;
-use super::results::{ResultRow, join_complete, parse_batch_results};
+use super::results::{check_references, join_complete, join_partial, parse_batch_results};
 use crate::error::{Error, Result};
 use crate::protocol::{
-    BatchVerdict, GatewayProtocol, LineResult, PollResult, RejectedAnswer, RequestLine,
+    BatchRef, BatchVerdict, GatewayProtocol, LineResult, PollResult, RejectedAnswer, RequestLine,
 };
+
+const RESULTS: &str = "GET_BATCH_RESULTS";
+const UPLOAD: &str = "UPLOAD_BATCH_FILE";
+
+/// The `merchant_reference` of every line of a batch, in line order.
+type LineReferences = Arc<Vec<String>>;
 
 /// One APS merchant account as a gateway protocol.
 #[derive(Debug, Clone)]
 pub struct ApsBatchApi {
     client: ApsClient,
+    /// The lines' `merchant_reference`s of every batch this process encoded or uploaded, by
+    /// number: per-line answers are checked against them (a row about another order is not
+    /// this batch's). Dropped at `cleanup`. A batch finished by a process that never built it
+    /// (`paybatch collect`, a resumed triggered batch) is checked by line numbers and count.
+    lines: Arc<Mutex<HashMap<SequenceNumber, LineReferences>>>,
 }
 
 impl ApsBatchApi {
@@ -47,7 +62,10 @@ impl ApsBatchApi {
             sequence: 0,
             message: e.to_string(),
         })?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            lines: Arc::default(),
+        })
     }
 
     /// The client (for tools that talk to the service directly).
@@ -93,11 +111,39 @@ impl ApsBatchApi {
         }
     }
 
+    fn offset(&self) -> u64 {
+        self.client.config().line_number_offset
+    }
+
+    fn remember(&self, sequence: SequenceNumber, references: Vec<String>) {
+        let mut lines = self
+            .lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        lines.insert(sequence, Arc::new(references));
+    }
+
+    fn remembered(&self, sequence: SequenceNumber) -> Option<LineReferences> {
+        self.lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&sequence)
+            .cloned()
+    }
+
+    fn forget(&self, sequence: SequenceNumber) {
+        self.lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&sequence);
+    }
+
     /// `GET_BATCH_RESULTS` until validation is over (or the validation deadline passes).
     async fn wait_validation(
         &self,
         sequence: SequenceNumber,
         reference: &BatchReference,
+        batch_id: Option<&str>,
     ) -> Result<ApsAnswer> {
         let cfg = self.client.config();
         let started = Instant::now();
@@ -105,10 +151,12 @@ impl ApsBatchApi {
         loop {
             let answer = self
                 .client
-                .batch_results(reference)
+                .batch_results(reference, batch_id)
                 .await
                 .map_err(|e| self.error(sequence, e))?;
-            if BatchPhase::of(answer.code) != BatchPhase::Validating {
+            if read(RESULTS, reference.as_str(), &answer).map_err(|e| self.error(sequence, e))?
+                != Reading::Validating
+            {
                 return Ok(answer);
             }
             let waited = started.elapsed();
@@ -126,125 +174,128 @@ impl ApsBatchApi {
             pause = (pause * 2).min(cfg.max_poll_interval);
         }
     }
-}
 
-/// "line 2: 77004 Invalid command; line 3: ..." (at most 10 lines named).
-fn validation_summary(reference: &str, answer: &ApsAnswer) -> String {
-    let mut text = format!(
-        "validation failed ({} {})",
-        answer.code, answer.response_message
-    );
-    if let Some(rows) = answer
-        .batch_results
-        .as_deref()
-        .and_then(|t| parse_batch_results(reference, t).ok())
-    {
-        let named: Vec<String> = rows
-            .iter()
-            .take(10)
-            .map(|r| {
-                format!(
-                    "line {}: {} {}",
-                    r.line_number,
-                    r.get("response_code").unwrap_or(""),
-                    r.get("response_message").unwrap_or("")
-                )
-            })
-            .collect();
-        if !named.is_empty() {
-            text.push_str(": ");
-            text.push_str(&named.join("; "));
+    /// `51146`: the service already holds a batch under this reference. It is this batch only
+    /// if the service's line count (which must be given) equals this file's, and every
+    /// `merchant_reference` its answer names per line is the one of that line in this file.
+    /// Anything else fails the upload — nothing is sent for this batch — with the way out.
+    async fn check_existing(
+        &self,
+        sequence: SequenceNumber,
+        reference: &BatchReference,
+        batch_id: Option<&str>,
+        ours: &[String],
+    ) -> Result<Option<String>> {
+        let answer = self
+            .client
+            .batch_results(reference, batch_id)
+            .await
+            .map_err(|e| self.error(sequence, e))?;
+        let rows = any_rows(reference.as_str(), &answer);
+        let lines = ours.len() as u64;
+        let way_out = "was the ledger restored or recreated? set a new reference_prefix (nothing was sent for this batch)";
+        let refuse = |message: String| {
+            Err(self.error(
+                sequence,
+                ApsError::protocol(UPLOAD, reference.as_str(), message),
+            ))
+        };
+        if matches!(
+            super::codes::BatchPhase::of(answer.code),
+            super::codes::BatchPhase::UnknownReference | super::codes::BatchPhase::Failed
+        ) {
+            return refuse(format!(
+                "the service says the reference already exists, then answers {} {:?} about it: cannot tell whether it holds this batch; {way_out}",
+                answer.code,
+                kvp_format::mask_digit_runs(&answer.response_message)
+            ));
         }
-        if rows.len() > 10 {
-            text.push_str(&format!(" (+{} more)", rows.len() - 10));
+        let count = match answer.form {
+            AnswerForm::SignedJson => answer.transactions_count,
+            AnswerForm::CsvBody => Some(rows.len() as u64),
+        };
+        match count {
+            None => {
+                return refuse(format!(
+                    "the service already holds this reference ({}) but gives no transactions_count: cannot tell whether it holds this batch's {lines} lines; {way_out}",
+                    answer.code
+                ));
+            }
+            Some(count) if count != lines => {
+                return refuse(format!(
+                    "the service already holds this reference with {count} lines, this batch has {lines}; {way_out}"
+                ));
+            }
+            Some(_) => {}
         }
+        // Rows of any kind (validation reasons or rows, results) name their line's order.
+        let joined = join_partial(RESULTS, reference.as_str(), rows, lines, self.offset())
+            .and_then(|rows| check_references(RESULTS, reference.as_str(), &rows, ours));
+        if let Err(e) = joined {
+            return refuse(format!(
+                "the service already holds this reference for other transactions: {e}; {way_out}"
+            ));
+        }
+        tracing::info!(account = %self.account(), %sequence, %reference, "APS batch was already uploaded (51146): same line count and references");
+        Ok(answer.batch_id().or_else(|| batch_id.map(str::to_owned)))
     }
-    text
+
+    /// Per-line rows joined to the batch's lines (every line for processed results, the
+    /// flagged ones for validation reasons) and checked against their `merchant_reference`
+    /// when this process knows them.
+    fn joined(
+        &self,
+        batch: &BatchRef,
+        reference: &BatchReference,
+        rows: Vec<super::results::ResultRow>,
+        line_count: u64,
+        every_line: bool,
+    ) -> Result<Vec<(u64, super::results::ResultRow)>> {
+        let sequence = batch.sequence;
+        let offset = self.offset();
+        let joined = if every_line {
+            join_complete(RESULTS, reference.as_str(), rows, line_count, offset)
+        } else {
+            join_partial(RESULTS, reference.as_str(), rows, line_count, offset)
+        }
+        .map_err(|e| self.error(sequence, e))?;
+        if let Some(ours) = self.remembered(sequence) {
+            check_references(RESULTS, reference.as_str(), &joined, &ours)
+                .map_err(|e| self.error(sequence, e))?;
+        }
+        Ok(joined)
+    }
 }
 
-/// The lines a failed validation flagged (77136 `batch_results`), each with its own reason as
-/// `xStatus` (the 5-digit `response_code`) and `xError` (its `response_message`) — the merge
-/// shows them as `xLineStatus`/`xLineError` next to the batch verdict — followed by the row's
-/// columns. Rows outside the batch and repeats of a line are left out.
-fn rejected_lines(rows: Vec<ResultRow>, line_count: u64) -> Vec<LineResult> {
-    let mut seen = std::collections::HashSet::new();
-    rows.into_iter()
-        .filter(|r| (1..=line_count).contains(&r.line_number) && seen.insert(r.line_number))
-        .map(|row| {
-            let mut fields = vec![
-                (
-                    "xStatus".to_owned(),
-                    row.get("response_code").unwrap_or("").to_owned(),
-                ),
-                (
-                    "xError".to_owned(),
-                    row.get("response_message").unwrap_or("").to_owned(),
-                ),
-            ];
-            let index = row.line_number - 1;
-            fields.extend(safe_columns(row.fields));
-            LineResult { index, fields }
+/// The `merchant_reference` of every data row of a batch file written with `names`.
+fn payload_references(
+    payload: &[u8],
+    names: &HeaderNames,
+) -> std::result::Result<Vec<String>, ApsError> {
+    let bad = |message: &str| ApsError::Csv {
+        reference: "-".to_owned(),
+        line: 1,
+        message: message.to_owned(),
+        source: None,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(payload);
+    let mut records = reader.records();
+    let header = records
+        .next()
+        .ok_or_else(|| bad("batch file has no header"))?
+        .map_err(|_| bad("batch file header unreadable"))?;
+    let column = header
+        .iter()
+        .position(|c| c == names.cell("merchant_reference"))
+        .ok_or_else(|| bad("batch file has no merchant_reference column"))?;
+    records
+        .map(|r| {
+            r.map_err(|_| bad("batch file row unreadable"))
+                .map(|r| r.get(column).unwrap_or("").to_owned())
         })
         .collect()
-}
-
-/// The merged-output fields of one result row: the APS columns as sent, plus `xResult` /
-/// `xStatus` / `xError` so the merge classifies it like any other account, and for an
-/// approved line `xAuthAmount` in major units (APS answers in minor units) so the account's
-/// approved amount is summed like a Sola account's.
-fn line_fields(row: ResultRow) -> Vec<(String, String)> {
-    let status_text = row.get("status").map(str::to_owned).or_else(|| {
-        row.get("response_code")
-            .and_then(|c| c.get(..2))
-            .map(str::to_owned)
-    });
-    let status: Option<u8> = status_text.as_deref().and_then(|s| s.trim().parse().ok());
-    let command = row.get("command").and_then(|c| ApsCommand::parse(c).ok());
-    let outcome = match (command, status) {
-        (Some(command), Some(status)) => LineOutcome::of(command, status),
-        // Each success/failure status belongs to exactly one command.
-        (None, Some(14 | 4 | 6 | 8)) => LineOutcome::Approved,
-        (None, Some(13 | 5 | 7 | 9)) => LineOutcome::Declined,
-        _ => LineOutcome::Error,
-    };
-    let (letter, word) = match outcome {
-        LineOutcome::Approved => ("A", "Approved"),
-        LineOutcome::Declined => ("D", "Declined"),
-        LineOutcome::Error => ("E", "Error"),
-    };
-    let message = row.get("response_message").unwrap_or("").to_owned();
-    let mut fields = vec![
-        ("xResult".to_owned(), letter.to_owned()),
-        ("xStatus".to_owned(), word.to_owned()),
-    ];
-    if outcome != LineOutcome::Approved {
-        fields.push(("xError".to_owned(), message));
-    }
-    if let Some(fort_id) = row.get("fort_id").filter(|f| !f.is_empty()) {
-        fields.push(("xRefNum".to_owned(), fort_id.to_owned()));
-    }
-    if outcome == LineOutcome::Approved
-        && let Some(amount) = major_amount(&row)
-    {
-        fields.push(("xAuthAmount".to_owned(), amount));
-    }
-    fields.extend(safe_columns(row.fields));
-    fields
-}
-
-/// A result row's columns without card data (`card_number`, `card_security_code`,
-/// `expiry_date`, `card_holder_name`, and whatever `kvp_format::is_sensitive` flags): the
-/// service should not return them, and if it does they must not reach the ledger or output.
-fn safe_columns(fields: Vec<(String, String)>) -> impl Iterator<Item = (String, String)> {
-    fields.into_iter().filter(|(k, _)| !is_card_data(k))
-}
-
-/// `amount` (minor units) of a result row in major units of its `currency`, if both are there
-/// and make sense.
-fn major_amount(row: &ResultRow) -> Option<String> {
-    let minor: u64 = row.get("amount")?.trim().parse().ok()?;
-    let currency = Currency::new(row.get("currency")?.trim()).ok()?;
-    Some(currency.to_major(MinorUnits(minor)))
 }
 
 #[async_trait]
@@ -267,7 +318,8 @@ impl GatewayProtocol for ApsBatchApi {
             })?;
             txs.push(tx);
         }
-        let file = write_batch_file(&txs).map_err(|e| self.error(sequence, e))?;
+        let file = write_batch_file_with(&txs, &self.client.config().header_names)
+            .map_err(|e| self.error(sequence, e))?;
         let limit = self.client.config().max_file_bytes;
         if file.len() > limit {
             return Err(self.error(
@@ -281,11 +333,18 @@ impl GatewayProtocol for ApsBatchApi {
                 ),
             ));
         }
+        self.remember(
+            sequence,
+            txs.into_iter().map(|t| t.merchant_reference).collect(),
+        );
         Ok(Bytes::from(file))
     }
 
-    async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<()> {
+    async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<Option<String>> {
         let reference = self.reference(sequence)?;
+        let ours = payload_references(&payload, &self.client.config().header_names)
+            .map_err(|e| self.error(sequence, e))?;
+        self.remember(sequence, ours.clone());
         match self
             .client
             .upload(&reference, &payload)
@@ -294,75 +353,55 @@ impl GatewayProtocol for ApsBatchApi {
         {
             UploadOutcome::Uploaded { batch_id } => {
                 tracing::info!(account = %self.account(), %sequence, %reference, batch_id = batch_id.as_deref().unwrap_or(""), "APS batch uploaded");
-                Ok(())
+                Ok(batch_id)
             }
-            UploadOutcome::AlreadyUploaded => {
-                // An earlier attempt got through. Make sure it is this batch: same line count.
-                let lines = payload
-                    .iter()
-                    .filter(|b| **b == b'\n')
-                    .count()
-                    .saturating_sub(1) as u64;
-                let answer = self
-                    .client
-                    .batch_results(&reference)
+            UploadOutcome::AlreadyUploaded { batch_id } => {
+                self.check_existing(sequence, &reference, batch_id.as_deref(), &ours)
                     .await
-                    .map_err(|e| self.error(sequence, e))?;
-                match answer.transactions_count {
-                    Some(count) if count != lines => Err(self.error(
-                        sequence,
-                        ApsError::protocol(
-                            "UPLOAD_BATCH_FILE",
-                            reference.as_str(),
-                            format!("the service already holds this reference with {count} lines, this batch has {lines}: was the ledger recreated? set a new reference_prefix"),
-                        ),
-                    )),
-                    _ => {
-                        tracing::info!(account = %self.account(), %sequence, %reference, "APS batch was already uploaded (146)");
-                        Ok(())
-                    }
-                }
             }
         }
     }
 
-    async fn trigger(&self, sequence: SequenceNumber, _line_count: u64) -> Result<()> {
+    async fn trigger(&self, batch: &BatchRef, _line_count: u64) -> Result<()> {
+        let sequence = batch.sequence;
+        let batch_id = batch.gateway_batch_id.as_deref();
         let reference = self.reference(sequence)?;
-        let answer = self.wait_validation(sequence, &reference).await?;
-        match BatchPhase::of(answer.code) {
-            BatchPhase::Validated => {
+        let answer = self.wait_validation(sequence, &reference, batch_id).await?;
+        let rejected = |answer: &ApsAnswer, operation: &'static str| {
+            self.error(
+                sequence,
+                ApsError::Rejected {
+                    operation,
+                    reference: reference.to_string(),
+                    response_code: answer.code.to_string(),
+                    response_message: answer.response_message.clone(),
+                },
+            )
+        };
+        match read(RESULTS, reference.as_str(), &answer).map_err(|e| self.error(sequence, e))? {
+            // 76000, or 70000 without per-line transaction rows: validated, never processed
+            // by this answer's account. Start it.
+            Reading::Validated { .. } => {
                 let started = self
                     .client
-                    .process(&reference)
+                    .process(&reference, batch_id)
                     .await
                     .map_err(|e| self.error(sequence, e))?;
-                if started.code == ResponseCode::PROCESS_ACCEPTED {
+                // 72xxx: processing accepted (72147 in 3a); 73xxx and anything else: refused.
+                if started.code.status == 72 {
                     Ok(())
                 } else {
-                    Err(self.error(
-                        sequence,
-                        ApsError::Rejected {
-                            operation: "PROCESS_BATCH",
-                            reference: reference.to_string(),
-                            response_code: started.code.to_string(),
-                            response_message: started.response_message,
-                        },
-                    ))
+                    Err(rejected(&started, "PROCESS_BATCH"))
                 }
             }
             // Nothing to start: poll reports the failed validation as the batch's verdict.
-            BatchPhase::ValidationFailed => Ok(()),
-            // Started before a crash, between PROCESS_BATCH and the ledger's mark.
-            BatchPhase::Processing | BatchPhase::Processed => Ok(()),
-            _ => Err(self.error(
-                sequence,
-                ApsError::Rejected {
-                    operation: "GET_BATCH_RESULTS",
-                    reference: reference.to_string(),
-                    response_code: answer.code.to_string(),
-                    response_message: answer.response_message,
-                },
-            )),
+            Reading::ValidationFailed => Ok(()),
+            // PROCESS_BATCH reached the service before a crash, between sending it and the
+            // ledger's mark: processing or per-line transaction results prove it.
+            Reading::Processing | Reading::Processed(_) => Ok(()),
+            Reading::Validating | Reading::UnknownReference | Reading::Failed => {
+                Err(rejected(&answer, "GET_BATCH_RESULTS"))
+            }
         }
     }
 
@@ -374,9 +413,15 @@ impl GatewayProtocol for ApsBatchApi {
         true
     }
 
-    async fn poll(&self, sequence: SequenceNumber) -> Result<PollResult> {
+    /// Called for a batch the ledger records as triggered: `trigger` returned, so
+    /// `PROCESS_BATCH` was accepted (or validation had failed). A verdict comes only from
+    /// per-line transaction rows (processed) or a failed validation; an answer that cannot be
+    /// one is pending (still working, or `70000` without rows) or an error.
+    async fn poll(&self, batch: &BatchRef) -> Result<PollResult> {
+        let sequence = batch.sequence;
+        let batch_id = batch.gateway_batch_id.as_deref();
         let reference = self.reference(sequence)?;
-        let answer = match self.client.batch_results(&reference).await {
+        let answer = match self.client.batch_results(&reference, batch_id).await {
             Ok(answer) => answer,
             Err(e) if e.is_transient() => {
                 // Already retried inside the client: look again at the next poll.
@@ -385,32 +430,40 @@ impl GatewayProtocol for ApsBatchApi {
             }
             Err(e) => return Err(self.error(sequence, e)),
         };
-        match BatchPhase::of(answer.code) {
-            BatchPhase::Validating | BatchPhase::Processing => Ok(PollResult::Pending),
-            BatchPhase::Validated => {
-                // The ledger says triggered, the service says not started: PROCESS_BATCH is
-                // idempotent, so ask again and keep polling.
-                self.client
-                    .process(&reference)
+        match read(RESULTS, reference.as_str(), &answer).map_err(|e| self.error(sequence, e))? {
+            Reading::Validating | Reading::Processing => Ok(PollResult::Pending),
+            Reading::Validated { explicit: true } => {
+                // 76000: the ledger says triggered, the service says not started. Ask again
+                // (the service starts a batch once) and keep polling.
+                let started = self
+                    .client
+                    .process(&reference, batch_id)
                     .await
                     .map_err(|e| self.error(sequence, e))?;
+                tracing::warn!(account = %self.account(), %sequence, %reference, code = %started.code, "APS batch triggered but still waiting for PROCESS_BATCH; asked again");
                 Ok(PollResult::Pending)
             }
-            BatchPhase::Processed => Ok(PollResult::Done(BatchVerdict {
+            Reading::Validated { explicit: false } => {
+                // 70000 without per-line transaction rows after PROCESS_BATCH was accepted:
+                // not results. Wait; the batch goes Stuck (unknown) at the deadline.
+                tracing::debug!(account = %self.account(), %sequence, %reference, "APS answered 70000 without per-line transaction rows; still waiting for results");
+                Ok(PollResult::Pending)
+            }
+            Reading::Processed(rows) => Ok(PollResult::Done(BatchVerdict {
                 success: true,
                 status: answer.code.to_string(),
                 error: None,
-                processed_count: answer.transactions_count,
+                processed_count: answer.transactions_count.or(Some(rows.len() as u64)),
                 fields: Vec::new(),
             })),
-            BatchPhase::ValidationFailed => Ok(PollResult::Done(BatchVerdict {
+            Reading::ValidationFailed => Ok(PollResult::Done(BatchVerdict {
                 success: false,
                 status: answer.code.to_string(),
                 error: Some(validation_summary(reference.as_str(), &answer)),
                 processed_count: Some(0),
                 fields: Vec::new(),
             })),
-            BatchPhase::UnknownReference | BatchPhase::Failed => Err(self.error(
+            Reading::UnknownReference | Reading::Failed => Err(self.error(
                 sequence,
                 ApsError::Rejected {
                     operation: "GET_BATCH_RESULTS",
@@ -422,36 +475,37 @@ impl GatewayProtocol for ApsBatchApi {
         }
     }
 
-    async fn fetch_results(
-        &self,
-        sequence: SequenceNumber,
-        line_count: u64,
-    ) -> Result<Vec<LineResult>> {
+    async fn fetch_results(&self, batch: &BatchRef, line_count: u64) -> Result<Vec<LineResult>> {
+        let sequence = batch.sequence;
         let reference = self.reference(sequence)?;
         let answer = self
             .client
-            .batch_results(&reference)
+            .batch_results(&reference, batch.gateway_batch_id.as_deref())
             .await
             .map_err(|e| self.error(sequence, e))?;
-        if BatchPhase::of(answer.code) != BatchPhase::Processed {
-            return Err(self.error(
-                sequence,
-                ApsError::protocol(
-                    "GET_BATCH_RESULTS",
-                    reference.as_str(),
-                    format!("expected processed results, got {}", answer.code),
-                ),
-            ));
-        }
-        let text = answer.batch_results.as_deref().unwrap_or("Line_Number\n");
-        let rows =
-            parse_batch_results(reference.as_str(), text).map_err(|e| self.error(sequence, e))?;
-        let rows = join_complete("GET_BATCH_RESULTS", reference.as_str(), rows, line_count)
-            .map_err(|e| self.error(sequence, e))?;
-        Ok(rows
+        let rows = match read(RESULTS, reference.as_str(), &answer)
+            .map_err(|e| self.error(sequence, e))?
+        {
+            Reading::Processed(rows) => rows,
+            _ => {
+                return Err(self.error(
+                    sequence,
+                    ApsError::protocol(
+                        RESULTS,
+                        reference.as_str(),
+                        format!(
+                            "expected processed per-line results, got {} without them",
+                            answer.code
+                        ),
+                    ),
+                ));
+            }
+        };
+        let joined = self.joined(batch, &reference, rows, line_count, true)?;
+        Ok(joined
             .into_iter()
-            .map(|row| LineResult {
-                index: row.line_number - 1,
+            .map(|(index, row)| LineResult {
+                index,
                 fields: line_fields(row),
             })
             .collect())
@@ -459,42 +513,48 @@ impl GatewayProtocol for ApsBatchApi {
 
     async fn fetch_rejected_results(
         &self,
-        sequence: SequenceNumber,
+        batch: &BatchRef,
         line_count: u64,
     ) -> Result<RejectedAnswer> {
+        let sequence = batch.sequence;
         let reference = self.reference(sequence)?;
         let answer = self
             .client
-            .batch_results(&reference)
+            .batch_results(&reference, batch.gateway_batch_id.as_deref())
             .await
             .map_err(|e| self.error(sequence, e))?;
-        if BatchPhase::of(answer.code) != BatchPhase::ValidationFailed {
+        if read(RESULTS, reference.as_str(), &answer).ok() != Some(Reading::ValidationFailed) {
             tracing::warn!(account = %self.account(), %sequence, %reference, code = %answer.code, "rejected APS batch: no validation results to report per line");
             return Ok(RejectedAnswer::absent());
         }
         let Some(text) = answer.batch_results.as_deref() else {
             return Ok(RejectedAnswer::absent());
         };
-        // Validation reasons carry no `xResult`: they are remarks, not outcomes — a batch
-        // that failed validation was never processed.
-        match parse_batch_results(reference.as_str(), text) {
-            Ok(rows) => Ok(RejectedAnswer {
-                answer: sequence_ledger::PerLineAnswer::Read,
-                lines: rejected_lines(rows, line_count),
-            }),
+        let rows = match parse_batch_results(reference.as_str(), text) {
+            Ok(rows) => rows,
             Err(e) => {
-                // The verdict already decides the outcome; per-line reasons are extra.
+                // Nothing can be concluded from reasons that cannot be read.
                 tracing::warn!(account = %self.account(), %sequence, %reference, error = %e, "unreadable validation results of a rejected APS batch");
-                Ok(RejectedAnswer {
+                return Ok(RejectedAnswer {
                     answer: sequence_ledger::PerLineAnswer::Unreadable,
                     lines: Vec::new(),
-                })
+                });
             }
-        }
+        };
+        // Reasons that do not fit the file (numbered differently than configured, about
+        // other orders) fail the collection: never shifted onto neighbouring lines.
+        let joined = self.joined(batch, &reference, rows, line_count, false)?;
+        // Validation reasons carry no `xResult`: they are remarks, not outcomes — a batch
+        // that failed validation was never processed.
+        Ok(RejectedAnswer {
+            answer: sequence_ledger::PerLineAnswer::Read,
+            lines: rejected_lines(joined),
+        })
     }
 
-    async fn cleanup(&self, _sequence: SequenceNumber) -> Result<()> {
+    async fn cleanup(&self, batch: &BatchRef) -> Result<()> {
         // The service keeps its batches; there is nothing of ours to delete.
+        self.forget(batch.sequence);
         Ok(())
     }
 }
@@ -503,122 +563,16 @@ impl GatewayProtocol for ApsBatchApi {
 mod tests {
     use super::*;
 
-    fn row(fields: &[(&str, &str)]) -> ResultRow {
-        ResultRow {
-            line_number: 1,
-            fields: fields
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect(),
-        }
-    }
-
     #[test]
-    fn line_outcomes() {
-        let cases: &[(&[(&str, &str)], &str)] = &[
-            (
-                &[
-                    ("command", "PURCHASE"),
-                    ("status", "14"),
-                    ("response_code", "14000"),
-                ],
-                "A",
-            ),
-            (
-                &[
-                    ("command", "PURCHASE"),
-                    ("status", "13"),
-                    ("response_code", "13020"),
-                ],
-                "D",
-            ),
-            (&[("command", "PURCHASE"), ("status", "04")], "E"),
-            (&[("command", "CAPTURE"), ("status", "04")], "A"),
-            (&[("response_code", "06000")], "A"),
-            (&[("response_code", "09020")], "D"),
-            (&[("response_code", "00008")], "E"),
-            (&[("status", "15")], "E"),
-            (&[], "E"),
-        ];
-        for (fields, letter) in cases {
-            let out = line_fields(row(fields));
-            assert_eq!(
-                out[0],
-                ("xResult".to_owned(), (*letter).to_owned()),
-                "{fields:?}"
-            );
-        }
-        let out = line_fields(row(&[
-            ("status", "14"),
-            ("fort_id", "169"),
-            ("response_message", "Success"),
-        ]));
-        assert!(out.contains(&("xRefNum".to_owned(), "169".to_owned())));
-        assert!(!out.iter().any(|(k, _)| k == "xError"));
-    }
-
-    #[test]
-    fn card_data_in_result_rows_is_dropped() {
-        let card = [
-            ("card_number", "4111111111111111"),
-            ("CARD_SECURITY_CODE", "123"),
-            ("expiry_date", "2512"),
-            ("card_holder_name", "J Doe"),
-            ("xCardNum", "5111111111111118"),
-            ("xCVV", "999"),
-        ];
-        let mut with_card = vec![("status", "14"), ("merchant_reference", "o1")];
-        with_card.extend(card);
-        let approved = line_fields(row(&with_card));
-        let mut flagged = vec![("response_code", "77006"), ("response_message", "bad")];
-        flagged.extend(card);
-        let rejected = rejected_lines(vec![row(&flagged)], 1);
-        for fields in [approved, rejected[0].fields.clone()] {
-            for (key, value) in card {
-                assert!(
-                    !fields
-                        .iter()
-                        .any(|(k, v)| k.eq_ignore_ascii_case(key) || v == value),
-                    "{key} kept: {fields:?}"
-                );
-            }
-        }
-        assert!(line_fields(row(&with_card)).contains(&("merchant_reference".into(), "o1".into())));
-    }
-
-    #[test]
-    fn approved_lines_carry_the_amount_in_major_units() {
-        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
-        let cases: &[Case] = &[
-            (
-                &[("status", "14"), ("amount", "1234"), ("currency", "USD")],
-                Some("12.34"),
-            ),
-            (
-                &[("status", "14"), ("amount", "1234"), ("currency", "KWD")],
-                Some("1.234"),
-            ),
-            (
-                &[("status", "14"), ("amount", "1234"), ("currency", "JPY")],
-                Some("1234"),
-            ),
-            (
-                &[("status", "13"), ("amount", "1234"), ("currency", "USD")],
-                None,
-            ),
-            (
-                &[("status", "14"), ("amount", "12.34"), ("currency", "USD")],
-                None,
-            ),
-            (&[("status", "14"), ("amount", "1234")], None),
-        ];
-        for (fields, expected) in cases {
-            let out = line_fields(row(fields));
-            let got = out
-                .iter()
-                .find(|(k, _)| k == "xAuthAmount")
-                .map(|(_, v)| v.as_str());
-            assert_eq!(got, *expected, "{fields:?}");
-        }
+    fn references_are_read_back_from_the_payload() {
+        let file = b"command,Order,amount\r\nCAPTURE,o1,1\r\nREFUND,\"o,2\",2\r\n";
+        let names = HeaderNames::new([("merchant_reference", "Order")]).unwrap();
+        assert_eq!(payload_references(file, &names).unwrap(), ["o1", "o,2"]);
+        assert!(payload_references(file, &HeaderNames::default()).is_err());
+        assert!(payload_references(b"", &names).is_err());
+        assert_eq!(
+            payload_references(b"merchant_reference\r\n", &HeaderNames::default()).unwrap(),
+            Vec::<String>::new()
+        );
     }
 }

@@ -26,6 +26,7 @@ mod currency;
 mod demo;
 mod error;
 mod gateway;
+mod reading;
 mod reference;
 mod results;
 mod settings;
@@ -35,18 +36,23 @@ mod sim_tests;
 mod support;
 
 pub use batch_file::{
-    ApsCommand, ApsTransaction, COLUMNS, header_size, row_size_bound, split_by_size,
-    write_batch_file,
+    ApsCommand, ApsTransaction, COLUMNS, HeaderNames, MAX_HEADER_NAME, header_size, row_size_bound,
+    split_by_size, write_batch_file, write_batch_file_with,
 };
-pub use client::{ApsAnswer, ApsClient, UploadOutcome};
-pub use codes::{BatchPhase, LineOutcome, ResponseCode};
-pub use config::{ApsAccountConfig, Endpoint};
+pub use client::{AnswerForm, ApsAnswer, ApsClient, UploadOutcome};
+pub use codes::{
+    BatchPhase, INVALID_REQUEST, LineOutcome, ResponseCode, UNSETTLED_STATUSES,
+    is_transaction_status,
+};
+pub use config::{ApsAccountConfig, Endpoint, FileSignature};
 pub use currency::{Currency, MinorUnits};
 pub use demo::{ApsDemoAccount, demo_accounts, demo_config_toml, demo_records, write_mixed_input};
 pub use error::{Error, Result};
 pub use gateway::ApsBatchApi;
 pub use reference::BatchReference;
-pub use results::{LINE_NUMBER, ResultRow, join_complete, parse_batch_results};
+pub use results::{
+    LINE_NUMBER, ResultRow, check_references, join_complete, join_partial, parse_batch_results,
+};
 pub use settings::ApsSettings;
 pub use signature::{ShaType, json_pairs, sign, verify};
-pub use support::{check_input, sim_merchant};
+pub use support::{check_input, sim_merchant, sim_options};

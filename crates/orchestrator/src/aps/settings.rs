@@ -6,7 +6,8 @@ use std::time::Duration;
 use kvp_format::Secret;
 use serde::Deserialize;
 
-use super::config::ApsAccountConfig;
+use super::batch_file::HeaderNames;
+use super::config::{ApsAccountConfig, FileSignature};
 use super::currency::Currency;
 use super::error::{Error, Result};
 use super::signature::ShaType;
@@ -52,6 +53,23 @@ pub struct ApsSettings {
     /// Longest wait for validation in `trigger` (default 30 min).
     #[serde(default, with = "humantime_serde_opt")]
     pub validation_timeout: Option<Duration>,
+    /// Full URL of `PROCESS_BATCH` (default: `{endpoint}{api_path}`).
+    #[serde(default)]
+    pub process_url: Option<String>,
+    /// Whether the upload's signature covers the file: `excluded` (default) or `content`.
+    #[serde(default)]
+    pub file_signature: Option<FileSignature>,
+    /// Largest batch file in bytes (default and maximum 50,000,000).
+    #[serde(default)]
+    pub max_file_bytes: Option<usize>,
+    /// Header cells of renamed standard columns, e.g. `{ merchant_reference = "Merchant_Reference" }`
+    /// (default: the parameter names).
+    #[serde(default)]
+    pub header_names: Option<std::collections::BTreeMap<String, String>>,
+    /// `Line_Number` of the first data row in the service's answers: 2 (default, the header
+    /// row is line 1) or 1.
+    #[serde(default)]
+    pub line_number_offset: Option<u64>,
 }
 
 impl ApsSettings {
@@ -122,6 +140,25 @@ impl ApsSettings {
         }
         if let Some(t) = self.validation_timeout {
             cfg.validation_timeout = t;
+        }
+        if let Some(url) = &self.process_url {
+            cfg.process_url = Some(url.clone());
+        }
+        if let Some(f) = self.file_signature {
+            cfg.file_signature = f;
+        }
+        if let Some(n) = self.max_file_bytes {
+            cfg.max_file_bytes = n;
+        }
+        if let Some(names) = &self.header_names {
+            cfg.header_names = HeaderNames::new(names).map_err(|e| Error::Config {
+                account: account.to_owned(),
+                key: "header_names".to_owned(),
+                message: e.to_string(),
+            })?;
+        }
+        if let Some(n) = self.line_number_offset {
+            cfg.line_number_offset = n;
         }
         cfg.check()?;
         Ok(cfg)
@@ -198,5 +235,71 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn published_reference_settings_and_their_defaults() {
+        let cfg = base_resolved(r#"{}"#);
+        assert_eq!(cfg.max_file_bytes, 50_000_000);
+        assert_eq!(cfg.line_number_offset, 2);
+        assert_eq!(cfg.file_signature, FileSignature::Excluded);
+        assert_eq!(cfg.process_url(), "http://127.0.0.1:9/FortAPI/batchApi/");
+        assert_eq!(
+            cfg.header_names.cell("merchant_reference"),
+            "merchant_reference"
+        );
+        let cfg = base_resolved(
+            r#"{"process_url":"http://127.0.0.1:9/integration-batch/batchApi/",
+                "file_signature":"content","max_file_bytes":1000000,"line_number_offset":1,
+                "header_names":{"merchant_reference":"Merchant_Reference"}}"#,
+        );
+        assert_eq!(
+            cfg.process_url(),
+            "http://127.0.0.1:9/integration-batch/batchApi/"
+        );
+        assert_eq!(cfg.file_signature, FileSignature::Content);
+        assert_eq!(cfg.max_file_bytes, 1_000_000);
+        assert_eq!(cfg.line_number_offset, 1);
+        assert_eq!(
+            cfg.header_names.cell("merchant_reference"),
+            "Merchant_Reference"
+        );
+        for (bad, key) in [
+            (r#"{"max_file_bytes":52428800}"#, "max_file_bytes"),
+            (r#"{"line_number_offset":0}"#, "line_number_offset"),
+            (r#"{"process_url":"http://example.com/x"}"#, "process_url"),
+            (r#"{"header_names":{"merchant_ref":"X"}}"#, "header_names"),
+        ] {
+            let err = base_with(bad).resolve("a").unwrap_err();
+            assert!(
+                matches!(&err, Error::Config { key: k, .. } if k == key),
+                "{bad}: {err}"
+            );
+        }
+        assert!(
+            serde_json::from_str::<ApsSettings>(
+                r#"{"endpoint":"x","merchant_identifier":"m","file_signature":"maybe"}"#
+            )
+            .is_err()
+        );
+    }
+
+    fn base_with(extra: &str) -> ApsSettings {
+        let mut v: serde_json::Value = serde_json::from_str(extra).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        for (k, val) in [
+            ("endpoint", "http://127.0.0.1:9"),
+            ("merchant_identifier", "MID"),
+            ("access_code", "AC"),
+            ("sha_request_phrase", "IN"),
+            ("sha_response_phrase", "OUT"),
+        ] {
+            obj.insert(k.into(), val.into());
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn base_resolved(extra: &str) -> ApsAccountConfig {
+        base_with(extra).resolve("a").unwrap()
     }
 }

@@ -39,9 +39,73 @@ pub fn sim_merchant(cfg: &ApsAccountConfig) -> gateway_sim::aps::ApsMerchant {
     }
 }
 
+/// The simulator's reading of the service that matches an account's settings: the reference
+/// mode from `line_number_offset` (1: §3a, 2: published), the upload signature, the renamed
+/// header cells, and the Process path when `process_url` is on the account's endpoint. Every
+/// other option is the default.
+pub fn sim_options(cfg: &ApsAccountConfig) -> gateway_sim::aps::ApsSimOptions {
+    use gateway_sim::aps::{ApsSimOptions, ReferenceMode, UploadSignature};
+    let base = cfg.endpoint.join("");
+    ApsSimOptions {
+        reference: if cfg.line_number_offset == 1 {
+            ReferenceMode::Assumed3a
+        } else {
+            ReferenceMode::Published
+        },
+        upload_signature: match cfg.file_signature {
+            super::config::FileSignature::Excluded => UploadSignature::Excluded,
+            super::config::FileSignature::Content => UploadSignature::Content,
+        },
+        header_names: cfg.header_names.renamed().to_vec(),
+        process_path: cfg
+            .process_url
+            .as_deref()
+            .and_then(|url| url.strip_prefix(base.as_str()))
+            .filter(|path| path.starts_with('/') && !path.starts_with("/FortAPI/"))
+            .map(str::to_owned),
+        ..ApsSimOptions::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sim_options_follow_the_account() {
+        use gateway_sim::aps::{ReferenceMode, UploadSignature};
+        let mut cfg = ApsAccountConfig::new(
+            "a",
+            "http://127.0.0.1:9",
+            "M",
+            Secret::new("a".into()),
+            Secret::new("i".into()),
+            Secret::new("o".into()),
+        )
+        .unwrap();
+        let plain = sim_options(&cfg);
+        assert_eq!(plain.reference, ReferenceMode::Published);
+        assert_eq!(plain.upload_signature, UploadSignature::Excluded);
+        assert!(plain.header_names.is_empty() && plain.process_path.is_none());
+        cfg.line_number_offset = 1;
+        cfg.file_signature = super::super::config::FileSignature::Content;
+        cfg.header_names =
+            super::super::batch_file::HeaderNames::new([("command", "Command")]).unwrap();
+        cfg.process_url = Some("http://127.0.0.1:9/integration-batch/batchApi/".into());
+        let set = sim_options(&cfg);
+        assert_eq!(set.reference, ReferenceMode::Assumed3a);
+        assert_eq!(set.upload_signature, UploadSignature::Content);
+        assert_eq!(
+            set.header_names,
+            [("command".to_owned(), "Command".to_owned())]
+        );
+        assert_eq!(
+            set.process_path.as_deref(),
+            Some("/integration-batch/batchApi/")
+        );
+        cfg.process_url = Some("http://127.0.0.1:10/x/".into());
+        assert_eq!(sim_options(&cfg).process_path, None, "another server");
+    }
 
     #[test]
     fn check_input_names_the_field() {

@@ -1178,6 +1178,64 @@ fn external_reference_is_stored_read_back_and_exported() {
     );
 }
 
+#[test]
+fn gateway_batch_id_is_written_with_request_uploaded_kept_and_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger");
+    let a = acct("a");
+    {
+        let l = Ledger::open(&path).unwrap();
+        reserve(&l, &a, 1, &["x"]);
+        reserve(&l, &a, 2, &["y"]);
+        let rec = l
+            .transition(
+                &a,
+                seq(1),
+                Transition::RequestUploadedAs {
+                    gateway_batch_id: "98765432101234567890".into(),
+                },
+            )
+            .unwrap();
+        assert_eq!(rec.state, BatchState::RequestUploaded);
+        assert_eq!(
+            rec.gateway_batch_id.as_deref(),
+            Some("98765432101234567890")
+        );
+        // The plain step still works and records no id.
+        let rec = l
+            .transition(&a, seq(2), Transition::RequestUploaded)
+            .unwrap();
+        assert_eq!(rec.gateway_batch_id, None);
+        // Only from Reserved, like the plain step.
+        assert!(matches!(
+            l.transition(
+                &a,
+                seq(1),
+                Transition::RequestUploadedAs {
+                    gateway_batch_id: "1".into()
+                }
+            ),
+            Err(Error::IllegalTransition { .. })
+        ));
+        // Later steps keep it.
+        l.transition(&a, seq(1), Transition::Triggered).unwrap();
+    }
+    let l = Ledger::open(&path).unwrap();
+    let rec = l.batch(&a, seq(1)).unwrap().unwrap();
+    assert_eq!(rec.state, BatchState::Triggered);
+    assert_eq!(
+        rec.gateway_batch_id.as_deref(),
+        Some("98765432101234567890")
+    );
+    let mut out = Vec::new();
+    l.export(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains(r#""gateway_batch_id":"98765432101234567890""#),
+        "{text}"
+    );
+}
+
 /// Dropping a ledger and opening it again at once, in the same process, always works: sled's
 /// background threads may hold its own lock on `db` for a moment after the drop, and the open
 /// waits for that instead of failing with "could not acquire lock".
