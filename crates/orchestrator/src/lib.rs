@@ -77,7 +77,10 @@ pub use merge::{
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
 pub use plan::{AccountPlan, Bound, PlanConflict, RejectedBatches, content_digest, plan_account};
 pub use progress::{Progress, SLOW_AFTER, SlowBatch, format_waited, slow_log_due};
-pub use protocol::{BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine};
+pub use protocol::{
+    BatchFile, BatchVerdict, GatewayProtocol, LineResult, Masking, PollResult, RequestLine,
+    mask_fields,
+};
 pub use settings::{
     AccountSettings, DEFAULT_CONFIG, ENV_PREFIX, GatewaySettings, InputSettings, LedgerSettings,
     LimitSettings, PollSettings, ProtocolKind, Settings, StorageSettings,

@@ -25,7 +25,9 @@ use super::error::Error as ApsError;
 use super::reference::BatchReference;
 use super::results::{ResultRow, join_complete, parse_batch_results};
 use crate::error::{Error, Result};
-use crate::protocol::{BatchVerdict, GatewayProtocol, LineResult, PollResult, RequestLine};
+use crate::protocol::{
+    BatchFile, BatchVerdict, GatewayProtocol, LineResult, Masking, PollResult, RequestLine,
+};
 
 /// One APS merchant account as a gateway protocol.
 #[derive(Debug, Clone)]
@@ -280,6 +282,19 @@ impl GatewayProtocol for ApsBatchApi {
             ));
         }
         Ok(Bytes::from(file))
+    }
+
+    /// The CSV batch file, named `BATCH_REFERENCE.csv` (masked like any other lines; it never
+    /// holds card data, which validation refuses).
+    fn batch_files(
+        &self,
+        sequence: SequenceNumber,
+        lines: &[RequestLine<'_>],
+        masking: Masking,
+    ) -> Result<Vec<BatchFile>> {
+        let path = format!("{}.csv", self.reference(sequence)?.as_str());
+        let bytes = masking.apply(lines, |lines| self.encode_request(sequence, lines))?;
+        Ok(vec![BatchFile { path, bytes }])
     }
 
     async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<()> {
