@@ -367,10 +367,11 @@ pub fn print_summary(report: &Report) {
     row("TOTAL", &report.totals(), "");
 }
 
-/// Writes the report as JSON.
+/// Writes the report as JSON, owner-only (0600).
 pub fn write_summary(report: &Report, path: &Path) -> Result<()> {
     let text = serde_json::to_string_pretty(report)?;
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    kvp_format::owner_only::write(path, text)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The default ledger path relative to nothing: used in messages.

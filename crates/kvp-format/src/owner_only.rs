@@ -33,6 +33,12 @@ pub const DIR_MODE: u32 = 0o700;
 /// The mode of every file paybatch creates.
 pub const FILE_MODE: u32 = 0o600;
 
+/// Permissions 0700, for folders made by other means (`tempfile::Builder::permissions`: a
+/// temporary folder is otherwise created with the umask's default, usually 0755).
+pub fn dir_permissions() -> Permissions {
+    Permissions::from_mode(DIR_MODE)
+}
+
 /// `OpenOptions` whose files are created with mode 0600 (the umask can only narrow it). Set
 /// the access and creation flags as usual; prefer [`create`] or [`create_new`], which also
 /// narrow an existing file.
