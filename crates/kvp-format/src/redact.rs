@@ -142,7 +142,7 @@ fn luhn_valid<'a>(digits: impl DoubleEndedIterator<Item = &'a u8>) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// One run of digits in a text: bytes `start..end`, `digits` of them digits.
