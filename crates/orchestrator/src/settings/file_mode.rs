@@ -31,7 +31,7 @@ impl SharedSecrets {
     /// What to tell the operator: the file, its mode and the keys, never a value.
     pub fn message(&self, file: &Path) -> String {
         format!(
-            "config file {} is readable by group or others (mode {:04o}) and holds secret values: {}; \
+            "config file {} is readable by group or others (mode {:04o}) and holds credentials inline: {}; \
              make it owner-only (chmod 600) or name environment variables instead (`*_env` keys)",
             file.display(),
             self.mode,
