@@ -451,7 +451,10 @@ impl Worker {
                 Reserve::Conflict { conflicts } => {
                     let first = conflicts
                         .first()
-                        .map(|c| format!("ref {:?} is already in {}", c.client_ref, c.existing))
+                        .map(|c| {
+                            let reference = kvp_format::mask_digit_runs(&c.client_ref);
+                            format!("ref {reference:?} is already in {}", c.existing)
+                        })
                         .unwrap_or_default();
                     return Err(Error::Resume {
                         account: self.account.to_string(),

@@ -569,7 +569,7 @@ pub(crate) fn plan_with_ledger(
                     message: format!(
                         "line {}: ref {:?} was submitted before ({existing}) with different content; refusing to send it again",
                         job.line_of(pos as usize),
-                        tx.reference
+                        kvp_format::mask_digit_runs(&tx.reference)
                     ),
                 });
                 None
