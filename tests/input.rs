@@ -252,3 +252,92 @@ fn aps_lines_respect_allowed_commands() {
     assert!(!stderr.contains("secret"), "{stderr}");
     nothing_uploaded_or_reserved(&setup);
 }
+
+/// A CSV exported without its header row makes a transaction's cells the field names: every
+/// record is then invalid, and each message quotes a card number as a field name. stderr and
+/// the rejects file show it masked (first 6 / last 4), never whole, also where a shifted
+/// column puts a card number under an ordinary name.
+#[test]
+fn a_csv_without_its_header_never_shows_a_card_number() {
+    let setup = setup();
+    let input = setup.root.join("in.csv");
+    std::fs::write(
+        &input,
+        "acme,r1,cc:sale,4111111111111111,1230,1.00\n\
+         acme,r2,cc:sale,5500000000000004,1230,2.00\n\
+         6011000990139424,acme,r3,cc:sale,1230,3.00\n",
+    )
+    .unwrap();
+    let pans = ["4111111111111111", "5500000000000004", "6011000990139424"];
+    let run = submit(&setup, &input, &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(":2: field name \"411111******1111\" cannot be sent"),
+        "{stderr}"
+    );
+    let rejects = setup.root.join("rejects.jsonl");
+    let skipped = submit(
+        &setup,
+        &input,
+        &["--skip-invalid", "--rejects", rejects.to_str().unwrap()],
+    );
+    let skipped_err = String::from_utf8_lossy(&skipped.stderr);
+    let text = std::fs::read_to_string(&rejects).unwrap();
+    for pan in pans {
+        assert!(!stderr.contains(pan), "{pan} in {stderr}");
+        assert!(!skipped_err.contains(pan), "{pan} in {skipped_err}");
+        assert!(!text.contains(pan), "{pan} in the rejects: {text}");
+    }
+    assert!(
+        text.contains("field name \\\"411111******1111\\\" cannot be sent"),
+        "{text}"
+    );
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        rows.iter().all(|r| r.get("411111******1111").is_some()),
+        "the card number used as a column name is masked: {text}"
+    );
+    assert!(
+        rows.iter().any(|r| r["acme"] == "601100******9424"),
+        "a card number under an ordinary name is masked: {text}"
+    );
+    nothing_uploaded_or_reserved(&setup);
+}
+
+/// A `ref` that is a card number (13-19 digits passing the Luhn check; spaces or dashes
+/// between digits allowed) is refused with a masked message: it would be stored in the ledger
+/// and echoed in the output.
+#[test]
+fn a_ref_that_is_a_card_number_is_refused() {
+    for reference in ["4111111111111111", "5500%200000%200000%200004"] {
+        let setup = setup();
+        let input = setup.root.join("in.kvp");
+        std::fs::write(
+            &input,
+            format!("{GOOD}account=beta&ref={reference}&xCommand=cc:sale&xToken=t\n"),
+        )
+        .unwrap();
+        let out = setup.root.join("out.kvp");
+        let run = submit(
+            &setup,
+            &input,
+            &["--wait", "--output", out.to_str().unwrap()],
+        );
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(":2: ref \"") && stderr.contains("\" holds a card number"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("4111111111111111") && !stderr.contains("0000 0000"),
+            "{stderr}"
+        );
+        assert!(!out.exists());
+        nothing_uploaded_or_reserved(&setup);
+    }
+}

@@ -85,11 +85,7 @@ pub fn load_job(
                 ("line".to_owned(), p.line.to_string()),
                 ("reason".to_owned(), p.message.clone()),
             ];
-            pairs.extend(
-                rec.fields
-                    .iter()
-                    .map(|(k, v)| (k.clone(), kvp_format::mask_value(k, v).into_owned())),
-            );
+            pairs.extend(rec.fields.iter().map(|(k, v)| masked_cell(k, v)));
             if let Err(e) = out.write(&pairs) {
                 write_error.get_or_insert(e);
             }
@@ -122,6 +118,18 @@ pub fn load_job(
         .into()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A field of a rejected record as the rejects file shows it: sensitive values masked
+/// (`mask_value`: cards first 6 / last 4, CVV, track data and keys fully), and every digit run
+/// that could be a card number masked in the name and in any other value — a rejected record
+/// is often one whose columns are not what they seem (a CSV exported without its header).
+fn masked_cell(key: &str, value: &str) -> (String, String) {
+    let value = kvp_format::mask_value(key, value);
+    (
+        kvp_format::mask_key(key).into_owned(),
+        kvp_format::mask_digit_runs(&value).into_owned(),
+    )
 }
 
 /// Parses `--format kvp|csv|jsonl`.
@@ -359,10 +367,11 @@ pub fn print_summary(report: &Report) {
     row("TOTAL", &report.totals(), "");
 }
 
-/// Writes the report as JSON.
+/// Writes the report as JSON, owner-only (0600).
 pub fn write_summary(report: &Report, path: &Path) -> Result<()> {
     let text = serde_json::to_string_pretty(report)?;
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    kvp_format::owner_only::write(path, text)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The default ledger path relative to nothing: used in messages.

@@ -103,6 +103,7 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         Some(d) => d.clone(),
         None => tempfile::Builder::new()
             .prefix("paybatch-demo-")
+            .permissions(kvp_format::owner_only::dir_permissions())
             .tempdir()
             .context("cannot create a temporary workspace")?
             .keep(),

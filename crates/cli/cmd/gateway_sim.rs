@@ -202,7 +202,7 @@ async fn start_aps(
             }
         }
         let reading = reading.map(|(_, o)| o).unwrap_or_default();
-        std::fs::create_dir_all(&args.state_dir)
+        kvp_format::owner_only::create_dir_all(&args.state_dir)
             .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
         let options = ApsSimOptions {
             bind: addr,

@@ -7,7 +7,6 @@
 //! fail with "ledger ... is in use by pid N".
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -325,8 +324,8 @@ fn export(args: &ExportArgs) -> Result<ExitCode> {
     let ledger = open_read_only(&args.ledger)?;
     let (out, what): (Box<dyn Write>, String) = match &args.output {
         Some(path) if path.as_os_str() != "-" => {
-            let f =
-                File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let f = kvp_format::owner_only::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
             (Box::new(f), path.display().to_string())
         }
         _ => (Box::new(io::stdout().lock()), "stdout".to_string()),

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Result;
-use orchestrator::{Format, Orchestrator, OutputSpec, RejectedBatches, SubmitOptions, WaitMode};
+use orchestrator::{
+    Format, Masking, Orchestrator, OutputSpec, RejectedBatches, SubmitOptions, WaitMode,
+};
 
 use super::common::{self, Bars};
 use super::{Global, usage_error};
@@ -36,9 +38,14 @@ pub struct Args {
     /// each account's last batch is triggered; `paybatch collect` finishes the job.
     #[arg(long)]
     pub wait: bool,
-    /// Write the exact REQUEST/PROCESS files into this folder instead; reserve nothing.
+    /// Write the files each account's gateway would get (Sola REQUEST/PROCESS, APS CSV) into
+    /// this folder instead, card data and keys masked; reserve nothing, upload nothing.
     #[arg(long, value_name = "DIR")]
     pub dry_run: Option<PathBuf>,
+    /// With --dry-run: write the exact bytes, real card numbers and keys included. Treat that
+    /// folder like the drop itself (the files are owner-only; delete them when done).
+    #[arg(long, requires = "dry_run")]
+    pub unmasked: bool,
     /// Submit the valid records and report the invalid ones instead of refusing the input.
     #[arg(long)]
     pub skip_invalid: bool,
@@ -78,11 +85,15 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         };
         let orch = Orchestrator::builder(settings.clone()).rejected_batches(rejected).build()?;
         if let Some(dir) = &args.dry_run {
-            let batches = orch.dry_run(job.clone(), dir).await?;
+            let masking = if args.unmasked { Masking::Unmasked } else { Masking::Masked };
+            let batches = orch.dry_run(job.clone(), dir, masking).await?;
             for b in &batches {
                 println!("{}\t{}\t{} lines\t{}", b.account, b.sequence, b.lines, b.request.display());
             }
             eprintln!("paybatch: dry run wrote {} batch(es) under {}; nothing was reserved or uploaded", batches.len(), dir.display());
+            if args.unmasked {
+                eprintln!("paybatch: these files hold real card data and keys: treat the folder like the drop and delete it when done");
+            }
             return Ok(ExitCode::SUCCESS);
         }
         let output = args.output.as_ref().filter(|_| args.wait).map(|path| OutputSpec {

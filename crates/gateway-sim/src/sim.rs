@@ -274,7 +274,8 @@ impl GatewaySim {
     pub fn new(accounts: Vec<SimAccount>, options: SimOptions) -> Result<GatewaySim> {
         let dir = &options.state_dir;
         let accounts_dir = dir.join("accounts");
-        std::fs::create_dir_all(&accounts_dir)
+        // Its vault and journal hold tokens and card fingerprints: folders it creates are 0700.
+        kvp_format::owner_only::create_dir_all(&accounts_dir)
             .map_err(|e| Error::state(&accounts_dir, "create state directory", e))?;
         let lock = lock_state_dir(dir)?;
         let vault = Vault::open(dir)?;

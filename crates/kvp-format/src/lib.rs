@@ -14,7 +14,8 @@
 //!   streaming, constant memory, buffer reuse through [`Reader::read_record`].
 //! - [`RequestLine`], [`ProcessFile`], [`ResponseLine`], [`CompleteFile`]: the four file kinds.
 //! - [`SequenceNumber`], [`FileName`], [`FileKind`]: `REQUEST_42.KVP` ⇄ (kind, 42).
-//! - [`Secret`], [`mask_value`]: redaction of card data and keys.
+//! - [`Secret`], [`mask_value`], [`mask_digit_runs`], [`contains_card_number`]: redaction of
+//!   card data and keys; [`owner_only`]: files and folders only their owner can read.
 //! - [`validate`] with [`ValidateOptions`]: every problem of a file, as [`Problem`]s.
 //!
 //! ```
@@ -48,6 +49,7 @@ mod complete;
 mod error;
 mod fields;
 mod file_name;
+pub mod owner_only;
 mod process;
 mod reader;
 mod record;
@@ -76,8 +78,8 @@ pub use process::ProcessFile;
 pub use reader::{BOM, Reader, Records, Typed};
 pub use record::{Iter, Record};
 pub use redact::{
-    REDACTED, SENSITIVE_KEYS, Secret, contains_secret, is_sensitive, mask_card, mask_digit_runs,
-    mask_key, mask_value,
+    REDACTED, SENSITIVE_KEYS, Secret, contains_card_number, contains_secret, is_sensitive,
+    mask_card, mask_digit_runs, mask_key, mask_value,
 };
 pub use report::{Policy, Problem, Report, ValidateOptions};
 pub use request::RequestLine;

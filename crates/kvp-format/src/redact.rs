@@ -74,11 +74,95 @@ pub fn mask_digit_runs(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut out: Option<String> = None;
     let mut copied = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if !bytes[i].is_ascii_digit() {
-            i += 1;
+    for run in digit_runs(bytes) {
+        if run.digits < CARD_RUN_DIGITS {
             continue;
+        }
+        // Run boundaries are ASCII bytes, so these slices fall on character boundaries.
+        let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+        o.push_str(&text[copied..run.start]);
+        let mut seen = 0;
+        for &b in &bytes[run.start..run.end] {
+            if b.is_ascii_digit() {
+                seen += 1;
+                o.push(if seen <= 6 || seen > run.digits - 4 {
+                    char::from(b)
+                } else {
+                    '*'
+                });
+            } else {
+                o.push(char::from(b));
+            }
+        }
+        copied = run.end;
+    }
+    match out {
+        None => Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(&text[copied..]);
+            Cow::Owned(o)
+        }
+    }
+}
+
+/// Digits in a run that can be a card number at most (ISO/IEC 7812: 19).
+const CARD_MAX_DIGITS: usize = 19;
+
+/// Whether `text` holds a card number: a digit run read as [`mask_digit_runs`] reads runs
+/// (digits, with single spaces or dashes between them: `4111 1111 1111 1111`,
+/// `4111-1111-1111-1111`) of 13 to 19 digits that passes the Luhn check. A run of 20 or more
+/// digits is not a card number, and neither is any part of it.
+///
+/// A reference, an invoice number or a header cell for which this holds must not be stored or
+/// echoed: it is indistinguishable from a card number (PROTOCOL.md decision 10).
+pub fn contains_card_number(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    digit_runs(bytes).any(|run| {
+        (CARD_RUN_DIGITS..=CARD_MAX_DIGITS).contains(&run.digits)
+            && luhn_valid(
+                bytes[run.start..run.end]
+                    .iter()
+                    .filter(|b| b.is_ascii_digit()),
+            )
+    })
+}
+
+/// The Luhn (mod 10) check over ASCII digits, most significant first.
+fn luhn_valid<'a>(digits: impl DoubleEndedIterator<Item = &'a u8>) -> bool {
+    let sum: u32 = digits
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let twice = d * 2;
+                if twice > 9 { twice - 9 } else { twice }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// One run of digits in a text: bytes `start..end`, `digits` of them digits.
+#[derive(Debug, Clone, Copy)]
+struct DigitRun {
+    start: usize,
+    end: usize,
+    digits: usize,
+}
+
+/// The digit runs of `bytes`, left to right: a run starts at a digit and goes on through
+/// digits and through single spaces or dashes that are followed by a digit.
+fn digit_runs(bytes: &[u8]) -> impl Iterator<Item = DigitRun> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() && !bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i >= bytes.len() {
+            return None;
         }
         let start = i;
         let (mut end, mut digits, mut j) = (i, 0, i);
@@ -95,34 +179,9 @@ pub fn mask_digit_runs(text: &str) -> Cow<'_, str> {
                 break;
             }
         }
-        if digits >= CARD_RUN_DIGITS {
-            // Run boundaries are ASCII bytes, so these slices fall on character boundaries.
-            let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
-            o.push_str(&text[copied..start]);
-            let mut seen = 0;
-            for &b in &bytes[start..end] {
-                if b.is_ascii_digit() {
-                    seen += 1;
-                    o.push(if seen <= 6 || seen > digits - 4 {
-                        char::from(b)
-                    } else {
-                        '*'
-                    });
-                } else {
-                    o.push(char::from(b));
-                }
-            }
-            copied = end;
-        }
         i = end;
-    }
-    match out {
-        None => Cow::Borrowed(text),
-        Some(mut o) => {
-            o.push_str(&text[copied..]);
-            Cow::Owned(o)
-        }
-    }
+        Some(DigitRun { start, end, digits })
+    })
 }
 
 /// Whether `haystack` (a log, a journal, a database file read as text) shows `secret`: the
@@ -247,6 +306,32 @@ mod tests {
             assert_eq!(mask_key(&got), *want, "idempotent: {key}");
         }
         assert!(matches!(mask_key("xCustom01"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn card_number_table() {
+        #[rustfmt::skip]
+        let cases: &[(&str, bool)] = &[
+            ("4111111111111111", true),
+            ("4111 1111 1111 1111", true),
+            ("4111-1111-1111-1111", true),
+            ("order 4111111111111111 of May", true),
+            ("INV5500000000000004", true),
+            ("4111111111111", false),          // 13 digits, Luhn fails
+            ("4222222222222", true),           // 13 digits, Luhn holds
+            ("4111111111111112", false),       // Luhn fails
+            ("6011000990139424", true),
+            ("3530111333300000", true),
+            ("41111111111111111111", false),   // 20 digits: no card number
+            ("411111111111", false),           // 12 digits
+            ("4111  1111 1111 1111", false),   // a double space ends the run
+            ("411111******1111", false),       // already masked
+            ("r-1", false),
+            ("", false),
+        ];
+        for (text, want) in cases {
+            assert_eq!(contains_card_number(text), *want, "{text}");
+        }
     }
 
     #[test]

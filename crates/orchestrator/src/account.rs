@@ -482,11 +482,8 @@ impl Worker {
                     let first = conflicts
                         .first()
                         .map(|c| {
-                            format!(
-                                "ref {:?} is already in {}",
-                                kvp_format::mask_digit_runs(&c.client_ref),
-                                c.existing
-                            )
+                            let reference = kvp_format::mask_digit_runs(&c.client_ref);
+                            format!("ref {reference:?} is already in {}", c.existing)
                         })
                         .unwrap_or_default();
                     return Err(Error::Resume {

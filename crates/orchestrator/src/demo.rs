@@ -5,6 +5,8 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use kvp_format::owner_only;
+
 use crate::error::{Error, Result};
 use crate::input::Format;
 
@@ -85,7 +87,7 @@ impl DemoSpec {
     /// # Errors
     /// [`Error::Io`].
     pub fn write_input(&self, path: &Path, format: Format) -> Result<()> {
-        let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        let file = owner_only::create(path).map_err(|e| Error::io(path, e))?;
         let mut out = BufWriter::with_capacity(1 << 16, file);
         let mut rng = fastrand::Rng::with_seed(self.seed);
         let columns = [
@@ -252,17 +254,18 @@ pub struct World {
 pub type LocalWorld = World;
 
 impl World {
-    /// A world whose drops are local folders `root/drops/ACCOUNT`.
+    /// A world whose drops are local folders `root/drops/ACCOUNT`. Folders created here are
+    /// 0700 and files 0600 (the input holds card numbers, the config keys).
     ///
     /// # Errors
     /// [`Error::Io`].
     pub fn create(root: &Path, spec: DemoSpec, format: Format) -> Result<Self> {
-        std::fs::create_dir_all(root.join("drops")).map_err(|e| Error::io(root, e))?;
+        owner_only::create_dir_all(&root.join("drops")).map_err(|e| Error::io(root, e))?;
         let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
         let mut targets = Vec::with_capacity(spec.accounts);
         for i in 0..spec.accounts {
             let dir = root.join("drops").join(spec.account_name(i));
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            owner_only::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             let location = storage_backends::Location::parse(&format!("file://{}", dir.display()))
                 .map_err(|e| Error::setting("demo", e.to_string()))?;
             targets.push((location, storage_backends::BackendOptions::default()));
@@ -281,7 +284,9 @@ impl World {
         format: Format,
         targets: Vec<(storage_backends::Location, storage_backends::BackendOptions)>,
     ) -> Result<Self> {
-        std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        // The workspace holds card numbers (the input) and keys (the config): created
+        // owner-only, like every file written here (a folder the caller made is left as it is).
+        owner_only::create_dir_all(root).map_err(|e| Error::io(root, e))?;
         let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
         let world = Self {
             config: root.join("paybatch.toml"),
@@ -318,7 +323,7 @@ impl World {
                 toml = toml.replace(&header, &format!("{header}{extra}"));
             }
         }
-        std::fs::write(&world.config, toml).map_err(|e| Error::io(&world.config, e))?;
+        owner_only::write(&world.config, toml).map_err(|e| Error::io(&world.config, e))?;
         world.spec.write_input(&world.input, format)?;
         Ok(world)
     }
@@ -355,7 +360,7 @@ impl World {
             endpoint,
             max_batch_lines,
         ));
-        std::fs::write(&self.config, config).map_err(|e| Error::io(&self.config, e))?;
+        owner_only::write(&self.config, config).map_err(|e| Error::io(&self.config, e))?;
         let mixed = self.root.join("mixed.kvp");
         crate::aps::write_mixed_input(&self.input, &mixed, accounts, per_account, self.spec.seed)?;
         Ok(mixed)

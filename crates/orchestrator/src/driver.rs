@@ -309,7 +309,8 @@ impl OrchestratorBuilder {
             None => {
                 let path = &self.settings.ledger.path;
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                    kvp_format::owner_only::create_dir_all(parent)
+                        .map_err(|e| Error::io(parent, e))?;
                 }
                 Arc::new(Ledger::open(path).map_err(|source| Error::Ledger {
                     account: "-".into(),

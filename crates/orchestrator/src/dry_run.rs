@@ -1,16 +1,21 @@
-//! `--dry-run`: write the exact REQUEST/PROCESS files a submit would upload into a local
-//! folder (`DIR/ACCOUNT/Request/…`), numbered from the ledger's next number, reserving nothing.
+//! `--dry-run`: write the files a submit would put at each account's gateway into a local
+//! folder (`DIR/ACCOUNT/…`, in the account's own protocol: Sola `Request/REQUEST_X.KVP` and
+//! `Request/PROCESS_X.KVP`, APS `BATCH_REFERENCE.csv`), numbered from the ledger's next number,
+//! reserving nothing and touching no drop or service. Card data and keys are masked unless
+//! asked otherwise; every folder and file is owner-only.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use kvp_format::owner_only;
 use sequence_ledger::AccountId;
 use serde::Serialize;
 
 use crate::driver::{Orchestrator, plan_with_ledger};
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::protocol::{GatewayProtocol, RequestLine};
+use crate::protocol::{GatewayProtocol, Masking, RequestLine};
+use crate::settings::ProtocolKind;
 use crate::sola::SolaFileDrop;
 
 /// One batch a dry run wrote.
@@ -22,22 +27,33 @@ pub struct DryRunBatch {
     pub sequence: u32,
     /// Lines in it.
     pub lines: u64,
-    /// The REQUEST file written.
+    /// The first file written: the REQUEST (Sola) or the batch file (APS).
     pub request: PathBuf,
+    /// Every file written for the batch, in the order the gateway would get them.
+    pub files: Vec<PathBuf>,
 }
 
 impl Orchestrator {
-    /// Writes what [`Orchestrator::submit`] would upload for `job` under `dir`, without
-    /// reserving numbers or touching any drop. Transactions already bound in the ledger are
-    /// left out (a real run would finish their batches, not create new ones).
+    /// Writes what [`Orchestrator::submit`] would upload for `job` under `dir`
+    /// ([`GatewayProtocol::batch_files`] of each account's protocol), without reserving numbers
+    /// or touching any drop or service. Transactions already bound in the ledger are left out
+    /// (a real run would finish their batches, not create new ones).
     ///
-    /// The files contain the real keys and card numbers, exactly as they would be uploaded:
-    /// they are written owner-only where the filesystem allows.
+    /// With [`Masking::Masked`] card numbers show first 6 / last 4 and CVV, track data,
+    /// account and routing numbers and keys are `[REDACTED]`; with [`Masking::Unmasked`] the
+    /// files are the exact bytes that would be uploaded and must be treated like the drop.
+    /// Either way `dir` (when created here), every account folder under it and every file are
+    /// owner-only (0700 / 0600).
     ///
     /// # Errors
     /// Missing secrets, ledger errors, [`Error::Io`].
-    pub async fn dry_run(&self, job: Arc<Job>, dir: &Path) -> Result<Vec<DryRunBatch>> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    pub async fn dry_run(
+        &self,
+        job: Arc<Job>,
+        dir: &Path,
+        masking: Masking,
+    ) -> Result<Vec<DryRunBatch>> {
+        owner_only::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
         let mut out = Vec::new();
         for (idx, positions) in job.positions_by_account().into_iter().enumerate() {
@@ -69,26 +85,9 @@ impl Orchestrator {
                         account: name.clone(),
                         source,
                     })?;
-            let settings = self.settings.account(&name)?;
             let root = dir.join(&name);
-            std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
-            let location = storage_backends::Location::parse(&format!("file://{}", root.display()))
-                .map_err(|e| Error::setting("dry-run", e.to_string()))?;
-            let backend =
-                storage_backends::open(&location, &storage_backends::BackendOptions::default())
-                    .await
-                    .map_err(|source| Error::Storage {
-                        account: name.clone(),
-                        path: String::new(),
-                        source,
-                    })?;
-            let sola = SolaFileDrop::new(
-                &name,
-                backend.clone(),
-                settings.batch_key(&name)?,
-                settings.merchant_key(&name)?,
-                &self.settings.gateway,
-            );
+            owner_only::private_dir(&root).map_err(|e| Error::io(&root, e))?;
+            let protocol = self.offline_protocol(&name, &root).await?;
             for batch in &plan.fresh {
                 let mut txs = Vec::with_capacity(batch.len());
                 for &pos in batch {
@@ -102,32 +101,21 @@ impl Orchestrator {
                         fields: &t.fields,
                     })
                     .collect();
-                let payload = sola.encode_request(sequence, &lines)?;
-                let request =
-                    kvp_format::FileName::new(kvp_format::FileKind::Request, sequence).path();
-                let process =
-                    kvp_format::FileName::new(kvp_format::FileKind::Process, sequence).path();
-                backend
-                    .put(&request, payload)
-                    .await
-                    .map_err(|source| Error::Storage {
-                        account: name.clone(),
-                        path: request.clone(),
-                        source,
-                    })?;
-                backend
-                    .put(&process, sola.encode_process(sequence, batch.len() as u64))
-                    .await
-                    .map_err(|source| Error::Storage {
-                        account: name.clone(),
-                        path: process.clone(),
-                        source,
-                    })?;
+                let mut files = Vec::new();
+                for file in protocol.batch_files(sequence, &lines, masking)? {
+                    let path = root.join(relative(&name, &file.path)?);
+                    if let Some(parent) = path.parent() {
+                        owner_only::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                    }
+                    owner_only::write(&path, &file.bytes).map_err(|e| Error::io(&path, e))?;
+                    files.push(path);
+                }
                 out.push(DryRunBatch {
                     account: name.clone(),
                     sequence: sequence.get(),
                     lines: batch.len() as u64,
-                    request: root.join(&request),
+                    request: files.first().cloned().unwrap_or_else(|| root.clone()),
+                    files,
                 });
                 sequence = sequence.next().ok_or_else(|| Error::Resume {
                     account: name.clone(),
@@ -137,4 +125,49 @@ impl Orchestrator {
         }
         Ok(out)
     }
+}
+
+impl Orchestrator {
+    /// Account `name`'s protocol for a dry run, built from the settings without reaching its
+    /// drop or service: an APS client makes no request until a step is called, and a Sola
+    /// file drop is given the dry run's own folder `root` (it only encodes here).
+    async fn offline_protocol(&self, name: &str, root: &Path) -> Result<Arc<dyn GatewayProtocol>> {
+        let settings = self.settings.account(name)?;
+        if settings.protocol == ProtocolKind::Aps {
+            let cfg = settings
+                .aps_settings()
+                .resolve(name)
+                .map_err(|e| Error::setting(format!("accounts.{name}"), e.to_string()))?;
+            return Ok(Arc::new(crate::aps::ApsBatchApi::new(cfg)?));
+        }
+        let location = storage_backends::Location::parse(&format!("file://{}", root.display()))
+            .map_err(|e| Error::setting("dry-run", e.to_string()))?;
+        let backend = storage_backends::LocalBackend::new(&location)
+            .await
+            .map_err(|source| Error::Storage {
+                account: name.to_owned(),
+                path: String::new(),
+                source,
+            })?;
+        Ok(Arc::new(SolaFileDrop::new(
+            name,
+            Arc::new(backend),
+            settings.batch_key(name)?,
+            settings.merchant_key(name)?,
+            &self.settings.gateway,
+        )))
+    }
+}
+
+/// A protocol's relative file path as a path under the account's folder: plain names only, so
+/// a file can never land outside it.
+fn relative(account: &str, path: &str) -> Result<PathBuf> {
+    let rel = Path::new(path);
+    if path.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(Error::Resume {
+            account: account.to_owned(),
+            message: format!("dry run: the protocol named a file outside its folder: {path:?}"),
+        });
+    }
+    Ok(rel.to_path_buf())
 }

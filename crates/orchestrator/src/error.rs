@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 /// What went wrong, with the account, sequence number, file and line it concerns.
 ///
-/// Messages never carry card data or keys: input values are never quoted, only field names.
+/// Messages never carry card data or keys: input values are never quoted, only field names,
+/// and an input error's message is shown with its card-like digit runs masked.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -34,8 +35,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// An input record could not be read (syntax, encoding).
-    #[error("{file}:{line}: {message}")]
+    /// An input record could not be read (syntax, encoding). `Display` masks every digit run
+    /// of the message that could be a card number ([`kvp_format::mask_digit_runs`]): the message
+    /// may quote a header cell or a field name.
+    #[error("{file}:{line}: {}", kvp_format::mask_digit_runs(.message))]
     Input {
         /// The input file name.
         file: String,

@@ -436,6 +436,9 @@ mod tests {
             ),
             (Format::Kvp, "a=1\nxCardNum=%FF4111111111111111\n", 2),
             (Format::Csv, "a,b\n1,2\n3\n", 3),
+            // Messages that quote a header cell or a field name mask card numbers in it.
+            (Format::Csv, "4111111111111111,4111111111111111\n1,2\n", 1),
+            (Format::Jsonl, "{\"4111111111111111\":[1]}\n", 1),
         ] {
             let err = read_all(format, text).unwrap_err();
             let msg = err.to_string();

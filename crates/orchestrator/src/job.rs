@@ -99,15 +99,11 @@ impl Job {
     ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("paybatch-job-")
+            .permissions(kvp_format::owner_only::dir_permissions())
             .tempdir()
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
         let path = dir.path().join("input.spill");
-        let file = File::options()
-            .create_new(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file = kvp_format::owner_only::create_new(&path).map_err(|e| Error::io(&path, e))?;
         let mut out =
             BufWriter::with_capacity(1 << 16, file.try_clone().map_err(|e| Error::io(&path, e))?);
         let accounts: Vec<String> = settings.accounts.keys().cloned().collect();
@@ -393,15 +389,11 @@ impl ResultSpill {
     pub fn new(len: usize) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("paybatch-results-")
+            .permissions(kvp_format::owner_only::dir_permissions())
             .tempdir()
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
         let path = dir.path().join("results.spill");
-        let file = File::options()
-            .create_new(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file = kvp_format::owner_only::create_new(&path).map_err(|e| Error::io(&path, e))?;
         Ok(Self {
             _dir: dir,
             path,
@@ -628,6 +620,21 @@ mod tests {
                 assert!(file.len() as u64 <= max_bytes, "{max_bytes}: {chunk:?}");
             }
         }
+    }
+
+    #[test]
+    fn spill_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let (job, _) = load(
+            "account=acme&ref=1&xCommand=cc:sale&xCardNum=4111111111111111\n",
+            InvalidPolicy::RejectInput,
+        );
+        let job = job.unwrap();
+        assert_eq!(mode(job._dir.path()), 0o700);
+        assert_eq!(mode(&job._dir.path().join("input.spill")), 0o600);
+        let spill = ResultSpill::new(1).unwrap();
+        assert_eq!((mode(spill._dir.path()), mode(&spill.path)), (0o700, 0o600));
     }
 
     #[test]

@@ -78,8 +78,8 @@ pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
 pub use plan::{AccountPlan, Bound, PlanConflict, RejectedBatches, content_digest, plan_account};
 pub use progress::{Progress, SLOW_AFTER, SlowBatch, format_waited, slow_log_due};
 pub use protocol::{
-    BatchRef, BatchVerdict, GatewayProtocol, Inspection, LineResult, PollResult, RejectedAnswer,
-    RequestLine,
+    BatchFile, BatchRef, BatchVerdict, GatewayProtocol, Inspection, LineResult, Masking,
+    PollResult, RejectedAnswer, RequestLine, mask_fields,
 };
 pub use settings::{
     AccountSettings, DEFAULT_CONFIG, ENV_PREFIX, GatewaySettings, InputSettings, LedgerSettings,

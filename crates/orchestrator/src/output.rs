@@ -31,7 +31,7 @@ pub const CSV_RESPONSE_COLUMNS: &[&str] = &[
 ];
 
 /// Writes records to `PATH.tmp` and renames it to `PATH` on [`OutputWriter::finish`], so a
-/// reader never sees half an output.
+/// reader never sees half an output. The file is owner-only (0600).
 #[derive(Debug)]
 pub struct OutputWriter {
     format: Format,
@@ -52,7 +52,8 @@ impl OutputWriter {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        // Outputs and rejects hold transaction data: owner-only (0600) whatever the umask.
+        let file = kvp_format::owner_only::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut columns: Vec<String> = lead.iter().map(|s| (*s).to_owned()).collect();
         columns.extend(CSV_RESPONSE_COLUMNS.iter().map(|s| (*s).to_owned()));
         columns.push("extra".to_owned());

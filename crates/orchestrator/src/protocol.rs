@@ -79,6 +79,69 @@ pub struct RequestLine<'a> {
     pub fields: &'a [(String, String)],
 }
 
+/// Whether the files of a dry run carry the real card data and keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Masking {
+    /// Every value of a sensitive field as [`kvp_format::mask_value`] shows it: card numbers
+    /// first 6 / last 4, CVV, track data, account and routing numbers and keys `[REDACTED]`.
+    #[default]
+    Masked,
+    /// The exact bytes that would be uploaded, card data and keys included: such files must be
+    /// treated like the drop itself.
+    Unmasked,
+}
+
+impl Masking {
+    /// Calls `f` with `lines` as this masking shows them: unchanged, or with every sensitive
+    /// value masked ([`mask_fields`]).
+    pub fn apply<T>(self, lines: &[RequestLine<'_>], f: impl FnOnce(&[RequestLine<'_>]) -> T) -> T {
+        match self {
+            Masking::Unmasked => f(lines),
+            Masking::Masked => {
+                let masked: Vec<Vec<(String, String)>> =
+                    lines.iter().map(|l| mask_fields(l.fields)).collect();
+                let view: Vec<RequestLine<'_>> = lines
+                    .iter()
+                    .zip(&masked)
+                    .map(|(l, fields)| RequestLine {
+                        index: l.index,
+                        fields,
+                    })
+                    .collect();
+                f(&view)
+            }
+        }
+    }
+}
+
+/// One file a batch would put at the gateway, as a dry run writes it: its path relative to the
+/// account's folder (`/`-separated) and its bytes. `Debug` shows the length, never the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BatchFile {
+    /// Relative path, e.g. `Request/REQUEST_7.KVP`.
+    pub path: String,
+    /// The content.
+    pub bytes: Bytes,
+}
+
+impl std::fmt::Debug for BatchFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchFile")
+            .field("path", &self.path)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// `fields` with every sensitive value masked ([`kvp_format::mask_value`]).
+pub fn mask_fields(fields: &[(String, String)]) -> Vec<(String, String)> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.clone(), kvp_format::mask_value(k, v).into_owned()))
+        .collect()
+}
+
 /// The gateway's verdict on a whole batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchVerdict {
@@ -294,6 +357,32 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// Storage or transport failures.
     async fn cleanup(&self, batch: &BatchRef) -> Result<()>;
+
+    /// The files batch `sequence` of `lines` would put at the gateway, for a dry run (nothing
+    /// is uploaded, nothing touches the network): Sola `Request/REQUEST_X.KVP` and
+    /// `Request/PROCESS_X.KVP`, APS the CSV named after its `batch_reference`. With
+    /// [`Masking::Masked`] card data and keys are masked, including the credentials the
+    /// protocol adds itself.
+    ///
+    /// The default is one file, the payload of [`encode_request`](Self::encode_request) over
+    /// the (masked) lines, named after [`external_reference`](Self::external_reference) or
+    /// `BATCH_X`. A protocol that adds credentials to the payload must override it.
+    ///
+    /// # Errors
+    /// As [`encode_request`](Self::encode_request) and
+    /// [`external_reference`](Self::external_reference).
+    fn batch_files(
+        &self,
+        sequence: SequenceNumber,
+        lines: &[RequestLine<'_>],
+        masking: Masking,
+    ) -> Result<Vec<BatchFile>> {
+        let path = self
+            .external_reference(sequence)?
+            .unwrap_or_else(|| format!("BATCH_{sequence}"));
+        let bytes = masking.apply(lines, |lines| self.encode_request(sequence, lines))?;
+        Ok(vec![BatchFile { path, bytes }])
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer};
 use crate::error::{Error, Result};
 
 mod backend;
+mod file_mode;
 
 pub use backend::StorageSettings;
 
@@ -261,7 +262,10 @@ pub struct AccountSettings {
 
 impl Settings {
     /// Loads the compiled-in defaults, then `file` (if any), then `PAYBATCH__…` variables, and
-    /// checks the result.
+    /// checks the result. When `file` holds a secret value (`batch_key`, `merchant_key`,
+    /// `access_code`, `sha_*_phrase`; not their `*_env` variable names) and its group or others
+    /// have any permission on it, a warning names the file and the keys (never a value), once
+    /// per file and process, as ssh does for a private key.
     ///
     /// # Errors
     /// [`Error::Config`] for unreadable files and unknown keys (the message names the key),
@@ -289,6 +293,7 @@ impl Settings {
                     source: None,
                 });
             }
+            file_mode::warn_if_shared(path);
             builder = builder.add_source(
                 config::File::from(path)
                     .format(config::FileFormat::Toml)

@@ -12,8 +12,8 @@ use storage_backends::{Backend, ErrorKind, PutIfAbsent};
 
 use crate::error::{Error, Result};
 use crate::protocol::{
-    BatchRef, BatchVerdict, GatewayProtocol, Inspection, LineResult, PollResult, RejectedAnswer,
-    RequestLine,
+    BatchFile, BatchRef, BatchVerdict, GatewayProtocol, Inspection, LineResult, Masking,
+    PollResult, RejectedAnswer, RequestLine,
 };
 use crate::settings::GatewaySettings;
 
@@ -208,8 +208,42 @@ impl SolaFileDrop {
 
     /// The PROCESS file's bytes.
     pub fn encode_process(&self, sequence: SequenceNumber, line_count: u64) -> Bytes {
+        Self::process_bytes(self.batch_key.expose(), sequence, line_count)
+    }
+
+    /// The REQUEST file's bytes with `merchant_key` as every line's `xKey`.
+    fn request_bytes(
+        &self,
+        sequence: SequenceNumber,
+        lines: &[RequestLine<'_>],
+        merchant_key: &str,
+    ) -> Bytes {
+        let mut out = Vec::with_capacity(lines.len() * 256);
+        let seq = sequence.to_string();
+        for line in lines {
+            kvp_format::encode_pair("xIndex", &line.index.to_string(), &mut out);
+            for (k, v) in [
+                ("xSequenceNumber", seq.as_str()),
+                ("xKey", merchant_key),
+                ("xVersion", self.x_version.as_str()),
+                ("xSoftwareName", self.software_name.as_str()),
+                ("xSoftwareVersion", self.software_version.as_str()),
+            ] {
+                out.push(b'&');
+                kvp_format::encode_pair(k, v, &mut out);
+            }
+            for (k, v) in line.fields {
+                out.push(b'&');
+                kvp_format::encode_pair(k, v, &mut out);
+            }
+            out.push(b'\n');
+        }
+        Bytes::from(out)
+    }
+
+    fn process_bytes(batch_key: &str, sequence: SequenceNumber, line_count: u64) -> Bytes {
         let mut out = Vec::with_capacity(128);
-        kvp_format::encode_pair("xKey", self.batch_key.expose(), &mut out);
+        kvp_format::encode_pair("xKey", batch_key, &mut out);
         out.push(b'&');
         kvp_format::encode_pair("xSubmittedCount", &line_count.to_string(), &mut out);
         out.push(b'&');
@@ -271,27 +305,37 @@ impl GatewayProtocol for SolaFileDrop {
     }
 
     fn encode_request(&self, sequence: SequenceNumber, lines: &[RequestLine<'_>]) -> Result<Bytes> {
-        let mut out = Vec::with_capacity(lines.len() * 256);
-        let seq = sequence.to_string();
-        for line in lines {
-            kvp_format::encode_pair("xIndex", &line.index.to_string(), &mut out);
-            for (k, v) in [
-                ("xSequenceNumber", seq.as_str()),
-                ("xKey", self.merchant_key.expose().as_str()),
-                ("xVersion", self.x_version.as_str()),
-                ("xSoftwareName", self.software_name.as_str()),
-                ("xSoftwareVersion", self.software_version.as_str()),
-            ] {
-                out.push(b'&');
-                kvp_format::encode_pair(k, v, &mut out);
-            }
-            for (k, v) in line.fields {
-                out.push(b'&');
-                kvp_format::encode_pair(k, v, &mut out);
-            }
-            out.push(b'\n');
-        }
-        Ok(Bytes::from(out))
+        Ok(self.request_bytes(sequence, lines, self.merchant_key.expose()))
+    }
+
+    /// `REQUEST_X` and `PROCESS_X`; masked, their `xKey`s are `[REDACTED]` and the lines'
+    /// sensitive fields masked.
+    fn batch_files(
+        &self,
+        sequence: SequenceNumber,
+        lines: &[RequestLine<'_>],
+        masking: Masking,
+    ) -> Result<Vec<BatchFile>> {
+        let (merchant_key, batch_key) = match masking {
+            Masking::Unmasked => (
+                self.merchant_key.expose().as_str(),
+                self.batch_key.expose().as_str(),
+            ),
+            _ => (kvp_format::REDACTED, kvp_format::REDACTED),
+        };
+        let request = masking.apply(lines, |lines| {
+            self.request_bytes(sequence, lines, merchant_key)
+        });
+        Ok(vec![
+            BatchFile {
+                path: Self::path(FileKind::Request, sequence),
+                bytes: request,
+            },
+            BatchFile {
+                path: Self::path(FileKind::Process, sequence),
+                bytes: Self::process_bytes(batch_key, sequence, lines.len() as u64),
+            },
+        ])
     }
 
     async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<Option<String>> {

@@ -17,7 +17,10 @@ pub const RESERVED_FIELDS: &[&str] = &[
     "xSequenceNumber",
 ];
 
-/// One invalid input record: `FILE:LINE: message`. Never quotes a field's value.
+/// One invalid input record: `FILE:LINE: message`. Never quotes a sensitive field's value, and
+/// every digit run that could be a card number in what it does quote (a field name, a `ref`, a
+/// header cell, an account) is masked (first 6 / last 4 digits): [`Validator::check`] masks its
+/// messages and `Display` masks the message again (PROTOCOL.md decision 10).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputProblem {
     /// The input name.
@@ -30,7 +33,13 @@ pub struct InputProblem {
 
 impl std::fmt::Display for InputProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        write!(
+            f,
+            "{}:{}: {}",
+            self.file,
+            self.line,
+            kvp_format::mask_digit_runs(&self.message)
+        )
     }
 }
 
@@ -51,7 +60,12 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// Every problem of `rec` (empty when valid). A valid record's `ref` is remembered.
+    /// Every problem of `rec` (empty when valid), each with its card-like digit runs masked
+    /// ([`kvp_format::mask_digit_runs`]). A valid record's `ref` is remembered.
+    ///
+    /// A `ref` holding a card number ([`kvp_format::contains_card_number`]: 13 to 19 digits,
+    /// spaces or dashes allowed between them, passing the Luhn check) is refused: it would be
+    /// stored in the ledger and written to the output.
     pub fn check(&mut self, rec: &InputRecord) -> Vec<String> {
         let mut problems = Vec::new();
         let account_field = &self.settings.input.account_field;
@@ -70,6 +84,10 @@ impl<'a> Validator<'a> {
         } else if reference.len() > 256 || reference.chars().any(char::is_control) {
             problems.push(format!(
                 "{ref_field} must be at most 256 characters without control characters"
+            ));
+        } else if kvp_format::contains_card_number(reference) {
+            problems.push(format!(
+                "{ref_field} {reference:?} holds a card number (13 to 19 digits passing the Luhn check); use a reference that is not a card number"
             ));
         }
         if let Some(a) =
@@ -142,6 +160,8 @@ impl<'a> Validator<'a> {
         self.remember(reference, rec.line, problems)
     }
 
+    /// Remembers a valid record's `ref` (or reports it repeated), then masks every message:
+    /// the one way out of [`Validator::check`].
     fn remember(&mut self, reference: &str, line: u64, mut problems: Vec<String>) -> Vec<String> {
         let ref_field = &self.settings.input.ref_field;
         if !reference.is_empty() {
@@ -152,6 +172,11 @@ impl<'a> Validator<'a> {
                 ));
             } else if problems.is_empty() {
                 self.seen.insert(key, line);
+            }
+        }
+        for p in &mut problems {
+            if let std::borrow::Cow::Owned(masked) = kvp_format::mask_digit_runs(p) {
+                *p = masked;
             }
         }
         problems
@@ -315,6 +340,66 @@ mod tests {
         );
         let p = v.check(&rec(3, "account=beta&ref=r1&xCommand=cc:sale"));
         assert_eq!(p, ["ref \"r1\" repeated (first on line 1)"]);
+    }
+
+    #[test]
+    fn a_ref_holding_a_card_number_is_refused_and_masked() {
+        let s = settings();
+        let line = |r: &str| format!("account=acme&ref={r}&xCommand=cc:sale");
+        for (reference, refused) in [
+            ("4111111111111111", true),
+            ("4111 1111 1111 1111", true),
+            ("4111-1111-1111-1111", true),
+            ("order-5500000000000004", true),
+            ("4111111111111112", false), // fails the Luhn check
+            ("41111111111111111111", false),
+            ("r-1", false),
+        ] {
+            let problems = Validator::new(&s).check(&rec(1, &line(reference)));
+            let text = problems.join("\n");
+            assert_eq!(
+                text.contains("holds a card number"),
+                refused,
+                "{reference}: {text}"
+            );
+            if refused {
+                assert!(!text.contains(reference), "{text}");
+                assert!(text.contains("****"), "shown masked: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn problems_mask_card_numbers_in_field_names_refs_and_accounts() {
+        let s = settings();
+        // A CSV exported without a header: a transaction's cells became the field names.
+        let headerless =
+            "acme=acme&r1=r2&cc:sale=cc:sale&4111111111111111=5500000000000004&1225=1225";
+        let repeated = "account=acme&ref=4111111111111112&xCommand=cc:sale";
+        let mut v = Validator::new(&s);
+        let mut problems = v.check(&rec(1, headerless));
+        problems.extend(v.check(&rec(2, "account=4111111111111111&ref=x&xCommand=cc:sale")));
+        assert!(v.check(&rec(3, repeated)).is_empty());
+        problems.extend(v.check(&rec(4, repeated)));
+        let text = problems.join("\n");
+        for needle in [
+            "field name \"411111******1111\" cannot be sent",
+            "unknown account \"411111******1111\"",
+            "ref \"411111******1112\" repeated (first on line 3)",
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+        assert!(
+            !text.contains("4111111111111111") && !text.contains("4111111111111112"),
+            "{text}"
+        );
+        let shown = InputProblem {
+            file: "in.csv".into(),
+            line: 2,
+            message: "field name \"4111111111111111\"".into(),
+        }
+        .to_string();
+        assert_eq!(shown, "in.csv:2: field name \"411111******1111\"");
     }
 
     #[test]

@@ -112,8 +112,12 @@ pub enum Error {
         /// The index the caller gave.
         index: u64,
     },
-    /// The same client reference twice in one new batch.
-    #[error("batch {sequence} of account {account}: client reference {client_ref:?} appears twice")]
+    /// The same client reference twice in one new batch. Messages quoting a reference mask
+    /// its card-like digit runs (`kvp_format::mask_digit_runs`).
+    #[error(
+        "batch {sequence} of account {account}: client reference {:?} appears twice",
+        kvp_format::mask_digit_runs(.client_ref)
+    )]
     DuplicateReference {
         /// The account.
         account: AccountId,
@@ -124,7 +128,8 @@ pub enum Error {
     },
     /// A client reference that is already bound to a transaction with different content.
     #[error(
-        "client reference {client_ref:?} of account {account} is already bound to {existing} with different content"
+        "client reference {:?} of account {account} is already bound to {existing} with different content",
+        kvp_format::mask_digit_runs(.client_ref)
     )]
     ContentConflict {
         /// The account.
@@ -230,5 +235,34 @@ mod tests {
             without.to_string(),
             "ledger /l is in use by another process"
         );
+    }
+
+    #[test]
+    fn messages_quoting_a_reference_mask_card_like_digit_runs() {
+        let account = AccountId::new("acme").unwrap();
+        let sequence = SequenceNumber::new(7).unwrap();
+        let errors = [
+            Error::DuplicateReference {
+                account: account.clone(),
+                sequence,
+                client_ref: "4111111111111112".into(),
+            },
+            Error::ContentConflict {
+                account,
+                client_ref: "4111111111111112".into(),
+                existing: crate::Binding {
+                    sequence,
+                    index: 3,
+                    content_digest: [0; 32],
+                },
+            },
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(
+                text.contains("\"411111******1112\"") && !text.contains("4111111111111112"),
+                "{text}"
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kvp_format::SequenceNumber;
+use kvp_format::{SequenceNumber, owner_only};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
@@ -162,7 +162,8 @@ fn now_ms() -> u64 {
 
 impl Ledger {
     /// Opens (creating if missing) the ledger directory at `path` for reading and writing, with
-    /// fsync durability.
+    /// fsync durability. The directory is made owner-only (0700, and 0600 for the files in it,
+    /// whatever the umask): it holds transaction data.
     ///
     /// # Errors
     /// [`Error::InUse`] when another process (or another `Ledger` in this one) has it open;
@@ -178,9 +179,14 @@ impl Ledger {
     /// As [`Ledger::open`].
     pub fn open_with(path: impl AsRef<Path>, options: LedgerOptions) -> Result<Ledger> {
         let path = path.as_ref().to_path_buf();
-        std::fs::create_dir_all(&path).map_err(Error::io(&path))?;
+        // The ledger holds bindings and stored results (tokens, authorisation codes): its
+        // directory is 0700 whatever the umask, and so are missing parents created here.
+        owner_only::private_dir(&path).map_err(Error::io(&path))?;
         let lock = LockFile::acquire(&path, LockMode::Exclusive)?;
         let db = open_sled(&options.sled_config(&path))?;
+        // sled creates its files with the default mode; narrow what is there (files it makes
+        // later are behind the 0700 directory).
+        owner_only::restrict_tree(&path).map_err(Error::io(&path))?;
         let syncer = match options.durability {
             Durability::Fsync => Some(Syncer::new(&path)?),
             Durability::FlushOnly => None,
@@ -214,6 +220,7 @@ impl Ledger {
         let lock = LockFile::acquire(&path, LockMode::Shared)?;
         let copy = tempfile::Builder::new()
             .prefix("paybatch-ledger-ro.")
+            .permissions(owner_only::dir_permissions())
             .tempdir()
             .map_err(Error::io(std::env::temp_dir()))?;
         copy_tree(&path, copy.path())?;

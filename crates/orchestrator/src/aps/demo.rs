@@ -102,7 +102,7 @@ pub fn write_mixed_input(
             aps_lines.push(line);
         }
     }
-    let file = std::fs::File::create(out).map_err(|e| Error::io(out, e))?;
+    let file = kvp_format::owner_only::create(out).map_err(|e| Error::io(out, e))?;
     let mut w = std::io::BufWriter::new(file);
     let mut aps = aps_lines.iter();
     let io = |e| Error::io(out, e);

@@ -30,7 +30,8 @@ use super::reference::BatchReference;
 use super::results::{check_references, join_complete, join_partial, parse_batch_results};
 use crate::error::{Error, Result};
 use crate::protocol::{
-    BatchRef, BatchVerdict, GatewayProtocol, LineResult, PollResult, RejectedAnswer, RequestLine,
+    BatchFile, BatchRef, BatchVerdict, GatewayProtocol, LineResult, Masking, PollResult,
+    RejectedAnswer, RequestLine,
 };
 
 const RESULTS: &str = "GET_BATCH_RESULTS";
@@ -338,6 +339,19 @@ impl GatewayProtocol for ApsBatchApi {
             txs.into_iter().map(|t| t.merchant_reference).collect(),
         );
         Ok(Bytes::from(file))
+    }
+
+    /// The CSV batch file, named `BATCH_REFERENCE.csv` (masked like any other lines; it never
+    /// holds card data, which validation refuses).
+    fn batch_files(
+        &self,
+        sequence: SequenceNumber,
+        lines: &[RequestLine<'_>],
+        masking: Masking,
+    ) -> Result<Vec<BatchFile>> {
+        let path = format!("{}.csv", self.reference(sequence)?.as_str());
+        let bytes = masking.apply(lines, |lines| self.encode_request(sequence, lines))?;
+        Ok(vec![BatchFile { path, bytes }])
     }
 
     async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<Option<String>> {
