@@ -148,9 +148,14 @@ impl Worker {
     }
 
     async fn run_inner(&self, plan: AccountPlan) -> AccountRun {
-        // Batches of this input the ledger already holds, oldest first.
-        for (sequence, positions) in plan.existing {
-            match self.finish_existing(sequence, &positions).await {
+        // Batches of this input the ledger already holds, oldest first. Without waiting
+        // (UntilTriggered), the account's very last batch is left triggered for `collect`.
+        let existing = plan.existing.len();
+        let no_fresh = plan.fresh.is_empty() || !self.new_batches;
+        for (n, (sequence, positions)) in plan.existing.into_iter().enumerate() {
+            let last = n + 1 == existing && no_fresh;
+            let wait = !(last && self.mode == WaitMode::UntilTriggered);
+            match self.finish_existing(sequence, &positions, wait).await {
                 Err(e) => return AccountRun::failed(e.to_string()),
                 // A Stuck batch is unanswered: finishing a later one would put PROCESS_{n+1}
                 // before COMPLETE_n (PROTOCOL.md §2 item 5). The later ones stay bound to
@@ -286,7 +291,8 @@ impl Worker {
         })
     }
 
-    /// Polls a Stuck batch once; true if it has now completed (and was collected).
+    /// Polls a Stuck (or, without waiting, a Triggered) batch once; true if it has now
+    /// completed (and was collected).
     async fn poll_stuck(&self, sequence: SequenceNumber, line_count: u64) -> Result<bool> {
         let batch = BatchRef::from_record(&self.record(sequence).await?);
         match self.protocol.poll(&batch).await? {
@@ -303,8 +309,10 @@ impl Worker {
         &self,
         sequence: SequenceNumber,
         positions: &[u32],
+        wait: bool,
     ) -> Result<BatchState> {
-        self.finish_existing_steps(sequence, positions).await?;
+        self.finish_existing_steps(sequence, positions, wait)
+            .await?;
         Ok(self.record(sequence).await?.state)
     }
 
@@ -312,6 +320,7 @@ impl Worker {
         &self,
         sequence: SequenceNumber,
         positions: &[u32],
+        wait: bool,
     ) -> Result<()> {
         let rec = self.record(sequence).await?;
         debug!(account = %self.account, %sequence, state = rec.state.name(), "resuming batch");
@@ -322,8 +331,16 @@ impl Worker {
                 self.check_same_transactions(&rec, positions, &payload)?;
                 self.upload_and_trigger(sequence, payload, positions.len() as u64, rec.state)
                     .await?;
+                if !wait {
+                    return Ok(());
+                }
                 self.wait_and_collect(sequence, positions.len() as u64, true)
                     .await
+            }
+            // Not waiting: look once; an answer that is there is collected.
+            BatchState::Triggered if !wait => {
+                self.poll_stuck(sequence, rec.line_count).await?;
+                Ok(())
             }
             BatchState::Triggered | BatchState::Completed(_) | BatchState::Collected => {
                 self.wait_and_collect(sequence, rec.line_count, true).await
