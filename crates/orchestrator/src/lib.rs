@@ -12,7 +12,7 @@
 //! # #[tokio::main(flavor = "multi_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use orchestrator::demo::{DemoSpec, World, spawn_gateway};
+//! use paybatch_demo::{DemoSpec, World, spawn_gateway};
 //! use orchestrator::{Format, InputReader, InvalidPolicy, Job, Orchestrator, Outcome, Settings, Shutdown, SubmitOptions};
 //!
 //! // A generated world on local folders, with the gateway simulator standing in for Sola.
@@ -44,7 +44,6 @@
 mod account;
 pub mod aps;
 mod collect;
-pub mod demo;
 mod driver;
 mod dry_run;
 mod error;
