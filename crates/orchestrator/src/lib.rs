@@ -49,7 +49,6 @@ mod dry_run;
 mod error;
 mod input;
 mod job;
-mod logging;
 mod merge;
 mod output;
 mod plan;
@@ -68,7 +67,6 @@ pub use dry_run::DryRunBatch;
 pub use error::{Error, Result};
 pub use input::{Format, InputReader, InputRecord, RecordSource};
 pub use job::{InvalidPolicy, Job, ResultSpill, Transaction};
-pub use logging::{LogFormat, LoggingError, init_logging};
 pub use merge::{
     AccountSummary, DEFAULT_CURRENCY, Outcome, OutputHead, X_RESULT_UNKNOWN, format_amount,
     output_record, parse_amount,
