@@ -73,7 +73,9 @@ pub use merge::{
 };
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
 pub use plan::{AccountPlan, Bound, PlanConflict, RejectedBatches, content_digest, plan_account};
-pub use progress::{Progress, SLOW_AFTER, SlowBatch, format_waited, slow_log_due};
+pub use progress::{
+    Progress, ProgressSnapshot, SLOW_AFTER, SlowBatch, format_waited, slow_log_due,
+};
 pub use protocol::{
     BatchFile, BatchRef, BatchVerdict, GatewayProtocol, Inspection, LineResult, Masking,
     PollResult, RejectedAnswer, RequestLine, mask_fields,
