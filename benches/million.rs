@@ -10,11 +10,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{
     Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
     SubmitOptions, WaitMode,
 };
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{
     Format, InputRecord, InvalidPolicy, Job, Orchestrator, RecordSource, Settings, Shutdown,
     SubmitOptions,
 };
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 
 /// Rows from "somewhere": account, ref, amount.
 struct Rows {

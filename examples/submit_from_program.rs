@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{
     Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
     SubmitOptions, WaitMode,
 };
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

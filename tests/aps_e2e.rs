@@ -20,12 +20,12 @@ use gateway_sim::aps::{
     ApsKnobs, ApsSim, ApsSimHandle, ApsSimOptions, ReferenceMode, ResultsForm, TamperMode,
     ValidationMode,
 };
-use orchestrator::aps::{self, ApsDemoAccount};
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{
     Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
     SubmitOptions, WaitMode,
 };
+use paybatch_demo::aps::{self, ApsDemoAccount};
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 use storage_backends::test_env;
 
 mod common;

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod logging;
 
 /// Push large volumes of payment transactions through gateways' batch interfaces, safely.
 #[derive(Debug, Parser)]

@@ -181,11 +181,11 @@ async fn start_aps(
                 .aps_settings()
                 .resolve(name)
                 .map_err(|e| usage_error(e.to_string()))?;
-            merchants.push(orchestrator::aps::sim_merchant(&cfg));
+            merchants.push(paybatch_demo::aps::sim_merchant(&cfg));
             if args.fail_accounts.contains(name) {
                 validation = ValidationMode::FailAll;
             }
-            let options = orchestrator::aps::sim_options(&cfg);
+            let options = paybatch_demo::aps::sim_options(&cfg);
             match &reading {
                 None => reading = Some((name.clone(), options)),
                 Some((first, o)) => {

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kvp_format::SequenceNumber;
@@ -404,9 +403,7 @@ impl Orchestrator {
         options: &SubmitOptions,
         shutdown: Shutdown,
     ) -> Result<Report> {
-        self.progress
-            .transactions
-            .store(job.len() as u64, Ordering::Relaxed);
+        self.progress.set_transactions(job.len() as u64);
         let by_account = job.positions_by_account();
         let semaphore = Arc::new(Semaphore::new(self.settings.limits.max_concurrent_accounts));
         let mut tasks: JoinSet<(String, AccountRun)> = JoinSet::new();
@@ -466,12 +463,12 @@ impl Orchestrator {
             };
             let permit_source = semaphore.clone();
             let progress = self.progress.clone();
-            progress.accounts_total.fetch_add(1, Ordering::Relaxed);
+            progress.account_started();
             let task_name = name.clone();
             let handle = tasks.spawn(async move {
                 let _permit = permit_source.acquire_owned().await;
                 let run = worker.run(plan).await;
-                progress.accounts_done.fetch_add(1, Ordering::Relaxed);
+                progress.account_finished();
                 (task_name, run)
             });
             names.insert(handle.id(), name);

@@ -12,7 +12,7 @@
 //! # #[tokio::main(flavor = "multi_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use orchestrator::demo::{DemoSpec, World, spawn_gateway};
+//! use paybatch_demo::{DemoSpec, World, spawn_gateway};
 //! use orchestrator::{Format, InputReader, InvalidPolicy, Job, Orchestrator, Outcome, Settings, Shutdown, SubmitOptions};
 //!
 //! // A generated world on local folders, with the gateway simulator standing in for Sola.
@@ -44,13 +44,11 @@
 mod account;
 pub mod aps;
 mod collect;
-pub mod demo;
 mod driver;
 mod dry_run;
 mod error;
 mod input;
 mod job;
-mod logging;
 mod merge;
 mod output;
 mod plan;
@@ -69,14 +67,15 @@ pub use dry_run::DryRunBatch;
 pub use error::{Error, Result};
 pub use input::{Format, InputReader, InputRecord, RecordSource};
 pub use job::{InvalidPolicy, Job, ResultSpill, Transaction};
-pub use logging::{LogFormat, LoggingError, init_logging};
 pub use merge::{
     AccountSummary, DEFAULT_CURRENCY, Outcome, OutputHead, X_RESULT_UNKNOWN, format_amount,
     output_record, parse_amount,
 };
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
 pub use plan::{AccountPlan, Bound, PlanConflict, RejectedBatches, content_digest, plan_account};
-pub use progress::{Progress, SLOW_AFTER, SlowBatch, format_waited, slow_log_due};
+pub use progress::{
+    Progress, ProgressSnapshot, SLOW_AFTER, SlowBatch, format_waited, slow_log_due,
+};
 pub use protocol::{
     BatchFile, BatchRef, BatchVerdict, GatewayProtocol, Inspection, LineResult, Masking,
     PollResult, RejectedAnswer, RequestLine, mask_fields,

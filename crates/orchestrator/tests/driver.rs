@@ -4,11 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use orchestrator::demo::{DemoSpec, LocalWorld, spawn_gateway};
 use orchestrator::{
     Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, RejectedBatches, Settings,
     Shutdown, SubmitOptions,
 };
+use paybatch_demo::{DemoSpec, LocalWorld, spawn_gateway};
 
 fn load_job(world: &LocalWorld, settings: &Settings) -> Arc<Job> {
     let mut reader = InputReader::open(&world.input, None).unwrap();

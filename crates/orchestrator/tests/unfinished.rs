@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use orchestrator::demo::{DemoSpec, LocalWorld, spawn_gateway};
 use orchestrator::{
     Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, RequestLine, Settings,
     Shutdown, SubmitOptions,
 };
+use paybatch_demo::{DemoSpec, LocalWorld, spawn_gateway};
 use sequence_ledger::{AccountId, BatchState, Ledger, NewBatch, NewBinding, Reserve};
 
 use storage_backends::{Backend, ByteStream, Capabilities, ErrorKind, Location, ObjectMeta};

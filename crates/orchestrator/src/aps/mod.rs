@@ -23,7 +23,6 @@ mod client;
 mod codes;
 mod config;
 mod currency;
-mod demo;
 mod error;
 mod gateway;
 mod reading;
@@ -46,7 +45,6 @@ pub use codes::{
 };
 pub use config::{ApsAccountConfig, Endpoint, FileSignature};
 pub use currency::{Currency, MinorUnits};
-pub use demo::{ApsDemoAccount, demo_accounts, demo_config_toml, demo_records, write_mixed_input};
 pub use error::{Error, Result};
 pub use gateway::ApsBatchApi;
 pub use reference::BatchReference;
@@ -55,4 +53,4 @@ pub use results::{
 };
 pub use settings::ApsSettings;
 pub use signature::{ShaType, json_pairs, sign, verify};
-pub use support::{check_input, sim_merchant, sim_options};
+pub use support::check_input;

@@ -17,6 +17,7 @@ use kvp_format::{Secret, SequenceNumber};
 use super::*;
 use crate::error::Error as OrchError;
 use crate::protocol::{BatchRef, GatewayProtocol, LineResult, PollResult, RequestLine};
+use paybatch_demo::aps::demo_records;
 
 fn merchant(sha: SimSha) -> ApsMerchant {
     ApsMerchant {

@@ -1,9 +1,14 @@
 //! A `log` record emitted from a thread-local destructor (as sled does from crossbeam-epoch
-//! when a worker thread exits) must not abort the process once logging is set up.
+//! when a worker thread exits) must not abort the process once the binary's logging is set up.
 //! The test re-runs its own binary as a child, because an abort would take the harness down.
+//! The binary's logging module is compiled into this test as it is (the binary has no library
+//! to import it from).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
+
+#[path = "../crates/cli/logging.rs"]
+mod logging;
 
 const CHILD: &str = "PAYBATCH_LOGGING_CHILD";
 
@@ -20,7 +25,7 @@ thread_local! {
 }
 
 fn child() {
-    orchestrator::init_logging("trace", orchestrator::LogFormat::Json).unwrap();
+    logging::init_logging("trace", logging::LogFormat::Json).unwrap();
     std::thread::spawn(|| {
         // The guard's destructor is registered first, the format buffer's (by the event)
         // after it, so the buffer is destroyed first when the thread exits, as with sled.

@@ -1,17 +1,20 @@
-//! Process-wide logging for binaries built on paybatch: `tracing` events, and the `log`
-//! records of dependencies that use the `log` crate (russh), to stderr as text or JSON lines.
+//! Process-wide logging of the `paybatch` binary: `tracing` events, and the `log` records of
+//! dependencies that use the `log` crate (russh), to stderr as text or JSON lines. The
+//! libraries only emit `tracing` events; setting up where they go is the binary's job.
 //!
 //! sled's `log` records are deliberately not bridged. sled logs from closures that
 //! crossbeam-epoch runs inside a thread-local destructor when a thread exits; by then
 //! tracing-subscriber's per-thread format buffer may already be destroyed, and formatting the
 //! event aborts the whole process ("thread local panicked on drop") — seen at `-vvv` after a
 //! successful `submit`. sled's debug/trace records are page-cache internals an operator has no
-//! use for.
+//! use for. `tests/logging_thread_exit.rs` compiles this file on its own and checks it.
+
+use std::fmt;
 
 use tracing_subscriber::EnvFilter;
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
@@ -21,9 +24,16 @@ pub enum LogFormat {
 
 /// Logging could not be set up (a subscriber or `log` logger was already installed, or the
 /// filter does not parse).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot set up logging: {0}")]
+#[derive(Debug)]
 pub struct LoggingError(String);
+
+impl fmt::Display for LoggingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot set up logging: {}", self.0)
+    }
+}
+
+impl std::error::Error for LoggingError {}
 
 /// `log` targets kept out of the `log` → `tracing` bridge (see the module docs).
 const UNBRIDGED_LOG_CRATES: &[&str] = &["sled"];

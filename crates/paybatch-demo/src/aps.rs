@@ -1,11 +1,13 @@
-//! A generated APS workload for demos and end-to-end tests: APS accounts for a config file,
-//! the simulator's merchants for them, and an input that mixes APS lines into a Sola input.
-//! Used by `paybatch demo --mixed` and `tests/aps_e2e.rs`.
+//! The Amazon Payment Services side of a demo: APS accounts for a config file, the
+//! simulator's merchants for them, an input that mixes APS lines into a Sola input (used by
+//! `paybatch demo --mixed` and `tests/aps_e2e.rs`), and the simulator's view of a configured
+//! account (used by `paybatch gateway-sim`).
 
 use std::io::Write;
 use std::path::Path;
 
 use kvp_format::Secret;
+use orchestrator::aps::{ApsAccountConfig, FileSignature, ShaType};
 
 use crate::error::{Error, Result};
 
@@ -167,10 +169,53 @@ pub fn demo_records(tag: &str, n: usize, seed: u64) -> Vec<Vec<(String, String)>
         .collect()
 }
 
+/// The simulator's merchant entry for an account, so `paybatch gateway-sim` and the demo can
+/// serve the accounts of a configuration with the same credentials.
+pub fn sim_merchant(cfg: &ApsAccountConfig) -> gateway_sim::aps::ApsMerchant {
+    gateway_sim::aps::ApsMerchant {
+        merchant_identifier: cfg.merchant_identifier.clone(),
+        access_code: Secret::new(cfg.access_code.expose().clone()),
+        sha_request_phrase: Secret::new(cfg.sha_request_phrase.expose().clone()),
+        sha_response_phrase: Secret::new(cfg.sha_response_phrase.expose().clone()),
+        sha_type: match cfg.sha_type {
+            ShaType::Sha256 => gateway_sim::aps::ShaType::Sha256,
+            ShaType::Sha512 => gateway_sim::aps::ShaType::Sha512,
+        },
+    }
+}
+
+/// The simulator's reading of the service that matches an account's settings: the reference
+/// mode from `line_number_offset` (1: §3a, 2: published), the upload signature, the renamed
+/// header cells, and the Process path when `process_url` is on the account's endpoint. Every
+/// other option is the default.
+pub fn sim_options(cfg: &ApsAccountConfig) -> gateway_sim::aps::ApsSimOptions {
+    use gateway_sim::aps::{ApsSimOptions, ReferenceMode, UploadSignature};
+    let base = cfg.endpoint.join("");
+    ApsSimOptions {
+        reference: if cfg.line_number_offset == 1 {
+            ReferenceMode::Assumed3a
+        } else {
+            ReferenceMode::Published
+        },
+        upload_signature: match cfg.file_signature {
+            FileSignature::Excluded => UploadSignature::Excluded,
+            FileSignature::Content => UploadSignature::Content,
+        },
+        header_names: cfg.header_names.renamed().to_vec(),
+        process_path: cfg
+            .process_url
+            .as_deref()
+            .and_then(|url| url.strip_prefix(base.as_str()))
+            .filter(|path| path.starts_with('/') && !path.starts_with("/FortAPI/"))
+            .map(str::to_owned),
+        ..ApsSimOptions::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aps::{ApsTransaction, Currency, check_input};
+    use orchestrator::aps::{ApsTransaction, Currency, check_input};
 
     #[test]
     fn demo_records_are_valid_unique_and_repeatable() {
@@ -189,7 +234,7 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        assert!(crate::aps::write_batch_file(&txs).is_ok());
+        assert!(orchestrator::aps::write_batch_file(&txs).is_ok());
         let commands: std::collections::HashSet<&str> =
             records.iter().map(|r| r[0].1.as_str()).collect();
         assert_eq!(commands.len(), 4, "all four commands appear");
@@ -222,5 +267,40 @@ mod tests {
                 && toml.contains("sha_type = \"sha512\""),
             "{toml}"
         );
+    }
+
+    #[test]
+    fn sim_options_follow_the_account() {
+        use gateway_sim::aps::{ReferenceMode, UploadSignature};
+        let mut cfg = ApsAccountConfig::new(
+            "a",
+            "http://127.0.0.1:9",
+            "M",
+            Secret::new("a".into()),
+            Secret::new("i".into()),
+            Secret::new("o".into()),
+        )
+        .unwrap();
+        let plain = sim_options(&cfg);
+        assert_eq!(plain.reference, ReferenceMode::Published);
+        assert_eq!(plain.upload_signature, UploadSignature::Excluded);
+        assert!(plain.header_names.is_empty() && plain.process_path.is_none());
+        cfg.line_number_offset = 1;
+        cfg.file_signature = FileSignature::Content;
+        cfg.header_names = orchestrator::aps::HeaderNames::new([("command", "Command")]).unwrap();
+        cfg.process_url = Some("http://127.0.0.1:9/integration-batch/batchApi/".into());
+        let set = sim_options(&cfg);
+        assert_eq!(set.reference, ReferenceMode::Assumed3a);
+        assert_eq!(set.upload_signature, UploadSignature::Content);
+        assert_eq!(
+            set.header_names,
+            [("command".to_owned(), "Command".to_owned())]
+        );
+        assert_eq!(
+            set.process_path.as_deref(),
+            Some("/integration-batch/batchApi/")
+        );
+        cfg.process_url = Some("http://127.0.0.1:10/x/".into());
+        assert_eq!(sim_options(&cfg).process_path, None, "another server");
     }
 }
