@@ -55,7 +55,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let world = World::create(dir.path(), spec, Format::Kvp)?;
     let (stop, gateway) = spawn_gateway(world.gateway(false).await?);
 
-    let settings = Arc::new(Settings::load(Some(&world.config))?);
+    let settings = Arc::new(Settings::load(
+        Some(&world.config),
+        &paybatch_demo::protocols(),
+    )?);
     let rows: Vec<_> = (0..40)
         .map(|n| {
             (

@@ -26,7 +26,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (stop, gateway) = spawn_gateway(world.gateway(false).await?);
 
     // 1. Settings: compiled-in defaults + a config file + PAYBATCH__… variables.
-    let settings = Arc::new(Settings::load(Some(&world.config))?);
+    let settings = Arc::new(Settings::load(
+        Some(&world.config),
+        &paybatch_demo::protocols(),
+    )?);
     // 2. Read and validate the whole input before anything is reserved or uploaded.
     let mut reader = InputReader::open(&world.input, None)?;
     let job = Job::load(

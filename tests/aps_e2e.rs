@@ -145,7 +145,9 @@ async fn submit_in_process_full(
     wait: WaitMode,
     shutdown: Shutdown,
 ) -> orchestrator::Result<orchestrator::Report> {
-    let settings = Arc::new(Settings::load_with_env(Some(&m.world.config), []).unwrap());
+    let settings = Arc::new(
+        Settings::load_with_env(Some(&m.world.config), [], &paybatch_demo::protocols()).unwrap(),
+    );
     let mut reader = InputReader::open(&m.input, None).unwrap();
     let job = Arc::new(
         Job::load(

@@ -13,9 +13,15 @@ use orchestrator::{
 
 use super::{Exit, Global, usage_error};
 
+/// The gateway protocols this binary speaks: the Sola file drop (the default) and the APS
+/// batch API.
+pub fn protocols() -> Vec<Arc<dyn gateway_protocol::AccountFactory>> {
+    vec![sola_file_drop::factory(), aps_batch::factory()]
+}
+
 /// Loads settings; any problem is a configuration error (exit code 2).
 pub fn load_settings(config: Option<&Path>) -> Result<Settings> {
-    Settings::load(config).map_err(|e| usage_error(e.to_string()))
+    Settings::load(config, &protocols()).map_err(|e| usage_error(e.to_string()))
 }
 
 /// A multi-threaded runtime for one command, with at most `limits.blocking_threads` threads

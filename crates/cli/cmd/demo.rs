@@ -213,7 +213,7 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
             None => (world.input.clone(), None),
         };
         let settings = Arc::new(
-            Settings::load_with_env(Some(&world.config), [])
+            Settings::load_with_env(Some(&world.config), [], &common::protocols())
                 .map_err(|e| usage_error(e.to_string()))?,
         );
         let job = common::load_job(&settings, &input, Some(input_format), false, None)?;

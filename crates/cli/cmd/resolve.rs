@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use kvp_format::SequenceNumber;
-use orchestrator::Orchestrator;
 use sequence_ledger::{AccountId, BatchRecord, Ledger, Transition};
 
 use super::{Global, common, usage_error};
@@ -65,7 +64,7 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
         .ok_or_else(|| usage_error(format!("account {account} has no batch {seq}")))?;
     let transition = if args.abandon {
         if before.state.may_have_been_triggered() && !before.state.is_final() {
-            look_in_the_drop(&settings, &ledger, &before)?;
+            look_in_the_drop(&settings, &before)?;
         }
         Transition::Abandoned {
             reason: args.reason.clone(),
@@ -92,19 +91,18 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
 /// Before abandoning a batch that may have been triggered: shows what the gateway side holds
 /// of it, and refuses when the gateway's verdict is there (its transactions may have been
 /// processed; abandoning would release them for a second send).
-fn look_in_the_drop(
-    settings: &Arc<orchestrator::Settings>,
-    ledger: &Arc<Ledger>,
-    batch: &BatchRecord,
-) -> Result<()> {
+fn look_in_the_drop(settings: &orchestrator::Settings, batch: &BatchRecord) -> Result<()> {
     let account = batch.account.as_str();
     let seq = batch.sequence;
     let rt = common::runtime(&settings.limits)?;
     let inspection = rt.block_on(async {
-        let orch = Orchestrator::builder(settings.clone())
-            .ledger(ledger.clone())
-            .build()?;
-        orch.protocol_for(account).await?.inspect(seq).await
+        let protocol = settings
+            .account(account)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        protocol.inspect(seq).await.map_err(|e| e.to_string())
     });
     let inspection = inspection.map_err(|e| super::Exit {
         code: 3,

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use orchestrator::ProtocolKind;
 use sequence_ledger::{AccountId, BatchState, Ledger};
 use serde::Serialize;
 
@@ -56,7 +55,7 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
             return Err(e).with_context(|| format!("cannot read the ledger at {}", path.display()));
         }
     };
-    let mut names: Vec<String> = settings.accounts.keys().cloned().collect();
+    let mut names: Vec<String> = settings.accounts().keys().cloned().collect();
     if let Some(l) = &ledger {
         for a in l.accounts()? {
             if !names.contains(&a.to_string()) {
@@ -71,10 +70,7 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
     for name in names {
         let mut entry = AccountStatus {
             account: name.clone(),
-            protocol: settings.accounts.get(&name).map(|a| match a.protocol {
-                ProtocolKind::Aps => "aps",
-                ProtocolKind::Sola => "sola",
-            }),
+            protocol: settings.accounts().get(&name).map(|a| a.protocol()),
             last_sequence: None,
             batches: BTreeMap::new(),
             stuck: Vec::new(),

@@ -9,8 +9,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use kvp_format::SequenceNumber;
+
 use crate::error::Result;
 use crate::protocol::GatewayProtocol;
+use crate::request::{BatchFile, Masking, RequestLine};
 
 /// The environment an account's secrets are read from: the variables given when the settings
 /// were loaded (not necessarily the process's).
@@ -44,7 +47,7 @@ pub struct AccountContext<'a> {
     pub common: &'a AccountCommon,
     /// The top-level sections of the configuration that protocols own (Sola: `[storage]`,
     /// `[gateway]`), by name.
-    pub sections: &'a serde_json::Map<String, serde_json::Value>,
+    pub sections: &'a config::Map<String, config::Value>,
     /// Where secrets named by `*_env` keys are read, when the account connects.
     pub env: &'a Arc<Env>,
 }
@@ -60,6 +63,13 @@ pub trait AccountFactory: Send + Sync + std::fmt::Debug {
         &[]
     }
 
+    /// The keys of this protocol's account tables whose value is itself a secret (each has a
+    /// `*_env` twin naming a variable instead): a config file holding one inline should be
+    /// owner-only, and the loader warns when it is not.
+    fn secret_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Checks one account's table (its keys without `protocol`, `max_batch_lines` and
     /// `allowed_commands`) and returns the account. Nothing is connected and no secret is read
     /// yet: a missing secret fails that account when it connects, not the whole configuration.
@@ -69,7 +79,7 @@ pub trait AccountFactory: Send + Sync + std::fmt::Debug {
     fn account(
         &self,
         name: &str,
-        table: serde_json::Value,
+        table: config::Value,
         context: AccountContext<'_>,
     ) -> Result<Arc<dyn Account>>;
 }
@@ -95,6 +105,22 @@ pub trait Account: Send + Sync + std::fmt::Debug {
     /// [`crate::Error::Setting`] for a secret whose variable is unset; storage or transport
     /// failures opening the connection.
     async fn connect(&self) -> Result<Arc<dyn GatewayProtocol>>;
+
+    /// The files batch `sequence` of `lines` would put at the gateway, built from the
+    /// settings alone — nothing connected, nothing sent (a dry run): Sola `Request/REQUEST_X.KVP`
+    /// and `Request/PROCESS_X.KVP`, APS the CSV named after its `batch_reference`. With
+    /// [`Masking::Masked`] card data and keys are masked, including the credentials the
+    /// protocol adds itself.
+    ///
+    /// # Errors
+    /// A line that cannot be encoded for this gateway; a secret whose variable is unset (when
+    /// the files need it).
+    fn batch_files(
+        &self,
+        sequence: SequenceNumber,
+        lines: &[RequestLine<'_>],
+        masking: Masking,
+    ) -> Result<Vec<BatchFile>>;
 
     /// The account's settings as the configuration would spell them (without the common
     /// keys), every secret value masked: for `paybatch config show`.

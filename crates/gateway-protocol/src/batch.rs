@@ -56,7 +56,6 @@ pub struct BatchVerdict {
 
 /// What one look at the gateway found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum PollResult {
     /// Not finished yet.
     Pending,

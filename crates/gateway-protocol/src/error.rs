@@ -7,17 +7,19 @@ use kvp_format::SequenceNumber;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The account's storage (a file drop) failed; [`storage_backends::ErrorKind::Transient`]
-    /// failures may go away by retrying.
+    /// The account's storage (a file drop) failed.
     #[error("account {account}: storage {path}: {source}")]
     Storage {
         /// The account.
         account: String,
         /// The path inside the drop.
         path: String,
-        /// The backend's error.
+        /// Whether trying again later may succeed (a timeout, a dropped connection), as the
+        /// storage layer classified it; access denied or a bad configuration is not.
+        transient: bool,
+        /// The storage layer's error.
         #[source]
-        source: storage_backends::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A gateway file or answer was malformed or broke a protocol rule.
     #[error("account {account} batch {sequence}: {message}")]
@@ -71,8 +73,7 @@ impl Error {
     /// malformed answer, a bad setting) will not go away by waiting.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Storage { source, .. } => source.is_transient(),
-            Error::Gateway { transient, .. } => *transient,
+            Error::Storage { transient, .. } | Error::Gateway { transient, .. } => *transient,
             _ => false,
         }
     }

@@ -52,3 +52,17 @@ pub use batch::{
 pub use error::{Error, Result};
 pub use protocol::GatewayProtocol;
 pub use request::{BatchFile, Masking, RequestLine, mask_fields};
+
+/// The `xResult` letters a gateway's per-line results carry (Sola's own, which the APS
+/// client sets too), from which the engine takes each line's outcome.
+pub mod x_result {
+    /// Approved.
+    pub const APPROVED: &str = "A";
+    /// Declined.
+    pub const DECLINED: &str = "D";
+    /// The gateway refused or failed the line (any other letter counts as this too).
+    pub const ERROR: &str = "E";
+    /// Not settled: pending, uncertain, on hold, in review — money may have moved, so the line
+    /// is `unknown`, never `error` and never `not_processed`.
+    pub const UNKNOWN: &str = "U";
+}

@@ -23,7 +23,7 @@ use kvp_format::SequenceNumber;
 
 use crate::batch::{BatchRef, Inspection, LineResult, PollResult, RejectedAnswer};
 use crate::error::Result;
-use crate::request::{BatchFile, Masking, RequestLine};
+use crate::request::RequestLine;
 
 /// The gateway side of one account. Implementations hold the account's transport and
 /// credentials; the driver calls the steps in order, one batch in flight per account.
@@ -141,30 +141,4 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// Storage or transport failures.
     async fn cleanup(&self, batch: &BatchRef) -> Result<()>;
-
-    /// The files batch `sequence` of `lines` would put at the gateway, for a dry run (nothing
-    /// is uploaded, nothing touches the network): Sola `Request/REQUEST_X.KVP` and
-    /// `Request/PROCESS_X.KVP`, APS the CSV named after its `batch_reference`. With
-    /// [`Masking::Masked`] card data and keys are masked, including the credentials the
-    /// protocol adds itself.
-    ///
-    /// The default is one file, the payload of [`encode_request`](Self::encode_request) over
-    /// the (masked) lines, named after [`external_reference`](Self::external_reference) or
-    /// `BATCH_X`. A protocol that adds credentials to the payload must override it.
-    ///
-    /// # Errors
-    /// As [`encode_request`](Self::encode_request) and
-    /// [`external_reference`](Self::external_reference).
-    fn batch_files(
-        &self,
-        sequence: SequenceNumber,
-        lines: &[RequestLine<'_>],
-        masking: Masking,
-    ) -> Result<Vec<BatchFile>> {
-        let path = self
-            .external_reference(sequence)?
-            .unwrap_or_else(|| format!("BATCH_{sequence}"));
-        let bytes = masking.apply(lines, |lines| self.encode_request(sequence, lines))?;
-        Ok(vec![BatchFile { path, bytes }])
-    }
 }

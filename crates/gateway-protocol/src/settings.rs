@@ -11,16 +11,35 @@ use crate::account::Env;
 use crate::error::{Error, Result};
 
 /// Deserializes an account's table into `T` (with `#[serde(deny_unknown_fields)]`, an unknown
-/// key is named in the error).
+/// key is named in the error). Values are read as leniently as the configuration crate reads
+/// them (an environment override `12345` is a fine string).
 ///
 /// # Errors
-/// [`Error::Setting`] with serde's message (naming the key).
-pub fn from_table<T: DeserializeOwned>(account: &str, table: serde_json::Value) -> Result<T> {
-    serde_json::from_value(table).map_err(|e| Error::Setting {
+/// [`Error::Setting`] with the message naming the key.
+pub fn from_table<T: DeserializeOwned>(account: &str, table: config::Value) -> Result<T> {
+    table.try_deserialize().map_err(|e| Error::Setting {
         account: account.to_owned(),
         key: "*".to_owned(),
         message: e.to_string(),
     })
+}
+
+/// An account table written as TOML (`location = "..."` lines), as a factory takes it: for
+/// programs that build one account in code, and for tests.
+///
+/// # Errors
+/// [`Error::Setting`] for text that is not TOML.
+pub fn table_from_toml(account: &str, text: &str) -> Result<config::Value> {
+    config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .and_then(|c| c.try_deserialize::<config::Map<String, config::Value>>())
+        .map(config::Value::from)
+        .map_err(|e| Error::Setting {
+            account: account.to_owned(),
+            key: "*".to_owned(),
+            message: e.to_string(),
+        })
 }
 
 /// Checks a secret given inline (`key`) or by variable (`key_env`): exactly one of them.

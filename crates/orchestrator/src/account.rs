@@ -21,8 +21,9 @@ use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::plan::{AccountPlan, content_digest};
 use crate::progress::{Progress, SLOW_AFTER, SlowBatch, WaitGuard, slow_log_due};
-use crate::protocol::{BatchRef, GatewayProtocol, PollResult, RequestLine};
 use crate::settings::PollSettings;
+use crate::verdict;
+use gateway_protocol::{GatewayProtocol, PollResult, RequestLine};
 
 /// Named crash points of the driver, in the order a batch reaches them
 /// (`PAYBATCH_CRASH_AT=orchestrator.after_process`; see `sequence_ledger::crash_point`).
@@ -294,7 +295,7 @@ impl Worker {
     /// Polls a Stuck (or, without waiting, a Triggered) batch once; true if it has now
     /// completed (and was collected).
     async fn poll_stuck(&self, sequence: SequenceNumber, line_count: u64) -> Result<bool> {
-        let batch = BatchRef::from_record(&self.record(sequence).await?);
+        let batch = verdict::batch_ref(&self.record(sequence).await?);
         match self.protocol.poll(&batch).await? {
             PollResult::Pending => Ok(false),
             PollResult::Done(_) => {
@@ -407,9 +408,9 @@ impl Worker {
                 Some(gateway_batch_id) => Transition::RequestUploadedAs { gateway_batch_id },
                 None => Transition::RequestUploaded,
             };
-            BatchRef::from_record(&self.transition(sequence, uploaded).await?)
+            verdict::batch_ref(&self.transition(sequence, uploaded).await?)
         } else {
-            BatchRef::from_record(&self.record(sequence).await?)
+            verdict::batch_ref(&self.record(sequence).await?)
         };
         self.shutdown.check()?;
         if state == BatchState::RequestUploaded
@@ -421,7 +422,7 @@ impl Worker {
         }
         let trigger = self.protocol.trigger(&batch, line_count);
         if self.protocol.trigger_is_cancel_safe() {
-            self.shutdown.until(trigger).await?;
+            self.shutdown.until(async { Ok(trigger.await?) }).await?;
         } else {
             trigger.await?;
         }
@@ -528,7 +529,7 @@ impl Worker {
         resumed: bool,
     ) -> Result<()> {
         let mut rec = self.record(sequence).await?;
-        let batch = BatchRef::from_record(&rec);
+        let batch = verdict::batch_ref(&rec);
         if rec.state == BatchState::Triggered {
             let triggered_at = rec
                 .transitions
@@ -567,15 +568,13 @@ impl Worker {
                             info!(account = %self.account, %sequence, waited_s = waited.as_secs(), "{slow}");
                         }
                     }
-                    Err(Error::Storage { ref source, .. })
-                        if source.kind() == storage_backends::ErrorKind::Transient =>
-                    {
-                        warn!(account = %self.account, %sequence, error = %source, "poll failed; will retry")
+                    Err(e) if e.is_transient() => {
+                        warn!(account = %self.account, %sequence, error = %e, "poll failed; will retry")
                     }
-                    // A permanent failure (access denied, bad configuration, ...) will not go
-                    // away by waiting until the Stuck deadline: stop the account now. The
-                    // batch stays Triggered, so the next run resumes polling it.
-                    Err(e @ Error::Storage { .. }) => {
+                    // A permanent storage failure (access denied, bad configuration, ...) will
+                    // not go away by waiting until the Stuck deadline: stop the account now.
+                    // The batch stays Triggered, so the next run resumes polling it.
+                    Err(e @ gateway_protocol::Error::Storage { .. }) => {
                         return Err(Error::Resume {
                             account: account.clone(),
                             message: format!(
@@ -583,7 +582,7 @@ impl Worker {
                             ),
                         });
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
                 if now_ms() >= deadline {
                     break None;
@@ -598,10 +597,10 @@ impl Worker {
             if !v.success {
                 warn!(account = %self.account, %sequence, status = %v.status, "gateway rejected the batch");
             }
-            rec = self.transition(sequence, v.into_transition()).await?;
+            rec = self.transition(sequence, verdict::completed(v)).await?;
         } else if rec.state == BatchState::Stuck {
             if let PollResult::Done(v) = self.protocol.poll(&batch).await? {
-                rec = self.transition(sequence, v.into_transition()).await?;
+                rec = self.transition(sequence, verdict::completed(v)).await?;
             } else {
                 return Ok(());
             }
@@ -622,7 +621,7 @@ impl Worker {
                     .protocol
                     .fetch_rejected_results(&batch, line_count)
                     .await?;
-                (rejected.lines, rejected.answer)
+                (rejected.lines, verdict::per_line_answer(rejected.answer))
             };
             let results = lines
                 .into_iter()
@@ -660,11 +659,9 @@ impl Worker {
     /// had. A transient storage error goes away by re-running; anything else (RESPONSE
     /// missing, lines missing or extra, another xSequenceNumber) may never go away, so the
     /// message names the operator's way out instead of "re-run" alone.
-    fn unusable_response(&self, sequence: SequenceNumber, e: Error) -> Error {
-        if let Error::Storage { source, .. } = &e
-            && source.is_transient()
-        {
-            return e;
+    fn unusable_response(&self, sequence: SequenceNumber, e: gateway_protocol::Error) -> Error {
+        if e.is_transient() {
+            return e.into();
         }
         Error::Resume {
             account: self.account.to_string(),

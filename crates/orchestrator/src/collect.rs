@@ -81,13 +81,7 @@ impl Orchestrator {
             let protocol = match self.protocol_for(name).await {
                 Ok(p) => p,
                 Err(e) => {
-                    runs.insert(
-                        name.clone(),
-                        AccountRun {
-                            failure: Some(e.to_string()),
-                            ..AccountRun::default()
-                        },
-                    );
+                    runs.insert(name.clone(), AccountRun::failed(e.to_string()));
                     continue;
                 }
             };

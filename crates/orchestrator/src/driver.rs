@@ -20,9 +20,8 @@ use crate::merge::{AccountSummary, Outcome, OutputHead, output_record};
 use crate::output::OutputWriter;
 use crate::plan::{Bound, RejectedBatches, content_digest};
 use crate::progress::Progress;
-use crate::protocol::GatewayProtocol;
 use crate::settings::Settings;
-use crate::sola::SolaFileDrop;
+use gateway_protocol::GatewayProtocol;
 
 /// The shutdown signal passed into the driver: when it fires, every account stops at its next
 /// safe point (between steps; the ledger has what was done) and `submit` returns
@@ -222,7 +221,7 @@ impl Report {
 }
 
 /// Builds an [`Orchestrator`]: settings, a ledger, and (optionally) protocols per account;
-/// accounts without one get the Sola file drop on the backend their `location` names.
+/// accounts without one connect as their settings say ([`gateway_protocol::Account::connect`]).
 #[derive(Debug)]
 pub struct OrchestratorBuilder {
     settings: Arc<Settings>,
@@ -268,27 +267,6 @@ impl OrchestratorBuilder {
     ) -> Self {
         self.protocols.insert(account.into(), protocol);
         self
-    }
-
-    /// Uses the Sola file drop on `backend` for `account` (its keys come from the settings):
-    /// for callers that open or wrap backends themselves.
-    ///
-    /// # Errors
-    /// [`Error::Setting`] for an unknown account or a missing key.
-    pub fn backend(
-        self,
-        account: &str,
-        backend: Arc<dyn storage_backends::Backend>,
-    ) -> Result<Self> {
-        let settings = self.settings.account(account)?;
-        let protocol = SolaFileDrop::new(
-            account,
-            backend,
-            settings.batch_key(account)?,
-            settings.merchant_key(account)?,
-            &self.settings.gateway,
-        );
-        Ok(self.protocol(account, Arc::new(protocol)))
     }
 
     /// Shares these progress counters.
@@ -353,40 +331,18 @@ impl Orchestrator {
         &self.progress
     }
 
-    /// The account's protocol, connecting its backend on first use.
+    /// The account's protocol (one given to the builder, else its configured account
+    /// connected on first use).
     ///
     /// # Errors
-    /// Missing secrets, unreachable storage.
+    /// [`Error::Setting`] for an unknown account; the account's connection errors (a secret
+    /// whose variable is unset, unreachable storage).
     pub async fn protocol_for(&self, account: &str) -> Result<Arc<dyn GatewayProtocol>> {
         let mut protocols = self.protocols.lock().await;
         if let Some(p) = protocols.get(account) {
             return Ok(p.clone());
         }
-        let settings = self.settings.account(account)?;
-        if settings.protocol == crate::settings::ProtocolKind::Aps {
-            let cfg = settings
-                .aps_settings()
-                .resolve(account)
-                .map_err(|e| Error::setting(format!("accounts.{account}"), e.to_string()))?;
-            let protocol: Arc<dyn GatewayProtocol> = Arc::new(crate::aps::ApsBatchApi::new(cfg)?);
-            protocols.insert(account.to_owned(), protocol.clone());
-            return Ok(protocol);
-        }
-        let (location, options) = settings.backend_options(account)?;
-        let backend = storage_backends::open(&location, &options)
-            .await
-            .map_err(|source| Error::Storage {
-                account: account.to_owned(),
-                path: String::new(),
-                source,
-            })?;
-        let protocol: Arc<dyn GatewayProtocol> = Arc::new(SolaFileDrop::new(
-            account,
-            backend,
-            settings.batch_key(account)?,
-            settings.merchant_key(account)?,
-            &self.settings.gateway,
-        ));
+        let protocol = self.settings.account(account)?.connect().await?;
         protocols.insert(account.to_owned(), protocol.clone());
         Ok(protocol)
     }

@@ -14,9 +14,7 @@ use serde::Serialize;
 use crate::driver::{Orchestrator, plan_with_ledger};
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::protocol::{GatewayProtocol, Masking, RequestLine};
-use crate::settings::ProtocolKind;
-use crate::sola::SolaFileDrop;
+use gateway_protocol::{Masking, RequestLine};
 
 /// One batch a dry run wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -35,7 +33,7 @@ pub struct DryRunBatch {
 
 impl Orchestrator {
     /// Writes what [`Orchestrator::submit`] would upload for `job` under `dir`
-    /// ([`GatewayProtocol::batch_files`] of each account's protocol), without reserving numbers
+    /// ([`gateway_protocol::Account::batch_files`] of each account), without reserving numbers
     /// or touching any drop or service. Transactions already bound in the ledger are left out
     /// (a real run would finish their batches, not create new ones).
     ///
@@ -47,12 +45,7 @@ impl Orchestrator {
     ///
     /// # Errors
     /// Missing secrets, ledger errors, [`Error::Io`].
-    pub async fn dry_run(
-        &self,
-        job: Arc<Job>,
-        dir: &Path,
-        masking: Masking,
-    ) -> Result<Vec<DryRunBatch>> {
+    pub fn dry_run(&self, job: Arc<Job>, dir: &Path, masking: Masking) -> Result<Vec<DryRunBatch>> {
         owner_only::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
         let mut out = Vec::new();
@@ -87,7 +80,7 @@ impl Orchestrator {
                     })?;
             let root = dir.join(&name);
             owner_only::private_dir(&root).map_err(|e| Error::io(&root, e))?;
-            let protocol = self.offline_protocol(&name, &root).await?;
+            let settings = self.settings.account(&name)?;
             for batch in &plan.fresh {
                 let mut txs = Vec::with_capacity(batch.len());
                 for &pos in batch {
@@ -102,7 +95,7 @@ impl Orchestrator {
                     })
                     .collect();
                 let mut files = Vec::new();
-                for file in protocol.batch_files(sequence, &lines, masking)? {
+                for file in settings.batch_files(sequence, &lines, masking)? {
                     let path = root.join(relative(&name, &file.path)?);
                     if let Some(parent) = path.parent() {
                         owner_only::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
@@ -124,38 +117,6 @@ impl Orchestrator {
             }
         }
         Ok(out)
-    }
-}
-
-impl Orchestrator {
-    /// Account `name`'s protocol for a dry run, built from the settings without reaching its
-    /// drop or service: an APS client makes no request until a step is called, and a Sola
-    /// file drop is given the dry run's own folder `root` (it only encodes here).
-    async fn offline_protocol(&self, name: &str, root: &Path) -> Result<Arc<dyn GatewayProtocol>> {
-        let settings = self.settings.account(name)?;
-        if settings.protocol == ProtocolKind::Aps {
-            let cfg = settings
-                .aps_settings()
-                .resolve(name)
-                .map_err(|e| Error::setting(format!("accounts.{name}"), e.to_string()))?;
-            return Ok(Arc::new(crate::aps::ApsBatchApi::new(cfg)?));
-        }
-        let location = storage_backends::Location::parse(&format!("file://{}", root.display()))
-            .map_err(|e| Error::setting("dry-run", e.to_string()))?;
-        let backend = storage_backends::LocalBackend::new(&location)
-            .await
-            .map_err(|source| Error::Storage {
-                account: name.to_owned(),
-                path: String::new(),
-                source,
-            })?;
-        Ok(Arc::new(SolaFileDrop::new(
-            name,
-            Arc::new(backend),
-            settings.batch_key(name)?,
-            settings.merchant_key(name)?,
-            &self.settings.gateway,
-        )))
     }
 }
 

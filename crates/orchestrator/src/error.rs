@@ -62,27 +62,9 @@ pub enum Error {
         #[source]
         source: sequence_ledger::Error,
     },
-    /// A storage backend failed.
-    #[error("account {account}: storage {path}: {source}")]
-    Storage {
-        /// The account.
-        account: String,
-        /// The path inside the drop.
-        path: String,
-        /// The backend's error.
-        #[source]
-        source: storage_backends::Error,
-    },
-    /// A gateway file was malformed or broke a protocol rule.
-    #[error("account {account} batch {sequence}: {message}")]
-    Protocol {
-        /// The account.
-        account: String,
-        /// The batch number.
-        sequence: u32,
-        /// What was wrong.
-        message: String,
-    },
+    /// A gateway step (or an account's setting a protocol checks) failed.
+    #[error(transparent)]
+    Gateway(#[from] gateway_protocol::Error),
     /// The account's drop holds answer files numbered at or above the next number this
     /// ledger would use (PROTOCOL.md decision 4b): another client used the drop, or the
     /// ledger was restored from an older copy. Nothing was uploaded or deleted.
@@ -96,17 +78,6 @@ pub enum Error {
         found: kvp_format::SequenceNumber,
         /// The number this ledger was about to use.
         next: kvp_format::SequenceNumber,
-    },
-    /// `REQUEST_X` is already in the drop with other transactions than this ledger bound to
-    /// `X`: this ledger did not write it, so it is neither overwritten nor triggered.
-    #[error(
-        "account {account} batch {sequence}: Request/REQUEST_{sequence}.KVP is already in the drop with other transactions than this ledger bound to that number; it was not written by this ledger, so it is neither overwritten nor triggered (another client uses this drop, or the ledger was restored: see `paybatch ledger set-floor`)"
-    )]
-    ForeignRequest {
-        /// The account.
-        account: String,
-        /// The batch number.
-        sequence: kvp_format::SequenceNumber,
     },
     /// Resuming found a state that must not be continued automatically.
     #[error("account {account}: {message}")]

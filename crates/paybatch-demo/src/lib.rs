@@ -37,5 +37,36 @@ mod spec;
 mod world;
 
 pub use error::{Error, Result};
+
+/// The gateway protocols a demo world's accounts use (Sola and APS), for
+/// `orchestrator::Settings::load` and its siblings.
+pub fn protocols() -> Vec<std::sync::Arc<dyn gateway_protocol::AccountFactory>> {
+    vec![sola_file_drop::factory(), aps_batch::factory()]
+}
+
+/// The Sola file drop of configured account `account` on a backend the caller opened or
+/// wrapped (a test's faulty drop, a shared connection), for
+/// `orchestrator::OrchestratorBuilder::protocol`.
+///
+/// # Errors
+/// [`Error::Invalid`] when the account is not a configured Sola account or a key's variable is
+/// unset.
+pub fn sola_drop(
+    settings: &orchestrator::Settings,
+    account: &str,
+    backend: std::sync::Arc<dyn storage_backends::Backend>,
+) -> Result<std::sync::Arc<dyn gateway_protocol::GatewayProtocol>> {
+    let configured = settings
+        .account(account)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let sola = configured
+        .as_any()
+        .downcast_ref::<sola_file_drop::SolaAccount>()
+        .ok_or_else(|| Error::Invalid(format!("account {account} is not a Sola account")))?;
+    let drop = sola
+        .on_backend(backend)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(std::sync::Arc::new(drop))
+}
 pub use spec::DemoSpec;
 pub use world::{LocalWorld, World, spawn_gateway};

@@ -220,19 +220,21 @@ mod tests {
         let mixed = world
             .add_aps("http://127.0.0.1:9", &accounts, 3, 5)
             .unwrap();
-        let settings = orchestrator::Settings::load_with_env(Some(&world.config), []).unwrap();
-        let kinds: Vec<(String, orchestrator::ProtocolKind)> = settings
-            .accounts
+        let settings =
+            orchestrator::Settings::load_with_env(Some(&world.config), [], &crate::protocols())
+                .unwrap();
+        let kinds: Vec<(String, &str)> = settings
+            .accounts()
             .iter()
-            .map(|(n, a)| (n.clone(), a.protocol))
+            .map(|(n, a)| (n.clone(), a.protocol()))
             .collect();
         assert_eq!(
             kinds,
             [
-                ("acct-001".to_owned(), orchestrator::ProtocolKind::Sola),
-                ("acct-002".to_owned(), orchestrator::ProtocolKind::Sola),
-                ("aps-1".to_owned(), orchestrator::ProtocolKind::Aps),
-                ("aps-2".to_owned(), orchestrator::ProtocolKind::Aps),
+                ("acct-001".to_owned(), "sola"),
+                ("acct-002".to_owned(), "sola"),
+                ("aps-1".to_owned(), "aps"),
+                ("aps-2".to_owned(), "aps"),
             ]
         );
         assert_eq!(settings.max_batch_lines("aps-1"), 5);

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use gateway_protocol::{
-    Account, AccountCommon, AccountContext, AccountFactory, Env, Error, GatewayProtocol, LineRules,
-    Result,
+    Account, AccountCommon, AccountContext, AccountFactory, BatchFile, Env, Error, GatewayProtocol,
+    LineRules, Masking, RequestLine, Result,
 };
-use kvp_format::Secret;
+use kvp_format::{Secret, SequenceNumber};
 use storage_backends::{Backend, BackendOptions, Location};
 
 use crate::drop::SolaFileDrop;
@@ -40,7 +40,7 @@ impl SolaAccount {
     pub fn new(
         name: &str,
         common: AccountCommon,
-        table: serde_json::Value,
+        table: config::Value,
         storage: StorageSettings,
         gateway: GatewaySettings,
         env: Arc<Env>,
@@ -149,9 +149,32 @@ impl Account for SolaAccount {
             .map_err(|source| Error::Storage {
                 account: self.name.clone(),
                 path: String::new(),
-                source,
+                transient: source.is_transient(),
+                source: Box::new(source),
             })?;
         Ok(Arc::new(self.on_backend(backend)?))
+    }
+
+    fn batch_files(
+        &self,
+        sequence: SequenceNumber,
+        lines: &[RequestLine<'_>],
+        masking: Masking,
+    ) -> Result<Vec<BatchFile>> {
+        let keys = match masking {
+            Masking::Unmasked => Some((self.merchant_key()?, self.batch_key()?)),
+            _ => None,
+        };
+        let keys = keys
+            .as_ref()
+            .map(|(m, b)| (m.expose().as_str(), b.expose().as_str()));
+        Ok(crate::drop::batch_files(
+            &self.gateway,
+            keys,
+            sequence,
+            lines,
+            masking,
+        ))
     }
 
     fn settings(&self) -> serde_json::Value {
@@ -186,10 +209,14 @@ impl AccountFactory for SolaFactory {
         &["storage", "gateway"]
     }
 
+    fn secret_keys(&self) -> &'static [&'static str] {
+        &["batch_key", "merchant_key"]
+    }
+
     fn account(
         &self,
         name: &str,
-        table: serde_json::Value,
+        table: config::Value,
         context: AccountContext<'_>,
     ) -> Result<Arc<dyn Account>> {
         let storage = StorageSettings::from_section(context.sections.get("storage"))?;

@@ -24,9 +24,7 @@ pub struct SolaFileDrop {
     backend: Arc<dyn Backend>,
     batch_key: Secret<String>,
     merchant_key: Secret<String>,
-    x_version: String,
-    software_name: String,
-    software_version: String,
+    gateway: GatewaySettings,
     /// The last COMPLETE bytes without a final newline seen per batch (see `verdict`).
     unterminated: Mutex<HashMap<SequenceNumber, Bytes>>,
 }
@@ -45,14 +43,12 @@ impl SolaFileDrop {
             backend,
             batch_key,
             merchant_key,
-            x_version: gateway.x_version.clone(),
-            software_name: gateway.software_name.clone(),
-            software_version: gateway.software_version().to_owned(),
+            gateway: gateway.clone(),
             unterminated: Mutex::new(HashMap::new()),
         }
     }
 
-    fn path(kind: FileKind, sequence: SequenceNumber) -> String {
+    pub(crate) fn path(kind: FileKind, sequence: SequenceNumber) -> String {
         FileName::new(kind, sequence).path()
     }
 
@@ -60,7 +56,8 @@ impl SolaFileDrop {
         Error::Storage {
             account: self.account.clone(),
             path: path.to_owned(),
-            source,
+            transient: source.is_transient(),
+            source: Box::new(source),
         }
     }
 
@@ -207,51 +204,74 @@ impl SolaFileDrop {
 
     /// The PROCESS file's bytes.
     pub fn encode_process(&self, sequence: SequenceNumber, line_count: u64) -> Bytes {
-        Self::process_bytes(self.batch_key.expose(), sequence, line_count)
+        process_bytes(self.batch_key.expose(), sequence, line_count)
     }
+}
 
-    /// The REQUEST file's bytes with `merchant_key` as every line's `xKey`.
-    fn request_bytes(
-        &self,
-        sequence: SequenceNumber,
-        lines: &[RequestLine<'_>],
-        merchant_key: &str,
-    ) -> Bytes {
-        let mut out = Vec::with_capacity(lines.len() * 256);
-        let seq = sequence.to_string();
-        for line in lines {
-            kvp_format::encode_pair("xIndex", &line.index.to_string(), &mut out);
-            for (k, v) in [
-                ("xSequenceNumber", seq.as_str()),
-                ("xKey", merchant_key),
-                ("xVersion", self.x_version.as_str()),
-                ("xSoftwareName", self.software_name.as_str()),
-                ("xSoftwareVersion", self.software_version.as_str()),
-            ] {
-                out.push(b'&');
-                kvp_format::encode_pair(k, v, &mut out);
-            }
-            for (k, v) in line.fields {
-                out.push(b'&');
-                kvp_format::encode_pair(k, v, &mut out);
-            }
-            out.push(b'\n');
+/// The REQUEST file's bytes: every line's envelope (`xIndex`, `xSequenceNumber`, `merchant_key`
+/// as `xKey`, the `[gateway]` fields), then its transaction fields.
+fn request_bytes(
+    gateway: &GatewaySettings,
+    sequence: SequenceNumber,
+    lines: &[RequestLine<'_>],
+    merchant_key: &str,
+) -> Bytes {
+    let mut out = Vec::with_capacity(lines.len() * 256);
+    let seq = sequence.to_string();
+    for line in lines {
+        kvp_format::encode_pair("xIndex", &line.index.to_string(), &mut out);
+        for (k, v) in [
+            ("xSequenceNumber", seq.as_str()),
+            ("xKey", merchant_key),
+            ("xVersion", gateway.x_version.as_str()),
+            ("xSoftwareName", gateway.software_name.as_str()),
+            ("xSoftwareVersion", gateway.software_version()),
+        ] {
+            out.push(b'&');
+            kvp_format::encode_pair(k, v, &mut out);
         }
-        Bytes::from(out)
-    }
-
-    fn process_bytes(batch_key: &str, sequence: SequenceNumber, line_count: u64) -> Bytes {
-        let mut out = Vec::with_capacity(128);
-        kvp_format::encode_pair("xKey", batch_key, &mut out);
-        out.push(b'&');
-        kvp_format::encode_pair("xSubmittedCount", &line_count.to_string(), &mut out);
-        out.push(b'&');
-        kvp_format::encode_pair("xFormat", "KVP", &mut out);
-        out.push(b'&');
-        kvp_format::encode_pair("xSequenceNumber", &sequence.to_string(), &mut out);
+        for (k, v) in line.fields {
+            out.push(b'&');
+            kvp_format::encode_pair(k, v, &mut out);
+        }
         out.push(b'\n');
-        Bytes::from(out)
     }
+    Bytes::from(out)
+}
+
+fn process_bytes(batch_key: &str, sequence: SequenceNumber, line_count: u64) -> Bytes {
+    kvp_format::ProcessFile::new(batch_key, line_count, sequence)
+        .to_bytes()
+        .into()
+}
+
+/// The files batch `sequence` of `lines` would put in the drop, `REQUEST_X` and `PROCESS_X`:
+/// with [`Masking::Masked`] the lines' sensitive fields are masked and both `xKey`s are
+/// `[REDACTED]` (`keys` is not read); unmasked, `keys` = (merchant key, batch key).
+pub(crate) fn batch_files(
+    gateway: &GatewaySettings,
+    keys: Option<(&str, &str)>,
+    sequence: SequenceNumber,
+    lines: &[RequestLine<'_>],
+    masking: Masking,
+) -> Vec<BatchFile> {
+    let (merchant_key, batch_key) = match (masking, keys) {
+        (Masking::Unmasked, Some(keys)) => keys,
+        _ => (kvp_format::REDACTED, kvp_format::REDACTED),
+    };
+    let request = masking.apply(lines, |lines| {
+        request_bytes(gateway, sequence, lines, merchant_key)
+    });
+    vec![
+        BatchFile {
+            path: SolaFileDrop::path(FileKind::Request, sequence),
+            bytes: request,
+        },
+        BatchFile {
+            path: SolaFileDrop::path(FileKind::Process, sequence),
+            bytes: process_bytes(batch_key, sequence, lines.len() as u64),
+        },
+    ]
 }
 
 /// Which lines a RESPONSE must hold.
@@ -310,37 +330,12 @@ impl GatewayProtocol for SolaFileDrop {
     }
 
     fn encode_request(&self, sequence: SequenceNumber, lines: &[RequestLine<'_>]) -> Result<Bytes> {
-        Ok(self.request_bytes(sequence, lines, self.merchant_key.expose()))
-    }
-
-    /// `REQUEST_X` and `PROCESS_X`; masked, their `xKey`s are `[REDACTED]` and the lines'
-    /// sensitive fields masked.
-    fn batch_files(
-        &self,
-        sequence: SequenceNumber,
-        lines: &[RequestLine<'_>],
-        masking: Masking,
-    ) -> Result<Vec<BatchFile>> {
-        let (merchant_key, batch_key) = match masking {
-            Masking::Unmasked => (
-                self.merchant_key.expose().as_str(),
-                self.batch_key.expose().as_str(),
-            ),
-            _ => (kvp_format::REDACTED, kvp_format::REDACTED),
-        };
-        let request = masking.apply(lines, |lines| {
-            self.request_bytes(sequence, lines, merchant_key)
-        });
-        Ok(vec![
-            BatchFile {
-                path: Self::path(FileKind::Request, sequence),
-                bytes: request,
-            },
-            BatchFile {
-                path: Self::path(FileKind::Process, sequence),
-                bytes: Self::process_bytes(batch_key, sequence, lines.len() as u64),
-            },
-        ])
+        Ok(request_bytes(
+            &self.gateway,
+            sequence,
+            lines,
+            self.merchant_key.expose(),
+        ))
     }
 
     async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<Option<String>> {
@@ -749,7 +744,8 @@ mod tests {
         use AnswerFile::{Absent, Read, Unreadable};
         let (_t, backend, sola) = drop_and_sola().await;
         // (RESPONSE_9 body or none, what the answer was, indexes kept)
-        let cases: &[(Option<&[u8]>, AnswerFile, &[u64])] = &[
+        type Case<'a> = (Option<&'a [u8]>, AnswerFile, &'a [u64]);
+        let cases: &[Case<'_>] = &[
             (None, Absent, &[]),
             (Some(b"xIndex=2&xSequenceNumber=9&xResult=A&xRefNum=77\nxIndex=0&xSequenceNumber=9&xResult=E&xCardNum=4111111111111111\n"), Read, &[0, 2]),
             (Some(b""), Read, &[]),

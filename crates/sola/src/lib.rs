@@ -21,10 +21,10 @@
 //! use sola_file_drop::{GatewaySettings, SolaAccount, StorageSettings};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let table = serde_json::json!({
-//!     "location": format!("file://{}", dir.path().display()),
-//!     "batch_key": "batch-key", "merchant_key": "merchant-key",
-//! });
+//! let table = gateway_protocol::settings::table_from_toml("acme", &format!(
+//!     "location = \"file://{}\"\nbatch_key = \"batch-key\"\nmerchant_key = \"merchant-key\"\n",
+//!     dir.path().display(),
+//! ))?;
 //! let account = SolaAccount::new("acme", AccountCommon::default(), table,
 //!     StorageSettings::default(), GatewaySettings::default(), Arc::default())?;
 //! let drop = gateway_protocol::Account::connect(&account).await?;

@@ -114,10 +114,12 @@ impl StorageSettings {
     ///
     /// # Errors
     /// [`Error::Setting`] naming the key.
-    pub fn from_section(section: Option<&serde_json::Value>) -> Result<Self> {
+    pub fn from_section(section: Option<&config::Value>) -> Result<Self> {
         let settings = match section {
-            Some(v) => serde_json::from_value::<Self>(v.clone())
-                .map_err(|e| section_error("storage", e))?,
+            Some(v) => v
+                .clone()
+                .try_deserialize::<Self>()
+                .map_err(|e| section_error("storage", &e))?,
             None => Self::default(),
         };
         settings.check()?;
@@ -162,15 +164,18 @@ impl GatewaySettings {
     ///
     /// # Errors
     /// [`Error::Setting`] naming the key.
-    pub fn from_section(section: Option<&serde_json::Value>) -> Result<Self> {
+    pub fn from_section(section: Option<&config::Value>) -> Result<Self> {
         match section {
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| section_error("gateway", e)),
+            Some(v) => v
+                .clone()
+                .try_deserialize()
+                .map_err(|e| section_error("gateway", &e)),
             None => Ok(Self::default()),
         }
     }
 }
 
-fn section_error(section: &str, e: serde_json::Error) -> Error {
+fn section_error(section: &str, e: &config::ConfigError) -> Error {
     Error::Setting {
         account: "*".to_owned(),
         key: section.to_owned(),
@@ -254,7 +259,7 @@ impl SolaSettings {
     /// [`Error::Setting`] naming the key: unknown keys, a bad location, a secret given both
     /// ways or not at all, `s3_*` keys on a non-S3 location, S3 credential variables not
     /// given together, a passphrase without a key.
-    pub fn from_table(account: &str, table: serde_json::Value) -> Result<(Self, Location)> {
+    pub fn from_table(account: &str, table: config::Value) -> Result<(Self, Location)> {
         let settings: Self = from_table(account, table)?;
         let location = settings.location(account)?;
         settings.check(account, location.scheme())?;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The APS client and [`ApsBatchApi`] against the APS simulator on 127.0.0.1: the whole
 //! protocol through the trait steps, crash/resume, validation failure, tampered signatures,
 //! transient failures. The simulator has its own signature code, so these tests also check
@@ -14,9 +15,12 @@ use gateway_sim::aps::{
 };
 use kvp_format::{Secret, SequenceNumber};
 
-use super::*;
-use crate::error::Error as OrchError;
-use crate::protocol::{BatchRef, GatewayProtocol, LineResult, PollResult, RequestLine};
+use aps_batch::*;
+use gateway_protocol::{
+    AnswerFile, BatchRef, BatchVerdict, Error as GatewayError, GatewayProtocol, LineResult,
+    PollResult, RequestLine,
+};
+use orchestrator::{AccountSummary, Outcome};
 use paybatch_demo::aps::demo_records;
 
 fn merchant(sha: SimSha) -> ApsMerchant {
@@ -140,7 +144,7 @@ fn mixed() -> Vec<Vec<(String, String)>> {
     ])
 }
 
-async fn poll_until_done(api: &ApsBatchApi, batch: &BatchRef) -> crate::protocol::BatchVerdict {
+async fn poll_until_done(api: &ApsBatchApi, batch: &BatchRef) -> BatchVerdict {
     for _ in 0..50 {
         if let PollResult::Done(v) = api.poll(batch).await.unwrap() {
             return v;
@@ -197,10 +201,10 @@ async fn full_run(mode: ReferenceMode, sha: SimSha, client_sha: ShaType) {
     .collect();
     assert_eq!(got, expected);
     // The summary sums approved amounts per currency: 1.234 KWD stays three-decimal exact.
-    let mut summary = crate::AccountSummary::default();
+    let mut summary = AccountSummary::default();
     for r in &results {
         let letter = r.fields.iter().find(|(k, _)| k == "xResult");
-        let outcome = crate::Outcome::from_x_result(letter.map(|(_, v)| v.as_str()));
+        let outcome = Outcome::from_x_result(letter.map(|(_, v)| v.as_str()));
         summary.add(outcome, &r.fields);
     }
     let approved: Vec<(&str, i64)> = summary
@@ -381,7 +385,7 @@ async fn failed_validation_gives_each_flagged_line_its_own_reason(mode: Referenc
         .fetch_rejected_results(&BatchRef::new(seq), 24)
         .await
         .unwrap();
-    assert_eq!(answer.answer, sequence_ledger::PerLineAnswer::Read);
+    assert_eq!(answer.answer, AnswerFile::Read);
     let got: Vec<(u64, String, String)> = answer
         .lines
         .iter()
@@ -448,7 +452,13 @@ async fn tampered_results_are_refused(mode: ReferenceMode) {
     }
     let err = refused.expect("the tampered answer must be refused");
     assert!(
-        matches!(&err, OrchError::Protocol { sequence: 1, .. }),
+        matches!(
+            &err,
+            GatewayError::Gateway {
+                transient: false,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(
@@ -822,13 +832,13 @@ async fn unsettled_lines_are_unknown_with_the_gateway_s_status(mode: ReferenceMo
         "{:?}",
         results[1]
     );
-    let mut summary = crate::AccountSummary::default();
+    let mut summary = AccountSummary::default();
     for r in &results {
-        let outcome = crate::Outcome::from_x_result(Some(field(r, "xResult")));
+        let outcome = Outcome::from_x_result(Some(field(r, "xResult")));
         summary.add(outcome, &r.fields);
     }
-    assert_eq!(summary.count(crate::Outcome::Unknown), 4);
-    assert_eq!(summary.count(crate::Outcome::Error), 0);
+    assert_eq!(summary.count(Outcome::Unknown), 4);
+    assert_eq!(summary.count(Outcome::Error), 0);
     assert_eq!(summary.approved.get("USD"), Some(&300));
     assert_eq!(sim.journal().len(), 5);
     sim.shutdown().await;

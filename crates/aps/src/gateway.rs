@@ -21,17 +21,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use kvp_format::SequenceNumber;
 
-use super::batch_file::{ApsTransaction, HeaderNames, write_batch_file_with};
-use super::client::{AnswerForm, ApsAnswer, ApsClient, UploadOutcome};
-use super::config::ApsAccountConfig;
-use super::error::Error as ApsError;
-use super::reading::{Reading, any_rows, line_fields, read, rejected_lines, validation_summary};
-use super::reference::BatchReference;
-use super::results::{check_references, join_complete, join_partial, parse_batch_results};
-use crate::error::{Error, Result};
-use crate::protocol::{
-    BatchFile, BatchRef, BatchVerdict, GatewayProtocol, LineResult, Masking, PollResult,
-    RejectedAnswer, RequestLine,
+use crate::batch_file::{ApsTransaction, HeaderNames, write_batch_file_with};
+use crate::client::{AnswerForm, ApsAnswer, ApsClient, UploadOutcome};
+use crate::config::ApsAccountConfig;
+use crate::error::Error as ApsError;
+use crate::reading::{Reading, any_rows, line_fields, read, rejected_lines, validation_summary};
+use crate::reference::BatchReference;
+use crate::results::{check_references, join_complete, join_partial, parse_batch_results};
+use gateway_protocol::{
+    AnswerFile, BatchFile, BatchRef, BatchVerdict, Error, GatewayProtocol, LineResult, Masking,
+    PollResult, RejectedAnswer, RequestLine, Result,
 };
 
 const RESULTS: &str = "GET_BATCH_RESULTS";
@@ -55,13 +54,13 @@ impl ApsBatchApi {
     /// The protocol for one account.
     ///
     /// # Errors
-    /// [`Error::Protocol`] (sequence 0) for a configuration the HTTP client refuses.
+    /// [`Error::Gateway`] for a configuration the HTTP client refuses.
     pub fn new(cfg: ApsAccountConfig) -> Result<Self> {
         let account = cfg.account.clone();
-        let client = ApsClient::new(cfg).map_err(|e| Error::Protocol {
+        let client = ApsClient::new(cfg).map_err(|e| Error::Gateway {
             account,
-            sequence: 0,
-            message: e.to_string(),
+            transient: false,
+            source: Box::new(e),
         })?;
         Ok(Self {
             client,
@@ -84,10 +83,27 @@ impl ApsBatchApi {
         self.transaction(fields).map(|_| ())
     }
 
+    /// The files batch `sequence` would put at the service, for a dry run: the CSV batch file
+    /// named `BATCH_REFERENCE.csv` (masked like any other lines; it never holds card data,
+    /// which validation refuses).
+    ///
+    /// # Errors
+    /// A line that cannot be written; a bad `reference_prefix`.
+    pub fn batch_files(
+        &self,
+        sequence: SequenceNumber,
+        lines: &[RequestLine<'_>],
+        masking: Masking,
+    ) -> Result<Vec<BatchFile>> {
+        let path = format!("{}.csv", self.reference(sequence)?.as_str());
+        let bytes = masking.apply(lines, |lines| self.encode_request(sequence, lines))?;
+        Ok(vec![BatchFile { path, bytes }])
+    }
+
     /// The `batch_reference` of batch `sequence`.
     ///
     /// # Errors
-    /// [`Error::Protocol`] for a bad `reference_prefix`.
+    /// [`Error::Gateway`] for a bad `reference_prefix`.
     pub fn reference(&self, sequence: SequenceNumber) -> Result<BatchReference> {
         let cfg = self.client.config();
         BatchReference::for_batch(&cfg.reference_prefix, &cfg.account, sequence.get())
@@ -104,11 +120,13 @@ impl ApsBatchApi {
         )
     }
 
+    /// An APS error about batch `sequence` as a gateway step's error: transient when the
+    /// client calls it so (a timeout, a 5xx after its retries), so the engine may try again.
     fn error(&self, sequence: SequenceNumber, e: ApsError) -> Error {
-        Error::Protocol {
+        Error::Gateway {
             account: self.client.config().account.clone(),
-            sequence: sequence.get(),
-            message: e.to_string(),
+            transient: e.is_transient(),
+            source: format!("batch {sequence}: {e}").into(),
         }
     }
 
@@ -202,8 +220,8 @@ impl ApsBatchApi {
             ))
         };
         if matches!(
-            super::codes::BatchPhase::of(answer.code),
-            super::codes::BatchPhase::UnknownReference | super::codes::BatchPhase::Failed
+            crate::codes::BatchPhase::of(answer.code),
+            crate::codes::BatchPhase::UnknownReference | crate::codes::BatchPhase::Failed
         ) {
             return refuse(format!(
                 "the service says the reference already exists, then answers {} {:?} about it: cannot tell whether it holds this batch; {way_out}",
@@ -248,10 +266,10 @@ impl ApsBatchApi {
         &self,
         batch: &BatchRef,
         reference: &BatchReference,
-        rows: Vec<super::results::ResultRow>,
+        rows: Vec<crate::results::ResultRow>,
         line_count: u64,
         every_line: bool,
-    ) -> Result<Vec<(u64, super::results::ResultRow)>> {
+    ) -> Result<Vec<(u64, crate::results::ResultRow)>> {
         let sequence = batch.sequence;
         let offset = self.offset();
         let joined = if every_line {
@@ -314,7 +332,7 @@ impl GatewayProtocol for ApsBatchApi {
         for line in lines {
             let tx = self.transaction(line.fields).map_err(|e| Error::Protocol {
                 account: self.client.config().account.clone(),
-                sequence: sequence.get(),
+                sequence,
                 message: format!("line {}: {e}", line.index),
             })?;
             txs.push(tx);
@@ -339,19 +357,6 @@ impl GatewayProtocol for ApsBatchApi {
             txs.into_iter().map(|t| t.merchant_reference).collect(),
         );
         Ok(Bytes::from(file))
-    }
-
-    /// The CSV batch file, named `BATCH_REFERENCE.csv` (masked like any other lines; it never
-    /// holds card data, which validation refuses).
-    fn batch_files(
-        &self,
-        sequence: SequenceNumber,
-        lines: &[RequestLine<'_>],
-        masking: Masking,
-    ) -> Result<Vec<BatchFile>> {
-        let path = format!("{}.csv", self.reference(sequence)?.as_str());
-        let bytes = masking.apply(lines, |lines| self.encode_request(sequence, lines))?;
-        Ok(vec![BatchFile { path, bytes }])
     }
 
     async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<Option<String>> {
@@ -550,7 +555,7 @@ impl GatewayProtocol for ApsBatchApi {
                 // Nothing can be concluded from reasons that cannot be read.
                 tracing::warn!(account = %self.account(), %sequence, %reference, error = %e, "unreadable validation results of a rejected APS batch");
                 return Ok(RejectedAnswer {
-                    answer: sequence_ledger::PerLineAnswer::Unreadable,
+                    answer: AnswerFile::Unreadable,
                     lines: Vec::new(),
                 });
             }
@@ -561,7 +566,7 @@ impl GatewayProtocol for ApsBatchApi {
         // Validation reasons carry no `xResult`: they are remarks, not outcomes — a batch
         // that failed validation was never processed.
         Ok(RejectedAnswer {
-            answer: sequence_ledger::PerLineAnswer::Read,
+            answer: AnswerFile::Read,
             lines: rejected_lines(joined),
         })
     }

@@ -16,7 +16,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use super::error::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A checked `batch_reference`: 1–20 characters from `[A-Za-z0-9_./-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::batch_file::ApsCommand;
+use crate::batch_file::ApsCommand;
 
 /// A parsed `response_code` (`"70138"` is status 70, message 138).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

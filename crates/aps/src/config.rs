@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use kvp_format::Secret;
 
-use super::batch_file::HeaderNames;
-use super::currency::Currency;
-use super::error::{Error, Result};
-use super::signature::ShaType;
+use crate::batch_file::HeaderNames;
+use crate::error::{Error, Result};
+use crate::signature::ShaType;
+use gateway_protocol::money::Currency;
 
 /// Checks a service URL: `https` unless the host is a loopback address (test servers), no
 /// query, fragment or user info. `key` names the setting in errors.
@@ -45,7 +45,7 @@ fn checked_url(account: &str, key: &str, url: &str) -> Result<url::Url> {
 
 /// Whether the upload's signature covers the file part. The published reference does not say
 /// (PROTOCOL.md §3b); section 3a assumed it does not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileSignature {
     /// The signature covers every field but `signature` and the file part (3a; the default).
@@ -176,7 +176,7 @@ pub struct ApsAccountConfig {
     /// Whether the upload's signature covers the file (default: not, as in 3a).
     pub file_signature: FileSignature,
     /// The batch file's header cells for the standard parameters (default: the parameter
-    /// names themselves, [`super::COLUMNS`]).
+    /// names themselves, [`crate::COLUMNS`]).
     pub header_names: HeaderNames,
     /// `Line_Number` of the file's first data row in the service's per-line results and
     /// validation reasons: 2 when the header row counts as line 1 (the published example, the
@@ -280,7 +280,7 @@ impl ApsAccountConfig {
         if let Some(url) = &self.process_url {
             checked_url(&self.account, "process_url", url)?;
         }
-        if super::reference::BatchReference::for_batch(&self.reference_prefix, &self.account, 1)
+        if crate::reference::BatchReference::for_batch(&self.reference_prefix, &self.account, 1)
             .is_err()
         {
             return bad(

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::codes::ResponseCode;
-use super::config::{ApsAccountConfig, FileSignature};
-use super::error::{Error, Result};
-use super::reference::BatchReference;
-use super::signature::{json_pairs, sign, verify};
+use crate::codes::ResponseCode;
+use crate::config::{ApsAccountConfig, FileSignature};
+use crate::error::{Error, Result};
+use crate::reference::BatchReference;
+use crate::signature::{json_pairs, sign, verify};
 
 const UPLOAD: &str = "UPLOAD_BATCH_FILE";
 const RESULTS: &str = "GET_BATCH_RESULTS";
@@ -167,7 +167,7 @@ impl ApsClient {
     /// # Errors
     /// [`Error::Http`] after the retries, [`Error::BadSignature`], [`Error::Protocol`] for a
     /// malformed answer. Error codes are returned in the answer, not as errors: the caller
-    /// classifies them with [`super::BatchPhase`].
+    /// classifies them with [`crate::BatchPhase`].
     pub async fn batch_results(
         &self,
         reference: &BatchReference,
@@ -438,13 +438,13 @@ fn csv_answer(
         .unwrap_or("")
         .trim()
         .trim_matches('"');
-    if operation != RESULTS || first_cell != super::results::LINE_NUMBER {
+    if operation != RESULTS || first_cell != crate::results::LINE_NUMBER {
         return Err(Error::protocol(
             operation,
             reference.as_str(),
             format!(
                 "answer is not JSON and not per-line results (a CSV starting with {})",
-                super::results::LINE_NUMBER
+                crate::results::LINE_NUMBER
             ),
         ));
     }

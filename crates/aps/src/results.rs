@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::error::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The column that keys every row: the line of the uploaded file, as the service numbers it.
 pub const LINE_NUMBER: &str = "Line_Number";
@@ -49,7 +49,7 @@ impl ResultRow {
     /// not a validation or batch-level one.
     pub fn has_transaction_status(&self) -> bool {
         self.status()
-            .is_some_and(super::codes::is_transaction_status)
+            .is_some_and(crate::codes::is_transaction_status)
     }
 
     /// The 0-based data row this row is about, given the file's first `Line_Number`.

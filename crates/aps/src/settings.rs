@@ -4,17 +4,17 @@
 use std::time::Duration;
 
 use kvp_format::Secret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::batch_file::HeaderNames;
-use super::config::{ApsAccountConfig, FileSignature};
-use super::currency::Currency;
-use super::error::{Error, Result};
-use super::signature::ShaType;
+use crate::batch_file::HeaderNames;
+use crate::config::{ApsAccountConfig, FileSignature};
+use crate::error::{Error, Result};
+use crate::signature::ShaType;
+use gateway_protocol::money::Currency;
 
 /// An APS account's settings (`protocol = "aps"`). Each secret is given either inline or as
 /// the name of an environment variable (`*_env`), never both.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApsSettings {
     /// Base URL; the client calls `{endpoint}/FortAPI/upload/` and `{endpoint}/FortAPI/batchApi/`.
@@ -22,53 +22,86 @@ pub struct ApsSettings {
     /// `merchant_identifier`.
     pub merchant_identifier: String,
     /// `access_code`, inline.
+    #[serde(
+        default,
+        serialize_with = "gateway_protocol::settings::masked",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_code: Option<Secret<String>>,
     /// Name of the variable holding `access_code`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_code_env: Option<String>,
     /// SHA request phrase, inline.
+    #[serde(
+        default,
+        serialize_with = "gateway_protocol::settings::masked",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sha_request_phrase: Option<Secret<String>>,
     /// Name of the variable holding the request phrase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha_request_phrase_env: Option<String>,
     /// SHA response phrase, inline.
+    #[serde(
+        default,
+        serialize_with = "gateway_protocol::settings::masked",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sha_response_phrase: Option<Secret<String>>,
     /// Name of the variable holding the response phrase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha_response_phrase_env: Option<String>,
     /// `sha256` (default) or `sha512`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha_type: Option<ShaType>,
     /// `en` (default) or `ar`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
     /// Default currency of input lines without one (ISO 4217).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
     /// Start of every `batch_reference` (default `PB`, at most 4 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_prefix: Option<String>,
     /// Path of the upload under the endpoint (default `/FortAPI/upload/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_path: Option<String>,
     /// Path of the JSON commands under the endpoint (default `/FortAPI/batchApi/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_path: Option<String>,
     /// Per HTTP request (default 60 s).
-    #[serde(default, with = "humantime_serde_opt")]
+    #[serde(
+        default,
+        with = "humantime_serde_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub request_timeout: Option<Duration>,
     /// Retries of a transient HTTP failure (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
     /// Longest wait for validation in `trigger` (default 30 min).
-    #[serde(default, with = "humantime_serde_opt")]
+    #[serde(
+        default,
+        with = "humantime_serde_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub validation_timeout: Option<Duration>,
     /// Full URL of `PROCESS_BATCH` (default: `{endpoint}{api_path}`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_url: Option<String>,
     /// Whether the upload's signature covers the file: `excluded` (default) or `content`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_signature: Option<FileSignature>,
     /// Largest batch file in bytes (default and maximum 50,000,000).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_file_bytes: Option<usize>,
     /// Header cells of renamed standard columns, e.g. `{ merchant_reference = "Merchant_Reference" }`
     /// (default: the parameter names).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_names: Option<std::collections::BTreeMap<String, String>>,
     /// `Line_Number` of the first data row in the service's answers: 2 (default, the header
     /// row is line 1) or 1.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line_number_offset: Option<u64>,
 }
 
@@ -78,18 +111,20 @@ impl ApsSettings {
     /// # Errors
     /// [`Error::Config`] naming the key: a secret given both ways or not at all, a variable
     /// that is unset, a bad endpoint, currency, language or prefix.
-    pub fn resolve(&self, account: &str) -> Result<ApsAccountConfig> {
-        let secret = |key: &str, inline: &Option<Secret<String>>, env: &Option<String>| {
+    pub fn resolve(&self, account: &str, env: &gateway_protocol::Env) -> Result<ApsAccountConfig> {
+        let secret = |key: &str, inline: &Option<Secret<String>>, var: &Option<String>| {
             let bad = |message: String| Error::Config {
                 account: account.to_owned(),
                 key: key.to_owned(),
                 message,
             };
-            match (inline, env) {
+            match (inline, var) {
                 (Some(s), None) => Ok(s.clone()),
-                (None, Some(var)) => std::env::var(var)
-                    .map(Secret::new)
-                    .map_err(|_| bad(format!("environment variable {var} is not set"))),
+                (None, Some(var)) => env
+                    .get(var)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| Secret::new(v.clone()))
+                    .ok_or_else(|| bad(format!("environment variable {var} is not set"))),
                 (Some(_), Some(_)) => Err(bad(format!("give {key} or {key}_env, not both"))),
                 (None, None) => Err(bad(format!("{key} or {key}_env is required"))),
             }
@@ -176,6 +211,10 @@ mod humantime_serde_opt {
         text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
             .transpose()
     }
+
+    pub fn serialize<S: serde::Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        gateway_protocol::settings::opt_duration_text(v, s)
+    }
 }
 
 #[cfg(test)]
@@ -195,7 +234,9 @@ mod tests {
 
     #[test]
     fn secrets_inline_or_env() {
-        let err = base().resolve("a").unwrap_err();
+        let err = base()
+            .resolve("a", &gateway_protocol::Env::new())
+            .unwrap_err();
         assert!(
             err.to_string().contains("PAYBATCH_TEST_APS_RESP_UNSET_1"),
             "{err}"
@@ -203,7 +244,7 @@ mod tests {
         let mut s = base();
         s.sha_response_phrase_env = None;
         assert!(
-            s.resolve("a")
+            s.resolve("a", &gateway_protocol::Env::new())
                 .unwrap_err()
                 .to_string()
                 .contains("sha_response_phrase")
@@ -211,11 +252,16 @@ mod tests {
         s.sha_response_phrase = Some(Secret::new("OUT".into()));
         s.currency = Some("kwd".into());
         s.sha_type = Some(ShaType::Sha512);
-        let cfg = s.resolve("a").unwrap();
+        let cfg = s.resolve("a", &gateway_protocol::Env::new()).unwrap();
         assert_eq!(cfg.currency.map(Currency::code), Some("KWD"));
         assert_eq!(cfg.sha_type, ShaType::Sha512);
         s.access_code_env = Some("X".into());
-        assert!(s.resolve("a").unwrap_err().to_string().contains("not both"));
+        assert!(
+            s.resolve("a", &gateway_protocol::Env::new())
+                .unwrap_err()
+                .to_string()
+                .contains("not both")
+        );
     }
 
     #[test]
@@ -226,7 +272,7 @@ mod tests {
                 "sha_type":"sha512","request_timeout":"30s","reference_prefix":"PB2"}"#,
         )
         .unwrap();
-        let cfg = s.resolve("acme").unwrap();
+        let cfg = s.resolve("acme", &gateway_protocol::Env::new()).unwrap();
         assert_eq!(cfg.request_timeout, Duration::from_secs(30));
         assert_eq!(cfg.reference_prefix, "PB2");
         assert!(
@@ -270,7 +316,9 @@ mod tests {
             (r#"{"process_url":"http://example.com/x"}"#, "process_url"),
             (r#"{"header_names":{"merchant_ref":"X"}}"#, "header_names"),
         ] {
-            let err = base_with(bad).resolve("a").unwrap_err();
+            let err = base_with(bad)
+                .resolve("a", &gateway_protocol::Env::new())
+                .unwrap_err();
             assert!(
                 matches!(&err, Error::Config { key: k, .. } if k == key),
                 "{bad}: {err}"
@@ -300,6 +348,8 @@ mod tests {
     }
 
     fn base_resolved(extra: &str) -> ApsAccountConfig {
-        base_with(extra).resolve("a").unwrap()
+        base_with(extra)
+            .resolve("a", &gateway_protocol::Env::new())
+            .unwrap()
     }
 }

@@ -8,8 +8,8 @@
 
 use std::fmt;
 
-use super::currency::{Currency, MinorUnits};
-use super::error::{Error, Result};
+use crate::error::{Error, Result};
+use gateway_protocol::money::{Currency, MinorUnits};
 
 /// A command the batch service accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

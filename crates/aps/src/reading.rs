@@ -6,14 +6,14 @@
 //! per-line rows with transaction statuses ([`Reading::Processed`]); `70000` without them is
 //! "validated" ([`Reading::Validated`]), never a verdict.
 
-use super::batch_file::{ApsCommand, is_card_data};
-use super::client::ApsAnswer;
-use super::codes::{BatchPhase, LineOutcome, UNSETTLED_STATUSES};
-use super::currency::{Currency, MinorUnits};
-use super::error::{Error, Result};
-use super::results::{ResultRow, parse_batch_results};
-use crate::merge::X_RESULT_UNKNOWN;
-use crate::protocol::LineResult;
+use crate::batch_file::{ApsCommand, is_card_data};
+use crate::client::ApsAnswer;
+use crate::codes::{BatchPhase, LineOutcome, UNSETTLED_STATUSES};
+use crate::error::{Error, Result};
+use crate::results::{ResultRow, parse_batch_results};
+use gateway_protocol::LineResult;
+use gateway_protocol::money::{Currency, MinorUnits};
+use gateway_protocol::x_result::UNKNOWN as X_RESULT_UNKNOWN;
 
 /// Where a batch stands according to one answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,7 +162,7 @@ pub(crate) fn line_fields(row: ResultRow) -> Vec<(String, String)> {
         // Each success/failure status belongs to exactly one command.
         (None, Some(14 | 4 | 6 | 8)) => LineOutcome::Approved,
         (None, Some(13 | 5 | 7 | 9)) => LineOutcome::Declined,
-        (None, Some(super::codes::INVALID_REQUEST)) => LineOutcome::Error,
+        (None, Some(crate::codes::INVALID_REQUEST)) => LineOutcome::Error,
         _ => LineOutcome::Unknown,
     };
     let (letter, word) = match outcome {
@@ -232,9 +232,9 @@ fn major_amount(row: &ResultRow) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::client::AnswerForm;
-    use super::super::codes::ResponseCode;
     use super::*;
+    use crate::client::AnswerForm;
+    use crate::codes::ResponseCode;
 
     fn row(fields: &[(&str, &str)]) -> ResultRow {
         ResultRow {
@@ -348,10 +348,7 @@ mod tests {
                 ("xResult".to_owned(), (*letter).to_owned()),
                 "{fields:?}"
             );
-            assert_eq!(
-                crate::Outcome::from_x_result(Some(letter)) == crate::Outcome::Unknown,
-                *letter == "U"
-            );
+            assert_eq!(*letter == X_RESULT_UNKNOWN, *letter == "U");
         }
         let out = line_fields(row(&[
             ("status", "14"),

@@ -127,3 +127,12 @@ impl Error {
         matches!(self, Self::Http { .. } | Self::Deadline { .. })
     }
 }
+
+impl From<gateway_protocol::money::MoneyError> for Error {
+    fn from(e: gateway_protocol::money::MoneyError) -> Self {
+        Error::Input {
+            field: e.field.to_owned(),
+            message: e.message,
+        }
+    }
+}
