@@ -34,7 +34,7 @@ fn quoted(text: &str) -> String {
 /// The settings, built by the program: the compiled-in defaults plus this text. In a real
 /// program the keys come from your secret store (or `batch_key_env`/`merchant_key_env` name
 /// environment variables); these are example values.
-fn settings(root: &Path) -> orchestrator::Result<Settings> {
+fn settings(root: &Path) -> Result<Settings, Box<dyn std::error::Error>> {
     let drop = root.join("drop");
     let config = format!(
         "[ledger]\npath = {ledger}\n\n\
@@ -44,7 +44,7 @@ fn settings(root: &Path) -> orchestrator::Result<Settings> {
         ledger = quoted(&root.join("ledger").to_string_lossy()),
         location = quoted(&format!("file://{}", drop.display())),
     );
-    Settings::from_toml(&config)
+    Ok(Settings::from_toml(&config)?)
 }
 
 #[tokio::main]
