@@ -18,11 +18,14 @@ use orchestrator::{
 use paybatch_demo::{DemoSpec, LocalWorld, spawn_gateway};
 use sequence_ledger::{AccountId, BatchState, Ledger, NewBatch, NewBinding, Reserve};
 
+use storage_backends::conformance;
 use storage_backends::{Backend, ByteStream, Capabilities, ErrorKind, Location, ObjectMeta};
 
 /// Which files of the drop the account is refused access to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Deny {
+    /// No file: the drop is its inner backend (what the conformance test checks).
+    Nothing,
     /// Writing `REQUEST_*` (the batch stays Reserved).
     WriteRequest,
     /// Writing `PROCESS_*` (the batch stays RequestUploaded).
@@ -33,6 +36,11 @@ enum Deny {
 
 /// A real local drop whose access rights refuse one kind of file, as a server with wrong
 /// permissions would (tests run as root, where chmod denies nothing).
+///
+/// It is a real implementation, not a mock, because it passes storage-backends' conformance
+/// suite when it denies nothing
+/// (`the_denying_drop_passes_the_conformance_suite_when_it_denies_nothing`): the tests here run
+/// the orchestrator against a working drop with exactly one kind of access taken away.
 #[derive(Debug)]
 struct DenyingDrop {
     inner: Arc<dyn Backend>,
@@ -43,6 +51,7 @@ impl DenyingDrop {
     fn check(&self, write: bool, path: &str) -> storage_backends::Result<()> {
         let name = path.rsplit('/').next().unwrap_or(path);
         let denied = match self.deny {
+            Deny::Nothing => false,
             Deny::WriteRequest => write && name.starts_with("REQUEST_"),
             Deny::WriteProcess => write && name.starts_with("PROCESS_"),
             Deny::ReadComplete => !write && name.starts_with("COMPLETE_"),
@@ -97,6 +106,32 @@ impl Backend for DenyingDrop {
     async fn put_stream(&self, path: &str, data: ByteStream) -> storage_backends::Result<u64> {
         self.check(true, path)?;
         self.inner.put_stream(path, data).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_denying_drop_passes_the_conformance_suite_when_it_denies_nothing() {
+    let target = storage_backends::test_env::local().unwrap();
+    let inner = storage_backends::open(&target.location, &target.options)
+        .await
+        .unwrap();
+    let drop: Arc<dyn Backend> = Arc::new(DenyingDrop {
+        inner,
+        deny: Deny::Nothing,
+    });
+    let mut outcomes = conformance::run_quick(&*drop).await;
+    outcomes.push((
+        "put_if_absent_race",
+        conformance::put_if_absent_race(drop.clone()).await,
+    ));
+    outcomes.push((
+        "atomic_publish",
+        conformance::atomic_publish(drop.clone()).await,
+    ));
+    for (case, outcome) in outcomes {
+        if let Err(f) = outcome {
+            panic!("DenyingDrop, case {case}: {f}");
+        }
     }
 }
 
