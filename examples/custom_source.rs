@@ -85,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let totals = report.totals();
     println!(
         "approved {} of {}",
-        totals.count(orchestrator::Outcome::Approved),
+        totals.count(orchestrator::LineOutcome::Approved),
         report.transactions
     );
     let _ = stop.send(());

@@ -80,7 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (account, r) in &report.accounts {
         println!(
             "{account}: {} transactions waiting for the gateway in batches {:?}",
-            r.summary.count(orchestrator::Outcome::Unknown),
+            r.summary.count(orchestrator::LineOutcome::Unknown),
             r.pending
         );
     }

@@ -58,9 +58,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (account, r) in &report.accounts {
         println!(
             "{account}: {} approved, {} declined, {} not processed, approved amount {}",
-            r.summary.count(orchestrator::Outcome::Approved),
-            r.summary.count(orchestrator::Outcome::Declined),
-            r.summary.count(orchestrator::Outcome::NotProcessed),
+            r.summary.count(orchestrator::LineOutcome::Approved),
+            r.summary.count(orchestrator::LineOutcome::Declined),
+            r.summary.count(orchestrator::LineOutcome::NotProcessed),
             r.summary.approved_text(),
         );
     }

@@ -20,7 +20,7 @@ use gateway_protocol::{
     AnswerFile, BatchRef, BatchVerdict, Error as GatewayError, GatewayProtocol, LineResult,
     PollResult, RequestLine,
 };
-use orchestrator::{AccountSummary, Outcome};
+use orchestrator::{AccountSummary, LineOutcome};
 use paybatch_demo::aps::demo_records;
 
 fn merchant(sha: SimSha) -> ApsMerchant {
@@ -204,7 +204,7 @@ async fn full_run(mode: ReferenceMode, sha: SimSha, client_sha: ShaType) {
     let mut summary = AccountSummary::default();
     for r in &results {
         let letter = r.fields.iter().find(|(k, _)| k == "xResult");
-        let outcome = Outcome::from_x_result(letter.map(|(_, v)| v.as_str()));
+        let outcome = LineOutcome::from_x_result(letter.map(|(_, v)| v.as_str()));
         summary.add(outcome, &r.fields);
     }
     let approved: Vec<(&str, i64)> = summary
@@ -834,11 +834,11 @@ async fn unsettled_lines_are_unknown_with_the_gateway_s_status(mode: ReferenceMo
     );
     let mut summary = AccountSummary::default();
     for r in &results {
-        let outcome = Outcome::from_x_result(Some(field(r, "xResult")));
+        let outcome = LineOutcome::from_x_result(Some(field(r, "xResult")));
         summary.add(outcome, &r.fields);
     }
-    assert_eq!(summary.count(Outcome::Unknown), 4);
-    assert_eq!(summary.count(Outcome::Error), 0);
+    assert_eq!(summary.count(LineOutcome::Unknown), 4);
+    assert_eq!(summary.count(LineOutcome::Error), 0);
     assert_eq!(summary.approved.get("USD"), Some(&300));
     assert_eq!(sim.journal().len(), 5);
     sim.shutdown().await;

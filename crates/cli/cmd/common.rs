@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use orchestrator::{
     Format, InputProblem, InputReader, InputRecord, InvalidPolicy, Job, LimitSettings,
-    OutputWriter, Progress, ProgressSnapshot, Report, SLOW_AFTER, Settings, Shutdown, SlowBatch,
+    OutputWriter, Progress, ProgressSnapshot, RunReport, SLOW_AFTER, Settings, Shutdown, SlowBatch,
 };
 
 use super::{Exit, Global, usage_error};
@@ -330,7 +330,7 @@ fn print_lines(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
 }
 
 /// Prints the per-account summary to stderr.
-pub fn print_summary(report: &Report) {
+pub fn print_summary(report: &RunReport) {
     eprintln!(
         "{:<16} {:>9} {:>9} {:>9} {:>9} {:>13} {:>9} {:>16}  note",
         "account",
@@ -343,15 +343,15 @@ pub fn print_summary(report: &Report) {
         "approved amount"
     );
     let row = |name: &str, s: &orchestrator::AccountSummary, note: &str| {
-        use orchestrator::Outcome;
+        use orchestrator::LineOutcome;
         eprintln!(
             "{:<16} {:>9} {:>9} {:>9} {:>9} {:>13} {:>9} {:>16}  {}",
             name,
-            s.count(Outcome::Approved),
-            s.count(Outcome::Declined),
-            s.count(Outcome::Error),
-            s.count(Outcome::NotProcessed),
-            s.count(Outcome::Unknown),
+            s.count(LineOutcome::Approved),
+            s.count(LineOutcome::Declined),
+            s.count(LineOutcome::Error),
+            s.count(LineOutcome::NotProcessed),
+            s.count(LineOutcome::Unknown),
             s.batches.values().sum::<u64>(),
             s.approved_text(),
             note
@@ -377,7 +377,7 @@ pub fn print_summary(report: &Report) {
 }
 
 /// Writes the report as JSON, owner-only (0600).
-pub fn write_summary(report: &Report, path: &Path) -> Result<()> {
+pub fn write_summary(report: &RunReport, path: &Path) -> Result<()> {
     let text = serde_json::to_string_pretty(report)?;
     kvp_format::owner_only::write(path, text)
         .with_context(|| format!("cannot write {}", path.display()))

@@ -63,6 +63,17 @@ pub trait AccountFactory: Send + Sync + std::fmt::Debug {
         &[]
     }
 
+    /// Checks the sections this protocol owns ([`AccountFactory::sections`]), whether or not an
+    /// account uses them: an unknown or bad key there is an error even in a configuration
+    /// without accounts.
+    ///
+    /// # Errors
+    /// [`crate::Error::Setting`] naming the key.
+    fn check_sections(&self, sections: &config::Map<String, config::Value>) -> Result<()> {
+        let _ = sections;
+        Ok(())
+    }
+
     /// The keys of this protocol's account tables whose value is itself a secret (each has a
     /// `*_env` twin naming a variable instead): a config file holding one inline should be
     /// owner-only, and the loader warns when it is not.

@@ -11,9 +11,10 @@ use kvp_format::owner_only;
 use sequence_ledger::AccountId;
 use serde::Serialize;
 
-use crate::driver::{Orchestrator, plan_with_ledger};
+use crate::driver::Orchestrator;
 use crate::error::{Error, Result};
 use crate::job::Job;
+use crate::planning::plan_with_ledger;
 use gateway_protocol::{Masking, RequestLine};
 
 /// One batch a dry run wrote.
@@ -69,8 +70,7 @@ impl Orchestrator {
                 &positions,
                 max,
                 self.rejected,
-            )
-            .map_err(|e| *e)?;
+            )?;
             let mut sequence =
                 self.ledger
                     .next_sequence(&account)
@@ -110,9 +110,12 @@ impl Orchestrator {
                     request: files.first().cloned().unwrap_or_else(|| root.clone()),
                     files,
                 });
-                sequence = sequence.next().ok_or_else(|| Error::Resume {
+                sequence = sequence.next().ok_or_else(|| Error::Ledger {
                     account: name.clone(),
-                    message: "sequence numbers exhausted".into(),
+                    source: sequence_ledger::Error::Exhausted {
+                        account: account.clone(),
+                        last: sequence,
+                    },
                 })?;
             }
         }
@@ -125,10 +128,13 @@ impl Orchestrator {
 fn relative(account: &str, path: &str) -> Result<PathBuf> {
     let rel = Path::new(path);
     if path.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(Error::Resume {
-            account: account.to_owned(),
-            message: format!("dry run: the protocol named a file outside its folder: {path:?}"),
-        });
+        return Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("dry run: account {account}'s protocol named a file outside its folder"),
+            ),
+        ));
     }
     Ok(rel.to_path_buf())
 }

@@ -41,7 +41,9 @@
 //! per account is in flight; a rerun finishes unfinished batches with the same number and bytes.
 #![warn(missing_docs)]
 
-mod account;
+mod account_ledger;
+mod builder;
+mod clock;
 mod collect;
 mod driver;
 mod dry_run;
@@ -49,32 +51,38 @@ mod error;
 mod input;
 mod job;
 mod merge;
+mod outcome;
 mod output;
 mod plan;
+mod planning;
 mod progress;
+mod report;
+mod runner;
 mod settings;
+mod shutdown;
 mod validate;
 mod verdict;
+mod worker;
 
-pub use account::CRASH_POINTS;
-pub use driver::{
-    AccountReport, Orchestrator, OrchestratorBuilder, OutputSpec, Report, Shutdown,
-    ShutdownTrigger, SubmitOptions, WaitMode,
-};
+pub use builder::OrchestratorBuilder;
+pub use driver::{Orchestrator, OutputSpec, SubmitOptions, WaitMode};
 pub use dry_run::DryRunBatch;
 pub use error::{Error, Result};
 pub use gateway_protocol::Masking;
 pub use input::{Format, InputReader, InputRecord, RecordSource};
 pub use job::{InvalidPolicy, Job, Transaction};
-pub use merge::{AccountSummary, Outcome};
+pub use outcome::{AccountSummary, LineOutcome};
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
 pub use plan::RejectedBatches;
 pub use progress::{Progress, ProgressSnapshot, SLOW_AFTER, SlowBatch};
+pub use report::{AccountReport, RunReport};
 pub use settings::{
     DEFAULT_CONFIG, DEFAULT_PROTOCOL, ENV_PREFIX, InputSettings, LedgerSettings, LimitSettings,
     PollSettings, Settings,
 };
+pub use shutdown::{Shutdown, ShutdownTrigger};
 pub use validate::InputProblem;
+pub use worker::CRASH_POINTS;
 
 /// The protocols the engine's own tests configure accounts with.
 #[cfg(test)]

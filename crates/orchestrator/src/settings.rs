@@ -218,6 +218,9 @@ impl Settings {
             }
         }
         let sections = root;
+        for protocol in protocols {
+            protocol.check_sections(&sections).map_err(Error::Gateway)?;
+        }
         let mut accounts: BTreeMap<String, Arc<dyn Account>> = BTreeMap::new();
         for (name, table) in raw_accounts {
             sequence_ledger::AccountId::new(&name).map_err(|e| {

@@ -411,9 +411,9 @@ async fn a_rejected_batch_reports_what_the_gateway_did_per_line() {
     let summary = &report.accounts[&spec.account_name(0)].summary;
     assert_eq!(
         (
-            summary.count(orchestrator::Outcome::Approved),
-            summary.count(orchestrator::Outcome::NotProcessed),
-            summary.count(orchestrator::Outcome::Unknown),
+            summary.count(orchestrator::LineOutcome::Approved),
+            summary.count(orchestrator::LineOutcome::NotProcessed),
+            summary.count(orchestrator::LineOutcome::Unknown),
             summary.approved.get("USD").copied()
         ),
         (1, 0, 2, Some(100))

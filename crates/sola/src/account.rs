@@ -209,6 +209,12 @@ impl AccountFactory for SolaFactory {
         &["storage", "gateway"]
     }
 
+    fn check_sections(&self, sections: &config::Map<String, config::Value>) -> Result<()> {
+        StorageSettings::from_section(sections.get("storage"))?;
+        GatewaySettings::from_section(sections.get("gateway"))?;
+        Ok(())
+    }
+
     fn secret_keys(&self) -> &'static [&'static str] {
         &["batch_key", "merchant_key"]
     }
