@@ -83,6 +83,7 @@ impl Worker {
         // Batches of this input the ledger already holds, oldest first. Without waiting
         // (UntilTriggered), the account's very last batch is left triggered for `collect`.
         let existing = plan.existing.len();
+        let own: Vec<SequenceNumber> = plan.existing.keys().copied().collect();
         let no_fresh = plan.fresh.is_empty() || !self.new_batches;
         for (n, (sequence, positions)) in plan.existing.into_iter().enumerate() {
             let last = n + 1 == existing && no_fresh;
@@ -95,7 +96,7 @@ impl Worker {
             }
         }
         // Batches of other inputs still in flight block new ones (one in flight per account).
-        self.finish_others().await?;
+        self.finish_others(&own).await?;
         if !self.new_batches {
             return Ok(());
         }

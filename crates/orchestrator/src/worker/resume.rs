@@ -51,12 +51,15 @@ impl Worker {
         Ok(self.ledger.batch(sequence).await?.state)
     }
 
-    /// Finishes the account's batches from other inputs that are still in flight, where that
-    /// needs no payload (Triggered onwards). One that cannot be finished stops the account:
-    /// a Stuck one (still unanswered), or one never triggered (its transactions are in
-    /// another input).
-    pub(super) async fn finish_others(&self) -> Result<()> {
+    /// Finishes the account's batches from other inputs (not in `own`, this input's) that are
+    /// still in flight, where that needs no payload (Triggered onwards). One that cannot be
+    /// finished stops the account: a Stuck one (still unanswered), or one never triggered
+    /// (its transactions are in another input).
+    pub(super) async fn finish_others(&self, own: &[SequenceNumber]) -> Result<()> {
         for rec in self.ledger.batches().await? {
+            if own.contains(&rec.sequence) {
+                continue;
+            }
             self.check_reference(&rec)?;
             let blocked = |hint| Error::Blocked {
                 account: self.account.to_string(),
