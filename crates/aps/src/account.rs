@@ -8,8 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gateway_protocol::money::Currency;
 use gateway_protocol::{
-    Account, AccountCommon, AccountContext, AccountFactory, BatchFile, ChunkItem, ChunkLimits,
-    Chunker, Env, Error, GatewayProtocol, LineRules, Masking, RequestLine, Result,
+    Account, AccountCommon, AccountContext, AccountFactory, BatchFile, BatchLine, ChunkItem,
+    ChunkLimits, Chunker, Env, Error, GatewayProtocol, LineRules, Masking, Result,
 };
 use kvp_format::SequenceNumber;
 use sha2::{Digest, Sha256};
@@ -129,7 +129,7 @@ impl Account for ApsAccount {
     fn batch_files(
         &self,
         sequence: SequenceNumber,
-        lines: &[RequestLine<'_>],
+        lines: &[BatchLine<'_>],
         masking: Masking,
     ) -> Result<Vec<BatchFile>> {
         // The client makes no request until a step is called.

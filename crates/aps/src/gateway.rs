@@ -29,8 +29,8 @@ use crate::reading::{Reading, any_rows, line_fields, read, rejected_lines, valid
 use crate::reference::BatchReference;
 use crate::results::{check_references, join_complete, join_partial, parse_batch_results};
 use gateway_protocol::{
-    AnswerFile, BatchFile, BatchRef, BatchVerdict, Error, GatewayProtocol, LineResult, Masking,
-    PollResult, RejectedAnswer, RequestLine, Result,
+    AnswerFile, BatchFile, BatchLine, BatchRef, Error, GatewayProtocol, GatewayVerdict, LineResult,
+    Masking, PollResult, RejectedAnswer, Result,
 };
 
 const RESULTS: &str = "GET_BATCH_RESULTS";
@@ -92,7 +92,7 @@ impl ApsBatchApi {
     pub fn batch_files(
         &self,
         sequence: SequenceNumber,
-        lines: &[RequestLine<'_>],
+        lines: &[BatchLine<'_>],
         masking: Masking,
     ) -> Result<Vec<BatchFile>> {
         let path = format!("{}.csv", self.reference(sequence)?.as_str());
@@ -327,7 +327,7 @@ impl GatewayProtocol for ApsBatchApi {
         Ok(Some(self.reference(sequence)?.as_str().to_owned()))
     }
 
-    fn encode_request(&self, sequence: SequenceNumber, lines: &[RequestLine<'_>]) -> Result<Bytes> {
+    fn encode_request(&self, sequence: SequenceNumber, lines: &[BatchLine<'_>]) -> Result<Bytes> {
         let mut txs = Vec::with_capacity(lines.len());
         for line in lines {
             let tx = self.transaction(line.fields).map_err(|e| Error::Protocol {
@@ -468,14 +468,14 @@ impl GatewayProtocol for ApsBatchApi {
                 tracing::debug!(account = %self.account(), %sequence, %reference, "APS answered 70000 without per-line transaction rows; still waiting for results");
                 Ok(PollResult::Pending)
             }
-            Reading::Processed(rows) => Ok(PollResult::Done(BatchVerdict {
+            Reading::Processed(rows) => Ok(PollResult::Done(GatewayVerdict {
                 success: true,
                 status: answer.code.to_string(),
                 error: None,
                 processed_count: answer.transactions_count.or(Some(rows.len() as u64)),
                 fields: Vec::new(),
             })),
-            Reading::ValidationFailed => Ok(PollResult::Done(BatchVerdict {
+            Reading::ValidationFailed => Ok(PollResult::Done(GatewayVerdict {
                 success: false,
                 status: answer.code.to_string(),
                 error: Some(validation_summary(reference.as_str(), &answer)),

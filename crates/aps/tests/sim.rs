@@ -17,8 +17,8 @@ use kvp_format::{Secret, SequenceNumber};
 
 use aps_batch::*;
 use gateway_protocol::{
-    AnswerFile, BatchRef, BatchVerdict, Error as GatewayError, GatewayProtocol, LineResult,
-    PollResult, RequestLine,
+    AnswerFile, BatchLine, BatchRef, Error as GatewayError, GatewayProtocol, GatewayVerdict,
+    LineResult, PollResult,
 };
 use orchestrator::{AccountSummary, LineOutcome};
 use paybatch_demo::aps::demo_records;
@@ -98,11 +98,11 @@ fn fields(rows: &[&[(&str, &str)]]) -> Vec<Vec<(String, String)>> {
         .collect()
 }
 
-fn lines(fields: &[Vec<(String, String)>]) -> Vec<RequestLine<'_>> {
+fn lines(fields: &[Vec<(String, String)>]) -> Vec<BatchLine<'_>> {
     fields
         .iter()
         .enumerate()
-        .map(|(i, f)| RequestLine {
+        .map(|(i, f)| BatchLine {
             index: i as u64,
             fields: f,
         })
@@ -144,7 +144,7 @@ fn mixed() -> Vec<Vec<(String, String)>> {
     ])
 }
 
-async fn poll_until_done(api: &ApsBatchApi, batch: &BatchRef) -> BatchVerdict {
+async fn poll_until_done(api: &ApsBatchApi, batch: &BatchRef) -> GatewayVerdict {
     for _ in 0..50 {
         if let PollResult::Done(v) = api.poll(batch).await.unwrap() {
             return v;

@@ -13,7 +13,7 @@ use kvp_format::SequenceNumber;
 
 use crate::error::Result;
 use crate::protocol::GatewayProtocol;
-use crate::request::{BatchFile, Masking, RequestLine};
+use crate::request::{BatchFile, BatchLine, Masking};
 
 /// The environment an account's secrets are read from: the variables given when the settings
 /// were loaded (not necessarily the process's).
@@ -129,7 +129,7 @@ pub trait Account: Send + Sync + std::fmt::Debug {
     fn batch_files(
         &self,
         sequence: SequenceNumber,
-        lines: &[RequestLine<'_>],
+        lines: &[BatchLine<'_>],
         masking: Masking,
     ) -> Result<Vec<BatchFile>>;
 

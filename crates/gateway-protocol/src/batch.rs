@@ -39,7 +39,7 @@ impl std::fmt::Display for BatchRef {
 
 /// The gateway's verdict on a whole batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchVerdict {
+pub struct GatewayVerdict {
     /// Whether the batch was processed (Sola: `xStatus=Success`).
     pub success: bool,
     /// The gateway's status word.
@@ -60,7 +60,7 @@ pub enum PollResult {
     /// Not finished yet.
     Pending,
     /// Finished with this verdict.
-    Done(BatchVerdict),
+    Done(GatewayVerdict),
 }
 
 /// One per-line result, joined on the batch index.

@@ -9,7 +9,7 @@
 //!   upload, trigger, poll, fetch results, clean up; each idempotent.
 //! - [`Account`] / [`AccountFactory`] — an account built from its `[accounts.NAME]` table:
 //!   its [`LineRules`] (input checks and how batches are cut, no I/O) and how to connect.
-//! - [`BatchRef`], [`BatchVerdict`], [`PollResult`], [`LineResult`], [`RejectedAnswer`] — what
+//! - [`BatchRef`], [`GatewayVerdict`], [`PollResult`], [`LineResult`], [`RejectedAnswer`] — what
 //!   the steps exchange.
 //! - [`money`] — ISO 4217 currencies and minor units, for gateways and summaries alike.
 //!
@@ -47,11 +47,11 @@ pub use account::{
     LineCountChunker, LineRules,
 };
 pub use batch::{
-    AnswerFile, BatchRef, BatchVerdict, Inspection, LineResult, PollResult, RejectedAnswer,
+    AnswerFile, BatchRef, GatewayVerdict, Inspection, LineResult, PollResult, RejectedAnswer,
 };
 pub use error::{Error, Result};
 pub use protocol::GatewayProtocol;
-pub use request::{BatchFile, Masking, RequestLine, mask_fields};
+pub use request::{BatchFile, BatchLine, Masking, mask_fields};
 
 /// The `xResult` letters a gateway's per-line results carry (Sola's own, which the APS
 /// client sets too), from which the engine takes each line's outcome.

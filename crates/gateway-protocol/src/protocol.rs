@@ -23,7 +23,7 @@ use kvp_format::SequenceNumber;
 
 use crate::batch::{BatchRef, Inspection, LineResult, PollResult, RejectedAnswer};
 use crate::error::Result;
-use crate::request::RequestLine;
+use crate::request::BatchLine;
 
 /// The gateway side of one account. Implementations hold the account's transport and
 /// credentials; the driver calls the steps in order, one batch in flight per account.
@@ -37,7 +37,7 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// A line that cannot be encoded for this gateway.
-    fn encode_request(&self, sequence: SequenceNumber, lines: &[RequestLine<'_>]) -> Result<Bytes>;
+    fn encode_request(&self, sequence: SequenceNumber, lines: &[BatchLine<'_>]) -> Result<Bytes>;
 
     /// The name the gateway knows batch `sequence` by, when it is not the number alone (APS:
     /// `batch_reference`). The driver stores it with the reservation and refuses to resume a

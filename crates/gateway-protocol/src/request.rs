@@ -5,7 +5,7 @@ use bytes::Bytes;
 /// One transaction as it goes into a batch: its `xIndex` and its fields (without the
 /// credentials and protocol fields, which the protocol adds).
 #[derive(Debug, Clone, Copy)]
-pub struct RequestLine<'a> {
+pub struct BatchLine<'a> {
     /// 0-based line number in the batch.
     pub index: u64,
     /// The caller's transaction fields, in input order.
@@ -28,16 +28,16 @@ pub enum Masking {
 impl Masking {
     /// Calls `f` with `lines` as this masking shows them: unchanged, or with every sensitive
     /// value masked ([`mask_fields`]).
-    pub fn apply<T>(self, lines: &[RequestLine<'_>], f: impl FnOnce(&[RequestLine<'_>]) -> T) -> T {
+    pub fn apply<T>(self, lines: &[BatchLine<'_>], f: impl FnOnce(&[BatchLine<'_>]) -> T) -> T {
         match self {
             Masking::Unmasked => f(lines),
             Masking::Masked => {
                 let masked: Vec<Vec<(String, String)>> =
                     lines.iter().map(|l| mask_fields(l.fields)).collect();
-                let view: Vec<RequestLine<'_>> = lines
+                let view: Vec<BatchLine<'_>> = lines
                     .iter()
                     .zip(&masked)
-                    .map(|(l, fields)| RequestLine {
+                    .map(|(l, fields)| BatchLine {
                         index: l.index,
                         fields,
                     })

@@ -15,7 +15,7 @@ use crate::driver::Orchestrator;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::planning::plan_with_ledger;
-use gateway_protocol::{Masking, RequestLine};
+use gateway_protocol::{BatchLine, Masking};
 
 /// One batch a dry run wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -86,10 +86,10 @@ impl Orchestrator {
                 for &pos in batch {
                     txs.push(job.transaction(pos as usize)?);
                 }
-                let lines: Vec<RequestLine<'_>> = txs
+                let lines: Vec<BatchLine<'_>> = txs
                     .iter()
                     .enumerate()
-                    .map(|(i, t)| RequestLine {
+                    .map(|(i, t)| BatchLine {
                         index: i as u64,
                         fields: &t.fields,
                     })

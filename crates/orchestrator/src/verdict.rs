@@ -1,6 +1,6 @@
 //! What the gateway's answers become in the ledger.
 
-use gateway_protocol::{AnswerFile, BatchRef, BatchVerdict};
+use gateway_protocol::{AnswerFile, BatchRef, GatewayVerdict};
 use sequence_ledger::{BatchRecord, CompleteFields, Outcome, PerLineAnswer, Transition, Verdict};
 
 /// The batch as the ledger records it: its number and its stored gateway id.
@@ -10,7 +10,7 @@ pub(crate) fn batch_ref(record: &BatchRecord) -> BatchRef {
 
 /// The ledger transition recording `verdict`: `Completed` with the verdict and the rest of the
 /// gateway's fields (never a sensitive key: the ledger drops them).
-pub(crate) fn completed(verdict: BatchVerdict) -> Transition {
+pub(crate) fn completed(verdict: GatewayVerdict) -> Transition {
     let fields =
         CompleteFields::from_pairs(verdict.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     Transition::CompletedWith(ledger_verdict(verdict), fields)
@@ -18,7 +18,7 @@ pub(crate) fn completed(verdict: BatchVerdict) -> Transition {
 
 /// The ledger's record of the verdict: `Success` or `GatewayError`, with the gateway's
 /// status, error and processed count as given.
-fn ledger_verdict(v: BatchVerdict) -> Verdict {
+fn ledger_verdict(v: GatewayVerdict) -> Verdict {
     Verdict {
         outcome: if v.success {
             Outcome::Success
@@ -47,7 +47,7 @@ mod tests {
 
     #[test]
     fn completed_keeps_the_gateway_fields_but_no_key() {
-        let v = BatchVerdict {
+        let v = GatewayVerdict {
             success: true,
             status: "Success".into(),
             error: None,
@@ -77,7 +77,7 @@ mod tests {
     #[test]
     fn verdict_converts_to_the_ledger_s() {
         for (success, outcome) in [(true, Outcome::Success), (false, Outcome::GatewayError)] {
-            let v = BatchVerdict {
+            let v = GatewayVerdict {
                 success,
                 status: "S".into(),
                 error: Some("e".into()),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use gateway_protocol::RequestLine;
+use gateway_protocol::BatchLine;
 use orchestrator::{
     Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
     SubmitOptions,
@@ -373,10 +373,10 @@ async fn bind(
     let protocol = orch.protocol_for(account.as_str()).await.unwrap();
     let sequence = ledger.next_sequence(account).unwrap();
     let txs: Vec<_> = positions.map(|p| job.transaction(p).unwrap()).collect();
-    let lines: Vec<RequestLine<'_>> = txs
+    let lines: Vec<BatchLine<'_>> = txs
         .iter()
         .enumerate()
-        .map(|(i, t)| RequestLine {
+        .map(|(i, t)| BatchLine {
             index: i as u64,
             fields: &t.fields,
         })

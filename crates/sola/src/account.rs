@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use gateway_protocol::{
-    Account, AccountCommon, AccountContext, AccountFactory, BatchFile, Env, Error, GatewayProtocol,
-    LineRules, Masking, RequestLine, Result,
+    Account, AccountCommon, AccountContext, AccountFactory, BatchFile, BatchLine, Env, Error,
+    GatewayProtocol, LineRules, Masking, Result,
 };
 use kvp_format::{Secret, SequenceNumber};
 use storage_backends::{Backend, BackendOptions, Location};
@@ -158,7 +158,7 @@ impl Account for SolaAccount {
     fn batch_files(
         &self,
         sequence: SequenceNumber,
-        lines: &[RequestLine<'_>],
+        lines: &[BatchLine<'_>],
         masking: Masking,
     ) -> Result<Vec<BatchFile>> {
         let keys = match masking {

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use storage_backends::{Backend, ErrorKind, PutIfAbsent};
 
 use gateway_protocol::{
-    AnswerFile, BatchFile, BatchRef, BatchVerdict, Error, GatewayProtocol, Inspection, LineResult,
-    Masking, PollResult, RejectedAnswer, RequestLine, Result,
+    AnswerFile, BatchFile, BatchLine, BatchRef, Error, GatewayProtocol, GatewayVerdict, Inspection,
+    LineResult, Masking, PollResult, RejectedAnswer, Result,
 };
 
 use crate::settings::GatewaySettings;
@@ -165,7 +165,7 @@ impl SolaFileDrop {
     /// A gateway writing the file in place (over SFTP or into a shared folder) shows us empty
     /// and torn prefixes first; a prefix can parse (`xStatus=Succ`), so bytes without a final
     /// newline count only once the same bytes were read on the previous poll too.
-    fn verdict(&self, sequence: SequenceNumber, bytes: &Bytes) -> Option<BatchVerdict> {
+    fn verdict(&self, sequence: SequenceNumber, bytes: &Bytes) -> Option<GatewayVerdict> {
         let complete = match kvp_format::CompleteFile::parse(bytes) {
             Ok(c) => c,
             Err(e) => {
@@ -189,7 +189,7 @@ impl SolaFileDrop {
             }
             seen.remove(&sequence);
         }
-        Some(BatchVerdict {
+        Some(GatewayVerdict {
             success: complete.is_success(),
             status: complete.status.clone(),
             error: complete.error.clone().filter(|e| !e.is_empty()),
@@ -213,7 +213,7 @@ impl SolaFileDrop {
 fn request_bytes(
     gateway: &GatewaySettings,
     sequence: SequenceNumber,
-    lines: &[RequestLine<'_>],
+    lines: &[BatchLine<'_>],
     merchant_key: &str,
 ) -> Bytes {
     let mut out = Vec::with_capacity(lines.len() * 256);
@@ -252,7 +252,7 @@ pub(crate) fn batch_files(
     gateway: &GatewaySettings,
     keys: Option<(&str, &str)>,
     sequence: SequenceNumber,
-    lines: &[RequestLine<'_>],
+    lines: &[BatchLine<'_>],
     masking: Masking,
 ) -> Vec<BatchFile> {
     let (merchant_key, batch_key) = match (masking, keys) {
@@ -329,7 +329,7 @@ impl GatewayProtocol for SolaFileDrop {
         &self.account
     }
 
-    fn encode_request(&self, sequence: SequenceNumber, lines: &[RequestLine<'_>]) -> Result<Bytes> {
+    fn encode_request(&self, sequence: SequenceNumber, lines: &[BatchLine<'_>]) -> Result<Bytes> {
         Ok(request_bytes(
             &self.gateway,
             sequence,
@@ -559,11 +559,11 @@ mod tests {
             ("xName".to_owned(), "Zoë & Co+1".to_owned()),
         ];
         let lines = [
-            RequestLine {
+            BatchLine {
                 index: 0,
                 fields: &fields,
             },
-            RequestLine {
+            BatchLine {
                 index: 1,
                 fields: &fields,
             },

@@ -17,7 +17,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use gateway_protocol::{AccountCommon, GatewayProtocol, RequestLine};
+//! use gateway_protocol::{AccountCommon, GatewayProtocol, BatchLine};
 //! use sola_file_drop::{GatewaySettings, SolaAccount, StorageSettings};
 //!
 //! let dir = tempfile::tempdir()?;
@@ -30,7 +30,7 @@
 //! let drop = gateway_protocol::Account::connect(&account).await?;
 //! let fields = vec![("xCommand".to_owned(), "cc:sale".to_owned())];
 //! let seq = kvp_format::SequenceNumber::new(1)?;
-//! let bytes = drop.encode_request(seq, &[RequestLine { index: 0, fields: &fields }])?;
+//! let bytes = drop.encode_request(seq, &[BatchLine { index: 0, fields: &fields }])?;
 //! assert!(bytes.starts_with(b"xIndex=0&xSequenceNumber=1&xKey=merchant-key&"));
 //! drop.upload(seq, bytes).await?;   // Request/REQUEST_1.KVP, written atomically and verified
 //! assert!(dir.path().join("Request/REQUEST_1.KVP").exists());

@@ -98,7 +98,7 @@ impl Worker {
         &self,
         rec: &sequence_ledger::BatchRecord,
         resumed: bool,
-    ) -> Result<Option<gateway_protocol::BatchVerdict>> {
+    ) -> Result<Option<gateway_protocol::GatewayVerdict>> {
         let sequence = rec.sequence;
         let batch = verdict::batch_ref(rec);
         let triggered_at = rec

@@ -10,7 +10,7 @@ use crate::driver::WaitMode;
 use crate::error::{Error, Result};
 use crate::plan::content_digest;
 use crate::verdict;
-use gateway_protocol::RequestLine;
+use gateway_protocol::BatchLine;
 
 impl Worker {
     /// The batch payload for `positions` (xIndex = place in the list) and its bindings.
@@ -23,10 +23,10 @@ impl Worker {
         for &pos in positions {
             txs.push(self.job.transaction(pos as usize)?);
         }
-        let lines: Vec<RequestLine<'_>> = txs
+        let lines: Vec<BatchLine<'_>> = txs
             .iter()
             .enumerate()
-            .map(|(i, t)| RequestLine {
+            .map(|(i, t)| BatchLine {
                 index: i as u64,
                 fields: &t.fields,
             })
