@@ -89,6 +89,16 @@ impl<'a> Validator<'a> {
                 .cloned()
                 .collect();
             problems.extend(account.rules().check(&fields));
+        } else {
+            // No protocol to ask: still name the cells no protocol can take as a field name
+            // (a CSV exported without its header row makes a transaction's cells the names).
+            for (key, _) in &rec.fields {
+                if key != account_field && key != ref_field && !plain_field_name(key) {
+                    problems.push(format!(
+                        "field name {key:?} cannot be sent (letters, digits and _ only)"
+                    ));
+                }
+            }
         }
         self.remember(reference, rec.line, problems)
     }
@@ -114,6 +124,13 @@ impl<'a> Validator<'a> {
         }
         problems
     }
+}
+
+/// A name every protocol can send: a letter, then letters, digits and `_`.
+fn plain_field_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn ref_hash(reference: &str) -> u128 {
