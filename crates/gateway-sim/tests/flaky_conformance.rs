@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_sim::{FlakyBackend, StorageFaults};
-use storage_backends::conformance::{self, Outcome};
+use storage_backends::conformance::{self, CaseResult};
 use storage_backends::{Backend, BackendExt, ErrorKind, open, test_env};
 
 /// A `FlakyBackend` over a fresh local drop (the guard keeps the temporary directory).
@@ -29,7 +29,7 @@ fn slow_but_reliable() -> StorageFaults {
     }
 }
 
-fn ok(case: &str, outcome: Outcome) {
+fn ok(case: &str, outcome: CaseResult) {
     if let Err(f) = outcome {
         panic!("FlakyBackend, case {case}: {f}");
     }
