@@ -13,7 +13,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use paybatch_demo::{DemoSpec, World, spawn_gateway};
-//! use orchestrator::{Format, InputReader, InvalidPolicy, Job, Orchestrator, Outcome, Settings, Shutdown, SubmitOptions};
+//! use orchestrator::{Format, InputReader, InvalidPolicy, Job, LineOutcome, Orchestrator, Settings, Shutdown, SubmitOptions};
 //!
 //! // A generated world on local folders, with the gateway simulator standing in for Sola.
 //! let dir = tempfile::tempdir()?;
@@ -30,7 +30,7 @@
 //!     .await?;
 //! assert!(report.is_complete());
 //! assert_eq!(report.totals().total(), 50);
-//! assert!(report.totals().count(Outcome::Approved) > 0);
+//! assert!(report.totals().count(LineOutcome::Approved) > 0);
 //! # let _ = stop.send(());
 //! # gateway.await??;
 //! # Ok(()) }
