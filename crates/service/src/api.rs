@@ -183,6 +183,11 @@ async fn create_job(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
+        // Read a body a little too large to its end, so the client, still sending it, reads
+        // the 413 (closing with unread data resets the connection); a far larger one is cut.
+        if declared.is_some_and(|n| n <= max.saturating_add(DRAIN_LIMIT)) {
+            drain(body.into_data_stream()).await;
+        }
         return too_large(max);
     }
     let body = match receive(&app, body, format, key, max).await {
@@ -202,6 +207,20 @@ async fn create_job(
         )
             .into_response(),
         Err(e) => internal(&e),
+    }
+}
+
+/// How much of a body over the limit is still read (and thrown away) before the 413.
+const DRAIN_LIMIT: u64 = 1 << 20;
+
+/// Reads and discards up to [`DRAIN_LIMIT`] more bytes of a refused body.
+async fn drain(mut stream: axum::body::BodyDataStream) {
+    let mut left = DRAIN_LIMIT;
+    while let Some(Ok(chunk)) = stream.next().await {
+        let Some(l) = left.checked_sub(chunk.len() as u64) else {
+            return;
+        };
+        left = l;
     }
 }
 
@@ -255,6 +274,7 @@ async fn receive(
         })?;
         bytes += chunk.len() as u64;
         if bytes > max {
+            drain(stream).await;
             return Err(too_large(max));
         }
         hasher.update(&chunk);
