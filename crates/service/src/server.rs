@@ -150,6 +150,17 @@ impl Running {
         self.tls
     }
 
+    /// The first step of [`Running::stop`], on its own: readiness false and new jobs 503 from
+    /// now on, the engine's shutdown fired (running work stops at its next safe point). The
+    /// listeners keep answering (job state, results, metrics) until [`Running::stop`].
+    pub fn begin_stop(&self) {
+        if !self.jobs.is_stopping() {
+            info!("stopping: new jobs are refused; running work stops at its next safe point");
+        }
+        self.jobs.begin_stop();
+        self.trigger.trigger();
+    }
+
     /// Stops in order: readiness false and new jobs 503 at once, the engine's shutdown fired
     /// (every account stops at its next safe point; the ledger has what was done), the job
     /// tasks awaited (their records say `running`, so the next start resumes them), then the
@@ -158,9 +169,7 @@ impl Running {
     /// # Errors
     /// [`Error::Io`] when a listener failed while serving.
     pub async fn stop(mut self) -> Result<()> {
-        self.jobs.begin_stop();
-        info!("stopping: new jobs are refused; running work stops at its next safe point");
-        self.trigger.trigger();
+        self.begin_stop();
         self.jobs.wait_idle().await;
         let _ = self.close.send(true);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {

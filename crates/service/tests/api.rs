@@ -574,7 +574,7 @@ async fn a_stuck_batch_fails_the_job_shows_in_accounts_metrics_and_page_and_is_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_the_openapi_document_name_every_route() {
+async fn health_the_openapi_document_and_stopping() {
     let h = Harness::start(spec(1, 5), false, &[]).await;
     let live = h
         .client
