@@ -52,22 +52,28 @@ fn serve(world: &World, data: &Path, env: &[(&str, &str)]) -> Server {
         }
     });
     // "paybatch: serving the API on http://A and metrics, ... on http://B"
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("serve printed its addresses");
+    let mut addresses = None;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
         if let Some(rest) = line.strip_prefix("paybatch: serving the API on ") {
-            let urls: Vec<&str> = rest
+            let urls: Vec<String> = rest
                 .split_whitespace()
                 .filter(|w| w.starts_with("http"))
+                .map(str::to_owned)
                 .collect();
-            return Server {
-                child,
-                api: urls[0].to_owned(),
-                admin: urls[1].to_owned(),
-                stderr: rx,
-            };
+            addresses = Some(urls);
+            break;
         }
+    }
+    let Some(urls) = addresses else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("serve did not print its addresses");
+    };
+    Server {
+        child,
+        api: urls[0].clone(),
+        admin: urls[1].clone(),
+        stderr: rx,
     }
 }
 
