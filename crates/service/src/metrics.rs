@@ -8,6 +8,8 @@
 //! | `paybatch_jobs` | gauge | state | the job records |
 //! | `paybatch_storage_errors_total` | counter | account, kind (`transient`, `permanent`) | the engine ([`orchestrator::Progress::storage_errors`]) since this start |
 //!
+//! `paybatch_transactions_total` sums each job's latest run: a job retried after a Stuck batch
+//! was resolved replaces its totals (its `unknown` lines move to their final outcome).
 //! A scrape reads every batch record of the ledger; at the usual scrape intervals that is
 //! cheap next to the batches themselves.
 
