@@ -13,6 +13,7 @@ pub mod gateway_sim;
 pub mod kvp;
 pub mod ledger;
 pub mod resolve;
+pub mod serve;
 pub mod status;
 pub mod store;
 pub mod submit;

@@ -105,6 +105,7 @@ impl OrchestratorBuilder {
             progress: self.progress,
             rejected: self.rejected,
             clock: Clock::new(),
+            account_locks: crate::account_locks::AccountLocks::default(),
             seed: self.seed.unwrap_or_else(|| fastrand::u64(..)),
         })
     }

@@ -101,6 +101,8 @@ pub struct Orchestrator {
     pub(crate) rejected: RejectedBatches,
     pub(crate) clock: Clock,
     pub(crate) seed: u64,
+    /// One run at a time per account, across concurrent `submit`s and `collect`s.
+    pub(crate) account_locks: crate::account_locks::AccountLocks,
 }
 
 impl Orchestrator {
@@ -117,6 +119,19 @@ impl Orchestrator {
     /// The progress counters.
     pub fn progress(&self) -> &Arc<Progress> {
         &self.progress
+    }
+
+    /// Waits until no run of this orchestrator works on `account`, then holds it until the
+    /// guard is dropped: runs that reach the account meanwhile wait (an operator's decision on
+    /// one of its batches, taken while no worker moves it).
+    pub async fn lock_account(&self, account: &str) -> crate::AccountGuard {
+        self.account_locks.lock(account).await
+    }
+
+    /// Holds `account` if no run of this orchestrator works on it now ([`Orchestrator::lock_account`]
+    /// without waiting).
+    pub fn try_lock_account(&self, account: &str) -> Option<crate::AccountGuard> {
+        self.account_locks.try_lock(account)
     }
 
     /// The account's protocol (one given to the builder, else its configured account

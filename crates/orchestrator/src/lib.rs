@@ -42,6 +42,7 @@
 #![warn(missing_docs)]
 
 mod account_ledger;
+mod account_locks;
 mod builder;
 mod clock;
 mod collect;
@@ -64,6 +65,7 @@ mod validate;
 mod verdict;
 mod worker;
 
+pub use account_locks::AccountGuard;
 pub use builder::OrchestratorBuilder;
 pub use driver::{Orchestrator, OutputSpec, SubmitOptions, WaitMode};
 pub use dry_run::DryRunBatch;
@@ -74,7 +76,7 @@ pub use job::{InvalidPolicy, Job, Transaction};
 pub use outcome::{AccountSummary, LineOutcome};
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
 pub use plan::RejectedBatches;
-pub use progress::{Progress, ProgressSnapshot, SLOW_AFTER, SlowBatch};
+pub use progress::{Progress, ProgressSnapshot, SLOW_AFTER, SlowBatch, StorageErrorKind};
 pub use report::{AccountReport, RunReport};
 pub use settings::{
     DEFAULT_CONFIG, DEFAULT_PROTOCOL, ENV_PREFIX, InputSettings, LedgerSettings, LimitSettings,

@@ -28,6 +28,30 @@ pub struct Progress {
     accounts_done: AtomicU64,
     /// Per account, the batch it is polling for and since when (unix ms of its trigger).
     waiting: Mutex<BTreeMap<String, (SequenceNumber, u64)>>,
+    /// Failed gateway/storage steps per (account, [`StorageErrorKind`]), for metrics.
+    storage_errors: Mutex<BTreeMap<(String, StorageErrorKind), u64>>,
+}
+
+/// How a failed step at an account's storage or gateway was classified
+/// ([`gateway_protocol::Error::is_transient`]), as counted by [`Progress::storage_errors`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum StorageErrorKind {
+    /// A failure that may go away (a timeout, a dropped connection): the step is retried.
+    Transient,
+    /// A failure waiting will not cure (access denied, a bad configuration): the account
+    /// stopped.
+    Permanent,
+}
+
+impl StorageErrorKind {
+    /// `transient` or `permanent` (a metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Permanent => "permanent",
+        }
+    }
 }
 
 /// The counters of a [`Progress`] at one moment. Each counter is read on its own (no lock),
@@ -158,6 +182,28 @@ impl Progress {
     /// `account` no longer waits (verdict, Stuck, error or shutdown).
     pub(crate) fn end_wait(&self, account: &str) {
         self.lock().remove(account);
+    }
+
+    /// A step at `account`'s storage or gateway failed: counted when the worker retries a
+    /// transient failure and when a storage or gateway failure stops the account.
+    pub(crate) fn storage_error(&self, account: &str, kind: StorageErrorKind) {
+        let mut map = self
+            .storage_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *map.entry((account.to_owned(), kind)).or_default() += 1;
+    }
+
+    /// Failed storage/gateway steps so far, per account and kind (only grows; what a
+    /// `paybatch_storage_errors_total{account,kind}` counter shows).
+    pub fn storage_errors(&self) -> Vec<(String, StorageErrorKind, u64)> {
+        let map = self
+            .storage_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.iter()
+            .map(|((account, kind), n)| (account.clone(), *kind, *n))
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (SequenceNumber, u64)>> {
@@ -291,6 +337,22 @@ mod tests {
             p.snapshot().transactions,
             7,
             "a new run's input replaces the count"
+        );
+    }
+
+    #[test]
+    fn storage_errors_are_counted_per_account_and_kind() {
+        let p = Progress::default();
+        assert_eq!(p.storage_errors(), []);
+        p.storage_error("beta", StorageErrorKind::Permanent);
+        p.storage_error("acme", StorageErrorKind::Transient);
+        p.storage_error("acme", StorageErrorKind::Transient);
+        assert_eq!(
+            p.storage_errors(),
+            [
+                ("acme".to_owned(), StorageErrorKind::Transient, 2),
+                ("beta".to_owned(), StorageErrorKind::Permanent, 1),
+            ]
         );
     }
 

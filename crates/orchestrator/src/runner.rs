@@ -1,7 +1,10 @@
 //! The fan-out shared by `submit` and `collect`: one task per account in a `JoinSet`, at most
 //! `limits.max_concurrent_accounts` at once (a `Semaphore`); planning against the ledger and
 //! connecting to the gateway happen inside the permit, so a run over thousands of accounts
-//! works on a few at a time. A panicking account fails that account, not the run.
+//! works on a few at a time. A panicking account fails that account, not the run. Each task
+//! first takes its account's lock ([`crate::account_locks`]), then a permit: two runs on one
+//! orchestrator never work on one account at once, and a task waiting for its account holds
+//! no permit (so the runs cannot wait on each other in a circle).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -57,7 +60,10 @@ impl Orchestrator {
             let permits = semaphore.clone();
             self.progress.account_started();
             let progress = self.progress.clone();
+            let locks = self.account_locks.clone();
             let handle = tasks.spawn(async move {
+                // Held from planning until the worker returns: one run at a time per account.
+                let _account = locks.lock(&task.name).await;
                 let _permit = permits.acquire_owned().await;
                 let name = task.name.clone();
                 let run = task.run().await;

@@ -28,8 +28,10 @@ pub const ENV_PREFIX: &str = "PAYBATCH";
 /// The `protocol` of an account table that names none.
 pub const DEFAULT_PROTOCOL: &str = "sola";
 
-/// The engine's sections.
-const ENGINE_SECTIONS: [&str; 5] = ["ledger", "poll", "limits", "input", "accounts"];
+/// The engine's sections, and `serve`: the engine does not read `[serve]` itself but lets it
+/// through (it is in `config/default.toml`), for the program that serves jobs over HTTP
+/// (`paybatch-service`), which checks it with [`Settings::section`].
+const ENGINE_SECTIONS: [&str; 6] = ["ledger", "poll", "limits", "input", "accounts", "serve"];
 
 /// Every setting paybatch reads, checked: the engine's sections and the accounts.
 #[derive(Debug)]
@@ -333,6 +335,19 @@ impl Settings {
     /// Every account, by name.
     pub fn accounts(&self) -> &BTreeMap<String, Arc<dyn Account>> {
         &self.accounts
+    }
+
+    /// A top-level section that neither the engine nor a protocol reads (`[serve]`), as loaded
+    /// from the same layers (defaults, file, `PAYBATCH__SECTION__KEY` variables), checked into
+    /// `T` (its `deny_unknown_fields` names an unknown key); `None` when no layer has it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the section when it does not check into `T`.
+    pub fn section<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        self.sections
+            .get(name)
+            .map(|v| deserialize(v.clone(), name))
+            .transpose()
     }
 
     /// Lines per batch for `account`.

@@ -44,6 +44,16 @@ impl Shutdown {
         *self.0.borrow()
     }
 
+    /// Resolves once the signal fired (at once if it already did); never for
+    /// [`Shutdown::never`].
+    pub async fn wait(&self) {
+        let mut rx = self.0.clone();
+        // An error means the trigger was dropped without firing: then it never fires.
+        if rx.wait_for(|v| *v).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
         if self.is_triggered() {
             Err(Error::Shutdown)
@@ -71,5 +81,27 @@ impl Shutdown {
             self.check()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn wait_resolves_once_the_signal_fires() {
+        let (trigger, shutdown) = Shutdown::new();
+        let waiting = tokio::spawn({
+            let s = shutdown.clone();
+            async move { s.wait().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        trigger.trigger();
+        waiting.await.unwrap();
+        shutdown.wait().await; // already fired: at once
+        let never = Shutdown::never();
+        let r = tokio::time::timeout(Duration::from_millis(20), never.wait()).await;
+        assert!(r.is_err(), "never fires");
     }
 }

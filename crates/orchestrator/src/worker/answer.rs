@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use super::Worker;
 use crate::error::{Error, Result};
-use crate::progress::{SLOW_AFTER, SlowBatch, WaitGuard, slow_log_due};
+use crate::progress::{SLOW_AFTER, SlowBatch, StorageErrorKind, WaitGuard, slow_log_due};
 use crate::verdict;
 
 impl Worker {
@@ -141,6 +141,8 @@ impl Worker {
                 }
                 Err(e) if e.is_transient() => {
                     warn!(account = %self.account, %sequence, error = %e, "poll failed; will retry");
+                    self.progress
+                        .storage_error(self.account.as_str(), StorageErrorKind::Transient);
                 }
                 // A permanent storage failure (access denied, bad configuration, ...) will
                 // not go away by waiting until the Stuck deadline: stop the account now.

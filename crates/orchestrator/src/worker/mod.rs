@@ -23,7 +23,7 @@ use crate::driver::WaitMode;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::plan::AccountPlan;
-use crate::progress::Progress;
+use crate::progress::{Progress, StorageErrorKind};
 use crate::settings::PollSettings;
 use crate::shutdown::Shutdown;
 
@@ -54,6 +54,24 @@ impl AccountRun {
     }
 }
 
+/// Whether an account stopped because a step at its storage or gateway failed (not a
+/// protocol rule, a setting or the ledger), and how that failure was classified.
+fn storage_failure(e: &Error) -> Option<StorageErrorKind> {
+    let (Error::Gateway(g) | Error::PollFailed { source: g, .. }) = e else {
+        return None;
+    };
+    match g {
+        gateway_protocol::Error::Storage { .. } | gateway_protocol::Error::Gateway { .. } => {
+            Some(if g.is_transient() {
+                StorageErrorKind::Transient
+            } else {
+                StorageErrorKind::Permanent
+            })
+        }
+        _ => None,
+    }
+}
+
 /// What a worker is given.
 pub(crate) struct Worker {
     pub account: AccountId,
@@ -75,7 +93,12 @@ impl Worker {
         let span = tracing::info_span!("account", account = %self.account);
         match self.run_plan(plan).instrument(span).await {
             Ok(()) => AccountRun::default(),
-            Err(e) => AccountRun::failed(e),
+            Err(e) => {
+                if let Some(kind) = storage_failure(&e) {
+                    self.progress.storage_error(self.account.as_str(), kind);
+                }
+                AccountRun::failed(e)
+            }
         }
     }
 
