@@ -83,26 +83,37 @@
 #![warn(missing_docs)]
 
 mod account;
+mod answer;
 mod codec;
 mod crash;
 mod digest;
 mod durable;
 mod error;
 mod export;
+mod index;
 mod ledger;
+mod migrate;
+mod prune;
 mod query;
 mod record;
+mod refs;
+mod reserve;
+mod results;
 mod state;
+mod transition;
 
 pub use account::AccountId;
 #[doc(hidden)]
-pub use crash::{CRASH_ENV, LEDGER_CRASH_POINTS, crash_point};
+pub use crash::{CRASH_ENV, LEDGER_CRASH_POINTS, MIGRATION_CRASH_POINTS, crash_point};
 pub use digest::{batch_digest, content_digest, sha256};
 pub use durable::Durability;
 pub use error::{Error, Result};
-pub use ledger::{Ledger, LedgerOptions};
+pub use ledger::{Commit, Ledger, LedgerOptions};
+pub use prune::Pruned;
 pub use record::{
     AccountInfo, BatchRecord, Binding, ConflictKind, NewBatch, NewBinding, PerLineAnswer,
     RefConflict, Release, Reserve, StoredResult,
 };
+pub use refs::{BatchRefs, LineRef};
+pub use results::{BatchResults, Fields, LineResult};
 pub use state::{BatchState, CompleteFields, Outcome, Stamp, Transition, Verdict};

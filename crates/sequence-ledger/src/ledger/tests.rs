@@ -1,7 +1,12 @@
 //! Unit tests of the ledger against a real sled database in a temporary directory.
 
 use super::*;
-use crate::{Durability, Outcome, Release, Verdict};
+use crate::codec;
+use crate::{
+    AccountId, BatchRecord, BatchState, ConflictKind, Durability, NewBatch, Outcome, PerLineAnswer, Release,
+    Reserve, StoredResult, Transition, Verdict,
+};
+use kvp_format::SequenceNumber;
 
 const CARD: &str = "4111111111111111";
 const KEY: &str = "xkey_supersecret_0123456789";
@@ -873,17 +878,18 @@ fn another_format_version_is_refused() {
         let db = sled::open(&path).unwrap();
         db.open_tree("meta")
             .unwrap()
-            .insert(FORMAT_KEY, &2u32.to_be_bytes())
+            .insert(FORMAT_KEY, &3u32.to_be_bytes())
             .unwrap();
         db.flush().unwrap();
     }
+    // Version 2 is this layout and 1 is migrated (tests/migration.rs): a later one is refused.
     let err = Ledger::open(&path).unwrap_err();
     assert!(
         matches!(
             err,
             Error::UnsupportedFormat {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
