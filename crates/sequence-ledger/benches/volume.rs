@@ -4,9 +4,10 @@
 //! - **large**: 1,000,000 transactions in 200 batches of 5,000 for one account, each batch
 //!   reserved, uploaded, triggered, completed, given realistic per-line results (the fields a
 //!   Sola RESPONSE line carries) and cleaned, with fsync durability; then the directory's size
-//!   per transaction, and a re-run's idempotency check of every reference after a reopen;
+//!   per transaction, a re-run's idempotency check of every reference after a reopen (and the
+//!   memory the index took), every batch's results read back, and a prune of everything;
 //! - **small**: 2,000 accounts with one batch of 20 lines each, the same steps: the cost per
-//!   batch, dominated by fsyncs.
+//!   batch, dominated by fsyncs — with every step durable, and with the deferred steps.
 //!
 //! Sizes can be changed with `LEDGER_BENCH_BATCHES`, `LEDGER_BENCH_LINES` and
 //! `LEDGER_BENCH_ACCOUNTS` (e.g. for a quick run). CPU time is this process's user + system
@@ -18,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
-    AccountId, Ledger, NewBatch, NewBinding, Outcome, Reserve, StoredResult, Transition, Verdict,
+    AccountId, Commit, Ledger, NewBatch, NewBinding, Outcome, PerLineAnswer, Reserve,
+    StoredResult, Transition, Verdict,
 };
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -135,8 +137,12 @@ impl Phases {
         self.reserve.print("reserve", lines);
         self.uploaded.print("request_uploaded", lines);
         self.triggered.print("triggered", lines);
-        self.completed.print("completed", lines);
-        self.results.print("store_results", lines);
+        if self.completed.calls > 0 {
+            self.completed.print("completed", lines);
+            self.results.print("store_results", lines);
+        } else {
+            self.results.print("complete_and_store", lines);
+        }
         self.cleaned.print("cleaned", lines);
         let total = |f: fn(&Phase) -> Duration| {
             [
@@ -162,8 +168,29 @@ impl Phases {
     }
 }
 
+/// How a batch's steps are recorded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Every step durable, the verdict and the results in two writes (six fsyncs per batch).
+    EveryStepDurable,
+    /// Triggered and Cleaned deferred, the verdict and the results in one durable write
+    /// (`complete_and_store`): three fsyncs per batch.
+    Deferred,
+}
+
+impl Flow {
+    fn name(self) -> &'static str {
+        match self {
+            Flow::EveryStepDurable => "every step durable (6 fsyncs per batch)",
+            Flow::Deferred => {
+                "deferred Triggered/Cleaned, verdict + results in one write (3 fsyncs per batch)"
+            }
+        }
+    }
+}
+
 /// One batch from reservation to Cleaned; `first` is the global number of its first line.
-fn one_batch(l: &Ledger, a: &AccountId, lines: u64, first: u64, p: &mut Phases) {
+fn one_batch(l: &Ledger, a: &AccountId, lines: u64, first: u64, p: &mut Phases, flow: Flow) {
     let seq = l.next_sequence(a).unwrap();
     let new = NewBatch {
         sequence: seq,
@@ -182,52 +209,104 @@ fn one_batch(l: &Ledger, a: &AccountId, lines: u64, first: u64, p: &mut Phases) 
     };
     p.uploaded
         .time(|| l.transition(a, seq, Transition::RequestUploaded).unwrap());
-    p.triggered
-        .time(|| l.transition(a, seq, Transition::Triggered).unwrap());
+    let commit = match flow {
+        Flow::EveryStepDurable => Commit::Durable,
+        Flow::Deferred => Commit::Deferred,
+    };
+    p.triggered.time(|| {
+        l.transition_with(a, seq, Transition::Triggered, commit)
+            .unwrap()
+    });
     let verdict = Verdict {
         processed_count: Some(lines),
         ..Verdict::new(Outcome::Success, "Success")
     };
-    p.completed
-        .time(|| l.transition(a, seq, Transition::Completed(verdict)).unwrap());
     let results: Vec<StoredResult> = (0..lines)
         .map(|i| StoredResult {
             index: i,
             fields: result_fields(seq.get(), first + i),
         })
         .collect();
-    p.results
-        .time(|| l.store_results(a, seq, results).unwrap());
-    p.cleaned
-        .time(|| l.transition(a, seq, Transition::Cleaned).unwrap());
+    match flow {
+        Flow::EveryStepDurable => {
+            p.completed
+                .time(|| l.transition(a, seq, Transition::Completed(verdict)).unwrap());
+            p.results
+                .time(|| l.store_results(a, seq, results).unwrap());
+        }
+        Flow::Deferred => {
+            p.results.time(|| {
+                l.complete_and_store(
+                    a,
+                    seq,
+                    Transition::Completed(verdict),
+                    results,
+                    PerLineAnswer::Read,
+                )
+                .unwrap()
+            });
+        }
+    }
+    p.cleaned.time(|| {
+        l.transition_with(a, seq, Transition::Cleaned, commit)
+            .unwrap()
+    });
 }
 
-fn large(dir: &Path) {
+/// This process's resident memory now and at its peak, from `/proc/self/status`.
+fn rss() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (kib("VmRSS:"), kib("VmHWM:"))
+}
+
+fn large(dir: &Path, flow: Flow) {
     let batches = env_or("LEDGER_BENCH_BATCHES", 200);
     let lines = env_or("LEDGER_BENCH_LINES", 5000);
     let total = batches * lines;
-    println!("large: {total} transactions in {batches} batches of {lines}, one account, fsync");
-    let path = dir.join("large");
+    println!(
+        "large: {total} transactions in {batches} batches of {lines}, one account, fsync, {}",
+        flow.name()
+    );
+    let path = dir.join(format!("large-{}", flow as u8));
     let a = AccountId::new("acme").unwrap();
     let mut p = Phases::default();
     {
         let l = Ledger::open(&path).unwrap();
         for b in 0..batches {
-            one_batch(&l, &a, lines, b * lines, &mut p);
+            one_batch(&l, &a, lines, b * lines, &mut p, flow);
         }
     }
     p.print(total);
     let (blocks, len) = disk_usage(&path);
+    let (blob_blocks, _) = disk_usage(&path.join("blobs"));
     println!(
-        "  on disk: {:.1} MiB allocated ({:.0} bytes per transaction), {:.1} MiB apparent ({:.0} bytes per transaction)",
+        "  on disk: {:.1} MiB allocated ({:.0} bytes per transaction; {:.0} of them in blobs/), {:.1} MiB apparent ({:.0} bytes per transaction)",
         blocks as f64 / 1048576.0,
         blocks as f64 / total as f64,
+        blob_blocks as f64 / total as f64,
         len as f64 / 1048576.0,
         len as f64 / total as f64,
     );
+    drop(Ledger::open(&path).unwrap());
+    let (blocks, _) = disk_usage(&path);
+    let (blob_blocks, _) = disk_usage(&path.join("blobs"));
+    println!(
+        "  on disk after a reopen: {:.1} MiB allocated ({:.0} bytes per transaction; {:.0} of them in blobs/)",
+        blocks as f64 / 1048576.0,
+        blocks as f64 / total as f64,
+        blob_blocks as f64 / total as f64,
+    );
     // A re-run: reopen, then check every reference (all bound, same content), and read every
     // batch's results back.
-    let (w, c) = (Instant::now(), cpu());
+    let (w, c, (rss_before, _)) = (Instant::now(), cpu(), rss());
     let l = Ledger::open(&path).unwrap();
     let mut bound = 0u64;
     for n in 0..total {
@@ -239,11 +318,14 @@ fn large(dir: &Path) {
         }
     }
     assert_eq!(bound, total);
+    let (rss_after, _) = rss();
     println!(
-        "  reopen + check_reference of every ref: {:.2} s wall, {:.2} s cpu ({:.2} µs cpu per ref)",
+        "  reopen + check_reference of every ref: {:.2} s wall, {:.2} s cpu ({:.2} µs cpu per ref); resident memory +{:.1} MiB ({:.0} bytes per ref)",
         w.elapsed().as_secs_f64(),
         cpu().saturating_sub(c).as_secs_f64(),
-        cpu().saturating_sub(c).as_secs_f64() * 1e6 / total as f64
+        cpu().saturating_sub(c).as_secs_f64() * 1e6 / total as f64,
+        rss_after.saturating_sub(rss_before) as f64 / 1048576.0,
+        rss_after.saturating_sub(rss_before) as f64 / total as f64,
     );
     let (w, c) = (Instant::now(), cpu());
     let mut fields = 0usize;
@@ -255,24 +337,65 @@ fn large(dir: &Path) {
     }
     assert!(fields > 0);
     println!(
-        "  results of every batch read back: {:.2} s wall, {:.2} s cpu ({:.2} µs cpu per line)",
+        "  results() of every batch (owned copies): {:.2} s wall, {:.2} s cpu ({:.2} µs cpu per line)",
         w.elapsed().as_secs_f64(),
         cpu().saturating_sub(c).as_secs_f64(),
         cpu().saturating_sub(c).as_secs_f64() * 1e6 / total as f64
     );
+    let (w, c) = (Instant::now(), cpu());
+    let mut bytes = 0usize;
+    for s in 1..=batches {
+        let seq = SequenceNumber::new(u32::try_from(s).unwrap()).unwrap();
+        for r in l.batch_results(&a, seq).unwrap().iter() {
+            bytes += r.fields().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        }
+    }
+    assert!(bytes > 0);
+    println!(
+        "  batch_results() of every batch (borrowed): {:.2} s wall, {:.2} s cpu ({:.2} µs cpu per line)",
+        w.elapsed().as_secs_f64(),
+        cpu().saturating_sub(c).as_secs_f64(),
+        cpu().saturating_sub(c).as_secs_f64() * 1e6 / total as f64
+    );
+    let (w, c) = (Instant::now(), cpu());
+    for n in 0..total {
+        let b = l.binding_with(&a, &client_ref(n), &digest(n)).unwrap();
+        assert!(b.is_some());
+    }
+    println!(
+        "  binding_with() of every ref: {:.2} s wall, {:.2} s cpu ({:.2} µs cpu per ref)",
+        w.elapsed().as_secs_f64(),
+        cpu().saturating_sub(c).as_secs_f64(),
+        cpu().saturating_sub(c).as_secs_f64() * 1e6 / total as f64
+    );
+    drop(l);
+    let l = Ledger::open(&path).unwrap();
+    let (w, c) = (Instant::now(), cpu());
+    let pruned = l.prune(std::time::SystemTime::now()).unwrap();
+    println!(
+        "  prune of every batch: {} batches, {} lines, {:.1} MiB of results dropped in {:.2} s wall, {:.2} s cpu",
+        pruned.batches,
+        pruned.lines,
+        pruned.bytes as f64 / 1048576.0,
+        w.elapsed().as_secs_f64(),
+        cpu().saturating_sub(c).as_secs_f64(),
+    );
 }
 
-fn small(dir: &Path) {
+fn small(dir: &Path, flow: Flow) {
     let accounts = env_or("LEDGER_BENCH_ACCOUNTS", 2000);
     let lines = 20;
-    println!("small: {accounts} accounts, one batch of {lines} lines each, fsync");
-    let path = dir.join("small");
+    println!(
+        "small: {accounts} accounts, one batch of {lines} lines each, fsync, {}",
+        flow.name()
+    );
+    let path = dir.join(format!("small-{}", flow as u8));
     let mut p = Phases::default();
     {
         let l = Ledger::open(&path).unwrap();
         for i in 0..accounts {
             let a = AccountId::new(format!("merchant-{i:05}")).unwrap();
-            one_batch(&l, &a, lines, i * lines, &mut p);
+            one_batch(&l, &a, lines, i * lines, &mut p, flow);
         }
     }
     p.print(accounts * lines);
@@ -288,9 +411,11 @@ fn main() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     if only.as_deref().is_none_or(|o| "large".contains(o)) {
-        large(dir.path());
+        large(dir.path(), Flow::Deferred);
     }
-    if only.as_deref().is_none_or(|o| "small".contains(o)) {
-        small(dir.path());
+    for flow in [Flow::EveryStepDurable, Flow::Deferred] {
+        if only.as_deref().is_none_or(|o| "small".contains(o)) {
+            small(dir.path(), flow);
+        }
     }
 }

@@ -9,8 +9,12 @@
 //! u8      flags: bit 0 = an "absent" bitmap follows
 //! [⌈n/8⌉ bytes: bit i (LSB first) set = line i's reference is not known]
 //! n × 32  the lines' content digests, in line order (fixed width: line i's is at a known offset)
-//! n ×     varint length + UTF-8 bytes: the lines' references, in line order (absent: length 0)
+//! n ×     the lines' references, in line order, front-coded: varint bytes shared with the
+//!         previous line's reference, varint length of the rest, the rest (absent: 0, 0)
 //! ```
+//!
+//! References usually share a long prefix (`order-000123`, `order-000124`): front coding
+//! keeps two or three bytes of each.
 //!
 //! A reference is "not known" only in ledgers migrated from format version 1, which kept one
 //! binding per reference: a line whose reference a later batch took over (its batch was
@@ -55,10 +59,22 @@ where
     for line in lines.clone() {
         out.extend_from_slice(line.map_or(&[0u8; 32], |(_, d)| d));
     }
+    let mut previous = "";
     for line in lines {
         let r = line.map_or("", |(r, _)| r);
-        put_varint(&mut out, r.len() as u64);
-        out.extend_from_slice(r.as_bytes());
+        let mut shared = r
+            .bytes()
+            .zip(previous.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        while !r.is_char_boundary(shared) {
+            shared -= 1;
+        }
+        let rest = r.get(shared..).unwrap_or_default();
+        put_varint(&mut out, shared as u64);
+        put_varint(&mut out, rest.len() as u64);
+        out.extend_from_slice(rest.as_bytes());
+        previous = r;
     }
     out
 }
@@ -120,14 +136,25 @@ pub(crate) fn digest_at(blob: &[u8], index: u64) -> Option<[u8; 32]> {
 }
 
 /// The lines of one batch — references and content digests, in line order — as
-/// [`crate::Ledger::batch_refs`] returns them: checked once when read, then iterated without
-/// allocating.
-#[derive(Debug, Clone)]
+/// [`crate::Ledger::batch_refs`] returns them: decoded and checked once when read (the
+/// references into one string), then iterated without allocating.
+#[derive(Clone)]
 pub struct BatchRefs {
     blob: sled::IVec,
     header: Header,
-    /// Start and length of each line's reference in `blob`.
-    spans: Vec<(u32, u32)>,
+    /// Every line's reference, one after the other.
+    text: String,
+    /// End of each line's reference in `text` (its start is the previous line's end).
+    ends: Vec<u32>,
+}
+
+impl std::fmt::Debug for BatchRefs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchRefs")
+            .field("lines", &self.header.n)
+            .field("bytes", &self.blob.len())
+            .finish()
+    }
 }
 
 /// One line of a [`BatchRefs`].
@@ -147,22 +174,36 @@ impl BatchRefs {
     pub(crate) fn decode(blob: sled::IVec, what: impl Fn() -> String) -> Result<BatchRefs> {
         let bad = |detail: &str| corrupt(what(), format!("batch references: {detail}"));
         let header = header(&blob).ok_or_else(|| bad("bad header"))?;
-        let mut spans = Vec::with_capacity(header.n);
+        let mut bytes: Vec<u8> = Vec::with_capacity(blob.len().saturating_sub(header.refs) * 4);
+        let mut ends = Vec::with_capacity(header.n);
         let mut c = Cursor::at(&blob, header.refs);
+        let mut previous = 0..0;
         for _ in 0..header.n {
+            let shared = c.len().ok_or_else(|| bad("truncated"))?;
             let len = c.len().ok_or_else(|| bad("truncated"))?;
-            let start = u32::try_from(c.position()).map_err(|_| bad("too large"))?;
-            let bytes = c.take(len).ok_or_else(|| bad("truncated"))?;
-            std::str::from_utf8(bytes).map_err(|_| bad("a reference is not UTF-8"))?;
-            spans.push((start, u32::try_from(len).map_err(|_| bad("too large"))?));
+            let rest = c.take(len).ok_or_else(|| bad("truncated"))?;
+            if shared > previous.len() {
+                return Err(bad("shares more than the previous reference"));
+            }
+            let start = bytes.len();
+            bytes.extend_from_within(previous.start..previous.start + shared);
+            bytes.extend_from_slice(rest);
+            previous = start..bytes.len();
+            ends.push(u32::try_from(bytes.len()).map_err(|_| bad("too large"))?);
         }
         if !c.is_done() {
             return Err(bad("trailing bytes"));
         }
+        // Valid as a whole and cut at character boundaries: every reference is valid.
+        let text = String::from_utf8(bytes).map_err(|_| bad("a reference is not UTF-8"))?;
+        if !ends.iter().all(|e| text.is_char_boundary(*e as usize)) {
+            return Err(bad("a reference is not UTF-8"));
+        }
         Ok(BatchRefs {
             blob,
             header,
-            spans,
+            text,
+            ends,
         })
     }
 
@@ -183,10 +224,8 @@ impl BatchRefs {
         let client_ref = if absent(&self.blob, &self.header, i) {
             None
         } else {
-            let (start, len) = *self.spans.get(i)?;
-            let bytes = Cursor::at(&self.blob, start as usize).take(len as usize)?;
-            // Checked by `decode`.
-            std::str::from_utf8(bytes).ok()
+            let start = i.checked_sub(1).map_or(Some(0), |p| self.ends.get(p).copied())?;
+            self.text.get(start as usize..*self.ends.get(i)? as usize)
         };
         Some(LineRef {
             index,
@@ -243,6 +282,23 @@ mod tests {
     }
 
     #[test]
+    fn references_are_front_coded() {
+        let d = [0u8; 32];
+        let refs: Vec<String> = (0..1000).map(|i| format!("order-{i:09}")).collect();
+        let blob = encode(refs.len(), refs.iter().map(|r| Some((r.as_str(), &d))));
+        // 32 bytes of digest and about three of reference per line.
+        assert!(blob.len() < 1000 * (32 + 4) + 32, "{} bytes", blob.len());
+        let back = BatchRefs::decode(ivec(blob), String::new).unwrap();
+        let got: Vec<&str> = back.iter().map(|l| l.client_ref.unwrap()).collect();
+        assert_eq!(got, refs);
+        // Multi-byte characters are never split between a shared prefix and the rest.
+        let (a, b) = ("caf\u{e9}-1", "caf\u{e8}-2");
+        let blob = encode(2, [Some((a, &d)), Some((b, &d))]);
+        let back = BatchRefs::decode(ivec(blob), String::new).unwrap();
+        assert_eq!(back.get(1).unwrap().client_ref, Some(b));
+    }
+
+    #[test]
     fn damaged_blobs_are_corrupt() {
         let d = [7u8; 32];
         let good = encode(2, [Some(("ab", &d)), Some(("c", &d))]);
@@ -258,6 +314,7 @@ mod tests {
             ("trailing", { let mut b = good.clone(); b.push(0); b }),
             ("not UTF-8", not_utf8),
             ("short digests", vec![1, 3, 0, 0]),
+            ("shares too much", { let mut b = encode(1, [Some(("ab", &d))]); let at = b.len() - 4; b[at] = 1; b }),
         ];
         for (name, blob) in cases {
             let r = BatchRefs::decode(ivec(blob), || "x".into());

@@ -6,22 +6,45 @@
 //! ```text
 //! u8      layout tag (1)
 //! varint  k, then k × (varint length + UTF-8): the field names, each once, in first-seen order
-//! varint  m: the number of lines with a result
-//! m ×     varint index (strictly increasing), varint field count,
-//!         field count × (varint name number < k, varint length + UTF-8 value)
+//! varint  m: the number of lines with a result, then per line, by increasing index:
+//!   varint  index − (previous line's index + 1)   (the first line: its index)
+//!   varint  field count × 2 + 1 when the names are the previous line's, in the same order
+//!   per field: [varint name number, unless the names are the previous line's]
+//!              varint length × 4 + kind, then the value:
+//!                kind 0: `length` bytes of UTF-8
+//!                kind 1: the last value stored for this name (length 0)
+//!                kind 2: lowercase hex of 2 × `length` characters, as `length` bytes
+//!                kind 3: a decimal string of `length` digits (2..=19), as a varint
 //! ```
 //!
-//! A Sola RESPONSE line repeats the same dozen names on every line: numbering them once per
-//! batch leaves about two bytes per field beside its value.
+//! A Sola RESPONSE repeats the same dozen names on every line, and many values (`xStatus`,
+//! `xErrorCode`, `xBatch`, `xCardType`) from line to line; tokens are hex and reference
+//! numbers digits. An approved card sale takes about 60 bytes here against 200 as text.
 
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::StoredResult;
 use crate::codec::{Cursor, corrupt, put_varint};
 use crate::error::Result;
-use crate::StoredResult;
 
 const TAG: u8 = 1;
+const RAW: u64 = 0;
+const SAME: u64 = 1;
+const HEX: u64 = 2;
+const DIGITS: u64 = 3;
+/// Marks a [`Span`] start in the decoded text rather than in the blob.
+const IN_TEXT: u32 = 1 << 31;
+
+fn is_lower_hex(v: &str) -> bool {
+    v.len() >= 8
+        && v.len() % 2 == 0
+        && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn hex_value(b: u8) -> u8 {
+    if b.is_ascii_digit() { b - b'0' } else { b - b'a' + 10 }
+}
 
 /// Encodes results whose indexes are unique (checked by the caller), in index order.
 pub(crate) fn encode(results: &[StoredResult]) -> Vec<u8> {
@@ -31,37 +54,61 @@ pub(crate) fn encode(results: &[StoredResult]) -> Vec<u8> {
     }
     let values: usize = results
         .iter()
-        .flat_map(|r| r.fields.iter().map(|(_, v)| v.len() + 3))
+        .flat_map(|r| r.fields.iter().map(|(_, v)| v.len() + 2))
         .sum();
     let mut names: Vec<&str> = Vec::new();
-    let mut numbers: HashMap<&str, u64> = HashMap::new();
-    // The same names tend to come in the same order on every line: try the previous line's
-    // name at this position before the map.
-    let mut previous: Vec<u64> = Vec::new();
-    let mut data = Vec::with_capacity(values + 4 * results.len());
+    let mut numbers: HashMap<&str, usize> = HashMap::new();
+    let mut last_value: Vec<Option<&str>> = Vec::new();
+    let mut previous: Option<&StoredResult> = None;
+    let mut line_names: Vec<usize> = Vec::new();
+    let mut next_index = 0u64;
+    let mut data = Vec::with_capacity(values / 2 + 4 * results.len());
     for r in order {
-        put_varint(&mut data, r.index);
-        put_varint(&mut data, r.fields.len() as u64);
-        for (position, (k, v)) in r.fields.iter().enumerate() {
-            let guess = previous
-                .get(position)
-                .copied()
-                .filter(|n| names.get(*n as usize) == Some(&k.as_str()));
-            let number = match guess {
-                Some(n) => n,
-                None => *numbers.entry(k.as_str()).or_insert_with(|| {
+        put_varint(&mut data, r.index - next_index);
+        next_index = r.index + 1;
+        let same_names = previous.is_some_and(|p| {
+            p.fields.len() == r.fields.len()
+                && p.fields.iter().zip(&r.fields).all(|(a, b)| a.0 == b.0)
+        });
+        put_varint(&mut data, (r.fields.len() as u64) << 1 | u64::from(same_names));
+        if !same_names {
+            line_names.clear();
+            for (k, _) in &r.fields {
+                let n = *numbers.entry(k.as_str()).or_insert_with(|| {
                     names.push(k.as_str());
-                    names.len() as u64 - 1
-                }),
-            };
-            match previous.get_mut(position) {
-                Some(p) => *p = number,
-                None => previous.push(number),
+                    last_value.push(None);
+                    names.len() - 1
+                });
+                line_names.push(n);
             }
-            put_varint(&mut data, number);
-            put_varint(&mut data, v.len() as u64);
-            data.extend_from_slice(v.as_bytes());
         }
+        for ((_, v), &n) in r.fields.iter().zip(&line_names) {
+            if !same_names {
+                put_varint(&mut data, n as u64);
+            }
+            let last = last_value.get_mut(n);
+            if last.as_ref().is_some_and(|l| **l == Some(v.as_str())) {
+                put_varint(&mut data, SAME);
+                continue;
+            }
+            if let Some(l) = last {
+                *l = Some(v.as_str());
+            }
+            let digits = v.len() >= 2 && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit());
+            if digits {
+                put_varint(&mut data, (v.len() as u64) << 2 | DIGITS);
+                put_varint(&mut data, v.parse::<u64>().unwrap_or(0));
+            } else if is_lower_hex(v) {
+                put_varint(&mut data, (v.len() as u64 / 2) << 2 | HEX);
+                for pair in v.as_bytes().chunks_exact(2) {
+                    data.push(hex_value(pair[0]) << 4 | hex_value(pair[1]));
+                }
+            } else {
+                put_varint(&mut data, (v.len() as u64) << 2 | RAW);
+                data.extend_from_slice(v.as_bytes());
+            }
+        }
+        previous = Some(r);
     }
     let names_len: usize = names.iter().map(|n| n.len() + 2).sum();
     let mut out = Vec::with_capacity(16 + names_len + data.len());
@@ -76,19 +123,35 @@ pub(crate) fn encode(results: &[StoredResult]) -> Vec<u8> {
     out
 }
 
-/// The stored results of one batch, as [`crate::Ledger::batch_results`] returns them: checked
-/// once when read (layout, UTF-8), then read in index order or by index without allocating.
-/// Empty for a batch that has none (not collected yet, nothing in its answer, or
-/// [pruned](crate::BatchRecord::results_pruned_at)).
+/// Where one name or value is: in the blob, or (with [`IN_TEXT`]) in the decoded text.
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// One field of one line: its name's number and its value.
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    name: u32,
+    value: Span,
+}
+
+/// The stored results of one batch, as [`crate::Ledger::batch_results`] returns them: decoded
+/// and checked once when read (layout, UTF-8; packed values into one string), then read in
+/// index order or by index without allocating. Empty for a batch that has none (not
+/// collected yet, nothing in its answer, or [pruned](crate::BatchRecord::results_pruned_at)).
 #[derive(Clone, Default)]
 pub struct BatchResults {
     blob: sled::IVec,
-    /// Start and length of each field name.
-    names: Vec<(u32, u32)>,
+    /// Values stored packed (hex, digits), as text.
+    text: String,
+    names: Vec<Span>,
     /// Whether each name is `xResult` (any case): the line has an outcome of its own.
     outcome_names: Vec<bool>,
-    /// Each line's index and the offset of its field count.
-    lines: Vec<(u64, u32)>,
+    /// Each line's index, first field and field count.
+    lines: Vec<(u64, u32, u32)>,
+    fields: Vec<Field>,
 }
 
 impl fmt::Debug for BatchResults {
@@ -105,7 +168,7 @@ impl fmt::Debug for BatchResults {
 pub struct LineResult<'a> {
     results: &'a BatchResults,
     index: u64,
-    at: u32,
+    fields: &'a [Field],
 }
 
 impl fmt::Debug for LineResult<'_> {
@@ -121,6 +184,14 @@ impl BatchResults {
     /// Checks a stored blob and indexes its lines.
     pub(crate) fn decode(blob: sled::IVec, what: impl Fn() -> String) -> Result<BatchResults> {
         let bad = |detail: &str| corrupt(what(), format!("batch results: {detail}"));
+        let span = |start: usize, len: usize| -> Result<Span> {
+            let start = u32::try_from(start)
+                .ok()
+                .filter(|s| s & IN_TEXT == 0)
+                .ok_or_else(|| bad("too large"))?;
+            let len = u32::try_from(len).map_err(|_| bad("too large"))?;
+            Ok(Span { start, len })
+        };
         let mut c = Cursor::new(&blob);
         if c.byte() != Some(TAG) {
             return Err(bad("bad header"));
@@ -129,41 +200,101 @@ impl BatchResults {
         let mut names = Vec::with_capacity(k.min(1024));
         let mut outcome_names = Vec::with_capacity(k.min(1024));
         for _ in 0..k {
-            let len = c.len().ok_or_else(|| bad("truncated"))?;
-            let start = u32::try_from(c.position()).map_err(|_| bad("too large"))?;
-            let bytes = c.take(len).ok_or_else(|| bad("truncated"))?;
-            let name = std::str::from_utf8(bytes).map_err(|_| bad("a name is not UTF-8"))?;
-            names.push((start, u32::try_from(len).map_err(|_| bad("too large"))?));
+            let name = c.str().ok_or_else(|| bad("a name is truncated or not UTF-8"))?;
+            names.push(span(c.position() - name.len(), name.len())?);
             outcome_names.push(name.eq_ignore_ascii_case(kvp_format::keys::RESULT));
         }
         let m = c.len().ok_or_else(|| bad("truncated"))?;
+        let mut text = String::new();
         let mut lines = Vec::with_capacity(m.min(1 << 20));
-        let mut last = None;
+        let mut fields: Vec<Field> = Vec::with_capacity(m.min(1 << 20) * 8);
+        let mut last_value: Vec<Option<Span>> = vec![None; k];
+        let mut previous: Option<(usize, usize)> = None;
+        let mut next_index = 0u64;
         for _ in 0..m {
-            let index = c.varint().ok_or_else(|| bad("truncated"))?;
-            if last.is_some_and(|l| l >= index) {
-                return Err(bad("indexes out of order"));
+            let delta = c.varint().ok_or_else(|| bad("truncated"))?;
+            let index = next_index
+                .checked_add(delta)
+                .ok_or_else(|| bad("index too large"))?;
+            next_index = index.checked_add(1).ok_or_else(|| bad("index too large"))?;
+            let shape = c.varint().ok_or_else(|| bad("truncated"))?;
+            let count = usize::try_from(shape >> 1).map_err(|_| bad("too many fields"))?;
+            let same_names = shape & 1 == 1;
+            let first = fields.len();
+            if same_names && previous.is_none_or(|(_, n)| n != count) {
+                return Err(bad("names of a previous line that does not match"));
             }
-            last = Some(index);
-            let at = u32::try_from(c.position()).map_err(|_| bad("too large"))?;
-            lines.push((index, at));
-            let count = c.len().ok_or_else(|| bad("truncated"))?;
-            for _ in 0..count {
-                let name = c.len().ok_or_else(|| bad("truncated"))?;
-                if name >= k {
-                    return Err(bad("unknown field name"));
-                }
-                c.str().ok_or_else(|| bad("a value is truncated or not UTF-8"))?;
+            for f in 0..count {
+                let name = if same_names {
+                    let (prev_first, _) = previous.unwrap_or((0, 0));
+                    fields.get(prev_first + f).map(|p| p.name).unwrap_or(u32::MAX)
+                } else {
+                    u32::try_from(c.len().ok_or_else(|| bad("truncated"))?)
+                        .map_err(|_| bad("unknown field name"))?
+                };
+                let slot = last_value
+                    .get_mut(name as usize)
+                    .ok_or_else(|| bad("unknown field name"))?;
+                let tag = c.varint().ok_or_else(|| bad("truncated"))?;
+                let len = usize::try_from(tag >> 2).map_err(|_| bad("too large"))?;
+                let value = match tag & 3 {
+                    RAW => {
+                        let v = c.take(len).ok_or_else(|| bad("truncated"))?;
+                        std::str::from_utf8(v).map_err(|_| bad("a value is not UTF-8"))?;
+                        span(c.position() - len, len)?
+                    }
+                    SAME => {
+                        if len != 0 {
+                            return Err(bad("a repeated value with a length"));
+                        }
+                        (*slot).ok_or_else(|| bad("a repeated value never given"))?
+                    }
+                    HEX => {
+                        let start = text.len();
+                        for b in c.take(len).ok_or_else(|| bad("truncated"))? {
+                            text.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+                            text.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
+                        }
+                        let mut s = span(start, 2 * len)?;
+                        s.start |= IN_TEXT;
+                        s
+                    }
+                    _ => {
+                        let v = c.varint().ok_or_else(|| bad("truncated"))?;
+                        let start = text.len();
+                        use std::fmt::Write as _;
+                        let _ = write!(text, "{v:0len$}");
+                        if !(2..=19).contains(&len) || text.len() - start != len {
+                            return Err(bad("a number does not fit its digits"));
+                        }
+                        let mut s = span(start, len)?;
+                        s.start |= IN_TEXT;
+                        s
+                    }
+                };
+                *slot = Some(value);
+                fields.push(Field { name, value });
             }
+            lines.push((
+                index,
+                u32::try_from(first).map_err(|_| bad("too large"))?,
+                u32::try_from(count).map_err(|_| bad("too large"))?,
+            ));
+            previous = Some((first, count));
         }
         if !c.is_done() {
             return Err(bad("trailing bytes"));
         }
+        if u32::try_from(text.len()).map_or(true, |l| l & IN_TEXT != 0) {
+            return Err(bad("too large"));
+        }
         Ok(BatchResults {
             blob,
+            text,
             names,
             outcome_names,
             lines,
+            fields,
         })
     }
 
@@ -177,24 +308,27 @@ impl BatchResults {
         self.lines.is_empty()
     }
 
-    /// Every line's result, by index.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = LineResult<'_>> + '_ {
-        self.lines.iter().map(move |&(index, at)| LineResult {
+    fn line(&self, &(index, first, count): &(u64, u32, u32)) -> LineResult<'_> {
+        let fields = self
+            .fields
+            .get(first as usize..first as usize + count as usize)
+            .unwrap_or_default();
+        LineResult {
             results: self,
             index,
-            at,
-        })
+            fields,
+        }
+    }
+
+    /// Every line's result, by index.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = LineResult<'_>> + '_ {
+        self.lines.iter().map(move |l| self.line(l))
     }
 
     /// The result of line `index`, if it has one (a binary search).
     pub fn get(&self, index: u64) -> Option<LineResult<'_>> {
         let i = self.lines.binary_search_by_key(&index, |l| l.0).ok()?;
-        let &(index, at) = self.lines.get(i)?;
-        Some(LineResult {
-            results: self,
-            index,
-            at,
-        })
+        Some(self.line(self.lines.get(i)?))
     }
 
     /// The indexes of the lines whose result is an outcome ([`StoredResult::is_outcome`]).
@@ -205,14 +339,17 @@ impl BatchResults {
             .collect()
     }
 
-    fn name(&self, number: usize) -> &str {
-        self.names
-            .get(number)
-            .and_then(|&(start, len)| {
-                let bytes = Cursor::at(&self.blob, start as usize).take(len as usize)?;
-                std::str::from_utf8(bytes).ok()
-            })
-            .unwrap_or_default()
+    /// The text of a span (checked by `decode`).
+    fn str(&self, span: Span) -> &str {
+        if span.start & IN_TEXT != 0 {
+            let start = (span.start & !IN_TEXT) as usize;
+            self.text.get(start..start + span.len as usize)
+        } else {
+            Cursor::at(&self.blob, span.start as usize)
+                .take(span.len as usize)
+                .and_then(|b| std::str::from_utf8(b).ok())
+        }
+        .unwrap_or_default()
     }
 }
 
@@ -224,12 +361,9 @@ impl<'a> LineResult<'a> {
 
     /// The fields in the gateway's order, borrowed from the stored blob.
     pub fn fields(&self) -> Fields<'a> {
-        let mut cursor = Cursor::at(&self.results.blob, self.at as usize);
-        let left = cursor.len().unwrap_or(0);
         Fields {
             results: self.results,
-            cursor,
-            left,
+            fields: self.fields.iter(),
         }
     }
 
@@ -243,19 +377,13 @@ impl<'a> LineResult<'a> {
     /// Whether the result is the gateway's outcome for the line ([`StoredResult::is_outcome`]:
     /// it carries `xResult`).
     pub fn is_outcome(&self) -> bool {
-        let mut c = Cursor::at(&self.results.blob, self.at as usize);
-        let count = c.len().unwrap_or(0);
-        for _ in 0..count {
-            let Some(name) = c.len() else { return false };
-            if self.results.outcome_names.get(name).copied().unwrap_or(false) {
-                return true;
-            }
-            let Some(len) = c.len() else { return false };
-            if c.take(len).is_none() {
-                return false;
-            }
-        }
-        false
+        self.fields.iter().any(|f| {
+            self.results
+                .outcome_names
+                .get(f.name as usize)
+                .copied()
+                .unwrap_or(false)
+        })
     }
 
     /// An owned copy.
@@ -274,28 +402,28 @@ impl<'a> LineResult<'a> {
 #[derive(Debug, Clone)]
 pub struct Fields<'a> {
     results: &'a BatchResults,
-    cursor: Cursor<'a>,
-    left: usize,
+    fields: std::slice::Iter<'a, Field>,
 }
 
 impl<'a> Iterator for Fields<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        let name = self.cursor.len()?;
-        // Checked by `decode`: in range, UTF-8.
-        let value = self.cursor.str()?;
-        Some((self.results.name(name), value))
+        let f = self.fields.next()?;
+        let name = self
+            .results
+            .names
+            .get(f.name as usize)
+            .map_or("", |s| self.results.str(*s));
+        Some((name, self.results.str(f.value)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.left))
+        self.fields.size_hint()
     }
 }
+
+impl ExactSizeIterator for Fields<'_> {}
 
 #[cfg(test)]
 mod tests {
@@ -324,13 +452,14 @@ mod tests {
             result(3, &[("xError", "validation: bad amount")]),
             result(1, &[("xToken", "t1"), ("xResult", "A"), ("xNote", "caf\u{e9} & =%")]),
             result(u64::from(u32::MAX) + 7, &[("XRESULT", "E"), ("xResult", "A")]),
+            result(u64::from(u32::MAX) + 8, &[("XRESULT", "E"), ("xResult", "A")]),
         ];
         let read = decode(encode(&input)).unwrap();
         let mut expected = input.clone();
         expected.sort_by_key(|r| r.index);
         let got: Vec<StoredResult> = read.iter().map(|l| l.to_stored()).collect();
         assert_eq!(got, expected);
-        assert_eq!(read.len(), 6);
+        assert_eq!(read.len(), 7);
         for r in &expected {
             let line = read.get(r.index).unwrap();
             assert_eq!(line.to_stored(), *r);
@@ -339,7 +468,8 @@ mod tests {
         assert!(read.get(5).is_none());
         assert_eq!(read.get(4).unwrap().get("xerror"), Some("Declined"));
         assert_eq!(read.get(4).unwrap().get("xToken"), None);
-        assert_eq!(read.indexes_with_outcome(), [0, 1, 4, u64::from(u32::MAX) + 7]);
+        let big = u64::from(u32::MAX);
+        assert_eq!(read.indexes_with_outcome(), [0, 1, 4, big + 7, big + 8]);
         let empty = decode(encode(&[])).unwrap();
         assert!(empty.is_empty() && empty.iter().next().is_none());
         assert!(BatchResults::default().get(0).is_none());
@@ -353,8 +483,51 @@ mod tests {
         let blob = encode(&input);
         let text = String::from_utf8_lossy(&blob);
         assert_eq!(text.matches("xMaskedCardNumber").count(), 1);
-        // index, count, 2 × (name, length) + the values.
-        assert!(blob.len() < 100 * (2 + 4 + 16 + 1) + 40, "{} bytes", blob.len());
+        // Index, count and a "same as before" per field, after the first line.
+        assert!(blob.len() < 100 * 4 + 60, "{} bytes", blob.len());
+    }
+
+    #[test]
+    fn packed_values_round_trip() {
+        #[rustfmt::skip]
+        let values = [
+            "", "0", "00", "00000", "0123456789", "9999999999999999999", "18446744073709551615",
+            "99999999999999999999", "12a", "deadbeef", "DEADBEEF", "deadbee", "0123456789abcdef0123456789abcdef",
+            "caf\u{e9}", "4xxxxxxxxxxx1111", " 12", "-12", "1.00",
+        ];
+        let input: Vec<StoredResult> = (0..values.len() as u64 * 2)
+            .map(|i| {
+                let v = values[(i / 2) as usize];
+                result(i * 3, &[("xA", v), ("xB", v), ("xA", "again"), ("xC", v)])
+            })
+            .collect();
+        let read = decode(encode(&input)).unwrap();
+        let got: Vec<StoredResult> = read.iter().map(|l| l.to_stored()).collect();
+        assert_eq!(got, input);
+    }
+
+    #[test]
+    fn a_sola_line_takes_about_sixty_bytes() {
+        let input: Vec<StoredResult> = (0..1000u64)
+            .map(|n| {
+                result(n, &[
+                    ("xResult", "A"), ("xStatus", "Approved"), ("xError", ""), ("xErrorCode", "00000"),
+                    ("xRefNum", &format!("{}", 3_000_000_000 + n)), ("xInvoice", &format!("INV-{n:08}")),
+                    ("xBatch", "17"), ("xAuthAmount", &format!("{}.{:02}", 1 + n % 500, n % 100)),
+                    ("xToken", &format!("{:032x}", u128::from(n) * 0x9e37_79b9_7f4a_7c15)),
+                    ("xAuthCode", &format!("{:06}", n * 7919 % 1_000_000)),
+                    ("xMaskedCardNumber", &format!("4xxxxxxxxxxx{:04}", n % 10_000)), ("xCardType", "Visa"),
+                ])
+            })
+            .collect();
+        let text: usize = input
+            .iter()
+            .map(|r| r.fields.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>())
+            .sum();
+        let blob = encode(&input);
+        assert!(blob.len() < 1000 * 75, "{} bytes for {text} bytes of text", blob.len());
+        let read = decode(blob).unwrap();
+        assert_eq!(read.iter().map(|l| l.to_stored()).collect::<Vec<_>>(), input);
     }
 
     #[test]
@@ -370,9 +543,12 @@ mod tests {
             ("truncated", good[..good.len() - 1].to_vec()),
             ("trailing", { let mut b = good.clone(); b.push(0); b }),
             ("value not UTF-8", not_utf8),
-            ("unknown name", vec![1, 0, 1, 0, 1, 0, 0]),
-            ("indexes out of order", vec![1, 0, 2, 2, 0, 1, 0]),
-            ("repeated index", vec![1, 0, 2, 1, 0, 1, 0]),
+            ("unknown name", vec![1, 0, 1, 0, 2, 0, 0]),
+            ("previous names without a previous line", vec![1, 1, 1, b'x', 1, 0, 3, 0]),
+            ("repeated value never given", vec![1, 1, 1, b'x', 1, 0, 2, 0, 1]),
+            ("repeated value with a length", vec![1, 1, 1, b'x', 1, 0, 2, 0, 5]),
+            ("number longer than its digits", vec![1, 1, 1, b'x', 1, 0, 2, 0, 11, 100]),
+            ("one digit packed", vec![1, 1, 1, b'x', 1, 0, 2, 0, 7, 1]),
         ];
         for (name, blob) in cases {
             assert!(matches!(decode(blob), Err(crate::Error::Corrupt { .. })), "{name}");
