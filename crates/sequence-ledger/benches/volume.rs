@@ -7,7 +7,8 @@
 //!   per transaction, a re-run's idempotency check of every reference after a reopen (and the
 //!   memory the index took), every batch's results read back, and a prune of everything;
 //! - **small**: 2,000 accounts with one batch of 20 lines each, the same steps: the cost per
-//!   batch, dominated by fsyncs — with every step durable, and with the deferred steps.
+//!   batch, dominated by fsyncs — with every step durable and with the deferred steps, from
+//!   one thread and from eight (group commit).
 //!
 //! Sizes can be changed with `LEDGER_BENCH_BATCHES`, `LEDGER_BENCH_LINES` and
 //! `LEDGER_BENCH_ACCOUNTS` (e.g. for a quick run). CPU time is this process's user + system
@@ -92,31 +93,44 @@ fn result_fields(seq: u32, n: u64) -> Vec<(String, String)> {
     ]
 }
 
+/// One kind of call: how many, and how long they took. CPU time per call is read from
+/// `/proc` around each call only when `per_call_cpu` is set (large batches): for small ones
+/// the two reads would cost more than the call.
 #[derive(Default)]
 struct Phase {
     wall: Duration,
     cpu: Duration,
     calls: u64,
+    per_call_cpu: bool,
 }
 
 impl Phase {
     fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
-        let (w, c) = (Instant::now(), cpu());
+        let (w, c) = (Instant::now(), self.per_call_cpu.then(cpu));
         let out = f();
         self.wall += w.elapsed();
-        self.cpu += cpu().saturating_sub(c);
+        if let Some(c) = c {
+            self.cpu += cpu().saturating_sub(c);
+        }
         self.calls += 1;
         out
     }
 
     fn print(&self, name: &str, lines: u64) {
         let per_call = |d: Duration| d.as_secs_f64() * 1e6 / self.calls.max(1) as f64;
+        let cpu = if self.per_call_cpu {
+            format!(
+                "{:>9.1} µs cpu/call  {:>7.2} µs cpu/line",
+                per_call(self.cpu),
+                self.cpu.as_secs_f64() * 1e6 / lines.max(1) as f64
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "  {name:<16} {:>6} calls  {:>9.1} µs wall/call  {:>9.1} µs cpu/call  {:>7.2} µs cpu/line  {:>10.0} calls/s",
+            "  {name:<18} {:>6} calls  {:>9.1} µs wall/call  {:>10.0} calls/s  {cpu}",
             self.calls,
             per_call(self.wall),
-            per_call(self.cpu),
-            self.cpu.as_secs_f64() * 1e6 / lines.max(1) as f64,
             self.calls as f64 / self.wall.as_secs_f64().max(1e-9),
         );
     }
@@ -133,7 +147,38 @@ struct Phases {
 }
 
 impl Phases {
-    fn print(&self, lines: u64) {
+    fn new(per_call_cpu: bool) -> Self {
+        let p = || Phase {
+            per_call_cpu,
+            ..Phase::default()
+        };
+        Phases {
+            reserve: p(),
+            uploaded: p(),
+            triggered: p(),
+            completed: p(),
+            results: p(),
+            cleaned: p(),
+        }
+    }
+
+    fn absorb(&mut self, other: Phases) {
+        for (a, b) in [
+            (&mut self.reserve, other.reserve),
+            (&mut self.uploaded, other.uploaded),
+            (&mut self.triggered, other.triggered),
+            (&mut self.completed, other.completed),
+            (&mut self.results, other.results),
+            (&mut self.cleaned, other.cleaned),
+        ] {
+            a.wall += b.wall;
+            a.cpu += b.cpu;
+            a.calls += b.calls;
+        }
+    }
+
+    /// Prints each kind of call, then the whole run: `wall` and `cpu` measured around it.
+    fn print(&self, lines: u64, wall: Duration, cpu: Duration) {
         self.reserve.print("reserve", lines);
         self.uploaded.print("request_uploaded", lines);
         self.triggered.print("triggered", lines);
@@ -144,26 +189,14 @@ impl Phases {
             self.results.print("complete_and_store", lines);
         }
         self.cleaned.print("cleaned", lines);
-        let total = |f: fn(&Phase) -> Duration| {
-            [
-                &self.reserve,
-                &self.uploaded,
-                &self.triggered,
-                &self.completed,
-                &self.results,
-                &self.cleaned,
-            ]
-            .iter()
-            .map(|p| f(p))
-            .sum::<Duration>()
-        };
+        let batches = self.reserve.calls.max(1) as f64;
         println!(
-            "  all steps: {:.2} s wall, {:.2} s cpu, {:.2} µs cpu per line, {} batches: {:.0} µs cpu per batch",
-            total(|p| p.wall).as_secs_f64(),
-            total(|p| p.cpu).as_secs_f64(),
-            total(|p| p.cpu).as_secs_f64() * 1e6 / lines.max(1) as f64,
-            self.reserve.calls,
-            total(|p| p.cpu).as_secs_f64() * 1e6 / self.reserve.calls.max(1) as f64,
+            "  whole run: {:.2} s wall, {:.2} s cpu (user + sys, all threads): {:.2} µs cpu per line, {:.0} µs cpu per batch, {:.0} batches/s",
+            wall.as_secs_f64(),
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / lines.max(1) as f64,
+            cpu.as_secs_f64() * 1e6 / batches,
+            batches / wall.as_secs_f64().max(1e-9),
         );
     }
 }
@@ -277,14 +310,15 @@ fn large(dir: &Path, flow: Flow) {
     );
     let path = dir.join(format!("large-{}", flow as u8));
     let a = AccountId::new("acme").unwrap();
-    let mut p = Phases::default();
+    let mut p = Phases::new(true);
+    let (w, c) = (Instant::now(), cpu());
     {
         let l = Ledger::open(&path).unwrap();
         for b in 0..batches {
             one_batch(&l, &a, lines, b * lines, &mut p, flow);
         }
     }
-    p.print(total);
+    p.print(total, w.elapsed(), cpu().saturating_sub(c));
     let (blocks, len) = disk_usage(&path);
     let (blob_blocks, _) = disk_usage(&path.join("blobs"));
     println!(
@@ -382,23 +416,41 @@ fn large(dir: &Path, flow: Flow) {
     );
 }
 
-fn small(dir: &Path, flow: Flow) {
+/// `threads` workers share the accounts (as `paybatch submit` drives accounts concurrently):
+/// their durable writes share flushes (group commit).
+fn small(dir: &Path, flow: Flow, threads: u64) {
     let accounts = env_or("LEDGER_BENCH_ACCOUNTS", 2000);
     let lines = 20;
     println!(
-        "small: {accounts} accounts, one batch of {lines} lines each, fsync, {}",
+        "small: {accounts} accounts, one batch of {lines} lines each, {threads} thread(s), fsync, {}",
         flow.name()
     );
-    let path = dir.join(format!("small-{}", flow as u8));
-    let mut p = Phases::default();
+    let path = dir.join(format!("small-{}-{threads}", flow as u8));
+    let mut p = Phases::new(false);
+    let (w, c) = (Instant::now(), cpu());
     {
         let l = Ledger::open(&path).unwrap();
-        for i in 0..accounts {
-            let a = AccountId::new(format!("merchant-{i:05}")).unwrap();
-            one_batch(&l, &a, lines, i * lines, &mut p, flow);
+        let parts: Vec<Phases> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    let l = &l;
+                    s.spawn(move || {
+                        let mut p = Phases::new(false);
+                        for i in (t..accounts).step_by(threads as usize) {
+                            let a = AccountId::new(format!("merchant-{i:05}")).unwrap();
+                            one_batch(l, &a, lines, i * lines, &mut p, flow);
+                        }
+                        p
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        for part in parts {
+            p.absorb(part);
         }
     }
-    p.print(accounts * lines);
+    p.print(accounts * lines, w.elapsed(), cpu().saturating_sub(c));
     let (blocks, _) = disk_usage(&path);
     println!(
         "  on disk: {:.1} MiB allocated ({:.0} bytes per transaction)",
@@ -413,9 +465,14 @@ fn main() {
     if only.as_deref().is_none_or(|o| "large".contains(o)) {
         large(dir.path(), Flow::Deferred);
     }
-    for flow in [Flow::EveryStepDurable, Flow::Deferred] {
-        if only.as_deref().is_none_or(|o| "small".contains(o)) {
-            small(dir.path(), flow);
+    if only.as_deref().is_none_or(|o| "small".contains(o)) {
+        for (flow, threads) in [
+            (Flow::EveryStepDurable, 1),
+            (Flow::Deferred, 1),
+            (Flow::EveryStepDurable, 8),
+            (Flow::Deferred, 8),
+        ] {
+            small(dir.path(), flow, threads);
         }
     }
 }
