@@ -458,3 +458,5 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod format2_tests;
