@@ -6,7 +6,7 @@
 //! A reference is known by a 128-bit keyed hash (SipHash-1-3 twice, keys random per process),
 //! the content by the first 128 bits of its SHA-256 digest: 40 bytes per reference in an
 //! open-addressing table filled to between 2/3 and 7/8, so a million references take 46–60
-//! MB. Two references (or two contents of one reference) are taken for one only when 128-bit
+//! MB (46 when loaded, until new references make it grow). Two references (or two contents of one reference) are taken for one only when 128-bit
 //! values collide: about n²/2¹²⁹, 10⁻²⁷ for a million.
 //!
 //! Which lines a finished batch gives back ([`BatchRecord::releases_line_under`]) depends on
@@ -108,11 +108,21 @@ impl RefTable {
 
     /// Makes room for `additional` more references: at most 7/8 full, regrown to 2/3.
     pub(crate) fn reserve(&mut self, additional: usize) {
+        self.grow(additional, 3, 2);
+    }
+
+    /// Makes room for exactly `additional` more references, 7/8 full (a table loaded once
+    /// that may never grow).
+    pub(crate) fn reserve_exact(&mut self, additional: usize) {
+        self.grow(additional, 8, 7);
+    }
+
+    fn grow(&mut self, additional: usize, num: usize, den: usize) {
         let need = self.len.saturating_add(additional);
         if need.saturating_mul(8) <= self.slots.len().saturating_mul(7) {
             return;
         }
-        let capacity = need.saturating_mul(3) / 2 + 8;
+        let capacity = need.saturating_mul(num) / den + 8;
         let old = std::mem::replace(&mut self.slots, vec![Slot::default(); capacity]);
         self.len = 0;
         for s in old {
@@ -316,7 +326,8 @@ impl Ledger {
             }
         }
         let mut table = RefTable::default();
-        table.reserve(lines);
+        // A re-run often binds nothing new: no room for growth until it does.
+        table.reserve_exact(lines);
         for item in self.batch_refs.scan_prefix(codec::prefix(account)) {
             let (k, v) = item.map_err(Error::storage("loading the reference index"))?;
             let (_, rest) = codec::split_key(&k, "batch_refs")?;

@@ -113,8 +113,6 @@ impl Ledger {
         }
         let key = codec::batch_key(account, seq);
         let encoded = codec::encode_batch(&record)?;
-        let releases = matches!(target, BatchState::Abandoned | BatchState::MarkedUnknown)
-            || record.is_rejected();
         (&self.batches, &self.open, &self.accounts)
             .transaction(|(bat, open, acc)| {
                 bat.insert(key.as_slice(), encoded.as_slice())?;
@@ -129,9 +127,9 @@ impl Ledger {
                 Ok::<_, ConflictableTransactionError<Abort>>(())
             })
             .map_err(txn_error("transition"))?;
-        if releases || target == BatchState::Cleaned {
-            // Whether the batch gives lines back may have changed (MarkedUnknown takes a
-            // rejected batch's lines back).
+        // Only an operator's steps change which lines a batch gives back (MarkedUnknown takes
+        // a rejected batch's lines back); collecting is `store_answer`'s.
+        if matches!(target, BatchState::Abandoned | BatchState::MarkedUnknown) {
             self.index_record(&record, || {
                 Ok(self.batch_results(account, seq)?.indexes_with_outcome())
             })?;
