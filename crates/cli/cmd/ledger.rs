@@ -154,7 +154,10 @@ fn parse_date(s: &str) -> std::result::Result<SystemTime, String> {
 fn prune(args: &PruneArgs) -> Result<ExitCode> {
     let path = match (&args.config, &args.ledger) {
         (_, Some(path)) => path.clone(),
-        (Some(config), None) => super::common::load_settings(Some(config))?.ledger.path.clone(),
+        (Some(config), None) => super::common::load_settings(Some(config))?
+            .ledger
+            .path
+            .clone(),
         (None, None) => return Err(usage_error("give --config FILE or --ledger PATH")),
     };
     if !path.join("db").is_file() {
@@ -171,9 +174,8 @@ fn prune(args: &PruneArgs) -> Result<ExitCode> {
         pruned.batches, pruned.lines, pruned.bytes
     );
     for (account, (batches, lines)) in &pruned.by_account {
-        written = written.and_then(|()| {
-            writeln!(out, "  {account}: {batches} batch(es), {lines} line(s)")
-        });
+        written = written
+            .and_then(|()| writeln!(out, "  {account}: {batches} batch(es), {lines} line(s)"));
     }
     if pruned.kept_rejected > 0 {
         written = written.and_then(|()| {

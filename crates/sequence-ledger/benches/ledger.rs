@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
-    AccountId, Commit, Durability, Ledger, LedgerOptions, NewBatch, NewBinding, Reserve,
-    Transition,
+    AccountId, Commit, Durability, Ledger, LedgerOptions, NewBatch, NewBinding, Reserve, Transition,
 };
 
 fn new_batch(seq: SequenceNumber, lines: u64, tag: u64) -> NewBatch {

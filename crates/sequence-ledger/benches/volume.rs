@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
-    AccountId, Commit, Ledger, NewBatch, NewBinding, Outcome, PerLineAnswer, Reserve,
-    StoredResult, Transition, Verdict,
+    AccountId, Commit, Ledger, NewBatch, NewBinding, Outcome, PerLineAnswer, Reserve, StoredResult,
+    Transition, Verdict,
 };
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -86,7 +86,10 @@ fn result_fields(seq: u32, n: u64) -> Vec<(String, String)> {
         f("xInvoice", format!("INV-{n:08}")),
         f("xBatch", seq.to_string()),
         f("xAuthAmount", format!("{}.{:02}", 1 + n % 500, n % 100)),
-        f("xToken", format!("{:032x}", u128::from(n) * 0x9e37_79b9_7f4a_7c15)),
+        f(
+            "xToken",
+            format!("{:032x}", u128::from(n) * 0x9e37_79b9_7f4a_7c15),
+        ),
         f("xAuthCode", format!("{:06}", n % 1_000_000)),
         f("xMaskedCardNumber", "4xxxxxxxxxxx1111".into()),
         f("xCardType", "Visa".into()),
@@ -262,10 +265,11 @@ fn one_batch(l: &Ledger, a: &AccountId, lines: u64, first: u64, p: &mut Phases, 
         .collect();
     match flow {
         Flow::EveryStepDurable => {
-            p.completed
-                .time(|| l.transition(a, seq, Transition::Completed(verdict)).unwrap());
-            p.results
-                .time(|| l.store_results(a, seq, results).unwrap());
+            p.completed.time(|| {
+                l.transition(a, seq, Transition::Completed(verdict))
+                    .unwrap()
+            });
+            p.results.time(|| l.store_results(a, seq, results).unwrap());
         }
         Flow::Deferred => {
             p.results.time(|| {

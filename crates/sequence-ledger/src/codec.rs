@@ -328,7 +328,17 @@ mod tests {
 
     #[test]
     fn varints_round_trip_and_refuse_garbage() {
-        for v in [0, 1, 127, 128, 300, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             put_varint(&mut out, v);
             let mut c = Cursor::new(&out);

@@ -156,7 +156,8 @@ impl Holder {
             Holder::Live => false,
             Holder::Abandoned => true,
             Holder::Rejected(with_outcome) => {
-                release == Release::AbandonedOrRejected && with_outcome.binary_search(&index).is_err()
+                release == Release::AbandonedOrRejected
+                    && with_outcome.binary_search(&index).is_err()
             }
         }
     }
@@ -194,7 +195,8 @@ impl AccountRefs {
 
     /// Whether the line a slot points at is given back under `release`.
     pub(crate) fn released(&self, slot: &Slot, release: Release) -> bool {
-        self.holder(slot.seq).releases(release, u64::from(slot.index))
+        self.holder(slot.seq)
+            .releases(release, u64::from(slot.index))
     }
 }
 
@@ -208,7 +210,10 @@ pub(crate) struct RefIndex {
 
 impl RefIndex {
     pub(crate) fn key(&self, client_ref: &str) -> RefKey {
-        [self.hash_a.hash_one(client_ref), self.hash_b.hash_one(client_ref)]
+        [
+            self.hash_a.hash_one(client_ref),
+            self.hash_b.hash_one(client_ref),
+        ]
     }
 
     fn account(&self, account: &AccountId) -> Arc<RwLock<AccountRefs>> {
@@ -252,7 +257,9 @@ impl Ledger {
     ) -> Result<T> {
         let lock = self.index.account(account);
         {
-            let refs = lock.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let refs = lock
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if refs.loaded {
                 return f(&refs);
             }
@@ -419,7 +426,11 @@ mod tests {
             (&rejected, AbandonedOrRejected, 6, true),
         ];
         for (holder, release, index, expected) in cases {
-            assert_eq!(holder.releases(*release, *index), *expected, "{holder:?} {release:?} {index}");
+            assert_eq!(
+                holder.releases(*release, *index),
+                *expected,
+                "{holder:?} {release:?} {index}"
+            );
         }
     }
 }

@@ -157,7 +157,9 @@ impl From<Error> for Abort {
     }
 }
 
-pub(crate) fn abort<T>(a: impl Into<Abort>) -> std::result::Result<T, ConflictableTransactionError<Abort>> {
+pub(crate) fn abort<T>(
+    a: impl Into<Abort>,
+) -> std::result::Result<T, ConflictableTransactionError<Abort>> {
     Err(ConflictableTransactionError::Abort(a.into()))
 }
 
@@ -371,7 +373,12 @@ impl Ledger {
     }
 
     /// The end of a write committed as `commit` asks, when the step is `deferrable`.
-    pub(crate) fn committed(&self, op: &'static str, deferrable: bool, commit: Commit) -> Result<()> {
+    pub(crate) fn committed(
+        &self,
+        op: &'static str,
+        deferrable: bool,
+        commit: Commit,
+    ) -> Result<()> {
         if commit == Commit::Deferred && deferrable {
             self.deferred();
             Ok(())
@@ -457,6 +464,6 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod format2_tests;
+#[cfg(test)]
+mod tests;

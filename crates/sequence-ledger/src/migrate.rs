@@ -27,6 +27,9 @@ use crate::{AccountId, Binding, Ledger, StoredResult};
 /// The older format versions this code migrates.
 pub(crate) const FROM: &[u32] = &[1];
 
+/// One account's version-1 bindings by batch number: (line, reference, content digest).
+type BoundByBatch = HashMap<u32, Vec<(u64, String, [u8; 32])>>;
+
 /// The trees of version 1 that version 2 no longer has.
 const OLD_TREES: [&str; 2] = ["bindings", "results"];
 
@@ -45,7 +48,7 @@ impl Ledger {
         let results = self.tree(OLD_TREES[1])?;
         let mut batches = 0u64;
         let mut account: Option<AccountId> = None;
-        let mut bound: HashMap<u32, Vec<(u64, String, [u8; 32])>> = HashMap::new();
+        let mut bound: BoundByBatch = HashMap::new();
         let mut refs_batch = sled::Batch::default();
         let mut results_batch = sled::Batch::default();
         for item in self.batches.iter() {
@@ -141,7 +144,7 @@ impl Ledger {
 }
 
 /// Bindings of an account to batches it does not have: a damaged ledger.
-fn leftover(account: &AccountId, bound: &HashMap<u32, Vec<(u64, String, [u8; 32])>>) -> Result<()> {
+fn leftover(account: &AccountId, bound: &BoundByBatch) -> Result<()> {
     match bound.keys().min() {
         Some(seq) => Err(corrupt(
             format!("bindings of account {account}"),
@@ -169,7 +172,7 @@ pub(crate) mod v1 {
     pub(crate) fn bindings_by_batch(
         tree: &sled::Tree,
         account: &AccountId,
-    ) -> Result<HashMap<u32, Vec<(u64, String, [u8; 32])>>> {
+    ) -> Result<BoundByBatch> {
         let mut out: HashMap<u32, Vec<_>> = HashMap::new();
         for item in tree.scan_prefix(codec::prefix(account)) {
             let (k, v) = item.map_err(Error::storage("migrating: reading bindings"))?;

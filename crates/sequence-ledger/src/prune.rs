@@ -60,7 +60,7 @@ impl Ledger {
                 .rev()
                 .find(|s| s.state == BatchState::Cleaned)
                 .map(|s| s.at_unix_ms);
-            if record.state != BatchState::Cleaned || !cleaned_at.is_some_and(|t| t < cutoff) {
+            if record.state != BatchState::Cleaned || cleaned_at.is_none_or(|t| t >= cutoff) {
                 continue;
             }
             if record.is_rejected() {
@@ -89,7 +89,12 @@ impl Ledger {
         }
         drop(guard);
         self.durable("prune")?;
-        tracing::info!(batches = pruned.batches, lines = pruned.lines, bytes = pruned.bytes, "stored results pruned");
+        tracing::info!(
+            batches = pruned.batches,
+            lines = pruned.lines,
+            bytes = pruned.bytes,
+            "stored results pruned"
+        );
         Ok(pruned)
     }
 }

@@ -110,7 +110,9 @@ impl Ledger {
             .get(codec::batch_key(account, seq))
             .map_err(Error::storage("reading results"))?
         {
-            Some(blob) => BatchResults::decode(blob, || format!("batch {seq} of account {account}")),
+            Some(blob) => {
+                BatchResults::decode(blob, || format!("batch {seq} of account {account}"))
+            }
             None => Ok(BatchResults::default()),
         }
     }
@@ -156,7 +158,8 @@ impl Ledger {
     pub fn binding(&self, account: &AccountId, client_ref: &str) -> Result<Option<Binding>> {
         let key = self.index.key(client_ref);
         let slot = self.with_refs(account, |refs| Ok(refs.table.get(&key).copied()))?;
-        slot.map(|s| self.slot_binding(account, &s, None)).transpose()
+        slot.map(|s| self.slot_binding(account, &s, None))
+            .transpose()
     }
 
     /// [`Ledger::binding`] for a caller that has the transaction's content digest at hand (a

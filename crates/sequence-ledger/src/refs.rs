@@ -224,7 +224,9 @@ impl BatchRefs {
         let client_ref = if absent(&self.blob, &self.header, i) {
             None
         } else {
-            let start = i.checked_sub(1).map_or(Some(0), |p| self.ends.get(p).copied())?;
+            let start = i
+                .checked_sub(1)
+                .map_or(Some(0), |p| self.ends.get(p).copied())?;
             self.text.get(start as usize..*self.ends.get(i)? as usize)
         };
         Some(LineRef {
@@ -260,11 +262,14 @@ mod tests {
         let d = |b: u8| [b; 32];
         let (d1, d2, d3) = (d(1), d(2), d(3));
         #[rustfmt::skip]
-        let cases: Vec<Vec<Option<(&str, &[u8; 32])>>> = vec![
+        type Lines<'a> = Vec<Option<(&'a str, &'a [u8; 32])>>;
+        let cases: Vec<Lines<'_>> = vec![
             vec![Some(("order-1", &d1))],
             vec![Some(("a", &d1)), Some(("", &d2)), Some(("caf\u{e9}", &d3))],
             vec![Some(("a", &d1)), None, Some(("c", &d3))],
-            (0..300).map(|i| if i % 7 == 0 { None } else { Some(("x", &d2)) }).collect(),
+            (0..300)
+                .map(|i| if i % 7 == 0 { None } else { Some(("x", &d2)) })
+                .collect(),
         ];
         for lines in cases {
             let blob = encode(lines.len(), lines.iter().copied());
@@ -318,7 +323,10 @@ mod tests {
         ];
         for (name, blob) in cases {
             let r = BatchRefs::decode(ivec(blob), || "x".into());
-            assert!(matches!(r, Err(crate::Error::Corrupt { .. })), "{name}: {r:?}");
+            assert!(
+                matches!(r, Err(crate::Error::Corrupt { .. })),
+                "{name}: {r:?}"
+            );
         }
     }
 }

@@ -38,12 +38,17 @@ const IN_TEXT: u32 = 1 << 31;
 
 fn is_lower_hex(v: &str) -> bool {
     v.len() >= 8
-        && v.len() % 2 == 0
-        && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && v.len().is_multiple_of(2)
+        && v.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn hex_value(b: u8) -> u8 {
-    if b.is_ascii_digit() { b - b'0' } else { b - b'a' + 10 }
+    if b.is_ascii_digit() {
+        b - b'0'
+    } else {
+        b - b'a' + 10
+    }
 }
 
 /// Encodes results whose indexes are unique (checked by the caller), in index order.
@@ -70,7 +75,10 @@ pub(crate) fn encode(results: &[StoredResult]) -> Vec<u8> {
             p.fields.len() == r.fields.len()
                 && p.fields.iter().zip(&r.fields).all(|(a, b)| a.0 == b.0)
         });
-        put_varint(&mut data, (r.fields.len() as u64) << 1 | u64::from(same_names));
+        put_varint(
+            &mut data,
+            (r.fields.len() as u64) << 1 | u64::from(same_names),
+        );
         if !same_names {
             line_names.clear();
             for (k, _) in &r.fields {
@@ -200,7 +208,9 @@ impl BatchResults {
         let mut names = Vec::with_capacity(k.min(1024));
         let mut outcome_names = Vec::with_capacity(k.min(1024));
         for _ in 0..k {
-            let name = c.str().ok_or_else(|| bad("a name is truncated or not UTF-8"))?;
+            let name = c
+                .str()
+                .ok_or_else(|| bad("a name is truncated or not UTF-8"))?;
             names.push(span(c.position() - name.len(), name.len())?);
             outcome_names.push(name.eq_ignore_ascii_case(kvp_format::keys::RESULT));
         }
@@ -227,7 +237,10 @@ impl BatchResults {
             for f in 0..count {
                 let name = if same_names {
                     let (prev_first, _) = previous.unwrap_or((0, 0));
-                    fields.get(prev_first + f).map(|p| p.name).unwrap_or(u32::MAX)
+                    fields
+                        .get(prev_first + f)
+                        .map(|p| p.name)
+                        .unwrap_or(u32::MAX)
                 } else {
                     u32::try_from(c.len().ok_or_else(|| bad("truncated"))?)
                         .map_err(|_| bad("unknown field name"))?
@@ -446,13 +459,29 @@ mod tests {
     #[test]
     fn results_round_trip_in_index_order() {
         let input = vec![
-            result(4, &[("xResult", "D"), ("xError", "Declined"), ("xRefNum", "9")]),
+            result(
+                4,
+                &[("xResult", "D"), ("xError", "Declined"), ("xRefNum", "9")],
+            ),
             result(0, &[("xResult", "A"), ("xError", ""), ("xToken", "t0")]),
             result(2, &[]),
             result(3, &[("xError", "validation: bad amount")]),
-            result(1, &[("xToken", "t1"), ("xResult", "A"), ("xNote", "caf\u{e9} & =%")]),
-            result(u64::from(u32::MAX) + 7, &[("XRESULT", "E"), ("xResult", "A")]),
-            result(u64::from(u32::MAX) + 8, &[("XRESULT", "E"), ("xResult", "A")]),
+            result(
+                1,
+                &[
+                    ("xToken", "t1"),
+                    ("xResult", "A"),
+                    ("xNote", "caf\u{e9} & =%"),
+                ],
+            ),
+            result(
+                u64::from(u32::MAX) + 7,
+                &[("XRESULT", "E"), ("xResult", "A")],
+            ),
+            result(
+                u64::from(u32::MAX) + 8,
+                &[("XRESULT", "E"), ("xResult", "A")],
+            ),
         ];
         let read = decode(encode(&input)).unwrap();
         let mut expected = input.clone();
@@ -463,7 +492,11 @@ mod tests {
         for r in &expected {
             let line = read.get(r.index).unwrap();
             assert_eq!(line.to_stored(), *r);
-            assert_eq!(line.is_outcome(), StoredResult::is_outcome(&r.fields), "{r:?}");
+            assert_eq!(
+                line.is_outcome(),
+                StoredResult::is_outcome(&r.fields),
+                "{r:?}"
+            );
         }
         assert!(read.get(5).is_none());
         assert_eq!(read.get(4).unwrap().get("xerror"), Some("Declined"));
@@ -478,7 +511,12 @@ mod tests {
     #[test]
     fn names_are_stored_once() {
         let input: Vec<StoredResult> = (0..100)
-            .map(|i| result(i, &[("xMaskedCardNumber", "4xxxxxxxxxxx1111"), ("xResult", "A")]))
+            .map(|i| {
+                result(
+                    i,
+                    &[("xMaskedCardNumber", "4xxxxxxxxxxx1111"), ("xResult", "A")],
+                )
+            })
             .collect();
         let blob = encode(&input);
         let text = String::from_utf8_lossy(&blob);
@@ -510,29 +548,59 @@ mod tests {
     fn a_sola_line_takes_about_sixty_bytes() {
         let input: Vec<StoredResult> = (0..1000u64)
             .map(|n| {
-                result(n, &[
-                    ("xResult", "A"), ("xStatus", "Approved"), ("xError", ""), ("xErrorCode", "00000"),
-                    ("xRefNum", &format!("{}", 3_000_000_000 + n)), ("xInvoice", &format!("INV-{n:08}")),
-                    ("xBatch", "17"), ("xAuthAmount", &format!("{}.{:02}", 1 + n % 500, n % 100)),
-                    ("xToken", &format!("{:032x}", u128::from(n) * 0x9e37_79b9_7f4a_7c15)),
-                    ("xAuthCode", &format!("{:06}", n * 7919 % 1_000_000)),
-                    ("xMaskedCardNumber", &format!("4xxxxxxxxxxx{:04}", n % 10_000)), ("xCardType", "Visa"),
-                ])
+                result(
+                    n,
+                    &[
+                        ("xResult", "A"),
+                        ("xStatus", "Approved"),
+                        ("xError", ""),
+                        ("xErrorCode", "00000"),
+                        ("xRefNum", &format!("{}", 3_000_000_000 + n)),
+                        ("xInvoice", &format!("INV-{n:08}")),
+                        ("xBatch", "17"),
+                        ("xAuthAmount", &format!("{}.{:02}", 1 + n % 500, n % 100)),
+                        (
+                            "xToken",
+                            &format!("{:032x}", u128::from(n) * 0x9e37_79b9_7f4a_7c15),
+                        ),
+                        ("xAuthCode", &format!("{:06}", n * 7919 % 1_000_000)),
+                        (
+                            "xMaskedCardNumber",
+                            &format!("4xxxxxxxxxxx{:04}", n % 10_000),
+                        ),
+                        ("xCardType", "Visa"),
+                    ],
+                )
             })
             .collect();
         let text: usize = input
             .iter()
-            .map(|r| r.fields.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>())
+            .map(|r| {
+                r.fields
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 2)
+                    .sum::<usize>()
+            })
             .sum();
         let blob = encode(&input);
-        assert!(blob.len() < 1000 * 75, "{} bytes for {text} bytes of text", blob.len());
+        assert!(
+            blob.len() < 1000 * 75,
+            "{} bytes for {text} bytes of text",
+            blob.len()
+        );
         let read = decode(blob).unwrap();
-        assert_eq!(read.iter().map(|l| l.to_stored()).collect::<Vec<_>>(), input);
+        assert_eq!(
+            read.iter().map(|l| l.to_stored()).collect::<Vec<_>>(),
+            input
+        );
     }
 
     #[test]
     fn damaged_blobs_are_corrupt() {
-        let good = encode(&[result(0, &[("xResult", "A")]), result(1, &[("xResult", "D")])]);
+        let good = encode(&[
+            result(0, &[("xResult", "A")]),
+            result(1, &[("xResult", "D")]),
+        ]);
         let mut not_utf8 = good.clone();
         let last = not_utf8.len() - 1;
         not_utf8[last] = 0xff;
@@ -551,7 +619,10 @@ mod tests {
             ("one digit packed", vec![1, 1, 1, b'x', 1, 0, 2, 0, 7, 1]),
         ];
         for (name, blob) in cases {
-            assert!(matches!(decode(blob), Err(crate::Error::Corrupt { .. })), "{name}");
+            assert!(
+                matches!(decode(blob), Err(crate::Error::Corrupt { .. })),
+                "{name}"
+            );
         }
     }
 }

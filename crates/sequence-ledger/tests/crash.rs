@@ -19,8 +19,8 @@ use std::time::Duration;
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
     AccountId, BatchState, CRASH_ENV, Commit, Durability, LEDGER_CRASH_POINTS, Ledger,
-    LedgerOptions, NewBatch, NewBinding, Outcome, PerLineAnswer, Reserve, StoredResult,
-    Transition, Verdict,
+    LedgerOptions, NewBatch, NewBinding, Outcome, PerLineAnswer, Reserve, StoredResult, Transition,
+    Verdict,
 };
 
 const CHILD_DIR: &str = "SEQUENCE_LEDGER_TEST_CHILD_DIR";
@@ -199,7 +199,8 @@ fn one_round(l: &Ledger, j: &Journal, name: &str, life: u32, r: u32) {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis();
-        j.run(format!("prune {a} {ms}"), || l.prune(cutoff)).unwrap();
+        j.run(format!("prune {a} {ms}"), || l.prune(cutoff))
+            .unwrap();
     }
     let n = l.next_sequence(&a).unwrap();
     let lines = (0..3)
@@ -390,9 +391,14 @@ fn check_journal(l: &Ledger, dir: &Path, died_after_flush: bool) {
             continue;
         }
         // Lost: nothing after it in the same life may have become durable.
-        for later in lines[acked + 1..].iter().take_while(|l| !l.starts_with("life ")) {
+        for later in lines[acked + 1..]
+            .iter()
+            .take_while(|l| !l.starts_with("life "))
+        {
             // A prune's presence is "nothing old has results left", true of a lost one too.
-            let Some(begun) = later.strip_prefix("begin ").filter(|b| !b.starts_with("prune "))
+            let Some(begun) = later
+                .strip_prefix("begin ")
+                .filter(|b| !b.starts_with("prune "))
             else {
                 continue;
             };

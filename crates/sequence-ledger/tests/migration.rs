@@ -95,10 +95,11 @@ fn answers_as_before(l: &Ledger) {
     };
     use Release::{AbandonedOnly, AbandonedOrRejected};
     #[rustfmt::skip]
-    let cases: &[(&AccountId, &str, Release, Option<(u32, u64)>)] = &[
+    type Case<'a> = (&'a AccountId, &'a str, Release, Option<(u32, u64)>);
+    let cases: &[Case<'_>] = &[
         (&acme, "x3", AbandonedOnly, Some((1, 2))),
-        (&acme, "y1", AbandonedOnly, Some((6, 1))),   // taken over from abandoned batch 2
-        (&acme, "y2", AbandonedOnly, None),           // abandoned batch 2 released it
+        (&acme, "y1", AbandonedOnly, Some((6, 1))), // taken over from abandoned batch 2
+        (&acme, "y2", AbandonedOnly, None),         // abandoned batch 2 released it
         (&acme, "z1", AbandonedOnly, Some((6, 0))),
         (&acme, "u1", AbandonedOnly, Some((7, 0))),
         (&acme, "never", AbandonedOnly, None),
@@ -180,10 +181,16 @@ fn a_format_1_ledger_is_migrated_on_open_and_keeps_working() {
             .iter()
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .collect();
-        assert!(!names.iter().any(|n| n == "bindings" || n == "results"), "{names:?}");
+        assert!(
+            !names.iter().any(|n| n == "bindings" || n == "results"),
+            "{names:?}"
+        );
     }
     let l = Ledger::open(&path).unwrap();
-    assert_eq!(l.batch(&acme, seq(6)).unwrap().unwrap().state, BatchState::Cleaned);
+    assert_eq!(
+        l.batch(&acme, seq(6)).unwrap().unwrap().state,
+        BatchState::Cleaned
+    );
     assert_eq!(l.binding(&acme, "n1").unwrap().unwrap().sequence, seq(8));
 }
 

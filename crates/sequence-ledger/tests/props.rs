@@ -48,11 +48,7 @@ enum Op {
     },
     /// Ask where a reference is, under both release rules: the `r`-th reference the model
     /// has bound for the account (wrapping), or `r{r}` while it has none.
-    Check {
-        account: usize,
-        r: u8,
-        variant: u8,
-    },
+    Check { account: usize, r: u8, variant: u8 },
     /// Drop the results of every batch cleaned so far.
     Prune,
     /// Raise or lower the floor around the current high water.
@@ -200,7 +196,11 @@ fn run(ops: Vec<Op>) {
                 deferred,
             } => {
                 let m = &model[account];
-                let Some((pick, b)) = m.batches.values().enumerate().find(|(_, b)| !b.state.is_final())
+                let Some((pick, b)) = m
+                    .batches
+                    .values()
+                    .enumerate()
+                    .find(|(_, b)| !b.state.is_final())
                 else {
                     continue;
                 };
@@ -276,7 +276,12 @@ fn run(ops: Vec<Op>) {
                     })
                     .collect();
                 if n <= last {
-                    assert_eq!(got, Reserve::LostRace { next: seq(last + 1) });
+                    assert_eq!(
+                        got,
+                        Reserve::LostRace {
+                            next: seq(last + 1)
+                        }
+                    );
                 } else if !bound.is_empty() {
                     let Reserve::Conflict { conflicts } = got else {
                         panic!("{got:?}")
@@ -530,15 +535,56 @@ proptest! {
 fn a_rejected_batch_keeps_only_its_answered_lines() {
     let account = 0;
     run(vec![
-        Op::Reserve { account, offset: 2, refs: vec![0, 1], variant: 0 },
-        Op::Step { account, pick: 0, kind: 0, deferred: false },
-        Op::Step { account, pick: 0, kind: 1, deferred: true },
-        Op::CompleteAndStore { account, pick: 0, kind: 3, lines: 1 },
-        Op::Check { account, r: 0, variant: 0 },
-        Op::Check { account, r: 1, variant: 1 },
-        Op::Reserve { account, offset: 2, refs: vec![0, 1], variant: 0 },
+        Op::Reserve {
+            account,
+            offset: 2,
+            refs: vec![0, 1],
+            variant: 0,
+        },
+        Op::Step {
+            account,
+            pick: 0,
+            kind: 0,
+            deferred: false,
+        },
+        Op::Step {
+            account,
+            pick: 0,
+            kind: 1,
+            deferred: true,
+        },
+        Op::CompleteAndStore {
+            account,
+            pick: 0,
+            kind: 3,
+            lines: 1,
+        },
+        Op::Check {
+            account,
+            r: 0,
+            variant: 0,
+        },
+        Op::Check {
+            account,
+            r: 1,
+            variant: 1,
+        },
+        Op::Reserve {
+            account,
+            offset: 2,
+            refs: vec![0, 1],
+            variant: 0,
+        },
         Op::Reopen,
-        Op::Check { account, r: 0, variant: 0 },
-        Op::Check { account, r: 1, variant: 0 },
+        Op::Check {
+            account,
+            r: 0,
+            variant: 0,
+        },
+        Op::Check {
+            account,
+            r: 1,
+            variant: 0,
+        },
     ]);
 }

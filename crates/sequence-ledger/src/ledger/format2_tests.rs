@@ -61,7 +61,10 @@ fn a_deferred_step_waits_for_the_next_durable_write() {
             .unwrap();
         assert_eq!(rec.state, BatchState::Triggered);
         assert!(l.has_deferred_writes(), "Triggered was deferred");
-        assert_eq!(l.batch(&a, seq(1)).unwrap().unwrap().state, BatchState::Triggered);
+        assert_eq!(
+            l.batch(&a, seq(1)).unwrap().unwrap().state,
+            BatchState::Triggered
+        );
         l.sync().unwrap();
         assert!(!l.has_deferred_writes());
         l.transition_with(&a, seq(1), Transition::Completed(ok()), Commit::Deferred)
@@ -77,7 +80,10 @@ fn a_deferred_step_waits_for_the_next_durable_write() {
         // Dropped with a deferred step pending: made durable on the way out.
     }
     let l = Ledger::open(&path).unwrap();
-    assert_eq!(l.batch(&a, seq(1)).unwrap().unwrap().state, BatchState::Cleaned);
+    assert_eq!(
+        l.batch(&a, seq(1)).unwrap().unwrap().state,
+        BatchState::Cleaned
+    );
     assert!(l.in_flight().unwrap().iter().all(|(x, _)| *x != a));
 }
 
@@ -87,7 +93,10 @@ fn complete_and_store_records_the_verdict_and_the_results_in_one_write() {
     let a = acct("a");
     reserve(&l, &a, 1, &["x", "y"]);
     drive(&l, &a, 1, BatchState::Triggered);
-    let results = vec![result(1, &[("xResult", "D")]), result(0, &[("xResult", "A")])];
+    let results = vec![
+        result(1, &[("xResult", "D")]),
+        result(0, &[("xResult", "A")]),
+    ];
     let rec = l
         .complete_and_store(
             &a,
@@ -149,7 +158,10 @@ fn complete_and_store_records_the_verdict_and_the_results_in_one_write() {
         let err = l
             .complete_and_store(&a, seq(3), t, r, PerLineAnswer::Read)
             .unwrap_err();
-        assert!(matches!(err, Error::IllegalTransition { .. }), "{why}: {err:?}");
+        assert!(
+            matches!(err, Error::IllegalTransition { .. }),
+            "{why}: {err:?}"
+        );
     }
     drive(&l, &a, 3, BatchState::Triggered);
     let err = l
@@ -162,7 +174,10 @@ fn complete_and_store_records_the_verdict_and_the_results_in_one_write() {
         )
         .unwrap_err();
     assert!(matches!(err, Error::BadResult { .. }), "{err:?}");
-    assert_eq!(l.batch(&a, seq(3)).unwrap().unwrap().state, BatchState::Triggered);
+    assert_eq!(
+        l.batch(&a, seq(3)).unwrap().unwrap().state,
+        BatchState::Triggered
+    );
     assert!(l.results(&a, seq(3)).unwrap().is_empty());
 }
 
@@ -199,13 +214,20 @@ fn prune_drops_old_results_and_keeps_what_idempotency_needs() {
     assert_eq!(l.prune(long_ago).unwrap(), crate::Pruned::default());
     std::thread::sleep(Duration::from_millis(5));
     let pruned = l.prune(SystemTime::now()).unwrap();
-    assert_eq!((pruned.batches, pruned.lines, pruned.kept_rejected), (2, 3, 1));
+    assert_eq!(
+        (pruned.batches, pruned.lines, pruned.kept_rejected),
+        (2, 3, 1)
+    );
     assert!(pruned.bytes > 0);
     assert_eq!(pruned.by_account.get(&a), Some(&(2, 3)));
     for (n, kept) in [(1, false), (2, true), (3, true), (4, false)] {
         let rec = l.batch(&a, seq(n)).unwrap().unwrap();
         assert_eq!(rec.results_pruned_at.is_none(), kept, "batch {n}");
-        assert_eq!(l.results(&a, seq(n)).unwrap().is_empty(), !kept, "batch {n}");
+        assert_eq!(
+            l.results(&a, seq(n)).unwrap().is_empty(),
+            !kept,
+            "batch {n}"
+        );
     }
     // Idempotency is untouched: bound, same answers, conflicts as before.
     let b = l.check_reference(&a, "p2", &digest("p2")).unwrap().unwrap();
@@ -241,7 +263,10 @@ fn prune_drops_old_results_and_keeps_what_idempotency_needs() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|v| v["type"] == "result")
         .collect();
-    let seqs: Vec<u64> = results.iter().map(|v| v["sequence"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = results
+        .iter()
+        .map(|v| v["sequence"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, [2, 3]);
     assert!(text.contains("\"results_pruned_at\":1"), "{text}");
 }
@@ -264,9 +289,15 @@ fn binding_with_answers_from_memory_when_the_content_is_the_same() {
     let a = acct("a");
     reserve(&l, &a, 1, &["x", "y"]);
     let same = l.binding_with(&a, "y", &digest("y")).unwrap().unwrap();
-    assert_eq!((same.sequence, same.index, same.content_digest), (seq(1), 1, digest("y")));
+    assert_eq!(
+        (same.sequence, same.index, same.content_digest),
+        (seq(1), 1, digest("y"))
+    );
     // Other content: the stored digest, as `binding` gives it.
-    let other = l.binding_with(&a, "y", &digest("changed")).unwrap().unwrap();
+    let other = l
+        .binding_with(&a, "y", &digest("changed"))
+        .unwrap()
+        .unwrap();
     assert_eq!(other, l.binding(&a, "y").unwrap().unwrap());
     assert_eq!(other.content_digest, digest("y"));
     assert_eq!(l.binding_with(&a, "nope", &digest("nope")).unwrap(), None);
@@ -290,7 +321,10 @@ fn a_batch_reads_back_in_line_order() {
         .collect();
     assert_eq!(got, want);
     assert!(l.batch_refs(&a, seq(2)).unwrap().is_none());
-    assert!(l.batch_results(&a, seq(1)).unwrap().is_empty(), "not collected");
+    assert!(
+        l.batch_results(&a, seq(1)).unwrap().is_empty(),
+        "not collected"
+    );
     drive(&l, &a, 1, BatchState::Completed(Outcome::Success));
     l.store_results(
         &a,
@@ -415,11 +449,8 @@ fn the_index_takes_forty_to_sixty_bytes_per_reference() {
     let a = acct("a");
     let (batches, per) = (20u32, 5000usize);
     {
-        let l = Ledger::open_with(
-            &path,
-            LedgerOptions::with_durability(Durability::FlushOnly),
-        )
-        .unwrap();
+        let l = Ledger::open_with(&path, LedgerOptions::with_durability(Durability::FlushOnly))
+            .unwrap();
         for n in 1..=batches {
             let refs: Vec<String> = (0..per).map(|i| format!("order-{n}-{i}")).collect();
             let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
@@ -428,9 +459,14 @@ fn the_index_takes_forty_to_sixty_bytes_per_reference() {
     }
     let l = Ledger::open(&path).unwrap();
     assert_eq!(l.index_bytes(), 0, "loaded on first use");
-    let b = l.check_reference(&a, "order-7-9", &digest("order-7-9")).unwrap();
+    let b = l
+        .check_reference(&a, "order-7-9", &digest("order-7-9"))
+        .unwrap();
     assert_eq!(b.map(|b| (b.sequence, b.index)), Some((seq(7), 9)));
     let total = f64::from(batches) * per as f64;
     let per_ref = l.index_bytes() as f64 / total;
-    assert!((40.0..=61.0).contains(&per_ref), "{per_ref} bytes per reference");
+    assert!(
+        (40.0..=61.0).contains(&per_ref),
+        "{per_ref} bytes per reference"
+    );
 }

@@ -3,8 +3,8 @@
 use super::*;
 use crate::codec;
 use crate::{
-    AccountId, BatchRecord, BatchState, ConflictKind, Durability, NewBatch, Outcome, PerLineAnswer, Release,
-    Reserve, StoredResult, Transition, Verdict,
+    AccountId, BatchRecord, BatchState, ConflictKind, Durability, NewBatch, Outcome, PerLineAnswer,
+    Release, Reserve, StoredResult, Transition, Verdict,
 };
 use kvp_format::SequenceNumber;
 

@@ -70,7 +70,12 @@ pub fn check_invariants(ledger: &Ledger) -> HighWater {
                 );
             }
             if b.results_pruned_at.is_some() {
-                assert_eq!(b.state, BatchState::Cleaned, "{account}/{}: pruned", b.sequence);
+                assert_eq!(
+                    b.state,
+                    BatchState::Cleaned,
+                    "{account}/{}: pruned",
+                    b.sequence
+                );
                 assert!(results.is_empty(), "{account}/{}: pruned", b.sequence);
             }
             for r in results {
