@@ -14,7 +14,7 @@
 //! ```
 //!
 //! References usually share a long prefix (`order-000123`, `order-000124`): front coding
-//! keeps two or three bytes of each.
+//! keeps two or three bytes of each. A reference with 13 digits or more in a row is stored whole.
 //!
 //! A reference is "not known" only in ledgers migrated from format version 1, which kept one
 //! binding per reference: a line whose reference a later batch took over (its batch was
@@ -62,11 +62,14 @@ where
     let mut previous = "";
     for line in lines {
         let r = line.map_or("", |(r, _)| r);
-        let mut shared = r
-            .bytes()
-            .zip(previous.bytes())
-            .take_while(|(a, b)| a == b)
-            .count();
+        let mut shared = if long_digit_run(r) {
+            0
+        } else {
+            r.bytes()
+                .zip(previous.bytes())
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
         while !r.is_char_boundary(shared) {
             shared -= 1;
         }
@@ -77,6 +80,17 @@ where
         previous = r;
     }
     out
+}
+
+/// Whether `s` holds 13 or more digits in a row (card-like): such a reference is stored whole,
+/// never split by front coding, so that a search of the files for a card number finds it (the
+/// caller refuses card numbers as references; the files are the last place to check).
+fn long_digit_run(s: &str) -> bool {
+    let mut run = 0;
+    s.bytes().any(|b| {
+        run = if b.is_ascii_digit() { run + 1 } else { 0 };
+        run >= 13
+    })
 }
 
 /// Where the parts of a refs blob start.
@@ -301,6 +315,19 @@ mod tests {
         let blob = encode(2, [Some((a, &d)), Some((b, &d))]);
         let back = BatchRefs::decode(ivec(blob), String::new).unwrap();
         assert_eq!(back.get(1).unwrap().client_ref, Some(b));
+    }
+
+    #[test]
+    fn card_like_references_are_stored_whole() {
+        let d = [0u8; 32];
+        let (a, b) = ("ref-4111111111111111", "ref-4111111111111112");
+        let blob = encode(2, [Some((a, &d)), Some((b, &d))]);
+        for r in [a, b] {
+            assert!(blob.windows(r.len()).any(|w| w == r.as_bytes()), "{r}");
+        }
+        let back = BatchRefs::decode(ivec(blob), String::new).unwrap();
+        assert_eq!(back.get(1).unwrap().client_ref, Some(b));
+        assert!(!long_digit_run("order-000000000123") && long_digit_run("x1234567890123"));
     }
 
     #[test]

@@ -13,13 +13,16 @@
 //!              varint length × 4 + kind, then the value:
 //!                kind 0: `length` bytes of UTF-8
 //!                kind 1: the last value stored for this name (length 0)
-//!                kind 2: lowercase hex of 2 × `length` characters, as `length` bytes
-//!                kind 3: a decimal string of `length` digits (2..=19), as a varint
+//!                kind 2: lowercase hex of 2 × `length` characters (not all digits), as
+//!                        `length` bytes
+//!                kind 3: a decimal string of `length` digits (2..=12), as a varint
 //! ```
 //!
 //! A Sola RESPONSE repeats the same dozen names on every line, and many values (`xStatus`,
 //! `xErrorCode`, `xBatch`, `xCardType`) from line to line; tokens are hex and reference
-//! numbers digits. An approved card sale takes about 60 bytes here against 200 as text.
+//! numbers digits. An approved card sale takes about 60 bytes here against 200 as text. Runs of
+//! 13 digits or more stay text: a card-like number is never hidden from a search of the files
+//! (the tests grep them for card numbers).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,14 +36,19 @@ const RAW: u64 = 0;
 const SAME: u64 = 1;
 const HEX: u64 = 2;
 const DIGITS: u64 = 3;
+/// The longest digit string stored as a number: shorter than any card number.
+const MAX_PACKED_DIGITS: usize = 12;
 /// Marks a [`Span`] start in the decoded text rather than in the blob.
 const IN_TEXT: u32 = 1 << 31;
 
+/// Lowercase hex of even length, with at least one letter: a string of digits only is a
+/// number (packed only when short, see [`MAX_PACKED_DIGITS`]).
 fn is_lower_hex(v: &str) -> bool {
     v.len() >= 8
         && v.len().is_multiple_of(2)
         && v.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && v.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
 fn hex_value(b: u8) -> u8 {
@@ -102,7 +110,8 @@ pub(crate) fn encode(results: &[StoredResult]) -> Vec<u8> {
             if let Some(l) = last {
                 *l = Some(v.as_str());
             }
-            let digits = v.len() >= 2 && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit());
+            let digits =
+                (2..=MAX_PACKED_DIGITS).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit());
             if digits {
                 put_varint(&mut data, (v.len() as u64) << 2 | DIGITS);
                 put_varint(&mut data, v.parse::<u64>().unwrap_or(0));
@@ -277,7 +286,7 @@ impl BatchResults {
                         let start = text.len();
                         use std::fmt::Write as _;
                         let _ = write!(text, "{v:0len$}");
-                        if !(2..=19).contains(&len) || text.len() - start != len {
+                        if !(2..=MAX_PACKED_DIGITS).contains(&len) || text.len() - start != len {
                             return Err(bad("a number does not fit its digits"));
                         }
                         let mut s = span(start, len)?;
@@ -545,6 +554,20 @@ mod tests {
     }
 
     #[test]
+    fn card_like_digit_runs_stay_text() {
+        let card = "4111111111111111";
+        let blob = encode(&[result(
+            0,
+            &[("xCustom01", card), ("xRefNum", "123456789012")],
+        )]);
+        assert!(blob.windows(card.len()).any(|w| w == card.as_bytes()));
+        assert!(
+            !blob.windows(12).any(|w| w == b"123456789012"),
+            "short runs are packed"
+        );
+    }
+
+    #[test]
     fn a_sola_line_takes_about_sixty_bytes() {
         let input: Vec<StoredResult> = (0..1000u64)
             .map(|n| {
@@ -617,6 +640,7 @@ mod tests {
             ("repeated value with a length", vec![1, 1, 1, b'x', 1, 0, 2, 0, 5]),
             ("number longer than its digits", vec![1, 1, 1, b'x', 1, 0, 2, 0, 11, 100]),
             ("one digit packed", vec![1, 1, 1, b'x', 1, 0, 2, 0, 7, 1]),
+            ("thirteen digits packed", vec![1, 1, 1, b'x', 1, 0, 2, 0, 13 << 2 | 3, 1]),
         ];
         for (name, blob) in cases {
             assert!(
