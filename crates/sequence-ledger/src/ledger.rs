@@ -183,12 +183,15 @@ pub(crate) fn now_ms() -> u64 {
 impl Ledger {
     /// Opens (creating if missing) the ledger directory at `path` for reading and writing, with
     /// fsync durability. The directory is made owner-only (0700, and 0600 for the files in it,
-    /// whatever the umask): it holds transaction data.
+    /// whatever the umask): it holds transaction data. A ledger of format version 1 is
+    /// migrated to this layout first (durably, safe to interrupt: the next open finishes it).
+    /// The reference index of an account is loaded the first time the account is asked about.
     ///
     /// # Errors
     /// [`Error::InUse`] when another process (or another `Ledger` in this one) has it open;
-    /// [`Error::UnsupportedFormat`] for a ledger of another layout version; [`Error::Io`] /
-    /// [`Error::Storage`] for filesystem trouble.
+    /// [`Error::UnsupportedFormat`] for a ledger of a later layout version; [`Error::Corrupt`]
+    /// for data a migration cannot read; [`Error::Io`] / [`Error::Storage`] for filesystem
+    /// trouble.
     pub fn open(path: impl AsRef<Path>) -> Result<Ledger> {
         Ledger::open_with(path, LedgerOptions::default())
     }
@@ -226,8 +229,9 @@ impl Ledger {
 
     /// Opens the ledger at `path` without changing any of its files: it takes a shared lock
     /// (so no writer is mid-way), copies the database to a private temporary directory, lets
-    /// the lock go and opens the copy. Every mutating method then fails with
-    /// [`Error::ReadOnly`]. The copy is removed when the `Ledger` is dropped.
+    /// the lock go and opens the copy (migrating the copy, not the ledger, when it is of format
+    /// version 1). Every mutating method then fails with [`Error::ReadOnly`]. The copy is
+    /// removed when the `Ledger` is dropped.
     ///
     /// # Errors
     /// [`Error::NotFound`] when there is no ledger; [`Error::InUse`] while a writer has it
