@@ -245,3 +245,94 @@ fn errors_name_the_problem() {
     }
     drop(held);
 }
+
+#[test]
+fn prune_drops_old_results_and_says_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sample_ledger(dir.path());
+    let ledger = path.to_str().unwrap();
+    let prune = |date: &str| {
+        paybatch(&[
+            "ledger",
+            "prune",
+            "--ledger",
+            ledger,
+            "--collected-before",
+            date,
+        ])
+    };
+    // Nothing was cleaned that long ago (an offset counts: 02:00+02:00 is midnight UTC).
+    for date in ["2000-01-01", "2000-01-01T02:00:00+02:00"] {
+        let o = prune(date);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(
+            out.starts_with("pruned the stored results of 0 batch(es) cleaned before 2000-01-01T00:00:00Z: 0 line(s)"),
+            "{out}"
+        );
+    }
+    let o = prune("2999-12-31T23:59:59Z");
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("of 1 batch(es)") && out.contains("1 line(s)"),
+        "{out}"
+    );
+    assert!(out.contains("  acme: 1 batch(es), 1 line(s)"), "{out}");
+    // The batch is still there and still binds its references; its results are gone.
+    let o = paybatch(&["ledger", "show", "--ledger", ledger, "--account", "acme"]);
+    let (out, _) = text(&o);
+    assert!(
+        out.lines().any(|l| l.starts_with("  acme")
+            && l.contains("Cleaned")
+            && l.contains("results pruned")),
+        "{out}"
+    );
+    let o = paybatch(&["ledger", "export", "--ledger", ledger]);
+    let exported = text(&o).0;
+    assert!(!exported.contains("\"type\":\"result\""), "{exported}");
+    assert!(exported.contains("\"client_ref\":\"o-1\""), "{exported}");
+    let l = Ledger::open(&path).unwrap();
+    let acme = AccountId::new("acme").unwrap();
+    assert!(l.results(&acme, seq(1)).unwrap().is_empty());
+    assert!(
+        l.batch(&acme, seq(1))
+            .unwrap()
+            .unwrap()
+            .results_pruned_at
+            .is_some()
+    );
+    drop(l);
+
+    for (args, needle) in [
+        (
+            vec!["--ledger", ledger, "--collected-before", "yesterday"],
+            "is not a date",
+        ),
+        (
+            vec![
+                "--ledger",
+                ledger,
+                "--collected-before",
+                "2025-06-30T12:00:00",
+            ],
+            "is not a date",
+        ),
+        (vec!["--collected-before", "2025-06-30"], "--config"),
+        (
+            vec![
+                "--ledger",
+                dir.path().join("none").to_str().unwrap(),
+                "--collected-before",
+                "2025-06-30",
+            ],
+            "no ledger at",
+        ),
+    ] {
+        let mut all = vec!["ledger", "prune"];
+        all.extend(args);
+        let o = paybatch(&all);
+        assert_eq!(o.status.code(), Some(2), "{all:?}: {}", text(&o).1);
+        assert!(text(&o).1.contains(needle), "{all:?}: {}", text(&o).1);
+    }
+}

@@ -34,7 +34,8 @@ enum Command {
     Kvp(cmd::kvp::KvpCommand),
     /// Validate REQUEST/PROCESS/RESPONSE/COMPLETE files, recognised by their names.
     Validate(cmd::validate::Args),
-    /// Inspect the sequence ledger (show, export) or set an account's sequence floor.
+    /// Inspect the sequence ledger (show, export), set an account's sequence floor, or prune old
+    /// results.
     #[command(subcommand)]
     Ledger(cmd::ledger::LedgerCommand),
     /// Check an account's drop (storage location).

@@ -1,16 +1,17 @@
 //! `paybatch ledger show|export`: look into the sequence ledger without changing it;
-//! `paybatch ledger set-floor`: the one operator change, an account's sequence floor.
+//! `paybatch ledger set-floor`: an account's sequence floor; `paybatch ledger prune`: drop the
+//! stored results of batches cleaned before a date (retention).
 //!
 //! `show` and `export` open the ledger read-only (`Ledger::open_read_only`: a shared lock while
 //! the database is copied to a private temporary directory; no file of the ledger is written).
-//! `set-floor` opens it read-write. While a `submit` or `collect` holds the ledger all three
-//! fail with "ledger ... is in use by pid N".
+//! `set-floor` and `prune` open it read-write. While a `submit` or `collect` holds the ledger
+//! all of them fail with "ledger ... is in use by pid N".
 
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use sequence_ledger::{AccountId, AccountInfo, BatchRecord, BatchState, Ledger};
@@ -34,6 +35,30 @@ pub enum LedgerCommand {
     /// floor than before is accepted (to correct a typo); used numbers stay used.
     #[command(after_help = crate::EXIT_CODES)]
     SetFloor(SetFloorArgs),
+    /// Drop the stored per-line results of batches cleaned before a date, keeping what
+    /// idempotency needs (references, digests, states, verdicts): a later merge reports their
+    /// lines `unknown` ("results pruned"), and their transactions are still never sent twice.
+    /// Results of batches the gateway rejected are kept (they decide which lines may be sent
+    /// again).
+    #[command(after_help = crate::EXIT_CODES)]
+    Prune(PruneArgs),
+}
+
+/// Arguments of `paybatch ledger prune`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["config", "ledger"])))]
+pub struct PruneArgs {
+    /// Config file: the ledger is its `ledger.path`.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The ledger directory, instead of --config.
+    #[arg(long, value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
+    /// Drop results of batches cleaned before this moment: an RFC 3339 date and time
+    /// (`2025-06-30T12:00:00Z`, `2025-06-30T14:00:00+02:00`) or a day (`2025-06-30`, its
+    /// start in UTC).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub collected_before: SystemTime,
 }
 
 /// Arguments of `paybatch ledger set-floor`.
@@ -85,7 +110,83 @@ pub fn run(args: LedgerCommand, _global: &Global) -> Result<ExitCode> {
         LedgerCommand::Show(a) => show(&a),
         LedgerCommand::Export(a) => export(&a),
         LedgerCommand::SetFloor(a) => set_floor(&a),
+        LedgerCommand::Prune(a) => prune(&a),
     }
+}
+
+/// `YYYY-MM-DD` (00:00 UTC) or RFC 3339 with `Z` or a `±HH:MM` offset.
+fn parse_date(s: &str) -> std::result::Result<SystemTime, String> {
+    let bad = |why: String| {
+        format!("{s:?} is not a date: {why} (expected e.g. 2025-06-30 or 2025-06-30T12:00:00Z)")
+    };
+    let utc = |t: &str| humantime::parse_rfc3339(t).map_err(|e| bad(e.to_string()));
+    if s.len() == 10 {
+        return utc(&format!("{s}T00:00:00Z"));
+    }
+    if s.ends_with(['Z', 'z']) {
+        return utc(&format!("{}Z", &s[..s.len() - 1]));
+    }
+    let split = s.len().checked_sub(6).filter(|at| s.is_char_boundary(*at));
+    let Some((local, offset)) = split.map(|at| s.split_at(at)) else {
+        return Err(bad("no time zone".into()));
+    };
+    let sign = match offset.as_bytes().first() {
+        Some(b'+') => 1i64,
+        Some(b'-') => -1,
+        _ => return Err(bad("no time zone (Z or ±HH:MM)".into())),
+    };
+    let (h, m) = offset[1..]
+        .split_once(':')
+        .and_then(|(h, m)| Some((h.parse::<u64>().ok()?, m.parse::<u64>().ok()?)))
+        .filter(|(h, m)| *h < 24 && *m < 60)
+        .ok_or_else(|| bad(format!("bad offset {offset:?}")))?;
+    let shift = Duration::from_secs(h * 3600 + m * 60);
+    let t = utc(&format!("{local}Z"))?;
+    // 14:00+02:00 is 12:00Z.
+    let shifted = if sign > 0 {
+        t.checked_sub(shift)
+    } else {
+        t.checked_add(shift)
+    };
+    shifted.ok_or_else(|| bad("out of range".into()))
+}
+
+fn prune(args: &PruneArgs) -> Result<ExitCode> {
+    let path = match (&args.config, &args.ledger) {
+        (_, Some(path)) => path.clone(),
+        (Some(config), None) => super::common::load_settings(Some(config))?
+            .ledger
+            .path
+            .clone(),
+        (None, None) => return Err(usage_error("give --config FILE or --ledger PATH")),
+    };
+    if !path.join("db").is_file() {
+        return Err(usage_error(format!("no ledger at {}", path.display())));
+    }
+    let ledger = Ledger::open(&path)?;
+    let pruned = ledger.prune(args.collected_before)?;
+    drop(ledger);
+    let before = humantime::format_rfc3339_seconds(args.collected_before);
+    let mut out = io::stdout().lock();
+    let mut written = writeln!(
+        out,
+        "pruned the stored results of {} batch(es) cleaned before {before}: {} line(s), {} bytes",
+        pruned.batches, pruned.lines, pruned.bytes
+    );
+    for (account, (batches, lines)) in &pruned.by_account {
+        written = written
+            .and_then(|()| writeln!(out, "  {account}: {batches} batch(es), {lines} line(s)"));
+    }
+    if pruned.kept_rejected > 0 {
+        written = written.and_then(|()| {
+            writeln!(
+                out,
+                "kept the results of {} rejected batch(es): which of their lines were answered decides which may be sent again",
+                pruned.kept_rejected
+            )
+        });
+    }
+    finish_output(written.and_then(|()| out.flush()), "stdout")
 }
 
 fn set_floor(args: &SetFloorArgs) -> Result<ExitCode> {
@@ -267,6 +368,9 @@ fn batch_line(out: &mut impl Write, b: &BatchRecord) -> io::Result<()> {
     }
     if let Some(note) = &b.note {
         write!(out, "  note: {note}")?;
+    }
+    if let Some(at) = b.results_pruned_at {
+        write!(out, "  results pruned {}", when(at))?;
     }
     writeln!(out)
 }

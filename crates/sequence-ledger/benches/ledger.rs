@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
-    AccountId, Durability, Ledger, LedgerOptions, NewBatch, NewBinding, Reserve, Transition,
+    AccountId, Commit, Durability, Ledger, LedgerOptions, NewBatch, NewBinding, Reserve, Transition,
 };
 
 fn new_batch(seq: SequenceNumber, lines: u64, tag: u64) -> NewBatch {
@@ -139,11 +139,43 @@ fn transitions(c: &mut Criterion) {
             })
         });
     }
+    // A step that can be repeated after a crash, without an fsync of its own
+    // (`Commit::Deferred`): what `Triggered` and `Cleaned` cost in a run.
+    let (_dir, ledger) = open(Durability::Fsync);
+    let account = AccountId::new("bench").unwrap();
+    let mut tag = 0u64;
+    group.bench_function("deferred/triggered", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                tag += 1;
+                let seq = reserve_one(&ledger, &account, 1, tag);
+                ledger
+                    .transition(&account, seq, Transition::RequestUploaded)
+                    .unwrap();
+                let start = Instant::now();
+                ledger
+                    .transition_with(&account, seq, Transition::Triggered, Commit::Deferred)
+                    .unwrap();
+                total += start.elapsed();
+                ledger
+                    .transition(
+                        &account,
+                        seq,
+                        Transition::Abandoned {
+                            reason: "bench".into(),
+                        },
+                    )
+                    .unwrap();
+            }
+            total
+        })
+    });
     group.finish();
 }
 
-/// The one JSON value per batch: is serde_json fast and small enough? (Per-line values —
-/// bindings and results — use a fixed binary layout.)
+/// The one JSON value per batch: is serde_json fast and small enough? (A batch's references
+/// and results are binary blobs.)
 fn batch_record_json(c: &mut Criterion) {
     let (_dir, ledger) = open(Durability::FlushOnly);
     let account = AccountId::new("bench").unwrap();

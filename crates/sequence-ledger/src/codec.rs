@@ -1,4 +1,4 @@
-//! Key layout and value encodings of the sled trees (format version 1).
+//! Key layout and value encodings of the sled trees (format version 2).
 //!
 //! Trees and keys (`\0` separates the account id, which cannot contain it; numbers are
 //! big-endian so a prefix scan returns batches in number order):
@@ -9,20 +9,27 @@
 //! | `accounts` | account | [`AccountInfo`]: high water, floor, triggered: 3 × u32 BE (0 = none) |
 //! | `batches` | account `\0` seq u32 BE | [`BatchRecord`] as JSON |
 //! | `open` | account `\0` seq u32 BE | state code (1 byte) of every batch not final |
-//! | `bindings` | account `\0` client_ref | seq u32 BE, index u64 BE, digest 32 bytes |
-//! | `results` | account `\0` seq u32 BE index u64 BE | fields: u32 count, then (u32 len, bytes) × 2 per field |
+//! | `batch_refs` | account `\0` seq u32 BE | the batch's lines: references and content digests (`refs.rs`) |
+//! | `batch_results` | account `\0` seq u32 BE | the batch's per-line results (`results.rs`), once collected |
 //!
-//! Per-transaction values (bindings, results) are a fixed binary layout: they are the bulk of
-//! the database, and JSON would double them. Batch records are few and JSON keeps them
-//! readable in an export.
+//! One record, one blob of references and one blob of results per batch — the three columns of
+//! one row of a `batches` table in a database — instead of one entry per transaction: per
+//! transaction the ledger keeps its reference, its 32-byte content digest and its result
+//! fields, nothing else. Batch records are few and JSON keeps them readable in an export.
+//! The idempotency index (reference → batch, line, digest) is built in memory from the
+//! `batch_refs` blobs (`index.rs`).
+//!
+//! Format version 1 kept one sled entry per transaction (`bindings`: account `\0` client_ref →
+//! binding; `results`: account `\0` seq index → fields); `migrate.rs` turns it into this layout
+//! when a ledger is opened.
 
 use kvp_format::SequenceNumber;
 
 use crate::error::{Error, Result};
-use crate::{AccountId, AccountInfo, BatchRecord, BatchState, Binding, Outcome};
+use crate::{AccountId, AccountInfo, BatchRecord, BatchState, Outcome};
 
 /// The layout version written by this code.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 pub(crate) const FORMAT_KEY: &[u8] = b"format_version";
 
 pub(crate) fn prefix(account: &AccountId) -> Vec<u8> {
@@ -38,19 +45,82 @@ pub(crate) fn batch_key(account: &AccountId, seq: SequenceNumber) -> Vec<u8> {
     k
 }
 
-pub(crate) fn binding_key(account: &AccountId, client_ref: &str) -> Vec<u8> {
-    let mut k = prefix(account);
-    k.extend_from_slice(client_ref.as_bytes());
-    k
+/// Appends `v` as an unsigned LEB128 varint (1 byte below 128).
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v & 0x7f) as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
-pub(crate) fn result_key(account: &AccountId, seq: SequenceNumber, index: u64) -> Vec<u8> {
-    let mut k = batch_key(account, seq);
-    k.extend_from_slice(&index.to_be_bytes());
-    k
+/// A forward reader over a blob; every method answers `None` past the end or on a malformed
+/// value, which callers turn into [`Error::Corrupt`].
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
 }
 
-fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Error {
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Cursor { bytes, at: 0 }
+    }
+
+    pub(crate) fn at(bytes: &'a [u8], at: usize) -> Self {
+        Cursor { bytes, at }
+    }
+
+    pub(crate) fn position(&self) -> usize {
+        self.at
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.at >= self.bytes.len()
+    }
+
+    pub(crate) fn byte(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    pub(crate) fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            let bits = u64::from(b & 0x7f);
+            if shift == 63 && bits > 1 {
+                return None;
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// A varint that must fit a `usize` (a length or a count).
+    pub(crate) fn len(&mut self) -> Option<usize> {
+        usize::try_from(self.varint()?).ok()
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let s = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(s)
+    }
+
+    /// A varint length followed by that many bytes of UTF-8.
+    pub(crate) fn str(&mut self) -> Option<&'a str> {
+        let n = self.len()?;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+}
+
+pub(crate) fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Error {
     Error::Corrupt {
         what: what.into(),
         detail: detail.into(),
@@ -60,11 +130,6 @@ fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Error {
 fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
     Some(u32::from_be_bytes(b))
-}
-
-fn be_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    let b: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
-    Some(u64::from_be_bytes(b))
 }
 
 fn seq_or_none(n: u32, what: &str) -> Result<Option<SequenceNumber>> {
@@ -116,70 +181,6 @@ pub(crate) fn decode_account(bytes: &[u8], account: &AccountId) -> Result<Accoun
         floor: seq_or_none(field(4)?, &what())?,
         triggered: seq_or_none(field(8)?, &what())?,
     })
-}
-
-pub(crate) fn encode_binding(b: &Binding) -> [u8; 44] {
-    let mut out = [0u8; 44];
-    out[0..4].copy_from_slice(&b.sequence.get().to_be_bytes());
-    out[4..12].copy_from_slice(&b.index.to_be_bytes());
-    out[12..44].copy_from_slice(&b.content_digest);
-    out
-}
-
-pub(crate) fn decode_binding(bytes: &[u8], what: impl Fn() -> String) -> Result<Binding> {
-    if bytes.len() != 44 {
-        return Err(corrupt(
-            what(),
-            format!("{} bytes, expected 44", bytes.len()),
-        ));
-    }
-    let seq = be_u32(bytes, 0).ok_or_else(|| corrupt(what(), "short"))?;
-    let index = be_u64(bytes, 4).ok_or_else(|| corrupt(what(), "short"))?;
-    let mut content_digest = [0u8; 32];
-    content_digest.copy_from_slice(&bytes[12..44]);
-    Ok(Binding {
-        sequence: SequenceNumber::new(seq).map_err(|e| corrupt(what(), e.to_string()))?,
-        index,
-        content_digest,
-    })
-}
-
-pub(crate) fn encode_fields(fields: &[(String, String)]) -> Vec<u8> {
-    let len: usize = fields.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
-    let mut out = Vec::with_capacity(4 + len);
-    out.extend_from_slice(&(fields.len() as u32).to_be_bytes());
-    for (k, v) in fields {
-        for s in [k, v] {
-            out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-            out.extend_from_slice(s.as_bytes());
-        }
-    }
-    out
-}
-
-pub(crate) fn decode_fields(
-    bytes: &[u8],
-    what: impl Fn() -> String,
-) -> Result<Vec<(String, String)>> {
-    let short = || corrupt(what(), "truncated");
-    let count = be_u32(bytes, 0).ok_or_else(short)? as usize;
-    let mut at = 4;
-    let take = |at: &mut usize| -> Result<String> {
-        let len = be_u32(bytes, *at).ok_or_else(short)? as usize;
-        let s = bytes.get(*at + 4..*at + 4 + len).ok_or_else(short)?;
-        *at += 4 + len;
-        String::from_utf8(s.to_vec()).map_err(|e| corrupt(what(), e.to_string()))
-    };
-    let mut fields = Vec::with_capacity(count.min(1024));
-    for _ in 0..count {
-        let k = take(&mut at)?;
-        let v = take(&mut at)?;
-        fields.push((k, v));
-    }
-    if at != bytes.len() {
-        return Err(corrupt(what(), "trailing bytes"));
-    }
-    Ok(fields)
 }
 
 pub(crate) fn encode_state(s: BatchState) -> u8 {
@@ -274,20 +275,6 @@ mod tests {
         };
         let acc = AccountId::new("x").unwrap();
         assert_eq!(decode_account(&encode_account(&info), &acc).unwrap(), info);
-        let b = Binding {
-            sequence: seq(17),
-            index: 4,
-            content_digest: [9; 32],
-        };
-        assert_eq!(decode_binding(&encode_binding(&b), String::new).unwrap(), b);
-        let fields = vec![
-            ("xResult".to_string(), "A".to_string()),
-            ("xError".into(), String::new()),
-        ];
-        assert_eq!(
-            decode_fields(&encode_fields(&fields), String::new).unwrap(),
-            fields
-        );
         for code in 0..=9u8 {
             assert_eq!(
                 encode_state(decode_state(&[code], String::new).unwrap()),
@@ -329,10 +316,6 @@ mod tests {
         let cases: &[(&str, Result<()>)] = &[
             ("account short", decode_account(&[0; 11], &acc).map(drop)),
             ("account seq too big", decode_account(&[0xff; 12], &acc).map(drop)),
-            ("binding short", decode_binding(&[0; 43], String::new).map(drop)),
-            ("binding seq 0", decode_binding(&[0; 44], String::new).map(drop)),
-            ("fields truncated", decode_fields(&[0, 0, 0, 1, 0, 0, 0, 5, b'a'], String::new).map(drop)),
-            ("fields trailing", decode_fields(&[0, 0, 0, 0, 1], String::new).map(drop)),
             ("state unknown", decode_state(&[10], String::new).map(drop)),
             ("state empty", decode_state(&[], String::new).map(drop)),
             ("batch json", decode_batch(b"{", String::new).map(drop)),
@@ -341,5 +324,40 @@ mod tests {
         for (name, r) in cases {
             assert!(matches!(r, Err(Error::Corrupt { .. })), "{name}: {r:?}");
         }
+    }
+
+    #[test]
+    fn varints_round_trip_and_refuse_garbage() {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            let mut c = Cursor::new(&out);
+            assert_eq!(c.varint(), Some(v), "{v}");
+            assert!(c.is_done());
+        }
+        #[rustfmt::skip]
+        let bad: &[(&str, &[u8])] = &[
+            ("empty", &[]),
+            ("unterminated", &[0x80, 0x80]),
+            ("past 64 bits", &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
+            ("eleven bytes", &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]),
+        ];
+        for (name, bytes) in bad {
+            assert_eq!(Cursor::new(bytes).varint(), None, "{name}");
+        }
+        let mut c = Cursor::new(&[2, b'h', b'i', 5, b'x']);
+        assert_eq!(c.str(), Some("hi"));
+        assert_eq!(c.str(), None, "shorter than its length");
+        assert_eq!(Cursor::new(&[2, 0xc3, 0x28]).str(), None, "not UTF-8");
     }
 }

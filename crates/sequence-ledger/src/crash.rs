@@ -29,6 +29,16 @@ pub const LEDGER_CRASH_POINTS: &[&str] = &[
     "results.after_flush",
     "floor.after_write",
     "floor.after_flush",
+    "deferred.after_write",
+    "prune.after_write",
+    "prune.after_flush",
+];
+
+/// Kill points inside the migration of an older ledger on open, in order.
+pub const MIGRATION_CRASH_POINTS: &[&str] = &[
+    "migrate.after_write",
+    "migrate.after_version",
+    "migrate.after_drop",
 ];
 
 static HITS: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());

@@ -139,6 +139,16 @@ pub enum Error {
         /// Where it is bound.
         existing: Binding,
     },
+    /// A batch with more lines than the ledger numbers (2³² − 1).
+    #[error("batch {sequence} of account {account} has {lines} lines, more than a batch can hold")]
+    BatchTooLarge {
+        /// The account.
+        account: AccountId,
+        /// The number the caller wanted.
+        sequence: SequenceNumber,
+        /// Its line count.
+        lines: u64,
+    },
     /// No batch with that number.
     #[error("account {account} has no batch {sequence}")]
     NoSuchBatch {

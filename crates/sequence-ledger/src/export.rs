@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::results::LineResult;
 use crate::{AccountId, AccountInfo, BatchRecord, Ledger};
 
 /// One line of [`Ledger::export`]. Tagged by `"type"`.
@@ -32,8 +33,18 @@ enum Line<'a> {
         account: &'a AccountId,
         sequence: kvp_format::SequenceNumber,
         index: u64,
-        fields: &'a [(String, String)],
+        fields: Pairs<'a>,
     },
+}
+
+/// A stored line's fields, serialised as `[[name, value], ...]` straight from the blob.
+#[derive(Debug)]
+struct Pairs<'a>(LineResult<'a>);
+
+impl Serialize for Pairs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.fields().map(|(k, v)| [k, v]))
+    }
 }
 
 fn write_line(out: &mut impl Write, line: &Line<'_>) -> Result<()> {
@@ -47,7 +58,8 @@ fn write_line(out: &mut impl Write, line: &Line<'_>) -> Result<()> {
 impl Ledger {
     /// Writes the whole ledger as JSON lines: a `format` line, then per account an `account`
     /// line followed by its `batch`, `binding` and `result` lines (each object has a `"type"`).
-    /// Digests are lowercase hex. Returns the number of lines written.
+    /// Digests are lowercase hex. A `binding` line is a reference's current binding (the last
+    /// batch that took it), as in format version 1. Returns the number of lines written.
     ///
     /// # Errors
     /// [`Error::Export`] when `out` fails; storage and corruption errors.
@@ -88,14 +100,15 @@ impl Ledger {
                 lines += 1;
             }
             for batch in self.batches(&account)? {
-                for r in self.results(&account, batch.sequence)? {
+                let results = self.batch_results(&account, batch.sequence)?;
+                for r in results.iter() {
                     write_line(
                         &mut out,
                         &Line::Result {
                             account: &account,
                             sequence: batch.sequence,
-                            index: r.index,
-                            fields: &r.fields,
+                            index: r.index(),
+                            fields: Pairs(r),
                         },
                     )?;
                     lines += 1;

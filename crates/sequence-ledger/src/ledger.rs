@@ -1,24 +1,19 @@
-//! The ledger itself: opening, reserving, transitions, results.
+//! The ledger itself: opening (and migrating), the durable point of every write, the lock.
+//! The writes are in `reserve.rs`, `transition.rs`, `answer.rs` and `prune.rs`.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kvp_format::{SequenceNumber, owner_only};
-use sled::Transactional;
+use kvp_format::owner_only;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::codec::{self, FORMAT_KEY, FORMAT_VERSION};
+use crate::codec::{FORMAT_KEY, FORMAT_VERSION};
 use crate::crash::crash_point;
 use crate::durable::{Durability, LOCK_FILE, LockFile, LockMode, Syncer, TRANSIENT_LOCK_WAIT};
 use crate::error::{Error, Result};
-use crate::query::next_after;
-use crate::{
-    AccountId, AccountInfo, BatchRecord, BatchState, Binding, ConflictKind, NewBatch,
-    PerLineAnswer, RefConflict, Release, Reserve, Stamp, StoredResult, Transition,
-};
+use crate::index::RefIndex;
 
 /// Opens sled at `path` while our lock file is held. sled `flock`s `db` itself; with our lock
 /// held no other ledger can have it open, so when sled still finds `db` locked the holder is
@@ -104,6 +99,26 @@ enum Access {
     },
 }
 
+/// Whether a write is durable when the call returns, or with the next durable write.
+///
+/// Every step of a batch that must survive a crash before the caller acts on it is durable
+/// whatever is asked (see the crate README, "Which steps need an fsync"). The others can be
+/// repeated after a crash and may be recorded [`Commit::Deferred`]: written to the database
+/// but not flushed, so they cost no fsync of their own. A deferred step becomes durable with
+/// the next durable write of any account (sled's log is written in order: a flush covers every
+/// earlier write), with [`Ledger::sync`], or when the ledger is dropped; after a crash it may
+/// be lost, and then so is every write after it — never an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Commit {
+    /// Flushed and fsynced before the call returns.
+    #[default]
+    Durable,
+    /// Durable with the next durable write, where the step allows it
+    /// ([`crate::Transition::can_defer`]).
+    Deferred,
+}
+
 /// The durable record of sequence numbers, batches, bindings and results of one deployment.
 /// See the crate docs for what each method guarantees after a crash.
 #[derive(Debug)]
@@ -113,8 +128,12 @@ pub struct Ledger {
     pub(crate) accounts: sled::Tree,
     pub(crate) batches: sled::Tree,
     pub(crate) open: sled::Tree,
-    pub(crate) bindings: sled::Tree,
-    pub(crate) results: sled::Tree,
+    /// Per batch: its lines' references and content digests (`refs.rs`).
+    pub(crate) batch_refs: sled::Tree,
+    /// Per collected batch: its results (`results.rs`).
+    pub(crate) batch_results: sled::Tree,
+    /// The idempotency index, built from `batch_refs` (`index.rs`).
+    pub(crate) index: RefIndex,
     access: Access,
     /// Serialises writers inside this process: checks that span several keys (the trigger
     /// order) are made under it. sled's flush happens after it is released, so concurrent
@@ -127,9 +146,8 @@ pub struct Ledger {
     synced: Mutex<u64>,
 }
 
-enum Abort {
-    LostRace(SequenceNumber),
-    Conflict(Vec<RefConflict>),
+pub(crate) enum Abort {
+    LostRace(kvp_format::SequenceNumber),
     Failed(Error),
 }
 
@@ -139,11 +157,13 @@ impl From<Error> for Abort {
     }
 }
 
-fn abort<T>(a: impl Into<Abort>) -> std::result::Result<T, ConflictableTransactionError<Abort>> {
+pub(crate) fn abort<T>(
+    a: impl Into<Abort>,
+) -> std::result::Result<T, ConflictableTransactionError<Abort>> {
     Err(ConflictableTransactionError::Abort(a.into()))
 }
 
-fn txn_error(context: &'static str) -> impl FnOnce(TransactionError<Abort>) -> Error {
+pub(crate) fn txn_error(context: &'static str) -> impl FnOnce(TransactionError<Abort>) -> Error {
     move |e| match e {
         TransactionError::Abort(Abort::Failed(e)) => e,
         TransactionError::Abort(_) => Error::Corrupt {
@@ -154,7 +174,7 @@ fn txn_error(context: &'static str) -> impl FnOnce(TransactionError<Abort>) -> E
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -163,12 +183,15 @@ fn now_ms() -> u64 {
 impl Ledger {
     /// Opens (creating if missing) the ledger directory at `path` for reading and writing, with
     /// fsync durability. The directory is made owner-only (0700, and 0600 for the files in it,
-    /// whatever the umask): it holds transaction data.
+    /// whatever the umask): it holds transaction data. A ledger of format version 1 is
+    /// migrated to this layout first (durably, safe to interrupt: the next open finishes it).
+    /// The reference index of an account is loaded the first time the account is asked about.
     ///
     /// # Errors
     /// [`Error::InUse`] when another process (or another `Ledger` in this one) has it open;
-    /// [`Error::UnsupportedFormat`] for a ledger of another layout version; [`Error::Io`] /
-    /// [`Error::Storage`] for filesystem trouble.
+    /// [`Error::UnsupportedFormat`] for a ledger of a later layout version; [`Error::Corrupt`]
+    /// for data a migration cannot read; [`Error::Io`] / [`Error::Storage`] for filesystem
+    /// trouble.
     pub fn open(path: impl AsRef<Path>) -> Result<Ledger> {
         Ledger::open_with(path, LedgerOptions::default())
     }
@@ -206,8 +229,9 @@ impl Ledger {
 
     /// Opens the ledger at `path` without changing any of its files: it takes a shared lock
     /// (so no writer is mid-way), copies the database to a private temporary directory, lets
-    /// the lock go and opens the copy. Every mutating method then fails with
-    /// [`Error::ReadOnly`]. The copy is removed when the `Ledger` is dropped.
+    /// the lock go and opens the copy (migrating the copy, not the ledger, when it is of format
+    /// version 1). Every mutating method then fails with [`Error::ReadOnly`]. The copy is
+    /// removed when the `Ledger` is dropped.
     ///
     /// # Errors
     /// [`Error::NotFound`] when there is no ledger; [`Error::InUse`] while a writer has it
@@ -230,7 +254,9 @@ impl Ledger {
             .open()
             .map_err(Error::storage("opening a copy of the database"))?;
         let ledger = Ledger::from_db(path, db, Access::ReadOnly { _copy: copy })?;
-        ledger.check_format()?;
+        // A ledger of an older layout is migrated in the private copy: the original is left
+        // as it is, for the next read-write open to migrate.
+        ledger.init_format()?;
         Ok(ledger)
     }
 
@@ -240,8 +266,9 @@ impl Ledger {
             accounts: tree("accounts")?,
             batches: tree("batches")?,
             open: tree("open")?,
-            bindings: tree("bindings")?,
-            results: tree("results")?,
+            batch_refs: tree("batch_refs")?,
+            batch_results: tree("batch_results")?,
+            index: RefIndex::default(),
             db,
             path,
             access,
@@ -251,13 +278,14 @@ impl Ledger {
         })
     }
 
-    fn meta(&self) -> Result<sled::Tree> {
+    pub(crate) fn meta(&self) -> Result<sled::Tree> {
         self.db
             .open_tree("meta")
             .map_err(Error::storage("opening a tree"))
     }
 
-    /// Returns the stored version, if any, after checking it is ours.
+    /// Returns the stored version, if any, after checking it is one this code reads: its own
+    /// or one it migrates from.
     fn check_format(&self) -> Result<Option<u32>> {
         let Some(v) = self
             .meta()?
@@ -272,7 +300,7 @@ impl Ledger {
                 what: "meta format_version".into(),
                 detail: format!("{} bytes", v.len()),
             })?;
-        if found != FORMAT_VERSION {
+        if found != FORMAT_VERSION && !crate::migrate::FROM.contains(&found) {
             return Err(Error::UnsupportedFormat {
                 path: self.path.clone(),
                 found,
@@ -282,9 +310,13 @@ impl Ledger {
         Ok(Some(found))
     }
 
+    /// Writes the version of a new ledger, migrates an older layout, or finishes a migration
+    /// a crash interrupted.
     fn init_format(&self) -> Result<()> {
-        if self.check_format()?.is_some() {
-            return Ok(());
+        match self.check_format()? {
+            Some(FORMAT_VERSION) => return self.finish_migration(),
+            Some(old) => return self.migrate(old),
+            None => {}
         }
         if !self.accounts.is_empty() || !self.batches.is_empty() {
             return Err(Error::Corrupt {
@@ -303,7 +335,7 @@ impl Ledger {
         &self.path
     }
 
-    fn writer(&self, operation: &'static str) -> Result<MutexGuard<'_, ()>> {
+    pub(crate) fn writer(&self, operation: &'static str) -> Result<MutexGuard<'_, ()>> {
         if let Access::ReadOnly { .. } = self.access {
             return Err(Error::ReadOnly { operation });
         }
@@ -320,472 +352,97 @@ impl Ledger {
     /// Group commit: concurrent writers share one flush + fsync. A flush covers every
     /// transaction committed before it starts (sled's log is sequential), so a writer whose
     /// commit number is at most the count read before a completed flush is already durable.
-    fn durable(&self, op: &'static str) -> Result<()> {
+    pub(crate) fn durable(&self, op: &'static str) -> Result<()> {
         let mine = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
         let (after_write, after_flush) = match op {
             "reserve" => ("reserve.after_write", "reserve.after_flush"),
             "transition" => ("transition.after_write", "transition.after_flush"),
             "results" => ("results.after_write", "results.after_flush"),
             "floor" => ("floor.after_write", "floor.after_flush"),
+            "prune" => ("prune.after_write", "prune.after_flush"),
             _ => ("open.after_write", "open.after_flush"),
         };
         crash_point(after_write);
-        {
-            let mut synced = self
-                .synced
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if *synced < mine {
-                let upto = self.commits.load(Ordering::SeqCst);
-                self.db.flush().map_err(Error::storage("flushing"))?;
-                if let Access::ReadWrite {
-                    syncer: Some(syncer),
-                    ..
-                } = &self.access
-                {
-                    syncer.sync()?;
-                }
-                *synced = upto;
-            }
-        }
+        self.flush_upto(mine)?;
         crash_point(after_flush);
         Ok(())
     }
 
-    /// Reserves `new.sequence` for the account and binds every line's client reference to it,
-    /// in one sled transaction, then flushes and fsyncs before returning.
-    ///
-    /// Guarantees: when this returns `Reserved`, the batch, its bindings and the new
-    /// high-water mark survive a killed process and a power cut; the number is strictly greater
-    /// than every number the account reserved before (and than its floor) and will never be
-    /// handed out again. If the process dies before it returns, either all of it is there after
-    /// a restart or none of it is. Two callers racing for the same number: one gets `Reserved`,
-    /// the other `LostRace` with the number to use instead. A reference already bound to a
-    /// batch that is still live gives `Conflict` and writes nothing; a binding to a batch that
-    /// [releases the line](BatchRecord::releases_line_under) is replaced.
-    ///
-    /// # Errors
-    /// [`Error::EmptyBatch`], [`Error::IndexMismatch`], [`Error::DuplicateReference`] for bad
-    /// input; [`Error::Exhausted`] when a lost race leaves no number; [`Error::ReadOnly`];
-    /// storage and I/O errors.
-    pub fn reserve(&self, account: &AccountId, new: NewBatch) -> Result<Reserve> {
-        let seq = new.sequence;
-        if new.lines.is_empty() {
-            return Err(Error::EmptyBatch {
-                account: account.clone(),
-                sequence: seq,
-            });
-        }
-        let mut seen = HashSet::with_capacity(new.lines.len());
-        for (position, line) in (0u64..).zip(&new.lines) {
-            if line.index != position {
-                return Err(Error::IndexMismatch {
-                    account: account.clone(),
-                    sequence: seq,
-                    position,
-                    index: line.index,
-                });
-            }
-            if !seen.insert(line.client_ref.as_str()) {
-                return Err(Error::DuplicateReference {
-                    account: account.clone(),
-                    sequence: seq,
-                    client_ref: line.client_ref.clone(),
-                });
-            }
-        }
-        let guard = self.writer("reserve")?;
-        // Which already-bound lines of rejected batches have a result of their own (those stay
-        // bound). Read before the transaction: sled deadlocks on a plain read inside one, and
-        // under the write lock bindings cannot change while results of a collected batch
-        // never do.
-        let mut with_outcome = HashSet::new();
-        for line in &new.lines {
-            if let Some(b) = self.binding(account, &line.client_ref)?
-                && self
-                    .batch(account, b.sequence)?
-                    .is_some_and(|h| h.is_rejected())
-                && self.line_has_outcome(account, b.sequence, b.index)?
-            {
-                with_outcome.insert((b.sequence, b.index));
-            }
-        }
-        let record = BatchRecord {
-            account: account.clone(),
-            sequence: seq,
-            state: BatchState::Reserved,
-            content_sha256: crate::batch_digest(new.lines.iter().map(|l| &l.content_digest)),
-            request_len: new.request_len,
-            line_count: new.lines.len() as u64,
-            transitions: vec![Stamp {
-                state: BatchState::Reserved,
-                at_unix_ms: now_ms(),
-            }],
-            verdict: None,
-            complete_fields: None,
-            note: None,
-            external_reference: new.external_reference.clone(),
-            per_line_answer: None,
-            gateway_batch_id: None,
-        };
-        let key = codec::batch_key(account, seq);
-        let encoded = codec::encode_batch(&record)?;
-        let outcome = (&self.accounts, &self.batches, &self.open, &self.bindings).transaction(
-            |(acc, bat, open, bind)| {
-                let info = match acc.get(account.as_str())? {
-                    Some(v) => codec::decode_account(&v, account).or_else(abort)?,
-                    None => AccountInfo::default(),
-                };
-                if let Some(last) = info.last_used()
-                    && seq <= last
-                {
-                    return abort(Abort::LostRace(last));
-                }
-                if bat.get(&key)?.is_some() {
-                    return abort(Error::Corrupt {
-                        what: format!("batch {seq} of account {account}"),
-                        detail: "exists above the high-water mark".into(),
-                    });
-                }
-                let mut conflicts = Vec::new();
-                for line in &new.lines {
-                    let bkey = codec::binding_key(account, &line.client_ref);
-                    let Some(v) = bind.get(&bkey)? else { continue };
-                    let what = || format!("binding {:?} of account {account}", line.client_ref);
-                    let existing = codec::decode_binding(&v, what).or_else(abort)?;
-                    let holder_key = codec::batch_key(account, existing.sequence);
-                    let released = match bat.get(&holder_key)? {
-                        Some(h) => {
-                            let holder = codec::decode_batch(&h, what).or_else(abort)?;
-                            let has_outcome =
-                                with_outcome.contains(&(existing.sequence, existing.index));
-                            holder.releases_line_under(Release::AbandonedOrRejected, has_outcome)
-                        }
-                        None => false,
-                    };
-                    if !released {
-                        let kind = if existing.content_digest == line.content_digest {
-                            ConflictKind::AlreadyBound
-                        } else {
-                            ConflictKind::ContentDiffers
-                        };
-                        conflicts.push(RefConflict {
-                            client_ref: line.client_ref.clone(),
-                            index: line.index,
-                            existing,
-                            kind,
-                        });
-                    }
-                }
-                if !conflicts.is_empty() {
-                    return abort(Abort::Conflict(conflicts));
-                }
-                bat.insert(key.as_slice(), encoded.as_slice())?;
-                open.insert(
-                    key.as_slice(),
-                    &[codec::encode_state(BatchState::Reserved)][..],
-                )?;
-                for line in &new.lines {
-                    let binding = Binding {
-                        sequence: seq,
-                        index: line.index,
-                        content_digest: line.content_digest,
-                    };
-                    bind.insert(
-                        codec::binding_key(account, &line.client_ref),
-                        &codec::encode_binding(&binding)[..],
-                    )?;
-                }
-                let info = AccountInfo {
-                    high_water: Some(seq),
-                    ..info
-                };
-                acc.insert(account.as_str(), &codec::encode_account(&info)[..])?;
-                Ok(())
-            },
-        );
-        drop(guard);
-        match outcome {
-            Ok(()) => {}
-            Err(TransactionError::Abort(Abort::LostRace(last))) => {
-                return Ok(Reserve::LostRace {
-                    next: next_after(account, Some(last))?,
-                });
-            }
-            Err(TransactionError::Abort(Abort::Conflict(conflicts))) => {
-                return Ok(Reserve::Conflict { conflicts });
-            }
-            Err(e) => return Err(txn_error("reserve")(e)),
-        }
-        self.durable("reserve")?;
-        tracing::debug!(%account, sequence = %seq, lines = record.line_count, "batch reserved");
-        Ok(Reserve::Reserved(record))
+    /// The end of a write that may wait for the next durable one (crash point
+    /// `deferred.after_write`): counted, so that [`Ledger::sync`] and the next flush know it
+    /// is there, but not flushed.
+    pub(crate) fn deferred(&self) {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        crash_point("deferred.after_write");
     }
 
-    /// Moves a batch along the state machine (table on [`BatchState`]) in one sled
-    /// transaction over the batch, the open-batch index and the account, flushed and fsynced
-    /// before returning: after a crash the batch is in the old state or the new one, and once
-    /// this returned, in the new one.
-    ///
-    /// # Errors
-    /// [`Error::NoSuchBatch`]; [`Error::IllegalTransition`] (nothing written);
-    /// [`Error::OutOfOrder`] for a `Triggered` that would make the gateway ignore a batch;
-    /// [`Error::ReadOnly`]; storage and I/O errors.
-    pub fn transition(
+    /// The end of a write committed as `commit` asks, when the step is `deferrable`.
+    pub(crate) fn committed(
         &self,
-        account: &AccountId,
-        seq: SequenceNumber,
-        to: Transition,
-    ) -> Result<BatchRecord> {
-        self.apply(account, seq, to, None)
-    }
-
-    /// [`Ledger::transition`] by an operator, with a note kept on the batch (e.g. "confirmed
-    /// with the gateway by phone"). Same guarantees and errors.
-    ///
-    /// # Errors
-    /// As [`Ledger::transition`].
-    pub fn resolve(
-        &self,
-        account: &AccountId,
-        seq: SequenceNumber,
-        to: Transition,
-        note: impl Into<String>,
-    ) -> Result<BatchRecord> {
-        self.apply(account, seq, to, Some(note.into()))
-    }
-
-    fn apply(
-        &self,
-        account: &AccountId,
-        seq: SequenceNumber,
-        to: Transition,
-        note: Option<String>,
-    ) -> Result<BatchRecord> {
-        let guard = self.writer("change a batch's state")?;
-        let mut record = self.existing_batch(account, seq)?;
-        let target = to.target();
-        if !record.state.can_become(target) {
-            return Err(Error::IllegalTransition {
-                account: account.clone(),
-                sequence: seq,
-                from: record.state,
-                to: target,
-            });
-        }
-        let mut info = self.account_info(account)?;
-        if target == BatchState::Triggered {
-            self.check_trigger_order(account, seq, &info)?;
-            info.triggered = info.triggered.max(Some(seq));
-        }
-        record.state = target;
-        record.transitions.push(Stamp {
-            state: target,
-            at_unix_ms: now_ms(),
-        });
-        match to {
-            Transition::Completed(verdict) => record.verdict = Some(verdict),
-            Transition::CompletedWith(verdict, fields) => {
-                record.verdict = Some(verdict);
-                // The fields are public, so a hand-built value may carry an echoed key.
-                record.complete_fields = Some(fields.without_sensitive());
-            }
-            Transition::Abandoned { reason } | Transition::MarkedUnknown { reason } => {
-                record.note = Some(reason)
-            }
-            Transition::RequestUploadedAs { gateway_batch_id } => {
-                record.gateway_batch_id = Some(gateway_batch_id);
-            }
-            _ => {}
-        }
-        if let Some(note) = note {
-            record.note = Some(note);
-        }
-        let key = codec::batch_key(account, seq);
-        let encoded = codec::encode_batch(&record)?;
-        (&self.batches, &self.open, &self.accounts)
-            .transaction(|(bat, open, acc)| {
-                bat.insert(key.as_slice(), encoded.as_slice())?;
-                if target.is_final() {
-                    open.remove(key.as_slice())?;
-                } else {
-                    open.insert(key.as_slice(), &[codec::encode_state(target)][..])?;
-                }
-                if target == BatchState::Triggered {
-                    acc.insert(account.as_str(), &codec::encode_account(&info)[..])?;
-                }
-                Ok::<_, ConflictableTransactionError<Abort>>(())
-            })
-            .map_err(txn_error("transition"))?;
-        drop(guard);
-        self.durable("transition")?;
-        tracing::debug!(%account, sequence = %seq, state = %target, "batch state changed");
-        Ok(record)
-    }
-
-    /// PROTOCOL.md §2 items 5 and 6 (see [`BatchState`]). Called under the write lock.
-    fn check_trigger_order(
-        &self,
-        account: &AccountId,
-        seq: SequenceNumber,
-        info: &AccountInfo,
+        op: &'static str,
+        deferrable: bool,
+        commit: Commit,
     ) -> Result<()> {
-        let blocked = |blocking, blocking_state| Error::OutOfOrder {
-            account: account.clone(),
-            sequence: seq,
-            blocking,
-            blocking_state,
-        };
-        if let Some(t) = info.triggered
-            && t >= seq
+        if commit == Commit::Deferred && deferrable {
+            self.deferred();
+            Ok(())
+        } else {
+            self.durable(op)
+        }
+    }
+
+    /// Flushes and fsyncs unless a completed flush already covered commit number `mine`.
+    fn flush_upto(&self, mine: u64) -> Result<()> {
+        let mut synced = self
+            .synced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *synced < mine {
+            let upto = self.commits.load(Ordering::SeqCst);
+            self.db.flush().map_err(Error::storage("flushing"))?;
+            if let Access::ReadWrite {
+                syncer: Some(syncer),
+                ..
+            } = &self.access
+            {
+                syncer.sync()?;
+            }
+            *synced = upto;
+        }
+        Ok(())
+    }
+
+    /// Makes every write so far durable, deferred ones included ([`Commit::Deferred`]):
+    /// flushed and fsynced before returning. Nothing to do (and no fsync) when every write is
+    /// durable already. Also done when the ledger is dropped.
+    ///
+    /// # Errors
+    /// Storage and I/O errors of the flush.
+    pub fn sync(&self) -> Result<()> {
+        if let Access::ReadOnly { .. } = self.access {
+            return Ok(());
+        }
+        self.flush_upto(self.commits.load(Ordering::SeqCst))
+    }
+
+    /// Whether some write is not durable yet (a deferred step since the last flush).
+    pub fn has_deferred_writes(&self) -> bool {
+        let synced = *self
+            .synced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        synced < self.commits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Ledger {
+    /// Deferred steps become durable: a process that ends normally loses none.
+    fn drop(&mut self) {
+        if self.has_deferred_writes()
+            && let Err(e) = self.sync()
         {
-            let state = self
-                .batch(account, t)?
-                .map_or(BatchState::Triggered, |b| b.state);
-            return Err(blocked(t, state));
+            tracing::warn!(path = %self.path.display(), error = %e, "could not make deferred ledger writes durable");
         }
-        for (other, state) in self.open_batches(account)? {
-            let in_flight = matches!(state, BatchState::Triggered | BatchState::Stuck);
-            let stranded =
-                other < seq && matches!(state, BatchState::Reserved | BatchState::RequestUploaded);
-            if other != seq && (in_flight || stranded) {
-                return Err(blocked(other, state));
-            }
-        }
-        Ok(())
-    }
-
-    /// Stores the per-line results of a `Completed` batch and moves it to `Collected`, in one
-    /// sled transaction, flushed and fsynced before returning: after a crash either every
-    /// result and the new state are there, or none of them and the old state.
-    ///
-    /// A gateway-error batch is collected the same way, with whatever lines RESPONSE held
-    /// (maybe none): the lines without a result are the ones not processed.
-    ///
-    /// # Errors
-    /// [`Error::NoSuchBatch`]; [`Error::IllegalTransition`] unless the batch is `Completed`;
-    /// [`Error::BadResult`] for an index outside the batch or given twice;
-    /// [`Error::SensitiveField`] for card data or a key (`kvp_format::is_sensitive`) — the value
-    /// is neither stored nor echoed; [`Error::ReadOnly`]; storage and I/O errors.
-    pub fn store_results(
-        &self,
-        account: &AccountId,
-        seq: SequenceNumber,
-        results: Vec<StoredResult>,
-    ) -> Result<BatchRecord> {
-        self.store_answer(account, seq, results, PerLineAnswer::Read)
-    }
-
-    /// [`Ledger::store_results`] saying what the per-line answer held: `results` are its lines
-    /// when it was [read](PerLineAnswer::Read) and empty otherwise. For a rejected batch
-    /// without a processed count only an [absent](PerLineAnswer::Absent) answer proves that
-    /// nothing was processed ([`BatchRecord::is_rejected`]). Same guarantees and errors.
-    ///
-    /// # Errors
-    /// As [`Ledger::store_results`].
-    pub fn store_answer(
-        &self,
-        account: &AccountId,
-        seq: SequenceNumber,
-        results: Vec<StoredResult>,
-        answer: PerLineAnswer,
-    ) -> Result<BatchRecord> {
-        let guard = self.writer("store results")?;
-        let mut record = self.existing_batch(account, seq)?;
-        if !matches!(record.state, BatchState::Completed(_)) {
-            return Err(Error::IllegalTransition {
-                account: account.clone(),
-                sequence: seq,
-                from: record.state,
-                to: BatchState::Collected,
-            });
-        }
-        let mut seen = HashSet::with_capacity(results.len());
-        for r in &results {
-            let bad = |reason| Error::BadResult {
-                account: account.clone(),
-                sequence: seq,
-                index: r.index,
-                reason,
-            };
-            if r.index >= record.line_count {
-                return Err(bad("beyond the batch's lines"));
-            }
-            if !seen.insert(r.index) {
-                return Err(bad("given twice"));
-            }
-            if let Some((key, _)) = r.fields.iter().find(|(k, _)| kvp_format::is_sensitive(k)) {
-                return Err(Error::SensitiveField {
-                    account: account.clone(),
-                    sequence: seq,
-                    index: r.index,
-                    key: key.clone(),
-                });
-            }
-        }
-        record.state = BatchState::Collected;
-        record.per_line_answer = Some(answer);
-        record.transitions.push(Stamp {
-            state: BatchState::Collected,
-            at_unix_ms: now_ms(),
-        });
-        let key = codec::batch_key(account, seq);
-        let encoded = codec::encode_batch(&record)?;
-        let values: Vec<(Vec<u8>, Vec<u8>)> = results
-            .iter()
-            .map(|r| {
-                (
-                    codec::result_key(account, seq, r.index),
-                    codec::encode_fields(&r.fields),
-                )
-            })
-            .collect();
-        (&self.batches, &self.open, &self.results)
-            .transaction(|(bat, open, res)| {
-                for (k, v) in &values {
-                    res.insert(k.as_slice(), v.as_slice())?;
-                }
-                bat.insert(key.as_slice(), encoded.as_slice())?;
-                open.insert(
-                    key.as_slice(),
-                    &[codec::encode_state(BatchState::Collected)][..],
-                )?;
-                Ok::<_, ConflictableTransactionError<Abort>>(())
-            })
-            .map_err(txn_error("store_results"))?;
-        drop(guard);
-        self.durable("results")?;
-        tracing::debug!(%account, sequence = %seq, results = values.len(), "results stored");
-        Ok(record)
-    }
-
-    /// Sets the operator's floor: the account's gateway has already seen numbers up to
-    /// `floor`, so new numbers start above it. It never lowers the high-water mark (numbers
-    /// already used stay used); setting a lower floor than before is allowed (a typo can be
-    /// corrected). Flushed and fsynced before returning.
-    ///
-    /// # Errors
-    /// [`Error::ReadOnly`]; storage and I/O errors.
-    pub fn set_floor(&self, account: &AccountId, floor: SequenceNumber) -> Result<()> {
-        let guard = self.writer("set a floor")?;
-        self.accounts
-            .transaction(|acc| {
-                let info = match acc.get(account.as_str())? {
-                    Some(v) => codec::decode_account(&v, account).or_else(abort)?,
-                    None => AccountInfo::default(),
-                };
-                let info = AccountInfo {
-                    floor: Some(floor),
-                    ..info
-                };
-                acc.insert(account.as_str(), &codec::encode_account(&info)[..])?;
-                Ok(())
-            })
-            .map_err(txn_error("set_floor"))?;
-        drop(guard);
-        self.durable("floor")?;
-        tracing::info!(%account, %floor, "sequence floor set");
-        Ok(())
     }
 }
 
@@ -810,5 +467,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+mod format2_tests;
 #[cfg(test)]
 mod tests;

@@ -2,18 +2,27 @@
 //! transactions went into which batch, how far each batch got, and the gateway's per-line
 //! answers. It is what makes paybatch safe to kill (PROTOCOL.md §2 items 5, 6, 8, 9).
 //!
-//! One sled 0.34 database directory per deployment, owned by one process at a time.
+//! One sled 0.34 database directory per deployment, owned by one process at a time. Per batch
+//! it keeps one record, one blob of its lines (references and content digests) and one blob of
+//! its results; the idempotency index (reference → batch, line, digest) is built from the
+//! blobs in memory, per account, on first use (layout and sizes in the crate README).
 //!
 //! Main types:
 //! - [`Ledger`]: open it, [`Ledger::reserve`] a number with its bindings, move batches along
-//!   with [`Ledger::transition`], keep results with [`Ledger::store_results`], query it.
+//!   with [`Ledger::transition`] (or [`Ledger::transition_with`] and [`Commit::Deferred`] for
+//!   the steps that need no fsync of their own), keep results with [`Ledger::store_results`]
+//!   (or the verdict and the results in one write with [`Ledger::complete_and_store`]), read
+//!   a batch's results back with [`Ledger::batch_results`], drop old ones with
+//!   [`Ledger::prune`], query it.
 //! - [`AccountId`]: the batch account sequence numbers are scoped to.
 //! - [`NewBatch`] / [`Reserve`]: what a reservation asks for and its three answers (reserved,
 //!   lost race, reference conflict).
 //! - [`BatchState`] / [`Transition`] / [`Verdict`]: the state machine, with the full table of
 //!   legal steps on [`BatchState`]; [`CompleteFields`] keeps the rest of COMPLETE (`xResult`,
 //!   the echoes) beside the verdict.
-//! - [`BatchRecord`], [`Binding`], [`StoredResult`]: what the ledger remembers.
+//! - [`BatchRecord`], [`Binding`], [`StoredResult`]: what the ledger remembers;
+//!   [`BatchResults`] / [`LineResult`] and [`BatchRefs`] / [`LineRef`]: a batch's results and
+//!   lines, read in one piece and borrowed line by line.
 //!
 //! ```
 //! use kvp_format::SequenceNumber;
@@ -55,13 +64,20 @@
 //! # Guarantees
 //!
 //! - **Durable before returning.** Every write ([`Ledger::reserve`], [`Ledger::transition`],
-//!   [`Ledger::store_results`], [`Ledger::set_floor`]) is one sled transaction across the trees
-//!   it touches, followed by sled's `flush()` and then fsyncs (module `durable`): sled 0.34's
+//!   [`Ledger::store_results`], [`Ledger::complete_and_store`], [`Ledger::set_floor`],
+//!   [`Ledger::prune`]) is one sled transaction across the trees it touches (per batch for a
+//!   prune), followed by sled's `flush()` and then fsyncs (module `durable`): sled 0.34's
 //!   flush ends in `sync_file_range`, which survives a killed process but not a power cut (no
 //!   file metadata, no device cache flush; blob files are never synced and snapshot renames
 //!   leave the directory unsynced). After the flush the ledger `fdatasync`s sled's log file,
 //!   fsyncs new blob files and the directories. On Linux an fsync through any descriptor
 //!   writes back the file's dirty pages, whoever wrote them. Cost: see the crate README.
+//! - **Deferred steps, in order.** A step that can be repeated after a crash (`Triggered`,
+//!   `Completed`, `Stuck`, `Cleaned`; [`Transition::can_defer`]) may be recorded with
+//!   [`Commit::Deferred`]: written without a flush, durable with the next durable write of any
+//!   account, [`Ledger::sync`] or the drop of the ledger. After a crash it may be lost, and then
+//!   so is every write after it, never an earlier one (sled's log is recovered as a prefix).
+//!   Which steps need an fsync and why: crate README.
 //! - **Atomic.** After a crash each write is entirely there or entirely absent (sled
 //!   transactions are recovered atomically).
 //! - **Numbers only go up.** A reserved number is strictly above every earlier number of the
@@ -78,31 +94,46 @@
 //!   never stored: results with such fields are refused, COMPLETE's sensitive echoes (an
 //!   `xKey`) are dropped from [`CompleteFields`], and the content digest hashes masked values
 //!   only ([`content_digest`]).
-//! - **Versioned layout.** A `format_version` record (currently 1); another version is
-//!   [`Error::UnsupportedFormat`], so a later layout can migrate instead of misreading.
+//! - **Versioned layout.** A `format_version` record (currently 2). A ledger of version 1 is
+//!   migrated when opened (safe to interrupt; a read-only open migrates its private copy);
+//!   another version is [`Error::UnsupportedFormat`].
+//! - **Retention keeps idempotency.** [`Ledger::prune`] drops the results of batches cleaned
+//!   before a date but keeps their references, digests, states and verdicts (and the results
+//!   of rejected batches): no transaction is ever sent twice because its results were pruned.
 #![warn(missing_docs)]
 
 mod account;
+mod answer;
 mod codec;
 mod crash;
 mod digest;
 mod durable;
 mod error;
 mod export;
+mod index;
 mod ledger;
+mod migrate;
+mod prune;
 mod query;
 mod record;
+mod refs;
+mod reserve;
+mod results;
 mod state;
+mod transition;
 
 pub use account::AccountId;
 #[doc(hidden)]
-pub use crash::{CRASH_ENV, LEDGER_CRASH_POINTS, crash_point};
+pub use crash::{CRASH_ENV, LEDGER_CRASH_POINTS, MIGRATION_CRASH_POINTS, crash_point};
 pub use digest::{batch_digest, content_digest, sha256};
 pub use durable::Durability;
 pub use error::{Error, Result};
-pub use ledger::{Ledger, LedgerOptions};
+pub use ledger::{Commit, Ledger, LedgerOptions};
+pub use prune::Pruned;
 pub use record::{
     AccountInfo, BatchRecord, Binding, ConflictKind, NewBatch, NewBinding, PerLineAnswer,
     RefConflict, Release, Reserve, StoredResult,
 };
+pub use refs::{BatchRefs, LineRef};
+pub use results::{BatchResults, Fields, LineResult};
 pub use state::{BatchState, CompleteFields, Outcome, Stamp, Transition, Verdict};

@@ -1,9 +1,12 @@
-//! Reading the ledger: accounts, batches, bindings, results.
+//! Reading the ledger: accounts, batches, bindings (from the in-memory index), results.
 
 use kvp_format::SequenceNumber;
 
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::index::{Slot, digest_prefix};
+use crate::refs::BatchRefs;
+use crate::results::BatchResults;
 use crate::{
     AccountId, AccountInfo, BatchRecord, BatchState, Binding, Ledger, Release, StoredResult,
 };
@@ -80,31 +83,55 @@ impl Ledger {
         Ok(out)
     }
 
-    /// The stored results of a batch, by `xIndex`.
+    /// The stored results of a batch, by `xIndex` (owned copies; [`Ledger::batch_results`]
+    /// reads them without copying). Empty before the batch is collected, when its answer had
+    /// no lines, and once they are [pruned](Ledger::prune).
     ///
     /// # Errors
     /// Storage and corruption errors.
     pub fn results(&self, account: &AccountId, seq: SequenceNumber) -> Result<Vec<StoredResult>> {
-        let mut out = Vec::new();
-        for item in self.results.scan_prefix(codec::batch_key(account, seq)) {
-            let (k, v) = item.map_err(Error::storage("scanning results"))?;
-            let what = || format!("result of batch {seq} of account {account}");
-            let index = k
-                .len()
-                .checked_sub(8)
-                .and_then(|at| k.get(at..))
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| Error::Corrupt {
-                    what: what(),
-                    detail: "short key".into(),
-                })?;
-            out.push(StoredResult {
-                index,
-                fields: codec::decode_fields(&v, what)?,
-            });
+        Ok(self
+            .batch_results(account, seq)?
+            .iter()
+            .map(|l| l.to_stored())
+            .collect())
+    }
+
+    /// The stored results of a batch, read in one piece and checked once, then iterated in
+    /// index order (or looked up by index) without an allocation per field: what a merge of
+    /// the batch's lines reads. Empty as for [`Ledger::results`]; whether the results were
+    /// pruned is [`BatchRecord::results_pruned_at`].
+    ///
+    /// # Errors
+    /// Storage and corruption errors.
+    pub fn batch_results(&self, account: &AccountId, seq: SequenceNumber) -> Result<BatchResults> {
+        match self
+            .batch_results
+            .get(codec::batch_key(account, seq))
+            .map_err(Error::storage("reading results"))?
+        {
+            Some(blob) => {
+                BatchResults::decode(blob, || format!("batch {seq} of account {account}"))
+            }
+            None => Ok(BatchResults::default()),
         }
-        Ok(out)
+    }
+
+    /// The lines of a batch as reserved: each line's client reference and content digest, in
+    /// line order. `None` for a batch the ledger does not have.
+    ///
+    /// # Errors
+    /// Storage and corruption errors.
+    pub fn batch_refs(
+        &self,
+        account: &AccountId,
+        seq: SequenceNumber,
+    ) -> Result<Option<BatchRefs>> {
+        self.batch_refs
+            .get(codec::batch_key(account, seq))
+            .map_err(Error::storage("reading a batch's references"))?
+            .map(|blob| BatchRefs::decode(blob, || format!("batch {seq} of account {account}")))
+            .transpose()
     }
 
     /// The stored result of one line of a collected batch, if the gateway gave one.
@@ -117,47 +144,80 @@ impl Ledger {
         seq: SequenceNumber,
         index: u64,
     ) -> Result<Option<StoredResult>> {
-        let what = || format!("result {index} of batch {seq} of account {account}");
-        self.results
-            .get(codec::result_key(account, seq, index))
-            .map_err(Error::storage("reading a result"))?
-            .map(|v| {
-                Ok(StoredResult {
-                    index,
-                    fields: codec::decode_fields(&v, what)?,
-                })
-            })
-            .transpose()
-    }
-
-    /// Whether the line has a result of its own ([`StoredResult::is_outcome`]).
-    pub(crate) fn line_has_outcome(
-        &self,
-        account: &AccountId,
-        seq: SequenceNumber,
-        index: u64,
-    ) -> Result<bool> {
         Ok(self
-            .line_result(account, seq, index)?
-            .is_some_and(|r| StoredResult::is_outcome(&r.fields)))
+            .batch_results(account, seq)?
+            .get(index)
+            .map(|l| l.to_stored()))
     }
 
-    /// Where a client reference is bound, if anywhere.
+    /// Where a client reference is bound, if anywhere (from the in-memory index; the full
+    /// content digest is read from the batch's stored lines).
     ///
     /// # Errors
     /// Storage and corruption errors.
     pub fn binding(&self, account: &AccountId, client_ref: &str) -> Result<Option<Binding>> {
-        let what = || format!("binding {client_ref:?} of account {account}");
-        self.bindings
-            .get(codec::binding_key(account, client_ref))
-            .map_err(Error::storage("reading a binding"))?
-            .map(|v| codec::decode_binding(&v, what))
+        let key = self.index.key(client_ref);
+        let slot = self.with_refs(account, |refs| Ok(refs.table.get(&key).copied()))?;
+        slot.map(|s| self.slot_binding(account, &s, None))
             .transpose()
+    }
+
+    /// [`Ledger::binding`] for a caller that has the transaction's content digest at hand (a
+    /// merge): when the bound content is the same (as far as the index's 128-bit prefix can
+    /// tell), the binding is answered from memory alone, with `content_digest` as its digest;
+    /// otherwise with the stored digest, as [`Ledger::binding`] does.
+    ///
+    /// # Errors
+    /// Storage and corruption errors.
+    pub fn binding_with(
+        &self,
+        account: &AccountId,
+        client_ref: &str,
+        content_digest: &[u8; 32],
+    ) -> Result<Option<Binding>> {
+        let key = self.index.key(client_ref);
+        let slot = self.with_refs(account, |refs| Ok(refs.table.get(&key).copied()))?;
+        slot.map(|s| {
+            let same = s.digest == digest_prefix(content_digest);
+            self.slot_binding(account, &s, same.then_some(content_digest))
+        })
+        .transpose()
+    }
+
+    /// The binding an index slot stands for. `same` is the caller's digest when its prefix
+    /// matched the slot's; otherwise the full digest is read from the batch's stored lines.
+    pub(crate) fn slot_binding(
+        &self,
+        account: &AccountId,
+        slot: &Slot,
+        same: Option<&[u8; 32]>,
+    ) -> Result<Binding> {
+        let sequence = slot.sequence()?;
+        let index = u64::from(slot.index);
+        let content_digest = match same {
+            Some(d) => *d,
+            None => {
+                let what = || format!("batch {sequence} of account {account}");
+                let blob = self
+                    .batch_refs
+                    .get(codec::batch_key(account, sequence))
+                    .map_err(Error::storage("reading a batch's references"))?
+                    .ok_or_else(|| codec::corrupt(what(), "bound lines without a batch"))?;
+                crate::refs::digest_at(&blob, index)
+                    .ok_or_else(|| codec::corrupt(what(), "bound line outside the batch"))?
+            }
+        };
+        Ok(Binding {
+            sequence,
+            index,
+            content_digest,
+        })
     }
 
     /// The idempotency check before planning a transaction: `Ok(None)` when the reference is
     /// free (never bound, or bound to a line its batch [releases](BatchRecord::releases_line_under));
     /// `Ok(Some(binding))` when the same content is already bound ("already in batch 17, line 4").
+    /// Answered from the in-memory index (loaded on the account's first use).
     ///
     /// # Errors
     /// [`Error::ContentConflict`] when the reference is bound to different content; storage
@@ -189,25 +249,27 @@ impl Ledger {
         content_digest: &[u8; 32],
         release: Release,
     ) -> Result<Option<Binding>> {
-        let Some(existing) = self.binding(account, client_ref)? else {
+        let key = self.index.key(client_ref);
+        let found = self.with_refs(account, |refs| {
+            Ok(refs
+                .table
+                .get(&key)
+                .filter(|s| !refs.released(s, release))
+                .copied())
+        })?;
+        let Some(slot) = found else {
             return Ok(None);
         };
-        if let Some(holder) = self.batch(account, existing.sequence)? {
-            let has_outcome = holder.is_rejected()
-                && self.line_has_outcome(account, existing.sequence, existing.index)?;
-            if holder.releases_line_under(release, has_outcome) {
-                return Ok(None);
-            }
+        if slot.digest == digest_prefix(content_digest) {
+            return self
+                .slot_binding(account, &slot, Some(content_digest))
+                .map(Some);
         }
-        if &existing.content_digest == content_digest {
-            Ok(Some(existing))
-        } else {
-            Err(Error::ContentConflict {
-                account: account.clone(),
-                client_ref: client_ref.to_string(),
-                existing,
-            })
-        }
+        Err(Error::ContentConflict {
+            account: account.clone(),
+            client_ref: client_ref.to_string(),
+            existing: self.slot_binding(account, &slot, None)?,
+        })
     }
 
     /// Every batch of the account, by number.
@@ -276,23 +338,39 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Every binding of the account, by client reference (byte order).
+    /// Every binding of the account, by client reference (byte order): each reference in
+    /// the last batch that took it. Reads every batch's stored lines (for operators, exports
+    /// and the collection of in-flight batches, not for a per-line path).
     ///
     /// # Errors
     /// Storage and corruption errors.
     pub fn bindings_of(&self, account: &AccountId) -> Result<Vec<(String, Binding)>> {
-        let mut out = Vec::new();
-        for item in self.bindings.scan_prefix(codec::prefix(account)) {
-            let (k, v) = item.map_err(Error::storage("scanning bindings"))?;
-            let (_, rest) = codec::split_key(&k, "bindings")?;
-            let client_ref = String::from_utf8(rest).map_err(|e| Error::Corrupt {
-                what: format!("binding key of account {account}"),
-                detail: e.to_string(),
-            })?;
-            let b = codec::decode_binding(&v, || format!("binding {client_ref:?} of {account}"))?;
-            out.push((client_ref, b));
+        let mut all = std::collections::BTreeMap::new();
+        for item in self.batch_refs.scan_prefix(codec::prefix(account)) {
+            let (k, v) = item.map_err(Error::storage("scanning batch references"))?;
+            let (_, rest) = codec::split_key(&k, "batch_refs")?;
+            let sequence = codec::seq_from_suffix(&rest, "batch_refs")?;
+            let lines = BatchRefs::decode(v, || format!("batch {sequence} of account {account}"))?;
+            for line in lines.iter() {
+                if let Some(client_ref) = line.client_ref {
+                    all.insert(
+                        client_ref.to_owned(),
+                        Binding {
+                            sequence,
+                            index: line.index,
+                            content_digest: line.content_digest,
+                        },
+                    );
+                }
+            }
         }
-        Ok(out)
+        Ok(all.into_iter().collect())
+    }
+
+    /// Bytes the in-memory idempotency index holds now (for measurements).
+    #[doc(hidden)]
+    pub fn index_bytes(&self) -> usize {
+        self.index.bytes()
     }
 }
 

@@ -148,6 +148,12 @@ pub struct BatchRecord {
     /// defaults when absent).
     #[serde(default)]
     pub gateway_batch_id: Option<String>,
+    /// When [`crate::Ledger::prune`] dropped the batch's stored results (Unix milliseconds):
+    /// its lines' answers are no longer in the ledger (report them `unknown`, "results
+    /// pruned"). Its references, digests, state and verdict stay, so idempotency is unchanged.
+    /// `None` while the results are kept, and in records written before this field existed.
+    #[serde(default)]
+    pub results_pruned_at: Option<u64>,
 }
 
 /// What a batch's per-line answer (Sola: `RESPONSE_X`) held when the batch was collected. For

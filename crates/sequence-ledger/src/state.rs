@@ -284,6 +284,25 @@ impl Transition {
         )
     }
 
+    /// Whether the step may be recorded without an fsync of its own
+    /// ([`crate::Commit::Deferred`]): it can be repeated after a crash that lost it, because
+    /// what it records is still there to be found again. `Triggered` (PROCESS_X is uploaded
+    /// again: the gateway ignores a number it has seen), `Completed` (COMPLETE_X stays in the
+    /// drop until the results are durable), `Stuck` (the deadline passes again) and `Cleaned`
+    /// (deleting the answer files again is harmless). Not `RequestUploaded`: a batch whose
+    /// PROCESS may have been written must never be found `Reserved` (PROTOCOL.md decision 4b),
+    /// nor an operator's `Abandoned` or `MarkedUnknown`.
+    pub fn can_defer(&self) -> bool {
+        matches!(
+            self,
+            Transition::Triggered
+                | Transition::Completed(_)
+                | Transition::CompletedWith(..)
+                | Transition::Stuck
+                | Transition::Cleaned
+        )
+    }
+
     /// The state this step leads to.
     pub fn target(&self) -> BatchState {
         match self {

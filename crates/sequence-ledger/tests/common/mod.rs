@@ -17,7 +17,8 @@ pub type HighWater = BTreeMap<AccountId, Option<SequenceNumber>>;
 /// - every batch's transition stamps form a legal path from `Reserved` ending in its state;
 /// - the in-flight list is exactly the batches that are not final;
 /// - every binding points at an existing batch and a line inside it;
-/// - results exist only for collected batches, for lines inside them.
+/// - results exist only for collected batches, for lines inside them; a batch whose results
+///   were pruned is `Cleaned` and has none.
 pub fn check_invariants(ledger: &Ledger) -> HighWater {
     let mut high = HighWater::new();
     let mut not_final = HashSet::new();
@@ -67,6 +68,15 @@ pub fn check_invariants(ledger: &Ledger) -> HighWater {
                     b.sequence,
                     b.state
                 );
+            }
+            if b.results_pruned_at.is_some() {
+                assert_eq!(
+                    b.state,
+                    BatchState::Cleaned,
+                    "{account}/{}: pruned",
+                    b.sequence
+                );
+                assert!(results.is_empty(), "{account}/{}: pruned", b.sequence);
             }
             for r in results {
                 assert!(r.index < b.line_count);
