@@ -2,13 +2,38 @@
 //! Any failure is answered with a COMPLETE `xStatus=Error` whose `xError` is the returned
 //! text (which never contains a key or card data: kvp-format's errors mask them).
 
-use kvp_format::{FORMAT_KVP, FileKind, FileName, ProcessFile, Reader, Record, RequestLine};
+use std::ops::Range;
+
+use kvp_format::{
+    BOM, FORMAT_KVP, FileKind, FileName, ProcessFile, Reader, Record, RequestLine, SequenceNumber,
+    ViewBuf, parse_u64,
+};
 
 /// A batch that passed the checks.
 #[derive(Debug)]
 pub(crate) struct CheckedBatch {
     pub process: ProcessFile,
-    pub lines: Vec<RequestLine>,
+    pub lines: Lines,
+}
+
+/// The lines of a REQUEST that passed the checks.
+#[derive(Debug)]
+pub(crate) enum Lines {
+    /// Where each line's content lies in the REQUEST bytes (line ending excluded), in order:
+    /// the lines are viewed again, without copying, when they are processed.
+    Ranges(Vec<Range<usize>>),
+    /// The lines as the full reader decoded them (only when the quick check and the reader
+    /// disagree, which they should not).
+    Decoded(Vec<RequestLine>),
+}
+
+impl Lines {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Lines::Ranges(r) => r.len(),
+            Lines::Decoded(l) => l.len(),
+        }
+    }
 }
 
 /// Why a batch is refused as a whole: the PROCESS file as far as it could be read (to echo
@@ -22,11 +47,16 @@ pub(crate) struct BatchRefusal {
 /// Checks PROCESS_X (batch key, `xFormat=KVP`, `xSequenceNumber` = X) and REQUEST_X (every
 /// line decodes as UTF-8 with no repeated key, `xIndex` = position, `xSequenceNumber` = X,
 /// and `xSubmittedCount` = the number of lines).
+///
+/// REQUEST_X is checked first through borrowed line views ([`quick_check`], no copy of any
+/// line); only when that finds a problem is the file read again with `kvp_format::Reader`,
+/// whose error (file, line, key) becomes the refusal's text.
 pub(crate) fn check_batch(
     name: FileName,
     process_bytes: &[u8],
     request_bytes: Option<&[u8]>,
     batch_key: &str,
+    views: &mut ViewBuf,
 ) -> Result<CheckedBatch, BatchRefusal> {
     let x = name.sequence;
     let refuse = |process: Option<&ProcessFile>, reason: String| BatchRefusal {
@@ -59,6 +89,15 @@ pub(crate) fn check_batch(
     let Some(bytes) = request_bytes else {
         return Err(refuse(Some(&process), format!("{request_name} not found")));
     };
+    if let Some(ranges) = quick_check(bytes, x, views)
+        && !ranges.is_empty()
+        && process.submitted_count == ranges.len() as u64
+    {
+        return Ok(CheckedBatch {
+            process,
+            lines: Lines::Ranges(ranges),
+        });
+    }
     let mut reader = Reader::new(bytes).with_name(request_name.to_string());
     let mut rec = Record::new();
     let mut lines = Vec::new();
@@ -102,7 +141,59 @@ pub(crate) fn check_batch(
         );
         return Err(refuse(Some(&process), reason));
     }
-    Ok(CheckedBatch { process, lines })
+    Ok(CheckedBatch {
+        process,
+        lines: Lines::Decoded(lines),
+    })
+}
+
+/// The reader's rules (LF or CRLF, a missing final newline, trailing blank lines ignored; no
+/// BOM, no blank line followed by content, UTF-8 after decoding, no repeated key) and the
+/// batch's (`xIndex` = position, `xSequenceNumber` = `x`), checked on borrowed views: the
+/// content range of every line when all hold, `None` at the first problem (the caller then
+/// runs the full reader for the error text).
+pub(crate) fn quick_check(
+    bytes: &[u8],
+    x: SequenceNumber,
+    views: &mut ViewBuf,
+) -> Option<Vec<Range<usize>>> {
+    // A typical REQUEST line is 150-300 bytes.
+    let mut ranges = Vec::with_capacity(bytes.len() / 128 + 1);
+    let mut pos = 0;
+    let mut blank_seen = false;
+    while pos < bytes.len() {
+        let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+        let mut content_end = end;
+        if content_end > pos && bytes[content_end - 1] == b'\r' {
+            content_end -= 1;
+        }
+        let line = &bytes[pos..content_end];
+        if pos == 0 && line.starts_with(BOM) {
+            return None;
+        }
+        if line.is_empty() {
+            blank_seen = true;
+        } else {
+            if blank_seen {
+                return None;
+            }
+            let view = views.view(line).ok()?;
+            if view.repeated_key().is_some() {
+                return None;
+            }
+            let index = view.get(kvp_format::keys::INDEX)?;
+            if parse_u64(&index)? != ranges.len() as u64 {
+                return None;
+            }
+            let sequence = view.get(kvp_format::keys::SEQUENCE)?;
+            if sequence.parse::<SequenceNumber>().ok()? != x {
+                return None;
+            }
+            ranges.push(pos..content_end);
+        }
+        pos = end + 1;
+    }
+    Some(ranges)
 }
 
 #[cfg(test)]
@@ -113,9 +204,99 @@ mod tests {
 
     fn run(process: &str, request: Option<&str>) -> Result<usize, String> {
         let name: FileName = "PROCESS_7.KVP".parse().unwrap();
-        check_batch(name, process.as_bytes(), request.map(str::as_bytes), KEY)
-            .map(|b| b.lines.len())
-            .map_err(|r| r.reason)
+        let mut views = ViewBuf::new();
+        check_batch(
+            name,
+            process.as_bytes(),
+            request.map(str::as_bytes),
+            KEY,
+            &mut views,
+        )
+        .map(|b| {
+            // Every valid case goes the quick way.
+            assert!(matches!(b.lines, Lines::Ranges(_)));
+            b.lines.len()
+        })
+        .map_err(|r| r.reason)
+    }
+
+    /// The quick check accepts exactly what the reader plus the batch rules accept, with the
+    /// same lines.
+    #[test]
+    fn quick_check_agrees_with_the_reader() {
+        let x = SequenceNumber::new(7).unwrap();
+        #[rustfmt::skip]
+        let files: &[&[u8]] = &[
+            b"",
+            b"\n",
+            b"\n\n",
+            b"xIndex=0&xSequenceNumber=7",
+            b"xIndex=0&xSequenceNumber=7\n",
+            b"xIndex=0&xSequenceNumber=7\r\nxIndex=1&xSequenceNumber=7\r\n",
+            b"xIndex=0&xSequenceNumber=7\r\nxIndex=1&xSequenceNumber=7\r",
+            b"xIndex=0&xSequenceNumber=7\n\n\n",
+            b"xIndex=0&xSequenceNumber=7\n\r\n",
+            b"xIndex=0&xSequenceNumber=7\n\nxIndex=1&xSequenceNumber=7\n",
+            b"\nxIndex=0&xSequenceNumber=7\n",
+            b"\xEF\xBB\xBFxIndex=0&xSequenceNumber=7\n",
+            b"xIndex=0&xSequenceNumber=7\n\xEF\xBB\xBFxIndex=1&xSequenceNumber=7\n",
+            b"x%49ndex=0&xSequence%4Eumber=7&xName=a+b\n",
+            b"xIndex=0&xSequenceNumber=7&xIndex=0\n",
+            b"xIndex=0&xSequenceNumber=7&x%49ndex=0\n",
+            b"xIndex=0&xSequenceNumber=7&a=1&a=2\n",
+            b"xIndex=0&xSequenceNumber=7&xName=%FF\n",
+            b"xIndex=0&xSequenceNumber=7&xName=\xC3\xA9&k=%C3%A9\n",
+            b"xIndex=0&xSequenceNumber=7&xName=\xC3\n",
+            b"xIndex=00&xSequenceNumber=7\n",
+            b"xIndex=+0&xSequenceNumber=7\n",
+            b"xIndex=1&xSequenceNumber=7\n",
+            b"xIndex=0&xSequenceNumber=07\n",
+            b"xIndex=0&xSequenceNumber=8\n",
+            b"xIndex=0\n",
+            b"xSequenceNumber=7\n",
+            b"xIndex=0&xSequenceNumber=7&&&\nxIndex=1&&xSequenceNumber=7\n",
+            b"xIndex=0&xSequenceNumber=7&=v&k\n",
+            b"xIndex=0&xSequenceNumber=7\nxIndex=1&xSequenceNumber=7&xA=1&xA=2\n",
+        ];
+        for bytes in files {
+            let mut views = ViewBuf::new();
+            let quick = quick_check(bytes, x, &mut views);
+            let mut reader = Reader::new(*bytes);
+            let mut rec = Record::new();
+            let mut slow = Vec::new();
+            let ok = loop {
+                match reader.read_record(&mut rec) {
+                    Ok(true) => {}
+                    Ok(false) => break true,
+                    Err(_) => break false,
+                }
+                match RequestLine::from_record(rec.clone(), reader.line()) {
+                    Ok(l) if l.index == slow.len() as u64 && l.sequence == x => {
+                        slow.push(rec.clone())
+                    }
+                    _ => break false,
+                }
+            };
+            match (quick, ok) {
+                (Some(ranges), true) => {
+                    let got: Vec<Record> = ranges
+                        .iter()
+                        .map(|r| {
+                            kvp_format::decode_line(&bytes[r.clone()])
+                                .unwrap()
+                                .into_iter()
+                                .collect()
+                        })
+                        .collect();
+                    assert_eq!(got, slow, "{:?}", String::from_utf8_lossy(bytes));
+                }
+                (None, false) => {}
+                (q, _) => panic!(
+                    "{:?}: quick {q:?}, reader ok {ok}",
+                    String::from_utf8_lossy(bytes)
+                ),
+            }
+        }
     }
 
     const P2: &str = "xKey=batch-secret&xSubmittedCount=2&xFormat=KVP&xSequenceNumber=7\n";
