@@ -160,12 +160,17 @@ impl Shared {
             ResponseOrder::Shuffled { seed } => Some(seed),
             ResponseOrder::InOrder => None,
         };
+        let mut journal = std::mem::take(&mut a.journal_buf);
+        journal.clear();
+        // A journal line is ~300 bytes.
+        journal.reserve(count * 320);
         let mut out = BatchOutput {
-            // A RESPONSE line is about as long as its REQUEST line; a journal line ~300 bytes.
+            // A RESPONSE line is about as long as its REQUEST line.
             response: Vec::with_capacity(request.len() + count * 64),
-            journal: Vec::with_capacity(count * 320),
+            journal,
             line_ends: Vec::with_capacity(if shuffle.is_some() { count } else { 0 }),
             scratch: String::new(),
+            arena: Vec::new(),
         };
         for i in 0..count {
             let ctx = LineCtx {
@@ -180,15 +185,14 @@ impl Shared {
             };
             let result = match &batch.lines {
                 Lines::Ranges(ranges) => {
-                    let fields = match ranges.get(i).and_then(|r| request.get(r.clone())) {
-                        // Checked by `check_batch` on these very bytes: it cannot fail here.
-                        Some(line) => a.views.view(line).ok(),
-                        None => None,
-                    };
-                    let fields = fields
-                        .as_ref()
-                        .map_or_else(LineFields::empty, LineFields::from_view);
-                    self.answer(&ctx, &fields, &mut a.book, &mut out)
+                    let line = ranges
+                        .get(i)
+                        .and_then(|r| request.get(r.clone()))
+                        .unwrap_or_default();
+                    let fields = LineFields::from_line(line, std::mem::take(&mut out.arena));
+                    let result = self.answer(&ctx, &fields, &mut a.book, &mut out);
+                    out.arena = fields.into_arena();
+                    result
                 }
                 Lines::Decoded(lines) => match lines.get(i) {
                     Some(line) => self.answer(&ctx, &line.fields, &mut a.book, &mut out),
@@ -217,6 +221,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .append_encoded(&out.journal)?;
+        // Keep the buffer for the next batch, unless it grew past what a usual batch needs.
+        if out.journal.capacity() <= JOURNAL_BUF_KEEP {
+            a.journal_buf = std::mem::take(&mut out.journal);
+        }
         self.crash_if_due(a, seq, CrashPoint::AfterJournal)?;
 
         let mut response = out.response;
@@ -373,6 +381,9 @@ impl Shared {
     }
 }
 
+/// Largest journal buffer an account keeps between batches (about 100,000 lines' worth).
+const JOURNAL_BUF_KEEP: usize = 32 << 20;
+
 /// What a batch writes while its lines are processed: RESPONSE_X's and the journal's lines,
 /// in memory until every line is done.
 struct BatchOutput {
@@ -382,6 +393,8 @@ struct BatchOutput {
     line_ends: Vec<usize>,
     /// Reused for masked numbers.
     scratch: String,
+    /// Reused for the decoded values of each line ([`LineFields`]).
+    arena: Vec<u8>,
 }
 
 /// KVP lines with LF endings; spaces as `%20` or `+`.

@@ -103,11 +103,58 @@ impl Hasher for IntHasher {
 
 type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
+/// Approved transactions by numeric `xRefNum`, in vectors sorted by it. The simulator hands
+/// numbers out in increasing order (and the journal replays them in that order), so recording
+/// one is an append — no hashing, no rehash of a table of millions — and a lookup is a binary
+/// search. A number below the last one (only a hand-written journal has that) is inserted in
+/// its place, and a number seen again replaces the earlier transaction, as a map would.
+#[derive(Debug, Default)]
+struct Txns {
+    keys: Vec<u64>,
+    txns: Vec<Txn>,
+}
+
+impl Txns {
+    fn position(&self, key: u64) -> Result<usize, usize> {
+        match self.keys.last() {
+            Some(&last) if last < key => Err(self.keys.len()),
+            _ => self.keys.binary_search(&key),
+        }
+    }
+
+    fn get(&self, key: &u64) -> Option<&Txn> {
+        self.position(*key).ok().and_then(|i| self.txns.get(i))
+    }
+
+    fn get_mut(&mut self, key: &u64) -> Option<&mut Txn> {
+        self.position(*key).ok().and_then(|i| self.txns.get_mut(i))
+    }
+
+    fn insert(&mut self, key: u64, txn: Txn) {
+        match self.position(key) {
+            Ok(i) => {
+                if let Some(slot) = self.txns.get_mut(i) {
+                    *slot = txn;
+                }
+            }
+            Err(i) => {
+                self.keys.insert(i, key);
+                self.txns.insert(i, txn);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
 /// One account's approved transactions and duplicate window, keyed by the numeric `xRefNum`
 /// and the 128-bit fingerprint (the journal's hex strings, parsed).
 #[derive(Debug, Default)]
 pub(crate) struct Book {
-    txns: IntMap<u64, Txn>,
+    txns: Txns,
     recent: IntMap<u128, u64>,
     /// Size of `recent` after the last [`Book::prune`] that scanned it.
     recent_after_prune: usize,
@@ -300,6 +347,22 @@ mod tests {
         b.apply(&e("cc:sale", "D", "6", None, 500));
         assert!(b.get("6", "m").is_none());
         assert_eq!(b.len(), 5);
+    }
+
+    #[test]
+    fn numbers_out_of_order_or_repeated_behave_as_in_a_map() {
+        let mut b = Book::default();
+        for rn in ["10", "30", "20", "5", "30"] {
+            b.apply(&e("cc:authonly", "A", rn, None, rn.parse().unwrap()));
+        }
+        assert_eq!(b.txns.keys, [5, 10, 20, 30]);
+        for rn in ["5", "10", "20", "30"] {
+            assert_eq!(b.get(rn, "m").unwrap().amount, rn.parse::<u64>().unwrap());
+        }
+        assert!(b.get("31", "m").is_none() && b.get("1", "m").is_none());
+        b.apply(&e("cc:capture", "A", "40", Some("20"), 7));
+        assert_eq!(b.get("20", "m").unwrap().captured, 7);
+        assert_eq!(b.refund_root("40", "m").unwrap().amount, 20);
     }
 
     #[test]

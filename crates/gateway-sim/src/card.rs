@@ -42,6 +42,13 @@ pub(crate) fn mask_card(n: &str) -> String {
 /// [`mask_card`] into `out` (cleared first).
 pub(crate) fn mask_card_into(n: &str, out: &mut String) {
     out.clear();
+    if n.is_ascii() && n.len() > 5 {
+        // Every number the rules accept: one byte per character.
+        out.push_str(&n[..1]);
+        out.extend(std::iter::repeat_n('x', n.len() - 5));
+        out.push_str(&n[n.len() - 4..]);
+        return;
+    }
     let len = n.chars().count();
     if len <= 5 {
         out.extend(std::iter::repeat_n('x', len));
@@ -159,6 +166,8 @@ mod tests {
         assert_eq!(mask_card("4111111111111111"), "4xxxxxxxxxxx1111");
         assert_eq!(mask_card("378282246310005"), "3xxxxxxxxxx0005");
         assert_eq!(mask_card("12345"), "xxxxx");
+        assert_eq!(mask_card("123456"), "1x3456");
+        assert_eq!(mask_card("é23456789"), "éxxxx6789");
         assert_eq!(mask_account("123456789"), "xxxxx6789");
         assert_eq!(mask_account("123"), "123");
         let mut reused = String::from("left over");

@@ -1,10 +1,6 @@
 //! The request fields the transaction rules read, and three ways to hold a line's values:
-//! [`LineFields`] (borrowed from the REQUEST bytes through a `kvp_format::LineView`, what the
-//! batch loop uses), a decoded [`kvp_format::Record`], and a slice of pairs (unit tests).
-
-use std::borrow::Cow;
-
-use kvp_format::LineView;
+//! [`LineFields`] (borrowed from the REQUEST bytes, what the batch loop uses), a decoded
+//! [`kvp_format::Record`], and a slice of pairs (unit tests).
 
 /// Every request key a rule looks at. Keys not listed here are never read (and never
 /// decoded on the fast path).
@@ -59,6 +55,7 @@ impl Key {
     }
 
     /// The key named `name` (exact, case-sensitive), if a rule reads it.
+    #[cfg(test)]
     fn from_name(name: &str) -> Option<Key> {
         Some(match name {
             "xKey" => Key::Key,
@@ -108,41 +105,172 @@ impl Fields for [(&str, &str)] {
     }
 }
 
-/// The values of one line's [`Key`]s, taken from a [`LineView`] in one pass over its pairs:
-/// borrowed from the line unless they had to be percent-decoded. Other keys are skipped
-/// without decoding their values. Each slot holds the first occurrence of its key (REQUEST
-/// lines with a repeated key are refused before any line is processed).
+/// The values of one line's [`Key`]s, found in one pass over its raw pieces: a value that
+/// needs no decoding is a slice of the line, the others are percent-decoded into an arena
+/// that is handed from line to line (so a line allocates nothing once it has grown). Other
+/// keys are skipped without decoding their values. Each slot holds the first occurrence of
+/// its key (REQUEST lines with a repeated key are refused before any line is processed).
+///
+/// The line must be one that `kvp_format::ViewBuf::view` accepted: every component decodes
+/// to UTF-8, so the raw line is UTF-8 too.
 pub(crate) struct LineFields<'a> {
-    slots: [Option<Cow<'a, str>>; KEYS],
+    line: &'a str,
+    /// Decoded values, each checked to be UTF-8 when decoded.
+    arena: Vec<u8>,
+    slots: [Slot; KEYS],
+}
+
+/// Where a value is: in the line or in the arena, as a byte range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Absent,
+    Line(usize, usize),
+    Arena(usize, usize),
 }
 
 impl<'a> LineFields<'a> {
     /// A line without any of the keys.
     pub(crate) fn empty() -> LineFields<'a> {
         LineFields {
-            slots: [const { None }; KEYS],
+            line: "",
+            arena: Vec::new(),
+            slots: [Slot::Absent; KEYS],
         }
     }
 
-    /// Collects the keys the rules read from `view`.
-    pub(crate) fn from_view(view: &LineView<'a>) -> LineFields<'a> {
-        let mut slots = [const { None }; KEYS];
-        for i in 0..view.len() {
-            let Some(key) = view.key(i).as_deref().and_then(Key::from_name) else {
-                continue;
-            };
-            let slot: &mut Option<Cow<'a, str>> = &mut slots[key as usize];
-            if slot.is_none() {
-                *slot = view.value(i);
+    /// Collects the keys the rules read from `line` (without its line ending), decoding into
+    /// `arena` (cleared first). A line that is not UTF-8 (not one the view accepted) has no
+    /// fields.
+    pub(crate) fn from_line(line: &'a [u8], mut arena: Vec<u8>) -> LineFields<'a> {
+        arena.clear();
+        let mut fields = LineFields {
+            line: "",
+            arena,
+            slots: [Slot::Absent; KEYS],
+        };
+        let Ok(text) = std::str::from_utf8(line) else {
+            return fields;
+        };
+        fields.line = text;
+        // One pass over the bytes: `&` ends a piece, its first `=` ends the key, `%` or `+`
+        // means that side must be decoded.
+        let mut start = 0;
+        let mut key_end = None;
+        let (mut key_escaped, mut value_escaped) = (false, false);
+        for (i, &b) in line
+            .iter()
+            .enumerate()
+            .chain(std::iter::once((line.len(), &b'&')))
+        {
+            match b {
+                b'&' => {
+                    if i > start {
+                        fields.take(line, start, key_end, i, key_escaped, value_escaped);
+                    }
+                    start = i + 1;
+                    key_end = None;
+                    (key_escaped, value_escaped) = (false, false);
+                }
+                b'=' if key_end.is_none() => key_end = Some(i),
+                b'%' | b'+' => {
+                    if key_end.is_none() {
+                        key_escaped = true;
+                    } else {
+                        value_escaped = true;
+                    }
+                }
+                _ => {}
             }
         }
-        LineFields { slots }
+        fields
+    }
+
+    /// Files the piece `line[start..end]` (key up to `key_end`) in its slot, if it is a key
+    /// the rules read and the first of its kind.
+    fn take(
+        &mut self,
+        line: &[u8],
+        start: usize,
+        key_end: Option<usize>,
+        end: usize,
+        key_escaped: bool,
+        value_escaped: bool,
+    ) {
+        let (key_end, value_start) = match key_end {
+            Some(k) => (k, k + 1),
+            None => (end, end),
+        };
+        let raw_key = &line[start..key_end];
+        let key = if key_escaped {
+            // Rare: a key written with escapes.
+            let mut decoded = Vec::with_capacity(raw_key.len());
+            kvp_format::percent_decode_into(raw_key, &mut decoded);
+            Key::from_bytes(&decoded)
+        } else {
+            Key::from_bytes(raw_key)
+        };
+        let Some(key) = key else { return };
+        let slot = &mut self.slots[key as usize];
+        if *slot != Slot::Absent {
+            return;
+        }
+        *slot = if value_escaped {
+            let at = self.arena.len();
+            kvp_format::percent_decode_into(&line[value_start..end], &mut self.arena);
+            if std::str::from_utf8(&self.arena[at..]).is_ok() {
+                Slot::Arena(at, self.arena.len())
+            } else {
+                self.arena.truncate(at);
+                Slot::Absent
+            }
+        } else {
+            Slot::Line(value_start, end)
+        };
+    }
+
+    /// Gives the arena back, for the next line.
+    pub(crate) fn into_arena(self) -> Vec<u8> {
+        self.arena
+    }
+}
+
+impl Key {
+    /// [`Key::from_name`] on bytes.
+    fn from_bytes(name: &[u8]) -> Option<Key> {
+        Some(match name {
+            b"xKey" => Key::Key,
+            b"xVersion" => Key::Version,
+            b"xSoftwareName" => Key::SoftwareName,
+            b"xSoftwareVersion" => Key::SoftwareVersion,
+            b"xCommand" => Key::Command,
+            b"xCardNum" => Key::CardNum,
+            b"xExp" => Key::Exp,
+            b"xToken" => Key::Token,
+            b"xMagstripe" => Key::Magstripe,
+            b"xAmount" => Key::Amount,
+            b"xInvoice" => Key::Invoice,
+            b"xAllowDuplicate" => Key::AllowDuplicate,
+            b"xRefNum" => Key::RefNum,
+            b"xZip" => Key::Zip,
+            b"xStreet" => Key::Street,
+            b"xCVV" => Key::Cvv,
+            b"xRouting" => Key::Routing,
+            b"xAccount" => Key::Account,
+            _ => return None,
+        })
     }
 }
 
 impl Fields for LineFields<'_> {
     fn raw(&self, key: Key) -> Option<&str> {
-        self.slots[key as usize].as_deref()
+        match self.slots[key as usize] {
+            Slot::Absent => None,
+            Slot::Line(s, e) => self.line.get(s..e),
+            Slot::Arena(s, e) => self
+                .arena
+                .get(s..e)
+                .and_then(|v| std::str::from_utf8(v).ok()),
+        }
     }
 }
 
@@ -176,6 +304,7 @@ mod tests {
     fn names_round_trip_and_slots_are_distinct() {
         for (i, k) in ALL.iter().enumerate() {
             assert_eq!(Key::from_name(k.name()), Some(*k));
+            assert_eq!(Key::from_bytes(k.name().as_bytes()), Some(*k));
             assert_eq!(*k as usize, i);
         }
         assert_eq!(Key::from_name("xkey"), None);
@@ -183,27 +312,42 @@ mod tests {
     }
 
     #[test]
-    fn view_fields_agree_with_record_and_pairs() {
-        let line: &[u8] =
-            b"xIndex=0&xKey=k&xName=Jo+Smith&xInvoice=A%20B&x%43VV=123&xZip=&xAmount=1.00";
+    fn line_fields_agree_with_the_decoded_record() {
+        #[rustfmt::skip]
+        let lines: &[&[u8]] = &[
+            b"xIndex=0&xKey=k&xName=Jo+Smith&xInvoice=A%20B&x%43VV=123&xZip=&xAmount=1.00",
+            b"xCommand=cc%3Asale&&xCardNum=4111111111111111&xExp=1230&xToken&=v&xStreet=%C3%A9+%F0%9F%92%B3",
+            b"xInvoice=100%&xRefNum=%zz&xRouting=%4&xAccount=a=b=c&x+y=1&xKey=%2B%26%3D",
+            b"xAllowDuplicate=True&xMagstripe=%25B4111%5E&xSoftwareName=\xC3\xA9&xVersion=5.0.0",
+            b"",
+            b"&&&",
+        ];
+        let mut arena = Vec::new();
         let mut buf = ViewBuf::new();
-        let view = buf.view(line).unwrap();
-        let fields = LineFields::from_view(&view);
-        let mut rec = kvp_format::Record::new();
-        view.to_record(&mut rec);
-        let pairs: Vec<(&str, &str)> = rec.iter().collect();
-        for k in ALL {
-            assert_eq!(fields.raw(k), rec.raw(k), "{k:?}");
-            assert_eq!(fields.raw(k), pairs.as_slice().raw(k), "{k:?}");
-            assert_eq!(fields.field(k), rec.field(k), "{k:?}");
+        for line in lines {
+            let view = buf.view(line).unwrap();
+            let mut rec = kvp_format::Record::new();
+            view.to_record(&mut rec);
+            let pairs: Vec<(&str, &str)> = rec.iter().collect();
+            let fields = LineFields::from_line(line, arena);
+            for k in ALL {
+                assert_eq!(fields.raw(k), rec.raw(k), "{k:?} in {line:?}");
+                assert_eq!(fields.raw(k), pairs.as_slice().raw(k), "{k:?}");
+                assert_eq!(fields.field(k), rec.field(k), "{k:?}");
+            }
+            arena = fields.into_arena();
         }
+        let fields = LineFields::from_line(lines[0], arena);
         assert_eq!(fields.raw(Key::Invoice), Some("A B"));
         assert_eq!(fields.raw(Key::Cvv), Some("123"));
         assert_eq!(fields.raw(Key::Zip), Some(""));
         assert_eq!(fields.field(Key::Zip), None);
-        assert!(matches!(
-            fields.slots[Key::Key as usize],
-            Some(Cow::Borrowed(_))
-        ));
+        assert!(matches!(fields.slots[Key::Key as usize], Slot::Line(..)));
+        assert!(
+            LineFields::from_line(b"xKey=\xFF", Vec::new())
+                .raw(Key::Key)
+                .is_none()
+        );
+        assert!(LineFields::empty().raw(Key::Command).is_none());
     }
 }

@@ -66,20 +66,21 @@ pub(crate) fn kvp_u64(key: &str, value: u64, out: &mut Vec<u8>) {
     decimal(value, out);
 }
 
-/// Appends `value` in decimal.
-pub(crate) fn decimal(mut value: u64, out: &mut Vec<u8>) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        // `value % 10` is below 10: the cast cannot truncate.
-        buf[i] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
+/// The two-digit decimals `00` to `99`.
+static PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
     }
-    out.extend_from_slice(&buf[i..]);
+    t
+};
+
+/// Appends `value` in decimal.
+pub(crate) fn decimal(value: u64, out: &mut Vec<u8>) {
+    let d = Decimal::new(value);
+    out.extend_from_slice(d.as_bytes());
 }
 
 /// `value` in decimal, on the stack.
@@ -92,20 +93,31 @@ impl Decimal {
     pub(crate) fn new(mut value: u64) -> Decimal {
         let mut buf = [0u8; 20];
         let mut i = buf.len();
-        loop {
+        // Two digits per division.
+        while value >= 100 {
+            let pair = PAIRS[(value % 100) as usize];
+            value /= 100;
+            i -= 2;
+            buf[i..i + 2].copy_from_slice(&pair);
+        }
+        if value >= 10 {
+            i -= 2;
+            buf[i..i + 2].copy_from_slice(&PAIRS[value as usize]);
+        } else {
             i -= 1;
-            buf[i] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
+            // `value` is below 10 here.
+            buf[i] = b'0' + value as u8;
         }
         Decimal { buf, start: i }
     }
 
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
     pub(crate) fn as_str(&self) -> &str {
         // Only ASCII digits were written.
-        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("0")
     }
 }
 
@@ -135,6 +147,25 @@ pub(crate) fn hex_lower_into<'b>(bytes: &[u8], buf: &'b mut [u8]) -> &'b str {
     std::str::from_utf8(&buf[..2 * bytes.len()]).unwrap_or("")
 }
 
+/// How `serde_json` escapes a byte in a string: 0 not at all, `u` as `\u00xx`, else a
+/// backslash and this character.
+static JSON_ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b'u';
+        b += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0A] = b'n';
+    t[0x0C] = b'f';
+    t[0x0D] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
 /// Appends `s` as a JSON string (quotes included), escaped exactly as `serde_json` does:
 /// `"` and `\` with a backslash, `\b \t \n \f \r` short, other control bytes as `\u00xx`.
 pub(crate) fn json_str(s: &str, out: &mut Vec<u8>) {
@@ -142,19 +173,12 @@ pub(crate) fn json_str(s: &str, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            0x08 => b'b',
-            0x09 => b't',
-            0x0A => b'n',
-            0x0C => b'f',
-            0x0D => b'r',
-            0x00..=0x1F => 0,
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
+        let short = JSON_ESCAPE[usize::from(b)];
         if short == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        if short == b'u' {
             out.extend_from_slice(&[
                 b'\\',
                 b'u',
@@ -293,6 +317,11 @@ mod tests {
             (1, "1", "0.01"),
             (10, "10", "0.10"),
             (1050, "1050", "10.50"),
+            (99, "99", "0.99"),
+            (100, "100", "1.00"),
+            (101, "101", "1.01"),
+            (3_000_000_001, "3000000001", "30000000.01"),
+            (1_795_305_600_000, "1795305600000", "17953056000.00"),
             (99_999_999_999, "99999999999", "999999999.99"),
             (u64::MAX, "18446744073709551615", "184467440737095516.15"),
         ];

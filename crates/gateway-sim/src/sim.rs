@@ -211,6 +211,8 @@ pub(crate) struct AccountState {
     pub book: Book,
     /// Line views reused by every batch of the account.
     pub views: kvp_format::ViewBuf,
+    /// The journal lines of the batch in progress (kept between batches for its capacity).
+    pub journal_buf: Vec<u8>,
     /// Batches this instance wrote a COMPLETE for (drives the crash knob).
     pub answered: u64,
     pub pending: Option<Pending>,
@@ -326,6 +328,7 @@ impl GatewaySim {
                 accepted_path,
                 book,
                 views: kvp_format::ViewBuf::new(),
+                journal_buf: Vec::new(),
                 answered: 0,
                 pending: None,
             })));
