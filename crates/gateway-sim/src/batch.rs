@@ -153,8 +153,15 @@ impl Shared {
 
         let now = self.clock.now();
         let now_ms = crate::clock::unix_millis(now);
+        let (sequence_text, now_ms_text) = (
+            crate::out::Decimal::new(u64::from(seq.get())),
+            crate::out::Decimal::new(now_ms),
+        );
         a.book.prune(now_ms);
         let request = request_bytes.unwrap_or_default();
+        // `check_batch` made sure the whole file is text (`Lines::Fields` only then): the
+        // lines' values are slices of it.
+        let text = std::str::from_utf8(&request).unwrap_or_default();
         let count = batch.lines.len();
         let shuffle = match a.knobs.response_order {
             ResponseOrder::Shuffled { seed } => Some(seed),
@@ -170,29 +177,22 @@ impl Shared {
             journal,
             line_ends: Vec::with_capacity(if shuffle.is_some() { count } else { 0 }),
             scratch: String::new(),
-            arena: Vec::new(),
         };
         for i in 0..count {
             let ctx = LineCtx {
                 account: &a.name,
-                sequence: seq.get(),
+                sequence_text: sequence_text.as_str(),
                 index: i as u64,
                 now,
                 now_ms,
+                now_ms_text: now_ms_text.as_str(),
                 merchants: &a.merchants,
                 ref_num: self.next_ref_num(),
                 spaces: a.knobs.spaces,
             };
             let result = match &batch.lines {
-                Lines::Ranges(ranges) => {
-                    let line = ranges
-                        .get(i)
-                        .and_then(|r| request.get(r.clone()))
-                        .unwrap_or_default();
-                    let fields = LineFields::from_line(line, std::mem::take(&mut out.arena));
-                    let result = self.answer(&ctx, &fields, &mut a.book, &mut out);
-                    out.arena = fields.into_arena();
-                    result
+                Lines::Fields(fields) => {
+                    self.answer(&ctx, &fields.line(i, text), &mut a.book, &mut out)
                 }
                 Lines::Decoded(lines) => match lines.get(i) {
                     Some(line) => self.answer(&ctx, &line.fields, &mut a.book, &mut out),
@@ -393,8 +393,6 @@ struct BatchOutput {
     line_ends: Vec<usize>,
     /// Reused for masked numbers.
     scratch: String,
-    /// Reused for the decoded values of each line ([`LineFields`]).
-    arena: Vec<u8>,
 }
 
 /// KVP lines with LF endings; spaces as `%20` or `+`.

@@ -56,6 +56,18 @@ pub(crate) fn kvp_pair(key: &str, value: &str, spaces: SpaceEncoding, out: &mut 
     kvp_component(value, spaces, out);
 }
 
+/// Appends `&key=value` (see [`kvp_pair`]) for a value made of unreserved bytes only
+/// (digits, hex, the fixed result words): nothing to encode, so it is copied as it is.
+pub(crate) fn kvp_plain(key: &str, value: &str, out: &mut Vec<u8>) {
+    if out.last().is_some_and(|&b| b != b'\n') {
+        out.push(b'&');
+    }
+    debug_assert!(value.bytes().all(|b| UNRESERVED[usize::from(b)]), "{value}");
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(value.as_bytes());
+}
+
 /// Appends `&key=<decimal>` (see [`kvp_pair`]).
 pub(crate) fn kvp_u64(key: &str, value: u64, out: &mut Vec<u8>) {
     if out.last().is_some_and(|&b| b != b'\n') {
@@ -208,18 +220,34 @@ impl<'o> JsonObject<'o> {
         JsonObject { out, first: true }
     }
 
+    /// `"key":` — keys are this crate's field names, which need no escaping.
     fn key(&mut self, key: &str) {
+        debug_assert!(key.bytes().all(|b| JSON_ESCAPE[usize::from(b)] == 0), "{key}");
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
-        json_str(key, self.out);
-        self.out.push(b':');
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
     }
 
     pub(crate) fn str(&mut self, key: &str, value: &str) {
         self.key(key);
         json_str(value, self.out);
+    }
+
+    /// A string that needs no escaping (no quote, backslash or control byte: names checked
+    /// at configuration, digits, hex, fixed words).
+    pub(crate) fn plain_str(&mut self, key: &str, value: &str) {
+        debug_assert!(
+            value.bytes().all(|b| JSON_ESCAPE[usize::from(b)] == 0),
+            "{value}"
+        );
+        self.key(key);
+        self.out.push(b'"');
+        self.out.extend_from_slice(value.as_bytes());
+        self.out.push(b'"');
     }
 
     pub(crate) fn opt_str(&mut self, key: &str, value: Option<&str>) {
@@ -231,6 +259,12 @@ impl<'o> JsonObject<'o> {
     pub(crate) fn u64(&mut self, key: &str, value: u64) {
         self.key(key);
         decimal(value, self.out);
+    }
+
+    /// A number already written in decimal.
+    pub(crate) fn raw_number(&mut self, key: &str, digits: &str) {
+        self.key(key);
+        self.out.extend_from_slice(digits.as_bytes());
     }
 
     /// A string value written by `f` (which must write valid JSON string content: no quote,
@@ -346,16 +380,21 @@ mod tests {
         let mut out = Vec::new();
         kvp_pair("xError", "Card Expired", SpaceEncoding::Percent20, &mut out);
         kvp_u64("xBatch", 7, &mut out);
+        kvp_plain("xRefNum", "3000000001", &mut out);
         out.push(b'\n');
         kvp_pair("xError", "a b", SpaceEncoding::Plus, &mut out);
-        assert_eq!(out, b"xError=Card%20Expired&xBatch=7\nxError=a+b");
+        assert_eq!(
+            out,
+            b"xError=Card%20Expired&xBatch=7&xRefNum=3000000001\nxError=a+b"
+        );
         let mut out = Vec::new();
         let mut o = JsonObject::begin(&mut out);
         o.str("a", "x\"y");
         o.opt_str("skip", None);
         o.u64("n", 5);
+        o.plain_str("p", "m-00ff");
         o.raw_str("h", |out| out.extend_from_slice(b"00ff"));
         o.end();
-        assert_eq!(out, br#"{"a":"x\"y","n":5,"h":"00ff"}"#);
+        assert_eq!(out, br#"{"a":"x\"y","n":5,"p":"m-00ff","h":"00ff"}"#);
     }
 }

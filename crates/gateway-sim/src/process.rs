@@ -50,11 +50,14 @@ impl Merchants {
 #[derive(Debug)]
 pub(crate) struct LineCtx<'a> {
     pub account: &'a str,
-    pub sequence: u32,
+    /// The batch's `X`, in decimal.
+    pub sequence_text: &'a str,
     pub index: u64,
     pub now: SystemTime,
     /// `now` in Unix milliseconds.
     pub now_ms: u64,
+    /// `now_ms` in decimal.
+    pub now_ms_text: &'a str,
     pub merchants: &'a Merchants,
     /// The `xRefNum` this line gets, whatever its result.
     pub ref_num: u64,
@@ -154,6 +157,8 @@ pub(crate) fn write_answer<F: Fields + ?Sized>(
         Ok(()) => ("A", "Approved", "00000"),
         Err(r) => (r.result(), r.status(), r.code()),
     };
+    // Values this simulator made (digits, hex, fixed words, masks of checked numbers) are
+    // copied as they are; what came from a request or a state file is encoded.
     let masked = o.shown.as_ref().map(|s| masked_text(s, vault, scratch));
     let token = o
         .token
@@ -163,21 +168,21 @@ pub(crate) fn write_answer<F: Fields + ?Sized>(
     let ref_num = Decimal::new(ctx.ref_num);
 
     out::kvp_u64("xIndex", ctx.index, response);
-    out::kvp_u64("xSequenceNumber", u64::from(ctx.sequence), response);
-    out::kvp_pair("xResult", result, sp, response);
-    out::kvp_pair("xStatus", status, sp, response);
+    out::kvp_plain("xSequenceNumber", ctx.sequence_text, response);
+    out::kvp_plain("xResult", result, response);
+    out::kvp_plain("xStatus", status, response);
     match o.verdict {
-        Ok(()) => out::kvp_pair("xError", "", sp, response),
+        Ok(()) => out::kvp_plain("xError", "", response),
         Err(r) => out::kvp_pair("xError", &r.message(), sp, response),
     }
-    out::kvp_pair("xErrorCode", code, sp, response);
-    out::kvp_pair("xRefNum", ref_num.as_str(), sp, response);
+    out::kvp_plain("xErrorCode", code, response);
+    out::kvp_plain("xRefNum", ref_num.as_str(), response);
     if approved {
         if o.auth_code {
             let digest = vault.keyed_digest(&["auth", ref_num.as_str()]);
             let mut hex = [0u8; 6];
             let code = out::hex_lower_into(&digest[..3], &mut hex).to_ascii_uppercase();
-            out::kvp_pair("xAuthCode", &code, sp, response);
+            out::kvp_plain("xAuthCode", &code, response);
         }
         if let Some(a) = o.amount {
             response.extend_from_slice(b"&xAuthAmount=");
@@ -187,8 +192,12 @@ pub(crate) fn write_answer<F: Fields + ?Sized>(
             out::kvp_pair("xToken", t, sp, response);
         }
     }
-    if let Some(m) = masked {
-        out::kvp_pair(o.masked_key, m, sp, response);
+    if let Some((m, plain)) = masked {
+        if plain {
+            out::kvp_plain(o.masked_key, m, response);
+        } else {
+            out::kvp_pair(o.masked_key, m, sp, response);
+        }
     }
     if o.brand
         && let Some(b) = o.shown.as_ref().map(|s| brand_text(s, vault))
@@ -197,7 +206,7 @@ pub(crate) fn write_answer<F: Fields + ?Sized>(
     }
     if approved {
         if o.avs {
-            out::kvp_pair("xAvsResultCode", "YYY", sp, response);
+            out::kvp_plain("xAvsResultCode", "YYY", response);
             out::kvp_pair(
                 "xAvsResult",
                 "Address: Match & 5 Digit Zip: Match",
@@ -206,20 +215,21 @@ pub(crate) fn write_answer<F: Fields + ?Sized>(
             );
         }
         if o.cvv {
-            out::kvp_pair("xCvvResultCode", "M", sp, response);
-            out::kvp_pair("xCvvResult", "Match", sp, response);
+            out::kvp_plain("xCvvResultCode", "M", response);
+            out::kvp_plain("xCvvResult", "Match", response);
         }
     }
     if let Some(inv) = req.raw(Key::Invoice) {
         out::kvp_pair("xInvoice", inv, sp, response);
     }
-    out::kvp_u64("xBatch", u64::from(ctx.sequence), response);
+    out::kvp_plain("xBatch", ctx.sequence_text, response);
     response.push(b'\n');
 
     // Field order and omissions as `JournalEntry`'s serde derive writes them.
     let mut j = JsonObject::begin(journal);
-    j.str("account", ctx.account);
-    j.u64("sequence", u64::from(ctx.sequence));
+    // Account names are `[A-Za-z0-9._-]` (checked by `GatewaySim::new`).
+    j.plain_str("account", ctx.account);
+    j.raw_number("sequence", ctx.sequence_text);
     j.u64("index", ctx.index);
     j.opt_str("invoice", req.field(Key::Invoice));
     // The command as given, lower case (the canonical name when it is known).
@@ -229,37 +239,49 @@ pub(crate) fn write_answer<F: Fields + ?Sized>(
     } else {
         j.str("command", command);
     }
-    j.str("result", result);
-    j.str("error_code", code);
-    j.str("ref_num", ref_num.as_str());
+    j.plain_str("result", result);
+    j.plain_str("error_code", code);
+    j.plain_str("ref_num", ref_num.as_str());
     j.opt_str("target_ref_num", o.target);
     if let Some(a) = o.amount.filter(|_| approved) {
         j.u64("amount_cents", a);
     }
     j.opt_str("token", token);
-    j.opt_str("masked", masked);
-    j.opt_str("merchant", o.merchant);
+    match masked {
+        Some((m, true)) => j.plain_str("masked", m),
+        Some((m, false)) => j.str("masked", m),
+        None => {}
+    }
+    // `m-` and hex (`Vault::merchant_id`).
+    if let Some(m) = o.merchant {
+        j.plain_str("merchant", m);
+    }
     if let Some(fp) = o.fingerprint.filter(|_| approved) {
         j.raw_str("fingerprint", |out| out::hex_lower(&fp.to_be_bytes(), out));
     }
-    j.u64("at_unix_ms", ctx.now_ms);
+    j.raw_number("at_unix_ms", ctx.now_ms_text);
     j.end();
     journal.push(b'\n');
 }
 
 /// The masked number of a payment source (`4xxxxxxxxxxx1111`, `xxxxx6789`, or as stored with
-/// its token), built in `scratch` when it has to be.
-fn masked_text<'s>(shown: &'s Shown<'_>, vault: &'s Vault, scratch: &'s mut String) -> &'s str {
+/// its token), built in `scratch` when it has to be; `true` when it is digits and `x` only
+/// (a number the rules checked), so needs no encoding.
+fn masked_text<'s>(
+    shown: &'s Shown<'_>,
+    vault: &'s Vault,
+    scratch: &'s mut String,
+) -> (&'s str, bool) {
     match shown {
         Shown::Card(n) => {
             card::mask_card_into(n, scratch);
-            scratch
+            (scratch, true)
         }
         Shown::Account(a) => {
             card::mask_account_into(a, scratch);
-            scratch
+            (scratch, true)
         }
-        Shown::Vault(i) => vault.entry(*i).map_or("", |e| e.masked.as_str()),
+        Shown::Vault(i) => (vault.entry(*i).map_or("", |e| e.masked.as_str()), false),
     }
 }
 
@@ -527,12 +549,15 @@ mod tests {
 
         fn raw(&mut self, pairs: &[(&str, &str)]) -> Answer {
             self.n += 1;
+            let now_ms = crate::clock::unix_millis(self.now);
+            let now_ms_text = Decimal::new(now_ms);
             let ctx = LineCtx {
                 account: "acme",
-                sequence: 1,
+                sequence_text: "1",
                 index: self.n,
                 now: self.now,
-                now_ms: crate::clock::unix_millis(self.now),
+                now_ms,
+                now_ms_text: now_ms_text.as_str(),
                 merchants: &self.merchants,
                 ref_num: 1000 + self.n,
                 spaces: SpaceEncoding::Percent20,
