@@ -178,38 +178,55 @@ impl Shared {
             line_ends: Vec::with_capacity(if shuffle.is_some() { count } else { 0 }),
             scratch: String::new(),
         };
-        for i in 0..count {
-            let ctx = LineCtx {
-                account: &a.name,
-                sequence_text: sequence_text.as_str(),
-                index: i as u64,
-                now,
-                now_ms,
-                now_ms_text: now_ms_text.as_str(),
-                merchants: &a.merchants,
-                ref_num: self.next_ref_num(),
-                spaces: a.knobs.spaces,
-            };
-            let result = match &batch.lines {
-                Lines::Fields(fields) => {
-                    self.answer(&ctx, &fields.line(i, text), &mut a.book, &mut out)
+        // Lines go in runs: up to 1,024 at a time (one at a time with a per-line latency);
+        // between runs the task yields or sleeps. The vault is locked line by line, so that
+        // accounts on the other worker threads are not held up.
+        let run = if a.knobs.line_latency.is_zero() {
+            1024
+        } else {
+            1
+        };
+        let mut next = 0;
+        while next < count {
+            let end = (next + run).min(count);
+            {
+                for i in next..end {
+                    let mut vault = self.vault();
+                    let ctx = LineCtx {
+                        account: &a.name,
+                        sequence_text: sequence_text.as_str(),
+                        index: i as u64,
+                        now,
+                        now_ms,
+                        now_ms_text: now_ms_text.as_str(),
+                        merchants: &a.merchants,
+                        ref_num: self.next_ref_num(),
+                        spaces: a.knobs.spaces,
+                    };
+                    let (book, vault) = (&mut a.book, &mut *vault);
+                    let result = match &batch.lines {
+                        Lines::Fields(fields) => {
+                            answer(&ctx, &fields.line(i, text), book, vault, &mut out)
+                        }
+                        Lines::Decoded(lines) => match lines.get(i) {
+                            Some(line) => answer(&ctx, &line.fields, book, vault, &mut out),
+                            None => answer(&ctx, &LineFields::empty(), book, vault, &mut out),
+                        },
+                    };
+                    match result {
+                        "A" => stats.approved += 1,
+                        "D" => stats.declined += 1,
+                        _ => stats.errors += 1,
+                    }
+                    if shuffle.is_some() {
+                        out.line_ends.push(out.response.len());
+                    }
                 }
-                Lines::Decoded(lines) => match lines.get(i) {
-                    Some(line) => self.answer(&ctx, &line.fields, &mut a.book, &mut out),
-                    None => self.answer(&ctx, &LineFields::empty(), &mut a.book, &mut out),
-                },
-            };
-            match result {
-                "A" => stats.approved += 1,
-                "D" => stats.declined += 1,
-                _ => stats.errors += 1,
             }
-            if shuffle.is_some() {
-                out.line_ends.push(out.response.len());
-            }
+            next = end;
             if !a.knobs.line_latency.is_zero() {
                 tokio::time::sleep(a.knobs.line_latency).await;
-            } else if (i + 1).is_multiple_of(1024) {
+            } else if next.is_multiple_of(1024) {
                 // Accounts are polled concurrently in one task: let the others move too.
                 tokio::task::yield_now().await;
             }
@@ -271,29 +288,6 @@ impl Shared {
         } else {
             Next::Stop
         })
-    }
-
-    /// Decides one line, records it, and writes its RESPONSE and journal lines; returns its
-    /// `xResult`.
-    fn answer<F: Fields + ?Sized>(
-        &self,
-        ctx: &LineCtx<'_>,
-        fields: &F,
-        book: &mut crate::book::Book,
-        out: &mut BatchOutput,
-    ) -> &'static str {
-        let mut vault = self.vault();
-        let outcome = process_line(ctx, fields, book, &mut vault);
-        write_answer(
-            ctx,
-            fields,
-            &outcome,
-            &vault,
-            &mut out.scratch,
-            &mut out.response,
-            &mut out.journal,
-        );
-        outcome.result()
     }
 
     /// Writes RESPONSE (if any) then COMPLETE, each atomically. On a storage failure keeps
@@ -379,6 +373,28 @@ impl Shared {
             None => Ok(()),
         }
     }
+}
+
+/// Decides one line, records it, and writes its RESPONSE and journal lines; returns its
+/// `xResult`.
+fn answer<F: Fields + ?Sized>(
+    ctx: &LineCtx<'_>,
+    fields: &F,
+    book: &mut crate::book::Book,
+    vault: &mut crate::vault::Vault,
+    out: &mut BatchOutput,
+) -> &'static str {
+    let outcome = process_line(ctx, fields, book, vault);
+    write_answer(
+        ctx,
+        fields,
+        &outcome,
+        vault,
+        &mut out.scratch,
+        &mut out.response,
+        &mut out.journal,
+    );
+    outcome.result()
 }
 
 /// Largest journal buffer an account keeps between batches (about 100,000 lines' worth).

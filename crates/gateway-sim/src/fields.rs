@@ -128,6 +128,8 @@ pub(crate) struct RequestFields {
     lines: Vec<Range<usize>>,
     entries: Vec<(Key, Slot)>,
     arena: String,
+    /// Reused to decode a value before its UTF-8 check.
+    scratch: Vec<u8>,
 }
 
 impl RequestFields {
@@ -137,6 +139,7 @@ impl RequestFields {
             lines: Vec::with_capacity(lines),
             entries: Vec::with_capacity(lines * 12),
             arena: String::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -223,9 +226,13 @@ impl RequestFields {
             }
             Which::Field(key) => {
                 let slot = if escaped(raw_value) {
-                    let Some(v) = decoded(raw_value) else { return };
+                    self.scratch.clear();
+                    kvp_format::percent_decode_into(raw_value, &mut self.scratch);
+                    let Ok(v) = std::str::from_utf8(&self.scratch) else {
+                        return;
+                    };
                     let start = self.arena.len();
-                    self.arena.push_str(&v);
+                    self.arena.push_str(v);
                     Slot::Arena(start, self.arena.len())
                 } else {
                     Slot::File(value.start, value.end)
@@ -328,10 +335,15 @@ impl Iterator for Separators<'_> {
             if rest.is_empty() {
                 return None;
             }
-            // The last word is padded with zero bytes, which are not separators.
-            let mut word = [0u8; 8];
-            let n = rest.len().min(8);
-            word[..n].copy_from_slice(&rest[..n]);
+            let (word, n) = match rest.first_chunk::<8>() {
+                Some(w) => (*w, 8),
+                None => {
+                    // The last word is padded with zero bytes, which are not separators.
+                    let mut w = [0u8; 8];
+                    w[..rest.len()].copy_from_slice(rest);
+                    (w, rest.len())
+                }
+            };
             self.base = self.next;
             self.next += n;
             self.mask = Separators::mask_of(u64::from_le_bytes(word));

@@ -222,7 +222,10 @@ impl<'o> JsonObject<'o> {
 
     /// `"key":` — keys are this crate's field names, which need no escaping.
     fn key(&mut self, key: &str) {
-        debug_assert!(key.bytes().all(|b| JSON_ESCAPE[usize::from(b)] == 0), "{key}");
+        debug_assert!(
+            key.bytes().all(|b| JSON_ESCAPE[usize::from(b)] == 0),
+            "{key}"
+        );
         if !self.first {
             self.out.push(b',');
         }

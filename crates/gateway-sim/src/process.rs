@@ -169,13 +169,18 @@ pub(crate) fn write_answer<F: Fields + ?Sized>(
 
     out::kvp_u64("xIndex", ctx.index, response);
     out::kvp_plain("xSequenceNumber", ctx.sequence_text, response);
-    out::kvp_plain("xResult", result, response);
-    out::kvp_plain("xStatus", status, response);
     match o.verdict {
-        Ok(()) => out::kvp_plain("xError", "", response),
-        Err(r) => out::kvp_pair("xError", &r.message(), sp, response),
+        // The usual case in one piece.
+        Ok(()) => {
+            response.extend_from_slice(b"&xResult=A&xStatus=Approved&xError=&xErrorCode=00000")
+        }
+        Err(r) => {
+            out::kvp_plain("xResult", result, response);
+            out::kvp_plain("xStatus", status, response);
+            out::kvp_pair("xError", &r.message(), sp, response);
+            out::kvp_plain("xErrorCode", code, response);
+        }
     }
-    out::kvp_plain("xErrorCode", code, response);
     out::kvp_plain("xRefNum", ref_num.as_str(), response);
     if approved {
         if o.auth_code {
