@@ -10,7 +10,8 @@ use std::ops::Range;
 /// decoded on the fast path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Key {
-    Key,
+    /// `xKey`: the merchant key.
+    Merchant,
     Version,
     SoftwareName,
     SoftwareVersion,
@@ -37,7 +38,7 @@ impl Key {
     /// The key as it appears in a REQUEST line.
     pub(crate) fn name(self) -> &'static str {
         match self {
-            Key::Key => "xKey",
+            Key::Merchant => "xKey",
             Key::Version => "xVersion",
             Key::SoftwareName => "xSoftwareName",
             Key::SoftwareVersion => "xSoftwareVersion",
@@ -62,7 +63,7 @@ impl Key {
     #[cfg(test)]
     fn from_name(name: &str) -> Option<Key> {
         Some(match name {
-            "xKey" => Key::Key,
+            "xKey" => Key::Merchant,
             "xVersion" => Key::Version,
             "xSoftwareName" => Key::SoftwareName,
             "xSoftwareVersion" => Key::SoftwareVersion,
@@ -377,7 +378,7 @@ impl Key {
     /// [`Key::from_name`] on bytes.
     fn from_bytes(name: &[u8]) -> Option<Key> {
         Some(match name {
-            b"xKey" => Key::Key,
+            b"xKey" => Key::Merchant,
             b"xVersion" => Key::Version,
             b"xSoftwareName" => Key::SoftwareName,
             b"xSoftwareVersion" => Key::SoftwareVersion,
@@ -413,7 +414,7 @@ impl Fields for LineFields<'_> {
 /// Every key, in slot order (tests).
 #[cfg(test)]
 pub(crate) const ALL_KEYS: [Key; KEYS] = [
-    Key::Key,
+    Key::Merchant,
     Key::Version,
     Key::SoftwareName,
     Key::SoftwareVersion,
@@ -529,12 +530,15 @@ mod tests {
         assert_eq!(first.raw(Key::Invoice), Some("A B"));
         assert_eq!(first.raw(Key::Zip), Some(""));
         assert_eq!(first.field(Key::Zip), None);
-        assert!(matches!(first.slots[Key::Key as usize], Slot::File(..)));
+        assert!(matches!(
+            first.slots[Key::Merchant as usize],
+            Slot::File(..)
+        ));
         assert!(matches!(
             first.slots[Key::Invoice as usize],
             Slot::Arena(..)
         ));
-        assert!(fields.line(99, text).raw(Key::Key).is_none());
+        assert!(fields.line(99, text).raw(Key::Merchant).is_none());
         assert!(LineFields::empty().raw(Key::Command).is_none());
     }
 }

@@ -306,7 +306,7 @@ fn decide<'a, F: Fields + ?Sized>(
     vault: &mut Vault,
     o: &mut Outcome<'a>,
 ) -> Result<(), Refusal> {
-    let key = req.field(Key::Key).ok_or(Refusal::Missing("xKey"))?;
+    let key = req.field(Key::Merchant).ok_or(Refusal::Missing("xKey"))?;
     let merchant = ctx.merchants.id_of(key).ok_or(Refusal::InvalidKey)?;
     o.merchant = Some(merchant);
     for f in [Key::Version, Key::SoftwareName, Key::SoftwareVersion] {
