@@ -10,11 +10,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{
     Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
     SubmitOptions, WaitMode,
 };
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -50,7 +50,9 @@ fn main() {
     let world = World::create(dir.path(), spec, Format::Kvp).unwrap();
     let generated = t0.elapsed();
     let input_bytes = std::fs::metadata(&world.input).unwrap().len();
-    let settings = Arc::new(Settings::load_with_env(Some(&world.config), []).unwrap());
+    let settings = Arc::new(
+        Settings::load_with_env(Some(&world.config), [], &paybatch_demo::protocols()).unwrap(),
+    );
     // The same runtime limits as `paybatch submit` (`[limits] blocking_threads`).
     let rt = tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(settings.limits.blocking_threads)

@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{
     Format, InputRecord, InvalidPolicy, Job, Orchestrator, RecordSource, Settings, Shutdown,
     SubmitOptions,
 };
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 
 /// Rows from "somewhere": account, ref, amount.
 struct Rows {
@@ -55,7 +55,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let world = World::create(dir.path(), spec, Format::Kvp)?;
     let (stop, gateway) = spawn_gateway(world.gateway(false).await?);
 
-    let settings = Arc::new(Settings::load(Some(&world.config))?);
+    let settings = Arc::new(Settings::load(
+        Some(&world.config),
+        &paybatch_demo::protocols(),
+    )?);
     let rows: Vec<_> = (0..40)
         .map(|n| {
             (
@@ -82,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let totals = report.totals();
     println!(
         "approved {} of {}",
-        totals.count(orchestrator::Outcome::Approved),
+        totals.count(orchestrator::LineOutcome::Approved),
         report.transactions
     );
     let _ = stop.send(());

@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{
     Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
     SubmitOptions, WaitMode,
 };
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,7 +26,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (stop, gateway) = spawn_gateway(world.gateway(false).await?);
 
     // 1. Settings: compiled-in defaults + a config file + PAYBATCH__… variables.
-    let settings = Arc::new(Settings::load(Some(&world.config))?);
+    let settings = Arc::new(Settings::load(
+        Some(&world.config),
+        &paybatch_demo::protocols(),
+    )?);
     // 2. Read and validate the whole input before anything is reserved or uploaded.
     let mut reader = InputReader::open(&world.input, None)?;
     let job = Job::load(
@@ -55,9 +58,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (account, r) in &report.accounts {
         println!(
             "{account}: {} approved, {} declined, {} not processed, approved amount {}",
-            r.summary.count(orchestrator::Outcome::Approved),
-            r.summary.count(orchestrator::Outcome::Declined),
-            r.summary.count(orchestrator::Outcome::NotProcessed),
+            r.summary.count(orchestrator::LineOutcome::Approved),
+            r.summary.count(orchestrator::LineOutcome::Declined),
+            r.summary.count(orchestrator::LineOutcome::NotProcessed),
             r.summary.approved_text(),
         );
     }

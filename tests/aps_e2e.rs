@@ -20,12 +20,12 @@ use gateway_sim::aps::{
     ApsKnobs, ApsSim, ApsSimHandle, ApsSimOptions, ReferenceMode, ResultsForm, TamperMode,
     ValidationMode,
 };
-use orchestrator::aps::{self, ApsDemoAccount};
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{
     Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
     SubmitOptions, WaitMode,
 };
+use paybatch_demo::aps::{self, ApsDemoAccount};
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 use storage_backends::test_env;
 
 mod common;
@@ -121,11 +121,11 @@ async fn mixed_over(world: World, mode: ReferenceMode, knobs: ApsKnobs) -> Mixed
     }
 }
 
-async fn submit_in_process(m: &Mixed, out: &Path) -> orchestrator::Report {
+async fn submit_in_process(m: &Mixed, out: &Path) -> orchestrator::RunReport {
     submit_in_process_with(m, out, WaitMode::UntilCollected).await
 }
 
-async fn submit_in_process_with(m: &Mixed, out: &Path, wait: WaitMode) -> orchestrator::Report {
+async fn submit_in_process_with(m: &Mixed, out: &Path, wait: WaitMode) -> orchestrator::RunReport {
     submit_in_process_full(m, out, wait, Shutdown::never())
         .await
         .unwrap()
@@ -135,7 +135,7 @@ async fn submit_in_process_until(
     m: &Mixed,
     out: &Path,
     shutdown: Shutdown,
-) -> orchestrator::Result<orchestrator::Report> {
+) -> orchestrator::Result<orchestrator::RunReport> {
     submit_in_process_full(m, out, WaitMode::UntilCollected, shutdown).await
 }
 
@@ -144,8 +144,10 @@ async fn submit_in_process_full(
     out: &Path,
     wait: WaitMode,
     shutdown: Shutdown,
-) -> orchestrator::Result<orchestrator::Report> {
-    let settings = Arc::new(Settings::load_with_env(Some(&m.world.config), []).unwrap());
+) -> orchestrator::Result<orchestrator::RunReport> {
+    let settings = Arc::new(
+        Settings::load_with_env(Some(&m.world.config), [], &paybatch_demo::protocols()).unwrap(),
+    );
     let mut reader = InputReader::open(&m.input, None).unwrap();
     let job = Arc::new(
         Job::load(
@@ -455,7 +457,7 @@ async fn changed_reference_prefix_stops_an_unfinished_aps_batch_until_restored(
             .clone()
             .unwrap_or_default();
         assert!(
-            failure.contains("was reserved as APS reference PB")
+            failure.contains("was reserved as gateway reference PB")
                 && failure.contains("the configuration now gives PX")
                 && failure.contains("reference_prefix changed?"),
             "{}: {failure:?}",
@@ -615,12 +617,12 @@ async fn unsettled_aps_lines_are_unknown_and_counted_apart(mode: ReferenceMode) 
         expected += n;
         let summary = &report.accounts[&a.account].summary;
         assert_eq!(
-            summary.count(orchestrator::Outcome::Unknown),
+            summary.count(orchestrator::LineOutcome::Unknown),
             n,
             "{summary:?}"
         );
         assert_eq!(
-            summary.count(orchestrator::Outcome::Error),
+            summary.count(orchestrator::LineOutcome::Error),
             0,
             "{summary:?}"
         );

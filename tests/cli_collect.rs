@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{Format, InputReader, InputRecord, RecordSource};
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 
 mod common;
 use common::{paybatch_ok, s, submit_args};

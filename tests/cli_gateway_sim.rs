@@ -134,10 +134,10 @@ fn serve_aps_to_a_real_submit(extra: impl Fn(u16) -> String) {
         .local_addr()
         .unwrap()
         .port();
-    let accounts = orchestrator::aps::demo_accounts(1);
+    let accounts = paybatch_demo::aps::demo_accounts(1);
     let config = dir.path().join("paybatch.toml");
     let tables =
-        orchestrator::aps::demo_config_toml(&accounts, &format!("http://127.0.0.1:{port}"), 7)
+        paybatch_demo::aps::demo_config_toml(&accounts, &format!("http://127.0.0.1:{port}"), 7)
             .replace(
                 "protocol = \"aps\"\n",
                 &format!("protocol = \"aps\"\n{}", extra(port)),
@@ -150,7 +150,7 @@ fn serve_aps_to_a_real_submit(extra: impl Fn(u16) -> String) {
         ),
     )
     .unwrap();
-    let records = orchestrator::aps::demo_records("cli", 20, 3);
+    let records = paybatch_demo::aps::demo_records("cli", 20, 3);
     let input = dir.path().join("input.jsonl");
     let mut lines = String::new();
     for (i, fields) in records.iter().enumerate() {

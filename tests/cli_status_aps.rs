@@ -10,7 +10,7 @@ use std::process::Output;
 
 use gateway_sim::aps::{ApsSim, ApsSimOptions};
 use orchestrator::Format;
-use orchestrator::aps::{self, ApsDemoAccount};
+use paybatch_demo::aps::{self, ApsDemoAccount};
 
 mod common;
 use common::{read_records, text};

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use orchestrator::Format;
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 
 mod common;
 use common::{

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{Format, InputReader, InputRecord, RecordSource};
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 use storage_backends::{Scheme, test_env};
 
 mod common;

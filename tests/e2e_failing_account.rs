@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use orchestrator::Format;
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 
 mod common;
 use common::{paybatch_async, read_records, submit_wait_args};

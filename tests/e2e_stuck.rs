@@ -6,7 +6,7 @@
 use std::process::Output;
 
 use orchestrator::Format;
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 
 mod common;
 use common::{paybatch_cmd, read_records, run, s, status_json, submit_wait_args};

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod logging;
 
 /// Push large volumes of payment transactions through gateways' batch interfaces, safely.
 #[derive(Debug, Parser)]
@@ -49,6 +50,8 @@ enum Command {
     Status(cmd::status::Args),
     /// Record an operator's decision on a Stuck batch.
     Resolve(cmd::resolve::Args),
+    /// Run as a service: jobs over HTTP, metrics, health and a status page.
+    Serve(cmd::serve::Args),
     /// Show the effective configuration (secrets masked).
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Collect(a) => cmd::collect::run(a, &cli.global),
         Command::Status(a) => cmd::status::run(a, &cli.global),
         Command::Resolve(a) => cmd::resolve::run(a, &cli.global),
+        Command::Serve(a) => cmd::serve::run(a, &cli.global),
         Command::Config(c) => cmd::config::run(c, &cli.global),
         Command::Demo(a) => cmd::demo::run(a, &cli.global),
     };

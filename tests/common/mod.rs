@@ -8,8 +8,8 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use orchestrator::demo::World;
 use orchestrator::{Format, InputReader, InputRecord, RecordSource};
+use paybatch_demo::World;
 
 /// `p` as an argument string.
 pub fn s(p: &Path) -> String {

@@ -10,6 +10,8 @@
 #     else into a venv at $PAYBATCH_TEST_VENV (default ~/.cache/paybatch/test-venv).
 #   - strace (Debian's), for the ledger test that checks every acknowledged write is
 #     fdatasynced before the call returns.
+#   - Chromium (Debian's `chromium`), headless, for the test that loads `paybatch serve`'s
+#     status page in a real browser (tests/serve.rs).
 #   - a login `paybatch-sftp` (no shell) for the password-auth tests; servers.sh gives it a
 #     fresh random password while the servers run and locks it again on stop.
 set -euo pipefail
@@ -46,6 +48,15 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null || ! command -v
   # strace: the ledger's durability test watches its fdatasync calls.
   apt-get install -y -qq --no-install-recommends openssh-server procps strace >/dev/null
   if [ "$created_policy" = yes ]; then rm -f "$policy"; fi
+fi
+
+# --- Chromium (headless, for the status page test) ---------------------------------------------
+if ! command -v chromium >/dev/null; then
+  need_root "installing chromium"
+  echo "install.sh: apt-get install chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 # --- moto S3 server ---------------------------------------------------------------------------
@@ -91,4 +102,4 @@ if [ "$(id -u)" = 0 ] && ! id "$PW_USER" >/dev/null 2>&1; then
   usermod -p '*' "$PW_USER"   # no password until servers.sh sets one
 fi
 
-echo "install.sh: openssh-server $(dpkg-query -W -f='${Version}' openssh-server 2>/dev/null || echo '?'), moto $MOTO_VERSION: ready"
+echo "install.sh: openssh-server $(dpkg-query -W -f='${Version}' openssh-server 2>/dev/null || echo '?'), chromium $(dpkg-query -W -f='${Version}' chromium 2>/dev/null || echo '?'), moto $MOTO_VERSION: ready"

@@ -3,20 +3,25 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use orchestrator::{
     Format, InputProblem, InputReader, InputRecord, InvalidPolicy, Job, LimitSettings,
-    OutputWriter, Progress, Report, SLOW_AFTER, Settings, Shutdown, SlowBatch,
+    OutputWriter, Progress, ProgressSnapshot, RunReport, SLOW_AFTER, Settings, Shutdown, SlowBatch,
 };
 
 use super::{Exit, Global, usage_error};
 
+/// The gateway protocols this binary speaks: the Sola file drop (the default) and the APS
+/// batch API.
+pub fn protocols() -> Vec<Arc<dyn gateway_protocol::AccountFactory>> {
+    vec![sola_file_drop::factory(), aps_batch::factory()]
+}
+
 /// Loads settings; any problem is a configuration error (exit code 2).
 pub fn load_settings(config: Option<&Path>) -> Result<Settings> {
-    Settings::load(config).map_err(|e| usage_error(e.to_string()))
+    Settings::load(config, &protocols()).map_err(|e| usage_error(e.to_string()))
 }
 
 /// A multi-threaded runtime for one command, with at most `limits.blocking_threads` threads
@@ -169,9 +174,18 @@ fn slow_lines(slow: &[SlowBatch]) -> Vec<String> {
     lines
 }
 
-/// The plain (non-terminal) progress line for counters from [`snapshot`] and the slow accounts.
-fn plain_line(counters: [u64; 9], slow: &[SlowBatch]) -> String {
-    let [total, up, up_b, done, done_b, stuck, acc_done, acc_total, _] = counters;
+/// The plain (non-terminal) progress line for a [`Progress::snapshot`] and the slow accounts.
+fn plain_line(counters: ProgressSnapshot, slow: &[SlowBatch]) -> String {
+    let ProgressSnapshot {
+        transactions: total,
+        lines_uploaded: up,
+        batches_uploaded: up_b,
+        lines_completed: done,
+        batches_completed: done_b,
+        batches_stuck: stuck,
+        accounts_done: acc_done,
+        accounts_total: acc_total,
+    } = counters;
     let mut line = format!(
         "paybatch: progress: uploaded {up}/{total} transactions ({up_b} batches), completed {done}/{total} ({done_b} batches, {stuck} stuck), accounts {acc_done}/{acc_total}"
     );
@@ -188,20 +202,6 @@ fn plain_line(counters: [u64; 9], slow: &[SlowBatch]) -> String {
         }
     }
     line
-}
-
-fn snapshot(p: &Progress) -> [u64; 9] {
-    [
-        p.transactions.load(Ordering::Relaxed),
-        p.lines_uploaded.load(Ordering::Relaxed),
-        p.batches_uploaded.load(Ordering::Relaxed),
-        p.lines_completed.load(Ordering::Relaxed),
-        p.batches_completed.load(Ordering::Relaxed),
-        p.batches_stuck.load(Ordering::Relaxed),
-        p.accounts_done.load(Ordering::Relaxed),
-        p.accounts_total.load(Ordering::Relaxed),
-        0,
-    ]
 }
 
 impl Bars {
@@ -258,7 +258,16 @@ fn draw_bars(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
     let message_style =
         ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
     loop {
-        let [total, up, up_b, done, done_b, stuck, acc_done, acc_total, _] = snapshot(progress);
+        let ProgressSnapshot {
+            transactions: total,
+            lines_uploaded: up,
+            batches_uploaded: up_b,
+            lines_completed: done,
+            batches_completed: done_b,
+            batches_stuck: stuck,
+            accounts_done: acc_done,
+            accounts_total: acc_total,
+        } = progress.snapshot();
         uploaded.set_length(total);
         uploaded.set_position(up);
         uploaded.set_message(format!("{up_b} batches"));
@@ -307,12 +316,12 @@ fn print_lines(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
             .map(|s| (s.account.clone(), s.sequence.get()))
             .collect()
     };
-    let mut last = (snapshot(progress), Vec::new());
+    let mut last = (progress.snapshot(), Vec::new());
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
         rx.recv_timeout(Duration::from_secs(5))
     {
         let slow = progress.slow_batches(SLOW_AFTER);
-        let now = (snapshot(progress), slow_set(&slow));
+        let now = (progress.snapshot(), slow_set(&slow));
         if now != last {
             eprintln!("{}", plain_line(now.0, &slow));
             last = now;
@@ -321,7 +330,7 @@ fn print_lines(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
 }
 
 /// Prints the per-account summary to stderr.
-pub fn print_summary(report: &Report) {
+pub fn print_summary(report: &RunReport) {
     eprintln!(
         "{:<16} {:>9} {:>9} {:>9} {:>9} {:>13} {:>9} {:>16}  note",
         "account",
@@ -334,15 +343,15 @@ pub fn print_summary(report: &Report) {
         "approved amount"
     );
     let row = |name: &str, s: &orchestrator::AccountSummary, note: &str| {
-        use orchestrator::Outcome;
+        use orchestrator::LineOutcome;
         eprintln!(
             "{:<16} {:>9} {:>9} {:>9} {:>9} {:>13} {:>9} {:>16}  {}",
             name,
-            s.count(Outcome::Approved),
-            s.count(Outcome::Declined),
-            s.count(Outcome::Error),
-            s.count(Outcome::NotProcessed),
-            s.count(Outcome::Unknown),
+            s.count(LineOutcome::Approved),
+            s.count(LineOutcome::Declined),
+            s.count(LineOutcome::Error),
+            s.count(LineOutcome::NotProcessed),
+            s.count(LineOutcome::Unknown),
             s.batches.values().sum::<u64>(),
             s.approved_text(),
             note
@@ -368,7 +377,7 @@ pub fn print_summary(report: &Report) {
 }
 
 /// Writes the report as JSON, owner-only (0600).
-pub fn write_summary(report: &Report, path: &Path) -> Result<()> {
+pub fn write_summary(report: &RunReport, path: &Path) -> Result<()> {
     let text = serde_json::to_string_pretty(report)?;
     kvp_format::owner_only::write(path, text)
         .with_context(|| format!("cannot write {}", path.display()))
@@ -431,7 +440,16 @@ mod tests {
 
     #[test]
     fn the_plain_line_names_slow_accounts() {
-        let counters = [100, 60, 2, 30, 1, 0, 1, 3, 0];
+        let counters = ProgressSnapshot {
+            transactions: 100,
+            lines_uploaded: 60,
+            batches_uploaded: 2,
+            lines_completed: 30,
+            batches_completed: 1,
+            batches_stuck: 0,
+            accounts_done: 1,
+            accounts_total: 3,
+        };
         let base = "paybatch: progress: uploaded 60/100 transactions (2 batches), completed 30/100 (1 batches, 0 stuck), accounts 1/3";
         assert_eq!(plain_line(counters, &[]), base);
         assert_eq!(

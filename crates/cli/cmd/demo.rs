@@ -15,9 +15,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use gateway_sim::aps::{ApsSim, ApsSimOptions};
-use orchestrator::aps::demo_accounts;
-use orchestrator::demo::{DemoSpec, World, spawn_gateway};
 use orchestrator::{Format, Orchestrator, OutputSpec, Settings, SubmitOptions, WaitMode};
+use paybatch_demo::aps::{ApsDemoAccount, demo_accounts};
+use paybatch_demo::{DemoSpec, World, spawn_gateway};
 
 use super::common::{self, Bars};
 use super::{Global, usage_error};
@@ -76,7 +76,7 @@ pub struct Args {
 
 /// The mixed input's APS part, and where its simulator keeps its journal.
 struct ApsPart {
-    accounts: Vec<orchestrator::aps::ApsDemoAccount>,
+    accounts: Vec<ApsDemoAccount>,
     journal: PathBuf,
 }
 
@@ -213,7 +213,7 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
             None => (world.input.clone(), None),
         };
         let settings = Arc::new(
-            Settings::load_with_env(Some(&world.config), [])
+            Settings::load_with_env(Some(&world.config), [], &common::protocols())
                 .map_err(|e| usage_error(e.to_string()))?,
         );
         let job = common::load_job(&settings, &input, Some(input_format), false, None)?;

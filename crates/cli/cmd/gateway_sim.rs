@@ -9,12 +9,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
+use aps_batch::ApsAccount;
 use clap::ValueEnum;
 use gateway_sim::aps::{ApsKnobs, ApsSim, ApsSimHandle, ApsSimOptions, ValidationMode};
 use gateway_sim::{
     AccountMode, GatewaySim, Knobs, ResponseOrder, SimAccount, SimOptions, SpaceEncoding,
 };
-use orchestrator::{ProtocolKind, Settings};
+use orchestrator::Settings;
+use sola_file_drop::SolaAccount;
 
 use super::common::{load_settings, runtime};
 use super::{Global, usage_error};
@@ -77,7 +79,7 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
             .map_err(|e| usage_error(e.to_string()))?;
     }
     let selected: Vec<&String> = settings
-        .accounts
+        .accounts()
         .keys()
         .filter(|name| args.accounts.is_empty() || args.accounts.contains(name))
         .collect();
@@ -95,22 +97,26 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
             let account = settings
                 .account(name)
                 .map_err(|e| usage_error(e.to_string()))?;
-            if account.protocol == ProtocolKind::Aps {
-                let endpoint = account.endpoint.as_deref().unwrap_or_default();
+            if let Some(aps) = account.as_any().downcast_ref::<ApsAccount>() {
                 aps_endpoints
-                    .entry(loopback_addr(name, endpoint)?)
+                    .entry(loopback_addr(name, &aps.settings().endpoint)?)
                     .or_default()
                     .push(name.clone());
                 continue;
             }
-            let (location, options) = account
-                .backend_options(name)
+            let Some(sola) = account.as_any().downcast_ref::<SolaAccount>() else {
+                return Err(usage_error(format!(
+                    "account {name}: the simulator serves sola and aps accounts, not {}",
+                    account.protocol()
+                )));
+            };
+            let location = sola.location().clone();
+            let options = sola
+                .backend_options()
                 .map_err(|e| usage_error(e.to_string()))?;
-            let batch_key = account
-                .batch_key(name)
-                .map_err(|e| usage_error(e.to_string()))?;
-            let merchant_key = account
-                .merchant_key(name)
+            let batch_key = sola.batch_key().map_err(|e| usage_error(e.to_string()))?;
+            let merchant_key = sola
+                .merchant_key()
                 .map_err(|e| usage_error(e.to_string()))?;
             let sim_account =
                 SimAccount::open(name.clone(), &location, &options, batch_key, vec![merchant_key])
@@ -178,14 +184,16 @@ async fn start_aps(
                 .account(name)
                 .map_err(|e| usage_error(e.to_string()))?;
             let cfg = account
-                .aps_settings()
-                .resolve(name)
+                .as_any()
+                .downcast_ref::<ApsAccount>()
+                .ok_or_else(|| usage_error(format!("account {name} is not an APS account")))?
+                .config()
                 .map_err(|e| usage_error(e.to_string()))?;
-            merchants.push(orchestrator::aps::sim_merchant(&cfg));
+            merchants.push(paybatch_demo::aps::sim_merchant(&cfg));
             if args.fail_accounts.contains(name) {
                 validation = ValidationMode::FailAll;
             }
-            let options = orchestrator::aps::sim_options(&cfg);
+            let options = paybatch_demo::aps::sim_options(&cfg);
             match &reading {
                 None => reading = Some((name.clone(), options)),
                 Some((first, o)) => {

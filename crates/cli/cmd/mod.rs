@@ -1,7 +1,9 @@
 //! Subcommands. Each file: a clap `Args` (or subcommand enum) and `run(.., &Global) -> Result<ExitCode>`.
 
 use anyhow::Result;
-use clap::{ArgAction, ValueEnum};
+use clap::ArgAction;
+
+use crate::logging::LogFormat;
 
 pub mod collect;
 pub mod common;
@@ -11,6 +13,7 @@ pub mod gateway_sim;
 pub mod kvp;
 pub mod ledger;
 pub mod resolve;
+pub mod serve;
 pub mod status;
 pub mod store;
 pub mod submit;
@@ -30,18 +33,8 @@ pub struct Global {
     pub log_format: LogFormat,
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// An error that carries its own exit code (see `main.rs` for the table).
 /// Set up logging on stderr according to `-v/-q/--log-format` (`RUST_LOG` overrides the
-/// level); see [`orchestrator::init_logging`].
+/// level); see [`crate::logging::init_logging`].
 pub fn init_logging(global: &Global) -> Result<()> {
     let level = if global.quiet {
         "error"
@@ -53,11 +46,7 @@ pub fn init_logging(global: &Global) -> Result<()> {
             _ => "trace",
         }
     };
-    let format = match global.log_format {
-        LogFormat::Text => orchestrator::LogFormat::Text,
-        LogFormat::Json => orchestrator::LogFormat::Json,
-    };
-    Ok(orchestrator::init_logging(level, format)?)
+    Ok(crate::logging::init_logging(level, global.log_format)?)
 }
 
 /// Errors that should end with a specific exit code wrap it in [`Exit`].

@@ -15,9 +15,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use kvp_format::SequenceNumber;
-use orchestrator::Orchestrator;
-use sequence_ledger::{AccountId, BatchRecord, Ledger, Transition};
+use paybatch_service::resolve::{ResolveAction, ResolveError, resolve};
+use sequence_ledger::Ledger;
 
 use super::{Global, common, usage_error};
 
@@ -50,8 +49,10 @@ pub struct Args {
 /// Runs the subcommand.
 pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
     let settings = Arc::new(common::load_settings(args.config.as_deref())?);
-    let account = AccountId::new(args.account.as_str()).map_err(|e| usage_error(e.to_string()))?;
-    let seq = SequenceNumber::new(args.seq).map_err(|e| usage_error(e.to_string()))?;
+    // Usage errors before the ledger is opened.
+    sequence_ledger::AccountId::new(args.account.as_str())
+        .map_err(|e| usage_error(e.to_string()))?;
+    kvp_format::SequenceNumber::new(args.seq).map_err(|e| usage_error(e.to_string()))?;
     if args.reason.trim().is_empty() {
         return Err(usage_error("--reason must say why"));
     }
@@ -60,80 +61,46 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
         Ledger::open(&path)
             .with_context(|| format!("cannot open the ledger at {}", path.display()))?,
     );
-    let before = ledger
-        .batch(&account, seq)?
-        .ok_or_else(|| usage_error(format!("account {account} has no batch {seq}")))?;
-    let transition = if args.abandon {
-        if before.state.may_have_been_triggered() && !before.state.is_final() {
-            look_in_the_drop(&settings, &ledger, &before)?;
-        }
-        Transition::Abandoned {
-            reason: args.reason.clone(),
-        }
+    let action = if args.abandon {
+        ResolveAction::Abandon
     } else {
-        Transition::MarkedUnknown {
-            reason: args.reason.clone(),
-        }
+        ResolveAction::MarkUnknown
     };
-    let after = ledger
-        .resolve(&account, seq, transition, args.reason.clone())
-        .map_err(|e| super::Exit {
-            code: 1,
-            message: e.to_string(),
-        })?;
-    println!(
-        "account {account} batch {seq}: {} -> {}",
-        before.state.name(),
-        after.state.name()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Before abandoning a batch that may have been triggered: shows what the gateway side holds
-/// of it, and refuses when the gateway's verdict is there (its transactions may have been
-/// processed; abandoning would release them for a second send).
-fn look_in_the_drop(
-    settings: &Arc<orchestrator::Settings>,
-    ledger: &Arc<Ledger>,
-    batch: &BatchRecord,
-) -> Result<()> {
-    let account = batch.account.as_str();
-    let seq = batch.sequence;
     let rt = common::runtime(&settings.limits)?;
-    let inspection = rt.block_on(async {
-        let orch = Orchestrator::builder(settings.clone())
-            .ledger(ledger.clone())
-            .build()?;
-        orch.protocol_for(account).await?.inspect(seq).await
-    });
-    let inspection = inspection.map_err(|e| super::Exit {
-        code: 3,
-        message: format!(
-            "batch {seq} of account {account} may have been triggered ({}), so the drop must be inspected before abandoning it, and that failed: {e}",
-            batch.state.name()
-        ),
-    })?;
-    if inspection.found.is_empty() {
-        eprintln!("paybatch: account {account} batch {seq}: nothing of it is in the drop");
-    } else {
-        eprintln!(
-            "paybatch: account {account} batch {seq}: in the drop: {}",
-            inspection.found.join(", ")
-        );
-    }
-    if inspection.answered == Some(true) {
-        return Err(super::Exit {
-            code: 1,
-            message: format!(
-                "not abandoned: the gateway answered batch {seq} (its COMPLETE is in the drop), so its transactions may have been processed. Run `paybatch collect` to record the answer, or `paybatch resolve --account {account} --seq {seq} --mark-unknown` if it cannot be read"
-            ),
+    // The same function answers `POST /v1/accounts/{account}/batches/{seq}/resolve`.
+    let result = rt.block_on(resolve(
+        &settings,
+        ledger,
+        &args.account,
+        args.seq,
+        action,
+        &args.reason,
+    ));
+    match result {
+        Ok(r) => {
+            for note in &r.notes {
+                eprintln!("paybatch: {note}");
+            }
+            println!(
+                "account {} batch {}: {} -> {}",
+                r.account, r.sequence, r.from, r.to
+            );
+            Ok(ExitCode::SUCCESS)
         }
-        .into());
+        Err(e @ (ResolveError::Invalid(_) | ResolveError::NoBatch { .. })) => {
+            Err(usage_error(e.to_string()))
+        }
+        Err(ResolveError::Refused { message, notes }) => {
+            for note in &notes {
+                eprintln!("paybatch: {note}");
+            }
+            Err(super::Exit { code: 1, message }.into())
+        }
+        Err(e @ ResolveError::Inspect(_)) => Err(super::Exit {
+            code: 3,
+            message: e.to_string(),
+        }
+        .into()),
+        Err(e) => Err(e.into()),
     }
-    if inspection.triggered == Some(true) {
-        eprintln!(
-            "paybatch: warning: PROCESS_{seq} is in the drop: the gateway was asked to process this batch. Abandoning releases its transactions to be sent again — right only if the gateway confirmed it never processed them (otherwise use --mark-unknown)"
-        );
-    }
-    Ok(())
 }

@@ -6,14 +6,11 @@
 //! Exit codes: 0 nothing Stuck; 1 some batch is Stuck; 2 configuration; 3 ledger unreadable
 //! (e.g. a submit holds it).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use orchestrator::ProtocolKind;
-use sequence_ledger::{AccountId, BatchState, Ledger};
-use serde::Serialize;
+use sequence_ledger::Ledger;
 
 use super::Global;
 use super::common;
@@ -30,21 +27,6 @@ pub struct Args {
     pub json: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct AccountStatus {
-    account: String,
-    protocol: Option<&'static str>,
-    last_sequence: Option<u32>,
-    batches: BTreeMap<String, u64>,
-    stuck: Vec<u32>,
-    in_flight: Vec<u32>,
-}
-
-#[derive(Debug, Serialize)]
-struct Status {
-    accounts: Vec<AccountStatus>,
-}
-
 /// Runs the subcommand.
 pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
     let settings = common::load_settings(args.config.as_deref())?;
@@ -56,44 +38,8 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
             return Err(e).with_context(|| format!("cannot read the ledger at {}", path.display()));
         }
     };
-    let mut names: Vec<String> = settings.accounts.keys().cloned().collect();
-    if let Some(l) = &ledger {
-        for a in l.accounts()? {
-            if !names.contains(&a.to_string()) {
-                names.push(a.to_string());
-            }
-        }
-    }
-    names.sort();
-    let mut status = Status {
-        accounts: Vec::new(),
-    };
-    for name in names {
-        let mut entry = AccountStatus {
-            account: name.clone(),
-            protocol: settings.accounts.get(&name).map(|a| match a.protocol {
-                ProtocolKind::Aps => "aps",
-                ProtocolKind::Sola => "sola",
-            }),
-            last_sequence: None,
-            batches: BTreeMap::new(),
-            stuck: Vec::new(),
-            in_flight: Vec::new(),
-        };
-        if let Some(l) = &ledger {
-            let account = AccountId::new(name.as_str())?;
-            entry.last_sequence = l.last_sequence(&account)?.map(|s| s.get());
-            for b in l.batches(&account)? {
-                *entry.batches.entry(b.state.name().to_owned()).or_default() += 1;
-                match b.state {
-                    BatchState::Stuck => entry.stuck.push(b.sequence.get()),
-                    s if !s.is_final() => entry.in_flight.push(b.sequence.get()),
-                    _ => {}
-                }
-            }
-        }
-        status.accounts.push(entry);
-    }
+    // The same function answers `GET /v1/accounts` of `paybatch serve`.
+    let status = paybatch_service::status::status(&settings, ledger.as_ref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
@@ -105,7 +51,7 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
             println!(
                 "{:<20} {:<5} last={:<10} {}{}{}",
                 a.account,
-                a.protocol.unwrap_or("-"),
+                a.protocol.as_deref().unwrap_or("-"),
                 a.last_sequence
                     .map_or_else(|| "-".to_owned(), |s| s.to_string()),
                 if batches.is_empty() {
@@ -126,8 +72,7 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
             );
         }
     }
-    let stuck = status.accounts.iter().any(|a| !a.stuck.is_empty());
-    Ok(if stuck {
+    Ok(if status.any_stuck() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -116,19 +116,23 @@ fn settings(args: &CheckArgs) -> Result<(Location, BackendOptions)> {
     let (location, mut options) = match (&args.account, &args.url) {
         (Some(account), _) => {
             let settings = common::load_settings(args.config.as_deref())?;
-            let account_settings = settings
+            let configured = settings
                 .account(account)
                 .map_err(|e| usage_error(e.to_string()))?;
-            if account_settings.protocol == orchestrator::ProtocolKind::Aps {
+            let Some(sola) = configured
+                .as_any()
+                .downcast_ref::<sola_file_drop::SolaAccount>()
+            else {
                 return Err(usage_error(format!(
-                    "account {account} is an Amazon Payment Services account (protocol = \"aps\", \
-                     endpoint {}): it has no drop to check; batches go to its HTTPS batch API",
-                    account_settings.endpoint.as_deref().unwrap_or("?")
+                    "account {account} is a {} account: it has no drop to check (protocol = \"{}\"; an APS account's batches go to its HTTPS batch API)",
+                    configured.protocol(),
+                    configured.protocol()
                 )));
-            }
-            account_settings
-                .backend_options(account)
-                .map_err(|e| usage_error(e.to_string()))?
+            };
+            let options = sola
+                .backend_options()
+                .map_err(|e| usage_error(e.to_string()))?;
+            (sola.location().clone(), options)
         }
         (None, Some(url)) => {
             let location = Location::parse(url).map_err(|e| usage_error(e.to_string()))?;

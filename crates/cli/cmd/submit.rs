@@ -86,7 +86,7 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         let orch = Orchestrator::builder(settings.clone()).rejected_batches(rejected).build()?;
         if let Some(dir) = &args.dry_run {
             let masking = if args.unmasked { Masking::Unmasked } else { Masking::Masked };
-            let batches = orch.dry_run(job.clone(), dir, masking).await?;
+            let batches = orch.dry_run(job.clone(), dir, masking)?;
             for b in &batches {
                 println!("{}\t{}\t{} lines\t{}", b.account, b.sequence, b.lines, b.request.display());
             }

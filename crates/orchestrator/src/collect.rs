@@ -7,20 +7,18 @@ use std::sync::Arc;
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{AccountId, Ledger};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
-use crate::account::{AccountRun, Worker};
-use crate::driver::{
-    AccountReport, LedgerBatch, Orchestrator, OutputSpec, Report, Shutdown, WaitMode, line_outcome,
-};
+use crate::driver::{Orchestrator, OutputSpec, SubmitOptions, WaitMode};
 use crate::error::{Error, Result};
 use crate::input::{InputRecord, RecordSource};
 use crate::job::{InvalidPolicy, Job};
-use crate::merge::{OutputHead, output_record};
+use crate::merge::{LedgerBatch, line_outcome};
+use crate::outcome::{OutputHead, output_record};
 use crate::output::OutputWriter;
-use crate::plan::AccountPlan;
+use crate::report::{AccountReport, RunReport};
+use crate::runner::Work;
 use crate::settings::Settings;
+use crate::shutdown::Shutdown;
 
 struct Empty;
 
@@ -45,18 +43,13 @@ impl Orchestrator {
         &self,
         output: Option<&OutputSpec>,
         shutdown: Shutdown,
-    ) -> Result<Report> {
+    ) -> Result<RunReport> {
         let ledger = self.ledger.clone();
+        let path = ledger.path().to_path_buf();
         let in_flight = tokio::task::spawn_blocking(move || ledger.in_flight())
             .await
-            .map_err(|e| Error::Resume {
-                account: "-".into(),
-                message: e.to_string(),
-            })?
-            .map_err(|source| Error::Ledger {
-                account: "-".into(),
-                source,
-            })?;
+            .map_err(|e| Error::task("*", &e))?
+            .map_err(|source| Error::LedgerOpen { path, source })?;
         let mut by_account: BTreeMap<String, Vec<SequenceNumber>> = BTreeMap::new();
         for (account, rec) in in_flight {
             by_account
@@ -70,66 +63,33 @@ impl Orchestrator {
             InvalidPolicy::RejectInput,
             &mut |_, _| {},
         )?);
-        let semaphore = Arc::new(Semaphore::new(self.settings.limits.max_concurrent_accounts));
-        let mut tasks: JoinSet<(String, AccountRun)> = JoinSet::new();
-        let mut runs: BTreeMap<String, AccountRun> = BTreeMap::new();
-        for name in by_account.keys() {
-            let account = AccountId::new(name.as_str()).map_err(|source| Error::Ledger {
-                account: name.clone(),
-                source,
-            })?;
-            let protocol = match self.protocol_for(name).await {
-                Ok(p) => p,
-                Err(e) => {
-                    runs.insert(
-                        name.clone(),
-                        AccountRun {
-                            failure: Some(e.to_string()),
-                            ..AccountRun::default()
-                        },
-                    );
-                    continue;
-                }
-            };
-            let worker = Worker {
-                account,
-                ledger: self.ledger.clone(),
-                protocol,
-                job: empty.clone(),
-                poll: self.settings.poll,
-                mode: WaitMode::UntilCollected,
-                new_batches: false,
-                shutdown: shutdown.clone(),
-                progress: self.progress().clone(),
-            };
-            let permits = semaphore.clone();
-            let name = name.clone();
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                (name, worker.run(AccountPlan::default()).await)
-            });
-        }
-        while let Some(joined) = tasks.join_next().await {
-            let (name, run) = joined.map_err(|e| Error::Resume {
-                account: "-".into(),
-                message: format!("an account task failed: {e}"),
-            })?;
-            runs.insert(name, run);
-        }
+        let options = SubmitOptions {
+            wait: WaitMode::UntilCollected,
+            collect_only: true,
+            output: None,
+        };
+        let work = by_account
+            .keys()
+            .map(|name| (name.clone(), Work::Collect))
+            .collect();
+        let runs = self
+            .run_accounts(empty, work, &options, shutdown.clone())
+            .await;
         if shutdown.is_triggered() {
             return Err(Error::Shutdown);
         }
+        let failures: BTreeMap<String, String> = runs
+            .into_iter()
+            .filter_map(|(name, run)| run.failure.map(|e| (name, e.to_string())))
+            .collect();
         let ledger = self.ledger.clone();
         let settings = self.settings.clone();
         let output = output.cloned();
         tokio::task::spawn_blocking(move || {
-            write_in_flight(&ledger, &settings, &by_account, &runs, output.as_ref())
+            write_in_flight(&ledger, &settings, &by_account, &failures, output.as_ref())
         })
         .await
-        .map_err(|e| Error::Resume {
-            account: "-".into(),
-            message: e.to_string(),
-        })?
+        .map_err(|e| Error::task("*", &e))?
     }
 }
 
@@ -137,9 +97,9 @@ fn write_in_flight(
     ledger: &Ledger,
     settings: &Settings,
     by_account: &BTreeMap<String, Vec<SequenceNumber>>,
-    runs: &BTreeMap<String, AccountRun>,
+    failures: &BTreeMap<String, String>,
     output: Option<&OutputSpec>,
-) -> Result<Report> {
+) -> Result<RunReport> {
     let ref_field = settings.input.ref_field.as_str();
     let account_field = settings.input.account_field.as_str();
     let mut writer = match output {
@@ -150,7 +110,7 @@ fn write_in_flight(
         )?),
         None => None,
     };
-    let mut report = Report::default();
+    let mut report = RunReport::default();
     for (name, sequences) in by_account {
         let account = AccountId::new(name.as_str()).map_err(|source| Error::Ledger {
             account: name.clone(),
@@ -160,7 +120,7 @@ fn write_in_flight(
             account: name.clone(),
             source,
         };
-        let failure = runs.get(name).and_then(|r| r.failure.clone());
+        let failure = failures.get(name).cloned();
         let mut entry = AccountReport::default();
         entry.summary.failure = failure.clone();
         let mut refs: HashMap<u32, Vec<(u64, String)>> = HashMap::new();

@@ -11,12 +11,11 @@ use kvp_format::owner_only;
 use sequence_ledger::AccountId;
 use serde::Serialize;
 
-use crate::driver::{Orchestrator, plan_with_ledger};
+use crate::driver::Orchestrator;
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::protocol::{GatewayProtocol, Masking, RequestLine};
-use crate::settings::ProtocolKind;
-use crate::sola::SolaFileDrop;
+use crate::planning::plan_with_ledger;
+use gateway_protocol::{BatchLine, Masking};
 
 /// One batch a dry run wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -35,7 +34,7 @@ pub struct DryRunBatch {
 
 impl Orchestrator {
     /// Writes what [`Orchestrator::submit`] would upload for `job` under `dir`
-    /// ([`GatewayProtocol::batch_files`] of each account's protocol), without reserving numbers
+    /// ([`gateway_protocol::Account::batch_files`] of each account), without reserving numbers
     /// or touching any drop or service. Transactions already bound in the ledger are left out
     /// (a real run would finish their batches, not create new ones).
     ///
@@ -47,12 +46,7 @@ impl Orchestrator {
     ///
     /// # Errors
     /// Missing secrets, ledger errors, [`Error::Io`].
-    pub async fn dry_run(
-        &self,
-        job: Arc<Job>,
-        dir: &Path,
-        masking: Masking,
-    ) -> Result<Vec<DryRunBatch>> {
+    pub fn dry_run(&self, job: Arc<Job>, dir: &Path, masking: Masking) -> Result<Vec<DryRunBatch>> {
         owner_only::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
         let mut out = Vec::new();
@@ -76,8 +70,7 @@ impl Orchestrator {
                 &positions,
                 max,
                 self.rejected,
-            )
-            .map_err(|e| *e)?;
+            )?;
             let mut sequence =
                 self.ledger
                     .next_sequence(&account)
@@ -87,22 +80,22 @@ impl Orchestrator {
                     })?;
             let root = dir.join(&name);
             owner_only::private_dir(&root).map_err(|e| Error::io(&root, e))?;
-            let protocol = self.offline_protocol(&name, &root).await?;
+            let settings = self.settings.account(&name)?;
             for batch in &plan.fresh {
                 let mut txs = Vec::with_capacity(batch.len());
                 for &pos in batch {
                     txs.push(job.transaction(pos as usize)?);
                 }
-                let lines: Vec<RequestLine<'_>> = txs
+                let lines: Vec<BatchLine<'_>> = txs
                     .iter()
                     .enumerate()
-                    .map(|(i, t)| RequestLine {
+                    .map(|(i, t)| BatchLine {
                         index: i as u64,
                         fields: &t.fields,
                     })
                     .collect();
                 let mut files = Vec::new();
-                for file in protocol.batch_files(sequence, &lines, masking)? {
+                for file in settings.batch_files(sequence, &lines, masking)? {
                     let path = root.join(relative(&name, &file.path)?);
                     if let Some(parent) = path.parent() {
                         owner_only::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
@@ -117,45 +110,16 @@ impl Orchestrator {
                     request: files.first().cloned().unwrap_or_else(|| root.clone()),
                     files,
                 });
-                sequence = sequence.next().ok_or_else(|| Error::Resume {
+                sequence = sequence.next().ok_or_else(|| Error::Ledger {
                     account: name.clone(),
-                    message: "sequence numbers exhausted".into(),
+                    source: sequence_ledger::Error::Exhausted {
+                        account: account.clone(),
+                        last: sequence,
+                    },
                 })?;
             }
         }
         Ok(out)
-    }
-}
-
-impl Orchestrator {
-    /// Account `name`'s protocol for a dry run, built from the settings without reaching its
-    /// drop or service: an APS client makes no request until a step is called, and a Sola
-    /// file drop is given the dry run's own folder `root` (it only encodes here).
-    async fn offline_protocol(&self, name: &str, root: &Path) -> Result<Arc<dyn GatewayProtocol>> {
-        let settings = self.settings.account(name)?;
-        if settings.protocol == ProtocolKind::Aps {
-            let cfg = settings
-                .aps_settings()
-                .resolve(name)
-                .map_err(|e| Error::setting(format!("accounts.{name}"), e.to_string()))?;
-            return Ok(Arc::new(crate::aps::ApsBatchApi::new(cfg)?));
-        }
-        let location = storage_backends::Location::parse(&format!("file://{}", root.display()))
-            .map_err(|e| Error::setting("dry-run", e.to_string()))?;
-        let backend = storage_backends::LocalBackend::new(&location)
-            .await
-            .map_err(|source| Error::Storage {
-                account: name.to_owned(),
-                path: String::new(),
-                source,
-            })?;
-        Ok(Arc::new(SolaFileDrop::new(
-            name,
-            Arc::new(backend),
-            settings.batch_key(name)?,
-            settings.merchant_key(name)?,
-            &self.settings.gateway,
-        )))
     }
 }
 
@@ -164,10 +128,13 @@ impl Orchestrator {
 fn relative(account: &str, path: &str) -> Result<PathBuf> {
     let rel = Path::new(path);
     if path.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(Error::Resume {
-            account: account.to_owned(),
-            message: format!("dry run: the protocol named a file outside its folder: {path:?}"),
-        });
+        return Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("dry run: account {account}'s protocol named a file outside its folder"),
+            ),
+        ));
     }
     Ok(rel.to_path_buf())
 }

@@ -3,22 +3,22 @@
 //!
 //! Each valid record is written once, as `REF FIELDS\n` (both percent-encoded, so neither holds
 //! a space), with `account` and `ref` taken out of the fields. The index keeps, per record, its
-//! account, the spill offset and length, its input line, and for APS accounts a hash of its
-//! `merchant_reference` and a bound of its batch-file row (40 bytes), which the planner
-//! needs to keep references unique per batch and files under 50 MB ([`Job::chunk_item`]). Results are spilled the
-//! same way and looked up by input position when the output is written.
+//! account, the spill offset and length, its input line, and what its account's
+//! [`Chunker`](gateway_protocol::Chunker) needs to cut batches (APS: a hash of the
+//! `merchant_reference` and a bound of the batch-file row) — 40 bytes ([`Job::chunk_item`]).
+//! Results are spilled the same way and looked up by input position when the output is
+//! written.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use sha2::Digest;
+use gateway_protocol::{ChunkItem, ChunkLimits, Chunker};
 
 use crate::error::{Error, Result};
 use crate::input::{InputRecord, RecordSource};
-use crate::plan::{ChunkItem, ChunkLimits};
-use crate::settings::{ProtocolKind, Settings};
+use crate::settings::Settings;
 use crate::validate::{InputProblem, Validator};
 
 /// What to do with invalid records.
@@ -38,9 +38,10 @@ struct Entry {
     len: u32,
     offset: u64,
     line: u64,
-    /// 0: no batch key; else a non-zero hash of the APS `merchant_reference`.
+    /// 0: no batch key; else the non-zero key its account's chunker gave (APS: a hash of the
+    /// `merchant_reference`).
     key: u64,
-    /// Upper bound of its batch-file row (APS), 0 otherwise.
+    /// Upper bound of the bytes it adds to its batch's file (APS), 0 when not counted.
     size: u32,
 }
 
@@ -74,11 +75,9 @@ pub struct Job {
     spill: File,
     entries: Vec<Entry>,
     accounts: Vec<String>,
-    /// Per account: the batch file limit in bytes (APS), `None` for none.
-    file_limits: Vec<Option<u64>>,
-    /// Per account: how many distinct extra APS columns its lines bring; every row of a
-    /// batch file may have an empty cell (one comma) for each.
-    extra_columns: Vec<u64>,
+    /// Per account: how large its new batches may grow (its chunker's word after seeing
+    /// every line).
+    limits: Vec<ChunkLimits>,
     input_name: String,
     problems: usize,
 }
@@ -106,19 +105,12 @@ impl Job {
         let file = kvp_format::owner_only::create_new(&path).map_err(|e| Error::io(&path, e))?;
         let mut out =
             BufWriter::with_capacity(1 << 16, file.try_clone().map_err(|e| Error::io(&path, e))?);
-        let accounts: Vec<String> = settings.accounts.keys().cloned().collect();
-        let aps: Vec<bool> = settings
-            .accounts
+        let accounts: Vec<String> = settings.accounts().keys().cloned().collect();
+        let mut chunkers: Vec<Box<dyn Chunker>> = settings
+            .accounts()
             .values()
-            .map(|a| a.protocol == ProtocolKind::Aps)
+            .map(|a| a.rules().chunker())
             .collect();
-        let file_limits = settings
-            .accounts
-            .values()
-            .map(|a| (a.protocol == ProtocolKind::Aps).then(|| a.aps_max_file_bytes()))
-            .collect();
-        let mut extras: Vec<std::collections::HashSet<String>> =
-            vec![Default::default(); aps.len()];
         let mut validator = Validator::new(settings);
         let mut entries = Vec::new();
         let mut rec = InputRecord::default();
@@ -148,21 +140,19 @@ impl Job {
             let account = accounts
                 .binary_search_by(|a| a.as_str().cmp(account_name))
                 .map_err(|_| Error::setting("accounts", "account vanished during validation"))?;
-            let (key, size) = if aps.get(account).copied().unwrap_or(false) {
-                if let Some(seen) = extras.get_mut(account) {
-                    for (k, _) in &rec.fields {
-                        if !crate::aps::COLUMNS.contains(&k.as_str())
-                            && *k != settings.input.account_field
-                            && *k != settings.input.ref_field
-                            && !seen.contains(k)
-                        {
-                            seen.insert(k.clone());
-                        }
-                    }
+            let item = match chunkers.get_mut(account) {
+                Some(chunker) => {
+                    let fields: Vec<(String, String)> = rec
+                        .fields
+                        .iter()
+                        .filter(|(k, _)| {
+                            *k != settings.input.account_field && *k != settings.input.ref_field
+                        })
+                        .cloned()
+                        .collect();
+                    chunker.item(&fields)
                 }
-                aps_chunk_item(&rec, settings)
-            } else {
-                (0, 0)
+                None => ChunkItem::default(),
             };
             buf.clear();
             kvp_format::encode_pair("r", reference, &mut buf);
@@ -188,8 +178,8 @@ impl Job {
                 len,
                 offset,
                 line: rec.line,
-                key,
-                size,
+                key: item.key.unwrap_or(0),
+                size: u32::try_from(item.size).unwrap_or(u32::MAX),
             });
             offset += u64::from(len);
         }
@@ -202,59 +192,55 @@ impl Job {
             _dir: dir,
             spill: file,
             entries,
+            limits: accounts
+                .iter()
+                .zip(&chunkers)
+                .map(|(name, c)| c.limits(settings.max_batch_lines(name)))
+                .collect(),
             accounts,
-            file_limits,
-            extra_columns: extras.iter().map(|e| e.len() as u64).collect(),
             input_name,
             problems,
         })
     }
 
-    /// What the planner must know of the transaction at input position `pos`: for an APS
-    /// account its `merchant_reference` (as a key no batch may hold twice) and a bound of its
-    /// batch-file row (including an empty cell for every extra column any line of the account
-    /// brings); nothing for other accounts.
-    pub fn chunk_item(&self, pos: u32) -> ChunkItem {
+    /// What the planner must know of the transaction at input position `pos`: the key and
+    /// size its account's chunker gave it.
+    pub(crate) fn chunk_item(&self, pos: u32) -> ChunkItem {
         self.entries
             .get(pos as usize)
             .map_or_else(ChunkItem::default, |e| ChunkItem {
                 key: (e.key != 0).then_some(e.key),
-                size: if e.size == 0 {
-                    0
-                } else {
-                    let empty_cells = self.extra_columns.get(e.account as usize).copied();
-                    u64::from(e.size) + empty_cells.unwrap_or(0)
-                },
+                size: u64::from(e.size),
             })
     }
 
-    /// How large a new batch of account `account` (an index of [`Job::accounts`]) may grow:
-    /// `max_lines`, and for an APS account the 50 MB file limit.
-    pub fn chunk_limits(&self, account: usize, max_lines: usize) -> ChunkLimits {
-        match self.file_limits.get(account).copied().flatten() {
-            Some(bytes) => ChunkLimits {
+    /// How large a new batch of account `account` (an index of [`Job::accounts`]) may grow,
+    /// with at most `max_lines` lines.
+    pub(crate) fn chunk_limits(&self, account: usize, max_lines: usize) -> ChunkLimits {
+        match self.limits.get(account) {
+            Some(limits) => ChunkLimits {
                 max_lines,
-                max_bytes: Some(bytes),
-                overhead: crate::aps::header_size(),
+                ..*limits
             },
             None => ChunkLimits::lines(max_lines),
         }
     }
 
     /// Plans account `account`'s `positions` (the account's name) with [`Job::chunk_limits`]
-    /// and [`Job::chunk_item`]; `bound` as for [`crate::plan_account`]. The planner to use for
+    /// and [`Job::chunk_item`]; `bound` as for [`crate::plan::plan_account`]. The planner to use for
     /// a job: an APS account's batches then never repeat a `merchant_reference` and stay
     /// under the file limit.
     ///
     /// # Errors
-    /// A [`crate::PlanConflict`] when two transactions claim the same index of a batch.
-    pub fn plan_account(
+    /// A [`PlanConflict`](crate::plan::PlanConflict) when two transactions claim the same
+    /// index of a batch.
+    pub(crate) fn plan_account(
         &self,
         account: &str,
         positions: &[u32],
         max_lines: usize,
         bound: impl FnMut(u32) -> Option<crate::plan::Bound>,
-    ) -> std::result::Result<crate::AccountPlan, crate::PlanConflict> {
+    ) -> std::result::Result<crate::plan::AccountPlan, crate::plan::PlanConflict> {
         let index = self
             .accounts
             .binary_search_by(|a| a.as_str().cmp(account))
@@ -354,23 +340,6 @@ impl Job {
     }
 }
 
-/// The planner's key and size of an APS record: a non-zero hash of its trimmed
-/// `merchant_reference` (the batch file writer trims it too) and its row bound.
-fn aps_chunk_item(rec: &InputRecord, settings: &Settings) -> (u64, u32) {
-    let fields: Vec<(String, String)> = rec
-        .fields
-        .iter()
-        .filter(|(k, _)| *k != settings.input.account_field && *k != settings.input.ref_field)
-        .cloned()
-        .collect();
-    let size = u32::try_from(crate::aps::row_size_bound(&fields)).unwrap_or(u32::MAX);
-    let reference = rec.get("merchant_reference").unwrap_or("").trim();
-    let digest = sha2::Sha256::digest(reference.as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    (u64::from_le_bytes(bytes).max(1), size)
-}
-
 /// Per-position output records spilled to a file, written in any order, read in input order.
 #[derive(Debug)]
 pub struct ResultSpill {
@@ -457,8 +426,7 @@ mod tests {
     fn settings() -> Settings {
         Settings::from_toml(
             "[accounts.acme]\nlocation = \"file:///tmp/a\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\n\
-             [accounts.beta]\nlocation = \"file:///tmp/b\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\n",
-        )
+             [accounts.beta]\nlocation = \"file:///tmp/b\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\n", &crate::test_protocols())
         .unwrap()
     }
 
@@ -534,8 +502,7 @@ mod tests {
     fn aps_purchase_and_capture_of_one_order_plan_into_two_batches() {
         let settings = Settings::from_toml(
             "[accounts.acme]\nlocation = \"file:///tmp/a\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\n\
-             [accounts.shop]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"USD\"\n",
-        )
+             [accounts.shop]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"USD\"\n", &crate::test_protocols())
         .unwrap();
         let purchase = "merchant_reference=o1&amount=1.00&token_name=t&customer_email=a@b.c";
         let text = format!(
@@ -557,28 +524,24 @@ mod tests {
         // A small file limit closes APS batches by size as well.
         let item = job.chunk_item(0);
         assert!(item.size > 0 && item.key.is_some());
+        let per_line = job.chunk_limits(1, 100).per_line;
         let small = ChunkLimits {
-            max_lines: 100,
-            max_bytes: Some(crate::aps::header_size() + item.size),
-            overhead: crate::aps::header_size(),
+            max_bytes: Some(aps_batch::header_size() + item.size + per_line),
+            ..job.chunk_limits(1, 100)
         };
         let plan =
             crate::plan::plan_account_with(&by[1], small, |p| job.chunk_item(p), |_| None).unwrap();
         assert_eq!(plan.fresh.len(), 3);
         // Every APS row is counted with an empty cell for each extra column of the account.
-        let bare = crate::aps::row_size_bound(&job.transaction(0).unwrap().fields);
-        assert_eq!(
-            item.size,
-            bare + 1,
-            "one extra column (order_note) in the account"
-        );
+        let bare = aps_batch::row_size_bound(&job.transaction(0).unwrap().fields);
+        assert_eq!(item.size, bare);
+        assert_eq!(per_line, 1, "one extra column (order_note) in the account");
     }
 
     #[test]
     fn planned_aps_files_stay_under_a_small_limit() {
         let settings = Settings::from_toml(
-            "[accounts.shop]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"KWD\"\n",
-        )
+            "[accounts.shop]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"KWD\"\n", &crate::test_protocols())
         .unwrap();
         let mut text = String::new();
         for i in 0..40 {
@@ -595,9 +558,8 @@ mod tests {
         let positions = &job.positions_by_account()[0];
         for max_bytes in [700u64, 1500, 4000] {
             let limits = ChunkLimits {
-                max_lines: 1000,
                 max_bytes: Some(max_bytes),
-                overhead: crate::aps::header_size(),
+                ..job.chunk_limits(0, 1000)
             };
             let plan =
                 crate::plan::plan_account_with(positions, limits, |p| job.chunk_item(p), |_| None)
@@ -605,18 +567,18 @@ mod tests {
             assert!(plan.fresh.len() > 1, "{max_bytes}");
             assert_eq!(plan.len(), 40);
             for chunk in &plan.fresh {
-                let txs: Vec<crate::aps::ApsTransaction> = chunk
+                let txs: Vec<aps_batch::ApsTransaction> = chunk
                     .iter()
                     .map(|p| {
                         let t = job.transaction(*p as usize).unwrap();
-                        crate::aps::ApsTransaction::from_fields(
+                        aps_batch::ApsTransaction::from_fields(
                             t.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                            crate::aps::Currency::new("KWD").ok(),
+                            aps_batch::Currency::new("KWD").ok(),
                         )
                         .unwrap()
                     })
                     .collect();
-                let file = crate::aps::write_batch_file(&txs).unwrap();
+                let file = aps_batch::write_batch_file(&txs).unwrap();
                 assert!(file.len() as u64 <= max_bytes, "{max_bytes}: {chunk:?}");
             }
         }

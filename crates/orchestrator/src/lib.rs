@@ -12,8 +12,8 @@
 //! # #[tokio::main(flavor = "multi_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use orchestrator::demo::{DemoSpec, World, spawn_gateway};
-//! use orchestrator::{Format, InputReader, InvalidPolicy, Job, Orchestrator, Outcome, Settings, Shutdown, SubmitOptions};
+//! use paybatch_demo::{DemoSpec, World, spawn_gateway};
+//! use orchestrator::{Format, InputReader, InvalidPolicy, Job, LineOutcome, Orchestrator, Settings, Shutdown, SubmitOptions};
 //!
 //! // A generated world on local folders, with the gateway simulator standing in for Sola.
 //! let dir = tempfile::tempdir()?;
@@ -21,7 +21,7 @@
 //! let world = World::create(dir.path(), spec, Format::Kvp)?;
 //! let (stop, gateway) = spawn_gateway(world.gateway(false).await?);
 //!
-//! let settings = Arc::new(Settings::load_with_env(Some(&world.config), [])?);
+//! let settings = Arc::new(Settings::load_with_env(Some(&world.config), [], &paybatch_demo::protocols())?);
 //! let mut input = InputReader::open(&world.input, None)?;
 //! let job = Job::load(&mut input, &settings, InvalidPolicy::RejectInput, &mut |p, _| eprintln!("{p}"))?;
 //! let report = Orchestrator::builder(settings)
@@ -30,7 +30,7 @@
 //!     .await?;
 //! assert!(report.is_complete());
 //! assert_eq!(report.totals().total(), 50);
-//! assert!(report.totals().count(Outcome::Approved) > 0);
+//! assert!(report.totals().count(LineOutcome::Approved) > 0);
 //! # let _ = stop.send(());
 //! # gateway.await??;
 //! # Ok(()) }
@@ -41,49 +41,53 @@
 //! per account is in flight; a rerun finishes unfinished batches with the same number and bytes.
 #![warn(missing_docs)]
 
-mod account;
-pub mod aps;
+mod account_ledger;
+mod account_locks;
+mod builder;
+mod clock;
 mod collect;
-pub mod demo;
 mod driver;
 mod dry_run;
 mod error;
 mod input;
 mod job;
-mod logging;
 mod merge;
+mod outcome;
 mod output;
 mod plan;
+mod planning;
 mod progress;
-mod protocol;
+mod report;
+mod runner;
 mod settings;
-mod sola;
+mod shutdown;
 mod validate;
+mod verdict;
+mod worker;
 
-pub use account::CRASH_POINTS;
-pub use driver::{
-    AccountReport, Orchestrator, OrchestratorBuilder, OutputSpec, Report, Shutdown,
-    ShutdownTrigger, SubmitOptions, WaitMode,
-};
+pub use account_locks::AccountGuard;
+pub use builder::OrchestratorBuilder;
+pub use driver::{Orchestrator, OutputSpec, SubmitOptions, WaitMode};
 pub use dry_run::DryRunBatch;
 pub use error::{Error, Result};
+pub use gateway_protocol::Masking;
 pub use input::{Format, InputReader, InputRecord, RecordSource};
-pub use job::{InvalidPolicy, Job, ResultSpill, Transaction};
-pub use logging::{LogFormat, LoggingError, init_logging};
-pub use merge::{
-    AccountSummary, DEFAULT_CURRENCY, Outcome, OutputHead, X_RESULT_UNKNOWN, format_amount,
-    output_record, parse_amount,
-};
+pub use job::{InvalidPolicy, Job, Transaction};
+pub use outcome::{AccountSummary, LineOutcome};
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
-pub use plan::{AccountPlan, Bound, PlanConflict, RejectedBatches, content_digest, plan_account};
-pub use progress::{Progress, SLOW_AFTER, SlowBatch, format_waited, slow_log_due};
-pub use protocol::{
-    BatchFile, BatchRef, BatchVerdict, GatewayProtocol, Inspection, LineResult, Masking,
-    PollResult, RejectedAnswer, RequestLine, mask_fields,
-};
+pub use plan::RejectedBatches;
+pub use progress::{Progress, ProgressSnapshot, SLOW_AFTER, SlowBatch, StorageErrorKind};
+pub use report::{AccountReport, RunReport};
 pub use settings::{
-    AccountSettings, DEFAULT_CONFIG, ENV_PREFIX, GatewaySettings, InputSettings, LedgerSettings,
-    LimitSettings, PollSettings, ProtocolKind, Settings, StorageSettings,
+    DEFAULT_CONFIG, DEFAULT_PROTOCOL, ENV_PREFIX, InputSettings, LedgerSettings, LimitSettings,
+    PollSettings, Settings,
 };
-pub use sola::SolaFileDrop;
-pub use validate::{InputProblem, RESERVED_FIELDS, Validator};
+pub use shutdown::{Shutdown, ShutdownTrigger};
+pub use validate::InputProblem;
+pub use worker::CRASH_POINTS;
+
+/// The protocols the engine's own tests configure accounts with.
+#[cfg(test)]
+pub(crate) fn test_protocols() -> Vec<std::sync::Arc<dyn gateway_protocol::AccountFactory>> {
+    vec![sola_file_drop::factory(), aps_batch::factory()]
+}

@@ -1,378 +1,354 @@
-//! Pure merging: a gateway response line (or a batch verdict) becomes one output record, and
-//! outcomes are counted per account.
+//! The merge: one output record per input transaction, in input order, with the outcome the
+//! ledger proves for its line (PROTOCOL.md decisions 4 and 11).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use kvp_format::SequenceNumber;
+use sequence_ledger::{AccountId, BatchState, Ledger, StoredResult};
 
-use crate::aps::{Currency, MinorUnits};
+use crate::driver::OutputSpec;
+use crate::error::{Error, Result};
+use crate::job::{Job, ResultSpill};
+use crate::outcome::{LineOutcome, OutputHead, output_record};
+use crate::output::OutputWriter;
+use crate::plan::content_digest;
+use crate::report::AccountReport;
+use crate::report::RunReport;
+use crate::settings::Settings;
 
-/// The per-transaction outcome written to the output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Outcome {
-    /// `xResult=A`.
-    Approved,
-    /// `xResult=D`.
-    Declined,
-    /// `xResult=E` or any other letter: the gateway's per-line error.
-    Error,
-    /// The gateway did not and will not process this transaction: the gateway rejected its
-    /// batch, or it was never bound to a batch (the account failed or stopped first); `xError`
-    /// says why. Only these may be sent again elsewhere. A rejected batch's lines also carry
-    /// any per-line fields its RESPONSE held (`xResult`, `xRefNum`, ..., the line's own
-    /// `xLineStatus`/`xLineError`); the verdict still decides.
-    NotProcessed,
-    /// The gateway may or may not process it: the transaction is bound to a batch that is not
-    /// final (`Reserved`, `RequestUploaded`, `Triggered`, `Completed`, `Stuck` — the next run of
-    /// the same submit finishes that batch; `xError` says which and that these must not be
-    /// resubmitted elsewhere), a batch an operator abandoned, or a line without a result.
-    Unknown,
+/// A batch as the ledger holds it now, with its stored per-line results once collected.
+pub(crate) struct LedgerBatch {
+    /// The batch record; `None` when the ledger has none (read as `Reserved`).
+    pub(crate) record: Option<sequence_ledger::BatchRecord>,
+    /// The record's state, `Reserved` without a record.
+    pub(crate) state: BatchState,
+    /// Result fields by line index; empty unless the batch is `Collected` or `Cleaned`.
+    pub(crate) results: HashMap<u64, Vec<(String, String)>>,
 }
 
-impl Outcome {
-    /// The output spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Approved => "approved",
-            Self::Declined => "declined",
-            Self::Error => "error",
-            Self::NotProcessed => "not_processed",
-            Self::Unknown => "unknown",
-        }
-    }
-
-    /// Every outcome, in report order.
-    pub const ALL: [Outcome; 5] = [
-        Self::Approved,
-        Self::Declined,
-        Self::Error,
-        Self::NotProcessed,
-        Self::Unknown,
-    ];
-
-    /// The outcome of a response line, from its `xResult` letter: `A`, `D`, `U` (the
-    /// protocol says the line's fate is not known, e.g. an APS line still pending), anything
-    /// else is an error.
-    pub fn from_x_result(x_result: Option<&str>) -> Self {
-        match x_result.map(str::trim) {
-            Some(r) if r.eq_ignore_ascii_case("A") => Self::Approved,
-            Some(r) if r.eq_ignore_ascii_case("D") => Self::Declined,
-            Some(r) if r.eq_ignore_ascii_case(X_RESULT_UNKNOWN) => Self::Unknown,
-            _ => Self::Error,
-        }
-    }
-}
-
-/// The `xResult` letter a protocol sets on a line whose fate the gateway left open (APS
-/// statuses 15, 19, 20, 40, ...): the merge reports it `unknown`, never `error`.
-pub const X_RESULT_UNKNOWN: &str = "U";
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The routing part of an output record.
-#[derive(Debug, Clone, Copy)]
-pub struct OutputHead<'a> {
-    /// Output name of the ref field.
-    pub ref_field: &'a str,
-    /// Output name of the account field.
-    pub account_field: &'a str,
-    /// The caller's ref.
-    pub reference: &'a str,
-    /// The account.
-    pub account: &'a str,
-    /// The batch number, if one was assigned.
-    pub sequence: Option<u32>,
-    /// The line in the batch.
-    pub index: Option<u64>,
-}
-
-/// One output record: ref, account, outcome, xSequenceNumber, xIndex, then every response
-/// field except the echoed `xIndex`/`xSequenceNumber` and sensitive ones (never a card number).
-pub fn output_record(
-    head: OutputHead<'_>,
-    outcome: Outcome,
-    response: &[(String, String)],
-) -> Vec<(String, String)> {
-    let mut out = Vec::with_capacity(response.len() + 5);
-    out.push((head.ref_field.to_owned(), head.reference.to_owned()));
-    out.push((head.account_field.to_owned(), head.account.to_owned()));
-    out.push(("outcome".to_owned(), outcome.as_str().to_owned()));
-    out.push((
-        "xSequenceNumber".to_owned(),
-        head.sequence.map(|s| s.to_string()).unwrap_or_default(),
-    ));
-    out.push((
-        "xIndex".to_owned(),
-        head.index.map(|s| s.to_string()).unwrap_or_default(),
-    ));
-    for (k, v) in response {
-        if k == "xIndex" || k == "xSequenceNumber" || kvp_format::is_sensitive(k) {
-            continue;
-        }
-        if out.iter().any(|(o, _)| o == k) {
-            continue;
-        }
-        out.push((k.clone(), v.clone()));
-    }
-    out
-}
-
-/// Counts per outcome and the approved amounts, for one account.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct AccountSummary {
-    /// Transactions per outcome.
-    pub outcomes: BTreeMap<Outcome, u64>,
-    /// Sum of the approved lines' `xAuthAmount` per ISO 4217 currency code, in the currency's
-    /// minor unit (USD cents, KWD fils, JPY yen), signed as the gateway reports it (a refund
-    /// counts as its gateway answers it). A line's currency is its `xCurrency` or
-    /// `currency` field (APS results carry one), else [`DEFAULT_CURRENCY`] (Sola answers in
-    /// the account's currency and does not echo it). Show one with [`format_amount`].
-    pub approved: BTreeMap<String, i64>,
-    /// Approved lines with an amount that could not be read (malformed, more decimals than the
-    /// currency has, unknown currency code): counted here, not in `approved`. An approved line
-    /// without an amount (a void, a card save) is in neither.
-    pub approved_unreadable: u64,
-    /// Batches by final state name.
-    pub batches: BTreeMap<String, u64>,
-    /// Why the account failed, if it did.
-    pub failure: Option<String>,
-}
-
-/// The currency of an approved line that names none.
-pub const DEFAULT_CURRENCY: &str = "USD";
-
-impl AccountSummary {
-    /// Counts one output record.
-    pub fn add(&mut self, outcome: Outcome, response: &[(String, String)]) {
-        *self.outcomes.entry(outcome).or_default() += 1;
-        if outcome != Outcome::Approved {
-            return;
-        }
-        let field = |name: &str| {
-            response
-                .iter()
-                .find(|(k, v)| k == name && !v.trim().is_empty())
-                .map(|(_, v)| v.as_str())
+impl LedgerBatch {
+    /// Reads batch `sequence` of `account`; fails with the ledger's error.
+    pub(crate) fn read(
+        ledger: &Ledger,
+        account: &AccountId,
+        sequence: SequenceNumber,
+    ) -> std::result::Result<Self, sequence_ledger::Error> {
+        let record = ledger.batch(account, sequence)?;
+        let state = record.as_ref().map_or(BatchState::Reserved, |r| r.state);
+        let results = if matches!(state, BatchState::Collected | BatchState::Cleaned) {
+            ledger
+                .results(account, sequence)?
+                .into_iter()
+                .map(|r| (r.index, r.fields))
+                .collect()
+        } else {
+            HashMap::new()
         };
-        let currency = field("xCurrency")
-            .or_else(|| field("currency"))
-            .unwrap_or(DEFAULT_CURRENCY);
-        // A void or a card save moves no money: nothing to add, nothing unreadable.
-        let Some(amount) = field("xAuthAmount") else {
-            return;
-        };
-        match (Currency::new(currency), parse_amount(currency, amount)) {
-            (Ok(c), Some(minor)) => {
-                let total = self.approved.entry(c.code().to_owned()).or_default();
-                *total = total.saturating_add(minor);
+        Ok(Self {
+            record,
+            state,
+            results,
+        })
+    }
+}
+
+/// The batches of one account the merge has read, a few at a time: positions of an account
+/// come in input order, which visits its batches mostly one after the other.
+struct BatchCache<'a> {
+    ledger: &'a Ledger,
+    account: &'a AccountId,
+    batches: HashMap<SequenceNumber, LedgerBatch>,
+}
+
+impl BatchCache<'_> {
+    const CAPACITY: usize = 8;
+
+    fn get(
+        &mut self,
+        sequence: SequenceNumber,
+    ) -> std::result::Result<&LedgerBatch, sequence_ledger::Error> {
+        if !self.batches.contains_key(&sequence) {
+            if self.batches.len() >= Self::CAPACITY {
+                self.batches.clear();
             }
-            _ => self.approved_unreadable += 1,
+            let batch = LedgerBatch::read(self.ledger, self.account, sequence)?;
+            self.batches.insert(sequence, batch);
         }
-    }
-
-    /// Adds another summary's counts and amounts to this one.
-    pub fn absorb(&mut self, other: &AccountSummary) {
-        for (o, n) in &other.outcomes {
-            *self.outcomes.entry(*o).or_default() += n;
-        }
-        for (c, minor) in &other.approved {
-            let total = self.approved.entry(c.clone()).or_default();
-            *total = total.saturating_add(*minor);
-        }
-        self.approved_unreadable += other.approved_unreadable;
-        for (s, n) in &other.batches {
-            *self.batches.entry(s.clone()).or_default() += n;
-        }
-    }
-
-    /// How many transactions had `outcome`.
-    pub fn count(&self, outcome: Outcome) -> u64 {
-        self.outcomes.get(&outcome).copied().unwrap_or(0)
-    }
-
-    /// All transactions counted.
-    pub fn total(&self) -> u64 {
-        self.outcomes.values().sum()
-    }
-
-    /// The approved amounts for people, one `CODE amount` per currency:
-    /// `"KWD 12.345, USD 1234.50"`; `"0"` when nothing was approved.
-    pub fn approved_text(&self) -> String {
-        if self.approved.is_empty() {
-            return "0".to_owned();
-        }
-        self.approved
-            .iter()
-            .map(|(code, minor)| format!("{code} {}", format_amount(code, *minor)))
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.batches
+            .get(&sequence)
+            .ok_or(sequence_ledger::Error::NoSuchBatch {
+                account: self.account.clone(),
+                sequence,
+            })
     }
 }
 
-/// `"12.3"` in `currency` → its minor units (`1230` for USD, `12300` for KWD, `None` for JPY
-/// since yen have no decimals); an optional leading `-`. `None` for a malformed amount, one
-/// with more decimals than the currency has, or an unknown currency code.
-pub fn parse_amount(currency: &str, text: &str) -> Option<i64> {
-    let currency = Currency::new(currency).ok()?;
-    let text = text.trim();
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
+/// Writes one output record per input transaction, in input order, from what the ledger
+/// holds — not from what the run believes it did: a transaction bound to a batch gets that
+/// batch's outcome for its line (`unknown` while the batch may be in flight, whatever stopped
+/// the run), one whose ref is bound to other content is `unknown` (its ref may have been
+/// processed), and only a never-bound one is `not_processed`, with the account's failure (or
+/// `unbound`) as the reason.
+pub(crate) fn merge_blocking(
+    ledger: &Ledger,
+    job: &Job,
+    settings: &Settings,
+    failures: &BTreeMap<String, String>,
+    output: Option<&OutputSpec>,
+    unbound: &str,
+) -> Result<RunReport> {
+    let mut report = RunReport {
+        transactions: job.len() as u64,
+        ..RunReport::default()
     };
-    let minor = i64::try_from(currency.to_minor(digits).ok()?.0).ok()?;
-    Some(if negative { -minor } else { minor })
-}
-
-/// Minor units of `currency` as a decimal in major units: `1230` USD → `"12.30"`, `-5` KWD →
-/// `"-0.005"`, `1200` JPY → `"1200"`. An unknown code is shown with two decimals.
-pub fn format_amount(currency: &str, minor: i64) -> String {
-    let sign = if minor < 0 { "-" } else { "" };
-    let minor = MinorUnits(minor.unsigned_abs());
-    let text = match Currency::new(currency) {
-        Ok(c) => c.to_major(minor),
-        Err(_) => format!("{}.{:02}", minor.0 / 100, minor.0 % 100),
-    };
-    format!("{sign}{text}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn outcomes_from_letters() {
-        for (r, o) in [
-            (Some("A"), Outcome::Approved),
-            (Some("d"), Outcome::Declined),
-            (Some("E"), Outcome::Error),
-            (Some("Q"), Outcome::Error),
-            (None, Outcome::Error),
-            (Some("U"), Outcome::Unknown),
-            (Some(" u "), Outcome::Unknown),
-        ] {
-            assert_eq!(Outcome::from_x_result(r), o, "{r:?}");
-        }
-    }
-
-    #[test]
-    fn output_record_drops_echoes_and_card_data() {
-        let head = OutputHead {
-            ref_field: "ref",
-            account_field: "account",
-            reference: "r1",
-            account: "acme",
-            sequence: Some(7),
-            index: Some(3),
+    let mut spill = ResultSpill::new(job.len())?;
+    let ref_field = settings.input.ref_field.as_str();
+    let account_field = settings.input.account_field.as_str();
+    for (idx, positions) in job.positions_by_account().into_iter().enumerate() {
+        let Some(name) = job.accounts().get(idx) else {
+            continue;
         };
-        let resp = pairs(&[
-            ("xIndex", "3"),
-            ("xSequenceNumber", "7"),
-            ("xResult", "A"),
-            ("xCardNum", "4111111111111111"),
-            ("xMaskedCardNumber", "4xxxxxxxxxxx1111"),
-            ("xKey", "k"),
-        ]);
-        let out = output_record(head, Outcome::Approved, &resp);
-        assert_eq!(
-            out,
-            pairs(&[
-                ("ref", "r1"),
-                ("account", "acme"),
-                ("outcome", "approved"),
-                ("xSequenceNumber", "7"),
-                ("xIndex", "3"),
-                ("xResult", "A"),
-                ("xMaskedCardNumber", "4xxxxxxxxxxx1111")
-            ])
-        );
-    }
-
-    #[test]
-    fn amounts_by_currency() {
-        #[rustfmt::skip]
-        let cases: &[(&str, &str, Option<i64>)] = &[
-            ("USD", "12.3", Some(1230)),
-            ("USD", "0.05", Some(5)),
-            ("USD", "7", Some(700)),
-            ("USD", "-1.25", Some(-125)),
-            ("USD", ".5", Some(50)),
-            ("USD", "1.230", Some(123)),
-            ("USD", "1.234", None),
-            ("KWD", "12.345", Some(12345)),
-            ("kwd", "1", Some(1000)),
-            ("JPY", "1200", Some(1200)),
-            ("JPY", "1.5", None),
-            ("USD", "x", None),
-            ("USD", "", None),
-            ("USD", "--1", None),
-            ("XXX", "1", None),
-        ];
-        for (currency, text, want) in cases {
-            assert_eq!(parse_amount(currency, text), *want, "{text} {currency}");
+        if positions.is_empty() {
+            continue;
         }
-        #[rustfmt::skip]
-        let shown: &[(&str, i64, &str)] = &[
-            ("USD", 1230, "12.30"), ("USD", -5, "-0.05"), ("KWD", 12345, "12.345"),
-            ("KWD", -5, "-0.005"), ("JPY", 1200, "1200"), ("XXX", 1230, "12.30"),
-        ];
-        for (currency, minor, want) in shown {
-            assert_eq!(format_amount(currency, *minor), *want, "{minor} {currency}");
+        let account = AccountId::new(name.as_str()).map_err(|source| Error::Ledger {
+            account: name.clone(),
+            source,
+        })?;
+        let ledger_err = |source| Error::Ledger {
+            account: name.clone(),
+            source,
+        };
+        let failure = failures.get(name).map(String::as_str);
+        let mut entry = AccountReport::default();
+        entry.summary.failure = failure.map(str::to_owned);
+        let mut cache = BatchCache {
+            ledger,
+            account: &account,
+            batches: HashMap::new(),
+        };
+        let mut counted = std::collections::BTreeSet::new();
+        for pos in positions {
+            let tx = job.transaction(pos as usize)?;
+            let binding = ledger
+                .binding(&account, &tx.reference)
+                .map_err(ledger_err)?;
+            let (bound, outcome, fields) = match binding {
+                None => {
+                    let why = failure.unwrap_or(unbound).to_owned();
+                    (
+                        None,
+                        LineOutcome::NotProcessed,
+                        vec![("xError".to_owned(), why)],
+                    )
+                }
+                Some(b) if b.content_digest != content_digest(&tx.fields) => (
+                    Some(b),
+                    LineOutcome::Unknown,
+                    vec![(
+                        "xError".to_owned(),
+                        format!(
+                            "this ref was submitted before with different content ({b}, account {name}); that transaction may have been processed, and this one was not sent — do not send either elsewhere"
+                        ),
+                    )],
+                ),
+                Some(b) => {
+                    let batch = cache.get(b.sequence).map_err(ledger_err)?;
+                    if counted.insert(b.sequence) {
+                        entry.count_batch(b.sequence, batch.state);
+                    }
+                    let (outcome, fields) = line_outcome(name, b.sequence, batch, b.index, failure);
+                    (Some(b), outcome, fields)
+                }
+            };
+            let head = OutputHead {
+                ref_field,
+                account_field,
+                reference: &tx.reference,
+                account: name,
+                sequence: bound.map(|b| b.sequence.get()),
+                index: bound.map(|b| b.index),
+            };
+            let mut record = output_record(head, outcome, &fields);
+            // Keep `account` at a fixed place for the merge loop regardless of the field names.
+            if let Some(slot) = record.get_mut(1) {
+                slot.1.clone_from(name);
+            }
+            spill.put(pos as usize, &record)?;
         }
+        report.accounts.insert(name.clone(), entry);
     }
-
-    #[test]
-    fn summary_counts() {
-        let mut s = AccountSummary::default();
-        s.add(Outcome::Approved, &pairs(&[("xAuthAmount", "10.50")]));
-        s.add(Outcome::Approved, &pairs(&[("xAuthAmount", "1")]));
-        s.add(Outcome::Declined, &pairs(&[("xAuthAmount", "99")]));
-        s.add(
-            Outcome::Approved,
-            &pairs(&[("xAuthAmount", "12.345"), ("currency", "KWD")]),
-        );
-        s.add(
-            Outcome::Approved,
-            &pairs(&[("xAuthAmount", "2"), ("xCurrency", "kwd")]),
-        );
-        // Three decimals in USD, an unknown currency: unreadable. No amount (a void): neither.
-        s.add(Outcome::Approved, &pairs(&[("xAuthAmount", "1.005")]));
-        s.add(Outcome::Approved, &pairs(&[("xAuthAmount", " ")]));
-        s.add(Outcome::Approved, &pairs(&[]));
-        s.add(
-            Outcome::Approved,
-            &pairs(&[("xAuthAmount", "1"), ("currency", "ZZZ")]),
-        );
-        assert_eq!(
-            (
-                s.count(Outcome::Approved),
-                s.count(Outcome::Declined),
-                s.total()
-            ),
-            (8, 1, 9)
-        );
-        let want: BTreeMap<String, i64> = [("KWD".to_owned(), 14345), ("USD".to_owned(), 1150)]
+    let mut writer = match output {
+        Some(spec) => Some(OutputWriter::create(
+            &spec.path,
+            spec.format,
+            &[ref_field, account_field],
+        )?),
+        None => None,
+    };
+    for pos in 0..job.len() {
+        let Some(record) = spill.get(pos)? else {
+            continue;
+        };
+        let account = record.get(1).map(|(_, v)| v.clone()).unwrap_or_default();
+        let outcome = record.get(2).map(|(_, v)| v.as_str()).unwrap_or_default();
+        let outcome = LineOutcome::ALL
             .into_iter()
-            .collect();
-        assert_eq!((&s.approved, s.approved_unreadable), (&want, 2));
-        assert_eq!(s.approved_text(), "KWD 14.345, USD 11.50");
-        assert_eq!(AccountSummary::default().approved_text(), "0");
-
-        let mut total = AccountSummary::default();
-        total.absorb(&s);
-        total.absorb(&s);
-        assert_eq!(total.approved["KWD"], 28690);
-        assert_eq!((total.total(), total.approved_unreadable), (18, 4));
+            .find(|o| o.as_str() == outcome)
+            .unwrap_or(LineOutcome::Unknown);
+        if let Some(entry) = report.accounts.get_mut(&account) {
+            entry.summary.add(outcome, &record);
+        }
+        if let Some(w) = writer.as_mut() {
+            w.write(&record)?;
+        }
     }
+    if let (Some(w), Some(_)) = (writer, output) {
+        report.output = Some(w.finish()?);
+    }
+    Ok(report)
+}
+
+/// The outcome of line `index` of a batch as the ledger holds it (PROTOCOL.md decisions 4 and
+/// 11). Only a batch the gateway provably did not process gives `not_processed`; every line of
+/// a batch that was or may have been triggered is `unknown` until its answer is read.
+pub(crate) fn line_outcome(
+    account: &str,
+    sequence: SequenceNumber,
+    batch: &LedgerBatch,
+    index: u64,
+    failure: Option<&str>,
+) -> (LineOutcome, Vec<(String, String)>) {
+    let error = |m: String| vec![("xError".to_owned(), m)];
+    let record = batch.record.as_ref();
+    let result = batch.results.get(&index);
+    match batch.state {
+        BatchState::Collected | BatchState::Cleaned => {
+            match record.and_then(|r| r.verdict.as_ref()) {
+                Some(v) if v.outcome == sequence_ledger::Outcome::Success => match result {
+                    Some(fields) => (LineOutcome::from_x_result(x_result(fields)), fields.clone()),
+                    None => (
+                        LineOutcome::Unknown,
+                        error("no stored result for this line".into()),
+                    ),
+                },
+                Some(v) => rejected_line(account, sequence, batch, v, result),
+                None => (LineOutcome::Unknown, error("batch has no verdict".into())),
+            }
+        }
+        // Bound to a batch that is not final: the next run of the same submit finishes that
+        // very batch (re-upload + PROCESS; the gateway may even have it already), so these
+        // lines must never be sent anywhere else. `not_processed` would invite exactly that.
+        BatchState::Stuck => (
+            LineOutcome::Unknown,
+            error(unfinished_note(
+                account,
+                sequence,
+                "Stuck: no COMPLETE by the deadline; the gateway may have processed it",
+                failure,
+            )),
+        ),
+        BatchState::Reserved
+        | BatchState::RequestUploaded
+        | BatchState::Triggered
+        | BatchState::Completed(_) => (
+            LineOutcome::Unknown,
+            error(unfinished_note(
+                account,
+                sequence,
+                batch.state.name(),
+                failure,
+            )),
+        ),
+        BatchState::Abandoned => (
+            LineOutcome::Unknown,
+            error(format!(
+                "batch abandoned by an operator: {}",
+                record.and_then(|r| r.note.as_deref()).unwrap_or("")
+            )),
+        ),
+        BatchState::MarkedUnknown => (
+            LineOutcome::Unknown,
+            error(format!(
+                "batch {sequence} of account {account} was closed by an operator without the gateway's answer ({}); it may have been processed — never send it again",
+                record.and_then(|r| r.note.as_deref()).unwrap_or("")
+            )),
+        ),
+    }
+}
+
+fn x_result(fields: &[(String, String)]) -> Option<&str> {
+    fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("xResult"))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A line of a batch whose verdict is a gateway error (PROTOCOL.md decision 4): its own result
+/// when the gateway gave one (with the batch's status beside it as `xBatchStatus` /
+/// `xBatchError`); otherwise `not_processed` only when the batch provably processed nothing,
+/// else `unknown`. Remarks without `xResult` (APS: why validation refused the line) follow
+/// the batch's fields, their `xStatus`/`xError` renamed `xLineStatus`/`xLineError`.
+fn rejected_line(
+    account: &str,
+    sequence: SequenceNumber,
+    batch: &LedgerBatch,
+    verdict: &sequence_ledger::Verdict,
+    result: Option<&Vec<(String, String)>>,
+) -> (LineOutcome, Vec<(String, String)>) {
+    let batch_error = verdict
+        .error
+        .clone()
+        .unwrap_or_else(|| format!("batch rejected: {}", verdict.status));
+    if let Some(fields) = result.filter(|f| StoredResult::is_outcome(f)) {
+        let mut out = fields.clone();
+        out.push(("xBatchStatus".to_owned(), verdict.status.clone()));
+        out.push(("xBatchError".to_owned(), batch_error));
+        return (LineOutcome::from_x_result(x_result(fields)), out);
+    }
+    let rejected = batch.record.as_ref().is_some_and(|r| r.is_rejected());
+    let (outcome, why) = if rejected {
+        (LineOutcome::NotProcessed, batch_error)
+    } else {
+        let count = match verdict.processed_count {
+            Some(n) => format!("says it processed {n} line(s)"),
+            None => "gave no processed count and a per-line answer without this line".to_owned(),
+        };
+        (
+            LineOutcome::Unknown,
+            format!(
+                "batch {sequence} of account {account} was rejected ({batch_error}) but the gateway {count}; this line has no result of its own, so it may have been processed — never send it again"
+            ),
+        )
+    };
+    let mut fields = vec![
+        ("xStatus".to_owned(), verdict.status.clone()),
+        ("xError".to_owned(), why),
+    ];
+    for (k, value) in result.into_iter().flatten() {
+        let key = match k.as_str() {
+            "xStatus" => "xLineStatus",
+            "xError" => "xLineError",
+            other => other,
+        };
+        fields.push((key.to_owned(), value.clone()));
+    }
+    (outcome, fields)
+}
+
+/// The `xError` of a line bound to a batch that is not final.
+fn unfinished_note(
+    account: &str,
+    sequence: SequenceNumber,
+    state: &str,
+    failure: Option<&str>,
+) -> String {
+    let mut note = format!(
+        "batch {sequence} of account {account} is not finished (state {state}); re-run the same submit to finish it — do not resubmit these elsewhere"
+    );
+    if let Some(why) = failure {
+        note.push_str("; this run stopped: ");
+        note.push_str(why);
+    }
+    note
 }

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use gateway_protocol::{ChunkItem, ChunkLimits};
 use kvp_format::SequenceNumber;
 
 /// Where a transaction already is, per the ledger.
@@ -29,16 +30,12 @@ pub struct AccountPlan {
     pub fresh: Vec<Vec<u32>>,
 }
 
+#[cfg(test)]
 impl AccountPlan {
     /// How many transactions the plan covers.
     pub fn len(&self) -> usize {
         self.existing.values().map(Vec::len).sum::<usize>()
             + self.fresh.iter().map(Vec::len).sum::<usize>()
-    }
-
-    /// Whether it covers none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -76,40 +73,7 @@ pub struct PlanConflict {
     pub message: String,
 }
 
-/// What the planner must know of a fresh transaction to place it (see [`crate::Job::chunk_item`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ChunkItem {
-    /// Two transactions with the same key never share a new batch (APS: a hash of
-    /// `merchant_reference`; a collision only closes a batch early). `None`: no constraint.
-    pub key: Option<u64>,
-    /// An upper bound of the bytes the transaction adds to its batch's file (0: not counted).
-    pub size: u64,
-}
-
-/// How large a new batch may grow (see [`crate::Job::chunk_limits`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkLimits {
-    /// At most this many lines (at least 1).
-    pub max_lines: usize,
-    /// At most this many bytes: `overhead` plus every line's [`ChunkItem::size`]. `None`: no
-    /// limit. A single line over the limit still gets a batch of its own (validation refuses
-    /// such lines before planning).
-    pub max_bytes: Option<u64>,
-    /// The fixed part of every batch file (its header).
-    pub overhead: u64,
-}
-
-impl ChunkLimits {
-    /// A line-count limit only.
-    pub fn lines(max_lines: usize) -> Self {
-        Self {
-            max_lines,
-            max_bytes: None,
-            overhead: 0,
-        }
-    }
-}
-
+#[cfg(test)]
 /// Plans one account: `positions` in input order, `bound(pos)` the ledger's binding of each.
 /// New batches are split by line count only; [`plan_account_with`] also keeps keys unique
 /// per batch and bounds the file size.
@@ -175,9 +139,14 @@ pub fn plan_account_with(
     for pos in fresh_positions {
         let it = item(pos);
         let repeated = it.key.is_some_and(|k| keys.contains(&k));
+        let size = if it.size == 0 {
+            0
+        } else {
+            it.size.saturating_add(limits.per_line)
+        };
         let too_big = limits
             .max_bytes
-            .is_some_and(|m| bytes.saturating_add(it.size) > m);
+            .is_some_and(|m| bytes.saturating_add(size) > m);
         if !chunk.is_empty() && (chunk.len() >= max || repeated || too_big) {
             plan.fresh.push(std::mem::take(&mut chunk));
             keys.clear();
@@ -185,7 +154,7 @@ pub fn plan_account_with(
         }
         chunk.push(pos);
         keys.extend(it.key);
-        bytes = bytes.saturating_add(it.size);
+        bytes = bytes.saturating_add(size);
     }
     if !chunk.is_empty() {
         plan.fresh.push(chunk);
@@ -262,6 +231,7 @@ mod tests {
             max_lines: 100,
             max_bytes: Some(max_bytes),
             overhead: 10,
+            per_line: 0,
         };
         for (positions, max_bytes, fresh) in [
             (vec![5, 5, 5], 20, vec![vec![5, 5], vec![5]]),

@@ -13,27 +13,67 @@ use kvp_format::SequenceNumber;
 /// an info log line every `SLOW_AFTER` while it keeps waiting).
 pub const SLOW_AFTER: Duration = Duration::from_secs(30);
 
-/// Live counters for progress bars (read them from another task or thread).
+/// Live progress of a run, shared with whoever draws it: the driver counts, a reader takes a
+/// [`Progress::snapshot`] (from another task or thread) and asks for
+/// [`Progress::slow_batches`].
 #[derive(Debug, Default)]
 pub struct Progress {
-    /// Transactions in the input.
-    pub transactions: AtomicU64,
-    /// Batches triggered.
-    pub batches_uploaded: AtomicU64,
-    /// Transactions in triggered batches.
-    pub lines_uploaded: AtomicU64,
-    /// Batches collected and cleaned.
-    pub batches_completed: AtomicU64,
-    /// Transactions in collected batches.
-    pub lines_completed: AtomicU64,
-    /// Batches that became Stuck.
-    pub batches_stuck: AtomicU64,
-    /// Accounts with work in this run.
-    pub accounts_total: AtomicU64,
-    /// Accounts finished (or failed).
-    pub accounts_done: AtomicU64,
+    transactions: AtomicU64,
+    batches_uploaded: AtomicU64,
+    lines_uploaded: AtomicU64,
+    batches_completed: AtomicU64,
+    lines_completed: AtomicU64,
+    batches_stuck: AtomicU64,
+    accounts_total: AtomicU64,
+    accounts_done: AtomicU64,
     /// Per account, the batch it is polling for and since when (unix ms of its trigger).
     waiting: Mutex<BTreeMap<String, (SequenceNumber, u64)>>,
+    /// Failed gateway/storage steps per (account, [`StorageErrorKind`]), for metrics.
+    storage_errors: Mutex<BTreeMap<(String, StorageErrorKind), u64>>,
+}
+
+/// How a failed step at an account's storage or gateway was classified
+/// ([`gateway_protocol::Error::is_transient`]), as counted by [`Progress::storage_errors`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum StorageErrorKind {
+    /// A failure that may go away (a timeout, a dropped connection): the step is retried.
+    Transient,
+    /// A failure waiting will not cure (access denied, a bad configuration): the account
+    /// stopped.
+    Permanent,
+}
+
+impl StorageErrorKind {
+    /// `transient` or `permanent` (a metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Permanent => "permanent",
+        }
+    }
+}
+
+/// The counters of a [`Progress`] at one moment. Each counter is read on its own (no lock),
+/// so counters read together may be a step apart; each one only grows during a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgressSnapshot {
+    /// Transactions in the input.
+    pub transactions: u64,
+    /// Batches triggered.
+    pub batches_uploaded: u64,
+    /// Transactions in triggered batches.
+    pub lines_uploaded: u64,
+    /// Batches collected and cleaned.
+    pub batches_completed: u64,
+    /// Transactions in collected batches.
+    pub lines_completed: u64,
+    /// Batches that became Stuck.
+    pub batches_stuck: u64,
+    /// Accounts with work in this run.
+    pub accounts_total: u64,
+    /// Accounts finished (or failed).
+    pub accounts_done: u64,
 }
 
 /// An account whose current batch has waited for COMPLETE at least some time.
@@ -91,14 +131,44 @@ pub(crate) fn now_unix_ms() -> u64 {
 }
 
 impl Progress {
+    /// The counters now.
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ProgressSnapshot {
+            transactions: get(&self.transactions),
+            batches_uploaded: get(&self.batches_uploaded),
+            lines_uploaded: get(&self.lines_uploaded),
+            batches_completed: get(&self.batches_completed),
+            lines_completed: get(&self.lines_completed),
+            batches_stuck: get(&self.batches_stuck),
+            accounts_total: get(&self.accounts_total),
+            accounts_done: get(&self.accounts_done),
+        }
+    }
+
+    /// The run's input holds `count` transactions.
+    pub(crate) fn set_transactions(&self, count: u64) {
+        self.transactions.store(count, Ordering::Relaxed);
+    }
+    /// An account with work was started.
+    pub(crate) fn account_started(&self) {
+        self.accounts_total.fetch_add(1, Ordering::Relaxed);
+    }
+    /// An account's task ended (finished or failed).
+    pub(crate) fn account_finished(&self) {
+        self.accounts_done.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A batch of `lines` transactions was triggered.
     pub(crate) fn uploaded(&self, lines: u64) {
         self.batches_uploaded.fetch_add(1, Ordering::Relaxed);
         self.lines_uploaded.fetch_add(lines, Ordering::Relaxed);
     }
+    /// A batch of `lines` transactions was collected and cleaned.
     pub(crate) fn completed(&self, lines: u64) {
         self.batches_completed.fetch_add(1, Ordering::Relaxed);
         self.lines_completed.fetch_add(lines, Ordering::Relaxed);
     }
+    /// A batch became Stuck.
     pub(crate) fn stuck(&self, _lines: u64) {
         self.batches_stuck.fetch_add(1, Ordering::Relaxed);
     }
@@ -112,6 +182,28 @@ impl Progress {
     /// `account` no longer waits (verdict, Stuck, error or shutdown).
     pub(crate) fn end_wait(&self, account: &str) {
         self.lock().remove(account);
+    }
+
+    /// A step at `account`'s storage or gateway failed: counted when the worker retries a
+    /// transient failure and when a storage or gateway failure stops the account.
+    pub(crate) fn storage_error(&self, account: &str, kind: StorageErrorKind) {
+        let mut map = self
+            .storage_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *map.entry((account.to_owned(), kind)).or_default() += 1;
+    }
+
+    /// Failed storage/gateway steps so far, per account and kind (only grows; what a
+    /// `paybatch_storage_errors_total{account,kind}` counter shows).
+    pub fn storage_errors(&self) -> Vec<(String, StorageErrorKind, u64)> {
+        let map = self
+            .storage_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.iter()
+            .map(|((account, kind), n)| (account.clone(), *kind, *n))
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (SequenceNumber, u64)>> {
@@ -213,6 +305,55 @@ mod tests {
         }
         assert_eq!(p.slow_batches_at(now, SLOW_AFTER), []);
         assert_eq!(p.slow_batches_at(now, Duration::ZERO).len(), 1, "fast");
+    }
+
+    #[test]
+    fn the_snapshot_counts_what_the_driver_reported() {
+        let p = Progress::default();
+        assert_eq!(p.snapshot(), ProgressSnapshot::default());
+        p.set_transactions(100);
+        p.account_started();
+        p.account_started();
+        p.uploaded(40);
+        p.uploaded(20);
+        p.completed(40);
+        p.stuck(20);
+        p.account_finished();
+        assert_eq!(
+            p.snapshot(),
+            ProgressSnapshot {
+                transactions: 100,
+                batches_uploaded: 2,
+                lines_uploaded: 60,
+                batches_completed: 1,
+                lines_completed: 40,
+                batches_stuck: 1,
+                accounts_total: 2,
+                accounts_done: 1,
+            }
+        );
+        p.set_transactions(7);
+        assert_eq!(
+            p.snapshot().transactions,
+            7,
+            "a new run's input replaces the count"
+        );
+    }
+
+    #[test]
+    fn storage_errors_are_counted_per_account_and_kind() {
+        let p = Progress::default();
+        assert_eq!(p.storage_errors(), []);
+        p.storage_error("beta", StorageErrorKind::Permanent);
+        p.storage_error("acme", StorageErrorKind::Transient);
+        p.storage_error("acme", StorageErrorKind::Transient);
+        assert_eq!(
+            p.storage_errors(),
+            [
+                ("acme".to_owned(), StorageErrorKind::Transient, 2),
+                ("beta".to_owned(), StorageErrorKind::Permanent, 1),
+            ]
+        );
     }
 
     #[test]

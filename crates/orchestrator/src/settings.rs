@@ -1,20 +1,23 @@
 //! Settings: the compiled-in `config/default.toml`, an optional file, and `PAYBATCH__…`
-//! environment overrides, deserialized strictly (unknown keys are errors naming the key).
+//! environment overrides, checked into types. The engine reads its own sections (`[ledger]`,
+//! `[poll]`, `[limits]`, `[input]`); each `[accounts.NAME]` table (and the top-level sections a
+//! protocol owns, like Sola's `[storage]` and `[gateway]`) is handed to the factory of the
+//! account's `protocol`, which checks it into an [`Account`]. Unknown keys are errors naming
+//! the key; secrets named by `*_env` keys are read from the environment given to the loader,
+//! when the account connects.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use kvp_format::Secret;
-use serde::{Deserialize, Deserializer};
+use gateway_protocol::settings::{duration, duration_text};
+use gateway_protocol::{Account, AccountCommon, AccountContext, AccountFactory, Env};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-mod backend;
 mod file_mode;
-
-pub use backend::StorageSettings;
 
 /// The text of `config/default.toml`, compiled in so the binary works from any directory.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
@@ -22,30 +25,34 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
 /// The prefix of environment overrides: `PAYBATCH__POLL__TIMEOUT=30m`.
 pub const ENV_PREFIX: &str = "PAYBATCH";
 
-/// Every setting paybatch reads.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The `protocol` of an account table that names none.
+pub const DEFAULT_PROTOCOL: &str = "sola";
+
+/// The engine's sections, and `serve`: the engine does not read `[serve]` itself but lets it
+/// through (it is in `config/default.toml`), for the program that serves jobs over HTTP
+/// (`paybatch-service`), which checks it with [`Settings::section`].
+const ENGINE_SECTIONS: [&str; 6] = ["ledger", "poll", "limits", "input", "accounts", "serve"];
+
+/// Every setting paybatch reads, checked: the engine's sections and the accounts.
+#[derive(Debug)]
 #[non_exhaustive]
 pub struct Settings {
     /// Where the sequence ledger lives.
     pub ledger: LedgerSettings,
-    /// Fields put on every REQUEST line.
-    pub gateway: GatewaySettings,
     /// How COMPLETE files are awaited.
     pub poll: PollSettings,
     /// Concurrency and batch size.
     pub limits: LimitSettings,
     /// Names of the routing fields of input records.
     pub input: InputSettings,
-    /// Retry, concurrency limit and timeouts of every account's storage backend.
-    pub storage: StorageSettings,
     /// The batch accounts, by name.
-    #[serde(default)]
-    pub accounts: BTreeMap<String, AccountSettings>,
+    accounts: BTreeMap<String, Arc<dyn Account>>,
+    /// The top-level sections protocols own, as loaded (for display).
+    sections: config::Map<String, config::Value>,
 }
 
 /// `[ledger]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct LedgerSettings {
@@ -53,48 +60,24 @@ pub struct LedgerSettings {
     pub path: PathBuf,
 }
 
-/// `[gateway]`: defaults for every account.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-pub struct GatewaySettings {
-    /// `xVersion`.
-    pub x_version: String,
-    /// `xSoftwareName`.
-    pub software_name: String,
-    /// `xSoftwareVersion`; empty means this crate's version.
-    pub software_version: String,
-}
-
-impl GatewaySettings {
-    /// The `xSoftwareVersion` to send.
-    pub fn software_version(&self) -> &str {
-        if self.software_version.is_empty() {
-            env!("CARGO_PKG_VERSION")
-        } else {
-            &self.software_version
-        }
-    }
-}
-
 /// `[poll]`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PollSettings {
     /// First delay before looking for COMPLETE.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub interval: Duration,
     /// Upper bound of the backoff.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub max_interval: Duration,
     /// No COMPLETE by then: Stuck.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "duration_text")]
     pub timeout: Duration,
 }
 
 /// `[limits]`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct LimitSettings {
@@ -111,7 +94,7 @@ pub struct LimitSettings {
 }
 
 /// `[input]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct InputSettings {
@@ -121,167 +104,33 @@ pub struct InputSettings {
     pub ref_field: String,
 }
 
-/// `[accounts.NAME]`: one batch account (one drop, one credential, one number sequence).
-///
-/// Public so other binaries (the `gateway-sim` command) can reuse the parsing.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-pub struct AccountSettings {
-    /// `sola` (file drop, the default) or `aps` (Amazon Payment Services batch API).
-    #[serde(default)]
-    pub protocol: ProtocolKind,
-    /// `file:///…`, `s3://bucket/prefix` or `sftp://user@host:port/path` (Sola accounts).
-    #[serde(default)]
-    pub location: String,
-    /// APS: base URL of the service.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// APS: `merchant_identifier`.
-    #[serde(default)]
-    pub merchant_identifier: Option<String>,
-    /// APS: `access_code`.
-    #[serde(default)]
-    pub access_code: Option<Secret<String>>,
-    /// APS: or the variable holding it.
-    #[serde(default)]
-    pub access_code_env: Option<String>,
-    /// APS: SHA request phrase.
-    #[serde(default)]
-    pub sha_request_phrase: Option<Secret<String>>,
-    /// APS: or the variable holding it.
-    #[serde(default)]
-    pub sha_request_phrase_env: Option<String>,
-    /// APS: SHA response phrase.
-    #[serde(default)]
-    pub sha_response_phrase: Option<Secret<String>>,
-    /// APS: or the variable holding it.
-    #[serde(default)]
-    pub sha_response_phrase_env: Option<String>,
-    /// APS: `sha256` (default) or `sha512`.
-    #[serde(default)]
-    pub sha_type: Option<crate::aps::ShaType>,
-    /// APS: `en` (default) or `ar`.
-    #[serde(default)]
-    pub language: Option<String>,
-    /// APS: default currency of input lines (ISO 4217).
-    #[serde(default)]
-    pub currency: Option<String>,
-    /// APS: start of every `batch_reference` (default `PB`).
-    #[serde(default)]
-    pub reference_prefix: Option<String>,
-    /// APS: path of the upload under the endpoint (default `/FortAPI/upload/`, inferred).
-    #[serde(default)]
-    pub upload_path: Option<String>,
-    /// APS: path of the JSON commands under the endpoint (default `/FortAPI/batchApi/`).
-    #[serde(default)]
-    pub api_path: Option<String>,
-    /// APS: per HTTP request (default 60 s).
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub request_timeout: Option<Duration>,
-    /// APS: retries of a transient HTTP failure (default 3).
-    #[serde(default)]
-    pub retries: Option<u32>,
-    /// APS: longest wait for validation (default 30 min).
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub validation_timeout: Option<Duration>,
-    /// APS: full URL of `PROCESS_BATCH` (default: `{endpoint}{api_path}`).
-    #[serde(default)]
-    pub process_url: Option<String>,
-    /// APS: whether the upload signature covers the file (`excluded`, the default, or `content`).
-    #[serde(default)]
-    pub file_signature: Option<crate::aps::FileSignature>,
-    /// APS: largest batch file in bytes (default and maximum 50,000,000).
-    #[serde(default)]
-    pub max_file_bytes: Option<usize>,
-    /// APS: header cells of renamed standard batch file columns.
-    #[serde(default)]
-    pub header_names: Option<std::collections::BTreeMap<String, String>>,
-    /// APS: `Line_Number` of the first data row in answers (2, the default, or 1).
-    #[serde(default)]
-    pub line_number_offset: Option<u64>,
-    /// The batch upload credential (PROCESS `xKey`).
-    #[serde(default)]
-    pub batch_key: Option<Secret<String>>,
-    /// Or the environment variable holding it.
-    #[serde(default)]
-    pub batch_key_env: Option<String>,
-    /// The merchant `xKey` put on each REQUEST line.
-    #[serde(default)]
-    pub merchant_key: Option<Secret<String>>,
-    /// Or the environment variable holding it.
-    #[serde(default)]
-    pub merchant_key_env: Option<String>,
-    /// Per-account override of `limits.max_batch_lines`.
-    #[serde(default)]
-    pub max_batch_lines: Option<usize>,
-    /// Commands this account may send (case-insensitive); absent means any.
-    #[serde(default)]
-    pub allowed_commands: Option<Vec<String>>,
-    /// SFTP: private key file.
-    #[serde(default)]
-    pub ssh_key: Option<PathBuf>,
-    /// SFTP: the variable holding the passphrase of `ssh_key`, if it has one.
-    #[serde(default)]
-    pub ssh_key_passphrase_env: Option<String>,
-    /// SFTP: the variable holding a password, instead of a key.
-    #[serde(default)]
-    pub ssh_password_env: Option<String>,
-    /// SFTP: a known_hosts file.
-    #[serde(default)]
-    pub known_hosts: Option<PathBuf>,
-    /// SFTP: a pinned host key fingerprint (`SHA256:…`).
-    #[serde(default)]
-    pub host_key_sha256: Option<String>,
-    /// S3: endpoint URL, overriding `AWS_ENDPOINT_URL`.
-    #[serde(default)]
-    pub s3_endpoint: Option<String>,
-    /// S3: region, overriding `AWS_REGION`.
-    #[serde(default)]
-    pub s3_region: Option<String>,
-    /// S3: allow a plain `http://` endpoint, overriding `AWS_ALLOW_HTTP`.
-    #[serde(default)]
-    pub s3_allow_http: Option<bool>,
-    /// S3: virtual-hosted-style requests, overriding `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`.
-    #[serde(default)]
-    pub s3_virtual_hosted_style: Option<bool>,
-    /// S3: whether the server honours `If-None-Match: *`; `false` makes create-only writes
-    /// an error instead of a silent overwrite.
-    #[serde(default)]
-    pub s3_conditional_put: Option<bool>,
-    /// S3: the variable holding the access key id (credentials never appear in config).
-    #[serde(default)]
-    pub s3_access_key_id_env: Option<String>,
-    /// S3: the variable holding the secret access key.
-    #[serde(default)]
-    pub s3_secret_access_key_env: Option<String>,
-    /// A copy of `[storage]`, put here at load so `backend_options` needs only the account.
-    #[serde(skip)]
-    storage: Option<StorageSettings>,
-}
-
 impl Settings {
-    /// Loads the compiled-in defaults, then `file` (if any), then `PAYBATCH__…` variables, and
-    /// checks the result. When `file` holds a secret value (`batch_key`, `merchant_key`,
-    /// `access_code`, `sha_*_phrase`; not their `*_env` variable names) and its group or others
-    /// have any permission on it, a warning names the file and the keys (never a value), once
-    /// per file and process, as ssh does for a private key.
+    /// Loads the compiled-in defaults, then `file` (if any), then `PAYBATCH__…` variables of
+    /// the process environment, and checks the result; `protocols` build the accounts (one
+    /// factory per `protocol` value). When `file` holds a secret value inline (a key a
+    /// protocol names in [`AccountFactory::secret_keys`], not its `*_env` variable name) and
+    /// its group or others have any permission on it, a warning names the file and the keys
+    /// (never a value), once per file and process, as ssh does for a private key.
     ///
     /// # Errors
-    /// [`Error::Config`] for unreadable files and unknown keys (the message names the key),
-    /// [`Error::Setting`] for missing or inconsistent values (naming the account).
-    pub fn load(file: Option<&Path>) -> Result<Self> {
-        Self::load_with_env(file, std::env::vars())
+    /// [`Error::Config`] for unreadable files and unknown keys or sections (the message names
+    /// the key), [`Error::Setting`] for missing or inconsistent values (naming the account).
+    pub fn load(file: Option<&Path>, protocols: &[Arc<dyn AccountFactory>]) -> Result<Self> {
+        Self::load_with_env(file, std::env::vars(), protocols)
     }
 
-    /// [`Settings::load`] with an explicit environment (for tests and embedding).
+    /// [`Settings::load`] with an explicit environment: its `PAYBATCH__…` variables override
+    /// the settings, and the accounts read their `*_env` secrets from it (for tests and
+    /// embedding programs).
     ///
     /// # Errors
     /// As [`Settings::load`].
     pub fn load_with_env(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
+        protocols: &[Arc<dyn AccountFactory>],
     ) -> Result<Self> {
+        let env: Env = env.into_iter().collect();
         let mut builder = config::Config::builder().add_source(config::File::from_str(
             DEFAULT_CONFIG,
             config::FileFormat::Toml,
@@ -293,16 +142,22 @@ impl Settings {
                     source: None,
                 });
             }
-            file_mode::warn_if_shared(path);
+            let secret_keys: Vec<&str> = protocols
+                .iter()
+                .flat_map(|p| p.secret_keys())
+                .copied()
+                .collect();
+            file_mode::warn_if_shared(path, &secret_keys);
             builder = builder.add_source(
                 config::File::from(path)
                     .format(config::FileFormat::Toml)
                     .required(true),
             );
         }
-        let env: config::Map<String, String> = env
-            .into_iter()
+        let overrides: config::Map<String, String> = env
+            .iter()
             .filter(|(k, _)| k.starts_with("PAYBATCH__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
@@ -311,26 +166,17 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("allowed_commands")
-                .source(Some(env)),
+                .source(Some(overrides)),
         );
-        let built = builder.build().map_err(|e| Error::Config {
-            message: e.to_string(),
-            source: Some(e),
-        })?;
-        let mut settings: Settings = built.try_deserialize().map_err(|e| Error::Config {
-            message: e.to_string(),
-            source: Some(e),
-        })?;
-        settings.check()?;
-        settings.share_storage();
-        Ok(settings)
+        let built = builder.build().map_err(config_error)?;
+        Self::from_config(built, Arc::new(env), protocols)
     }
 
     /// Parses settings from TOML text layered over the defaults (no environment).
     ///
     /// # Errors
     /// As [`Settings::load`].
-    pub fn from_toml(text: &str) -> Result<Self> {
+    pub fn from_toml(text: &str, protocols: &[Arc<dyn AccountFactory>]) -> Result<Self> {
         let built = config::Config::builder()
             .add_source(config::File::from_str(
                 DEFAULT_CONFIG,
@@ -338,27 +184,111 @@ impl Settings {
             ))
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .build()
-            .map_err(|e| Error::Config {
-                message: e.to_string(),
-                source: Some(e),
+            .map_err(config_error)?;
+        Self::from_config(built, Arc::default(), protocols)
+    }
+
+    fn from_config(
+        built: config::Config,
+        env: Arc<Env>,
+        protocols: &[Arc<dyn AccountFactory>],
+    ) -> Result<Self> {
+        let mut root: config::Map<String, config::Value> =
+            built.try_deserialize().map_err(config_error)?;
+        let section = |root: &mut config::Map<String, config::Value>, name: &str| {
+            root.remove(name)
+                .ok_or_else(|| Error::setting(name, "missing section"))
+        };
+        let ledger: LedgerSettings = deserialize(section(&mut root, "ledger")?, "ledger")?;
+        let poll: PollSettings = deserialize(section(&mut root, "poll")?, "poll")?;
+        let limits: LimitSettings = deserialize(section(&mut root, "limits")?, "limits")?;
+        let input: InputSettings = deserialize(section(&mut root, "input")?, "input")?;
+        let raw_accounts = match root.remove("accounts") {
+            Some(v) => v.into_table().map_err(config_error)?,
+            None => config::Map::new(),
+        };
+        // What is left are the protocols' sections; anything else is a typo.
+        for name in root.keys() {
+            let owned = protocols
+                .iter()
+                .any(|p| p.sections().contains(&name.as_str()));
+            if !owned && !ENGINE_SECTIONS.contains(&name.as_str()) {
+                return Err(Error::Config {
+                    message: format!("unknown section `{name}`"),
+                    source: None,
+                });
+            }
+        }
+        let sections = root;
+        for protocol in protocols {
+            protocol.check_sections(&sections).map_err(Error::Gateway)?;
+        }
+        let mut accounts: BTreeMap<String, Arc<dyn Account>> = BTreeMap::new();
+        for (name, table) in raw_accounts {
+            sequence_ledger::AccountId::new(&name).map_err(|e| {
+                Error::setting(format!("accounts.{name}"), format!("bad account name: {e}"))
             })?;
-        let mut settings: Settings = built.try_deserialize().map_err(|e| Error::Config {
-            message: e.to_string(),
-            source: Some(e),
-        })?;
+            let mut table = table
+                .into_table()
+                .map_err(|e| Error::setting(format!("accounts.{name}"), e.to_string()))?;
+            let protocol = match table.remove("protocol") {
+                Some(p) => p.into_string().map_err(|e| {
+                    Error::setting(format!("accounts.{name}.protocol"), e.to_string())
+                })?,
+                None => DEFAULT_PROTOCOL.to_owned(),
+            };
+            let mut common = config::Map::new();
+            for key in ["max_batch_lines", "allowed_commands"] {
+                if let Some(v) = table.remove(key) {
+                    common.insert(key.to_owned(), v);
+                }
+            }
+            let common: AccountCommon =
+                deserialize(config::Value::from(common), &format!("accounts.{name}"))?;
+            let factory = protocols
+                .iter()
+                .find(|p| p.protocol().eq_ignore_ascii_case(&protocol))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = protocols.iter().map(|p| p.protocol()).collect();
+                    Error::setting(
+                        format!("accounts.{name}.protocol"),
+                        format!(
+                            "unknown protocol {protocol:?} (known: {})",
+                            known.join(", ")
+                        ),
+                    )
+                })?;
+            let context = AccountContext {
+                common: &common,
+                sections: &sections,
+                env: &env,
+            };
+            let account = factory
+                .account(&name, config::Value::from(table), context)
+                .map_err(Error::Gateway)?;
+            // One drop, one account (PROTOCOL.md decision 4c), and whatever else two accounts
+            // of a protocol may not share.
+            if let Some(message) = accounts
+                .values()
+                .find_map(|other| account.conflicts_with(other.as_ref()))
+            {
+                return Err(Error::setting(format!("accounts.{name}.location"), message));
+            }
+            accounts.insert(name, account);
+        }
+        let settings = Self {
+            ledger,
+            poll,
+            limits,
+            input,
+            accounts,
+            sections,
+        };
         settings.check()?;
-        settings.share_storage();
         Ok(settings)
     }
 
-    fn share_storage(&mut self) {
-        for account in self.accounts.values_mut() {
-            account.storage = Some(self.storage);
-        }
-    }
-
     fn check(&self) -> Result<()> {
-        self.storage.check()?;
         if self.limits.max_batch_lines == 0 {
             return Err(Error::setting(
                 "limits.max_batch_lines",
@@ -389,419 +319,166 @@ impl Settings {
                 "account_field and ref_field must differ",
             ));
         }
-        let mut drops: Vec<(&str, storage_backends::Location)> = Vec::new();
-        for (name, account) in &self.accounts {
-            sequence_ledger::AccountId::new(name).map_err(|e| {
-                Error::setting(format!("accounts.{name}"), format!("bad account name: {e}"))
-            })?;
-            account.check(name)?;
-            if account.protocol == ProtocolKind::Aps {
-                continue;
-            }
-            // One drop, one account (PROTOCOL.md decision 4c): two accounts' batches in one
-            // drop would collide on their numbers, and the gateway would ignore one of them.
-            let location = storage_backends::Location::parse(&account.location)
-                .map_err(|e| Error::setting(format!("accounts.{name}.location"), e.to_string()))?;
-            if let Some((other, _)) = drops.iter().find(|(_, l)| l.same_drop(&location)) {
-                return Err(Error::setting(
-                    format!("accounts.{name}.location"),
-                    format!(
-                        "accounts {other} and {name} use the same drop ({location}); each account needs a drop of its own — sequence numbers are per drop, and the gateway would silently ignore one account's batches"
-                    ),
-                ));
-            }
-            drops.push((name, location));
-        }
         Ok(())
     }
 
-    /// The account's settings.
+    /// The account called `name`.
     ///
     /// # Errors
     /// [`Error::Setting`] when no such account is configured.
-    pub fn account(&self, name: &str) -> Result<&AccountSettings> {
+    pub fn account(&self, name: &str) -> Result<&Arc<dyn Account>> {
         self.accounts
             .get(name)
             .ok_or_else(|| Error::setting(format!("accounts.{name}"), "no such account"))
+    }
+
+    /// Every account, by name.
+    pub fn accounts(&self) -> &BTreeMap<String, Arc<dyn Account>> {
+        &self.accounts
+    }
+
+    /// A top-level section that neither the engine nor a protocol reads (`[serve]`), as loaded
+    /// from the same layers (defaults, file, `PAYBATCH__SECTION__KEY` variables), checked into
+    /// `T` (its `deny_unknown_fields` names an unknown key); `None` when no layer has it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the section when it does not check into `T`.
+    pub fn section<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        self.sections
+            .get(name)
+            .map(|v| deserialize(v.clone(), name))
+            .transpose()
     }
 
     /// Lines per batch for `account`.
     pub fn max_batch_lines(&self, account: &str) -> usize {
         self.accounts
             .get(account)
-            .and_then(|a| a.max_batch_lines)
+            .and_then(|a| a.common().max_batch_lines)
             .unwrap_or(self.limits.max_batch_lines)
     }
 
-    /// The effective settings as TOML with every secret masked (`paybatch config show`).
+    /// [`Settings::masked`] as TOML: what `paybatch config show` prints. Loading it again
+    /// gives the same settings (secrets aside).
     pub fn to_masked_toml(&self) -> String {
-        let mut s = String::new();
-        let q = |v: &str| serde_json::to_string(v).unwrap_or_default();
-        let _ = writeln!(
-            s,
-            "[ledger]\npath = {}\n",
-            q(&self.ledger.path.to_string_lossy())
-        );
-        let _ = writeln!(
-            s,
-            "[gateway]\nx_version = {}\nsoftware_name = {}\nsoftware_version = {}\n",
-            q(&self.gateway.x_version),
-            q(&self.gateway.software_name),
-            q(self.gateway.software_version())
-        );
-        let d = |v: Duration| q(&humantime::format_duration(v).to_string());
-        let _ = writeln!(
-            s,
-            "[poll]\ninterval = {}\nmax_interval = {}\ntimeout = {}\n",
-            d(self.poll.interval),
-            d(self.poll.max_interval),
-            d(self.poll.timeout)
-        );
-        let _ = writeln!(
-            s,
-            "[limits]\nmax_concurrent_accounts = {}\nmax_batch_lines = {}\nblocking_threads = {}\n",
-            self.limits.max_concurrent_accounts,
-            self.limits.max_batch_lines,
-            self.limits.blocking_threads
-        );
-        let _ = writeln!(
-            s,
-            "[input]\naccount_field = {}\nref_field = {}\n",
-            q(&self.input.account_field),
-            q(&self.input.ref_field)
-        );
-        self.storage.masked_toml(&mut s);
-        for (name, a) in &self.accounts {
-            let _ = writeln!(s, "[accounts.{name}]");
-            let secret = |s: &mut String, key: &str, v: &Option<Secret<String>>| {
-                if v.is_some() {
-                    let _ = writeln!(s, "{key} = \"[REDACTED]\"");
-                }
-            };
-            let opt = |s: &mut String, key: &str, v: Option<String>| {
-                if let Some(v) = v {
-                    let _ = writeln!(s, "{key} = {}", q(&v));
-                }
-            };
-            match a.protocol {
-                ProtocolKind::Sola => {
-                    let _ = writeln!(s, "location = {}", q(&a.location));
-                    secret(&mut s, "batch_key", &a.batch_key);
-                    secret(&mut s, "merchant_key", &a.merchant_key);
-                    opt(&mut s, "batch_key_env", a.batch_key_env.clone());
-                    opt(&mut s, "merchant_key_env", a.merchant_key_env.clone());
-                }
-                ProtocolKind::Aps => Self::masked_aps(&mut s, a),
-            }
-            if let Some(n) = a.max_batch_lines {
-                let _ = writeln!(s, "max_batch_lines = {n}");
-            }
-            if let Some(c) = &a.allowed_commands {
-                let list: Vec<String> = c.iter().map(|c| q(c)).collect();
-                let _ = writeln!(s, "allowed_commands = [{}]", list.join(", "));
-            }
-            let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
-            opt(&mut s, "ssh_key", path(&a.ssh_key));
-            opt(
-                &mut s,
-                "ssh_key_passphrase_env",
-                a.ssh_key_passphrase_env.clone(),
-            );
-            opt(&mut s, "ssh_password_env", a.ssh_password_env.clone());
-            opt(&mut s, "known_hosts", path(&a.known_hosts));
-            opt(&mut s, "host_key_sha256", a.host_key_sha256.clone());
-            backend::masked_account(a, &mut s);
-            s.push('\n');
+        toml::to_string(&self.masked()).unwrap_or_default()
+    }
+
+    /// The effective settings with every secret masked, as the configuration would spell them:
+    /// the engine's sections, the protocols' sections, then each account's table with its
+    /// `protocol` and common keys.
+    pub fn masked(&self) -> serde_json::Value {
+        fn value(v: &impl Serialize) -> serde_json::Value {
+            serde_json::to_value(v).unwrap_or_default()
         }
-        s
+        let mut root = serde_json::Map::new();
+        root.insert("ledger".into(), value(&self.ledger));
+        root.insert("poll".into(), value(&self.poll));
+        root.insert("limits".into(), value(&self.limits));
+        root.insert("input".into(), value(&self.input));
+        for (name, section) in &self.sections {
+            let shown = section
+                .clone()
+                .try_deserialize::<serde_json::Value>()
+                .unwrap_or_default();
+            root.insert(name.clone(), shown);
+        }
+        let mut accounts = serde_json::Map::new();
+        for (name, account) in &self.accounts {
+            let mut table = serde_json::Map::new();
+            table.insert("protocol".into(), account.protocol().into());
+            if let serde_json::Value::Object(common) = value(account.common()) {
+                table.extend(common);
+            }
+            if let serde_json::Value::Object(own) = account.settings() {
+                table.extend(own);
+            }
+            accounts.insert(name.clone(), table.into());
+        }
+        root.insert("accounts".into(), accounts.into());
+        root.into()
     }
 }
 
-impl Settings {
-    /// The APS keys of one account for [`Settings::to_masked_toml`]: the access code and both
-    /// SHA phrases masked like batch keys, the names of their variables shown.
-    fn masked_aps(s: &mut String, a: &AccountSettings) {
-        let q = |v: &str| serde_json::to_string(v).unwrap_or_default();
-        let _ = writeln!(s, "protocol = \"aps\"");
-        let sha = a.sha_type.map(|t| match t {
-            crate::aps::ShaType::Sha256 => "sha256".to_owned(),
-            crate::aps::ShaType::Sha512 => "sha512".to_owned(),
-        });
-        let plain = [
-            ("endpoint", a.endpoint.clone()),
-            ("merchant_identifier", a.merchant_identifier.clone()),
-        ];
-        for (key, v) in plain {
-            if let Some(v) = v {
-                let _ = writeln!(s, "{key} = {}", q(&v));
-            }
-        }
-        for (key, v) in [
-            ("access_code", &a.access_code),
-            ("sha_request_phrase", &a.sha_request_phrase),
-            ("sha_response_phrase", &a.sha_response_phrase),
-        ] {
-            if v.is_some() {
-                let _ = writeln!(s, "{key} = \"[REDACTED]\"");
-            }
-        }
-        let d = |v: Option<Duration>| v.map(|v| humantime::format_duration(v).to_string());
-        for (key, v) in [
-            ("access_code_env", a.access_code_env.clone()),
-            ("sha_request_phrase_env", a.sha_request_phrase_env.clone()),
-            ("sha_response_phrase_env", a.sha_response_phrase_env.clone()),
-            ("sha_type", sha),
-            ("language", a.language.clone()),
-            ("currency", a.currency.clone()),
-            ("reference_prefix", a.reference_prefix.clone()),
-            ("upload_path", a.upload_path.clone()),
-            ("api_path", a.api_path.clone()),
-            ("request_timeout", d(a.request_timeout)),
-            ("validation_timeout", d(a.validation_timeout)),
-            ("process_url", a.process_url.clone()),
-            (
-                "file_signature",
-                a.file_signature.map(|f| f.as_str().to_owned()),
-            ),
-        ] {
-            if let Some(v) = v {
-                let _ = writeln!(s, "{key} = {}", q(&v));
-            }
-        }
-        if let Some(n) = a.retries {
-            let _ = writeln!(s, "retries = {n}");
-        }
-        if let Some(n) = a.max_file_bytes {
-            let _ = writeln!(s, "max_file_bytes = {n}");
-        }
-        if let Some(n) = a.line_number_offset {
-            let _ = writeln!(s, "line_number_offset = {n}");
-        }
-        if let Some(names) = &a.header_names {
-            let cells: Vec<String> = names
-                .iter()
-                .map(|(k, v)| format!("{k} = {}", q(v)))
-                .collect();
-            let _ = writeln!(s, "header_names = {{ {} }}", cells.join(", "));
-        }
-    }
+fn deserialize<T: serde::de::DeserializeOwned>(value: config::Value, section: &str) -> Result<T> {
+    value.try_deserialize().map_err(|e| Error::Config {
+        message: format!("{section}: {e}"),
+        source: Some(e),
+    })
 }
 
-/// Which gateway protocol an account speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProtocolKind {
-    /// Sola (Cardknox) file drop.
-    #[default]
-    Sola,
-    /// Amazon Payment Services batch API.
-    Aps,
-}
-
-impl AccountSettings {
-    /// The APS keys of this account (meaningful when `protocol = "aps"`).
-    pub fn aps_settings(&self) -> crate::aps::ApsSettings {
-        crate::aps::ApsSettings {
-            endpoint: self.endpoint.clone().unwrap_or_default(),
-            merchant_identifier: self.merchant_identifier.clone().unwrap_or_default(),
-            access_code: self.access_code.clone(),
-            access_code_env: self.access_code_env.clone(),
-            sha_request_phrase: self.sha_request_phrase.clone(),
-            sha_request_phrase_env: self.sha_request_phrase_env.clone(),
-            sha_response_phrase: self.sha_response_phrase.clone(),
-            sha_response_phrase_env: self.sha_response_phrase_env.clone(),
-            sha_type: self.sha_type,
-            language: self.language.clone(),
-            currency: self.currency.clone(),
-            reference_prefix: self.reference_prefix.clone(),
-            upload_path: self.upload_path.clone(),
-            api_path: self.api_path.clone(),
-            request_timeout: self.request_timeout,
-            retries: self.retries,
-            validation_timeout: self.validation_timeout,
-            process_url: self.process_url.clone(),
-            file_signature: self.file_signature,
-            max_file_bytes: self.max_file_bytes,
-            header_names: self.header_names.clone(),
-            line_number_offset: self.line_number_offset,
-        }
+fn config_error(e: config::ConfigError) -> Error {
+    Error::Config {
+        message: e.to_string(),
+        source: Some(e),
     }
-
-    /// The largest batch file of an APS account (its `max_file_bytes`, else the service's
-    /// 50,000,000): the planner closes batches before it.
-    pub fn aps_max_file_bytes(&self) -> u64 {
-        self.max_file_bytes
-            .unwrap_or(crate::aps::ApsAccountConfig::MAX_FILE_BYTES) as u64
-    }
-
-    /// The default currency of an APS account's lines.
-    pub fn aps_currency(&self) -> Option<crate::aps::Currency> {
-        self.currency
-            .as_deref()
-            .and_then(|c| crate::aps::Currency::new(c).ok())
-    }
-
-    fn check(&self, name: &str) -> Result<()> {
-        let key = |k: &str| format!("accounts.{name}.{k}");
-        if self.protocol == ProtocolKind::Aps {
-            if self.endpoint.is_none() || self.merchant_identifier.is_none() {
-                return Err(Error::setting(
-                    key("endpoint"),
-                    format!("APS account {name} needs endpoint and merchant_identifier"),
-                ));
-            }
-            if let Some(c) = &self.currency {
-                crate::aps::Currency::new(c)
-                    .map_err(|e| Error::setting(key("currency"), e.to_string()))?;
-            }
-            if self.max_batch_lines == Some(0) {
-                return Err(Error::setting(key("max_batch_lines"), "must be at least 1"));
-            }
-            return Ok(());
-        }
-        let location = storage_backends::Location::parse(&self.location)
-            .map_err(|e| Error::setting(key("location"), e.to_string()))?;
-        backend::check_account(self, name, location.scheme())?;
-        for (what, direct, env) in [
-            (
-                "batch_key",
-                self.batch_key.is_some(),
-                self.batch_key_env.is_some(),
-            ),
-            (
-                "merchant_key",
-                self.merchant_key.is_some(),
-                self.merchant_key_env.is_some(),
-            ),
-        ] {
-            match (direct, env) {
-                (true, true) => {
-                    return Err(Error::setting(
-                        key(what),
-                        format!("set either {what} or {what}_env, not both"),
-                    ));
-                }
-                (false, false) => {
-                    return Err(Error::setting(
-                        key(what),
-                        format!("account {name} needs {what} or {what}_env"),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        if self.max_batch_lines == Some(0) {
-            return Err(Error::setting(key("max_batch_lines"), "must be at least 1"));
-        }
-        Ok(())
-    }
-
-    /// The batch upload credential, read from the environment when `batch_key_env` is set.
-    ///
-    /// # Errors
-    /// [`Error::Setting`] when the variable is missing or empty.
-    pub fn batch_key(&self, account: &str) -> Result<Secret<String>> {
-        resolve_secret(account, "batch_key", &self.batch_key, &self.batch_key_env)
-    }
-
-    /// The merchant `xKey`, read from the environment when `merchant_key_env` is set.
-    ///
-    /// # Errors
-    /// [`Error::Setting`] when the variable is missing or empty.
-    pub fn merchant_key(&self, account: &str) -> Result<Secret<String>> {
-        resolve_secret(
-            account,
-            "merchant_key",
-            &self.merchant_key,
-            &self.merchant_key_env,
-        )
-    }
-
-    /// The storage location and backend options of this account: `[storage]` (retry,
-    /// concurrency, timeouts) when these settings came from [`Settings`], else the library
-    /// defaults; SFTP key/password and host
-    /// key check from `ssh_key`/`ssh_key_passphrase_env`/`ssh_password_env`/`known_hosts`/
-    /// `host_key_sha256`; S3
-    /// overrides of the AWS environment from the `s3_*` keys (credentials read now from the
-    /// variables `s3_access_key_id_env`/`s3_secret_access_key_env` name).
-    ///
-    /// # Errors
-    /// [`Error::Setting`] for an unparsable location or an unset credential variable.
-    pub fn backend_options(
-        &self,
-        account: &str,
-    ) -> Result<(storage_backends::Location, storage_backends::BackendOptions)> {
-        let location = storage_backends::Location::parse(&self.location)
-            .map_err(|e| Error::setting(format!("accounts.{account}.location"), e.to_string()))?;
-        let mut options = storage_backends::BackendOptions::default();
-        backend::apply_account(self, account, &mut options, &|var| std::env::var(var).ok())?;
-        Ok((location, options))
-    }
-
-    /// Whether `command` is allowed (case-insensitive); no allow-list allows everything.
-    pub fn allows(&self, command: &str) -> bool {
-        self.allowed_commands
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|c| c.eq_ignore_ascii_case(command)))
-    }
-}
-
-fn resolve_secret(
-    account: &str,
-    what: &str,
-    direct: &Option<Secret<String>>,
-    env: &Option<String>,
-) -> Result<Secret<String>> {
-    if let Some(secret) = direct {
-        return Ok(Secret::new(secret.expose().clone()));
-    }
-    let key = format!("accounts.{account}.{what}_env");
-    let var = env
-        .as_ref()
-        .ok_or_else(|| Error::setting(&key, format!("account {account} has no {what}")))?;
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
-        _ => Err(Error::setting(
-            key,
-            format!("environment variable {var} is not set (account {account})"),
-        )),
-    }
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(text.trim())
-        .map_err(|e| serde::de::Error::custom(format!("bad duration {text:?}: {e}")))
-}
-
-fn opt_duration<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aps_batch::ApsAccount;
+    use sola_file_drop::SolaAccount;
+    use storage_backends::{BackendOptions, RetryPolicy, SftpAuth};
 
     const ACME: &str = "[accounts.acme]\nlocation = \"file:///tmp/acme\"\nbatch_key = \"bk-secret\"\nmerchant_key = \"mk-secret\"\n";
+    const S3: &str = "[accounts.bucket]\nlocation = \"s3://pay-drop/acme\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\n";
+
+    fn from_toml(text: &str) -> Result<Settings> {
+        Settings::from_toml(text, &crate::test_protocols())
+    }
+
+    fn sola<'a>(s: &'a Settings, name: &str) -> &'a SolaAccount {
+        s.account(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<SolaAccount>()
+            .unwrap()
+    }
+
+    fn aps<'a>(s: &'a Settings, name: &str) -> &'a ApsAccount {
+        s.account(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<ApsAccount>()
+            .unwrap()
+    }
+
+    /// `S3` with `extra` keys, loaded with S3 credential variables in its environment.
+    fn s3_options(extra: &str) -> Result<BackendOptions> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, format!("{S3}{extra}")).map_err(|e| Error::io(&path, e))?;
+        let env = [
+            ("ACME_S3_ID", "AKIDEXAMPLE"),
+            ("ACME_S3_SECRET", "s3-secret-value-42"),
+            ("EMPTY", ""),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let s = Settings::load_with_env(Some(&path), env, &crate::test_protocols())?;
+        Ok(sola(&s, "bucket").backend_options()?)
+    }
 
     #[test]
     fn defaults_parse_without_accounts() {
-        let s = Settings::from_toml("").unwrap();
+        let s = from_toml("").unwrap();
         assert_eq!(s.limits.max_batch_lines, 5000);
         assert_eq!(s.limits.blocking_threads, 8);
         assert_eq!(s.poll.interval, Duration::from_secs(2));
         assert_eq!(s.poll.timeout, Duration::from_secs(7200));
-        assert!(s.accounts.is_empty());
-        assert_eq!(s.gateway.software_version(), env!("CARGO_PKG_VERSION"));
+        assert!(s.accounts().is_empty());
+        let shown = s.to_masked_toml();
+        assert!(
+            shown.contains("[gateway]") && shown.contains("[storage]"),
+            "{shown}"
+        );
     }
 
     #[test]
     fn account_parses_and_masks_secrets() {
-        let s = Settings::from_toml(ACME).unwrap();
-        let acme = s.account("acme").unwrap();
-        assert_eq!(acme.batch_key("acme").unwrap().expose(), "bk-secret");
+        let s = from_toml(ACME).unwrap();
+        assert_eq!(sola(&s, "acme").batch_key().unwrap().expose(), "bk-secret");
+        assert_eq!(s.account("acme").unwrap().protocol(), "sola");
         let shown = s.to_masked_toml();
         assert!(
             !shown.contains("bk-secret") && !shown.contains("mk-secret"),
@@ -814,7 +491,7 @@ mod tests {
     #[test]
     fn aps_account_masks_its_secrets_and_shows_the_rest() {
         let text = "[accounts.gulf]\nprotocol = \"aps\"\nendpoint = \"https://sbpaymentservices.payfort.com\"\nmerchant_identifier = \"MID-7\"\naccess_code = \"ac-secret-77\"\nsha_request_phrase = \"in-secret-77\"\nsha_response_phrase_env = \"GULF_OUT\"\nsha_type = \"sha512\"\ncurrency = \"AED\"\nrequest_timeout = \"15s\"\nretries = 5\n";
-        let s = Settings::from_toml(text).unwrap();
+        let s = from_toml(text).unwrap();
         let shown = s.to_masked_toml();
         assert!(
             !shown.contains("ac-secret-77") && !shown.contains("in-secret-77"),
@@ -835,47 +512,43 @@ mod tests {
             assert!(shown.lines().any(|l| l == line), "{line} in {shown}");
         }
         assert!(!shown.contains("location"), "{shown}");
-        let reparsed = Settings::from_toml(&shown).unwrap();
-        let aps = reparsed.account("gulf").unwrap().aps_settings();
-        assert_eq!(aps.request_timeout, Some(Duration::from_secs(15)));
-        assert_eq!(aps.retries, Some(5));
+        let reparsed = from_toml(&shown).unwrap();
+        let again = aps(&reparsed, "gulf").settings();
+        assert_eq!(again.request_timeout, Some(Duration::from_secs(15)));
+        assert_eq!(again.retries, Some(5));
         assert!(!format!("{s:?}").contains("ac-secret-77"));
     }
 
     #[test]
     fn aps_published_reference_keys_parse_show_and_reach_the_client_config() {
         let text = "[accounts.gulf]\nprotocol = \"aps\"\nendpoint = \"https://sbpaymentservices.payfort.com\"\nmerchant_identifier = \"MID-7\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\nprocess_url = \"https://sbbatch.payfort.com/integration-batch/batchApi/\"\nfile_signature = \"content\"\nmax_file_bytes = 20000000\nline_number_offset = 1\nheader_names = { merchant_reference = \"Merchant_Reference\", command = \"Command\" }\n";
-        let s = Settings::from_toml(text).unwrap();
+        let s = from_toml(text).unwrap();
         let shown = s.to_masked_toml();
         for line in [
             "process_url = \"https://sbbatch.payfort.com/integration-batch/batchApi/\"",
             "file_signature = \"content\"",
             "max_file_bytes = 20000000",
             "line_number_offset = 1",
-            "header_names = { command = \"Command\", merchant_reference = \"Merchant_Reference\" }",
         ] {
             assert!(shown.lines().any(|l| l == line), "{line} in {shown}");
         }
-        let reparsed = Settings::from_toml(&shown).unwrap();
-        let account = reparsed.account("gulf").unwrap();
-        assert_eq!(account.aps_max_file_bytes(), 20_000_000);
-        let mut aps = account.aps_settings();
-        aps.access_code = Some(Secret::new("a".into()));
-        aps.sha_request_phrase = Some(Secret::new("i".into()));
-        aps.sha_response_phrase = Some(Secret::new("o".into()));
-        let cfg = aps.resolve("gulf").unwrap();
+        assert!(
+            shown.contains("Merchant_Reference") && shown.contains("Command"),
+            "{shown}"
+        );
+        let reparsed = from_toml(&shown.replace("[REDACTED]", "x")).unwrap();
+        let cfg = aps(&reparsed, "gulf").config().unwrap();
         assert_eq!(
             cfg.process_url(),
             "https://sbbatch.payfort.com/integration-batch/batchApi/"
         );
-        assert_eq!(cfg.file_signature, crate::aps::FileSignature::Content);
+        assert_eq!(cfg.file_signature, aps_batch::FileSignature::Content);
         assert_eq!(cfg.line_number_offset, 1);
+        assert_eq!(cfg.max_file_bytes, 20_000_000);
         assert_eq!(cfg.header_names.cell("command"), "Command");
         // Without the keys: the defaults of the published reference.
-        let plain = Settings::from_toml("[accounts.gulf]\nprotocol = \"aps\"\nendpoint = \"https://x.example\"\nmerchant_identifier = \"M\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\n").unwrap();
-        let account = plain.account("gulf").unwrap();
-        assert_eq!(account.aps_max_file_bytes(), 50_000_000);
-        let cfg = account.aps_settings().resolve("gulf").unwrap();
+        let plain = from_toml("[accounts.gulf]\nprotocol = \"aps\"\nendpoint = \"https://x.example\"\nmerchant_identifier = \"M\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\n").unwrap();
+        let cfg = aps(&plain, "gulf").config().unwrap();
         assert_eq!(
             (cfg.line_number_offset, cfg.max_file_bytes),
             (2, 50_000_000)
@@ -889,8 +562,12 @@ mod tests {
             ("[limits]\nmax_lines = 3\n", "max_lines"),
             (&format!("{ACME}colour = \"red\"\n"), "colour"),
             ("[nonsense]\na = 1\n", "nonsense"),
+            (
+                &ACME.replace("location", "protocol = \"fax\"\nlocation"),
+                "fax",
+            ),
         ] {
-            let err = Settings::from_toml(text).unwrap_err().to_string();
+            let err = from_toml(text).unwrap_err().to_string();
             assert!(err.contains(key), "{text}: {err}");
         }
     }
@@ -914,7 +591,7 @@ mod tests {
             ("[limits]\nmax_batch_lines = 0\n", "max_batch_lines"),
             ("[limits]\nblocking_threads = 0\n", "blocking_threads"),
         ] {
-            let err = Settings::from_toml(text).unwrap_err().to_string();
+            let err = from_toml(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
     }
@@ -930,17 +607,209 @@ mod tests {
             ("PAYBATCH_TEST_SFTP_URL", "ignored"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
-        let s = Settings::load_with_env(Some(&path), env).unwrap();
+        let s = Settings::load_with_env(Some(&path), env, &crate::test_protocols()).unwrap();
         assert_eq!(s.poll.timeout, Duration::from_secs(30));
         assert_eq!(s.limits.max_batch_lines, 7);
         assert_eq!(s.max_batch_lines("acme"), 7);
     }
 
     #[test]
+    fn secrets_come_from_the_environment_given_to_the_loader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let text = ACME.replace(
+            "batch_key = \"bk-secret\"",
+            "batch_key_env = \"ACME_BK_GIVEN\"",
+        );
+        std::fs::write(&path, text).unwrap();
+        let env = [("ACME_BK_GIVEN".to_owned(), "from-given-env".to_owned())];
+        let s = Settings::load_with_env(Some(&path), env, &crate::test_protocols()).unwrap();
+        assert_eq!(
+            sola(&s, "acme").batch_key().unwrap().expose(),
+            "from-given-env"
+        );
+        // The process environment is not read: without the variable the key is missing.
+        let s = Settings::load_with_env(Some(&path), [], &crate::test_protocols()).unwrap();
+        let err = sola(&s, "acme").batch_key().unwrap_err().to_string();
+        assert!(err.contains("ACME_BK_GIVEN"), "{err}");
+    }
+
+    #[test]
     fn allow_list_is_case_insensitive() {
-        let s = Settings::from_toml(&format!("{ACME}allowed_commands = [\"cc:sale\"]\n")).unwrap();
-        let acme = s.account("acme").unwrap();
+        let s = from_toml(&format!("{ACME}allowed_commands = [\"cc:sale\"]\n")).unwrap();
+        let acme = s.account("acme").unwrap().common();
         assert!(acme.allows("cc:Sale"));
         assert!(!acme.allows("cc:refund"));
+    }
+
+    #[test]
+    fn s3_keys_map_onto_s3_options() {
+        let o = s3_options(
+            "s3_endpoint = \"http://127.0.0.1:9000\"\ns3_region = \"eu-west-1\"\ns3_allow_http = true\n\
+             s3_virtual_hosted_style = false\ns3_conditional_put = false\n\
+             s3_access_key_id_env = \"ACME_S3_ID\"\ns3_secret_access_key_env = \"ACME_S3_SECRET\"\n",
+        )
+        .unwrap();
+        assert_eq!(o.s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(o.s3.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(o.s3.allow_http, Some(true));
+        assert_eq!(o.s3.virtual_hosted_style, Some(false));
+        assert_eq!(o.s3.conditional_put, Some(false));
+        assert_eq!(o.s3.access_key_id.as_deref(), Some("AKIDEXAMPLE"));
+        let secret = o.s3.secret_access_key.as_ref().unwrap();
+        assert_eq!(secret.expose(), "s3-secret-value-42");
+        assert!(!format!("{o:?}").contains("s3-secret-value-42"));
+    }
+
+    #[test]
+    fn no_s3_keys_leave_the_aws_environment_in_charge() {
+        let o = s3_options("").unwrap();
+        assert!(o.s3.endpoint.is_none() && o.s3.region.is_none() && o.s3.allow_http.is_none());
+        assert!(o.s3.access_key_id.is_none() && o.s3.secret_access_key.is_none());
+        assert!(o.s3.conditional_put.is_none());
+    }
+
+    #[test]
+    fn bad_s3_keys_are_errors_naming_the_key() {
+        let both = "s3_access_key_id_env = \"ACME_S3_ID\"\ns3_secret_access_key_env";
+        for (extra, needle) in [
+            ("s3_access_key_id_env = \"ACME_S3_ID\"\n", "together"),
+            (&format!("{both} = \"UNSET\"\n"), "UNSET is not set"),
+            (&format!("{both} = \"EMPTY\"\n"), "s3_secret_access_key_env"),
+            (
+                "s3_secret_access_key = \"inline\"\n",
+                "s3_secret_access_key",
+            ),
+            ("s3_regoin = \"x\"\n", "s3_regoin"),
+            ("s3_allow_http = \"perhaps\"\n", "s3_allow_http"),
+        ] {
+            let err = s3_options(extra).unwrap_err().to_string();
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
+        let local = "[accounts.disk]\nlocation = \"file:///srv/d\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\ns3_region = \"x\"\n";
+        let err = from_toml(local).unwrap_err().to_string();
+        assert!(
+            err.contains("accounts.disk.s3_region") && err.contains("file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn config_show_names_s3_variables_and_round_trips() {
+        let text = format!(
+            "{S3}s3_endpoint = \"http://127.0.0.1:9000\"\ns3_allow_http = true\n\
+             s3_access_key_id_env = \"ACME_S3_ID\"\ns3_secret_access_key_env = \"ACME_S3_SECRET\"\n"
+        );
+        let s = from_toml(&text).unwrap();
+        let shown = s.to_masked_toml();
+        for line in [
+            "s3_endpoint = \"http://127.0.0.1:9000\"",
+            "s3_allow_http = true",
+            "s3_secret_access_key_env = \"ACME_S3_SECRET\"",
+        ] {
+            assert!(shown.lines().any(|l| l == line), "{line} in {shown}");
+        }
+        let again = from_toml(&shown.replace("[REDACTED]", "x")).unwrap();
+        assert_eq!(
+            sola(&again, "bucket").settings().s3_endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+    }
+
+    #[test]
+    fn storage_defaults_are_the_library_defaults() {
+        let s = from_toml(S3).unwrap();
+        let o = sola(&s, "bucket").backend_options().unwrap();
+        let lib = BackendOptions::default();
+        assert_eq!(o.retry, lib.retry);
+        assert_eq!(o.max_concurrency, lib.max_concurrency);
+        assert_eq!(o.connect_timeout, lib.connect_timeout);
+        assert_eq!(o.operation_timeout, lib.operation_timeout);
+        assert_eq!(o.multipart_threshold, lib.multipart_threshold);
+    }
+
+    #[test]
+    fn storage_section_reaches_every_account_and_env_overrides_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let sftp = "[accounts.remote]\nlocation = \"sftp://pay@127.0.0.1:2222/drop\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\n\
+                    ssh_key = \"/etc/pb/id\"\nssh_key_passphrase_env = \"REMOTE_KEY_PASS\"\nknown_hosts = \"/etc/pb/kh\"\n";
+        let storage = "[storage]\nmax_attempts = 3\ninitial_backoff = \"50ms\"\nmax_backoff = \"2s\"\nbackoff_multiplier = 3.0\n\
+                       max_concurrent_ops = 4\nconnect_timeout = \"3s\"\n";
+        std::fs::write(&path, format!("{storage}{S3}{sftp}")).unwrap();
+        let env = [
+            ("PAYBATCH__STORAGE__OPERATION_TIMEOUT", "7s"),
+            ("PAYBATCH__STORAGE__MAX_ATTEMPTS", "2"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let s = Settings::load_with_env(Some(&path), env, &crate::test_protocols()).unwrap();
+        for name in ["bucket", "remote"] {
+            let o = sola(&s, name).backend_options().unwrap();
+            let want = RetryPolicy {
+                max_attempts: 2,
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(2),
+                multiplier: 3.0,
+            };
+            assert_eq!(o.retry, want, "{name}");
+            assert_eq!(o.max_concurrency, 4, "{name}");
+            assert_eq!(o.connect_timeout, Duration::from_secs(3), "{name}");
+            assert_eq!(o.operation_timeout, Duration::from_secs(7), "{name}");
+        }
+        let o = sola(&s, "remote").backend_options().unwrap();
+        let want = SftpAuth::KeyFile {
+            path: "/etc/pb/id".into(),
+            passphrase_env: Some("REMOTE_KEY_PASS".to_owned()),
+        };
+        assert_eq!(o.sftp.auth, Some(want));
+        let shown = s.to_masked_toml();
+        assert!(
+            shown
+                .lines()
+                .any(|l| l == "ssh_key_passphrase_env = \"REMOTE_KEY_PASS\""),
+            "{shown}"
+        );
+        let again = from_toml(&shown.replace("[REDACTED]", "x")).unwrap();
+        assert_eq!(
+            sola(&again, "remote").backend_options().unwrap().retry,
+            sola(&s, "remote").backend_options().unwrap().retry
+        );
+    }
+
+    #[test]
+    fn bad_storage_values_are_errors_naming_the_key() {
+        for (text, needle) in [
+            ("[storage]\nmax_attempts = 0\n", "storage.max_attempts"),
+            (
+                "[storage]\nmax_concurrent_ops = 0\n",
+                "storage.max_concurrent_ops",
+            ),
+            (
+                "[storage]\ninitial_backoff = \"10s\"\n",
+                "storage.initial_backoff",
+            ),
+            (
+                "[storage]\nbackoff_multiplier = 0.5\n",
+                "storage.backoff_multiplier",
+            ),
+            (
+                "[storage]\nconnect_timeout = \"0s\"\n",
+                "storage.connect_timeout",
+            ),
+            ("[storage]\noperation_timeout = \"soon\"\n", "soon"),
+            (
+                "[storage]\nmultipart_threshold = 0\n",
+                "storage.multipart_threshold",
+            ),
+            ("[storage]\nretries = 3\n", "retries"),
+            (
+                &format!("{S3}ssh_key_passphrase_env = \"P\"\n"),
+                "ssh_key_passphrase_env",
+            ),
+        ] {
+            // Sections are checked when an account of their protocol is built.
+            let err = from_toml(&format!("{text}{ACME}")).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
     }
 }

@@ -7,16 +7,6 @@ use sha2::{Digest, Sha256};
 use crate::input::InputRecord;
 use crate::settings::Settings;
 
-/// Fields paybatch sets itself; an input record carrying one is invalid.
-pub const RESERVED_FIELDS: &[&str] = &[
-    "xKey",
-    "xVersion",
-    "xSoftwareName",
-    "xSoftwareVersion",
-    "xIndex",
-    "xSequenceNumber",
-];
-
 /// One invalid input record: `FILE:LINE: message`. Never quotes a sensitive field's value, and
 /// every digit run that could be a card number in what it does quote (a field name, a `ref`, a
 /// header cell, an account) is masked (first 6 / last 4 digits): [`Validator::check`] masks its
@@ -70,13 +60,13 @@ impl<'a> Validator<'a> {
         let mut problems = Vec::new();
         let account_field = &self.settings.input.account_field;
         let ref_field = &self.settings.input.ref_field;
-        let account = rec.get(account_field).unwrap_or("");
-        if account.is_empty() {
+        let account_name = rec.get(account_field).unwrap_or("");
+        if account_name.is_empty() {
             problems.push(format!("missing {account_field}"));
         }
-        let account_settings = self.settings.accounts.get(account);
-        if !account.is_empty() && account_settings.is_none() {
-            problems.push(format!("unknown {account_field} {account:?}"));
+        let account = self.settings.accounts().get(account_name);
+        if !account_name.is_empty() && account.is_none() {
+            problems.push(format!("unknown {account_field} {account_name:?}"));
         }
         let reference = rec.get(ref_field).unwrap_or("");
         if reference.is_empty() {
@@ -90,69 +80,22 @@ impl<'a> Validator<'a> {
                 "{ref_field} {reference:?} holds a card number (13 to 19 digits passing the Luhn check); use a reference that is not a card number"
             ));
         }
-        if let Some(a) =
-            account_settings.filter(|a| a.protocol == crate::settings::ProtocolKind::Aps)
-        {
+        if let Some(account) = account {
+            // The transaction fields, as the account's protocol will see them.
             let fields: Vec<(String, String)> = rec
                 .fields
                 .iter()
                 .filter(|(k, _)| k != account_field && k != ref_field)
                 .cloned()
                 .collect();
-            if let Err(e) = crate::aps::check_input(&fields, a.aps_currency()) {
-                problems.push(e.to_string());
-            }
-            let limit = a.aps_max_file_bytes();
-            if crate::aps::header_size() + crate::aps::row_size_bound(&fields) > limit {
-                problems.push(format!(
-                    "line could be larger than the APS batch file limit of {limit} bytes"
-                ));
-            }
-            // A missing `command` is already reported by `check_input`.
-            if let Some(command) = rec.get("command").filter(|c| !c.is_empty())
-                && !a.allows(command)
-            {
-                problems.push(format!(
-                    "command {command:?} is not allowed for account {account}"
-                ));
-            }
-            return self.remember(reference, rec.line, problems);
-        }
-        let mut keys = std::collections::HashSet::new();
-        for (key, value) in &rec.fields {
-            if !keys.insert(key.as_str()) {
-                problems.push(format!("field {key:?} appears twice"));
-                continue;
-            }
-            if key == account_field || key == ref_field {
-                continue;
-            }
-            if let Some(reserved) = RESERVED_FIELDS.iter().find(|r| r.eq_ignore_ascii_case(key)) {
-                problems.push(if *reserved == "xKey" {
-                    "field \"xKey\" is not allowed: credentials come from the configuration"
-                        .to_owned()
-                } else {
-                    format!("field {reserved:?} is set by paybatch and must not be in the input")
-                });
-                continue;
-            }
-            if !valid_field_name(key) {
-                problems.push(format!(
-                    "field name {key:?} cannot be sent (letters, digits and _ only)"
-                ));
-            }
-            if value.chars().any(|c| c.is_control() && c != '\t') {
-                problems.push(format!("field {key:?} has a control character"));
-            }
-        }
-        match rec.get("xCommand") {
-            None | Some("") => problems.push("missing xCommand".to_owned()),
-            Some(command) => {
-                if let Some(a) = account_settings
-                    && !a.allows(command)
-                {
+            problems.extend(account.rules().check(&fields));
+        } else {
+            // No protocol to ask: still name the cells no protocol can take as a field name
+            // (a CSV exported without its header row makes a transaction's cells the names).
+            for (key, _) in &rec.fields {
+                if key != account_field && key != ref_field && !plain_field_name(key) {
                     problems.push(format!(
-                        "command {command:?} is not allowed for account {account}"
+                        "field name {key:?} cannot be sent (letters, digits and _ only)"
                     ));
                 }
             }
@@ -183,7 +126,8 @@ impl<'a> Validator<'a> {
     }
 }
 
-fn valid_field_name(key: &str) -> bool {
+/// A name every protocol can send: a letter, then letters, digits and `_`.
+fn plain_field_name(key: &str) -> bool {
     let mut chars = key.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -203,8 +147,7 @@ mod tests {
     fn settings() -> Settings {
         Settings::from_toml(
             "[accounts.acme]\nlocation = \"file:///tmp/a\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\nallowed_commands = [\"cc:sale\"]\n\
-             [accounts.beta]\nlocation = \"file:///tmp/b\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\n",
-        )
+             [accounts.beta]\nlocation = \"file:///tmp/b\"\nbatch_key = \"b\"\nmerchant_key = \"m\"\n", &crate::test_protocols())
         .unwrap()
     }
 
@@ -268,8 +211,7 @@ mod tests {
     fn aps_lines_respect_allowed_commands() {
         let s = Settings::from_toml(
             "[accounts.shop]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"USD\"\nallowed_commands = [\"PURCHASE\"]\n\
-             [accounts.open]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"USD\"\n",
-        )
+             [accounts.open]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"USD\"\n", &crate::test_protocols())
         .unwrap();
         let refund = "command=REFUND&merchant_reference=o1&amount=1.00";
         let purchase = "merchant_reference=o1&amount=1.00&token_name=t&customer_email=a@b.c";
@@ -299,8 +241,7 @@ mod tests {
     #[test]
     fn an_aps_line_that_alone_could_pass_the_file_limit_is_refused() {
         let s = Settings::from_toml(
-            "[accounts.shop]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"USD\"\n",
-        )
+            "[accounts.shop]\nprotocol = \"aps\"\nendpoint = \"http://127.0.0.1:9/\"\nmerchant_identifier = \"m\"\naccess_code = \"a\"\nsha_request_phrase = \"i\"\nsha_response_phrase = \"o\"\ncurrency = \"USD\"\n", &crate::test_protocols())
         .unwrap();
         let line = |note_len: usize| {
             let mut r = rec(
@@ -311,14 +252,14 @@ mod tests {
                 .push(("order_description".into(), "x".repeat(note_len)));
             r
         };
-        let half = crate::aps::ApsAccountConfig::MAX_FILE_BYTES / 2;
+        let half = aps_batch::ApsAccountConfig::MAX_FILE_BYTES / 2;
         assert!(Validator::new(&s).check(&line(1000)).is_empty());
         let problems = Validator::new(&s).check(&line(half));
         assert_eq!(
             problems,
             [format!(
                 "line could be larger than the APS batch file limit of {} bytes",
-                crate::aps::ApsAccountConfig::MAX_FILE_BYTES
+                aps_batch::ApsAccountConfig::MAX_FILE_BYTES
             )]
         );
     }
@@ -372,9 +313,10 @@ mod tests {
     #[test]
     fn problems_mask_card_numbers_in_field_names_refs_and_accounts() {
         let s = settings();
-        // A CSV exported without a header: a transaction's cells became the field names.
+        // A CSV whose header row is a transaction's cells (the account and ref columns kept
+        // their names): the card number became a field name.
         let headerless =
-            "acme=acme&r1=r2&cc:sale=cc:sale&4111111111111111=5500000000000004&1225=1225";
+            "account=acme&ref=r2&cc:sale=cc:sale&4111111111111111=5500000000000004&1225=1225";
         let repeated = "account=acme&ref=4111111111111112&xCommand=cc:sale";
         let mut v = Validator::new(&s);
         let mut problems = v.check(&rec(1, headerless));

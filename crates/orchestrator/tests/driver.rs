@@ -4,11 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use orchestrator::demo::{DemoSpec, LocalWorld, spawn_gateway};
 use orchestrator::{
     Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, RejectedBatches, Settings,
     Shutdown, SubmitOptions,
 };
+use paybatch_demo::{DemoSpec, LocalWorld, spawn_gateway};
 
 fn load_job(world: &LocalWorld, settings: &Settings) -> Arc<Job> {
     let mut reader = InputReader::open(&world.input, None).unwrap();
@@ -45,7 +45,9 @@ async fn submit_collects_merges_and_reruns_idempotently() {
     };
     let world = LocalWorld::create(dir.path(), spec.clone(), Format::Kvp).unwrap();
     let (stop, gateway) = spawn_gateway(world.gateway(true).await.unwrap());
-    let settings = Arc::new(Settings::load_with_env(Some(&world.config), []).unwrap());
+    let settings = Arc::new(
+        Settings::load_with_env(Some(&world.config), [], &paybatch_demo::protocols()).unwrap(),
+    );
     let job = load_job(&world, &settings);
     let out = dir.path().join("out.kvp");
     let options = SubmitOptions {
@@ -217,7 +219,9 @@ async fn shutdown_stops_at_a_safe_point_and_a_rerun_finishes_exactly_once() {
     )
     .unwrap();
     let (stop, gateway) = spawn_gateway(sim);
-    let settings = Arc::new(Settings::load_with_env(Some(&world.config), []).unwrap());
+    let settings = Arc::new(
+        Settings::load_with_env(Some(&world.config), [], &paybatch_demo::protocols()).unwrap(),
+    );
     let job = load_job(&world, &settings);
     let options = SubmitOptions::default();
     let (trigger, shutdown) = Shutdown::new();
@@ -236,9 +240,10 @@ async fn shutdown_stops_at_a_safe_point_and_a_rerun_finishes_exactly_once() {
     // The rerun is given its backends explicitly (as an embedding program would).
     let mut builder = Orchestrator::builder(settings.clone());
     for i in 0..spec.accounts {
-        builder = builder
-            .backend(&spec.account_name(i), world.backend(i).await.unwrap())
-            .unwrap();
+        let name = spec.account_name(i);
+        let drop =
+            paybatch_demo::sola_drop(&settings, &name, world.backend(i).await.unwrap()).unwrap();
+        builder = builder.protocol(name, drop);
     }
     let orch = builder.build().unwrap();
     let report = orch.submit(job, &options, Shutdown::never()).await.unwrap();
@@ -335,7 +340,9 @@ async fn a_rejected_batch_reports_what_the_gateway_did_per_line() {
         ),
         "xResult=E&xStatus=Error&xError=Batch+limit+exceeded&xProcessedCount=2&xSequenceNumber={seq}\n",
     );
-    let settings = Arc::new(Settings::load_with_env(Some(&world.config), []).unwrap());
+    let settings = Arc::new(
+        Settings::load_with_env(Some(&world.config), [], &paybatch_demo::protocols()).unwrap(),
+    );
     let job = load_job(&world, &settings);
     let out = dir.path().join("out.kvp");
     let options = SubmitOptions {
@@ -404,9 +411,9 @@ async fn a_rejected_batch_reports_what_the_gateway_did_per_line() {
     let summary = &report.accounts[&spec.account_name(0)].summary;
     assert_eq!(
         (
-            summary.count(orchestrator::Outcome::Approved),
-            summary.count(orchestrator::Outcome::NotProcessed),
-            summary.count(orchestrator::Outcome::Unknown),
+            summary.count(orchestrator::LineOutcome::Approved),
+            summary.count(orchestrator::LineOutcome::NotProcessed),
+            summary.count(orchestrator::LineOutcome::Unknown),
             summary.approved.get("USD").copied()
         ),
         (1, 0, 2, Some(100))
@@ -458,7 +465,9 @@ async fn resubmit_rejected_sends_only_lines_provably_not_processed() {
         Some("xIndex=1&xSequenceNumber={seq}&xResult=A&xStatus=Approved&xRefNum=2001\n"),
         "xResult=E&xStatus=Error&xError=Bad+batch&xProcessedCount=0&xSequenceNumber={seq}\n",
     );
-    let settings = Arc::new(Settings::load_with_env(Some(&world.config), []).unwrap());
+    let settings = Arc::new(
+        Settings::load_with_env(Some(&world.config), [], &paybatch_demo::protocols()).unwrap(),
+    );
     let job = load_job(&world, &settings);
     let out = dir.path().join("out.kvp");
     let options = SubmitOptions {

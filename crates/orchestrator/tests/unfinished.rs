@@ -10,18 +10,22 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use orchestrator::demo::{DemoSpec, LocalWorld, spawn_gateway};
+use gateway_protocol::BatchLine;
 use orchestrator::{
-    Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, RequestLine, Settings,
-    Shutdown, SubmitOptions,
+    Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
+    SubmitOptions,
 };
+use paybatch_demo::{DemoSpec, LocalWorld, spawn_gateway};
 use sequence_ledger::{AccountId, BatchState, Ledger, NewBatch, NewBinding, Reserve};
 
+use storage_backends::conformance;
 use storage_backends::{Backend, ByteStream, Capabilities, ErrorKind, Location, ObjectMeta};
 
 /// Which files of the drop the account is refused access to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Deny {
+    /// No file: the drop is its inner backend (what the conformance test checks).
+    Nothing,
     /// Writing `REQUEST_*` (the batch stays Reserved).
     WriteRequest,
     /// Writing `PROCESS_*` (the batch stays RequestUploaded).
@@ -32,6 +36,11 @@ enum Deny {
 
 /// A real local drop whose access rights refuse one kind of file, as a server with wrong
 /// permissions would (tests run as root, where chmod denies nothing).
+///
+/// It is a real implementation, not a mock, because it passes storage-backends' conformance
+/// suite when it denies nothing
+/// (`the_denying_drop_passes_the_conformance_suite_when_it_denies_nothing`): the tests here run
+/// the orchestrator against a working drop with exactly one kind of access taken away.
 #[derive(Debug)]
 struct DenyingDrop {
     inner: Arc<dyn Backend>,
@@ -42,6 +51,7 @@ impl DenyingDrop {
     fn check(&self, write: bool, path: &str) -> storage_backends::Result<()> {
         let name = path.rsplit('/').next().unwrap_or(path);
         let denied = match self.deny {
+            Deny::Nothing => false,
             Deny::WriteRequest => write && name.starts_with("REQUEST_"),
             Deny::WriteProcess => write && name.starts_with("PROCESS_"),
             Deny::ReadComplete => !write && name.starts_with("COMPLETE_"),
@@ -99,6 +109,32 @@ impl Backend for DenyingDrop {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_denying_drop_passes_the_conformance_suite_when_it_denies_nothing() {
+    let target = storage_backends::test_env::local().unwrap();
+    let inner = storage_backends::open(&target.location, &target.options)
+        .await
+        .unwrap();
+    let drop: Arc<dyn Backend> = Arc::new(DenyingDrop {
+        inner,
+        deny: Deny::Nothing,
+    });
+    let mut outcomes = conformance::run_quick(&*drop).await;
+    outcomes.push((
+        "put_if_absent_race",
+        conformance::put_if_absent_race(drop.clone()).await,
+    ));
+    outcomes.push((
+        "atomic_publish",
+        conformance::atomic_publish(drop.clone()).await,
+    ));
+    for (case, outcome) in outcomes {
+        if let Err(f) = outcome {
+            panic!("DenyingDrop, case {case}: {f}");
+        }
+    }
+}
+
 fn load_job(world: &LocalWorld, settings: &Settings) -> Arc<Job> {
     let mut reader = InputReader::open(&world.input, None).unwrap();
     Arc::new(
@@ -138,6 +174,7 @@ fn settings(world: &LocalWorld) -> Arc<Settings> {
         Settings::load_with_env(
             Some(&world.config),
             [("PAYBATCH__POLL__TIMEOUT".to_owned(), "1s".to_owned())],
+            &paybatch_demo::protocols(),
         )
         .unwrap(),
     )
@@ -200,8 +237,10 @@ async fn lines_of_an_untriggered_batch_are_unknown_and_the_rerun_finishes_that_b
             deny,
         };
         let orch = Orchestrator::builder(settings.clone())
-            .backend(&name, Arc::new(denying))
-            .unwrap()
+            .protocol(
+                &name,
+                paybatch_demo::sola_drop(&settings, &name, Arc::new(denying)).unwrap(),
+            )
             .build()
             .unwrap();
         let report = orch
@@ -268,8 +307,10 @@ async fn a_permanent_storage_error_while_polling_fails_the_account_and_a_rerun_r
     };
     let orch = Orchestrator::builder(settings.clone())
         .ledger(ledger.clone())
-        .backend(&name, Arc::new(denying))
-        .unwrap()
+        .protocol(
+            &name,
+            paybatch_demo::sola_drop(&settings, &name, Arc::new(denying)).unwrap(),
+        )
         .build()
         .unwrap();
     let report = orch
@@ -332,10 +373,10 @@ async fn bind(
     let protocol = orch.protocol_for(account.as_str()).await.unwrap();
     let sequence = ledger.next_sequence(account).unwrap();
     let txs: Vec<_> = positions.map(|p| job.transaction(p).unwrap()).collect();
-    let lines: Vec<RequestLine<'_>> = txs
+    let lines: Vec<BatchLine<'_>> = txs
         .iter()
         .enumerate()
-        .map(|(i, t)| RequestLine {
+        .map(|(i, t)| BatchLine {
             index: i as u64,
             fields: &t.fields,
         })
@@ -351,7 +392,9 @@ async fn bind(
             .map(|(i, t)| NewBinding {
                 client_ref: t.reference.clone(),
                 index: i as u64,
-                content_digest: orchestrator::content_digest(&t.fields),
+                content_digest: sequence_ledger::content_digest(
+                    t.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                ),
             })
             .collect(),
     };
@@ -391,7 +434,7 @@ async fn a_batch_that_gets_stuck_while_resuming_stops_the_later_ones() {
     let entry = &report.accounts[&name];
     let failure = entry.summary.failure.clone().unwrap();
     assert!(
-        failure.starts_with("batch 1 is Stuck") && failure.contains("later batches were not"),
+        failure.contains("batch 1 is Stuck") && failure.contains("later batches were not"),
         "{failure}"
     );
     assert_eq!(
@@ -476,8 +519,10 @@ async fn an_error_finishing_a_bound_batch_still_reports_the_later_ones() {
     };
     let orch = Orchestrator::builder(settings.clone())
         .ledger(ledger.clone())
-        .backend(&name, Arc::new(denying))
-        .unwrap()
+        .protocol(
+            &name,
+            paybatch_demo::sola_drop(&settings, &name, Arc::new(denying)).unwrap(),
+        )
         .build()
         .unwrap();
     bind(&ledger, &orch, &job, &account, 0..10).await;

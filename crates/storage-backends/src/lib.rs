@@ -39,11 +39,13 @@
 //! - only [`RetryBackend`] retries, and only `Transient` errors; each operation is safe to
 //!   repeat.
 //!
-//! The [`conformance`] suite is public so any backend (or test double) can be checked against
-//! the same behaviour; [`test_env`] gives test targets on the servers `tests/support/` starts.
+//! With the `test-support` feature (off by default), the `conformance` suite is public so any
+//! backend (or test double) can be checked against the same behaviour, and `test_env` gives
+//! test targets on the servers `tests/support/` starts.
 #![warn(missing_docs)]
 
 mod backend;
+#[cfg(feature = "test-support")]
 pub mod conformance;
 mod error;
 mod limit;
@@ -54,6 +56,7 @@ mod options;
 mod retry;
 mod s3;
 mod sftp;
+#[cfg(feature = "test-support")]
 pub mod test_env;
 
 pub use backend::{

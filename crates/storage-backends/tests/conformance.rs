@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use storage_backends::conformance::{self, Outcome};
+use storage_backends::conformance::{self, CaseResult};
 use storage_backends::{Backend, BackendOptions, Replace, Scheme, SftpRename, open, test_env};
 
 /// Opens a fresh, unique target of `scheme` (through `open`, so with the retry and limit
@@ -29,7 +29,7 @@ async fn backend_with(
     Some((b, target))
 }
 
-fn ok(scheme: Scheme, case: &str, outcome: Outcome) {
+fn ok(scheme: Scheme, case: &str, outcome: CaseResult) {
     if let Err(f) = outcome {
         let mut chain = String::new();
         let mut source = std::error::Error::source(&f);

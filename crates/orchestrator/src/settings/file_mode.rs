@@ -8,16 +8,6 @@ use std::sync::Mutex;
 
 use kvp_format::owner_only;
 
-/// Keys of `[accounts.NAME]` whose value is itself a secret (each has a `*_env` variant naming
-/// a variable instead).
-pub(crate) const SECRET_VALUE_KEYS: &[&str] = &[
-    "batch_key",
-    "merchant_key",
-    "access_code",
-    "sha_request_phrase",
-    "sha_response_phrase",
-];
-
 /// A config file that others may read while it holds secret values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SharedSecrets {
@@ -42,17 +32,17 @@ impl SharedSecrets {
 
 /// `Some` when `file` holds secret values and its group or others have any permission on it.
 /// A file that cannot be read or parsed gives `None` (loading it reports that).
-pub(crate) fn shared_secrets(file: &Path) -> Option<SharedSecrets> {
+pub(crate) fn shared_secrets(file: &Path, secret_keys: &[&str]) -> Option<SharedSecrets> {
     if !owner_only::is_shared(file).ok()? {
         return None;
     }
     let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
-    let keys = secret_values_in(file);
+    let keys = secret_values_in(file, secret_keys);
     (!keys.is_empty()).then_some(SharedSecrets { mode, keys })
 }
 
 /// The dotted keys of `file` (TOML, read on its own) that hold a secret value.
-fn secret_values_in(file: &Path) -> Vec<String> {
+fn secret_values_in(file: &Path, secret_keys: &[&str]) -> Vec<String> {
     let Ok(built) = config::Config::builder()
         .add_source(config::File::from(file).format(config::FileFormat::Toml))
         .build()
@@ -68,10 +58,7 @@ fn secret_values_in(file: &Path) -> Vec<String> {
             continue;
         };
         for key in table.keys() {
-            if SECRET_VALUE_KEYS
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(key))
-            {
+            if secret_keys.iter().any(|s| s.eq_ignore_ascii_case(key)) {
                 keys.push(format!("accounts.{name}.{key}"));
             }
         }
@@ -81,9 +68,9 @@ fn secret_values_in(file: &Path) -> Vec<String> {
 }
 
 /// Logs [`SharedSecrets::message`] as a warning, once per file in this process.
-pub(crate) fn warn_if_shared(file: &Path) {
+pub(crate) fn warn_if_shared(file: &Path, secret_keys: &[&str]) {
     static WARNED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
-    let Some(found) = shared_secrets(file) else {
+    let Some(found) = shared_secrets(file, secret_keys) else {
         return;
     };
     let key = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
@@ -124,7 +111,13 @@ mod tests {
         ];
         for (text, mode, want) in cases {
             write(text, *mode);
-            let got = shared_secrets(&path);
+            let keys = [
+                "batch_key",
+                "merchant_key",
+                "access_code",
+                "sha_request_phrase",
+            ];
+            let got = shared_secrets(&path, &keys);
             let keys = got
                 .as_ref()
                 .map(|g| g.keys.iter().map(String::as_str).collect::<Vec<_>>());

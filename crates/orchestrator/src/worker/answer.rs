@@ -1,0 +1,179 @@
+//! Waiting for a batch's verdict, and collecting its answer: poll with backoff until the
+//! verdict or the deadline (Stuck), record the verdict, store the per-line results durably,
+//! then delete exactly this batch's answer files.
+
+use std::time::Duration;
+
+use gateway_protocol::PollResult;
+use kvp_format::SequenceNumber;
+use sequence_ledger::{BatchState, PerLineAnswer, StoredResult, Transition};
+use tracing::{info, warn};
+
+use super::Worker;
+use crate::error::{Error, Result};
+use crate::progress::{SLOW_AFTER, SlowBatch, StorageErrorKind, WaitGuard, slow_log_due};
+use crate::verdict;
+
+impl Worker {
+    /// Polls until the verdict (or the deadline: Stuck), then stores results and cleans up.
+    /// `resumed` polls at once instead of waiting the first interval.
+    pub(super) async fn wait_and_collect(
+        &self,
+        sequence: SequenceNumber,
+        line_count: u64,
+        resumed: bool,
+    ) -> Result<()> {
+        let mut rec = self.ledger.batch(sequence).await?;
+        let batch = verdict::batch_ref(&rec);
+        if rec.state == BatchState::Triggered {
+            let Some(v) = self.await_verdict(&rec, resumed).await? else {
+                warn!(account = %self.account, %sequence, "no COMPLETE before the deadline: batch is Stuck");
+                self.ledger.transition(sequence, Transition::Stuck).await?;
+                self.progress.stuck(line_count);
+                return Ok(());
+            };
+            if !v.success {
+                warn!(account = %self.account, %sequence, status = %v.status, "gateway rejected the batch");
+            }
+            rec = self
+                .ledger
+                .transition(sequence, verdict::completed(v))
+                .await?;
+        } else if rec.state == BatchState::Stuck {
+            match self.protocol.poll(&batch).await? {
+                PollResult::Done(v) => {
+                    rec = self
+                        .ledger
+                        .transition(sequence, verdict::completed(v))
+                        .await?;
+                }
+                PollResult::Pending => return Ok(()),
+            }
+        }
+        if let BatchState::Completed(outcome) = rec.state {
+            // Each line with a per-line result gets its own outcome; for a rejected batch the
+            // rest is decided by the verdict and whether there was an answer at all
+            // (PROTOCOL.md decision 4; the merge and the ledger's release rule read this).
+            let (lines, answer) = if outcome == sequence_ledger::Outcome::Success {
+                let lines = self
+                    .protocol
+                    .fetch_results(&batch, line_count)
+                    .await
+                    .map_err(|e| self.unusable_answer(sequence, e))?;
+                (lines, PerLineAnswer::Read)
+            } else {
+                let rejected = self
+                    .protocol
+                    .fetch_rejected_results(&batch, line_count)
+                    .await?;
+                (rejected.lines, verdict::per_line_answer(rejected.answer))
+            };
+            let results = lines
+                .into_iter()
+                .map(|r| StoredResult {
+                    index: r.index,
+                    fields: r.fields,
+                })
+                .collect();
+            rec = self.ledger.store_answer(sequence, results, answer).await?;
+            sequence_ledger::crash_point("orchestrator.after_results");
+        }
+        if rec.state == BatchState::Collected {
+            sequence_ledger::crash_point("orchestrator.before_cleanup");
+            self.protocol.cleanup(&batch).await?;
+            self.ledger
+                .transition(sequence, Transition::Cleaned)
+                .await?;
+            self.progress.completed(line_count);
+            info!(account = %self.account, %sequence, "batch collected and cleaned");
+        }
+        Ok(())
+    }
+
+    /// Polls a Triggered batch with doubling, jittered delays until its verdict, or `None` at
+    /// the deadline, which counts from the ledger's Triggered stamp (a restart does not
+    /// extend it). Transient failures are retried; a permanent storage failure stops the
+    /// account at once (the batch stays Triggered).
+    async fn await_verdict(
+        &self,
+        rec: &sequence_ledger::BatchRecord,
+        resumed: bool,
+    ) -> Result<Option<gateway_protocol::GatewayVerdict>> {
+        let sequence = rec.sequence;
+        let batch = verdict::batch_ref(rec);
+        let triggered_at = rec
+            .transitions
+            .iter()
+            .rev()
+            .find(|s| s.state == BatchState::Triggered)
+            .map_or_else(|| self.clock.now_ms(), |s| s.at_unix_ms);
+        let timeout = u64::try_from(self.poll.timeout.as_millis()).unwrap_or(u64::MAX);
+        let deadline = triggered_at.saturating_add(timeout);
+        let account = self.account.to_string();
+        self.progress.begin_wait(&account, sequence, triggered_at);
+        let _waiting = WaitGuard {
+            progress: &self.progress,
+            account: &account,
+        };
+        let mut delay = self.poll.interval;
+        let mut first = resumed;
+        let mut next_slow_log = SLOW_AFTER;
+        loop {
+            if !first {
+                self.shutdown.sleep(self.jitter(delay)).await?;
+                delay = (delay * 2).min(self.poll.max_interval);
+            }
+            first = false;
+            sequence_ledger::crash_point("orchestrator.polling");
+            match self.protocol.poll(&batch).await {
+                Ok(PollResult::Done(v)) => return Ok(Some(v)),
+                Ok(PollResult::Pending) => {
+                    let waited =
+                        Duration::from_millis(self.clock.now_ms().saturating_sub(triggered_at));
+                    if slow_log_due(waited, &mut next_slow_log) {
+                        let slow = SlowBatch {
+                            account: account.clone(),
+                            sequence,
+                            waited,
+                        };
+                        info!(account = %self.account, %sequence, waited_s = waited.as_secs(), "{slow}");
+                    }
+                }
+                Err(e) if e.is_transient() => {
+                    warn!(account = %self.account, %sequence, error = %e, "poll failed; will retry");
+                    self.progress
+                        .storage_error(self.account.as_str(), StorageErrorKind::Transient);
+                }
+                // A permanent storage failure (access denied, bad configuration, ...) will
+                // not go away by waiting until the Stuck deadline: stop the account now.
+                // The batch stays Triggered, so the next run resumes polling it.
+                Err(source @ gateway_protocol::Error::Storage { .. }) => {
+                    return Err(Error::PollFailed {
+                        account: self.account.to_string(),
+                        sequence,
+                        source,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if self.clock.now_ms() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The error of a batch whose COMPLETE says Success but whose per-line answer cannot be
+    /// had. A transient failure goes away by re-running; anything else (RESPONSE missing,
+    /// lines missing or extra, another xSequenceNumber) may never go away, so the error names
+    /// the operator's way out instead of "re-run" alone.
+    fn unusable_answer(&self, sequence: SequenceNumber, e: gateway_protocol::Error) -> Error {
+        if e.is_transient() {
+            return e.into();
+        }
+        Error::UnusableAnswer {
+            account: self.account.to_string(),
+            sequence,
+            source: e,
+        }
+    }
+}

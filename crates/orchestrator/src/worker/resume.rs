@@ -1,0 +1,173 @@
+//! Batches the ledger already holds: this input's own (finished with the same number and the
+//! same transactions) and other inputs' (finished first when that needs no payload).
+
+use kvp_format::SequenceNumber;
+use sequence_ledger::{BatchRecord, BatchState};
+use sha2::{Digest, Sha256};
+use tracing::debug;
+
+use super::Worker;
+use crate::error::{Error, Result};
+use crate::plan::content_digest;
+use crate::verdict;
+use gateway_protocol::PollResult;
+
+impl Worker {
+    /// Takes one batch of this input as far as it goes (`wait`: until its answer is
+    /// collected, else just triggered); returns the state it was left in.
+    pub(super) async fn finish_existing(
+        &self,
+        sequence: SequenceNumber,
+        positions: &[u32],
+        wait: bool,
+    ) -> Result<BatchState> {
+        let rec = self.ledger.batch(sequence).await?;
+        debug!(account = %self.account, %sequence, state = rec.state.name(), "resuming batch");
+        self.check_reference(&rec)?;
+        match rec.state {
+            BatchState::Reserved | BatchState::RequestUploaded => {
+                let (payload, _) = self.build(sequence, positions)?;
+                self.check_same_transactions(&rec, positions, &payload)?;
+                let lines = positions.len() as u64;
+                self.upload_and_trigger(sequence, payload, lines, rec.state)
+                    .await?;
+                if wait {
+                    self.wait_and_collect(sequence, lines, true).await?;
+                }
+            }
+            // Not waiting: look once; an answer that is there is collected.
+            BatchState::Triggered if !wait => {
+                self.poll_once(sequence, rec.line_count).await?;
+            }
+            BatchState::Triggered | BatchState::Completed(_) | BatchState::Collected => {
+                self.wait_and_collect(sequence, rec.line_count, true)
+                    .await?;
+            }
+            BatchState::Stuck => {
+                self.poll_once(sequence, rec.line_count).await?;
+            }
+            BatchState::Cleaned | BatchState::Abandoned | BatchState::MarkedUnknown => {}
+        }
+        Ok(self.ledger.batch(sequence).await?.state)
+    }
+
+    /// Finishes the account's batches from other inputs (not in `own`, this input's) that are
+    /// still in flight, where that needs no payload (Triggered onwards). One that cannot be
+    /// finished stops the account: a Stuck one (still unanswered), or one never triggered
+    /// (its transactions are in another input).
+    pub(super) async fn finish_others(&self, own: &[SequenceNumber]) -> Result<()> {
+        for rec in self.ledger.batches().await? {
+            if own.contains(&rec.sequence) {
+                continue;
+            }
+            self.check_reference(&rec)?;
+            let blocked = |hint| Error::Blocked {
+                account: self.account.to_string(),
+                sequence: rec.sequence,
+                state: rec.state,
+                hint,
+            };
+            match rec.state {
+                BatchState::Triggered => {
+                    // Finishing it needs no payload: poll, collect, clean.
+                    self.wait_and_collect(rec.sequence, rec.line_count, true)
+                        .await?;
+                    if self.ledger.batch(rec.sequence).await?.state == BatchState::Stuck {
+                        return Err(blocked(
+                            "no COMPLETE in time; resolve it before new batches",
+                        ));
+                    }
+                }
+                BatchState::Completed(_) | BatchState::Collected => {
+                    self.wait_and_collect(rec.sequence, rec.line_count, true)
+                        .await?;
+                }
+                BatchState::Stuck => {
+                    if !self.poll_once(rec.sequence, rec.line_count).await? {
+                        return Err(blocked(
+                            "still no COMPLETE; check the gateway, then `paybatch resolve`",
+                        ));
+                    }
+                }
+                BatchState::Reserved | BatchState::RequestUploaded => {
+                    return Err(blocked(
+                        "it was reserved for transactions that are not in this input; re-run with that input (or abandon it with `paybatch resolve`)",
+                    ));
+                }
+                BatchState::Cleaned | BatchState::Abandoned | BatchState::MarkedUnknown => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses to go on with an unfinished batch that the gateway would now be asked about
+    /// under another name than the one it was reserved under: uploading it again would
+    /// process its transactions twice, polling it would ask about a batch the gateway does not
+    /// know. Records without a stored name (Sola, or reserved before names were stored) pass.
+    fn check_reference(&self, rec: &BatchRecord) -> Result<()> {
+        if rec.state.is_final() {
+            return Ok(());
+        }
+        let Some(stored) = &rec.external_reference else {
+            return Ok(());
+        };
+        let now = self.protocol.external_reference(rec.sequence)?;
+        if now.as_deref() == Some(stored.as_str()) {
+            return Ok(());
+        }
+        Err(Error::ReferenceChanged {
+            account: self.account.to_string(),
+            sequence: rec.sequence,
+            stored: stored.clone(),
+            now,
+        })
+    }
+
+    /// Polls a Stuck (or, without waiting, a Triggered) batch once; true if it has now
+    /// completed (and was collected).
+    pub(super) async fn poll_once(
+        &self,
+        sequence: SequenceNumber,
+        line_count: u64,
+    ) -> Result<bool> {
+        let batch = verdict::batch_ref(&self.ledger.batch(sequence).await?);
+        match self.protocol.poll(&batch).await? {
+            PollResult::Pending => Ok(false),
+            PollResult::Done(_) => {
+                self.wait_and_collect(sequence, line_count, true).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Before a batch that was never triggered is uploaded again: this input must hold
+    /// exactly its transactions, in order (PROTOCOL.md decision 4d). The bindings already
+    /// matched each line's content; here the line count and the batch's digest must match
+    /// too. The key and the software version around the transactions may have changed since
+    /// (a rotated merchant key, an upgraded binary): the batch is finished with the current
+    /// ones. Records reserved before the digest covered only the transactions hold the digest
+    /// of the REQUEST bytes; for them the rebuilt bytes must still match.
+    fn check_same_transactions(
+        &self,
+        rec: &BatchRecord,
+        positions: &[u32],
+        payload: &bytes::Bytes,
+    ) -> Result<()> {
+        let mut digests = Vec::with_capacity(positions.len());
+        for &pos in positions {
+            digests.push(content_digest(&self.job.transaction(pos as usize)?.fields));
+        }
+        let same = positions.len() as u64 == rec.line_count
+            && (sequence_ledger::batch_digest(&digests) == rec.content_sha256
+                || <[u8; 32]>::from(Sha256::digest(payload)) == rec.content_sha256);
+        if same {
+            return Ok(());
+        }
+        Err(Error::BatchChanged {
+            account: self.account.to_string(),
+            sequence: rec.sequence,
+            bound: rec.line_count,
+            found: positions.len() as u64,
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! An operator's decision on a batch that cannot finish by itself, shared by
+//! `paybatch resolve` and `POST /v1/accounts/{account}/batches/{seq}/resolve`.
+//!
+//! - abandon: the gateway confirmed it never processed the batch. For a batch that may have
+//!   been triggered the drop is inspected first; a batch whose COMPLETE is there is refused
+//!   (the gateway answered: collect it, or mark it unknown).
+//! - mark-unknown: the answer cannot be had; the transactions stay `unknown` for ever and the
+//!   account's later batches go on.
+
+use std::sync::Arc;
+
+use kvp_format::SequenceNumber;
+use sequence_ledger::{AccountId, Ledger, Transition};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What the operator decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResolveAction {
+    /// The gateway confirmed it never processed the batch: its transactions are released.
+    Abandon,
+    /// The answer cannot be had: its transactions stay `unknown`, the account moves on.
+    MarkUnknown,
+}
+
+/// A decision taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Resolved {
+    /// The account.
+    pub account: String,
+    /// The batch.
+    pub sequence: u32,
+    /// Its state before.
+    pub from: String,
+    /// Its state now.
+    pub to: String,
+    /// What the drop showed and any warning (e.g. a PROCESS file found), for the operator.
+    pub notes: Vec<String>,
+}
+
+/// Why a decision was not taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// The account name, the number or the reason is unusable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The ledger has no such batch.
+    #[error("account {account} has no batch {sequence}")]
+    NoBatch {
+        /// The account.
+        account: String,
+        /// The number.
+        sequence: u32,
+    },
+    /// Refused: the gateway answered, or the ledger does not allow the step from the batch's
+    /// state. `notes` is what the drop showed.
+    #[error("{message}")]
+    Refused {
+        /// Why.
+        message: String,
+        /// What the drop showed.
+        notes: Vec<String>,
+    },
+    /// The drop had to be inspected and that failed.
+    #[error("{0}")]
+    Inspect(String),
+    /// The ledger failed.
+    #[error("ledger: {0}")]
+    Ledger(sequence_ledger::Error),
+}
+
+/// Takes the decision on `account`'s batch `sequence`, with `reason` kept in the ledger.
+///
+/// # Errors
+/// See [`ResolveError`].
+pub async fn resolve(
+    settings: &orchestrator::Settings,
+    ledger: Arc<Ledger>,
+    account: &str,
+    sequence: u32,
+    action: ResolveAction,
+    reason: &str,
+) -> Result<Resolved, ResolveError> {
+    let id = AccountId::new(account).map_err(|e| ResolveError::Invalid(e.to_string()))?;
+    let seq = SequenceNumber::new(sequence).map_err(|e| ResolveError::Invalid(e.to_string()))?;
+    if reason.trim().is_empty() {
+        return Err(ResolveError::Invalid("the reason must say why".into()));
+    }
+    let before = {
+        let (ledger, id) = (ledger.clone(), id.clone());
+        tokio::task::spawn_blocking(move || ledger.batch(&id, seq))
+            .await
+            .map_err(|e| ResolveError::Inspect(e.to_string()))?
+            .map_err(ResolveError::Ledger)?
+            .ok_or_else(|| ResolveError::NoBatch {
+                account: account.to_owned(),
+                sequence,
+            })?
+    };
+    let mut notes = Vec::new();
+    let transition = match action {
+        ResolveAction::Abandon => {
+            if before.state.may_have_been_triggered() && !before.state.is_final() {
+                look_in_the_drop(settings, &before, &mut notes).await?;
+            }
+            Transition::Abandoned {
+                reason: reason.to_owned(),
+            }
+        }
+        ResolveAction::MarkUnknown => Transition::MarkedUnknown {
+            reason: reason.to_owned(),
+        },
+    };
+    let after = {
+        let (note, id) = (reason.to_owned(), id.clone());
+        tokio::task::spawn_blocking(move || ledger.resolve(&id, seq, transition, note))
+            .await
+            .map_err(|e| ResolveError::Inspect(e.to_string()))?
+            .map_err(|e| ResolveError::Refused {
+                message: e.to_string(),
+                notes: notes.clone(),
+            })?
+    };
+    Ok(Resolved {
+        account: account.to_owned(),
+        sequence,
+        from: before.state.name().to_owned(),
+        to: after.state.name().to_owned(),
+        notes,
+    })
+}
+
+/// Before abandoning a batch that may have been triggered: notes what the gateway side holds
+/// of it, and refuses when the gateway's verdict is there (its transactions may have been
+/// processed; abandoning would release them for a second send).
+async fn look_in_the_drop(
+    settings: &orchestrator::Settings,
+    batch: &sequence_ledger::BatchRecord,
+    notes: &mut Vec<String>,
+) -> Result<(), ResolveError> {
+    let account = batch.account.as_str();
+    let seq = batch.sequence;
+    let inspected = async {
+        let protocol = settings
+            .account(account)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        protocol.inspect(seq).await.map_err(|e| e.to_string())
+    }
+    .await;
+    let inspection = inspected.map_err(|e| {
+        ResolveError::Inspect(format!(
+            "batch {seq} of account {account} may have been triggered ({}), so the drop must be inspected before abandoning it, and that failed: {e}",
+            batch.state.name()
+        ))
+    })?;
+    if inspection.found.is_empty() {
+        notes.push(format!(
+            "account {account} batch {seq}: nothing of it is in the drop"
+        ));
+    } else {
+        notes.push(format!(
+            "account {account} batch {seq}: in the drop: {}",
+            inspection.found.join(", ")
+        ));
+    }
+    if inspection.answered == Some(true) {
+        return Err(ResolveError::Refused {
+            message: format!(
+                "not abandoned: the gateway answered batch {seq} (its COMPLETE is in the drop), so its transactions may have been processed. Run `paybatch collect` to record the answer, or `paybatch resolve --account {account} --seq {seq} --mark-unknown` if it cannot be read"
+            ),
+            notes: std::mem::take(notes),
+        });
+    }
+    if inspection.triggered == Some(true) {
+        notes.push(format!(
+            "warning: PROCESS_{seq} is in the drop: the gateway was asked to process this batch. Abandoning releases its transactions to be sent again — right only if the gateway confirmed it never processed them (otherwise use --mark-unknown)"
+        ));
+    }
+    Ok(())
+}
