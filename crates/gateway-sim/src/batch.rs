@@ -9,11 +9,11 @@ use storage_backends::ErrorKind;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
-use crate::journal::JournalEntry;
+use crate::fields::{Fields, LineFields};
 use crate::knobs::{AccountMode, CrashPoint, ResponseOrder, SpaceEncoding};
-use crate::process::{LineCtx, process_line};
+use crate::process::{LineCtx, process_line, write_answer};
 use crate::sim::{AccountState, Pending, RunStats, Shared};
-use crate::validate::{BatchRefusal, check_batch};
+use crate::validate::{BatchRefusal, Lines, check_batch};
 
 /// Whether to go on with the next PROCESS file of this poll.
 enum Next {
@@ -118,6 +118,7 @@ impl Shared {
                 &process_bytes,
                 request_bytes.as_deref(),
                 a.batch_key.expose(),
+                &mut a.views,
             ),
         };
         let batch = match checked {
@@ -151,60 +152,119 @@ impl Shared {
         };
 
         let now = self.clock.now();
-        a.book.prune(crate::clock::unix_millis(now));
-        let mut responses: Vec<Record> = Vec::with_capacity(batch.lines.len());
-        let mut entries: Vec<JournalEntry> = Vec::with_capacity(batch.lines.len());
-        for line in &batch.lines {
-            let ctx = LineCtx {
-                account: &a.name,
-                sequence: seq.get(),
-                index: line.index,
-                now,
-                merchants: &a.merchants,
-                ref_num: self.next_ref_num(),
-            };
-            // A flat slice: the rules look fields up a dozen times per line.
-            let pairs: Vec<(&str, &str)> = line.fields.iter().collect();
-            let answer = {
-                let mut vault = self.vault();
-                process_line(&ctx, pairs.as_slice(), &mut a.book, &mut vault)
-            };
-            match answer.entry.result.as_str() {
-                "A" => stats.approved += 1,
-                "D" => stats.declined += 1,
-                _ => stats.errors += 1,
+        let now_ms = crate::clock::unix_millis(now);
+        let (sequence_text, now_ms_text) = (
+            crate::out::Decimal::new(u64::from(seq.get())),
+            crate::out::Decimal::new(now_ms),
+        );
+        a.book.prune(now_ms);
+        let request = request_bytes.unwrap_or_default();
+        // `check_batch` made sure the whole file is text (`Lines::Fields` only then): the
+        // lines' values are slices of it.
+        let text = std::str::from_utf8(&request).unwrap_or_default();
+        let count = batch.lines.len();
+        let shuffle = match a.knobs.response_order {
+            ResponseOrder::Shuffled { seed } => Some(seed),
+            ResponseOrder::InOrder => None,
+        };
+        let mut journal = std::mem::take(&mut a.journal_buf);
+        journal.clear();
+        // A journal line is ~300 bytes.
+        journal.reserve(count * 320);
+        let mut out = BatchOutput {
+            // A RESPONSE line is about as long as its REQUEST line.
+            response: Vec::with_capacity(request.len() + count * 64),
+            journal,
+            line_ends: Vec::with_capacity(if shuffle.is_some() { count } else { 0 }),
+            scratch: String::new(),
+        };
+        // Lines go in runs: up to 1,024 at a time (one at a time with a per-line latency);
+        // between runs the task yields or sleeps. The vault is locked line by line, so that
+        // accounts on the other worker threads are not held up.
+        let run = if a.knobs.line_latency.is_zero() {
+            1024
+        } else {
+            1
+        };
+        let mut next = 0;
+        while next < count {
+            let end = (next + run).min(count);
+            {
+                for i in next..end {
+                    let mut vault = self.vault();
+                    let ctx = LineCtx {
+                        account: &a.name,
+                        sequence_text: sequence_text.as_str(),
+                        index: i as u64,
+                        now,
+                        now_ms,
+                        now_ms_text: now_ms_text.as_str(),
+                        merchants: &a.merchants,
+                        ref_num: self.next_ref_num(),
+                        spaces: a.knobs.spaces,
+                    };
+                    let (book, vault) = (&mut a.book, &mut *vault);
+                    let result = match &batch.lines {
+                        Lines::Fields(fields) => {
+                            answer(&ctx, &fields.line(i, text), book, vault, &mut out)
+                        }
+                        Lines::Decoded(lines) => match lines.get(i) {
+                            Some(line) => answer(&ctx, &line.fields, book, vault, &mut out),
+                            None => answer(&ctx, &LineFields::empty(), book, vault, &mut out),
+                        },
+                    };
+                    match result {
+                        "A" => stats.approved += 1,
+                        "D" => stats.declined += 1,
+                        _ => stats.errors += 1,
+                    }
+                    if shuffle.is_some() {
+                        out.line_ends.push(out.response.len());
+                    }
+                }
             }
-            let mut rec = Record::with_capacity(answer.fields.len() + 2, 512);
-            rec.push_str("xIndex", &line.index.to_string());
-            rec.push_str("xSequenceNumber", &seq.to_string());
-            for (k, v) in &answer.fields {
-                rec.push_str(k, v);
-            }
-            responses.push(rec);
-            entries.push(answer.entry);
+            next = end;
             if !a.knobs.line_latency.is_zero() {
                 tokio::time::sleep(a.knobs.line_latency).await;
-            } else if entries.len().is_multiple_of(1024) {
+            } else if next.is_multiple_of(1024) {
                 // Accounts are polled concurrently in one task: let the others move too.
                 tokio::task::yield_now().await;
             }
         }
-        stats.lines += entries.len() as u64;
+        stats.lines += count as u64;
         // Tokens before the journal that mentions them; both before RESPONSE exists.
         self.vault().save()?;
         self.journal
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .append(&entries)?;
+            .append_encoded(&out.journal)?;
+        // Keep the buffer for the next batch, unless it grew past what a usual batch needs.
+        if out.journal.capacity() <= JOURNAL_BUF_KEEP {
+            a.journal_buf = std::mem::take(&mut out.journal);
+        }
         self.crash_if_due(a, seq, CrashPoint::AfterJournal)?;
 
-        if let ResponseOrder::Shuffled { seed } = a.knobs.response_order {
+        let mut response = out.response;
+        if let Some(seed) = shuffle {
             let mut rng = fastrand::Rng::with_seed(
                 seed ^ u64::from(seq.get()).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             );
-            rng.shuffle(&mut responses);
+            // The same permutation as shuffling the lines themselves (it depends only on
+            // their number).
+            let mut lines: Vec<std::ops::Range<usize>> = Vec::with_capacity(count);
+            let mut start = 0;
+            for &end in &out.line_ends {
+                lines.push(start..end);
+                start = end;
+            }
+            rng.shuffle(&mut lines);
+            let mut shuffled = Vec::with_capacity(response.len());
+            for r in lines {
+                shuffled.extend_from_slice(response.get(r).unwrap_or_default());
+            }
+            response = shuffled;
         }
-        let count = entries.len() as u64;
+        let count = count as u64;
         let complete = CompleteFile {
             result: "Success".into(),
             status: "Success".into(),
@@ -220,7 +280,7 @@ impl Shared {
         stats.batches_succeeded += 1;
         let pending = Pending {
             sequence: seq,
-            response: Some(encode(responses.into_iter(), a.knobs.spaces)),
+            response: Some(Bytes::from(response)),
             complete: encode(std::iter::once(complete.to_record()), a.knobs.spaces),
         };
         Ok(if self.publish(a, pending, stats).await? {
@@ -313,6 +373,42 @@ impl Shared {
             None => Ok(()),
         }
     }
+}
+
+/// Decides one line, records it, and writes its RESPONSE and journal lines; returns its
+/// `xResult`.
+fn answer<F: Fields + ?Sized>(
+    ctx: &LineCtx<'_>,
+    fields: &F,
+    book: &mut crate::book::Book,
+    vault: &mut crate::vault::Vault,
+    out: &mut BatchOutput,
+) -> &'static str {
+    let outcome = process_line(ctx, fields, book, vault);
+    write_answer(
+        ctx,
+        fields,
+        &outcome,
+        vault,
+        &mut out.scratch,
+        &mut out.response,
+        &mut out.journal,
+    );
+    outcome.result()
+}
+
+/// Largest journal buffer an account keeps between batches (about 100,000 lines' worth).
+const JOURNAL_BUF_KEEP: usize = 32 << 20;
+
+/// What a batch writes while its lines are processed: RESPONSE_X's and the journal's lines,
+/// in memory until every line is done.
+struct BatchOutput {
+    response: Vec<u8>,
+    journal: Vec<u8>,
+    /// Where each RESPONSE line ends (only to shuffle them).
+    line_ends: Vec<usize>,
+    /// Reused for masked numbers.
+    scratch: String,
 }
 
 /// KVP lines with LF endings; spaces as `%20` or `+`.

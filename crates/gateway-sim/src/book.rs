@@ -5,6 +5,7 @@
 //! function live processing uses after deciding each line, so replay and live state agree.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::command::Command;
 use crate::journal::JournalEntry;
@@ -29,17 +30,139 @@ pub(crate) struct Txn {
     pub parent: Option<u64>,
 }
 
+/// What the book needs of one processed line: the journal entry's facts, borrowed or parsed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BookEntry<'a> {
+    pub approved: bool,
+    /// `None` for a command the simulator does not know (never approved).
+    pub command: Option<Command>,
+    /// The line's `xRefNum`, numeric.
+    pub ref_num: Option<u64>,
+    /// The `xRefNum` the line referred to, if it is a number.
+    pub target: Option<u64>,
+    pub amount_cents: Option<u64>,
+    /// The merchant's opaque id (empty when none).
+    pub merchant: &'a str,
+    pub fingerprint: Option<u128>,
+    pub at_unix_ms: u64,
+}
+
+impl<'a> BookEntry<'a> {
+    /// The facts of a journal entry (as replayed on start).
+    pub(crate) fn of(e: &'a JournalEntry) -> BookEntry<'a> {
+        BookEntry {
+            approved: e.is_approved(),
+            command: Command::parse(&e.command),
+            ref_num: ref_key(&e.ref_num),
+            target: e.target_ref_num.as_deref().and_then(ref_key),
+            amount_cents: e.amount_cents,
+            merchant: e.merchant.as_deref().unwrap_or_default(),
+            fingerprint: e.fingerprint.as_deref().and_then(fingerprint_key),
+            at_unix_ms: e.at_unix_ms,
+        }
+    }
+}
+
+/// A hasher for the book's integer keys (reference numbers, fingerprints): one multiply and
+/// fold per word instead of SipHash. The keys come from this simulator (sequential numbers)
+/// or a salted SHA-256, so there is nothing to defend against.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IntHasher(u64);
+
+impl IntHasher {
+    #[inline]
+    fn mix(&mut self, word: u64) {
+        let m = u128::from(self.0 ^ word) * u128::from(0x9E37_79B9_7F4A_7C15_u64);
+        // The high and low halves of the product, folded: every input bit reaches both ends.
+        self.0 = (m >> 64) as u64 ^ m as u64;
+    }
+}
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.mix(n);
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.mix(n as u64);
+        self.mix((n >> 64) as u64);
+    }
+}
+
+type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+
+/// Approved transactions by numeric `xRefNum`, in vectors sorted by it. The simulator hands
+/// numbers out in increasing order (and the journal replays them in that order), so recording
+/// one is an append — no hashing, no rehash of a table of millions — and a lookup is a binary
+/// search. A number below the last one (only a hand-written journal has that) is inserted in
+/// its place, and a number seen again replaces the earlier transaction, as a map would.
+#[derive(Debug, Default)]
+struct Txns {
+    keys: Vec<u64>,
+    txns: Vec<Txn>,
+}
+
+impl Txns {
+    fn position(&self, key: u64) -> Result<usize, usize> {
+        match self.keys.last() {
+            Some(&last) if last < key => Err(self.keys.len()),
+            _ => self.keys.binary_search(&key),
+        }
+    }
+
+    fn get(&self, key: &u64) -> Option<&Txn> {
+        self.position(*key).ok().and_then(|i| self.txns.get(i))
+    }
+
+    fn get_mut(&mut self, key: &u64) -> Option<&mut Txn> {
+        self.position(*key).ok().and_then(|i| self.txns.get_mut(i))
+    }
+
+    fn insert(&mut self, key: u64, txn: Txn) {
+        match self.position(key) {
+            Ok(i) => {
+                if let Some(slot) = self.txns.get_mut(i) {
+                    *slot = txn;
+                }
+            }
+            Err(i) => {
+                self.keys.insert(i, key);
+                self.txns.insert(i, txn);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
 /// One account's approved transactions and duplicate window, keyed by the numeric `xRefNum`
 /// and the 128-bit fingerprint (the journal's hex strings, parsed).
 #[derive(Debug, Default)]
 pub(crate) struct Book {
-    txns: HashMap<u64, Txn>,
-    recent: HashMap<u128, u64>,
+    txns: Txns,
+    recent: IntMap<u128, u64>,
+    /// Size of `recent` after the last [`Book::prune`] that scanned it.
+    recent_after_prune: usize,
     merchants: HashMap<String, u32>,
 }
 
 /// `xRefNum` as the book keys it; every number this simulator hands out parses.
-fn ref_key(ref_num: &str) -> Option<u64> {
+pub(crate) fn ref_key(ref_num: &str) -> Option<u64> {
     ref_num.parse().ok()
 }
 
@@ -66,37 +189,57 @@ impl Book {
     }
 
     /// True when `fingerprint` was approved within the 10 minutes before `now_ms`.
-    pub(crate) fn is_duplicate(&self, fingerprint: &str, now_ms: u64) -> bool {
-        fingerprint_key(fingerprint)
-            .and_then(|k| self.recent.get(&k))
+    pub(crate) fn is_duplicate(&self, fingerprint: u128, now_ms: u64) -> bool {
+        self.recent
+            .get(&fingerprint)
             .is_some_and(|&at| now_ms.saturating_sub(at) < DUPLICATE_WINDOW_MS)
     }
 
-    /// Forgets duplicate fingerprints older than the window.
+    /// Forgets duplicate fingerprints older than the window. Only memory: [`Book::is_duplicate`]
+    /// checks the age itself. Called once per batch, it scans the window only when it has
+    /// doubled since the last scan, so a busy account does not pay for the whole window on
+    /// every batch.
     pub(crate) fn prune(&mut self, now_ms: u64) {
+        if self.recent.len() < 2 * self.recent_after_prune.max(1024) {
+            return;
+        }
+        self.prune_now(now_ms);
+    }
+
+    /// [`Book::prune`] without the doubling rule.
+    pub(crate) fn prune_now(&mut self, now_ms: u64) {
         self.recent
             .retain(|_, at| now_ms.saturating_sub(*at) < DUPLICATE_WINDOW_MS);
+        self.recent_after_prune = self.recent.len();
+    }
+
+    /// Records the effect of a journaled line (replay on start).
+    pub(crate) fn apply(&mut self, e: &JournalEntry) {
+        self.record(&BookEntry::of(e));
     }
 
     /// Records the effect of a processed line. Declines and errors change nothing.
-    pub(crate) fn apply(&mut self, e: &JournalEntry) {
-        if !e.is_approved() {
+    pub(crate) fn record(&mut self, e: &BookEntry<'_>) {
+        if !e.approved {
             return;
         }
-        let (Some(command), Some(key)) = (Command::parse(&e.command), ref_key(&e.ref_num)) else {
+        let (Some(command), Some(key)) = (e.command, e.ref_num) else {
             return;
         };
         let amount = e.amount_cents.unwrap_or(0);
-        let next_id = u32::try_from(self.merchants.len()).unwrap_or(u32::MAX);
-        let merchant = *self
-            .merchants
-            .entry(e.merchant.clone().unwrap_or_default())
-            .or_insert(next_id);
-        if let Some(fp) = e.fingerprint.as_deref().and_then(fingerprint_key) {
+        let merchant = match self.merchants.get(e.merchant) {
+            Some(&m) => m,
+            None => {
+                let next_id = u32::try_from(self.merchants.len()).unwrap_or(u32::MAX);
+                self.merchants.insert(e.merchant.to_owned(), next_id);
+                next_id
+            }
+        };
+        if let Some(fp) = e.fingerprint {
             let at = self.recent.entry(fp).or_insert(e.at_unix_ms);
             *at = (*at).max(e.at_unix_ms);
         }
-        let target = e.target_ref_num.as_deref().and_then(ref_key);
+        let target = e.target;
         let mut parent = None;
         match command {
             Command::Sale
@@ -207,11 +350,27 @@ mod tests {
     }
 
     #[test]
+    fn numbers_out_of_order_or_repeated_behave_as_in_a_map() {
+        let mut b = Book::default();
+        for rn in ["10", "30", "20", "5", "30"] {
+            b.apply(&e("cc:authonly", "A", rn, None, rn.parse().unwrap()));
+        }
+        assert_eq!(b.txns.keys, [5, 10, 20, 30]);
+        for rn in ["5", "10", "20", "30"] {
+            assert_eq!(b.get(rn, "m").unwrap().amount, rn.parse::<u64>().unwrap());
+        }
+        assert!(b.get("31", "m").is_none() && b.get("1", "m").is_none());
+        b.apply(&e("cc:capture", "A", "40", Some("20"), 7));
+        assert_eq!(b.get("20", "m").unwrap().captured, 7);
+        assert_eq!(b.refund_root("40", "m").unwrap().amount, 20);
+    }
+
+    #[test]
     fn duplicate_window_is_ten_minutes() {
         let mut b = Book::default();
         b.apply(&e("cc:sale", "A", "1", None, 100));
-        let fp = format!("{:032x}", 1 + 0xabc);
-        assert!(!b.is_duplicate("not-hex", 1_000));
+        let fp = 1 + 0xabc;
+        assert!(!b.is_duplicate(7, 1_000));
         let cases: &[(u64, bool)] = &[
             (1_000, true),
             (1_000 + DUPLICATE_WINDOW_MS - 1, true),
@@ -219,9 +378,50 @@ mod tests {
             (500, true), // clock went back: still inside
         ];
         for &(now, want) in cases {
-            assert_eq!(b.is_duplicate(&fp, now), want, "{now}");
+            assert_eq!(b.is_duplicate(fp, now), want, "{now}");
         }
-        b.prune(1_000 + DUPLICATE_WINDOW_MS);
-        assert!(!b.is_duplicate(&fp, 1_000));
+        b.prune_now(1_000 + DUPLICATE_WINDOW_MS);
+        assert!(!b.is_duplicate(fp, 1_000));
+    }
+
+    #[test]
+    fn prune_scans_only_when_the_window_doubled() {
+        let mut b = Book::default();
+        let approve = |b: &mut Book, i: u64, at: u64| {
+            let mut entry = e("cc:sale", "A", &i.to_string(), None, 100);
+            entry.at_unix_ms = at;
+            b.apply(&entry);
+        };
+        for i in 1..=1_500 {
+            approve(&mut b, i, 0);
+        }
+        // 1,500 < 2 × 1,024: nothing scanned yet, even though all have expired.
+        b.prune(DUPLICATE_WINDOW_MS);
+        assert_eq!(b.recent.len(), 1_500);
+        for i in 1_501..=2_100 {
+            approve(&mut b, i, DUPLICATE_WINDOW_MS);
+        }
+        b.prune(DUPLICATE_WINDOW_MS);
+        assert_eq!(b.recent.len(), 600);
+        assert_eq!(b.recent_after_prune, 600);
+        // Expired or not, the answer does not depend on pruning.
+        assert!(!b.is_duplicate(1 + 0xabc, DUPLICATE_WINDOW_MS));
+        assert!(b.is_duplicate(2_100 + 0xabc, DUPLICATE_WINDOW_MS));
+    }
+
+    #[test]
+    fn int_hasher_spreads_sequential_keys() {
+        use std::hash::BuildHasher;
+        let build = BuildHasherDefault::<IntHasher>::default();
+        let mut top = std::collections::HashSet::new();
+        let mut low = std::collections::HashSet::new();
+        for k in 3_000_000_001u64..3_000_001_025 {
+            let h = build.hash_one(k);
+            top.insert(h >> 57);
+            low.insert(h & 1023);
+        }
+        // hashbrown uses the top 7 bits as tags and the low bits as the bucket.
+        assert_eq!(top.len(), 128);
+        assert!(low.len() > 600, "{}", low.len());
     }
 }

@@ -34,23 +34,53 @@ pub(crate) fn luhn_ok(digits: &str) -> bool {
 
 /// `4xxxxxxxxxxx1111`: first digit, `x`s, last four (see the module docs).
 pub(crate) fn mask_card(n: &str) -> String {
+    let mut out = String::with_capacity(n.len());
+    mask_card_into(n, &mut out);
+    out
+}
+
+/// [`mask_card`] into `out` (cleared first).
+pub(crate) fn mask_card_into(n: &str, out: &mut String) {
+    out.clear();
+    if n.is_ascii() && n.len() > 5 {
+        // Every number the rules accept: one byte per character.
+        const XS: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+        out.push_str(&n[..1]);
+        match XS.get(..n.len() - 5) {
+            Some(xs) => out.push_str(xs),
+            None => out.extend(std::iter::repeat_n('x', n.len() - 5)),
+        }
+        out.push_str(&n[n.len() - 4..]);
+        return;
+    }
     let len = n.chars().count();
     if len <= 5 {
-        return "x".repeat(len);
+        out.extend(std::iter::repeat_n('x', len));
+        return;
     }
-    n.chars()
-        .enumerate()
-        .map(|(i, c)| if i == 0 || i + 4 >= len { c } else { 'x' })
-        .collect()
+    out.extend(
+        n.chars()
+            .enumerate()
+            .map(|(i, c)| if i == 0 || i + 4 >= len { c } else { 'x' }),
+    );
 }
 
 /// `xxxxx6789`: every character but the last four hidden.
 pub(crate) fn mask_account(n: &str) -> String {
+    let mut out = String::with_capacity(n.len());
+    mask_account_into(n, &mut out);
+    out
+}
+
+/// [`mask_account`] into `out` (cleared first).
+pub(crate) fn mask_account_into(n: &str, out: &mut String) {
+    out.clear();
     let len = n.chars().count();
-    n.chars()
-        .enumerate()
-        .map(|(i, c)| if i + 4 >= len { c } else { 'x' })
-        .collect()
+    out.extend(
+        n.chars()
+            .enumerate()
+            .map(|(i, c)| if i + 4 >= len { c } else { 'x' }),
+    );
 }
 
 /// The brand name Sola reports in `xCardType`, from the number's prefix.
@@ -140,8 +170,19 @@ mod tests {
         assert_eq!(mask_card("4111111111111111"), "4xxxxxxxxxxx1111");
         assert_eq!(mask_card("378282246310005"), "3xxxxxxxxxx0005");
         assert_eq!(mask_card("12345"), "xxxxx");
+        assert_eq!(mask_card("123456"), "1x3456");
+        assert_eq!(
+            mask_card(&"1".repeat(40)),
+            format!("1{}1111", "x".repeat(35))
+        );
+        assert_eq!(mask_card("é23456789"), "éxxxx6789");
         assert_eq!(mask_account("123456789"), "xxxxx6789");
         assert_eq!(mask_account("123"), "123");
+        let mut reused = String::from("left over");
+        mask_card_into("5555555555554444", &mut reused);
+        assert_eq!(reused, "5xxxxxxxxxxx4444");
+        mask_account_into("123456789", &mut reused);
+        assert_eq!(reused, "xxxxx6789");
     }
 
     #[test]

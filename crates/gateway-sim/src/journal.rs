@@ -83,12 +83,23 @@ impl Journal {
         })
     }
 
-    /// Appends `entries` and fsyncs: when this returns, they survive a crash.
+    /// Appends `entries` and fsyncs: when this returns, they survive a crash. (The batch
+    /// loop writes its lines itself and uses [`Journal::append_encoded`].)
     ///
     /// # Errors
     /// [`Error::State`] when writing or syncing fails.
+    #[cfg(test)]
     pub(crate) fn append(&mut self, entries: &[JournalEntry]) -> Result<()> {
         self.out.append(entries)
+    }
+
+    /// Appends already encoded entries (JSON lines, as [`JournalEntry`] serializes, each
+    /// with its LF) and fsyncs: when this returns, they survive a crash.
+    ///
+    /// # Errors
+    /// [`Error::State`] when writing or syncing fails.
+    pub(crate) fn append_encoded(&mut self, lines: &[u8]) -> Result<()> {
+        self.out.append_encoded(lines)
     }
 
     /// Reads every entry of the journal at `path` (a missing file is an empty journal).

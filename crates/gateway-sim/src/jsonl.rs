@@ -103,6 +103,20 @@ impl Appender {
     }
 }
 
+impl Appender {
+    /// Appends `lines` (complete JSON lines, each with its LF, already encoded), then fsyncs:
+    /// one write and one `fdatasync` however many lines.
+    pub(crate) fn append_encoded(&mut self, lines: &[u8]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(lines)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| Error::state(&self.path, "append", e))
+    }
+}
+
 /// Drops a partial last line so later appends start on a line of their own.
 fn cut_torn_tail(file: &File) -> std::io::Result<()> {
     let len = file.metadata()?.len();

@@ -1,40 +1,24 @@
-//! One REQUEST line in, one RESPONSE line (and one journal entry) out: the real-time API's
-//! rules as the simulator applies them. Pure apart from the in-memory book and vault.
+//! One REQUEST line in, one RESPONSE line and one journal line out: the real-time API's rules
+//! as the simulator applies them. Pure apart from the in-memory book and vault.
+//!
+//! [`process_line`] decides and records the effect in the book; [`write_answer`] then writes
+//! the RESPONSE line and the journal line straight into the batch's buffers. What is decided
+//! is held in an [`Outcome`] that borrows from the request and the account (merchant ids,
+//! vault positions), so an ordinary line allocates nothing.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use crate::book::Book;
-use crate::clock::unix_millis;
+use crate::book::{Book, BookEntry, ref_key};
+use crate::card;
 use crate::command::Command;
-use crate::journal::JournalEntry;
+use crate::fields::{Fields, Key};
+use crate::knobs::SpaceEncoding;
 use crate::money::Cents;
+use crate::out::{self, Decimal, JsonObject};
 use crate::refusal::{self, Refusal};
-use crate::source::{card_source, check_source};
-use crate::vault::{SourceKind, Vault};
-
-/// Read access to a request line's fields. Empty values count as absent, as in the API.
-pub(crate) trait Fields {
-    /// The first value of `key`, if present.
-    fn raw(&self, key: &str) -> Option<&str>;
-
-    /// The value of `key` when present and not empty.
-    fn field(&self, key: &str) -> Option<&str> {
-        self.raw(key).filter(|v| !v.is_empty())
-    }
-}
-
-impl Fields for kvp_format::Record {
-    fn raw(&self, key: &str) -> Option<&str> {
-        self.get(key)
-    }
-}
-
-impl Fields for [(&str, &str)] {
-    fn raw(&self, key: &str) -> Option<&str> {
-        self.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
-    }
-}
+use crate::source::{CardSource, CheckSource, Shown, card_source, check_source};
+use crate::vault::{Digest32, SourceKind, Vault};
 
 /// An account's merchant keys, by value, each with its opaque id. Debug shows only the count.
 pub(crate) struct Merchants {
@@ -66,155 +50,299 @@ impl Merchants {
 #[derive(Debug)]
 pub(crate) struct LineCtx<'a> {
     pub account: &'a str,
-    pub sequence: u32,
+    /// The batch's `X`, in decimal.
+    pub sequence_text: &'a str,
     pub index: u64,
     pub now: SystemTime,
+    /// `now` in Unix milliseconds.
+    pub now_ms: u64,
+    /// `now_ms` in decimal.
+    pub now_ms_text: &'a str,
     pub merchants: &'a Merchants,
     /// The `xRefNum` this line gets, whatever its result.
-    pub ref_num: String,
+    pub ref_num: u64,
+    /// How spaces are written in the RESPONSE line.
+    pub spaces: SpaceEncoding,
 }
 
-/// A processed line: the response fields (without `xIndex`/`xSequenceNumber`) and its journal
-/// entry.
+/// What the rules decided for one line: everything its RESPONSE and journal lines say beyond
+/// the line's own fields.
 #[derive(Debug)]
-pub(crate) struct Answer {
-    pub fields: Vec<(&'static str, String)>,
-    pub entry: JournalEntry,
-}
-
-#[derive(Debug, Default)]
-struct Draft {
-    command: String,
-    merchant: Option<String>,
-    target: Option<String>,
+pub(crate) struct Outcome<'a> {
+    pub verdict: Result<(), Refusal>,
+    command: Option<Command>,
+    merchant: Option<&'a str>,
+    /// The `xRefNum` the line referred to, as given.
+    target: Option<&'a str>,
     amount: Option<u64>,
-    token: Option<String>,
-    masked: Option<String>,
+    /// Vault position of the token answered.
+    token: Option<usize>,
+    shown: Option<Shown<'a>>,
+    /// Whether `xCardType` is answered (from `shown`).
+    brand: bool,
     masked_key: &'static str,
-    brand: Option<String>,
-    fingerprint: Option<String>,
+    fingerprint: Option<u128>,
     auth_code: bool,
-    extra: Vec<(&'static str, String)>,
+    avs: bool,
+    cvv: bool,
 }
 
-/// Processes one line and records its effect in `book` (and new tokens in `vault`).
-pub(crate) fn process_line(
-    ctx: &LineCtx<'_>,
-    req: &(impl Fields + ?Sized),
+impl Outcome<'_> {
+    /// `A`, `D` or `E`.
+    pub(crate) fn result(&self) -> &'static str {
+        match self.verdict {
+            Ok(()) => "A",
+            Err(r) => r.result(),
+        }
+    }
+}
+
+/// Decides one line and records its effect in `book` (and new tokens in `vault`).
+pub(crate) fn process_line<'a, F: Fields + ?Sized>(
+    ctx: &LineCtx<'a>,
+    req: &'a F,
     book: &mut Book,
     vault: &mut Vault,
-) -> Answer {
-    let mut d = Draft {
-        command: req.raw("xCommand").unwrap_or("").to_ascii_lowercase(),
+) -> Outcome<'a> {
+    let mut o = Outcome {
+        verdict: Ok(()),
+        command: None,
+        merchant: None,
+        target: None,
+        amount: None,
+        token: None,
+        shown: None,
+        brand: false,
         masked_key: "xMaskedCardNumber",
-        ..Draft::default()
+        fingerprint: None,
+        auth_code: false,
+        avs: false,
+        cvv: false,
     };
-    let verdict = decide(ctx, req, book, vault, &mut d);
-    let (result, status, error, code) = match verdict {
-        Ok(()) => ("A", "Approved", String::new(), "00000"),
-        Err(r) => (r.result(), r.status(), r.message().into_owned(), r.code()),
-    };
-    let approved = verdict.is_ok();
-    let mut fields: Vec<(&'static str, String)> = Vec::with_capacity(18);
-    fields.extend([
-        ("xResult", result.into()),
-        ("xStatus", status.into()),
-        ("xError", error),
-        ("xErrorCode", code.into()),
-        ("xRefNum", ctx.ref_num.clone()),
-    ]);
-    if approved {
-        if d.auth_code {
-            fields.push((
-                "xAuthCode",
-                vault
-                    .keyed_hash(&["auth", &ctx.ref_num], 6)
-                    .to_ascii_uppercase(),
-            ));
-        }
-        if let Some(a) = d.amount {
-            fields.push(("xAuthAmount", Cents(a).to_string()));
-        }
-        if let Some(t) = &d.token {
-            fields.push(("xToken", t.clone()));
-        }
-    }
-    if let Some(m) = &d.masked {
-        fields.push((d.masked_key, m.clone()));
-    }
-    if let Some(b) = &d.brand {
-        fields.push(("xCardType", b.clone()));
-    }
-    if approved {
-        fields.append(&mut d.extra);
-    }
-    if let Some(inv) = req.raw("xInvoice") {
-        fields.push(("xInvoice", inv.to_owned()));
-    }
-    fields.push(("xBatch", ctx.sequence.to_string()));
-    let entry = JournalEntry {
-        account: ctx.account.to_owned(),
-        sequence: ctx.sequence,
-        index: ctx.index,
-        invoice: req.field("xInvoice").map(str::to_owned),
-        command: d.command,
-        result: result.to_owned(),
-        error_code: code.to_owned(),
-        ref_num: ctx.ref_num.clone(),
-        target_ref_num: d.target,
-        amount_cents: if approved { d.amount } else { None },
-        token: if approved { d.token } else { None },
-        masked: d.masked,
-        merchant: d.merchant,
-        fingerprint: if approved { d.fingerprint } else { None },
-        at_unix_ms: unix_millis(ctx.now),
-    };
-    book.apply(&entry);
-    Answer { fields, entry }
+    o.verdict = decide(ctx, req, book, vault, &mut o);
+    let approved = o.verdict.is_ok();
+    book.record(&BookEntry {
+        approved,
+        command: o.command,
+        ref_num: Some(ctx.ref_num),
+        target: o.target.and_then(ref_key),
+        amount_cents: o.amount.filter(|_| approved),
+        merchant: o.merchant.unwrap_or_default(),
+        fingerprint: o.fingerprint.filter(|_| approved),
+        at_unix_ms: ctx.now_ms,
+    });
+    o
 }
 
-fn decide(
+/// Appends the line's RESPONSE line (with its LF) to `response` and its journal line (a
+/// [`JournalEntry`](crate::JournalEntry) as JSON, with its LF) to `journal`. `scratch` is
+/// reused for the masked number.
+///
+/// RESPONSE fields, in order: `xIndex`, `xSequenceNumber`, `xResult`, `xStatus`, `xError`,
+/// `xErrorCode`, `xRefNum`; when approved `xAuthCode`, `xAuthAmount`, `xToken`; the masked
+/// number and `xCardType`; when approved the AVS and CVV results; `xInvoice` when sent (even
+/// empty); `xBatch`.
+pub(crate) fn write_answer<F: Fields + ?Sized>(
     ctx: &LineCtx<'_>,
-    req: &(impl Fields + ?Sized),
+    req: &F,
+    o: &Outcome<'_>,
+    vault: &Vault,
+    scratch: &mut String,
+    response: &mut Vec<u8>,
+    journal: &mut Vec<u8>,
+) {
+    let sp = ctx.spaces;
+    let approved = o.verdict.is_ok();
+    let (result, status, code) = match o.verdict {
+        Ok(()) => ("A", "Approved", "00000"),
+        Err(r) => (r.result(), r.status(), r.code()),
+    };
+    // Values this simulator made (digits, hex, fixed words, masks of checked numbers) are
+    // copied as they are; what came from a request or a state file is encoded.
+    let masked = o.shown.as_ref().map(|s| masked_text(s, vault, scratch));
+    let token = o
+        .token
+        .filter(|_| approved)
+        .and_then(|i| vault.entry(i))
+        .map(|e| e.token.as_str());
+    let ref_num = Decimal::new(ctx.ref_num);
+
+    out::kvp_u64("xIndex", ctx.index, response);
+    out::kvp_plain("xSequenceNumber", ctx.sequence_text, response);
+    match o.verdict {
+        // The usual case in one piece.
+        Ok(()) => {
+            response.extend_from_slice(b"&xResult=A&xStatus=Approved&xError=&xErrorCode=00000")
+        }
+        Err(r) => {
+            out::kvp_plain("xResult", result, response);
+            out::kvp_plain("xStatus", status, response);
+            out::kvp_pair("xError", &r.message(), sp, response);
+            out::kvp_plain("xErrorCode", code, response);
+        }
+    }
+    out::kvp_plain("xRefNum", ref_num.as_str(), response);
+    if approved {
+        if o.auth_code {
+            let digest = vault.keyed_digest(&["auth", ref_num.as_str()]);
+            let mut hex = [0u8; 6];
+            let code = out::hex_lower_into(&digest[..3], &mut hex).to_ascii_uppercase();
+            out::kvp_plain("xAuthCode", &code, response);
+        }
+        if let Some(a) = o.amount {
+            response.extend_from_slice(b"&xAuthAmount=");
+            out::cents(a, response);
+        }
+        if let Some(t) = token {
+            out::kvp_pair("xToken", t, sp, response);
+        }
+    }
+    if let Some((m, plain)) = masked {
+        if plain {
+            out::kvp_plain(o.masked_key, m, response);
+        } else {
+            out::kvp_pair(o.masked_key, m, sp, response);
+        }
+    }
+    if o.brand
+        && let Some(b) = o.shown.as_ref().map(|s| brand_text(s, vault))
+    {
+        out::kvp_pair("xCardType", b, sp, response);
+    }
+    if approved {
+        if o.avs {
+            out::kvp_plain("xAvsResultCode", "YYY", response);
+            out::kvp_pair(
+                "xAvsResult",
+                "Address: Match & 5 Digit Zip: Match",
+                sp,
+                response,
+            );
+        }
+        if o.cvv {
+            out::kvp_plain("xCvvResultCode", "M", response);
+            out::kvp_plain("xCvvResult", "Match", response);
+        }
+    }
+    if let Some(inv) = req.raw(Key::Invoice) {
+        out::kvp_pair("xInvoice", inv, sp, response);
+    }
+    out::kvp_plain("xBatch", ctx.sequence_text, response);
+    response.push(b'\n');
+
+    // Field order and omissions as `JournalEntry`'s serde derive writes them.
+    let mut j = JsonObject::begin(journal);
+    // Account names are `[A-Za-z0-9._-]` (checked by `GatewaySim::new`).
+    j.plain_str("account", ctx.account);
+    j.raw_number("sequence", ctx.sequence_text);
+    j.u64("index", ctx.index);
+    j.opt_str("invoice", req.field(Key::Invoice));
+    // The command as given, lower case (the canonical name when it is known).
+    let command = req.raw(Key::Command).unwrap_or("");
+    if command.bytes().any(|b| b.is_ascii_uppercase()) {
+        j.str("command", &command.to_ascii_lowercase());
+    } else {
+        j.str("command", command);
+    }
+    j.plain_str("result", result);
+    j.plain_str("error_code", code);
+    j.plain_str("ref_num", ref_num.as_str());
+    j.opt_str("target_ref_num", o.target);
+    if let Some(a) = o.amount.filter(|_| approved) {
+        j.u64("amount_cents", a);
+    }
+    j.opt_str("token", token);
+    match masked {
+        Some((m, true)) => j.plain_str("masked", m),
+        Some((m, false)) => j.str("masked", m),
+        None => {}
+    }
+    // `m-` and hex (`Vault::merchant_id`).
+    if let Some(m) = o.merchant {
+        j.plain_str("merchant", m);
+    }
+    if let Some(fp) = o.fingerprint.filter(|_| approved) {
+        j.raw_str("fingerprint", |out| out::hex_lower(&fp.to_be_bytes(), out));
+    }
+    j.raw_number("at_unix_ms", ctx.now_ms_text);
+    j.end();
+    journal.push(b'\n');
+}
+
+/// The masked number of a payment source (`4xxxxxxxxxxx1111`, `xxxxx6789`, or as stored with
+/// its token), built in `scratch` when it has to be; `true` when it is digits and `x` only
+/// (a number the rules checked), so needs no encoding.
+fn masked_text<'s>(
+    shown: &'s Shown<'_>,
+    vault: &'s Vault,
+    scratch: &'s mut String,
+) -> (&'s str, bool) {
+    match shown {
+        Shown::Card(n) => {
+            card::mask_card_into(n, scratch);
+            (scratch, true)
+        }
+        Shown::Account(a) => {
+            card::mask_account_into(a, scratch);
+            (scratch, true)
+        }
+        Shown::Vault(i) => (vault.entry(*i).map_or("", |e| e.masked.as_str()), false),
+    }
+}
+
+/// The `xCardType` of a payment source.
+fn brand_text<'s>(shown: &'s Shown<'_>, vault: &'s Vault) -> &'s str {
+    match shown {
+        Shown::Card(n) => card::card_type(n),
+        Shown::Account(_) => "Check",
+        Shown::Vault(i) => vault.entry(*i).map_or("", |e| e.brand.as_str()),
+    }
+}
+
+fn decide<'a, F: Fields + ?Sized>(
+    ctx: &LineCtx<'a>,
+    req: &'a F,
     book: &Book,
     vault: &mut Vault,
-    d: &mut Draft,
+    o: &mut Outcome<'a>,
 ) -> Result<(), Refusal> {
-    let key = req.field("xKey").ok_or(Refusal::Missing("xKey"))?;
-    let merchant = ctx
-        .merchants
-        .id_of(key)
-        .ok_or(Refusal::InvalidKey)?
-        .to_owned();
-    d.merchant = Some(merchant.clone());
-    for f in ["xVersion", "xSoftwareName", "xSoftwareVersion"] {
-        req.field(f).ok_or(Refusal::Missing(f))?;
+    let key = req.field(Key::Merchant).ok_or(Refusal::Missing("xKey"))?;
+    let merchant = ctx.merchants.id_of(key).ok_or(Refusal::InvalidKey)?;
+    o.merchant = Some(merchant);
+    for f in [Key::Version, Key::SoftwareName, Key::SoftwareVersion] {
+        req.field(f).ok_or(Refusal::Missing(f.name()))?;
     }
-    let raw = req.field("xCommand").ok_or(Refusal::Missing("xCommand"))?;
+    let raw = req
+        .field(Key::Command)
+        .ok_or(Refusal::Missing("xCommand"))?;
     let command = Command::parse(raw).ok_or(Refusal::UnsupportedCommand)?;
-    d.command = command.name().to_owned();
+    o.command = Some(command);
     match command {
         Command::Sale | Command::AuthOnly | Command::Credit | Command::Save => {
-            let src = card_source(req, ctx.now, vault)?;
-            d.masked = Some(src.masked.clone());
-            d.brand = Some(src.brand.clone());
+            let CardSource { hash, shown, exp } = card_source(req, ctx.now, vault)?;
+            let card_refusal = match &shown {
+                Shown::Card(n) => refusal::for_card(n),
+                _ => None,
+            };
+            o.shown = Some(shown);
+            o.brand = true;
             let amount = if command == Command::Save {
                 None
             } else {
                 Some(amount(req)?)
             };
-            d.amount = amount;
+            o.amount = amount;
             if let Some(a) = amount {
-                let fp = fingerprint(vault, &merchant, command, a, &src.hash, req);
+                let fp = fingerprint(vault, merchant, command, a, &hash, req);
                 if command != Command::Credit
                     && !allow_duplicate(req)
-                    && book.is_duplicate(&fp, unix_millis(ctx.now))
+                    && book.is_duplicate(fp, ctx.now_ms)
                 {
                     return Err(Refusal::Duplicate);
                 }
-                d.fingerprint = Some(fp);
+                o.fingerprint = Some(fp);
             }
-            if let Some(r) = src.number.as_deref().and_then(refusal::for_card) {
+            if let Some(r) = card_refusal {
                 return Err(r);
             }
             if let Some(r) = amount
@@ -223,57 +351,68 @@ fn decide(
             {
                 return Err(r);
             }
-            d.token = Some(vault.tokenize(
-                src.hash,
-                SourceKind::Card,
-                src.masked,
-                &src.brand,
-                src.exp.as_deref(),
-            ));
-            d.auth_code = command != Command::Save;
+            o.token = Some(match &o.shown {
+                // A token's own entry: the vault has exactly one entry per source.
+                Some(Shown::Vault(i)) => *i,
+                Some(Shown::Card(n)) => vault.tokenize(&hash, SourceKind::Card, || {
+                    (
+                        card::mask_card(n),
+                        card::card_type(n).to_owned(),
+                        exp.map(|e| e.into_owned()),
+                    )
+                }),
+                _ => return Err(Refusal::InvalidToken),
+            });
+            o.auth_code = command != Command::Save;
             if matches!(command, Command::Sale | Command::AuthOnly) {
-                if req.field("xZip").is_some() || req.field("xStreet").is_some() {
-                    d.extra.push(("xAvsResultCode", "YYY".into()));
-                    d.extra
-                        .push(("xAvsResult", "Address: Match & 5 Digit Zip: Match".into()));
-                }
-                if req.field("xCVV").is_some() {
-                    d.extra.push(("xCvvResultCode", "M".into()));
-                    d.extra.push(("xCvvResult", "Match".into()));
-                }
+                o.avs = req.field(Key::Zip).is_some() || req.field(Key::Street).is_some();
+                o.cvv = req.field(Key::Cvv).is_some();
             }
             Ok(())
         }
         Command::CheckSale => {
-            d.masked_key = "xMaskedAccountNumber";
-            let src = check_source(req, vault)?;
-            d.masked = Some(src.masked.clone());
+            o.masked_key = "xMaskedAccountNumber";
+            let CheckSource {
+                hash,
+                shown,
+                number,
+            } = check_source(req, vault)?;
+            o.shown = Some(shown);
             let a = amount(req)?;
-            d.amount = Some(a);
-            let fp = fingerprint(vault, &merchant, command, a, &src.hash, req);
-            if !allow_duplicate(req) && book.is_duplicate(&fp, unix_millis(ctx.now)) {
+            o.amount = Some(a);
+            let fp = fingerprint(vault, merchant, command, a, &hash, req);
+            if !allow_duplicate(req) && book.is_duplicate(fp, ctx.now_ms) {
                 return Err(Refusal::Duplicate);
             }
-            d.fingerprint = Some(fp);
-            if src.number.as_deref() == Some(refusal::NSF_ACCOUNT) {
+            o.fingerprint = Some(fp);
+            if number == Some(refusal::NSF_ACCOUNT) {
                 return Err(Refusal::InsufficientFunds);
             }
             if let Some(r) = refusal::for_amount(a) {
                 return Err(r);
             }
-            d.token = Some(vault.tokenize(src.hash, SourceKind::Check, src.masked, "Check", None));
+            o.token = Some(match &o.shown {
+                Some(Shown::Vault(i)) => *i,
+                _ => vault.tokenize(&hash, SourceKind::Check, || {
+                    (
+                        card::mask_account(number.unwrap_or_default()),
+                        "Check".to_owned(),
+                        None,
+                    )
+                }),
+            });
             Ok(())
         }
         Command::Capture | Command::Refund | Command::Void => {
-            let target = req.field("xRefNum").ok_or(Refusal::Missing("xRefNum"))?;
-            d.target = Some(target.to_owned());
+            let target = req.field(Key::RefNum).ok_or(Refusal::Missing("xRefNum"))?;
+            o.target = Some(target);
             let t = book
-                .get(target, &merchant)
+                .get(target, merchant)
                 .ok_or(Refusal::OriginalNotFound)?;
             if t.voided {
                 return Err(Refusal::AlreadyVoided);
             }
-            let requested = match req.field("xAmount") {
+            let requested = match req.field(Key::Amount) {
                 Some(s) => Some(Cents::parse(s).ok_or(Refusal::Invalid("xAmount"))?.0),
                 None => None,
             };
@@ -286,11 +425,11 @@ fn decide(
                     if a > t.amount {
                         return Err(Refusal::ExceedsAuthorized);
                     }
-                    d.amount = Some(a);
+                    o.amount = Some(a);
                 }
                 Command::Refund => {
                     let root = book
-                        .refund_root(target, &merchant)
+                        .refund_root(target, merchant)
                         .ok_or(Refusal::OriginalNotFound)?;
                     let refundable = matches!(root.command, Command::Sale | Command::AuthOnly)
                         && root.captured > 0;
@@ -305,7 +444,7 @@ fn decide(
                     if a == 0 || a > left {
                         return Err(Refusal::ExceedsCaptured);
                     }
-                    d.amount = Some(a);
+                    o.amount = Some(a);
                 }
                 _ => {
                     let voidable = matches!(
@@ -319,7 +458,7 @@ fn decide(
                     if !voidable {
                         return Err(Refusal::NotVoidable);
                     }
-                    d.amount = Some(t.amount);
+                    o.amount = Some(t.amount);
                 }
             }
             Ok(())
@@ -327,45 +466,48 @@ fn decide(
     }
 }
 
-fn amount(req: &(impl Fields + ?Sized)) -> Result<u64, Refusal> {
-    let s = req.field("xAmount").ok_or(Refusal::Missing("xAmount"))?;
+fn amount<F: Fields + ?Sized>(req: &F) -> Result<u64, Refusal> {
+    let s = req.field(Key::Amount).ok_or(Refusal::Missing("xAmount"))?;
     Cents::parse(s)
         .map(|c| c.0)
         .ok_or(Refusal::Invalid("xAmount"))
 }
 
-fn allow_duplicate(req: &(impl Fields + ?Sized)) -> bool {
-    req.field("xAllowDuplicate")
+fn allow_duplicate<F: Fields + ?Sized>(req: &F) -> bool {
+    req.field(Key::AllowDuplicate)
         .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
 /// The duplicate-check identity of a money transaction: merchant, command, amount, payment
 /// source and invoice (an invoice sharpens the check: different invoices are not duplicates).
-fn fingerprint(
+/// The first 128 bits of a salted SHA-256 (the journal writes them as 32 hex digits).
+fn fingerprint<F: Fields + ?Sized>(
     vault: &Vault,
     merchant: &str,
     command: Command,
     cents: u64,
-    source_hash: &str,
-    req: &(impl Fields + ?Sized),
-) -> String {
-    let invoice = req.field("xInvoice").unwrap_or("");
-    vault.keyed_hash(
-        &[
-            "dup",
-            merchant,
-            command.name(),
-            &cents.to_string(),
-            source_hash,
-            invoice,
-        ],
-        32,
-    )
+    source_hash: &Digest32,
+    req: &F,
+) -> u128 {
+    let invoice = req.field(Key::Invoice).unwrap_or("");
+    let mut hex = [0u8; 64];
+    let digest = vault.keyed_digest(&[
+        "dup",
+        merchant,
+        command.name(),
+        Decimal::new(cents).as_str(),
+        out::hex_lower_into(source_hash, &mut hex),
+        invoice,
+    ]);
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(first)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::JournalEntry;
     use std::time::{Duration, UNIX_EPOCH};
 
     const KEY: &str = "mk-1";
@@ -412,15 +554,53 @@ mod tests {
 
         fn raw(&mut self, pairs: &[(&str, &str)]) -> Answer {
             self.n += 1;
+            let now_ms = crate::clock::unix_millis(self.now);
+            let now_ms_text = Decimal::new(now_ms);
             let ctx = LineCtx {
                 account: "acme",
-                sequence: 1,
+                sequence_text: "1",
                 index: self.n,
                 now: self.now,
+                now_ms,
+                now_ms_text: now_ms_text.as_str(),
                 merchants: &self.merchants,
-                ref_num: format!("{}", 1000 + self.n),
+                ref_num: 1000 + self.n,
+                spaces: SpaceEncoding::Percent20,
             };
-            process_line(&ctx, pairs, &mut self.book, &mut self.vault)
+            let outcome = process_line(&ctx, pairs, &mut self.book, &mut self.vault);
+            let (mut response, mut journal, mut scratch) = (Vec::new(), Vec::new(), String::new());
+            write_answer(
+                &ctx,
+                pairs,
+                &outcome,
+                &self.vault,
+                &mut scratch,
+                &mut response,
+                &mut journal,
+            );
+            let response = response.strip_suffix(b"\n").expect("one RESPONSE line");
+            assert!(!response.contains(&b'\n'));
+            let fields: Vec<(String, String)> = kvp_format::decode_line(response)
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            assert_eq!(
+                fields[..2],
+                [
+                    ("xIndex".to_owned(), self.n.to_string()),
+                    ("xSequenceNumber".to_owned(), "1".to_owned())
+                ]
+            );
+            let journal = journal.strip_suffix(b"\n").expect("one journal line");
+            let entry: JournalEntry = serde_json::from_slice(journal).unwrap();
+            // Written by hand, byte for byte what serde would write.
+            assert_eq!(serde_json::to_vec(&entry).unwrap(), journal);
+            assert_eq!(entry.result, outcome.result());
+            Answer {
+                fields: fields[2..].to_vec(),
+                entry,
+            }
         }
 
         /// `(xResult, xErrorCode)` of a line.
@@ -436,10 +616,17 @@ mod tests {
         }
     }
 
+    /// A line's RESPONSE fields (without `xIndex`, `xSequenceNumber`) and its journal entry,
+    /// read back from the bytes written.
+    struct Answer {
+        fields: Vec<(String, String)>,
+        entry: JournalEntry,
+    }
+
     fn get(a: &Answer, k: &str) -> String {
         a.fields
             .iter()
-            .find(|(key, _)| *key == k)
+            .find(|(key, _)| key == k)
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     }
@@ -726,7 +913,7 @@ mod tests {
             all.push_str(&serde_json::to_string(&e).unwrap());
             for (k, v) in &a.fields {
                 assert!(!kvp_format::is_sensitive(k), "{k} answered");
-                if !matches!(*k, "xToken" | "xAuthCode") {
+                if !matches!(k.as_str(), "xToken" | "xAuthCode") {
                     all.push_str(v);
                 }
             }

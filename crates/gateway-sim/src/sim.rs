@@ -209,6 +209,10 @@ pub(crate) struct AccountState {
     pub accepted: Option<SequenceNumber>,
     pub accepted_path: PathBuf,
     pub book: Book,
+    /// Line views reused by every batch of the account.
+    pub views: kvp_format::ViewBuf,
+    /// The journal lines of the batch in progress (kept between batches for its capacity).
+    pub journal_buf: Vec<u8>,
     /// Batches this instance wrote a COMPLETE for (drives the crash knob).
     pub answered: u64,
     pub pending: Option<Pending>,
@@ -236,8 +240,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn next_ref_num(&self) -> String {
-        self.next_ref.fetch_add(1, Ordering::Relaxed).to_string()
+    pub(crate) fn next_ref_num(&self) -> u64 {
+        self.next_ref.fetch_add(1, Ordering::Relaxed)
     }
 
     pub(crate) fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {
@@ -309,7 +313,7 @@ impl GatewaySim {
         let mut states = Vec::with_capacity(accounts.len());
         for a in accounts {
             let mut book = books.remove(&a.name).unwrap_or_default();
-            book.prune(now_ms);
+            book.prune_now(now_ms);
             let accepted_path = accounts_dir.join(format!("{}.accepted", a.name));
             let accepted = read_accepted(&accepted_path)?;
             let merchants =
@@ -323,6 +327,8 @@ impl GatewaySim {
                 accepted,
                 accepted_path,
                 book,
+                views: kvp_format::ViewBuf::new(),
+                journal_buf: Vec::new(),
                 answered: 0,
                 pending: None,
             })));

@@ -1,31 +1,43 @@
 //! Payment sources: exactly one of a card number with expiry, a token this gateway issued,
 //! or track data — or, for checks, a routing and account number or a check token.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use crate::card::{self, ExpiryProblem};
-use crate::process::Fields;
+use crate::fields::{Fields, Key};
 use crate::refusal::Refusal;
-use crate::vault::{SourceKind, Vault};
+use crate::vault::{Digest32, SourceKind, Vault};
 
-/// A card payment source, resolved: never holds more of the number than the rules need.
-pub(crate) struct CardSource {
-    pub hash: String,
-    pub masked: String,
-    pub brand: String,
-    pub exp: Option<String>,
-    /// The number itself, only to consult the decline table; dropped with this value.
-    pub number: Option<String>,
+/// How a payment source is shown in answers: masked, never the number itself.
+#[derive(Debug, Clone)]
+pub(crate) enum Shown<'a> {
+    /// A card number given in the request (or read from track data): shown masked
+    /// (`4xxxxxxxxxxx1111`), its brand from its prefix.
+    Card(Cow<'a, str>),
+    /// A bank account number given in the request: shown masked (`xxxxx6789`).
+    Account(&'a str),
+    /// A token's vault entry (its position): its stored masked number and brand.
+    Vault(usize),
 }
 
-pub(crate) fn card_source(
-    req: &(impl Fields + ?Sized),
+/// A card payment source, resolved: never holds more of the number than the rules need.
+pub(crate) struct CardSource<'a> {
+    pub hash: Digest32,
+    /// What to show; for a number, the number itself, only to mask it and to consult the
+    /// decline table (dropped with this value).
+    pub shown: Shown<'a>,
+    pub exp: Option<Cow<'a, str>>,
+}
+
+pub(crate) fn card_source<'a>(
+    req: &'a (impl Fields + ?Sized),
     now: SystemTime,
     vault: &Vault,
-) -> Result<CardSource, Refusal> {
-    let card = req.field("xCardNum");
-    let token = req.field("xToken");
-    let track = req.field("xMagstripe");
+) -> Result<CardSource<'a>, Refusal> {
+    let card = req.field(Key::CardNum);
+    let token = req.field(Key::Token);
+    let track = req.field(Key::Magstripe);
     match [card.is_some(), token.is_some(), track.is_some()]
         .iter()
         .filter(|&&b| b)
@@ -36,38 +48,37 @@ pub(crate) fn card_source(
         _ => return Err(Refusal::TooManySources),
     }
     if let Some(t) = token {
-        let e = vault
+        let (i, e) = vault
             .by_token(t)
-            .filter(|e| e.kind == SourceKind::Card)
+            .filter(|(_, e)| e.kind == SourceKind::Card)
             .ok_or(Refusal::InvalidToken)?;
-        let exp = req
-            .field("xExp")
-            .map(str::to_owned)
-            .or_else(|| e.exp.clone());
+        let exp = match req.field(Key::Exp) {
+            Some(x) => Some(Cow::Borrowed(x)),
+            None => e.exp.clone().map(Cow::Owned),
+        };
         if let Some(x) = &exp {
             expiry(x, now)?;
         }
         return Ok(CardSource {
-            hash: e.hash.clone(),
-            masked: e.masked.clone(),
-            brand: e.brand.clone(),
+            hash: vault.entry_hash(i).ok_or(Refusal::InvalidToken)?,
+            shown: Shown::Vault(i),
             exp,
-            number: None,
         });
     }
-    let (number, exp) = match (card, track) {
+    let (number, exp): (Cow<'a, str>, Cow<'a, str>) = match (card, track) {
         (Some(n), _) => {
             if !card::is_valid_card_number(n) {
                 return Err(Refusal::InvalidCard);
             }
             (
-                n.to_owned(),
-                req.field("xExp")
-                    .ok_or(Refusal::Missing("xExp"))?
-                    .to_owned(),
+                Cow::Borrowed(n),
+                Cow::Borrowed(req.field(Key::Exp).ok_or(Refusal::Missing("xExp"))?),
             )
         }
-        (None, Some(t)) => parse_track(t).ok_or(Refusal::Invalid("xMagstripe"))?,
+        (None, Some(t)) => {
+            let (n, e) = parse_track(t).ok_or(Refusal::Invalid("xMagstripe"))?;
+            (Cow::Owned(n), Cow::Owned(e))
+        }
         (None, None) => return Err(Refusal::Missing("xCardNum")),
     };
     if !card::is_valid_card_number(&number) {
@@ -76,10 +87,8 @@ pub(crate) fn card_source(
     expiry(&exp, now)?;
     Ok(CardSource {
         hash: vault.source_hash(SourceKind::Card, &number),
-        masked: card::mask_card(&number),
-        brand: card::card_type(&number).to_owned(),
+        shown: Shown::Card(number),
         exp: Some(exp),
-        number: Some(number),
     })
 }
 
@@ -107,30 +116,31 @@ fn parse_track(t: &str) -> Option<(String, String)> {
     Some((pan.to_owned(), format!("{}{}", &yymm[2..], &yymm[..2])))
 }
 
-pub(crate) struct CheckSource {
-    pub hash: String,
-    pub masked: String,
-    pub number: Option<String>,
+pub(crate) struct CheckSource<'a> {
+    pub hash: Digest32,
+    pub shown: Shown<'a>,
+    /// The account number, when it was given (not a token).
+    pub number: Option<&'a str>,
 }
 
-pub(crate) fn check_source(
-    req: &(impl Fields + ?Sized),
+pub(crate) fn check_source<'a>(
+    req: &'a (impl Fields + ?Sized),
     vault: &Vault,
-) -> Result<CheckSource, Refusal> {
-    let token = req.field("xToken");
-    let account = req.field("xAccount");
-    let routing = req.field("xRouting");
+) -> Result<CheckSource<'a>, Refusal> {
+    let token = req.field(Key::Token);
+    let account = req.field(Key::Account);
+    let routing = req.field(Key::Routing);
     if let Some(t) = token {
         if account.is_some() || routing.is_some() {
             return Err(Refusal::TooManySources);
         }
-        let e = vault
+        let (i, _) = vault
             .by_token(t)
-            .filter(|e| e.kind == SourceKind::Check)
+            .filter(|(_, e)| e.kind == SourceKind::Check)
             .ok_or(Refusal::InvalidToken)?;
         return Ok(CheckSource {
-            hash: e.hash.clone(),
-            masked: e.masked.clone(),
+            hash: vault.entry_hash(i).ok_or(Refusal::InvalidToken)?,
+            shown: Shown::Vault(i),
             number: None,
         });
     }
@@ -144,8 +154,8 @@ pub(crate) fn check_source(
     }
     Ok(CheckSource {
         hash: vault.source_hash(SourceKind::Check, &format!("{routing}/{account}")),
-        masked: card::mask_account(account),
-        number: Some(account.to_owned()),
+        shown: Shown::Account(account),
+        number: Some(account),
     })
 }
 

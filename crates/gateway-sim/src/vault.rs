@@ -42,10 +42,13 @@ pub(crate) struct VaultEntry {
     pub exp: Option<String>,
 }
 
+/// A salted SHA-256 (the lookup key of a payment source; hex in `vault.jsonl`).
+pub(crate) type Digest32 = [u8; 32];
+
 /// Tokens and the salt.
 pub(crate) struct Vault {
     salt: [u8; 32],
-    by_hash: HashMap<String, usize>,
+    by_hash: HashMap<Digest32, usize>,
     by_token: HashMap<String, usize>,
     entries: Vec<VaultEntry>,
     unsaved: usize,
@@ -102,28 +105,44 @@ impl Vault {
             )),
         };
         for e in jsonl::read::<VaultEntry>(&v.path)? {
-            v.insert(e);
+            let Some(hash) = parse_digest(&e.hash) else {
+                return Err(Error::state(
+                    &v.path,
+                    "read vault",
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "an entry's hash is not 64 lower-case hex digits",
+                    ),
+                ));
+            };
+            v.insert(hash, e);
         }
         v.unsaved = v.entries.len();
         Ok(v)
     }
 
-    fn insert(&mut self, e: VaultEntry) {
+    fn insert(&mut self, hash: Digest32, e: VaultEntry) {
         let i = self.entries.len();
-        self.by_hash.insert(e.hash.clone(), i);
+        self.by_hash.insert(hash, i);
         self.by_token.insert(e.token.clone(), i);
         self.entries.push(e);
     }
 
-    /// Salted SHA-256 of `parts`, hex, truncated to `len` characters.
-    pub(crate) fn keyed_hash(&self, parts: &[&str], len: usize) -> String {
+    /// Salted SHA-256 of `parts` (each prefixed with its length, so parts cannot run into
+    /// each other).
+    pub(crate) fn keyed_digest(&self, parts: &[&str]) -> Digest32 {
         let mut h = Sha256::new();
         h.update(self.salt);
         for p in parts {
             h.update((p.len() as u64).to_le_bytes());
             h.update(p.as_bytes());
         }
-        let digest = h.finalize();
+        h.finalize().into()
+    }
+
+    /// [`Vault::keyed_digest`] as hex, truncated to `len` characters.
+    pub(crate) fn keyed_hash(&self, parts: &[&str], len: usize) -> String {
+        let digest = self.keyed_digest(parts);
         let mut s = hex::encode(&digest[..len.div_ceil(2).min(digest.len())]);
         s.truncate(len);
         s
@@ -134,42 +153,58 @@ impl Vault {
         format!("m-{}", self.keyed_hash(&["merchant", key], 16))
     }
 
-    /// The lookup hash of a card number or a routing+account pair.
-    pub(crate) fn source_hash(&self, kind: SourceKind, number: &str) -> String {
+    /// The lookup hash of a card number or a routing+account pair (`vault.jsonl` keeps it as
+    /// 64 hex digits).
+    pub(crate) fn source_hash(&self, kind: SourceKind, number: &str) -> Digest32 {
         let k = match kind {
             SourceKind::Card => "card",
             SourceKind::Check => "check",
         };
-        self.keyed_hash(&[k, number], 64)
+        self.keyed_digest(&[k, number])
     }
 
-    /// The entry of `token`, if this vault issued it.
-    pub(crate) fn by_token(&self, token: &str) -> Option<&VaultEntry> {
-        self.by_token.get(token).map(|&i| &self.entries[i])
+    /// The entry of `token` and its position, if this vault issued it.
+    pub(crate) fn by_token(&self, token: &str) -> Option<(usize, &VaultEntry)> {
+        self.by_token.get(token).map(|&i| (i, &self.entries[i]))
     }
 
-    /// The token for the source with lookup hash `hash`, issuing one if needed.
+    /// The entry at `i` (a position [`Vault::by_token`] or [`Vault::tokenize`] returned).
+    pub(crate) fn entry(&self, i: usize) -> Option<&VaultEntry> {
+        self.entries.get(i)
+    }
+
+    /// The lookup hash of the entry at `i`.
+    pub(crate) fn entry_hash(&self, i: usize) -> Option<Digest32> {
+        self.entries.get(i).and_then(|e| parse_digest(&e.hash))
+    }
+
+    /// The position of the token for the source with lookup hash `hash`, issuing one if
+    /// needed; `describe` gives the new entry's masked number, brand and expiry (called only
+    /// then, so a known source costs one lookup and no allocation).
     pub(crate) fn tokenize(
         &mut self,
-        hash: String,
+        hash: &Digest32,
         kind: SourceKind,
-        masked: String,
-        brand: &str,
-        exp: Option<&str>,
-    ) -> String {
-        if let Some(&i) = self.by_hash.get(&hash) {
-            return self.entries[i].token.clone();
+        describe: impl FnOnce() -> (String, String, Option<String>),
+    ) -> usize {
+        if let Some(&i) = self.by_hash.get(hash) {
+            return i;
         }
+        let (masked, brand, exp) = describe();
         let token = format!("{:032x}", self.rng.u128(..));
-        self.insert(VaultEntry {
-            hash,
-            token: token.clone(),
-            kind,
-            masked,
-            brand: brand.to_owned(),
-            exp: exp.map(str::to_owned),
-        });
-        token
+        let i = self.entries.len();
+        self.insert(
+            *hash,
+            VaultEntry {
+                hash: hex::encode(hash),
+                token,
+                kind,
+                masked,
+                brand,
+                exp,
+            },
+        );
+        i
     }
 
     /// Appends tokens issued since the last save and fsyncs.
@@ -184,6 +219,15 @@ impl Vault {
         self.unsaved = self.entries.len();
         Ok(())
     }
+}
+
+/// The digest written as `hex` (64 lower-case hex digits, as [`Vault::tokenize`] writes it).
+fn parse_digest(hex: &str) -> Option<Digest32> {
+    let mut out = [0u8; 32];
+    let ok = hex.len() == 64
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && hex::decode_to_slice(hex, &mut out).is_ok();
+    ok.then_some(out)
 }
 
 /// 32 bytes from the OS random source, falling back to a time-seeded generator.
@@ -206,38 +250,60 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut v = Vault::open(dir.path()).unwrap();
         let h = v.source_hash(SourceKind::Card, "4111111111111111");
-        assert!(!h.contains("4111111111111111"));
-        let t1 = v.tokenize(
-            h.clone(),
-            SourceKind::Card,
-            "4xxxxxxxxxxx1111".into(),
-            "Visa",
-            Some("1230"),
-        );
-        let t2 = v.tokenize(
-            h.clone(),
-            SourceKind::Card,
-            "4xxxxxxxxxxx1111".into(),
-            "Visa",
-            Some("1230"),
-        );
-        assert_eq!(t1, t2);
+        assert!(!hex::encode(h).contains("4111111111111111"));
+        let visa = || {
+            (
+                "4xxxxxxxxxxx1111".to_owned(),
+                "Visa".to_owned(),
+                Some("1230".to_owned()),
+            )
+        };
+        let i1 = v.tokenize(&h, SourceKind::Card, visa);
+        let t1 = v.entry(i1).unwrap().token.clone();
+        let i2 = v.tokenize(&h, SourceKind::Card, || {
+            panic!("known source described again")
+        });
+        assert_eq!(i1, i2);
         assert_eq!(t1.len(), 32);
         let other = v.source_hash(SourceKind::Card, "5555555555554444");
-        let t3 = v.tokenize(
-            other,
-            SourceKind::Card,
-            "5xxxxxxxxxxx4444".into(),
-            "MasterCard",
-            None,
-        );
-        assert_ne!(t1, t3);
+        let i3 = v.tokenize(&other, SourceKind::Card, || {
+            ("5xxxxxxxxxxx4444".into(), "MasterCard".into(), None)
+        });
+        assert_ne!(t1, v.entry(i3).unwrap().token);
         v.save().unwrap();
         let file = std::fs::read_to_string(dir.path().join("vault.jsonl")).unwrap();
         assert!(!file.contains("4111111111111111"), "{file}");
         let v2 = Vault::open(dir.path()).unwrap();
         assert_eq!(v2.source_hash(SourceKind::Card, "4111111111111111"), h);
-        assert_eq!(v2.by_token(&t1).unwrap().masked, "4xxxxxxxxxxx1111");
+        let (i, e) = v2.by_token(&t1).unwrap();
+        assert_eq!(e.masked, "4xxxxxxxxxxx1111");
+        assert_eq!(v2.entry_hash(i), Some(h));
+        // Reopened, the same source finds the same token.
+        let mut v2 = v2;
+        assert_eq!(v2.tokenize(&h, SourceKind::Card, visa), i);
+    }
+
+    #[test]
+    fn keyed_hash_is_the_hex_of_keyed_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::open(dir.path()).unwrap();
+        let d = v.keyed_digest(&["a", "bc"]);
+        assert_eq!(v.keyed_hash(&["a", "bc"], 64), hex::encode(d));
+        assert_eq!(v.keyed_hash(&["a", "bc"], 7), hex::encode(d)[..7]);
+        assert_ne!(d, v.keyed_digest(&["ab", "c"]));
+    }
+
+    #[test]
+    fn a_vault_entry_with_a_bad_hash_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        Vault::open(dir.path()).unwrap();
+        std::fs::write(
+            dir.path().join("vault.jsonl"),
+            "{\"hash\":\"XYZ\",\"token\":\"t\",\"kind\":\"card\",\"masked\":\"m\",\"brand\":\"Visa\"}\n",
+        )
+        .unwrap();
+        let err = Vault::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("64 lower-case hex"), "{err}");
     }
 
     #[test]
