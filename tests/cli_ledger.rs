@@ -6,7 +6,8 @@ use std::process::Output;
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
-    AccountId, Ledger, NewBatch, NewBinding, Outcome, Reserve, StoredResult, Transition, Verdict,
+    AccountId, BatchOutcome, Ledger, NewBatch, NewBinding, Reserve, StoredResult, Transition,
+    Verdict,
 };
 
 mod common;
@@ -55,7 +56,7 @@ fn sample_ledger(dir: &Path) -> PathBuf {
     for t in [Transition::RequestUploaded, Transition::Triggered] {
         l.transition(&acme, seq(1), t).unwrap();
     }
-    let ok = Verdict::new(Outcome::Success, "Success");
+    let ok = Verdict::new(BatchOutcome::Success, "Success");
     l.transition(&acme, seq(1), Transition::Completed(ok))
         .unwrap();
     let masked = kvp_format::mask_value("xCardNum", CARD).into_owned();

@@ -225,7 +225,7 @@ pub(crate) fn line_outcome(
     match batch.state {
         BatchState::Collected | BatchState::Cleaned => {
             match record.and_then(|r| r.verdict.as_ref()) {
-                Some(v) if v.outcome == sequence_ledger::Outcome::Success => match result {
+                Some(v) if v.outcome == sequence_ledger::BatchOutcome::Success => match result {
                     Some(fields) => (LineOutcome::from_x_result(x_result(fields)), fields.clone()),
                     None => (
                         LineOutcome::Unknown,

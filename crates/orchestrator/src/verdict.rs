@@ -1,7 +1,9 @@
 //! What the gateway's answers become in the ledger.
 
 use gateway_protocol::{AnswerFile, BatchRef, GatewayVerdict};
-use sequence_ledger::{BatchRecord, CompleteFields, Outcome, PerLineAnswer, Transition, Verdict};
+use sequence_ledger::{
+    BatchOutcome, BatchRecord, CompleteFields, PerLineAnswer, Transition, Verdict,
+};
 
 /// The batch as the ledger records it: its number and its stored gateway id.
 pub(crate) fn batch_ref(record: &BatchRecord) -> BatchRef {
@@ -21,9 +23,9 @@ pub(crate) fn completed(verdict: GatewayVerdict) -> Transition {
 fn ledger_verdict(v: GatewayVerdict) -> Verdict {
     Verdict {
         outcome: if v.success {
-            Outcome::Success
+            BatchOutcome::Success
         } else {
-            Outcome::GatewayError
+            BatchOutcome::GatewayError
         },
         status: v.status,
         error: v.error,
@@ -66,7 +68,7 @@ mod tests {
         let Transition::CompletedWith(verdict, fields) = completed(v) else {
             panic!("expected CompletedWith");
         };
-        assert_eq!(verdict.outcome, Outcome::Success);
+        assert_eq!(verdict.outcome, BatchOutcome::Success);
         assert_eq!(fields.result.as_deref(), Some("Success"));
         assert_eq!(
             fields.extra,
@@ -76,7 +78,10 @@ mod tests {
 
     #[test]
     fn verdict_converts_to_the_ledger_s() {
-        for (success, outcome) in [(true, Outcome::Success), (false, Outcome::GatewayError)] {
+        for (success, outcome) in [
+            (true, BatchOutcome::Success),
+            (false, BatchOutcome::GatewayError),
+        ] {
             let v = GatewayVerdict {
                 success,
                 status: "S".into(),

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
-    AccountId, Commit, Ledger, NewBatch, NewBinding, Outcome, PerLineAnswer, Reserve, StoredResult,
-    Transition, Verdict,
+    AccountId, BatchOutcome, Commit, Ledger, NewBatch, NewBinding, PerLineAnswer, Reserve,
+    StoredResult, Transition, Verdict,
 };
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -255,7 +255,7 @@ fn one_batch(l: &Ledger, a: &AccountId, lines: u64, first: u64, p: &mut Phases, 
     });
     let verdict = Verdict {
         processed_count: Some(lines),
-        ..Verdict::new(Outcome::Success, "Success")
+        ..Verdict::new(BatchOutcome::Success, "Success")
     };
     let results: Vec<StoredResult> = (0..lines)
         .map(|i| StoredResult {

@@ -26,7 +26,7 @@
 use kvp_format::SequenceNumber;
 
 use crate::error::{Error, Result};
-use crate::{AccountId, AccountInfo, BatchRecord, BatchState, Outcome};
+use crate::{AccountId, AccountInfo, BatchOutcome, BatchRecord, BatchState};
 
 /// The layout version written by this code.
 pub(crate) const FORMAT_VERSION: u32 = 2;
@@ -188,8 +188,8 @@ pub(crate) fn encode_state(s: BatchState) -> u8 {
         BatchState::Reserved => 0,
         BatchState::RequestUploaded => 1,
         BatchState::Triggered => 2,
-        BatchState::Completed(Outcome::Success) => 3,
-        BatchState::Completed(Outcome::GatewayError) => 4,
+        BatchState::Completed(BatchOutcome::Success) => 3,
+        BatchState::Completed(BatchOutcome::GatewayError) => 4,
         BatchState::Collected => 5,
         BatchState::Cleaned => 6,
         BatchState::Stuck => 7,
@@ -203,8 +203,8 @@ pub(crate) fn decode_state(bytes: &[u8], what: impl Fn() -> String) -> Result<Ba
         [0] => BatchState::Reserved,
         [1] => BatchState::RequestUploaded,
         [2] => BatchState::Triggered,
-        [3] => BatchState::Completed(Outcome::Success),
-        [4] => BatchState::Completed(Outcome::GatewayError),
+        [3] => BatchState::Completed(BatchOutcome::Success),
+        [4] => BatchState::Completed(BatchOutcome::GatewayError),
         [5] => BatchState::Collected,
         [6] => BatchState::Cleaned,
         [7] => BatchState::Stuck,

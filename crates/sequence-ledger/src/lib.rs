@@ -27,7 +27,7 @@
 //! ```
 //! use kvp_format::SequenceNumber;
 //! use sequence_ledger::{
-//!     AccountId, BatchState, Ledger, NewBatch, NewBinding, Outcome, Reserve, StoredResult,
+//!     AccountId, BatchState, Ledger, NewBatch, NewBinding, BatchOutcome, Reserve, StoredResult,
 //!     Transition, Verdict, content_digest,
 //! };
 //!
@@ -49,7 +49,7 @@
 //!
 //! ledger.transition(&acme, seq, Transition::RequestUploaded)?;
 //! ledger.transition(&acme, seq, Transition::Triggered)?;
-//! ledger.transition(&acme, seq, Transition::Completed(Verdict::new(Outcome::Success, "Success")))?;
+//! ledger.transition(&acme, seq, Transition::Completed(Verdict::new(BatchOutcome::Success, "Success")))?;
 //! let fields = vec![("xResult".to_string(), "A".to_string())];
 //! ledger.store_results(&acme, seq, vec![StoredResult { index: 0, fields }])?;
 //! let done = ledger.transition(&acme, seq, Transition::Cleaned)?;
@@ -136,4 +136,4 @@ pub use record::{
 };
 pub use refs::{BatchRefs, LineRef};
 pub use results::{BatchResults, Fields, LineResult};
-pub use state::{BatchState, CompleteFields, Outcome, Stamp, Transition, Verdict};
+pub use state::{BatchOutcome, BatchState, CompleteFields, Stamp, Transition, Verdict};

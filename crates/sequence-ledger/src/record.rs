@@ -205,7 +205,7 @@ impl BatchRecord {
         collected
             && self.verdict.as_ref().is_some_and(|v| {
                 v.proves_nothing_processed()
-                    || (v.outcome == crate::Outcome::GatewayError
+                    || (v.outcome == crate::BatchOutcome::GatewayError
                         && v.processed_count.is_none()
                         && self.per_line_answer == Some(PerLineAnswer::Absent))
             })

@@ -7,10 +7,13 @@ use serde::{Deserialize, Serialize};
 
 /// How the gateway answered a batch (the `xStatus` of `COMPLETE_X`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Outcome {
+pub enum BatchOutcome {
     /// `xStatus=Success`: the batch was processed; per-line results are in `RESPONSE_X`.
     Success,
-    /// Any other `xStatus`: the batch failed; its lines are reported as not processed.
+    /// Any other `xStatus`: the gateway rejected the batch. What became of its lines is read
+    /// from whatever answer it left (PROTOCOL.md decision 4): a line with its own result
+    /// keeps it; when a line may be sent again is
+    /// [`crate::BatchRecord::releases_line_under`]'s rule.
     GatewayError,
 }
 
@@ -45,7 +48,7 @@ pub enum BatchState {
     /// `PROCESS_X` is written: the gateway may be processing.
     Triggered,
     /// `COMPLETE_X` was seen.
-    Completed(Outcome),
+    Completed(BatchOutcome),
     /// The per-line results are stored in the ledger.
     Collected,
     /// `RESPONSE_X` and `COMPLETE_X` are deleted. Final.
@@ -121,8 +124,10 @@ impl BatchState {
 impl fmt::Display for BatchState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BatchState::Completed(Outcome::Success) => f.write_str("Completed(Success)"),
-            BatchState::Completed(Outcome::GatewayError) => f.write_str("Completed(GatewayError)"),
+            BatchState::Completed(BatchOutcome::Success) => f.write_str("Completed(Success)"),
+            BatchState::Completed(BatchOutcome::GatewayError) => {
+                f.write_str("Completed(GatewayError)")
+            }
             other => f.write_str(other.name()),
         }
     }
@@ -132,7 +137,7 @@ impl fmt::Display for BatchState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// Success or a gateway error.
-    pub outcome: Outcome,
+    pub outcome: BatchOutcome,
     /// `xStatus` as the gateway wrote it.
     pub status: String,
     /// `xError`, if any.
@@ -143,7 +148,7 @@ pub struct Verdict {
 
 impl Verdict {
     /// A verdict with only an outcome and a status.
-    pub fn new(outcome: Outcome, status: impl Into<String>) -> Self {
+    pub fn new(outcome: BatchOutcome, status: impl Into<String>) -> Self {
         Verdict {
             outcome,
             status: status.into(),
@@ -156,9 +161,9 @@ impl Verdict {
     pub fn from_complete(complete: &kvp_format::CompleteFile) -> Self {
         Verdict {
             outcome: if complete.is_success() {
-                Outcome::Success
+                BatchOutcome::Success
             } else {
-                Outcome::GatewayError
+                BatchOutcome::GatewayError
             },
             status: complete.status.clone(),
             error: complete.error.clone(),
@@ -170,7 +175,7 @@ impl Verdict {
     /// `xProcessedCount=0`. Only then may the batch's transactions be bound to a new number
     /// (PROTOCOL.md §2 item 6).
     pub fn proves_nothing_processed(&self) -> bool {
-        self.outcome == Outcome::GatewayError && self.processed_count == Some(0)
+        self.outcome == BatchOutcome::GatewayError && self.processed_count == Some(0)
     }
 }
 
@@ -335,8 +340,8 @@ mod tests {
     use super::*;
     use BatchState::*;
 
-    const OK: Outcome = Outcome::Success;
-    const ERR: Outcome = Outcome::GatewayError;
+    const OK: BatchOutcome = BatchOutcome::Success;
+    const ERR: BatchOutcome = BatchOutcome::GatewayError;
     const ALL: [BatchState; 10] = [
         Reserved,
         RequestUploaded,
@@ -409,7 +414,7 @@ mod tests {
     #[test]
     fn only_an_error_with_zero_processed_proves_nothing_processed() {
         #[rustfmt::skip]
-        let cases: &[(Outcome, Option<u64>, bool)] = &[
+        let cases: &[(BatchOutcome, Option<u64>, bool)] = &[
             (ERR, Some(0), true),
             (ERR, Some(3), false),
             (ERR, None, false),

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
-    AccountId, BatchState, CRASH_ENV, Commit, Durability, LEDGER_CRASH_POINTS, Ledger,
-    LedgerOptions, NewBatch, NewBinding, Outcome, PerLineAnswer, Reserve, StoredResult, Transition,
+    AccountId, BatchOutcome, BatchState, CRASH_ENV, Commit, Durability, LEDGER_CRASH_POINTS,
+    Ledger, LedgerOptions, NewBatch, NewBinding, PerLineAnswer, Reserve, StoredResult, Transition,
     Verdict,
 };
 
@@ -97,7 +97,7 @@ fn finish(l: &Ledger, a: &AccountId, n: SequenceNumber, state: BatchState, j: &J
         step(
             j,
             &mut state,
-            Transition::Completed(Verdict::new(Outcome::Success, "Success")),
+            Transition::Completed(Verdict::new(BatchOutcome::Success, "Success")),
         );
     }
     if let BatchState::Completed(_) = state {
@@ -252,7 +252,7 @@ fn one_round(l: &Ledger, j: &Journal, name: &str, life: u32, r: u32) {
     if r % 4 == 2 {
         let v = Verdict {
             processed_count: Some(0),
-            ..Verdict::new(Outcome::GatewayError, "Error")
+            ..Verdict::new(BatchOutcome::GatewayError, "Error")
         };
         step(Transition::Completed(v));
         j.run(format!("state {a} {n} Collected"), || {
@@ -262,7 +262,7 @@ fn one_round(l: &Ledger, j: &Journal, name: &str, life: u32, r: u32) {
         step(Transition::Cleaned);
     } else if lazy {
         let results = results_for(l, &a, n);
-        let ok = Transition::Completed(Verdict::new(Outcome::Success, "Success"));
+        let ok = Transition::Completed(Verdict::new(BatchOutcome::Success, "Success"));
         j.run(format!("state {a} {n} Collected"), || {
             l.complete_and_store(&a, n, ok, results, PerLineAnswer::Read)
         })

@@ -17,8 +17,8 @@ use std::process::{Command, Stdio};
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
-    AccountId, BatchState, CRASH_ENV, ConflictKind, Ledger, MIGRATION_CRASH_POINTS, NewBatch,
-    NewBinding, Outcome, PerLineAnswer, Release, Reserve, StoredResult, Transition, Verdict,
+    AccountId, BatchOutcome, BatchState, CRASH_ENV, ConflictKind, Ledger, MIGRATION_CRASH_POINTS,
+    NewBatch, NewBinding, PerLineAnswer, Release, Reserve, StoredResult, Transition, Verdict,
 };
 
 const CHILD_DIR: &str = "SEQUENCE_LEDGER_TEST_MIGRATE_DIR";
@@ -139,7 +139,7 @@ fn a_format_1_ledger_is_migrated_on_open_and_keeps_working() {
         l.complete_and_store(
             &acme,
             seq(6),
-            Transition::Completed(Verdict::new(Outcome::Success, "Success")),
+            Transition::Completed(Verdict::new(BatchOutcome::Success, "Success")),
             results,
             PerLineAnswer::Read,
         )

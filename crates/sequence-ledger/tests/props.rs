@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use kvp_format::SequenceNumber;
 use proptest::prelude::*;
 use sequence_ledger::{
-    AccountId, BatchState, Commit, ConflictKind, Durability, Error, Ledger, LedgerOptions,
-    NewBatch, NewBinding, Outcome, PerLineAnswer, Release, Reserve, StoredResult, Transition,
+    AccountId, BatchOutcome, BatchState, Commit, ConflictKind, Durability, Error, Ledger,
+    LedgerOptions, NewBatch, NewBinding, PerLineAnswer, Release, Reserve, StoredResult, Transition,
     Verdict,
 };
 
@@ -136,13 +136,13 @@ fn verdict(kind: u8) -> Verdict {
     match kind {
         3 => Verdict {
             processed_count: Some(0),
-            ..Verdict::new(Outcome::GatewayError, "Error")
+            ..Verdict::new(BatchOutcome::GatewayError, "Error")
         },
         7 => Verdict {
             processed_count: Some(1),
-            ..Verdict::new(Outcome::GatewayError, "Error")
+            ..Verdict::new(BatchOutcome::GatewayError, "Error")
         },
-        _ => Verdict::new(Outcome::Success, "Success"),
+        _ => Verdict::new(BatchOutcome::Success, "Success"),
     }
 }
 

@@ -54,7 +54,7 @@ impl Worker {
             // Each line with a per-line result gets its own outcome; for a rejected batch the
             // rest is decided by the verdict and whether there was an answer at all
             // (PROTOCOL.md decision 4; the merge and the ledger's release rule read this).
-            let (lines, answer) = if outcome == sequence_ledger::Outcome::Success {
+            let (lines, answer) = if outcome == sequence_ledger::BatchOutcome::Success {
                 let lines = self
                     .protocol
                     .fetch_results(&batch, line_count)

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use super::tests::{acct, drive, failed, fresh, lines, ok, reserve, seq};
 use super::*;
 use crate::{
-    BatchState, Commit, ConflictKind, Outcome, PerLineAnswer, Release, Reserve, StoredResult,
+    BatchOutcome, BatchState, Commit, ConflictKind, PerLineAnswer, Release, Reserve, StoredResult,
     Transition,
 };
 
@@ -112,7 +112,7 @@ fn complete_and_store_records_the_verdict_and_the_results_in_one_write() {
         &stamps[2..],
         [
             BatchState::Triggered,
-            BatchState::Completed(Outcome::Success),
+            BatchState::Completed(BatchOutcome::Success),
             BatchState::Collected
         ]
     );
@@ -189,12 +189,12 @@ fn prune_drops_old_results_and_keeps_what_idempotency_needs() {
     // 1: cleaned with results; 2: collected, not cleaned; 3: rejected with one line answered,
     // cleaned; 4: cleaned with results.
     reserve(&l, &a, 1, &["p1", "p2"]);
-    drive(&l, &a, 1, BatchState::Completed(Outcome::Success));
+    drive(&l, &a, 1, BatchState::Completed(BatchOutcome::Success));
     l.store_results(&a, seq(1), with(&[("xResult", "A"), ("xToken", "t")], 2))
         .unwrap();
     l.transition(&a, seq(1), Transition::Cleaned).unwrap();
     reserve(&l, &a, 2, &["q1"]);
-    drive(&l, &a, 2, BatchState::Completed(Outcome::Success));
+    drive(&l, &a, 2, BatchState::Completed(BatchOutcome::Success));
     l.store_results(&a, seq(2), with(&[("xResult", "A")], 1))
         .unwrap();
     reserve(&l, &a, 3, &["r1", "r2"]);
@@ -205,7 +205,7 @@ fn prune_drops_old_results_and_keeps_what_idempotency_needs() {
         .unwrap();
     l.transition(&a, seq(3), Transition::Cleaned).unwrap();
     reserve(&l, &a, 4, &["s1"]);
-    drive(&l, &a, 4, BatchState::Completed(Outcome::Success));
+    drive(&l, &a, 4, BatchState::Completed(BatchOutcome::Success));
     l.store_results(&a, seq(4), with(&[("xResult", "D")], 1))
         .unwrap();
     l.transition(&a, seq(4), Transition::Cleaned).unwrap();
@@ -325,7 +325,7 @@ fn a_batch_reads_back_in_line_order() {
         l.batch_results(&a, seq(1)).unwrap().is_empty(),
         "not collected"
     );
-    drive(&l, &a, 1, BatchState::Completed(Outcome::Success));
+    drive(&l, &a, 1, BatchState::Completed(BatchOutcome::Success));
     l.store_results(
         &a,
         seq(1),

@@ -3,8 +3,8 @@
 use super::*;
 use crate::codec;
 use crate::{
-    AccountId, BatchRecord, BatchState, ConflictKind, Durability, NewBatch, Outcome, PerLineAnswer,
-    Release, Reserve, StoredResult, Transition, Verdict,
+    AccountId, BatchOutcome, BatchRecord, BatchState, ConflictKind, Durability, NewBatch,
+    PerLineAnswer, Release, Reserve, StoredResult, Transition, Verdict,
 };
 use kvp_format::SequenceNumber;
 
@@ -53,14 +53,14 @@ pub(super) fn reserve(l: &Ledger, a: &AccountId, n: u32, refs: &[&str]) -> Batch
 }
 
 pub(super) fn ok() -> Verdict {
-    Verdict::new(Outcome::Success, "Success")
+    Verdict::new(BatchOutcome::Success, "Success")
 }
 
 pub(super) fn failed(processed: Option<u64>) -> Verdict {
     Verdict {
         error: Some("bad file".into()),
         processed_count: processed,
-        ..Verdict::new(Outcome::GatewayError, "Error")
+        ..Verdict::new(BatchOutcome::GatewayError, "Error")
     }
 }
 
@@ -71,12 +71,12 @@ pub(super) fn drive(l: &Ledger, a: &AccountId, n: u32, state: BatchState) {
         Reserved => vec![],
         RequestUploaded => vec![Transition::RequestUploaded],
         Triggered => vec![Transition::RequestUploaded, Transition::Triggered],
-        Completed(Outcome::Success) => vec![
+        Completed(BatchOutcome::Success) => vec![
             Transition::RequestUploaded,
             Transition::Triggered,
             Transition::Completed(ok()),
         ],
-        Completed(Outcome::GatewayError) => vec![
+        Completed(BatchOutcome::GatewayError) => vec![
             Transition::RequestUploaded,
             Transition::Triggered,
             Transition::Completed(failed(None)),
@@ -96,7 +96,7 @@ pub(super) fn drive(l: &Ledger, a: &AccountId, n: u32, state: BatchState) {
             },
         ],
         Collected | Cleaned => {
-            drive(l, a, n, Completed(Outcome::Success));
+            drive(l, a, n, Completed(BatchOutcome::Success));
             l.store_results(a, seq(n), vec![]).unwrap();
             if state == Cleaned {
                 l.transition(a, seq(n), Transition::Cleaned).unwrap();
@@ -113,8 +113,8 @@ const ALL_STATES: [BatchState; 9] = [
     BatchState::Reserved,
     BatchState::RequestUploaded,
     BatchState::Triggered,
-    BatchState::Completed(Outcome::Success),
-    BatchState::Completed(Outcome::GatewayError),
+    BatchState::Completed(BatchOutcome::Success),
+    BatchState::Completed(BatchOutcome::GatewayError),
     BatchState::Collected,
     BatchState::Cleaned,
     BatchState::Stuck,
@@ -487,7 +487,7 @@ fn the_happy_path_records_every_step() {
     let (_d, l) = fresh();
     let a = acct("a");
     reserve(&l, &a, 1, &["x", "y"]);
-    drive(&l, &a, 1, BatchState::Completed(Outcome::Success));
+    drive(&l, &a, 1, BatchState::Completed(BatchOutcome::Success));
     let results = vec![
         StoredResult {
             index: 1,
@@ -534,7 +534,7 @@ fn gateway_errors_and_late_completes() {
     let (_d, l) = fresh();
     let a = acct("a");
     reserve(&l, &a, 1, &["x"]);
-    drive(&l, &a, 1, BatchState::Completed(Outcome::GatewayError));
+    drive(&l, &a, 1, BatchState::Completed(BatchOutcome::GatewayError));
     let rec = l.store_results(&a, seq(1), vec![]).unwrap();
     assert_eq!(rec.state, BatchState::Collected);
     assert_eq!(rec.verdict.unwrap().error.as_deref(), Some("bad file"));
@@ -553,7 +553,7 @@ fn gateway_errors_and_late_completes() {
     assert_eq!(
         (rec.state, rec.note.as_deref()),
         (
-            BatchState::Completed(Outcome::Success),
+            BatchState::Completed(BatchOutcome::Success),
             Some("late COMPLETE found")
         )
     );
@@ -642,7 +642,7 @@ fn store_results_refuses_other_states_bad_indexes_and_secrets() {
             ..
         })
     ));
-    drive(&l, &a, 1, BatchState::Completed(Outcome::Success));
+    drive(&l, &a, 1, BatchState::Completed(BatchOutcome::Success));
     #[rustfmt::skip]
     let cases: Vec<(Vec<StoredResult>, &str)> = vec![
         (vec![r(2, "xResult", "A")], "beyond"),
@@ -665,7 +665,7 @@ fn store_results_refuses_other_states_bad_indexes_and_secrets() {
     assert!(l.results(&a, seq(1)).unwrap().is_empty(), "nothing stored");
     assert_eq!(
         l.batch(&a, seq(1)).unwrap().unwrap().state,
-        BatchState::Completed(Outcome::Success)
+        BatchState::Completed(BatchOutcome::Success)
     );
 }
 
@@ -906,7 +906,7 @@ fn export_writes_every_record_as_json_lines() {
     let (_d, l) = fresh();
     let a = acct("a");
     reserve(&l, &a, 1, &["x", "y"]);
-    drive(&l, &a, 1, BatchState::Completed(Outcome::Success));
+    drive(&l, &a, 1, BatchState::Completed(BatchOutcome::Success));
     l.store_results(
         &a,
         seq(1),
@@ -1065,7 +1065,7 @@ fn a_plain_completed_records_no_complete_fields() {
     let (_d, l) = fresh();
     let a = acct("a");
     reserve(&l, &a, 1, &["x"]);
-    drive(&l, &a, 1, BatchState::Completed(Outcome::Success));
+    drive(&l, &a, 1, BatchState::Completed(BatchOutcome::Success));
     let rec = l.batch(&a, seq(1)).unwrap().unwrap();
     assert_eq!((rec.verdict, rec.complete_fields), (Some(ok()), None));
 }
@@ -1078,7 +1078,7 @@ fn a_batch_record_written_before_complete_fields_existed_still_reads() {
     {
         let l = Ledger::open(&path).unwrap();
         reserve(&l, &a, 1, &["x"]);
-        drive(&l, &a, 1, BatchState::Completed(Outcome::GatewayError));
+        drive(&l, &a, 1, BatchState::Completed(BatchOutcome::GatewayError));
         // Exactly what the previous version stored: the same JSON without `complete_fields`.
         let key = codec::batch_key(&a, seq(1));
         let mut json: serde_json::Value =
@@ -1096,7 +1096,7 @@ fn a_batch_record_written_before_complete_fields_existed_still_reads() {
     }
     let l = Ledger::open(&path).unwrap();
     let rec = l.batch(&a, seq(1)).unwrap().unwrap();
-    assert_eq!(rec.state, BatchState::Completed(Outcome::GatewayError));
+    assert_eq!(rec.state, BatchState::Completed(BatchOutcome::GatewayError));
     assert_eq!(
         (rec.verdict, rec.complete_fields),
         (Some(failed(None)), None)
