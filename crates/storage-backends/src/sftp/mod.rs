@@ -370,10 +370,18 @@ fn is_status(e: &russh_sftp::client::error::Error, code: StatusCode) -> bool {
 }
 
 /// Maps an I/O error from an open remote file. russh-sftp reports both server refusals and
-/// a dead channel this way; timeouts and connection errors are `Transient`.
+/// a dead channel this way; timeouts and connection errors are `Transient`. A channel whose
+/// reader stopped answers every request still pending with "sender dropped"
+/// (`UnexpectedBehavior`): `Transient` too, so the session is replaced and the call retried.
 fn io_err(shown: &str, what: &str, e: std::io::Error) -> Error {
+    use russh_sftp::client::error::Error as S;
+    let channel_gone = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<S>())
+        .is_some_and(|inner| matches!(inner, S::UnexpectedBehavior(_) | S::Timeout | S::IO(_)));
     let mut err = Error::from_io(shown, what, e);
-    if err.kind() == ErrorKind::Other && err.message().contains("session closed") {
+    if err.kind() == ErrorKind::Other && (channel_gone || err.message().contains("session closed"))
+    {
         err = Error::with_source(
             ErrorKind::Transient,
             shown,
@@ -517,5 +525,22 @@ impl Backend for SftpBackend {
 
     async fn put_stream(&self, path: &str, data: ByteStream) -> Result<u64> {
         self.write_publish(path, data, Publish::Replace).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_channel_on_a_file_is_transient_a_refusal_is_not() {
+        use russh_sftp::client::error::Error as S;
+        let gone = std::io::Error::other(S::UnexpectedBehavior("sender dropped".into()));
+        let err = io_err("sftp://u@h/x", "close temporary file", gone);
+        assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+        let closed = std::io::Error::other("session closed");
+        assert_eq!(io_err("s", "write", closed).kind(), ErrorKind::Transient);
+        let refused = std::io::Error::other("Failure: disk full");
+        assert_eq!(io_err("s", "write", refused).kind(), ErrorKind::Other);
     }
 }
