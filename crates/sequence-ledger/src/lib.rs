@@ -104,6 +104,8 @@
 
 mod account;
 mod answer;
+mod api;
+pub mod backend;
 mod codec;
 mod crash;
 mod digest;
@@ -111,6 +113,8 @@ mod durable;
 mod error;
 mod export;
 mod index;
+mod keeper;
+mod lease;
 mod ledger;
 mod migrate;
 mod prune;
@@ -119,15 +123,23 @@ mod record;
 mod refs;
 mod reserve;
 mod results;
+mod sled_backend;
 mod state;
+mod steps;
 mod transition;
 
+#[cfg(feature = "test-support")]
+pub mod conformance;
+
 pub use account::AccountId;
+pub use api::{RefQuery, RefStatus, SequenceLedger, SequenceLedgerExt};
 #[doc(hidden)]
 pub use crash::{CRASH_ENV, LEDGER_CRASH_POINTS, MIGRATION_CRASH_POINTS, crash_point};
 pub use digest::{batch_digest, content_digest, sha256};
 pub use durable::Durability;
 pub use error::{Error, Result};
+pub use keeper::LeaseKeeper;
+pub use lease::{DEFAULT_LEASE_TTL, Lease, LeaseAttempt, LeaseEntry, LeaseOwner};
 pub use ledger::{Commit, Ledger, LedgerOptions};
 pub use prune::Pruned;
 pub use record::{
@@ -136,4 +148,5 @@ pub use record::{
 };
 pub use refs::{BatchRefs, LineRef};
 pub use results::{BatchResults, Fields, LineResult};
+pub use sled_backend::SledLedger;
 pub use state::{BatchOutcome, BatchState, CompleteFields, Stamp, Transition, Verdict};

@@ -160,7 +160,7 @@ struct Field {
 /// collected yet, nothing in its answer, or [pruned](crate::BatchRecord::results_pruned_at)).
 #[derive(Clone, Default)]
 pub struct BatchResults {
-    blob: sled::IVec,
+    blob: bytes::Bytes,
     /// Values stored packed (hex, digits), as text.
     text: String,
     names: Vec<Span>,
@@ -199,7 +199,7 @@ impl fmt::Debug for LineResult<'_> {
 
 impl BatchResults {
     /// Checks a stored blob and indexes its lines.
-    pub(crate) fn decode(blob: sled::IVec, what: impl Fn() -> String) -> Result<BatchResults> {
+    pub(crate) fn decode(blob: bytes::Bytes, what: impl Fn() -> String) -> Result<BatchResults> {
         let bad = |detail: &str| corrupt(what(), format!("batch results: {detail}"));
         let span = |start: usize, len: usize| -> Result<Span> {
             let start = u32::try_from(start)
@@ -462,7 +462,7 @@ mod tests {
     }
 
     fn decode(blob: Vec<u8>) -> Result<BatchResults> {
-        BatchResults::decode(sled::IVec::from(blob), || "x".into())
+        BatchResults::decode(bytes::Bytes::from(blob), || "x".into())
     }
 
     #[test]
