@@ -354,7 +354,7 @@ impl BatchResults {
     }
 
     /// The indexes of the lines whose result is an outcome ([`StoredResult::is_outcome`]).
-    pub(crate) fn indexes_with_outcome(&self) -> Vec<u64> {
+    pub fn indexes_with_outcome(&self) -> Vec<u64> {
         self.iter()
             .filter(|l| l.is_outcome())
             .map(|l| l.index())

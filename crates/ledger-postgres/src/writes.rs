@@ -1,0 +1,506 @@
+//! The fenced writes: each one transaction that first checks the caller's lease
+//! ([`PgLedger::check_lease`]), then applies the same rules as the sled ledger
+//! (`sequence_ledger::backend`). Retried while the database is unreachable; an attempt after a
+//! failure that may have hidden a commit first checks whether that commit happened.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sequence_ledger::backend::{self, PruneAction};
+use sequence_ledger::{
+    AccountId, BatchRecord, BatchState, Commit, ConflictKind, Error, Lease, NewBatch,
+    PerLineAnswer, Pruned, RefConflict, Release, Reserve, Result, StoredResult, Transition,
+};
+use deadpool_postgres::Transaction;
+
+use crate::PgLedger;
+use crate::error::{corrupt, db};
+use crate::ledger::{account_of, record_of, seq_param};
+
+type Seq = kvp_format::SequenceNumber;
+
+/// The batch's record, its row locked for the rest of the transaction.
+async fn batch_for_update(tx: &Transaction<'_>, account: &AccountId, seq: Seq) -> Result<BatchRecord> {
+    let row = tx
+        .query_opt(
+            "SELECT record::text FROM paybatch_batches WHERE account = $1 AND seq = $2 FOR UPDATE",
+            &[&account.as_str(), &seq_param(seq)],
+        )
+        .await
+        .map_err(db("reading a batch"))?;
+    match row {
+        Some(row) => record_of(&row, 0),
+        None => Err(Error::NoSuchBatch {
+            account: account.clone(),
+            sequence: seq,
+        }),
+    }
+}
+
+/// Writes a batch's record (and its state columns).
+async fn update_record(tx: &Transaction<'_>, record: &BatchRecord) -> Result<()> {
+    let encoded = backend::encode_record(record)?;
+    let text = String::from_utf8(encoded).map_err(|e| corrupt("a batch record", e.to_string()))?;
+    tx.execute(
+        "UPDATE paybatch_batches SET record = $3::text::jsonb, state = $4, final = $5
+          WHERE account = $1 AND seq = $2",
+        &[
+            &record.account.as_str(),
+            &seq_param(record.sequence),
+            &text,
+            &record.state.to_string(),
+            &record.state.is_final(),
+        ],
+    )
+    .await
+    .map_err(db("writing a batch"))?;
+    Ok(())
+}
+
+/// The last state stamped on a record.
+fn last_stamp(record: &BatchRecord) -> Option<BatchState> {
+    record.transitions.last().map(|s| s.state)
+}
+
+impl PgLedger {
+    pub(crate) async fn pg_reserve(&self, lease: &Lease, new: NewBatch) -> Result<Reserve> {
+        let account = &lease.account;
+        let (record, refs) = backend::reserved_record(account, &new, backend::now_ms())?;
+        let text = String::from_utf8(backend::encode_record(&record)?)
+            .map_err(|e| corrupt("a batch record", e.to_string()))?;
+        let answer = self
+            .retry("reserve", |attempt| {
+                self.reserve_once(lease, &new, &record, &text, &refs, attempt)
+            })
+            .await?;
+        if let Reserve::Reserved(_) = answer {
+            self.index.bind(account, &new);
+            tracing::debug!(%account, sequence = %new.sequence, lines = new.lines.len(), "batch reserved");
+        }
+        Ok(answer)
+    }
+
+    async fn reserve_once(
+        &self,
+        lease: &Lease,
+        new: &NewBatch,
+        record: &BatchRecord,
+        text: &str,
+        refs: &[u8],
+        attempt: u32,
+    ) -> Result<Reserve> {
+        let account = &lease.account;
+        let seq = new.sequence;
+        let mut client = self.client("reserve").await?;
+        self.ensure_index(&client, account).await?;
+        let tx = client.transaction().await.map_err(db("reserve"))?;
+        Self::check_lease(&tx, lease).await?;
+        let info = Self::lock_account(&tx, account).await?;
+        if attempt > 0 {
+            // The previous attempt may have committed before its answer was lost.
+            let existing = tx
+                .query_opt(
+                    "SELECT record::text FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                    &[&account.as_str(), &seq_param(seq)],
+                )
+                .await
+                .map_err(db("reserve"))?;
+            if let Some(row) = existing {
+                let existing = record_of(&row, 0)?;
+                if existing.content_sha256 == record.content_sha256
+                    && existing.line_count == record.line_count
+                    && existing.state == BatchState::Reserved
+                {
+                    return Ok(Reserve::Reserved(existing));
+                }
+            }
+        }
+        if let Some(last) = info.last_used()
+            && seq <= last
+        {
+            return Ok(Reserve::LostRace {
+                next: backend::next_after(account, Some(last))?,
+            });
+        }
+        let mut conflicts = Vec::new();
+        let mut blobs: HashMap<Seq, Vec<u8>> = HashMap::new();
+        for line in &new.lines {
+            let Some(hit) =
+                self.index
+                    .lookup(account, &line.client_ref, Some(Release::AbandonedOrRejected))
+            else {
+                continue;
+            };
+            let same = hit.same_content(&line.content_digest);
+            let digest = if same {
+                line.content_digest
+            } else {
+                self.stored_digest(&tx, account, hit.sequence, hit.index, &mut blobs)
+                    .await?
+            };
+            conflicts.push(RefConflict {
+                client_ref: line.client_ref.clone(),
+                index: line.index,
+                existing: hit.binding(digest),
+                kind: if same {
+                    ConflictKind::AlreadyBound
+                } else {
+                    ConflictKind::ContentDiffers
+                },
+            });
+        }
+        if !conflicts.is_empty() {
+            return Ok(Reserve::Conflict { conflicts });
+        }
+        let inserted = tx
+            .execute(
+                "INSERT INTO paybatch_batches (account, seq, state, final, record, refs, results)
+                 VALUES ($1, $2, $3, false, $4::text::jsonb, $5, NULL)
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &account.as_str(),
+                    &seq_param(seq),
+                    &BatchState::Reserved.to_string(),
+                    &text,
+                    &refs,
+                ],
+            )
+            .await
+            .map_err(db("reserve"))?;
+        if inserted == 0 {
+            return Err(corrupt(
+                format!("batch {seq} of account {account}"),
+                "exists above the high-water mark",
+            ));
+        }
+        tx.execute(
+            "UPDATE paybatch_accounts SET high_water = $2 WHERE account = $1",
+            &[&account.as_str(), &seq_param(seq)],
+        )
+        .await
+        .map_err(db("reserve"))?;
+        tx.commit().await.map_err(db("committing a reservation"))?;
+        Ok(Reserve::Reserved(record.clone()))
+    }
+
+    /// The full content digest of a bound line, from its batch's lines blob (read once per
+    /// batch into `blobs`).
+    pub(crate) async fn stored_digest<C: deadpool_postgres::GenericClient + Sync>(
+        &self,
+        client: &C,
+        account: &AccountId,
+        seq: Seq,
+        index: u64,
+        blobs: &mut HashMap<Seq, Vec<u8>>,
+    ) -> Result<[u8; 32]> {
+        let what = || format!("batch {seq} of account {account}");
+        if !blobs.contains_key(&seq) {
+            let row = client
+                .query_opt(
+                    "SELECT refs FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                    &[&account.as_str(), &seq_param(seq)],
+                )
+                .await
+                .map_err(db("reading a batch's references"))?
+                .ok_or_else(|| corrupt(what(), "bound lines without a batch"))?;
+            blobs.insert(seq, row.get(0));
+        }
+        blobs
+            .get(&seq)
+            .and_then(|b| backend::refs_digest_at(b, index))
+            .ok_or_else(|| corrupt(what(), "bound line outside the batch"))
+    }
+
+    pub(crate) async fn pg_transition(
+        &self,
+        lease: &Lease,
+        seq: Seq,
+        to: Transition,
+        note: Option<String>,
+        commit: Commit,
+    ) -> Result<BatchRecord> {
+        let record = self
+            .retry("transition", |attempt| {
+                self.transition_once(lease, seq, &to, note.as_deref(), commit, attempt)
+            })
+            .await?;
+        tracing::debug!(account = %lease.account, sequence = %seq, state = %record.state, "batch state changed");
+        Ok(record)
+    }
+
+    async fn transition_once(
+        &self,
+        lease: &Lease,
+        seq: Seq,
+        to: &Transition,
+        note: Option<&str>,
+        commit: Commit,
+        attempt: u32,
+    ) -> Result<BatchRecord> {
+        let account = &lease.account;
+        let mut client = self.client("transition").await?;
+        let tx = client.transaction().await.map_err(db("transition"))?;
+        Self::check_lease(&tx, lease).await?;
+        let mut record = batch_for_update(&tx, account, seq).await?;
+        let target = to.target();
+        if attempt > 0 && record.state == target && last_stamp(&record) == Some(target) {
+            // The previous attempt committed before its answer was lost.
+            return Ok(record);
+        }
+        if !record.state.can_become(target) {
+            return Err(Error::IllegalTransition {
+                account: account.clone(),
+                sequence: seq,
+                from: record.state,
+                to: target,
+            });
+        }
+        let mut triggered = None;
+        if target == BatchState::Triggered {
+            let info = Self::lock_account(&tx, account).await?;
+            let open = self.open_batches(&tx, account).await?;
+            let triggered_state = match info.triggered {
+                Some(t) if t >= seq => self.record_in(&tx, account, t).await?.map(|b| b.state),
+                _ => None,
+            };
+            backend::check_trigger_order(account, seq, &info, &open, triggered_state)?;
+            triggered = info.triggered.max(Some(seq));
+        }
+        backend::apply_transition(&mut record, to.clone(), note.map(str::to_owned), backend::now_ms())?;
+        update_record(&tx, &record).await?;
+        if let Some(t) = triggered {
+            tx.execute(
+                "UPDATE paybatch_accounts SET triggered = $2 WHERE account = $1",
+                &[&account.as_str(), &seq_param(t)],
+            )
+            .await
+            .map_err(db("transition"))?;
+        }
+        let releases = matches!(target, BatchState::Abandoned | BatchState::MarkedUnknown);
+        let with_outcome = if releases {
+            self.results_in(&tx, account, seq)
+                .await?
+                .indexes_with_outcome()
+        } else {
+            Vec::new()
+        };
+        if commit == Commit::Deferred && to.can_defer() {
+            // Written to the WAL without waiting for its flush: durable with the next durable
+            // commit of any session (the WAL is flushed in order) — the same promise as sled's
+            // deferred steps.
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await
+                .map_err(db("transition"))?;
+        }
+        tx.commit().await.map_err(db("committing a transition"))?;
+        if releases {
+            self.index.update(&record, || Ok(with_outcome))?;
+        }
+        Ok(record)
+    }
+
+    pub(crate) async fn open_batches(
+        &self,
+        tx: &Transaction<'_>,
+        account: &AccountId,
+    ) -> Result<Vec<(Seq, BatchState)>> {
+        let rows = tx
+            .query(
+                "SELECT record::text FROM paybatch_batches WHERE account = $1 AND NOT final ORDER BY seq",
+                &[&account.as_str()],
+            )
+            .await
+            .map_err(db("reading open batches"))?;
+        rows.iter()
+            .map(|r| record_of(r, 0).map(|b| (b.sequence, b.state)))
+            .collect()
+    }
+
+    pub(crate) async fn record_in<C: deadpool_postgres::GenericClient + Sync>(
+        &self,
+        client: &C,
+        account: &AccountId,
+        seq: Seq,
+    ) -> Result<Option<BatchRecord>> {
+        let row = client
+            .query_opt(
+                "SELECT record::text FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                &[&account.as_str(), &seq_param(seq)],
+            )
+            .await
+            .map_err(db("reading a batch"))?;
+        row.map(|r| record_of(&r, 0)).transpose()
+    }
+
+    pub(crate) async fn pg_collect(
+        &self,
+        lease: &Lease,
+        seq: Seq,
+        completed: Option<Transition>,
+        results: Vec<StoredResult>,
+        answer: PerLineAnswer,
+    ) -> Result<BatchRecord> {
+        let blob = (!results.is_empty()).then(|| backend::encode_results(&results));
+        let record = self
+            .retry("store_results", |attempt| {
+                self.collect_once(lease, seq, completed.as_ref(), &results, blob.as_deref(), answer, attempt)
+            })
+            .await?;
+        if record.is_rejected() {
+            self.index.update(&record, || {
+                Ok(results
+                    .iter()
+                    .filter(|r| StoredResult::is_outcome(&r.fields))
+                    .map(|r| r.index)
+                    .collect())
+            })?;
+        }
+        tracing::debug!(account = %lease.account, sequence = %seq, results = results.len(), "results stored");
+        Ok(record)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn collect_once(
+        &self,
+        lease: &Lease,
+        seq: Seq,
+        completed: Option<&Transition>,
+        results: &[StoredResult],
+        blob: Option<&[u8]>,
+        answer: PerLineAnswer,
+        attempt: u32,
+    ) -> Result<BatchRecord> {
+        let account = &lease.account;
+        let mut client = self.client("store_results").await?;
+        let tx = client.transaction().await.map_err(db("store_results"))?;
+        Self::check_lease(&tx, lease).await?;
+        let mut record = batch_for_update(&tx, account, seq).await?;
+        if attempt > 0
+            && record.state == BatchState::Collected
+            && last_stamp(&record) == Some(BatchState::Collected)
+        {
+            return Ok(record);
+        }
+        backend::collect_record(&mut record, completed.cloned(), results, answer, backend::now_ms())?;
+        update_record(&tx, &record).await?;
+        tx.execute(
+            "UPDATE paybatch_batches SET results = $3 WHERE account = $1 AND seq = $2",
+            &[&account.as_str(), &seq_param(seq), &blob],
+        )
+        .await
+        .map_err(db("store_results"))?;
+        tx.commit().await.map_err(db("committing results"))?;
+        Ok(record)
+    }
+
+    pub(crate) async fn pg_set_floor(&self, lease: &Lease, floor: Seq) -> Result<()> {
+        self.retry("set_floor", |_| async {
+            let mut client = self.client("set_floor").await?;
+            let tx = client.transaction().await.map_err(db("set_floor"))?;
+            Self::check_lease(&tx, lease).await?;
+            Self::lock_account(&tx, &lease.account).await?;
+            tx.execute(
+                "UPDATE paybatch_accounts SET floor = $2 WHERE account = $1",
+                &[&lease.account.as_str(), &seq_param(floor)],
+            )
+            .await
+            .map_err(db("set_floor"))?;
+            tx.commit().await.map_err(db("committing a floor"))
+        })
+        .await?;
+        tracing::info!(account = %lease.account, %floor, "sequence floor set");
+        Ok(())
+    }
+
+    pub(crate) async fn pg_prune(&self, collected_before: SystemTime) -> Result<Pruned> {
+        let cutoff = collected_before
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let rows = {
+            let client = self.client("prune").await?;
+            client
+                .query(
+                    "SELECT account, record::text FROM paybatch_batches
+                      WHERE results IS NOT NULL AND state = $1
+                      ORDER BY account COLLATE \"C\", seq",
+                    &[&BatchState::Cleaned.to_string()],
+                )
+                .await
+                .map_err(db("prune"))?
+        };
+        let mut pruned = Pruned::default();
+        let now = backend::now_ms();
+        for row in &rows {
+            let account = account_of(row, 0)?;
+            let mut record = record_of(row, 1)?;
+            match backend::prune_action(&record, cutoff) {
+                PruneAction::Keep => continue,
+                PruneAction::KeepRejected => {
+                    pruned.kept_rejected += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let seq = record.sequence;
+            record.results_pruned_at = Some(now);
+            let text = String::from_utf8(backend::encode_record(&record)?)
+                .map_err(|e| corrupt("a batch record", e.to_string()))?;
+            // One transaction per batch: pruned or not, never half.
+            let dropped = self
+                .retry("prune", |_| async {
+                    let mut client = self.client("prune").await?;
+                    let tx = client.transaction().await.map_err(db("prune"))?;
+                    let old = tx
+                        .query_opt(
+                            "SELECT results FROM paybatch_batches
+                              WHERE account = $1 AND seq = $2 AND results IS NOT NULL FOR UPDATE",
+                            &[&account.as_str(), &seq_param(seq)],
+                        )
+                        .await
+                        .map_err(db("prune"))?;
+                    let Some(old) = old else {
+                        return Ok(None);
+                    };
+                    let blob: Vec<u8> = old.get(0);
+                    let lines = backend::decode_results(blob.clone().into(), || {
+                        format!("batch {seq} of account {account}")
+                    })?
+                    .len() as u64;
+                    tx.execute(
+                        "UPDATE paybatch_batches SET results = NULL, record = $3::text::jsonb
+                          WHERE account = $1 AND seq = $2",
+                        &[&account.as_str(), &seq_param(seq), &text],
+                    )
+                    .await
+                    .map_err(db("prune"))?;
+                    tx.commit().await.map_err(db("committing a prune"))?;
+                    Ok(Some((lines, blob.len() as u64)))
+                })
+                .await?;
+            if let Some((lines, bytes)) = dropped {
+                pruned.batches += 1;
+                pruned.lines += lines;
+                pruned.bytes += bytes;
+                let entry = pruned.by_account.entry(account).or_default();
+                entry.0 += 1;
+                entry.1 += lines;
+            }
+        }
+        tracing::info!(batches = pruned.batches, lines = pruned.lines, bytes = pruned.bytes, "stored results pruned");
+        Ok(pruned)
+    }
+
+    pub(crate) async fn pg_sync(&self) -> Result<()> {
+        // A transaction with an id commits with a WAL record; with synchronous_commit on, its
+        // commit waits until the WAL is flushed up to it — and so past every earlier
+        // asynchronous commit.
+        self.retry("sync", |_| async {
+            let client = self.client("sync").await?;
+            client
+                .batch_execute("BEGIN; SELECT txid_current(); COMMIT;")
+                .await
+                .map_err(db("sync"))
+        })
+        .await
+    }
+}
