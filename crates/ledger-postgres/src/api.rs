@@ -57,7 +57,10 @@ fn seq_from(account: &AccountId, n: i64) -> Result<SequenceNumber> {
         .ok()
         .and_then(|n| SequenceNumber::new(n).ok())
         .ok_or_else(|| {
-            crate::error::corrupt(format!("a batch of account {account}"), format!("number {n}"))
+            crate::error::corrupt(
+                format!("a batch of account {account}"),
+                format!("number {n}"),
+            )
         })
 }
 
@@ -165,11 +168,7 @@ impl SequenceLedger for PgLedger {
         .await
     }
 
-    async fn batch(
-        &self,
-        account: &AccountId,
-        seq: SequenceNumber,
-    ) -> Result<Option<BatchRecord>> {
+    async fn batch(&self, account: &AccountId, seq: SequenceNumber) -> Result<Option<BatchRecord>> {
         self.retry("batch", |_| async {
             let client = self.client("reading a batch").await?;
             self.record_in(&client, account, seq).await
@@ -269,7 +268,13 @@ impl SequenceLedger for PgLedger {
                 return Ok(None);
             };
             let digest = self
-                .stored_digest(&client, account, hit.sequence, hit.index, &mut HashMap::new())
+                .stored_digest(
+                    &client,
+                    account,
+                    hit.sequence,
+                    hit.index,
+                    &mut HashMap::new(),
+                )
                 .await?;
             Ok(Some(hit.binding(digest)))
         })
@@ -336,7 +341,9 @@ impl SequenceLedger for PgLedger {
     }
 
     async fn bindings_of(&self, account: &AccountId) -> Result<Vec<(String, Binding)>> {
-        let batches = self.retry("bindings_of", |_| self.lines_of(account)).await?;
+        let batches = self
+            .retry("bindings_of", |_| self.lines_of(account))
+            .await?;
         let mut all = BTreeMap::new();
         for (sequence, lines) in &batches {
             for line in lines.iter() {

@@ -12,7 +12,10 @@ pub(crate) fn is_transient(e: &tokio_postgres::Error) -> bool {
     if let Some(code) = e.code() {
         let code = code.code();
         return code.starts_with("08")
-            || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300");
+            || matches!(
+                code,
+                "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300"
+            );
     }
     // No SQLSTATE: an I/O error, a timeout, a connection that could not be made.
     std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())

@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use deadpool_postgres::{GenericClient, Transaction};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use kvp_format::SequenceNumber;
 use sequence_ledger::backend::{self, ReferenceIndex};
 use sequence_ledger::{
-    AccountId, AccountInfo, BatchRecord, Error, Lease, LeaseAttempt, LeaseEntry, LeaseOwner,
-    Result,
+    AccountId, AccountInfo, BatchRecord, Error, Lease, LeaseAttempt, LeaseEntry, LeaseOwner, Result,
 };
-use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
 use crate::PgOptions;
@@ -217,9 +216,7 @@ impl PgLedger {
         }
         let mut outcomes: HashMap<SequenceNumber, Vec<u64>> = HashMap::new();
         for record in records.iter().filter(|r| r.is_rejected()) {
-            let results = self
-                .results_in(client, account, record.sequence)
-                .await?;
+            let results = self.results_in(client, account, record.sequence).await?;
             outcomes.insert(record.sequence, results.indexes_with_outcome());
         }
         self.index.load(
@@ -397,7 +394,10 @@ impl PgLedger {
 
     /// The account's numbers inside a write's transaction, its row locked (created empty
     /// when missing; a write that then fails rolls it back).
-    pub(crate) async fn lock_account(tx: &Transaction<'_>, account: &AccountId) -> Result<AccountInfo> {
+    pub(crate) async fn lock_account(
+        tx: &Transaction<'_>,
+        account: &AccountId,
+    ) -> Result<AccountInfo> {
         tx.execute(
             "INSERT INTO paybatch_accounts (account) VALUES ($1) ON CONFLICT DO NOTHING",
             &[&account.as_str()],
@@ -483,5 +483,7 @@ pub(crate) fn info_of(account: &AccountId, row: &Row) -> Result<AccountInfo> {
 /// A batch record from a `record::text` column.
 pub(crate) fn record_of(row: &Row, col: usize) -> Result<BatchRecord> {
     let text: String = row.get(col);
-    backend::decode_record(text.as_bytes(), || "a batch record in paybatch_batches".to_string())
+    backend::decode_record(text.as_bytes(), || {
+        "a batch record in paybatch_batches".to_string()
+    })
 }

@@ -34,12 +34,8 @@ impl PgOptions {
     /// [`sequence_ledger::Error::Backend`] for a URL that is not a PostgreSQL URL or names
     /// no host (the message never quotes the password).
     pub fn new(url: &str) -> Result<PgOptions> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
-            config(format!(
-                "not a PostgreSQL URL ({}): {e}",
-                redact_url(url)
-            ))
-        })?;
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| config(format!("not a PostgreSQL URL ({}): {e}", redact_url(url))))?;
         if config.get_hosts().is_empty() {
             return Err(self::config(format!(
                 "the URL {} names no host",
@@ -123,6 +119,18 @@ pub fn redact_url(url: &str) -> String {
             u.to_string()
         }
         Ok(u) => u.to_string(),
+        // Not parseable as a URL but shaped like one: the user part may still hold a password.
+        Err(_) if url.contains("://") => {
+            let (scheme, rest) = url.split_once("://").unwrap_or((url, ""));
+            match rest.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                    let hidden = if userinfo.contains(':') { ":***" } else { "" };
+                    format!("{scheme}://{user}{hidden}@{host}")
+                }
+                None => url.to_string(),
+            }
+        }
         // The key=value form: drop any password=... pair.
         Err(_) => url
             .split_whitespace()
@@ -142,7 +150,9 @@ pub fn redact_url(url: &str) -> String {
 pub fn url_has_password(url: &str) -> bool {
     match url::Url::parse(url) {
         Ok(u) => {
-            u.password().is_some() || u.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password"))
+            u.password().is_some()
+                || u.query_pairs()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("password"))
         }
         Err(_) => url
             .split_whitespace()
@@ -165,7 +175,9 @@ mod tests {
             "postgres://pb:***@db.example/ledger"
         );
         assert!(url_has_password("postgres://pb:s3cret@db.example/ledger"));
-        assert!(url_has_password("postgres://pb@db.example/ledger?password=x"));
+        assert!(url_has_password(
+            "postgres://pb@db.example/ledger?password=x"
+        ));
         assert!(!url_has_password("postgres://pb@db.example/ledger"));
         assert!(url_has_password("host=db user=pb password=x"));
         let e = PgOptions::new("postgres://pb:s3cret@/ledger?port=notaport").unwrap_err();

@@ -70,10 +70,7 @@ const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS paybatch_schema (
 /// Backend errors.
 pub async fn current_version(client: &Client) -> Result<i32> {
     let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('paybatch_schema') IS NOT NULL",
-            &[],
-        )
+        .query_one("SELECT to_regclass('paybatch_schema') IS NOT NULL", &[])
         .await
         .map_err(db("reading the schema version"))?
         .get(0);
@@ -152,8 +149,14 @@ pub async fn migrate(client: &mut Client, describe: &str) -> Result<Vec<Migratio
         )
         .await
         .map_err(db("recording a schema migration"))?;
-        tx.commit().await.map_err(db("committing a schema migration"))?;
-        tracing::info!(version = step.version, description = step.description, "ledger schema migrated");
+        tx.commit()
+            .await
+            .map_err(db("committing a schema migration"))?;
+        tracing::info!(
+            version = step.version,
+            description = step.description,
+            "ledger schema migrated"
+        );
         applied.push(*step);
     }
 }

@@ -41,7 +41,12 @@ pub async fn fresh_database(url: &str, label: &str) -> PgOptions {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let name = format!(
         "t_{}_{}_{}",
-        label.chars().filter(char::is_ascii_alphanumeric).take(20).collect::<String>().to_lowercase(),
+        label
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(20)
+            .collect::<String>()
+            .to_lowercase(),
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
@@ -69,4 +74,19 @@ pub async fn fresh_ledger(url: &str, label: &str) -> PgLedger {
     PgLedger::connect(fresh_database(url, label).await)
         .await
         .expect("connecting to a fresh test database")
+}
+
+/// A plain SQL connection to the database of `options` (for tests that play the database's
+/// part: moving its clock past a lease, looking at rows).
+///
+/// # Panics
+/// When the server refuses.
+pub async fn sql(options: &PgOptions) -> tokio_postgres::Client {
+    let (client, conn) = options
+        .config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connecting to the test database");
+    tokio::spawn(conn);
+    client
 }

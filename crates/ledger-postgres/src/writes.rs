@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use deadpool_postgres::Transaction;
 use sequence_ledger::backend::{self, PruneAction};
 use sequence_ledger::{
     AccountId, BatchRecord, BatchState, Commit, ConflictKind, Error, Lease, NewBatch,
     PerLineAnswer, Pruned, RefConflict, Release, Reserve, Result, StoredResult, Transition,
 };
-use deadpool_postgres::Transaction;
 
 use crate::PgLedger;
 use crate::error::{corrupt, db};
@@ -20,7 +20,11 @@ use crate::ledger::{account_of, record_of, seq_param};
 type Seq = kvp_format::SequenceNumber;
 
 /// The batch's record, its row locked for the rest of the transaction.
-async fn batch_for_update(tx: &Transaction<'_>, account: &AccountId, seq: Seq) -> Result<BatchRecord> {
+async fn batch_for_update(
+    tx: &Transaction<'_>,
+    account: &AccountId,
+    seq: Seq,
+) -> Result<BatchRecord> {
     let row = tx
         .query_opt(
             "SELECT record::text FROM paybatch_batches WHERE account = $1 AND seq = $2 FOR UPDATE",
@@ -125,10 +129,11 @@ impl PgLedger {
         let mut conflicts = Vec::new();
         let mut blobs: HashMap<Seq, Vec<u8>> = HashMap::new();
         for line in &new.lines {
-            let Some(hit) =
-                self.index
-                    .lookup(account, &line.client_ref, Some(Release::AbandonedOrRejected))
-            else {
+            let Some(hit) = self.index.lookup(
+                account,
+                &line.client_ref,
+                Some(Release::AbandonedOrRejected),
+            ) else {
                 continue;
             };
             let same = hit.same_content(&line.content_digest);
@@ -194,7 +199,7 @@ impl PgLedger {
         blobs: &mut HashMap<Seq, Vec<u8>>,
     ) -> Result<[u8; 32]> {
         let what = || format!("batch {seq} of account {account}");
-        if !blobs.contains_key(&seq) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = blobs.entry(seq) {
             let row = client
                 .query_opt(
                     "SELECT refs FROM paybatch_batches WHERE account = $1 AND seq = $2",
@@ -203,7 +208,7 @@ impl PgLedger {
                 .await
                 .map_err(db("reading a batch's references"))?
                 .ok_or_else(|| corrupt(what(), "bound lines without a batch"))?;
-            blobs.insert(seq, row.get(0));
+            slot.insert(row.get(0));
         }
         blobs
             .get(&seq)
@@ -266,7 +271,12 @@ impl PgLedger {
             backend::check_trigger_order(account, seq, &info, &open, triggered_state)?;
             triggered = info.triggered.max(Some(seq));
         }
-        backend::apply_transition(&mut record, to.clone(), note.map(str::to_owned), backend::now_ms())?;
+        backend::apply_transition(
+            &mut record,
+            to.clone(),
+            note.map(str::to_owned),
+            backend::now_ms(),
+        )?;
         update_record(&tx, &record).await?;
         if let Some(t) = triggered {
             tx.execute(
@@ -343,7 +353,15 @@ impl PgLedger {
         let blob = (!results.is_empty()).then(|| backend::encode_results(&results));
         let record = self
             .retry("store_results", |attempt| {
-                self.collect_once(lease, seq, completed.as_ref(), &results, blob.as_deref(), answer, attempt)
+                self.collect_once(
+                    lease,
+                    seq,
+                    completed.as_ref(),
+                    &results,
+                    blob.as_deref(),
+                    answer,
+                    attempt,
+                )
             })
             .await?;
         if record.is_rejected() {
@@ -381,7 +399,13 @@ impl PgLedger {
         {
             return Ok(record);
         }
-        backend::collect_record(&mut record, completed.cloned(), results, answer, backend::now_ms())?;
+        backend::collect_record(
+            &mut record,
+            completed.cloned(),
+            results,
+            answer,
+            backend::now_ms(),
+        )?;
         update_record(&tx, &record).await?;
         tx.execute(
             "UPDATE paybatch_batches SET results = $3 WHERE account = $1 AND seq = $2",
@@ -486,7 +510,12 @@ impl PgLedger {
                 entry.1 += lines;
             }
         }
-        tracing::info!(batches = pruned.batches, lines = pruned.lines, bytes = pruned.bytes, "stored results pruned");
+        tracing::info!(
+            batches = pruned.batches,
+            lines = pruned.lines,
+            bytes = pruned.bytes,
+            "stored results pruned"
+        );
         Ok(pruned)
     }
 

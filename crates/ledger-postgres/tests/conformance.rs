@@ -1,6 +1,7 @@
 //! The `SequenceLedger` conformance suite on PostgreSQL: every case on a fresh database of the
 //! test server (`PAYBATCH_TEST_PG_URL`; skipped with a message without it, a failure with
 //! `PAYBATCH_REQUIRE_SERVERS=1`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
 //! The `SequenceLedger` conformance suite on the sled backend (`SledLedger`), one test per case.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 
