@@ -59,3 +59,4 @@ mod writes;
 
 pub use ledger::PgLedger;
 pub use options::{PgOptions, redact_url, url_has_password};
+pub use writes::Copied;

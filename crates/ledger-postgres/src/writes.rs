@@ -533,3 +533,139 @@ impl PgLedger {
         .await
     }
 }
+
+/// What [`PgLedger::copy_from`] copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Copied {
+    /// Accounts (numbers, floor, highest triggered).
+    pub accounts: u64,
+    /// Batches (record and lines).
+    pub batches: u64,
+    /// Batches with stored results.
+    pub with_results: u64,
+}
+
+impl PgLedger {
+    /// Copies a sled ledger into this one, unchanged (the same records and blobs), in one
+    /// transaction: after a crash the target is either empty or holds the whole copy. Refuses
+    /// a target that holds anything (an account, a batch or a lease). The source is read
+    /// account by account off the async threads; open it read-only so that no process writes
+    /// to it meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when the target is not empty (nothing written) or the database
+    /// fails; the source's storage and corruption errors.
+    pub async fn copy_from(
+        &self,
+        source: std::sync::Arc<sequence_ledger::Ledger>,
+    ) -> Result<Copied> {
+        let mut client = self.client("copying a ledger").await?;
+        let tx = client.transaction().await.map_err(db("copying a ledger"))?;
+        tx.batch_execute(
+            "LOCK TABLE paybatch_accounts, paybatch_batches, paybatch_leases IN EXCLUSIVE MODE",
+        )
+        .await
+        .map_err(db("copying a ledger"))?;
+        let empty: bool = tx
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM paybatch_accounts)
+                    AND NOT EXISTS (SELECT 1 FROM paybatch_batches)
+                    AND NOT EXISTS (SELECT 1 FROM paybatch_leases)",
+                &[],
+            )
+            .await
+            .map_err(db("copying a ledger"))?
+            .get(0);
+        if !empty {
+            return Err(Error::Backend {
+                context: "copying a ledger".into(),
+                message: format!(
+                    "the target {} is not empty: a copy goes only into a new ledger",
+                    self.options.describe()
+                ),
+                transient: false,
+                source: None,
+            });
+        }
+        let mut copied = Copied::default();
+        let accounts = {
+            let s = source.clone();
+            blocking(move || s.accounts()).await?
+        };
+        for account in accounts {
+            let s = source.clone();
+            let a = account.clone();
+            let (info, batches) = blocking(move || {
+                let info = s.account_info(&a)?;
+                let mut out = Vec::new();
+                for record in s.batches(&a)? {
+                    let refs = s.batch_refs(&a, record.sequence)?.ok_or_else(|| {
+                        corrupt(
+                            format!("batch {} of account {a}", record.sequence),
+                            "no lines",
+                        )
+                    })?;
+                    let results = s.batch_results(&a, record.sequence)?;
+                    let results = (!results.is_empty()).then(|| results.as_bytes().to_vec());
+                    out.push((record, refs.as_bytes().to_vec(), results));
+                }
+                Ok((info, out))
+            })
+            .await?;
+            let n = |s: Option<Seq>| s.map(seq_param);
+            tx.execute(
+                "INSERT INTO paybatch_accounts (account, high_water, floor, triggered)
+                 VALUES ($1, $2, $3, $4)",
+                &[
+                    &account.as_str(),
+                    &n(info.high_water),
+                    &n(info.floor),
+                    &n(info.triggered),
+                ],
+            )
+            .await
+            .map_err(db("copying an account"))?;
+            copied.accounts += 1;
+            for (record, refs, results) in batches {
+                let text = String::from_utf8(backend::encode_record(&record)?)
+                    .map_err(|e| corrupt("a batch record", e.to_string()))?;
+                tx.execute(
+                    "INSERT INTO paybatch_batches (account, seq, state, final, record, refs, results)
+                     VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7)",
+                    &[
+                        &account.as_str(),
+                        &seq_param(record.sequence),
+                        &record.state.to_string(),
+                        &record.state.is_final(),
+                        &text,
+                        &refs,
+                        &results,
+                    ],
+                )
+                .await
+                .map_err(db("copying a batch"))?;
+                copied.batches += 1;
+                copied.with_results += u64::from(results.is_some());
+            }
+        }
+        tx.commit().await.map_err(db("committing the copy"))?;
+        tracing::info!(
+            accounts = copied.accounts,
+            batches = copied.batches,
+            "ledger copied"
+        );
+        Ok(copied)
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Backend {
+            context: "reading the source ledger".into(),
+            message: e.to_string(),
+            transient: false,
+            source: None,
+        })?
+}

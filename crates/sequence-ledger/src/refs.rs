@@ -221,6 +221,12 @@ impl BatchRefs {
         })
     }
 
+    /// The stored lines blob itself, as the ledger keeps it (to copy it to another backend
+    /// unchanged; `sequence_ledger::backend` decodes it).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.blob
+    }
+
     /// The number of lines.
     pub fn len(&self) -> usize {
         self.header.n

@@ -320,6 +320,12 @@ impl BatchResults {
         })
     }
 
+    /// The stored results blob itself, as the ledger keeps it (to copy it to another backend
+    /// unchanged; `sequence_ledger::backend` decodes it).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.blob
+    }
+
     /// The number of lines with a result.
     pub fn len(&self) -> usize {
         self.lines.len()
