@@ -66,6 +66,17 @@ pub async fn fresh_database(url: &str, label: &str) -> PgOptions {
     admin.with_database(&name)
 }
 
+/// [`fresh_database`] as a URL (for a child process's environment).
+///
+/// # Panics
+/// When the server refuses or `url` is not of the `postgres://` form.
+pub async fn fresh_database_url(url: &str, label: &str) -> String {
+    let options = fresh_database(url, label).await;
+    let mut u = url::Url::parse(url).expect("a postgres:// URL");
+    u.set_path(&format!("/{}", options.database()));
+    u.to_string()
+}
+
 /// A connected, migrated ledger on a fresh database.
 ///
 /// # Panics
