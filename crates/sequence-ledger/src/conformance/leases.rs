@@ -201,3 +201,44 @@ pub(super) async fn a_released_lease_is_free(ledger: Arc<dyn SequenceLedger>) {
     l.release_lease(&second).await.unwrap();
     assert!(!l.leases().await.unwrap()[0].live);
 }
+
+pub(super) async fn a_kept_lease_is_renewed_until_lost(ledger: Arc<dyn SequenceLedger>) {
+    let l = ledger.as_ref();
+    let a = LeaseOwner::this_process();
+    let b = a.renamed();
+    let ttl = Duration::from_millis(400);
+    let lease = match l.acquire_lease(&account("acme"), &a, ttl).await.unwrap() {
+        LeaseAttempt::Acquired(lease) => lease,
+        other => panic!("{other:?}"),
+    };
+    let keeper = crate::LeaseKeeper::start(ledger.clone(), lease.clone(), ttl);
+    // Several times its time to live later, it is still held: renewed in the background.
+    for _ in 0..6 {
+        tokio::time::sleep(ttl / 2).await;
+        assert!(!keeper.is_lost());
+        assert!(matches!(
+            l.acquire_lease(&account("acme"), &b, ttl).await.unwrap(),
+            LeaseAttempt::Held(_)
+        ));
+    }
+    reserve(l, keeper.lease(), batch(1, &["k"])).await;
+    // Taken away (the holder itself asks again: a new epoch): the keeper says it is lost.
+    let newer = match l.acquire_lease(&account("acme"), &a, TTL).await.unwrap() {
+        LeaseAttempt::Acquired(lease) => lease,
+        other => panic!("{other:?}"),
+    };
+    tokio::time::timeout(Duration::from_secs(20), keeper.lost())
+        .await
+        .expect("the keeper notices the lost lease");
+    assert!(keeper.is_lost());
+    assert!(lost(
+        &l.reserve(keeper.lease(), batch(2, &["l"])).await,
+        lease.epoch
+    ));
+    // Releasing a lost keeper's lease does not free the newer one.
+    keeper.release().await.unwrap();
+    assert!(matches!(
+        l.acquire_lease(&account("acme"), &b, TTL).await.unwrap(),
+        LeaseAttempt::Held(h) if h.epoch == newer.epoch
+    ));
+}

@@ -59,6 +59,9 @@ pub const CASES: &[(&str, Case)] = &[
     ("a_released_lease_is_free", |l| {
         Box::pin(leases::a_released_lease_is_free(l))
     }),
+    ("a_kept_lease_is_renewed_until_lost", |l| {
+        Box::pin(leases::a_kept_lease_is_renewed_until_lost(l))
+    }),
 ];
 
 /// The time to live of the suite's leases, except where a case wants one to expire.
