@@ -34,7 +34,12 @@ impl PgLedger {
         let client = self.client("reading references").await?;
         let rows = client
             .query(
-                "SELECT seq, refs FROM paybatch_batches WHERE account = $1 ORDER BY seq",
+                &client
+                    .prepare_cached(
+                        "SELECT seq, refs FROM paybatch_batches WHERE account = $1 ORDER BY seq",
+                    )
+                    .await
+                    .map_err(db("preparing a statement"))?,
                 &[&account.as_str()],
             )
             .await
@@ -157,8 +162,7 @@ impl SequenceLedger for PgLedger {
         self.retry("account_info", |_| async {
             let client = self.client("reading an account").await?;
             let row = client
-                .query_opt(
-                    "SELECT high_water, floor, triggered FROM paybatch_accounts WHERE account = $1",
+                .query_opt(&client.prepare_cached("SELECT high_water, floor, triggered FROM paybatch_accounts WHERE account = $1").await.map_err(db("preparing a statement"))?,
                     &[&account.as_str()],
                 )
                 .await
@@ -180,8 +184,7 @@ impl SequenceLedger for PgLedger {
         self.retry("batches", |_| async {
             let client = self.client("reading batches").await?;
             let rows = client
-                .query(
-                    "SELECT record::text FROM paybatch_batches WHERE account = $1 ORDER BY seq",
+                .query(&client.prepare_cached("SELECT record::text FROM paybatch_batches WHERE account = $1 ORDER BY seq").await.map_err(db("preparing a statement"))?,
                     &[&account.as_str()],
                 )
                 .await
@@ -196,8 +199,13 @@ impl SequenceLedger for PgLedger {
             let client = self.client("reading open batches").await?;
             let rows = client
                 .query(
-                    "SELECT account, record::text FROM paybatch_batches WHERE NOT final
+                    &client
+                        .prepare_cached(
+                            "SELECT account, record::text FROM paybatch_batches WHERE NOT final
                       ORDER BY account COLLATE \"C\", seq",
+                        )
+                        .await
+                        .map_err(db("preparing a statement"))?,
                     &[],
                 )
                 .await
@@ -214,7 +222,12 @@ impl SequenceLedger for PgLedger {
             let client = self.client("reading accounts").await?;
             let rows = client
                 .query(
-                    "SELECT account FROM paybatch_accounts ORDER BY account COLLATE \"C\"",
+                    &client
+                        .prepare_cached(
+                            "SELECT account FROM paybatch_accounts ORDER BY account COLLATE \"C\"",
+                        )
+                        .await
+                        .map_err(db("preparing a statement"))?,
                     &[],
                 )
                 .await
@@ -245,7 +258,12 @@ impl SequenceLedger for PgLedger {
             let client = self.client("reading references").await?;
             let row = client
                 .query_opt(
-                    "SELECT refs FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                    &client
+                        .prepare_cached(
+                            "SELECT refs FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                        )
+                        .await
+                        .map_err(db("preparing a statement"))?,
                     &[&account.as_str(), &seq_param(seq)],
                 )
                 .await

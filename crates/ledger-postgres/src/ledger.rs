@@ -148,9 +148,14 @@ impl PgLedger {
         let client = self.client("reading the ledger").await?;
         let row = client
             .query_one(
-                "SELECT NOT EXISTS (SELECT 1 FROM paybatch_accounts)
+                &client
+                    .prepare_cached(
+                        "SELECT NOT EXISTS (SELECT 1 FROM paybatch_accounts)
                     AND NOT EXISTS (SELECT 1 FROM paybatch_batches)
                     AND NOT EXISTS (SELECT 1 FROM paybatch_leases)",
+                    )
+                    .await
+                    .map_err(db("preparing a statement"))?,
                 &[],
             )
             .await
@@ -196,8 +201,7 @@ impl PgLedger {
             return Ok(());
         }
         let rows = client
-            .query(
-                "SELECT seq, record::text, refs FROM paybatch_batches WHERE account = $1 ORDER BY seq",
+            .query(&client.prepare_cached("SELECT seq, record::text, refs FROM paybatch_batches WHERE account = $1 ORDER BY seq").await.map_err(db("preparing a statement"))?,
                 &[&account.as_str()],
             )
             .await
@@ -235,7 +239,12 @@ impl PgLedger {
     ) -> Result<sequence_ledger::BatchResults> {
         let row = client
             .query_opt(
-                "SELECT results FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                &client
+                    .prepare_cached(
+                        "SELECT results FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                    )
+                    .await
+                    .map_err(db("preparing a statement"))?,
                 &[&account.as_str(), &i64::from(seq.get())],
             )
             .await
@@ -259,7 +268,9 @@ impl PgLedger {
         let client = self.client("acquiring a lease").await?;
         let granted = client
             .query_opt(
-                "INSERT INTO paybatch_leases AS l
+                &client
+                    .prepare_cached(
+                        "INSERT INTO paybatch_leases AS l
                     (account, owner_host, owner_pid, owner_id, epoch, expires_at, acquired_at)
                  VALUES ($1, $2, $3, $4, 1, clock_timestamp() + $5 * interval '1 millisecond',
                          clock_timestamp())
@@ -269,6 +280,9 @@ impl PgLedger {
                     expires_at = excluded.expires_at, acquired_at = excluded.acquired_at
                  WHERE l.expires_at <= clock_timestamp() OR l.owner_id = excluded.owner_id
                  RETURNING epoch, expires_at",
+                    )
+                    .await
+                    .map_err(db("preparing a statement"))?,
                 &[
                     &account.as_str(),
                     &owner.host,
@@ -291,8 +305,13 @@ impl PgLedger {
         }
         let row = client
             .query_opt(
-                "SELECT owner_host, owner_pid, owner_id, epoch, expires_at
+                &client
+                    .prepare_cached(
+                        "SELECT owner_host, owner_pid, owner_id, epoch, expires_at
                    FROM paybatch_leases WHERE account = $1",
+                    )
+                    .await
+                    .map_err(db("preparing a statement"))?,
                 &[&account.as_str()],
             )
             .await
@@ -305,11 +324,16 @@ impl PgLedger {
         let client = self.client("renewing a lease").await?;
         let row = client
             .query_opt(
-                "UPDATE paybatch_leases
+                &client
+                    .prepare_cached(
+                        "UPDATE paybatch_leases
                     SET expires_at = clock_timestamp() + $4 * interval '1 millisecond'
                   WHERE account = $1 AND epoch = $2 AND owner_id = $3
                     AND expires_at > clock_timestamp()
                   RETURNING expires_at",
+                    )
+                    .await
+                    .map_err(db("preparing a statement"))?,
                 &[
                     &lease.account.as_str(),
                     &epoch_param(lease.epoch),
@@ -332,9 +356,14 @@ impl PgLedger {
         let client = self.client("releasing a lease").await?;
         client
             .execute(
-                "UPDATE paybatch_leases SET expires_at = clock_timestamp()
+                &client
+                    .prepare_cached(
+                        "UPDATE paybatch_leases SET expires_at = clock_timestamp()
                   WHERE account = $1 AND epoch = $2 AND owner_id = $3
                     AND expires_at > clock_timestamp()",
+                    )
+                    .await
+                    .map_err(db("preparing a statement"))?,
                 &[
                     &lease.account.as_str(),
                     &epoch_param(lease.epoch),
@@ -350,9 +379,14 @@ impl PgLedger {
         let client = self.client("reading leases").await?;
         let rows = client
             .query(
-                "SELECT owner_host, owner_pid, owner_id, epoch, expires_at,
+                &client
+                    .prepare_cached(
+                        "SELECT owner_host, owner_pid, owner_id, epoch, expires_at,
                         expires_at > clock_timestamp(), account
                    FROM paybatch_leases ORDER BY account COLLATE \"C\"",
+                    )
+                    .await
+                    .map_err(db("preparing a statement"))?,
                 &[],
             )
             .await
@@ -374,10 +408,14 @@ impl PgLedger {
     pub(crate) async fn check_lease(tx: &Transaction<'_>, lease: &Lease) -> Result<()> {
         let row = tx
             .query_opt(
-                "SELECT 1 FROM paybatch_leases
+                &tx.prepare_cached(
+                    "SELECT 1 FROM paybatch_leases
                   WHERE account = $1 AND epoch = $2 AND owner_id = $3
                     AND expires_at > clock_timestamp()
                   FOR SHARE",
+                )
+                .await
+                .map_err(db("preparing a statement"))?,
                 &[
                     &lease.account.as_str(),
                     &epoch_param(lease.epoch),
@@ -399,15 +437,23 @@ impl PgLedger {
         account: &AccountId,
     ) -> Result<AccountInfo> {
         tx.execute(
-            "INSERT INTO paybatch_accounts (account) VALUES ($1) ON CONFLICT DO NOTHING",
+            &tx.prepare_cached(
+                "INSERT INTO paybatch_accounts (account) VALUES ($1) ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(db("preparing a statement"))?,
             &[&account.as_str()],
         )
         .await
         .map_err(db("locking an account"))?;
         let row = tx
             .query_one(
-                "SELECT high_water, floor, triggered FROM paybatch_accounts
+                &tx.prepare_cached(
+                    "SELECT high_water, floor, triggered FROM paybatch_accounts
                   WHERE account = $1 FOR UPDATE",
+                )
+                .await
+                .map_err(db("preparing a statement"))?,
                 &[&account.as_str()],
             )
             .await

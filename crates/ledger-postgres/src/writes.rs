@@ -26,8 +26,7 @@ async fn batch_for_update(
     seq: Seq,
 ) -> Result<BatchRecord> {
     let row = tx
-        .query_opt(
-            "SELECT record::text FROM paybatch_batches WHERE account = $1 AND seq = $2 FOR UPDATE",
+        .query_opt(&tx.prepare_cached("SELECT record::text FROM paybatch_batches WHERE account = $1 AND seq = $2 FOR UPDATE").await.map_err(db("preparing a statement"))?,
             &[&account.as_str(), &seq_param(seq)],
         )
         .await
@@ -46,8 +45,12 @@ async fn update_record(tx: &Transaction<'_>, record: &BatchRecord) -> Result<()>
     let encoded = backend::encode_record(record)?;
     let text = String::from_utf8(encoded).map_err(|e| corrupt("a batch record", e.to_string()))?;
     tx.execute(
-        "UPDATE paybatch_batches SET record = $3::text::jsonb, state = $4, final = $5
+        &tx.prepare_cached(
+            "UPDATE paybatch_batches SET record = $3::text::jsonb, state = $4, final = $5
           WHERE account = $1 AND seq = $2",
+        )
+        .await
+        .map_err(db("preparing a statement"))?,
         &[
             &record.account.as_str(),
             &seq_param(record.sequence),
@@ -98,13 +101,20 @@ impl PgLedger {
         let mut client = self.client("reserve").await?;
         self.ensure_index(&client, account).await?;
         let tx = client.transaction().await.map_err(db("reserve"))?;
-        Self::check_lease(&tx, lease).await?;
-        let info = Self::lock_account(&tx, account).await?;
+        // One round trip: the statements of a transaction are pipelined on its connection.
+        let ((), info) = tokio::try_join!(
+            Self::check_lease(&tx, lease),
+            Self::lock_account(&tx, account)
+        )?;
         if attempt > 0 {
             // The previous attempt may have committed before its answer was lost.
             let existing = tx
                 .query_opt(
-                    "SELECT record::text FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                    &tx.prepare_cached(
+                        "SELECT record::text FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                    )
+                    .await
+                    .map_err(db("preparing a statement"))?,
                     &[&account.as_str(), &seq_param(seq)],
                 )
                 .await
@@ -158,10 +168,9 @@ impl PgLedger {
             return Ok(Reserve::Conflict { conflicts });
         }
         let inserted = tx
-            .execute(
-                "INSERT INTO paybatch_batches (account, seq, state, final, record, refs, results)
+            .execute(&tx.prepare_cached("INSERT INTO paybatch_batches (account, seq, state, final, record, refs, results)
                  VALUES ($1, $2, $3, false, $4::text::jsonb, $5, NULL)
-                 ON CONFLICT DO NOTHING",
+                 ON CONFLICT DO NOTHING").await.map_err(db("preparing a statement"))?,
                 &[
                     &account.as_str(),
                     &seq_param(seq),
@@ -179,7 +188,9 @@ impl PgLedger {
             ));
         }
         tx.execute(
-            "UPDATE paybatch_accounts SET high_water = $2 WHERE account = $1",
+            &tx.prepare_cached("UPDATE paybatch_accounts SET high_water = $2 WHERE account = $1")
+                .await
+                .map_err(db("preparing a statement"))?,
             &[&account.as_str(), &seq_param(seq)],
         )
         .await
@@ -202,7 +213,12 @@ impl PgLedger {
         if let std::collections::hash_map::Entry::Vacant(slot) = blobs.entry(seq) {
             let row = client
                 .query_opt(
-                    "SELECT refs FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                    &client
+                        .prepare_cached(
+                            "SELECT refs FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                        )
+                        .await
+                        .map_err(db("preparing a statement"))?,
                     &[&account.as_str(), &seq_param(seq)],
                 )
                 .await
@@ -245,8 +261,10 @@ impl PgLedger {
         let account = &lease.account;
         let mut client = self.client("transition").await?;
         let tx = client.transaction().await.map_err(db("transition"))?;
-        Self::check_lease(&tx, lease).await?;
-        let mut record = batch_for_update(&tx, account, seq).await?;
+        let ((), mut record) = tokio::try_join!(
+            Self::check_lease(&tx, lease),
+            batch_for_update(&tx, account, seq)
+        )?;
         let target = to.target();
         if attempt > 0 && record.state == target && last_stamp(&record) == Some(target) {
             // The previous attempt committed before its answer was lost.
@@ -280,7 +298,11 @@ impl PgLedger {
         update_record(&tx, &record).await?;
         if let Some(t) = triggered {
             tx.execute(
-                "UPDATE paybatch_accounts SET triggered = $2 WHERE account = $1",
+                &tx.prepare_cached(
+                    "UPDATE paybatch_accounts SET triggered = $2 WHERE account = $1",
+                )
+                .await
+                .map_err(db("preparing a statement"))?,
                 &[&account.as_str(), &seq_param(t)],
             )
             .await
@@ -315,8 +337,7 @@ impl PgLedger {
         account: &AccountId,
     ) -> Result<Vec<(Seq, BatchState)>> {
         let rows = tx
-            .query(
-                "SELECT record::text FROM paybatch_batches WHERE account = $1 AND NOT final ORDER BY seq",
+            .query(&tx.prepare_cached("SELECT record::text FROM paybatch_batches WHERE account = $1 AND NOT final ORDER BY seq").await.map_err(db("preparing a statement"))?,
                 &[&account.as_str()],
             )
             .await
@@ -334,7 +355,12 @@ impl PgLedger {
     ) -> Result<Option<BatchRecord>> {
         let row = client
             .query_opt(
-                "SELECT record::text FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                &client
+                    .prepare_cached(
+                        "SELECT record::text FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                    )
+                    .await
+                    .map_err(db("preparing a statement"))?,
                 &[&account.as_str(), &seq_param(seq)],
             )
             .await
@@ -391,8 +417,10 @@ impl PgLedger {
         let account = &lease.account;
         let mut client = self.client("store_results").await?;
         let tx = client.transaction().await.map_err(db("store_results"))?;
-        Self::check_lease(&tx, lease).await?;
-        let mut record = batch_for_update(&tx, account, seq).await?;
+        let ((), mut record) = tokio::try_join!(
+            Self::check_lease(&tx, lease),
+            batch_for_update(&tx, account, seq)
+        )?;
         if attempt > 0
             && record.state == BatchState::Collected
             && last_stamp(&record) == Some(BatchState::Collected)
@@ -408,7 +436,11 @@ impl PgLedger {
         )?;
         update_record(&tx, &record).await?;
         tx.execute(
-            "UPDATE paybatch_batches SET results = $3 WHERE account = $1 AND seq = $2",
+            &tx.prepare_cached(
+                "UPDATE paybatch_batches SET results = $3 WHERE account = $1 AND seq = $2",
+            )
+            .await
+            .map_err(db("preparing a statement"))?,
             &[&account.as_str(), &seq_param(seq), &blob],
         )
         .await
@@ -424,7 +456,9 @@ impl PgLedger {
             Self::check_lease(&tx, lease).await?;
             Self::lock_account(&tx, &lease.account).await?;
             tx.execute(
-                "UPDATE paybatch_accounts SET floor = $2 WHERE account = $1",
+                &tx.prepare_cached("UPDATE paybatch_accounts SET floor = $2 WHERE account = $1")
+                    .await
+                    .map_err(db("preparing a statement"))?,
                 &[&lease.account.as_str(), &seq_param(floor)],
             )
             .await
@@ -444,9 +478,14 @@ impl PgLedger {
             let client = self.client("prune").await?;
             client
                 .query(
-                    "SELECT account, record::text FROM paybatch_batches
+                    &client
+                        .prepare_cached(
+                            "SELECT account, record::text FROM paybatch_batches
                       WHERE results IS NOT NULL AND state = $1
                       ORDER BY account COLLATE \"C\", seq",
+                        )
+                        .await
+                        .map_err(db("preparing a statement"))?,
                     &[&BatchState::Cleaned.to_string()],
                 )
                 .await
@@ -476,8 +515,12 @@ impl PgLedger {
                     let tx = client.transaction().await.map_err(db("prune"))?;
                     let old = tx
                         .query_opt(
-                            "SELECT results FROM paybatch_batches
+                            &tx.prepare_cached(
+                                "SELECT results FROM paybatch_batches
                               WHERE account = $1 AND seq = $2 AND results IS NOT NULL FOR UPDATE",
+                            )
+                            .await
+                            .map_err(db("preparing a statement"))?,
                             &[&account.as_str(), &seq_param(seq)],
                         )
                         .await
@@ -491,8 +534,12 @@ impl PgLedger {
                     })?
                     .len() as u64;
                     tx.execute(
-                        "UPDATE paybatch_batches SET results = NULL, record = $3::text::jsonb
+                        &tx.prepare_cached(
+                            "UPDATE paybatch_batches SET results = NULL, record = $3::text::jsonb
                           WHERE account = $1 AND seq = $2",
+                        )
+                        .await
+                        .map_err(db("preparing a statement"))?,
                         &[&account.as_str(), &seq_param(seq), &text],
                     )
                     .await
@@ -569,9 +616,13 @@ impl PgLedger {
         .map_err(db("copying a ledger"))?;
         let empty: bool = tx
             .query_one(
-                "SELECT NOT EXISTS (SELECT 1 FROM paybatch_accounts)
+                &tx.prepare_cached(
+                    "SELECT NOT EXISTS (SELECT 1 FROM paybatch_accounts)
                     AND NOT EXISTS (SELECT 1 FROM paybatch_batches)
                     AND NOT EXISTS (SELECT 1 FROM paybatch_leases)",
+                )
+                .await
+                .map_err(db("preparing a statement"))?,
                 &[],
             )
             .await
@@ -615,8 +666,12 @@ impl PgLedger {
             .await?;
             let n = |s: Option<Seq>| s.map(seq_param);
             tx.execute(
-                "INSERT INTO paybatch_accounts (account, high_water, floor, triggered)
+                &tx.prepare_cached(
+                    "INSERT INTO paybatch_accounts (account, high_water, floor, triggered)
                  VALUES ($1, $2, $3, $4)",
+                )
+                .await
+                .map_err(db("preparing a statement"))?,
                 &[
                     &account.as_str(),
                     &n(info.high_water),
@@ -630,9 +685,8 @@ impl PgLedger {
             for (record, refs, results) in batches {
                 let text = String::from_utf8(backend::encode_record(&record)?)
                     .map_err(|e| corrupt("a batch record", e.to_string()))?;
-                tx.execute(
-                    "INSERT INTO paybatch_batches (account, seq, state, final, record, refs, results)
-                     VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7)",
+                tx.execute(&tx.prepare_cached("INSERT INTO paybatch_batches (account, seq, state, final, record, refs, results)
+                     VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7)").await.map_err(db("preparing a statement"))?,
                     &[
                         &account.as_str(),
                         &seq_param(record.sequence),
