@@ -7,6 +7,13 @@
 //! its results; the idempotency index (reference → batch, line, digest) is built from the
 //! blobs in memory, per account, on first use (layout and sizes in the crate README).
 //!
+//! The ledger's public API, as the engine, the CLI and the service hold it, is the async
+//! [`SequenceLedger`] interface (with [`SequenceLedgerExt`]): [`SledLedger`] puts this crate's
+//! sled [`Ledger`] behind it, the `ledger-postgres` crate a shared PostgreSQL database. Every
+//! write for an account takes the caller's [`Lease`] on it (one process drives an account at a
+//! time; [`LeaseKeeper`] renews it). [`backend`] holds what another backend needs to behave
+//! exactly like this one; `conformance` (feature `test-support`) checks that it does.
+//!
 //! Main types:
 //! - [`Ledger`]: open it, [`Ledger::reserve`] a number with its bindings, move batches along
 //!   with [`Ledger::transition`] (or [`Ledger::transition_with`] and [`Commit::Deferred`] for

@@ -25,7 +25,7 @@ impl Ledger {
     /// a restart or none of it is. Two callers racing for the same number: one gets `Reserved`,
     /// the other `LostRace` with the number to use instead. A reference already bound to a
     /// batch that is still live gives `Conflict` and writes nothing; a binding to a batch that
-    /// [releases the line](BatchRecord::releases_line_under) is replaced.
+    /// [releases the line](crate::BatchRecord::releases_line_under) is replaced.
     ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::IndexMismatch`], [`Error::DuplicateReference`],
