@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use kvp_format::SequenceNumber;
-use sequence_ledger::backend::{self, ExportWriter};
+use sequence_ledger::backend::{self, ExportWriter, ReferenceIndex};
 use sequence_ledger::{
     AccountId, AccountInfo, BatchRecord, BatchRefs, BatchResults, Binding, Commit, Lease,
     LeaseAttempt, LeaseEntry, LeaseOwner, NewBatch, PerLineAnswer, Pruned, RefQuery, RefStatus,
@@ -20,14 +21,21 @@ use crate::error::db;
 use crate::ledger::{account_of, info_of, record_of, seq_param};
 
 impl PgLedger {
-    /// Reads answered by the index: loaded (again) first. The index is reloaded for every
-    /// such read: only a lease holder's own writes keep it current, and a reader may not hold
-    /// the account (another process may be writing for it).
-    async fn fresh_index(&self, account: &AccountId) -> Result<deadpool_postgres::Object> {
+    /// The index a read about `account` is answered from: the shared one when this process
+    /// holds the account's lease (its own writes keep it current), else a private copy loaded
+    /// now (another process may be writing for the account; the shared one is left alone).
+    async fn fresh_index(
+        &self,
+        account: &AccountId,
+    ) -> Result<(deadpool_postgres::Object, Arc<ReferenceIndex>)> {
         let client = self.client("reading the reference index").await?;
-        self.index.forget(account);
-        self.ensure_index(&client, account).await?;
-        Ok(client)
+        if self.holds(account) {
+            self.ensure_index(&client, account).await?;
+            return Ok((client, self.index.clone()));
+        }
+        let private = Arc::new(ReferenceIndex::new());
+        self.load_index(&client, account, &private).await?;
+        Ok((client, private))
     }
 
     async fn lines_of(&self, account: &AccountId) -> Result<Vec<(SequenceNumber, BatchRefs)>> {
@@ -281,8 +289,8 @@ impl SequenceLedger for PgLedger {
 
     async fn binding(&self, account: &AccountId, client_ref: &str) -> Result<Option<Binding>> {
         self.retry("binding", |_| async {
-            let client = self.fresh_index(account).await?;
-            let Some(hit) = self.index.lookup(account, client_ref, None) else {
+            let (client, index) = self.fresh_index(account).await?;
+            let Some(hit) = index.lookup(account, client_ref, None) else {
                 return Ok(None);
             };
             let digest = self
@@ -305,11 +313,11 @@ impl SequenceLedger for PgLedger {
         queries: Vec<RefQuery>,
     ) -> Result<Vec<Option<Binding>>> {
         self.retry("bindings_with", |_| async {
-            let client = self.fresh_index(account).await?;
+            let (client, index) = self.fresh_index(account).await?;
             let mut blobs = HashMap::new();
             let mut out = Vec::with_capacity(queries.len());
             for q in &queries {
-                let found = match self.index.lookup(account, &q.client_ref, None) {
+                let found = match index.lookup(account, &q.client_ref, None) {
                     None => None,
                     Some(hit) if hit.same_content(&q.content_digest) => {
                         Some(hit.binding(q.content_digest))
@@ -335,11 +343,11 @@ impl SequenceLedger for PgLedger {
         release: Release,
     ) -> Result<Vec<RefStatus>> {
         self.retry("check_references", |_| async {
-            let client = self.fresh_index(account).await?;
+            let (client, index) = self.fresh_index(account).await?;
             let mut blobs = HashMap::new();
             let mut out = Vec::with_capacity(queries.len());
             for q in &queries {
-                let status = match self.index.lookup(account, &q.client_ref, Some(release)) {
+                let status = match index.lookup(account, &q.client_ref, Some(release)) {
                     None => RefStatus::Free,
                     Some(hit) if hit.same_content(&q.content_digest) => {
                         RefStatus::Bound(hit.binding(q.content_digest))

@@ -28,6 +28,11 @@ pub struct PgLedger {
     /// forgotten whenever this process takes the account's lease (another process may have
     /// bound references meanwhile); kept up to date by this process's writes under its lease.
     pub(crate) index: Arc<ReferenceIndex>,
+    /// The accounts whose lease this process took (and did not release): only their part of
+    /// [`PgLedger::index`] is kept; a read about another account loads a private copy.
+    /// With when the lease surely ends by this process's clock (its request was sent before
+    /// the database set the expiry).
+    pub(crate) held: Arc<std::sync::Mutex<HashMap<AccountId, std::time::Instant>>>,
 }
 
 impl std::fmt::Debug for PgLedger {
@@ -92,6 +97,7 @@ impl PgLedger {
             pool,
             options,
             index: Arc::new(ReferenceIndex::new()),
+            held: Arc::default(),
         };
         // Fail now, not at the first write, when the database cannot be reached.
         ledger
@@ -191,7 +197,7 @@ impl PgLedger {
         }
     }
 
-    /// Loads the account's reference index from the database if it is not loaded.
+    /// Loads the account's part of the shared index from the database if it is not loaded.
     pub(crate) async fn ensure_index<C: GenericClient + Sync>(
         &self,
         client: &C,
@@ -200,6 +206,42 @@ impl PgLedger {
         if self.index.is_loaded(account) {
             return Ok(());
         }
+        self.load_index(client, account, &self.index).await
+    }
+
+    /// Whether this process holds the account's lease, as far as its own clock can tell
+    /// (taken or renewed, not released, not surely expired).
+    pub(crate) fn holds(&self, account: &AccountId) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(account)
+            .is_some_and(|until| std::time::Instant::now() < *until)
+    }
+
+    /// Records the lease as held until `until` (by this process's clock), or not held.
+    pub(crate) fn set_held(&self, account: &AccountId, until: Option<std::time::Instant>) {
+        let mut map = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match until {
+            Some(t) => {
+                map.insert(account.clone(), t);
+            }
+            None => {
+                map.remove(account);
+            }
+        }
+    }
+
+    /// Loads the account into `index` from the database.
+    pub(crate) async fn load_index<C: GenericClient + Sync>(
+        &self,
+        client: &C,
+        account: &AccountId,
+        index: &ReferenceIndex,
+    ) -> Result<()> {
         let rows = client
             .query(&client.prepare_cached("SELECT seq, record::text, refs FROM paybatch_batches WHERE account = $1 ORDER BY seq").await.map_err(db("preparing a statement"))?,
                 &[&account.as_str()],
@@ -223,7 +265,7 @@ impl PgLedger {
             let results = self.results_in(client, account, record.sequence).await?;
             outcomes.insert(record.sequence, results.indexes_with_outcome());
         }
-        self.index.load(
+        index.load(
             account,
             records.into_iter().map(Ok),
             |r| Ok(outcomes.remove(&r.sequence).unwrap_or_default()),
@@ -266,6 +308,7 @@ impl PgLedger {
         ttl: Duration,
     ) -> Result<LeaseAttempt> {
         let client = self.client("acquiring a lease").await?;
+        let sent = std::time::Instant::now();
         let granted = client
             .query_opt(
                 &client
@@ -296,6 +339,7 @@ impl PgLedger {
         if let Some(row) = granted {
             // Another process may have bound references since this one last looked.
             self.index.forget(account);
+            self.set_held(account, Some(sent + ttl));
             return Ok(LeaseAttempt::Acquired(Lease {
                 account: account.clone(),
                 owner: owner.clone(),
@@ -322,6 +366,7 @@ impl PgLedger {
 
     pub(crate) async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
         let client = self.client("renewing a lease").await?;
+        let sent = std::time::Instant::now();
         let row = client
             .query_opt(
                 &client
@@ -344,17 +389,23 @@ impl PgLedger {
             .await
             .map_err(db("renewing a lease"))?;
         match row {
-            Some(row) => Ok(Lease {
-                expires_at: row.get(0),
-                ..lease.clone()
-            }),
-            None => Err(lost(lease)),
+            Some(row) => {
+                self.set_held(&lease.account, Some(sent + ttl));
+                Ok(Lease {
+                    expires_at: row.get(0),
+                    ..lease.clone()
+                })
+            }
+            None => {
+                self.set_held(&lease.account, None);
+                Err(lost(lease))
+            }
         }
     }
 
     pub(crate) async fn release(&self, lease: &Lease) -> Result<()> {
         let client = self.client("releasing a lease").await?;
-        client
+        let released = client
             .execute(
                 &client
                     .prepare_cached(
@@ -372,6 +423,9 @@ impl PgLedger {
             )
             .await
             .map_err(db("releasing a lease"))?;
+        if released > 0 {
+            self.set_held(&lease.account, None);
+        }
         Ok(())
     }
 

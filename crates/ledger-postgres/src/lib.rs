@@ -41,7 +41,8 @@
 //!   a lost race is `Reserve::LostRace`.
 //! - **Idempotency index**: per account in memory, loaded from the batches' lines blobs; it is
 //!   forgotten when this process takes the account's lease (another process may have bound
-//!   references) and reloaded for reads that do not write.
+//!   references) and kept current by the holder's own writes. A read about an account this
+//!   process does not hold (by its own clock) is answered from a private copy loaded then.
 //! - **A database restart loses nothing**: a call that meets a broken connection or a
 //!   restarting server retries for `PgOptions::retry_for` on a fresh connection; a write whose
 //!   commit may have happened before the connection broke checks for it before trying again,

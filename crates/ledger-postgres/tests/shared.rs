@@ -62,6 +62,18 @@ async fn a_takeover_sees_what_the_other_process_bound() {
         Reserve::Reserved(_) => {}
         other => panic!("{other:?}"),
     }
+    // B, whose lease expired, reads what A bound at once, without the lease.
+    assert_eq!(
+        b.check_reference(&acme, "r2", &digest("1.00"))
+            .await
+            .unwrap()
+            .map(|x| x.sequence),
+        Some(seq(2))
+    );
+    assert_eq!(
+        b.binding(&acme, "r1").await.unwrap().map(|x| x.sequence),
+        Some(seq(2))
+    );
     a.release_lease(&la).await.unwrap();
     // B takes it back: r1 is bound in batch 2, though B never wrote it.
     let lb2 = acquire(&b, "acme", &pb, TTL).await;
