@@ -6,6 +6,40 @@
 //! callers simply `.await` it. Every write for an account takes the caller's [`Lease`] and is
 //! refused with [`Error::LeaseLost`] once that lease is no longer the account's live one
 //! (checked in the same transaction as the write). Reads take no lease.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use sequence_ledger::{
+//!     AccountId, DEFAULT_LEASE_TTL, Ledger, LeaseKeeper, LeaseOwner, NewBatch, NewBinding,
+//!     Reserve, SequenceLedger, SequenceLedgerExt, SledLedger, Transition, content_digest,
+//! };
+//!
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! let dir = tempfile::tempdir()?;
+//! let ledger: Arc<dyn SequenceLedger> =
+//!     Arc::new(SledLedger::new(Arc::new(Ledger::open(dir.path().join("ledger"))?)));
+//! let acme = AccountId::new("acme")?;
+//! // One process drives the account at a time: take its lease, keep it renewed.
+//! let lease = ledger.lease_now(&acme, &LeaseOwner::this_process(), DEFAULT_LEASE_TTL).await?;
+//! let keeper = LeaseKeeper::start(ledger.clone(), lease, DEFAULT_LEASE_TTL);
+//! let seq = ledger.next_sequence(&acme).await?;
+//! let new = NewBatch {
+//!     sequence: seq,
+//!     request_len: 60,
+//!     external_reference: None,
+//!     lines: vec![NewBinding {
+//!         client_ref: "order-1".into(),
+//!         index: 0,
+//!         content_digest: content_digest([("xCommand", "cc:sale"), ("xAmount", "5.00")]),
+//!     }],
+//! };
+//! let Reserve::Reserved(_) = ledger.reserve(keeper.lease(), new).await? else { panic!() };
+//! ledger.transition(keeper.lease(), seq, Transition::RequestUploaded).await?;
+//! keeper.release().await?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
