@@ -157,12 +157,9 @@ pub struct ApsRules {
 }
 
 impl LineRules for ApsRules {
-    fn check(&self, fields: &[(String, String)]) -> Vec<String> {
+    fn check(&self, fields: &[(&str, &str)]) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Err(e) = ApsTransaction::from_fields(
-            fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            self.currency,
-        ) {
+        if let Err(e) = ApsTransaction::from_fields(fields.iter().copied(), self.currency) {
             problems.push(e.to_string());
         }
         if header_size() + row_size_bound(fields) > self.max_file_bytes {
@@ -172,7 +169,9 @@ impl LineRules for ApsRules {
             ));
         }
         // A missing `command` is already reported by the batch file writer.
-        if let Some((_, command)) = fields.iter().find(|(k, v)| k == "command" && !v.is_empty())
+        if let Some((_, command)) = fields
+            .iter()
+            .find(|(k, v)| *k == "command" && !v.is_empty())
             && !self.common.allows(command)
         {
             problems.push(format!(
@@ -200,15 +199,15 @@ struct ApsChunker {
 }
 
 impl Chunker for ApsChunker {
-    fn item(&mut self, fields: &[(String, String)]) -> ChunkItem {
+    fn item(&mut self, fields: &[(&str, &str)]) -> ChunkItem {
         for (k, _) in fields {
-            if !COLUMNS.contains(&k.as_str()) && !self.extra_columns.contains(k) {
-                self.extra_columns.insert(k.clone());
+            if !COLUMNS.contains(k) && !self.extra_columns.contains(*k) {
+                self.extra_columns.insert((*k).to_owned());
             }
         }
         let reference = fields
             .iter()
-            .find(|(k, _)| k == "merchant_reference")
+            .find(|(k, _)| *k == "merchant_reference")
             .map_or("", |(_, v)| v.trim());
         let digest = Sha256::digest(reference.as_bytes());
         let mut bytes = [0u8; 8];

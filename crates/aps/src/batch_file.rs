@@ -504,14 +504,11 @@ const ROW_SLACK: u64 = 3 + 9 + 3 + COLUMNS.len() as u64 + 16;
 /// could pass the 50 MB limit. Not counted here: the empty cells (one comma each) other lines'
 /// extra columns add to this row — `Job::chunk_item` adds one per extra column of the account;
 /// `encode_request` still checks the exact size.
-pub fn row_size_bound(fields: &[(String, String)]) -> u64 {
+pub fn row_size_bound<K: AsRef<str>, V: AsRef<str>>(fields: &[(K, V)]) -> u64 {
     let quoted = |s: &str| 2 * s.len() as u64 + 3;
     fields.iter().fold(2 + ROW_SLACK, |n, (k, v)| {
-        let header = if COLUMNS.contains(&k.as_str()) {
-            0
-        } else {
-            quoted(k)
-        };
+        let (k, v) = (k.as_ref(), v.as_ref());
+        let header = if COLUMNS.contains(&k) { 0 } else { quoted(k) };
         n + quoted(v) + header
     })
 }

@@ -29,8 +29,8 @@ use crate::reading::{Reading, any_rows, line_fields, read, rejected_lines, valid
 use crate::reference::BatchReference;
 use crate::results::{check_references, join_complete, join_partial, parse_batch_results};
 use gateway_protocol::{
-    AnswerFile, BatchFile, BatchLine, BatchRef, Error, GatewayProtocol, GatewayVerdict, LineResult,
-    Masking, PollResult, RejectedAnswer, Result,
+    AnswerFile, BatchFile, BatchLine, BatchRef, Error, GatewayProtocol, GatewayVerdict, LineFields,
+    LineResult, Masking, PollResult, RejectedAnswer, Result,
 };
 
 const RESULTS: &str = "GET_BATCH_RESULTS";
@@ -80,7 +80,11 @@ impl ApsBatchApi {
     /// # Errors
     /// The APS input error naming the field.
     pub fn check_fields(&self, fields: &[(String, String)]) -> std::result::Result<(), ApsError> {
-        self.transaction(fields).map(|_| ())
+        ApsTransaction::from_fields(
+            fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            self.client.config().currency,
+        )
+        .map(|_| ())
     }
 
     /// The files batch `sequence` would put at the service, for a dry run: the CSV batch file
@@ -110,12 +114,10 @@ impl ApsBatchApi {
             .map_err(|e| self.error(sequence, e))
     }
 
-    fn transaction(
-        &self,
-        fields: &[(String, String)],
-    ) -> std::result::Result<ApsTransaction, ApsError> {
+    fn transaction(&self, fields: LineFields<'_>) -> std::result::Result<ApsTransaction, ApsError> {
+        let decoded: Vec<_> = fields.iter().collect();
         ApsTransaction::from_fields(
-            fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            decoded.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
             self.client.config().currency,
         )
     }

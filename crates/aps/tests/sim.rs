@@ -18,7 +18,7 @@ use kvp_format::{Secret, SequenceNumber};
 use aps_batch::*;
 use gateway_protocol::{
     AnswerFile, BatchLine, BatchRef, Error as GatewayError, GatewayProtocol, GatewayVerdict,
-    LineResult, PollResult,
+    LineFields, LineResult, PollResult,
 };
 use orchestrator::{AccountSummary, LineOutcome};
 use paybatch_demo::aps::demo_records;
@@ -98,15 +98,29 @@ fn fields(rows: &[&[(&str, &str)]]) -> Vec<Vec<(String, String)>> {
         .collect()
 }
 
-fn lines(fields: &[Vec<(String, String)>]) -> Vec<BatchLine<'_>> {
-    fields
+/// `api.encode_request` of `fields`, one line each.
+fn encode(
+    api: &ApsBatchApi,
+    sequence: SequenceNumber,
+    fields: &[Vec<(String, String)>],
+) -> gateway_protocol::Result<bytes::Bytes> {
+    let encoded: Vec<Vec<u8>> = fields
+        .iter()
+        .map(|f| {
+            let mut out = Vec::new();
+            LineFields::encode(f, &mut out);
+            out
+        })
+        .collect();
+    let lines: Vec<BatchLine<'_>> = encoded
         .iter()
         .enumerate()
         .map(|(i, f)| BatchLine {
             index: i as u64,
-            fields: f,
+            fields: LineFields::from_canonical(f),
         })
-        .collect()
+        .collect();
+    api.encode_request(sequence, &lines)
 }
 
 fn mixed() -> Vec<Vec<(String, String)>> {
@@ -158,12 +172,8 @@ async fn full_run(mode: ReferenceMode, sha: SimSha, client_sha: ShaType) {
     let api = ApsBatchApi::new(config(mode, &sim.endpoint(), client_sha)).unwrap();
     let seq = SequenceNumber::new(1).unwrap();
     let f = mixed();
-    let payload = api.encode_request(seq, &lines(&f)).unwrap();
-    assert_eq!(
-        payload,
-        api.encode_request(seq, &lines(&f)).unwrap(),
-        "deterministic"
-    );
+    let payload = encode(&api, seq, &f).unwrap();
+    assert_eq!(payload, encode(&api, seq, &f).unwrap(), "deterministic");
     let batch_id = api.upload(seq, payload).await.unwrap();
     assert!(
         batch_id.is_some(),
@@ -243,7 +253,7 @@ async fn wrong_sha_type_is_refused_both_ways(mode: ReferenceMode) {
     let sim = sim(mode, SimSha::Sha512, None).await;
     let api = ApsBatchApi::new(config(mode, &sim.endpoint(), ShaType::Sha256)).unwrap();
     let seq = SequenceNumber::new(1).unwrap();
-    let payload = api.encode_request(seq, &lines(&mixed())).unwrap();
+    let payload = encode(&api, seq, &mixed()).unwrap();
     // The simulator refuses our SHA-256 request (00008, signed with SHA-512), and we refuse
     // its SHA-512 answer: nothing is believed.
     let err = api.upload(seq, payload).await.unwrap_err();
@@ -262,13 +272,13 @@ async fn crash_after_upload_resumes_with_146_and_processes_once(mode: ReferenceM
     {
         // First run: uploads, then "crashes" (the api is dropped before the ledger mark).
         let api = ApsBatchApi::new(config(mode, &sim.endpoint(), ShaType::Sha256)).unwrap();
-        api.upload(seq, api.encode_request(seq, &lines(&f)).unwrap())
+        api.upload(seq, encode(&api, seq, &f).unwrap())
             .await
             .unwrap();
     }
     // Second run: repeats every step from upload; 146 counts as uploaded.
     let api = ApsBatchApi::new(config(mode, &sim.endpoint(), ShaType::Sha256)).unwrap();
-    api.upload(seq, api.encode_request(seq, &lines(&f)).unwrap())
+    api.upload(seq, encode(&api, seq, &f).unwrap())
         .await
         .unwrap();
     api.trigger(&BatchRef::new(seq), 5).await.unwrap();
@@ -279,7 +289,7 @@ async fn crash_after_upload_resumes_with_146_and_processes_once(mode: ReferenceM
     sim.shutdown().await;
     let sim = self::sim(mode, SimSha::Sha256, Some(journal)).await;
     let api = ApsBatchApi::new(config(mode, &sim.endpoint(), ShaType::Sha256)).unwrap();
-    api.upload(seq, api.encode_request(seq, &lines(&f)).unwrap())
+    api.upload(seq, encode(&api, seq, &f).unwrap())
         .await
         .unwrap();
     assert!(poll_until_done(&api, &BatchRef::new(seq)).await.success);
@@ -301,7 +311,7 @@ async fn reused_reference_with_other_content_is_refused(mode: ReferenceMode) {
     let api = ApsBatchApi::new(config(mode, &sim.endpoint(), ShaType::Sha256)).unwrap();
     let seq = SequenceNumber::new(1).unwrap();
     let f = mixed();
-    api.upload(seq, api.encode_request(seq, &lines(&f)).unwrap())
+    api.upload(seq, encode(&api, seq, &f).unwrap())
         .await
         .unwrap();
     api.trigger(&BatchRef::new(seq), 5).await.unwrap();
@@ -319,7 +329,7 @@ async fn reused_reference_with_other_content_is_refused(mode: ReferenceMode) {
         ],
     ]);
     let err = api
-        .upload(seq, api.encode_request(seq, &lines(&other)).unwrap())
+        .upload(seq, encode(&api, seq, &other).unwrap())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("reference_prefix"), "{err}");
@@ -335,7 +345,7 @@ async fn failed_validation_processes_nothing_and_names_lines(mode: ReferenceMode
     });
     let api = ApsBatchApi::new(config(mode, &sim.endpoint(), ShaType::Sha256)).unwrap();
     let seq = SequenceNumber::new(3).unwrap();
-    api.upload(seq, api.encode_request(seq, &lines(&mixed())).unwrap())
+    api.upload(seq, encode(&api, seq, &mixed()).unwrap())
         .await
         .unwrap();
     api.trigger(&BatchRef::new(seq), 5).await.unwrap();
@@ -431,7 +441,7 @@ async fn tampered_results_are_refused(mode: ReferenceMode) {
     let sim = sim(mode, SimSha::Sha256, None).await;
     let api = ApsBatchApi::new(config(mode, &sim.endpoint(), ShaType::Sha256)).unwrap();
     let seq = SequenceNumber::new(1).unwrap();
-    api.upload(seq, api.encode_request(seq, &lines(&mixed())).unwrap())
+    api.upload(seq, encode(&api, seq, &mixed()).unwrap())
         .await
         .unwrap();
     api.trigger(&BatchRef::new(seq), 5).await.unwrap();
@@ -487,7 +497,7 @@ async fn transient_failures_are_retried(mode: ReferenceMode) {
     });
     let api = ApsBatchApi::new(config(mode, &sim.endpoint(), ShaType::Sha256)).unwrap();
     let seq = SequenceNumber::new(1).unwrap();
-    api.upload(seq, api.encode_request(seq, &lines(&mixed())).unwrap())
+    api.upload(seq, encode(&api, seq, &mixed()).unwrap())
         .await
         .unwrap();
     assert_eq!(sim.batch_count(), 1);
@@ -514,7 +524,7 @@ async fn bad_input_is_refused_before_upload(mode: ReferenceMode) {
         ("merchant_reference", "o1"),
         ("amount", "1.005"),
     ]]);
-    let err = api.encode_request(seq, &lines(&bad)).unwrap_err();
+    let err = encode(&api, seq, &bad).unwrap_err();
     assert!(
         err.to_string().contains("line 0") && err.to_string().contains("amount"),
         "{err}"
@@ -531,7 +541,7 @@ async fn bad_input_is_refused_before_upload(mode: ReferenceMode) {
             ("amount", "1"),
         ],
     ]);
-    assert!(api.encode_request(seq, &lines(&dup)).is_err());
+    assert!(encode(&api, seq, &dup).is_err());
     assert!(api.check_fields(&bad[0]).is_err());
     let _ = Arc::new(api);
 }
@@ -546,7 +556,7 @@ async fn secrets_never_in_debug_or_errors(mode: ReferenceMode) {
     cfg.sha_response_phrase = Secret::new("zz-response-secret".into());
     let api = ApsBatchApi::new(cfg.clone()).unwrap();
     let seq = SequenceNumber::new(1).unwrap();
-    let payload = api.encode_request(seq, &lines(&mixed())).unwrap();
+    let payload = encode(&api, seq, &mixed()).unwrap();
     let mut texts = vec![
         format!("{api:?}"),
         format!("{cfg:?}"),
@@ -578,7 +588,7 @@ async fn large_batch_round_trip(mode: ReferenceMode) {
     let seq = SequenceNumber::new(1).unwrap();
     let records = demo_records("big", 20_000, 5);
     let started = std::time::Instant::now();
-    let payload = api.encode_request(seq, &lines(&records)).unwrap();
+    let payload = encode(&api, seq, &records).unwrap();
     let encoded = started.elapsed();
     let size = payload.len();
     api.upload(seq, payload).await.unwrap();
@@ -610,7 +620,7 @@ async fn lost_answers_are_retried_without_double_processing(mode: ReferenceMode)
         ..ApsKnobs::default()
     };
     sim.set_knobs(lose(LostAnswer::Upload));
-    api.upload(seq, api.encode_request(seq, &lines(&mixed())).unwrap())
+    api.upload(seq, encode(&api, seq, &mixed()).unwrap())
         .await
         .unwrap();
     assert_eq!(sim.batch_count(), 1);
@@ -692,10 +702,7 @@ async fn run_batch(
     seq: SequenceNumber,
     f: &[Vec<(String, String)>],
 ) -> BatchRef {
-    let id = api
-        .upload(seq, api.encode_request(seq, &lines(f)).unwrap())
-        .await
-        .unwrap();
+    let id = api.upload(seq, encode(api, seq, f).unwrap()).await.unwrap();
     let batch = BatchRef::new(seq).with_gateway_batch_id(id);
     api.trigger(&batch, f.len() as u64).await.unwrap();
     assert!(poll_until_done(api, &batch).await.success);
@@ -718,7 +725,7 @@ async fn a_validated_batch_is_never_read_as_processed(mode: ReferenceMode) {
     let seq = SequenceNumber::new(1).unwrap();
     let f = mixed();
     let id = api
-        .upload(seq, api.encode_request(seq, &lines(&f)).unwrap())
+        .upload(seq, encode(&api, seq, &f).unwrap())
         .await
         .unwrap();
     let batch = BatchRef::new(seq).with_gateway_batch_id(id);
@@ -895,7 +902,7 @@ async fn batch_id_is_sent_on_every_later_step(mode: ReferenceMode) {
     let api = api_for(mode, &sim);
     let seq = SequenceNumber::new(1).unwrap();
     let id = api
-        .upload(seq, api.encode_request(seq, &lines(&mixed())).unwrap())
+        .upload(seq, encode(&api, seq, &mixed()).unwrap())
         .await
         .unwrap();
     assert!(id.is_some());
@@ -908,7 +915,7 @@ async fn batch_id_is_sent_on_every_later_step(mode: ReferenceMode) {
     assert_eq!(api.fetch_results(&batch, 5).await.unwrap().len(), 5);
     // A repeated upload (51146) gives the id back too.
     assert_eq!(
-        api.upload(seq, api.encode_request(seq, &lines(&mixed())).unwrap())
+        api.upload(seq, encode(&api, seq, &mixed()).unwrap())
             .await
             .unwrap(),
         batch.gateway_batch_id
@@ -934,7 +941,7 @@ async fn process_url_signed_file_and_renamed_headers(mode: ReferenceMode) {
     // fit this service.
     let plain = api_for(mode, &sim);
     let err = plain
-        .upload(seq, plain.encode_request(seq, &lines(&f)).unwrap())
+        .upload(seq, encode(&plain, seq, &f).unwrap())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("00008"), "{err}");
@@ -942,7 +949,7 @@ async fn process_url_signed_file_and_renamed_headers(mode: ReferenceMode) {
     cfg.file_signature = FileSignature::Content;
     cfg.header_names = HeaderNames::new([("merchant_reference", "Merchant_Reference")]).unwrap();
     let api = ApsBatchApi::new(cfg.clone()).unwrap();
-    let payload = api.encode_request(seq, &lines(&f)).unwrap();
+    let payload = encode(&api, seq, &f).unwrap();
     assert!(payload.starts_with(b"command,Merchant_Reference,"));
     let id = api.upload(seq, payload).await.unwrap();
     let batch = BatchRef::new(seq).with_gateway_batch_id(id);
@@ -950,7 +957,7 @@ async fn process_url_signed_file_and_renamed_headers(mode: ReferenceMode) {
     assert!(err.to_string().contains("00004"), "{err}");
     cfg.process_url = Some(format!("{}/integration-batch/batchApi/", sim.endpoint()));
     let api = ApsBatchApi::new(cfg).unwrap();
-    api.encode_request(seq, &lines(&f)).unwrap();
+    encode(&api, seq, &f).unwrap();
     api.trigger(&batch, 5).await.unwrap();
     assert!(poll_until_done(&api, &batch).await.success);
     assert_eq!(api.fetch_results(&batch, 5).await.unwrap().len(), 5);
@@ -976,27 +983,19 @@ async fn a_reference_the_service_holds_for_other_orders_is_refused(mode: Referen
     let s1 = SequenceNumber::new(1).unwrap();
     run_batch(&old, s1, &refunds("4111111111111111-old", 3, &["1"])).await;
     let s2 = SequenceNumber::new(2).unwrap();
-    old.upload(
-        s2,
-        old.encode_request(s2, &lines(&refunds("old2", 3, &["1"])))
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    old.upload(s2, encode(&old, s2, &refunds("old2", 3, &["1"])).unwrap())
+        .await
+        .unwrap();
     let s3 = SequenceNumber::new(3).unwrap();
-    old.upload(
-        s3,
-        old.encode_request(s3, &lines(&refunds("old3", 3, &["1"])))
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    old.upload(s3, encode(&old, s3, &refunds("old3", 3, &["1"])).unwrap())
+        .await
+        .unwrap();
     let processed = sim.journal().len();
     let new = api_for(mode, &sim);
     let ours = refunds("new", 3, &["2"]);
     // Processed results name other orders.
     let err = new
-        .upload(s1, new.encode_request(s1, &lines(&ours)).unwrap())
+        .upload(s1, encode(&new, s1, &ours).unwrap())
         .await
         .unwrap_err()
         .to_string();
@@ -1011,7 +1010,7 @@ async fn a_reference_the_service_holds_for_other_orders_is_refused(mode: Referen
         ..ApsKnobs::default()
     });
     let err = new
-        .upload(s2, new.encode_request(s2, &lines(&ours)).unwrap())
+        .upload(s2, encode(&new, s2, &ours).unwrap())
         .await
         .unwrap_err()
         .to_string();
@@ -1022,7 +1021,7 @@ async fn a_reference_the_service_holds_for_other_orders_is_refused(mode: Referen
         ..ApsKnobs::default()
     });
     let err = new
-        .upload(s3, new.encode_request(s3, &lines(&ours)).unwrap())
+        .upload(s3, encode(&new, s3, &ours).unwrap())
         .await
         .unwrap_err()
         .to_string();
@@ -1038,11 +1037,7 @@ async fn a_reference_the_service_holds_for_other_orders_is_refused(mode: Referen
     }
     // The same transactions again (a crash after the upload) are ours.
     let again = old
-        .upload(
-            s2,
-            old.encode_request(s2, &lines(&refunds("old2", 3, &["1"])))
-                .unwrap(),
-        )
+        .upload(s2, encode(&old, s2, &refunds("old2", 3, &["1"])).unwrap())
         .await;
     assert!(again.is_ok(), "{again:?}");
     sim.shutdown().await;
@@ -1055,13 +1050,9 @@ async fn results_about_other_orders_are_refused(mode: ReferenceMode) {
     let sim = sim_with(mode, options()).await;
     let old = api_for(mode, &sim);
     let seq = SequenceNumber::new(4).unwrap();
-    old.upload(
-        seq,
-        old.encode_request(seq, &lines(&refunds("old", 2, &["1"])))
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    old.upload(seq, encode(&old, seq, &refunds("old", 2, &["1"])).unwrap())
+        .await
+        .unwrap();
     let new = api_for(mode, &sim);
     let batch = run_batch(&new, seq, &refunds("new", 2, &["1"])).await;
     let err = new.fetch_results(&batch, 2).await.unwrap_err().to_string();

@@ -154,7 +154,7 @@ pub trait LineRules: Send + Sync + std::fmt::Debug {
     /// Every problem of one input line's transaction fields (the routing fields `account` and
     /// `ref` already removed), as messages naming the field; empty when the line is valid.
     /// Messages never quote a sensitive field's value.
-    fn check(&self, fields: &[(String, String)]) -> Vec<String>;
+    fn check(&self, fields: &[(&str, &str)]) -> Vec<String>;
 
     /// A new planner for one job's lines of this account.
     fn chunker(&self) -> Box<dyn Chunker>;
@@ -164,7 +164,7 @@ pub trait LineRules: Send + Sync + std::fmt::Debug {
 /// grow.
 pub trait Chunker: Send + Sync + std::fmt::Debug {
     /// What the planner must know of this line.
-    fn item(&mut self, fields: &[(String, String)]) -> ChunkItem;
+    fn item(&mut self, fields: &[(&str, &str)]) -> ChunkItem;
 
     /// The limits of a new batch once every line was seen.
     fn limits(&self, max_lines: usize) -> ChunkLimits;
@@ -175,7 +175,7 @@ pub trait Chunker: Send + Sync + std::fmt::Debug {
 pub struct LineCountChunker;
 
 impl Chunker for LineCountChunker {
-    fn item(&mut self, _fields: &[(String, String)]) -> ChunkItem {
+    fn item(&mut self, _fields: &[(&str, &str)]) -> ChunkItem {
         ChunkItem::default()
     }
     fn limits(&self, max_lines: usize) -> ChunkLimits {

@@ -51,7 +51,7 @@ pub use batch::{
 };
 pub use error::{Error, Result};
 pub use protocol::GatewayProtocol;
-pub use request::{BatchFile, BatchLine, Masking, mask_fields};
+pub use request::{BatchFile, BatchLine, LineFields, Masking, mask_fields};
 
 /// The `xResult` letters a gateway's per-line results carry (Sola's own, which the APS
 /// client sets too), from which the engine takes each line's outcome.

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
-    AccountId, BatchRecord, Ledger, NewBatch, PerLineAnswer, Reserve, StoredResult, Transition,
+    AccountId, BatchRecord, Commit, Ledger, NewBatch, PerLineAnswer, Reserve, StoredResult,
+    Transition,
 };
 
 use crate::error::{Error, Result};
@@ -55,6 +56,29 @@ impl AccountLedger {
         to: Transition,
     ) -> Result<BatchRecord> {
         self.run(move |l, a| l.transition(a, sequence, to)).await
+    }
+
+    /// A step that can be repeated after a crash, without an fsync of its own: durable with
+    /// the next durable write ([`Commit::Deferred`]; steps that cannot wait are durable anyway).
+    pub(crate) async fn transition_deferred(
+        &self,
+        sequence: SequenceNumber,
+        to: Transition,
+    ) -> Result<BatchRecord> {
+        self.run(move |l, a| l.transition_with(a, sequence, to, Commit::Deferred))
+            .await
+    }
+
+    /// The verdict and the per-line answer in one durable write.
+    pub(crate) async fn complete_and_store(
+        &self,
+        sequence: SequenceNumber,
+        completed: Transition,
+        results: Vec<StoredResult>,
+        answer: PerLineAnswer,
+    ) -> Result<BatchRecord> {
+        self.run(move |l, a| l.complete_and_store(a, sequence, completed, results, answer))
+            .await
     }
 
     pub(crate) async fn next_sequence(&self) -> Result<SequenceNumber> {

@@ -82,18 +82,14 @@ impl Orchestrator {
             owner_only::private_dir(&root).map_err(|e| Error::io(&root, e))?;
             let settings = self.settings.account(&name)?;
             for batch in &plan.fresh {
-                let mut txs = Vec::with_capacity(batch.len());
-                for &pos in batch {
-                    txs.push(job.transaction(pos as usize)?);
-                }
-                let lines: Vec<BatchLine<'_>> = txs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| BatchLine {
+                let txs = job.batch(idx, batch)?;
+                let mut lines = Vec::with_capacity(txs.len());
+                for (i, tx) in txs.iter().enumerate() {
+                    lines.push(BatchLine {
                         index: i as u64,
-                        fields: &t.fields,
-                    })
-                    .collect();
+                        fields: tx?.fields,
+                    });
+                }
                 let mut files = Vec::new();
                 for file in settings.batch_files(sequence, &lines, masking)? {
                     let path = root.join(relative(&name, &file.path)?);

@@ -111,10 +111,12 @@ pub trait RecordSource {
 }
 
 /// Reads records from a file or any `Read`, one at a time (memory does not grow with input).
-#[derive(Debug)]
+/// `Debug` shows the input's name only (the reader holds transaction data).
 pub struct InputReader {
     name: String,
     inner: Inner,
+    /// Strings of earlier records, reused for the next one's fields.
+    spare: Vec<(String, String)>,
 }
 
 enum Inner {
@@ -129,6 +131,14 @@ enum Inner {
         headers: Vec<String>,
         row: csv::StringRecord,
     },
+}
+
+impl std::fmt::Debug for InputReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputReader")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -199,7 +209,11 @@ impl InputReader {
                 }
             }
         };
-        Ok(Self { name, inner })
+        Ok(Self {
+            name,
+            inner,
+            spare: Vec::new(),
+        })
     }
 }
 
@@ -209,8 +223,10 @@ impl RecordSource for InputReader {
     }
 
     fn read_record(&mut self, rec: &mut InputRecord) -> Result<bool> {
-        rec.fields.clear();
-        let name = self.name.clone();
+        // The previous record's strings are refilled instead of allocated again.
+        self.spare.append(&mut rec.fields);
+        let name = self.name.as_str();
+        let spare = &mut self.spare;
         match &mut self.inner {
             Inner::Lines {
                 reader,
@@ -221,7 +237,7 @@ impl RecordSource for InputReader {
                 buf.clear();
                 let n = reader
                     .read_until(b'\n', buf)
-                    .map_err(|e| Error::io(&name, e))?;
+                    .map_err(|e| Error::io(name, e))?;
                 if n == 0 {
                     return Ok(false);
                 }
@@ -236,12 +252,12 @@ impl RecordSource for InputReader {
                 let at = *line;
                 let result = match format {
                     Format::Jsonl => parse_json(buf, &mut rec.fields),
-                    _ => parse_kvp(buf, &mut rec.fields),
+                    _ => parse_kvp(buf, &mut rec.fields, spare),
                 };
                 return match result {
                     Ok(()) => Ok(true),
                     Err(message) => Err(Error::Input {
-                        file: name,
+                        file: name.to_owned(),
                         line: at,
                         message,
                     }),
@@ -253,7 +269,7 @@ impl RecordSource for InputReader {
                 row,
             } => {
                 let more = reader.read_record(row).map_err(|e| Error::Input {
-                    file: name.clone(),
+                    file: name.to_owned(),
                     line: e.position().map_or(0, |p| p.line()),
                     message: csv_message(&e),
                 })?;
@@ -263,14 +279,14 @@ impl RecordSource for InputReader {
                 rec.line = row.position().map_or(0, |p| p.line());
                 if row.len() != headers.len() {
                     return Err(Error::Input {
-                        file: name,
+                        file: name.to_owned(),
                         line: rec.line,
                         message: format!("{} cells, the header has {}", row.len(), headers.len()),
                     });
                 }
                 for (k, v) in headers.iter().zip(row.iter()) {
                     if !v.is_empty() {
-                        rec.fields.push((k.clone(), v.to_owned()));
+                        rec.fields.push(refill(spare, k, v));
                     }
                 }
                 Ok(true)
@@ -301,12 +317,26 @@ fn first_duplicate(names: &[String]) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn parse_kvp(line: &[u8], out: &mut Vec<(String, String)>) -> std::result::Result<(), String> {
-    let pairs = kvp_format::decode_line(line).map_err(|e| e.to_string())?;
-    for (k, v) in pairs {
-        out.push((k.into_owned(), v.into_owned()));
+fn parse_kvp(
+    line: &[u8],
+    out: &mut Vec<(String, String)>,
+    spare: &mut Vec<(String, String)>,
+) -> std::result::Result<(), String> {
+    for pair in kvp_format::pairs(line) {
+        let (k, v) = pair.map_err(|e| e.to_string())?;
+        out.push(refill(spare, &k, &v));
     }
     Ok(())
+}
+
+/// A field made of strings from `spare` (an earlier record's), refilled with `key` and `value`.
+fn refill(spare: &mut Vec<(String, String)>, key: &str, value: &str) -> (String, String) {
+    let (mut k, mut v) = spare.pop().unwrap_or_default();
+    k.clear();
+    k.push_str(key);
+    v.clear();
+    v.push_str(value);
+    (k, v)
 }
 
 fn parse_json(line: &[u8], out: &mut Vec<(String, String)>) -> std::result::Result<(), String> {

@@ -1,24 +1,23 @@
-//! A validated input spilled to a temporary file, with a small per-transaction index, so a
-//! million transactions never sit in memory at once.
+//! A validated input spilled to a temporary file, so a million transactions never sit in
+//! memory at once.
 //!
-//! Each valid record is written once, as `REF FIELDS\n` (both percent-encoded, so neither holds
-//! a space), with `account` and `ref` taken out of the fields. The index keeps, per record, its
-//! account, the spill offset and length, its input line, and what its account's
-//! [`Chunker`](gateway_protocol::Chunker) needs to cut batches (APS: a hash of the
-//! `merchant_reference` and a bound of the batch-file row) — 40 bytes ([`Job::chunk_item`]).
-//! Results are spilled the same way and looked up by input position when the output is
-//! written.
+//! Each valid record is written once, into its account's stream of the spill
+//! ([`crate::spill`]): its input position and line, what its account's
+//! [`Chunker`](gateway_protocol::Chunker) said of it (APS: a hash of the
+//! `merchant_reference` and a bound of the batch-file row), its content digest (the one the
+//! ledger binds, computed once here), its `ref`, and its other fields in canonical KVP
+//! encoding ([`LineFields`]), `account` and `ref` taken out. In memory the job keeps only each
+//! position's account (4 bytes per transaction).
+//!
+//! Everything after loading reads an account's records in input order with one read per
+//! segment ([`Job::records`]), or the records of one batch ([`Job::batch`]).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
-
-use gateway_protocol::{ChunkItem, ChunkLimits, Chunker};
+use gateway_protocol::{ChunkItem, ChunkLimits, Chunker, LineFields};
 
 use crate::error::{Error, Result};
 use crate::input::{InputRecord, RecordSource};
 use crate::settings::Settings;
+use crate::spill::{Cursor, StreamWriter, Streams};
 use crate::validate::{InputProblem, Validator};
 
 /// What to do with invalid records.
@@ -32,20 +31,7 @@ pub enum InvalidPolicy {
     SkipInvalid,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    account: u32,
-    len: u32,
-    offset: u64,
-    line: u64,
-    /// 0: no batch key; else the non-zero key its account's chunker gave (APS: a hash of the
-    /// `merchant_reference`).
-    key: u64,
-    /// Upper bound of the bytes it adds to its batch's file (APS), 0 when not counted.
-    size: u32,
-}
-
-/// One spilled transaction.
+/// One spilled transaction, owned.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Transaction {
     /// The caller's reference.
@@ -68,12 +54,91 @@ impl std::fmt::Debug for Transaction {
     }
 }
 
+/// One spilled transaction, borrowed from the spill's read buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TxView<'a> {
+    /// Input position (0-based, among valid records).
+    pub pos: u32,
+    /// 1-based input line.
+    pub line: u64,
+    /// What the account's chunker said of it.
+    pub item: ChunkItem,
+    /// The content digest the ledger binds ([`sequence_ledger::content_digest`]).
+    pub digest: [u8; 32],
+    /// The caller's reference.
+    pub reference: &'a str,
+    /// The transaction fields.
+    pub fields: LineFields<'a>,
+}
+
+/// pos, line, key, size, digest, ref length.
+const HEAD: usize = 4 + 8 + 8 + 4 + 32 + 4;
+
+impl<'a> TxView<'a> {
+    fn write(
+        out: &mut Vec<u8>,
+        pos: u32,
+        line: u64,
+        item: ChunkItem,
+        digest: &[u8; 32],
+        reference: &str,
+        fields: &[(&str, &str)],
+    ) {
+        out.extend_from_slice(&pos.to_le_bytes());
+        out.extend_from_slice(&line.to_le_bytes());
+        out.extend_from_slice(&item.key.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&u32::try_from(item.size).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(digest);
+        // A ref is at most 256 characters (validation).
+        out.extend_from_slice(&u32::try_from(reference.len()).unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(reference.as_bytes());
+        LineFields::encode(fields, out);
+    }
+
+    fn parse(bytes: &'a [u8]) -> Option<Self> {
+        let head = bytes.get(..HEAD)?;
+        let u32_at = |at: usize| {
+            head.get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_le_bytes)
+        };
+        let u64_at = |at: usize| {
+            head.get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+        };
+        let key = u64_at(12)?;
+        let ref_len = u32_at(56)? as usize;
+        let reference = bytes.get(HEAD..HEAD + ref_len)?;
+        Some(TxView {
+            pos: u32_at(0)?,
+            line: u64_at(4)?,
+            item: ChunkItem {
+                key: (key != 0).then_some(key),
+                size: u64::from(u32_at(20)?),
+            },
+            digest: head.get(24..56)?.try_into().ok()?,
+            reference: std::str::from_utf8(reference).ok()?,
+            fields: LineFields::from_canonical(bytes.get(HEAD + ref_len..)?),
+        })
+    }
+
+    /// An owned copy.
+    pub(crate) fn to_transaction(self) -> Transaction {
+        Transaction {
+            reference: self.reference.to_owned(),
+            fields: self.fields.to_vec(),
+        }
+    }
+}
+
 /// A validated, spilled input.
 #[derive(Debug)]
 pub struct Job {
     _dir: tempfile::TempDir,
-    spill: File,
-    entries: Vec<Entry>,
+    records: Streams,
+    /// Each position's account (an index of `accounts`).
+    account_of: Vec<u32>,
     accounts: Vec<String>,
     /// Per account: how large its new batches may grow (its chunker's word after seeing
     /// every line).
@@ -101,23 +166,22 @@ impl Job {
             .permissions(kvp_format::owner_only::dir_permissions())
             .tempdir()
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        let path = dir.path().join("input.spill");
-        let file = kvp_format::owner_only::create_new(&path).map_err(|e| Error::io(&path, e))?;
-        let mut out =
-            BufWriter::with_capacity(1 << 16, file.try_clone().map_err(|e| Error::io(&path, e))?);
         let accounts: Vec<String> = settings.accounts().keys().cloned().collect();
+        let mut out = StreamWriter::create(&dir.path().join("input.spill"), accounts.len())?;
         let mut chunkers: Vec<Box<dyn Chunker>> = settings
             .accounts()
             .values()
             .map(|a| a.rules().chunker())
             .collect();
         let mut validator = Validator::new(settings);
-        let mut entries = Vec::new();
+        let mut account_of = Vec::new();
         let mut rec = InputRecord::default();
-        let mut buf = Vec::new();
-        let mut offset = 0u64;
         let mut problems = 0usize;
         let input_name = source.name().to_owned();
+        let (account_field, ref_field) = (
+            settings.input.account_field.as_str(),
+            settings.input.ref_field.as_str(),
+        );
         while source.read_record(&mut rec)? {
             let found = validator.check(&rec);
             if !found.is_empty() {
@@ -135,63 +199,38 @@ impl Job {
             if policy == InvalidPolicy::RejectInput && problems > 0 {
                 continue;
             }
-            let account_name = rec.get(&settings.input.account_field).unwrap_or("");
-            let reference = rec.get(&settings.input.ref_field).unwrap_or("");
+            let account_name = rec.get(account_field).unwrap_or("");
+            let reference = rec.get(ref_field).unwrap_or("");
             let account = accounts
                 .binary_search_by(|a| a.as_str().cmp(account_name))
                 .map_err(|_| Error::setting("accounts", "account vanished during validation"))?;
+            let fields: Vec<(&str, &str)> = rec
+                .fields
+                .iter()
+                .filter(|(k, _)| k != account_field && k != ref_field)
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             let item = match chunkers.get_mut(account) {
-                Some(chunker) => {
-                    let fields: Vec<(String, String)> = rec
-                        .fields
-                        .iter()
-                        .filter(|(k, _)| {
-                            *k != settings.input.account_field && *k != settings.input.ref_field
-                        })
-                        .cloned()
-                        .collect();
-                    chunker.item(&fields)
-                }
+                Some(chunker) => chunker.item(&fields),
                 None => ChunkItem::default(),
             };
-            buf.clear();
-            kvp_format::encode_pair("r", reference, &mut buf);
-            buf.drain(..2);
-            buf.push(b' ');
-            let mut first = true;
-            for (k, v) in &rec.fields {
-                if *k == settings.input.account_field || *k == settings.input.ref_field {
-                    continue;
-                }
-                if !first {
-                    buf.push(b'&');
-                }
-                first = false;
-                kvp_format::encode_pair(k, v, &mut buf);
-            }
-            buf.push(b'\n');
-            out.write_all(&buf).map_err(|e| Error::io(&path, e))?;
-            let len = u32::try_from(buf.len())
-                .map_err(|_| Error::setting("input", format!("line {} is too long", rec.line)))?;
-            entries.push(Entry {
-                account: u32::try_from(account).unwrap_or(u32::MAX),
-                len,
-                offset,
-                line: rec.line,
-                key: item.key.unwrap_or(0),
-                size: u32::try_from(item.size).unwrap_or(u32::MAX),
-            });
-            offset += u64::from(len);
+            let digest = sequence_ledger::content_digest(fields.iter().copied());
+            let pos = u32::try_from(account_of.len()).map_err(|_| {
+                Error::setting("input", "more than 4,294,967,295 transactions in one input")
+            })?;
+            out.push_with(account, |buf| {
+                TxView::write(buf, pos, rec.line, item, &digest, reference, &fields);
+            })?;
+            account_of.push(u32::try_from(account).unwrap_or(u32::MAX));
         }
-        out.flush().map_err(|e| Error::io(&path, e))?;
-        drop(out);
         if problems > 0 && policy == InvalidPolicy::RejectInput {
             return Err(Error::Invalid { count: problems });
         }
+        account_of.shrink_to_fit();
         Ok(Self {
             _dir: dir,
-            spill: file,
-            entries,
+            records: out.finish()?,
+            account_of,
             limits: accounts
                 .iter()
                 .zip(&chunkers)
@@ -201,17 +240,6 @@ impl Job {
             input_name,
             problems,
         })
-    }
-
-    /// What the planner must know of the transaction at input position `pos`: the key and
-    /// size its account's chunker gave it.
-    pub(crate) fn chunk_item(&self, pos: u32) -> ChunkItem {
-        self.entries
-            .get(pos as usize)
-            .map_or_else(ChunkItem::default, |e| ChunkItem {
-                key: (e.key != 0).then_some(e.key),
-                size: u64::from(e.size),
-            })
     }
 
     /// How large a new batch of account `account` (an index of [`Job::accounts`]) may grow,
@@ -226,41 +254,21 @@ impl Job {
         }
     }
 
-    /// Plans account `account`'s `positions` (the account's name) with [`Job::chunk_limits`]
-    /// and [`Job::chunk_item`]; `bound` as for [`crate::plan::plan_account`]. The planner to use for
-    /// a job: an APS account's batches then never repeat a `merchant_reference` and stay
-    /// under the file limit.
-    ///
-    /// # Errors
-    /// A [`PlanConflict`](crate::plan::PlanConflict) when two transactions claim the same
-    /// index of a batch.
-    pub(crate) fn plan_account(
-        &self,
-        account: &str,
-        positions: &[u32],
-        max_lines: usize,
-        bound: impl FnMut(u32) -> Option<crate::plan::Bound>,
-    ) -> std::result::Result<crate::plan::AccountPlan, crate::plan::PlanConflict> {
-        let index = self
-            .accounts
-            .binary_search_by(|a| a.as_str().cmp(account))
-            .unwrap_or(usize::MAX);
-        crate::plan::plan_account_with(
-            positions,
-            self.chunk_limits(index, max_lines),
-            |p| self.chunk_item(p),
-            bound,
-        )
+    /// The index of account `name` in [`Job::accounts`].
+    pub(crate) fn account_index(&self, name: &str) -> Option<usize> {
+        self.accounts
+            .binary_search_by(|a| a.as_str().cmp(name))
+            .ok()
     }
 
     /// How many valid transactions there are.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.account_of.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.account_of.is_empty()
     }
 
     /// How many problems were skipped (under [`InvalidPolicy::SkipInvalid`]).
@@ -280,141 +288,166 @@ impl Job {
 
     /// The account index of the transaction at input position `pos`.
     pub fn account_of(&self, pos: usize) -> usize {
-        self.entries
-            .get(pos)
-            .map_or(usize::MAX, |e| e.account as usize)
-    }
-
-    /// The input line of position `pos`.
-    pub fn line_of(&self, pos: usize) -> u64 {
-        self.entries.get(pos).map_or(0, |e| e.line)
+        self.account_of.get(pos).map_or(usize::MAX, |a| *a as usize)
     }
 
     /// Input positions of each account's transactions, in input order.
     pub fn positions_by_account(&self) -> Vec<Vec<u32>> {
         let mut by = vec![Vec::new(); self.accounts.len()];
-        for (pos, e) in self.entries.iter().enumerate() {
-            if let Some(list) = by.get_mut(e.account as usize) {
+        for (pos, account) in self.account_of.iter().enumerate() {
+            if let Some(list) = by.get_mut(*account as usize) {
                 list.push(u32::try_from(pos).unwrap_or(u32::MAX));
             }
         }
         by
     }
 
-    /// Reads back the transaction at input position `pos`.
-    ///
-    /// # Errors
-    /// [`Error::Io`] when the spill file cannot be read.
-    pub fn transaction(&self, pos: usize) -> Result<Transaction> {
-        let entry = self
-            .entries
-            .get(pos)
-            .ok_or_else(|| Error::setting("input", format!("no transaction at {pos}")))?;
-        let mut buf = vec![0u8; entry.len as usize];
-        self.spill
-            .read_exact_at(&mut buf, entry.offset)
-            .map_err(|e| Error::io(self.input_name.as_str(), e))?;
-        buf.pop();
-        let bad = |m: &str| Error::Input {
-            file: self.input_name.clone(),
-            line: entry.line,
-            message: format!("spilled record unreadable: {m}"),
-        };
-        let space = buf
-            .iter()
-            .position(|b| *b == b' ')
-            .ok_or_else(|| bad("no separator"))?;
-        let (head, tail) = buf.split_at(space);
-        let reference = kvp_format::decode_line(&[b"r=", head].concat())
-            .map_err(|_| bad("ref"))?
-            .into_iter()
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
-        let fields = kvp_format::decode_line(tail.get(1..).unwrap_or_default())
-            .map_err(|_| bad("fields"))?
-            .into_iter()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        Ok(Transaction { reference, fields })
-    }
-}
-
-/// Per-position output records spilled to a file, written in any order, read in input order.
-#[derive(Debug)]
-pub struct ResultSpill {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    file: File,
-    end: u64,
-    index: Vec<(u64, u32)>,
-}
-
-impl ResultSpill {
-    /// An empty spill for `len` positions.
-    ///
-    /// # Errors
-    /// [`Error::Io`] when the temporary file cannot be made.
-    pub fn new(len: usize) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("paybatch-results-")
-            .permissions(kvp_format::owner_only::dir_permissions())
-            .tempdir()
-            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        let path = dir.path().join("results.spill");
-        let file = kvp_format::owner_only::create_new(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(Self {
-            _dir: dir,
-            path,
-            file,
-            end: 0,
-            index: vec![(0, 0); len],
-        })
+    /// Account `account`'s transactions in input order, read sequentially.
+    pub(crate) fn records(&self, account: usize) -> Records<'_> {
+        Records {
+            cursor: self.records.cursor(account),
+            input_name: &self.input_name,
+        }
     }
 
-    /// Stores the output record of position `pos` (encoded pairs; replaces an earlier one).
+    /// The transactions at `positions` (all of account `account`), in that order: the lines
+    /// of one batch. One sequential pass over the account's records.
     ///
     /// # Errors
-    /// [`Error::Io`] when the spill cannot be written.
-    pub fn put(&mut self, pos: usize, pairs: &[(String, String)]) -> Result<()> {
-        let mut buf = Vec::with_capacity(256);
-        for (i, (k, v)) in pairs.iter().enumerate() {
-            if i > 0 {
-                buf.push(b'&');
+    /// [`Error::Io`] reading the spill; [`Error::Input`] for a position the account does not
+    /// have.
+    pub(crate) fn batch(&self, account: usize, positions: &[u32]) -> Result<BatchTxs> {
+        let mut wanted: Vec<(u32, usize)> =
+            positions.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+        wanted.sort_unstable();
+        let mut buf = Vec::new();
+        let mut spans = vec![(0usize, 0usize); positions.len()];
+        let mut next = wanted.iter().peekable();
+        let mut cursor = self.records.cursor(account);
+        while let Some(&&(pos, _)) = next.peek() {
+            let Some(bytes) = cursor.next_record()? else {
+                return Err(self.missing(pos));
+            };
+            let view = TxView::parse(bytes).ok_or_else(|| self.unreadable())?;
+            if view.pos < pos {
+                continue;
             }
-            kvp_format::encode_pair(k, v, &mut buf);
+            if view.pos > pos {
+                return Err(self.missing(pos));
+            }
+            let start = buf.len();
+            buf.extend_from_slice(bytes);
+            while let Some(&(_, i)) = next.next_if(|(p, _)| *p == pos) {
+                if let Some(span) = spans.get_mut(i) {
+                    *span = (start, buf.len());
+                }
+            }
         }
-        self.file
-            .write_all_at(&buf, self.end)
-            .map_err(|e| Error::io(&self.path, e))?;
-        if let Some(slot) = self.index.get_mut(pos) {
-            *slot = (self.end, u32::try_from(buf.len()).unwrap_or(u32::MAX));
-        }
-        self.end += buf.len() as u64;
-        Ok(())
+        Ok(BatchTxs { buf, spans })
     }
 
-    /// The output record of position `pos`, or `None` if none was stored.
+    /// The input line of position `pos` (0 when there is none). Reads the account's records
+    /// up to it: for error messages, not for loops.
+    pub fn line_of(&self, pos: usize) -> u64 {
+        self.find(pos).map_or(0, |t| t.0)
+    }
+
+    /// Reads back the transaction at input position `pos`, owned. Reads the account's records
+    /// up to it: for tools and tests, not for loops.
     ///
     /// # Errors
-    /// [`Error::Io`] when the spill cannot be read.
-    pub fn get(&self, pos: usize) -> Result<Option<Vec<(String, String)>>> {
-        let Some(&(offset, len)) = self.index.get(pos) else {
-            return Ok(None);
-        };
-        if len == 0 {
-            return Ok(None);
+    /// [`Error::Io`] when the spill file cannot be read; [`Error::Input`] for an unknown
+    /// position.
+    pub fn transaction(&self, pos: usize) -> Result<Transaction> {
+        self.find(pos)?;
+        let pos32 = u32::try_from(pos).map_err(|_| self.missing(u32::MAX))?;
+        let batch = self.batch(self.account_of(pos), &[pos32])?;
+        Ok(batch.get(0)?.to_transaction())
+    }
+
+    fn find(&self, pos: usize) -> Result<(u64, u32)> {
+        let pos = u32::try_from(pos).map_err(|_| self.missing(u32::MAX))?;
+        let mut records = self.records(self.account_of(pos as usize));
+        while let Some(view) = records.next()? {
+            if view.pos == pos {
+                return Ok((view.line, view.pos));
+            }
         }
-        let mut buf = vec![0u8; len as usize];
-        self.file
-            .read_exact_at(&mut buf, offset)
-            .map_err(|e| Error::io(&self.path, e))?;
-        let pairs = kvp_format::decode_line(&buf)
-            .map_err(|e| Error::io(&self.path, std::io::Error::other(e.to_string())))?
-            .into_iter()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        Ok(Some(pairs))
+        Err(self.missing(pos))
+    }
+
+    fn missing(&self, pos: u32) -> Error {
+        Error::Input {
+            file: self.input_name.clone(),
+            line: 0,
+            message: format!("no spilled transaction at position {pos}"),
+        }
+    }
+
+    fn unreadable(&self) -> Error {
+        unreadable(&self.input_name)
+    }
+}
+
+fn unreadable(input_name: &str) -> Error {
+    Error::Input {
+        file: input_name.to_owned(),
+        line: 0,
+        message: "spilled record unreadable".into(),
+    }
+}
+
+/// An account's spilled transactions, in input order ([`Job::records`]).
+#[derive(Debug)]
+pub(crate) struct Records<'a> {
+    cursor: Cursor<'a>,
+    input_name: &'a str,
+}
+
+impl Records<'_> {
+    /// The next transaction, or `None` after the last.
+    ///
+    /// # Errors
+    /// [`Error::Io`] reading the spill; [`Error::Input`] for a damaged record.
+    pub(crate) fn next(&mut self) -> Result<Option<TxView<'_>>> {
+        let input_name = self.input_name;
+        match self.cursor.next_record()? {
+            None => Ok(None),
+            Some(bytes) => TxView::parse(bytes)
+                .map(Some)
+                .ok_or_else(|| unreadable(input_name)),
+        }
+    }
+}
+
+/// The transactions of one batch, in batch order ([`Job::batch`]).
+#[derive(Debug)]
+pub(crate) struct BatchTxs {
+    buf: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+}
+
+impl BatchTxs {
+    /// How many lines.
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Line `i`.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a line out of range or damaged.
+    pub(crate) fn get(&self, i: usize) -> Result<TxView<'_>> {
+        self.spans
+            .get(i)
+            .and_then(|(start, end)| self.buf.get(*start..*end))
+            .and_then(TxView::parse)
+            .ok_or_else(|| unreadable("spill"))
+    }
+
+    /// Every line, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Result<TxView<'_>>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
     }
 }
 
@@ -453,6 +486,29 @@ mod tests {
         (job, seen)
     }
 
+    /// Account `name`'s plan with no ledger bindings, cut by its protocol's chunk rules.
+    fn plan_fresh(job: &Job, name: &str, max: usize) -> crate::plan::AccountPlan {
+        let account = job.account_index(name).unwrap();
+        let positions = &job.positions_by_account()[account];
+        let items = items(job, account);
+        crate::plan::plan_account_with(
+            positions,
+            job.chunk_limits(account, max),
+            |p| items[&p],
+            |_| None,
+        )
+        .unwrap()
+    }
+
+    fn items(job: &Job, account: usize) -> std::collections::HashMap<u32, ChunkItem> {
+        let mut records = job.records(account);
+        let mut items = std::collections::HashMap::new();
+        while let Some(v) = records.next().unwrap() {
+            items.insert(v.pos, v.item);
+        }
+        items
+    }
+
     /// [`load_with`] for input without problems.
     fn load_valid(settings: &Settings, text: &str) -> Job {
         let (job, problems) = load_with(settings, text, InvalidPolicy::RejectInput);
@@ -480,6 +536,17 @@ mod tests {
             ]
         );
         assert_eq!(job.line_of(2), 3);
+        // A batch's lines come back in the order asked, each with its digest.
+        let batch = job.batch(1, &[2, 0]).unwrap();
+        let refs: Vec<&str> = batch.iter().map(|t| t.unwrap().reference).collect();
+        assert_eq!(refs, ["3", "a b"]);
+        let first = batch.get(1).unwrap();
+        assert_eq!(
+            first.digest,
+            sequence_ledger::content_digest([("xCommand", "cc:sale"), ("xName", "Jö+")])
+        );
+        assert_eq!((first.pos, first.line), (0, 1));
+        assert!(job.batch(1, &[1]).is_err(), "position 1 is acme's");
     }
 
     #[test]
@@ -515,14 +582,15 @@ mod tests {
         let job = load_valid(&settings, &text);
         let by = job.positions_by_account();
         assert_eq!(by, [vec![1, 4], vec![0, 2, 3]]);
-        let shop = job.plan_account("shop", &by[1], 100, |_| None).unwrap();
+        let shop = plan_fresh(&job, "shop", 100);
         assert_eq!(shop.fresh, vec![vec![0], vec![2, 3]]);
         // Sola accounts have no batch key and no file limit.
-        let acme = job.plan_account("acme", &by[0], 100, |_| None).unwrap();
+        let acme = plan_fresh(&job, "acme", 100);
         assert_eq!(acme.fresh, vec![vec![1, 4]]);
         assert_eq!(job.chunk_limits(0, 7), ChunkLimits::lines(7));
         // A small file limit closes APS batches by size as well.
-        let item = job.chunk_item(0);
+        let shop_items = items(&job, 1);
+        let item = shop_items[&0];
         assert!(item.size > 0 && item.key.is_some());
         let per_line = job.chunk_limits(1, 100).per_line;
         let small = ChunkLimits {
@@ -530,7 +598,7 @@ mod tests {
             ..job.chunk_limits(1, 100)
         };
         let plan =
-            crate::plan::plan_account_with(&by[1], small, |p| job.chunk_item(p), |_| None).unwrap();
+            crate::plan::plan_account_with(&by[1], small, |p| shop_items[&p], |_| None).unwrap();
         assert_eq!(plan.fresh.len(), 3);
         // Every APS row is counted with an empty cell for each extra column of the account.
         let bare = aps_batch::row_size_bound(&job.transaction(0).unwrap().fields);
@@ -556,13 +624,14 @@ mod tests {
         }
         let job = load_valid(&settings, &text);
         let positions = &job.positions_by_account()[0];
+        let shop_items = items(&job, 0);
         for max_bytes in [700u64, 1500, 4000] {
             let limits = ChunkLimits {
                 max_bytes: Some(max_bytes),
                 ..job.chunk_limits(0, 1000)
             };
             let plan =
-                crate::plan::plan_account_with(positions, limits, |p| job.chunk_item(p), |_| None)
+                crate::plan::plan_account_with(positions, limits, |p| shop_items[&p], |_| None)
                     .unwrap();
             assert!(plan.fresh.len() > 1, "{max_bytes}");
             assert_eq!(plan.len(), 40);
@@ -595,23 +664,5 @@ mod tests {
         let job = job.unwrap();
         assert_eq!(mode(job._dir.path()), 0o700);
         assert_eq!(mode(&job._dir.path().join("input.spill")), 0o600);
-        let spill = ResultSpill::new(1).unwrap();
-        assert_eq!((mode(spill._dir.path()), mode(&spill.path)), (0o700, 0o600));
-    }
-
-    #[test]
-    fn result_spill_round_trips_in_any_order() {
-        let mut spill = ResultSpill::new(3).unwrap();
-        let rec = |v: &str| {
-            vec![
-                ("ref".to_owned(), v.to_owned()),
-                ("xError".to_owned(), "a&b=c %".to_owned()),
-            ]
-        };
-        spill.put(2, &rec("two")).unwrap();
-        spill.put(0, &rec("zero")).unwrap();
-        assert_eq!(spill.get(0).unwrap(), Some(rec("zero")));
-        assert_eq!(spill.get(1).unwrap(), None);
-        assert_eq!(spill.get(2).unwrap(), Some(rec("two")));
     }
 }

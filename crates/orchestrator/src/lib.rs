@@ -61,6 +61,7 @@ mod report;
 mod runner;
 mod settings;
 mod shutdown;
+mod spill;
 mod validate;
 mod verdict;
 mod worker;

@@ -1,20 +1,27 @@
 //! The merge: one output record per input transaction, in input order, with the outcome the
 //! ledger proves for its line (PROTOCOL.md decisions 4 and 11).
+//!
+//! Two sequential passes. The first walks each account's spilled transactions in input order
+//! with the account's batches' stored results (one read per batch), decides every line's
+//! outcome, counts it, and appends the formatted output record to that account's stream of a
+//! results spill. The second writes the records out in input order, taking each position's
+//! next record from its account's stream. No line is read twice and none is looked up at
+//! random.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kvp_format::SequenceNumber;
-use sequence_ledger::{AccountId, BatchState, Ledger, StoredResult};
+use sequence_ledger::{AccountId, BatchResults, BatchState, Ledger, LineResult};
 
 use crate::driver::OutputSpec;
 use crate::error::{Error, Result};
-use crate::job::{Job, ResultSpill};
-use crate::outcome::{LineOutcome, OutputHead, output_record};
+use crate::job::Job;
+use crate::outcome::{LineOutcome, OutPair, OutputHead, output_record};
 use crate::output::OutputWriter;
-use crate::plan::content_digest;
-use crate::report::AccountReport;
-use crate::report::RunReport;
+use crate::report::{AccountReport, RunReport};
 use crate::settings::Settings;
+use crate::spill::StreamWriter;
 
 /// A batch as the ledger holds it now, with its stored per-line results once collected.
 pub(crate) struct LedgerBatch {
@@ -22,8 +29,9 @@ pub(crate) struct LedgerBatch {
     pub(crate) record: Option<sequence_ledger::BatchRecord>,
     /// The record's state, `Reserved` without a record.
     pub(crate) state: BatchState,
-    /// Result fields by line index; empty unless the batch is `Collected` or `Cleaned`.
-    pub(crate) results: HashMap<u64, Vec<(String, String)>>,
+    /// The stored results; empty unless the batch is `Collected` or `Cleaned` (and its
+    /// results were not pruned).
+    pub(crate) results: BatchResults,
 }
 
 impl LedgerBatch {
@@ -36,19 +44,20 @@ impl LedgerBatch {
         let record = ledger.batch(account, sequence)?;
         let state = record.as_ref().map_or(BatchState::Reserved, |r| r.state);
         let results = if matches!(state, BatchState::Collected | BatchState::Cleaned) {
-            ledger
-                .results(account, sequence)?
-                .into_iter()
-                .map(|r| (r.index, r.fields))
-                .collect()
+            ledger.batch_results(account, sequence)?
         } else {
-            HashMap::new()
+            BatchResults::default()
         };
         Ok(Self {
             record,
             state,
             results,
         })
+    }
+
+    /// When its results were dropped by `paybatch ledger prune`, if they were.
+    fn pruned_at(&self) -> Option<u64> {
+        self.record.as_ref().and_then(|r| r.results_pruned_at)
     }
 }
 
@@ -101,16 +110,29 @@ pub(crate) fn merge_blocking(
         transactions: job.len() as u64,
         ..RunReport::default()
     };
-    let mut spill = ResultSpill::new(job.len())?;
     let ref_field = settings.input.ref_field.as_str();
     let account_field = settings.input.account_field.as_str();
-    for (idx, positions) in job.positions_by_account().into_iter().enumerate() {
-        let Some(name) = job.accounts().get(idx) else {
-            continue;
-        };
-        if positions.is_empty() {
-            continue;
-        }
+    let writer = match output {
+        Some(spec) => Some(OutputWriter::create(
+            &spec.path,
+            spec.format,
+            &[ref_field, account_field],
+        )?),
+        None => None,
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("paybatch-results-")
+        .permissions(kvp_format::owner_only::dir_permissions())
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let mut spill = match writer {
+        Some(_) => Some(StreamWriter::create(
+            &dir.path().join("results.spill"),
+            job.accounts().len(),
+        )?),
+        None => None,
+    };
+    for (idx, name) in job.accounts().iter().enumerate() {
         let account = AccountId::new(name.as_str()).map_err(|source| Error::Ledger {
             account: name.clone(),
             source,
@@ -127,29 +149,29 @@ pub(crate) fn merge_blocking(
             account: &account,
             batches: HashMap::new(),
         };
-        let mut counted = std::collections::BTreeSet::new();
-        for pos in positions {
-            let tx = job.transaction(pos as usize)?;
+        let mut counted = BTreeSet::new();
+        let mut any = false;
+        let mut records = job.records(idx);
+        while let Some(tx) = records.next()? {
+            any = true;
             let binding = ledger
-                .binding(&account, &tx.reference)
+                .binding_with(&account, tx.reference, &tx.digest)
                 .map_err(ledger_err)?;
-            let (bound, outcome, fields) = match binding {
+            let (outcome, fields): (LineOutcome, Vec<OutPair<'_>>) = match &binding {
                 None => {
-                    let why = failure.unwrap_or(unbound).to_owned();
+                    let why = failure.unwrap_or(unbound);
                     (
-                        None,
                         LineOutcome::NotProcessed,
-                        vec![("xError".to_owned(), why)],
+                        vec![("xError", Cow::Borrowed(why))],
                     )
                 }
-                Some(b) if b.content_digest != content_digest(&tx.fields) => (
-                    Some(b),
+                Some(b) if b.content_digest != tx.digest => (
                     LineOutcome::Unknown,
                     vec![(
-                        "xError".to_owned(),
-                        format!(
+                        "xError",
+                        Cow::Owned(format!(
                             "this ref was submitted before with different content ({b}, account {name}); that transaction may have been processed, and this one was not sent — do not send either elsewhere"
-                        ),
+                        )),
                     )],
                 ),
                 Some(b) => {
@@ -157,53 +179,45 @@ pub(crate) fn merge_blocking(
                     if counted.insert(b.sequence) {
                         entry.count_batch(b.sequence, batch.state);
                     }
-                    let (outcome, fields) = line_outcome(name, b.sequence, batch, b.index, failure);
-                    (Some(b), outcome, fields)
+                    line_outcome(name, b.sequence, batch, b.index, failure)
                 }
             };
             let head = OutputHead {
                 ref_field,
                 account_field,
-                reference: &tx.reference,
+                reference: tx.reference,
                 account: name,
-                sequence: bound.map(|b| b.sequence.get()),
-                index: bound.map(|b| b.index),
+                sequence: binding.map(|b| b.sequence.get()),
+                index: binding.map(|b| b.index),
             };
-            let mut record = output_record(head, outcome, &fields);
-            // Keep `account` at a fixed place for the merge loop regardless of the field names.
-            if let Some(slot) = record.get_mut(1) {
-                slot.1.clone_from(name);
-            }
-            spill.put(pos as usize, &record)?;
-        }
-        report.accounts.insert(name.clone(), entry);
-    }
-    let mut writer = match output {
-        Some(spec) => Some(OutputWriter::create(
-            &spec.path,
-            spec.format,
-            &[ref_field, account_field],
-        )?),
-        None => None,
-    };
-    for pos in 0..job.len() {
-        let Some(record) = spill.get(pos)? else {
-            continue;
-        };
-        let account = record.get(1).map(|(_, v)| v.clone()).unwrap_or_default();
-        let outcome = record.get(2).map(|(_, v)| v.as_str()).unwrap_or_default();
-        let outcome = LineOutcome::ALL
-            .into_iter()
-            .find(|o| o.as_str() == outcome)
-            .unwrap_or(LineOutcome::Unknown);
-        if let Some(entry) = report.accounts.get_mut(&account) {
+            let record = output_record(head, outcome, &fields);
             entry.summary.add(outcome, &record);
+            if let (Some(w), Some(spill)) = (writer.as_ref(), spill.as_mut()) {
+                let mut formatted = Ok(());
+                spill.push_with(idx, |buf| formatted = w.format(&record, buf))?;
+                formatted?;
+            }
         }
-        if let Some(w) = writer.as_mut() {
-            w.write(&record)?;
+        if any {
+            report.accounts.insert(name.clone(), entry);
         }
     }
-    if let (Some(w), Some(_)) = (writer, output) {
+    if let (Some(mut w), Some(spill)) = (writer, spill) {
+        let streams = spill.finish()?;
+        let mut cursors: Vec<_> = (0..job.accounts().len())
+            .map(|a| streams.cursor(a))
+            .collect();
+        for pos in 0..job.len() {
+            let record = cursors
+                .get_mut(job.account_of(pos))
+                .map(|c| c.next_record())
+                .transpose()?
+                .flatten()
+                .ok_or_else(|| {
+                    Error::setting("output", format!("no output record for position {pos}"))
+                })?;
+            w.write_formatted(record)?;
+        }
         report.output = Some(w.finish()?);
     }
     Ok(report)
@@ -212,21 +226,28 @@ pub(crate) fn merge_blocking(
 /// The outcome of line `index` of a batch as the ledger holds it (PROTOCOL.md decisions 4 and
 /// 11). Only a batch the gateway provably did not process gives `not_processed`; every line of
 /// a batch that was or may have been triggered is `unknown` until its answer is read.
-pub(crate) fn line_outcome(
+pub(crate) fn line_outcome<'a>(
     account: &str,
     sequence: SequenceNumber,
-    batch: &LedgerBatch,
+    batch: &'a LedgerBatch,
     index: u64,
     failure: Option<&str>,
-) -> (LineOutcome, Vec<(String, String)>) {
-    let error = |m: String| vec![("xError".to_owned(), m)];
+) -> (LineOutcome, Vec<OutPair<'a>>) {
+    let error = |m: String| vec![("xError", Cow::Owned(m))];
     let record = batch.record.as_ref();
-    let result = batch.results.get(&index);
+    let result = batch.results.get(index);
     match batch.state {
         BatchState::Collected | BatchState::Cleaned => {
             match record.and_then(|r| r.verdict.as_ref()) {
+                Some(_) if result.is_none() && batch.pruned_at().is_some() => (
+                    LineOutcome::Unknown,
+                    error(pruned_note(account, sequence, batch.pruned_at())),
+                ),
                 Some(v) if v.outcome == sequence_ledger::BatchOutcome::Success => match result {
-                    Some(fields) => (LineOutcome::from_x_result(x_result(fields)), fields.clone()),
+                    Some(line) => (
+                        LineOutcome::from_x_result(line.get("xResult")),
+                        borrowed(line),
+                    ),
                     None => (
                         LineOutcome::Unknown,
                         error("no stored result for this line".into()),
@@ -277,11 +298,9 @@ pub(crate) fn line_outcome(
     }
 }
 
-fn x_result(fields: &[(String, String)]) -> Option<&str> {
-    fields
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("xResult"))
-        .map(|(_, v)| v.as_str())
+/// A stored result's fields, borrowed.
+fn borrowed<'a>(line: LineResult<'a>) -> Vec<OutPair<'a>> {
+    line.fields().map(|(k, v)| (k, Cow::Borrowed(v))).collect()
 }
 
 /// A line of a batch whose verdict is a gateway error (PROTOCOL.md decision 4): its own result
@@ -289,22 +308,22 @@ fn x_result(fields: &[(String, String)]) -> Option<&str> {
 /// `xBatchError`); otherwise `not_processed` only when the batch provably processed nothing,
 /// else `unknown`. Remarks without `xResult` (APS: why validation refused the line) follow
 /// the batch's fields, their `xStatus`/`xError` renamed `xLineStatus`/`xLineError`.
-fn rejected_line(
+fn rejected_line<'a>(
     account: &str,
     sequence: SequenceNumber,
-    batch: &LedgerBatch,
-    verdict: &sequence_ledger::Verdict,
-    result: Option<&Vec<(String, String)>>,
-) -> (LineOutcome, Vec<(String, String)>) {
+    batch: &'a LedgerBatch,
+    verdict: &'a sequence_ledger::Verdict,
+    result: Option<LineResult<'a>>,
+) -> (LineOutcome, Vec<OutPair<'a>>) {
     let batch_error = verdict
         .error
         .clone()
         .unwrap_or_else(|| format!("batch rejected: {}", verdict.status));
-    if let Some(fields) = result.filter(|f| StoredResult::is_outcome(f)) {
-        let mut out = fields.clone();
-        out.push(("xBatchStatus".to_owned(), verdict.status.clone()));
-        out.push(("xBatchError".to_owned(), batch_error));
-        return (LineOutcome::from_x_result(x_result(fields)), out);
+    if let Some(line) = result.filter(LineResult::is_outcome) {
+        let mut out = borrowed(line);
+        out.push(("xBatchStatus", Cow::Borrowed(verdict.status.as_str())));
+        out.push(("xBatchError", Cow::Owned(batch_error)));
+        return (LineOutcome::from_x_result(line.get("xResult")), out);
     }
     let rejected = batch.record.as_ref().is_some_and(|r| r.is_rejected());
     let (outcome, why) = if rejected {
@@ -322,18 +341,31 @@ fn rejected_line(
         )
     };
     let mut fields = vec![
-        ("xStatus".to_owned(), verdict.status.clone()),
-        ("xError".to_owned(), why),
+        ("xStatus", Cow::Borrowed(verdict.status.as_str())),
+        ("xError", Cow::Owned(why)),
     ];
-    for (k, value) in result.into_iter().flatten() {
-        let key = match k.as_str() {
+    for (k, value) in result.into_iter().flat_map(|l| l.fields()) {
+        let key = match k {
             "xStatus" => "xLineStatus",
             "xError" => "xLineError",
             other => other,
         };
-        fields.push((key.to_owned(), value.clone()));
+        fields.push((key, Cow::Borrowed(value)));
     }
     (outcome, fields)
+}
+
+/// The `xError` of a line of a collected batch whose stored results were pruned.
+fn pruned_note(account: &str, sequence: SequenceNumber, pruned_at: Option<u64>) -> String {
+    let when = pruned_at
+        .map(|ms| {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+            format!("pruned {}", humantime::format_rfc3339_seconds(at))
+        })
+        .unwrap_or_else(|| "pruned".to_owned());
+    format!(
+        "batch {sequence} of account {account} was answered and collected, but its per-line results are no longer in the ledger ({when} by `paybatch ledger prune`); the gateway processed it as it answered then — never send this line again"
+    )
 }
 
 /// The `xError` of a line bound to a batch that is not final.

@@ -1,6 +1,7 @@
 //! Pure merging: a gateway response line (or a batch verdict) becomes one output record, and
 //! outcomes are counted per account.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -89,33 +90,39 @@ pub struct OutputHead<'a> {
     pub index: Option<u64>,
 }
 
+/// One field of an output record: a name (the input's, a result's or one of ours) and its
+/// value, borrowed where it can be.
+pub(crate) type OutPair<'a> = (&'a str, Cow<'a, str>);
+
 /// One output record: ref, account, outcome, xSequenceNumber, xIndex, then every response
 /// field except the echoed `xIndex`/`xSequenceNumber` and sensitive ones (never a card number).
-pub fn output_record(
-    head: OutputHead<'_>,
+pub(crate) fn output_record<'a>(
+    head: OutputHead<'a>,
     outcome: LineOutcome,
-    response: &[(String, String)],
-) -> Vec<(String, String)> {
-    let mut out = Vec::with_capacity(response.len() + 5);
-    out.push((head.ref_field.to_owned(), head.reference.to_owned()));
-    out.push((head.account_field.to_owned(), head.account.to_owned()));
-    out.push(("outcome".to_owned(), outcome.as_str().to_owned()));
+    response: &[OutPair<'a>],
+) -> Vec<OutPair<'a>> {
+    let mut out: Vec<OutPair<'a>> = Vec::with_capacity(response.len() + 5);
+    out.push((head.ref_field, Cow::Borrowed(head.reference)));
+    out.push((head.account_field, Cow::Borrowed(head.account)));
+    out.push(("outcome", Cow::Borrowed(outcome.as_str())));
     out.push((
-        "xSequenceNumber".to_owned(),
-        head.sequence.map(|s| s.to_string()).unwrap_or_default(),
+        "xSequenceNumber",
+        head.sequence
+            .map_or(Cow::Borrowed(""), |s| Cow::Owned(s.to_string())),
     ));
     out.push((
-        "xIndex".to_owned(),
-        head.index.map(|s| s.to_string()).unwrap_or_default(),
+        "xIndex",
+        head.index
+            .map_or(Cow::Borrowed(""), |s| Cow::Owned(s.to_string())),
     ));
     for (k, v) in response {
-        if k == "xIndex" || k == "xSequenceNumber" || kvp_format::is_sensitive(k) {
+        if *k == "xIndex" || *k == "xSequenceNumber" || kvp_format::is_sensitive(k) {
             continue;
         }
         if out.iter().any(|(o, _)| o == k) {
             continue;
         }
-        out.push((k.clone(), v.clone()));
+        out.push((k, v.clone()));
     }
     out
 }
@@ -143,7 +150,7 @@ pub struct AccountSummary {
 
 impl AccountSummary {
     /// Counts one output record.
-    pub fn add(&mut self, outcome: LineOutcome, response: &[(String, String)]) {
+    pub fn add<K: AsRef<str>, V: AsRef<str>>(&mut self, outcome: LineOutcome, response: &[(K, V)]) {
         *self.outcomes.entry(outcome).or_default() += 1;
         if outcome != LineOutcome::Approved {
             return;
@@ -151,8 +158,8 @@ impl AccountSummary {
         let field = |name: &str| {
             response
                 .iter()
-                .find(|(k, v)| k == name && !v.trim().is_empty())
-                .map(|(_, v)| v.as_str())
+                .find(|(k, v)| k.as_ref() == name && !v.as_ref().trim().is_empty())
+                .map(|(_, v)| v.as_ref())
         };
         let currency = field("xCurrency")
             .or_else(|| field("currency"))
@@ -244,15 +251,21 @@ mod tests {
             sequence: Some(7),
             index: Some(3),
         };
-        let resp = pairs(&[
+        let resp: Vec<OutPair<'_>> = [
             ("xIndex", "3"),
             ("xSequenceNumber", "7"),
             ("xResult", "A"),
             ("xCardNum", "4111111111111111"),
             ("xMaskedCardNumber", "4xxxxxxxxxxx1111"),
             ("xKey", "k"),
-        ]);
-        let out = output_record(head, LineOutcome::Approved, &resp);
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, Cow::Borrowed(v)))
+        .collect();
+        let out: Vec<(String, String)> = output_record(head, LineOutcome::Approved, &resp)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.into_owned()))
+            .collect();
         assert_eq!(
             out,
             pairs(&[

@@ -72,37 +72,52 @@ impl OutputWriter {
     ///
     /// # Errors
     /// [`Error::Io`].
-    pub fn write(&mut self, pairs: &[(String, String)]) -> Result<()> {
-        self.buf.clear();
+    pub fn write<K: AsRef<str>, V: AsRef<str>>(&mut self, pairs: &[(K, V)]) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let formatted = self.format(pairs, &mut buf);
+        let written = formatted.and_then(|()| self.write_formatted(&buf));
+        self.buf = buf;
+        written
+    }
+
+    /// Appends one record as this writer's format writes it to `out` (CSV: a row under the
+    /// writer's columns), without writing anything: the merge formats records while it reads
+    /// the ledger per account and writes them in input order later
+    /// ([`OutputWriter::write_formatted`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a JSON record cannot be encoded.
+    pub(crate) fn format<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        pairs: &[(K, V)],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         match self.format {
             Format::Kvp => {
                 for (i, (k, v)) in pairs.iter().enumerate() {
                     if i > 0 {
-                        self.buf.push(b'&');
+                        out.push(b'&');
                     }
-                    kvp_format::encode_pair(k, v, &mut self.buf);
+                    kvp_format::encode_pair(k.as_ref(), v.as_ref(), out);
                 }
-                self.buf.push(b'\n');
+                out.push(b'\n');
             }
             Format::Jsonl => {
                 let mut map = serde_json::Map::new();
                 for (k, v) in pairs {
-                    map.entry(k.clone())
-                        .or_insert_with(|| serde_json::Value::String(v.clone()));
+                    map.entry(k.as_ref())
+                        .or_insert_with(|| serde_json::Value::String(v.as_ref().to_owned()));
                 }
-                serde_json::to_writer(&mut self.buf, &map)
+                serde_json::to_writer(&mut *out, &map)
                     .map_err(|e| Error::io(&self.tmp, std::io::Error::other(e)))?;
-                self.buf.push(b'\n');
+                out.push(b'\n');
             }
             Format::Csv => {
-                if !self.csv_started {
-                    self.csv_started = true;
-                    let header = self.columns.clone();
-                    write_csv_row(&mut self.buf, header.iter().map(String::as_str));
-                }
                 let mut extra = Vec::new();
                 let mut cells = vec![""; self.columns.len()];
                 for (k, v) in pairs {
+                    let (k, v) = (k.as_ref(), v.as_ref());
                     match self.columns.iter().position(|c| c == k) {
                         Some(i) if cells.get(i).is_some_and(|c| c.is_empty()) => {
                             if let Some(cell) = cells.get_mut(i) {
@@ -121,11 +136,27 @@ impl OutputWriter {
                 if let Some(last) = cells.last_mut() {
                     *last = &extra;
                 }
-                write_csv_row(&mut self.buf, cells.into_iter());
+                write_csv_row(out, cells.into_iter());
             }
         }
+        Ok(())
+    }
+
+    /// Writes records formatted by [`OutputWriter::format`] (the CSV header first).
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub(crate) fn write_formatted(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.format == Format::Csv && !self.csv_started {
+            self.csv_started = true;
+            let mut header = Vec::new();
+            write_csv_row(&mut header, self.columns.iter().map(String::as_str));
+            self.out
+                .write_all(&header)
+                .map_err(|e| Error::io(&self.tmp, e))?;
+        }
         self.out
-            .write_all(&self.buf)
+            .write_all(bytes)
             .map_err(|e| Error::io(&self.tmp, e))
     }
 

@@ -88,6 +88,13 @@ impl Orchestrator {
                 }
             }
         }
+        // Steps recorded without an fsync of their own (Triggered, Stuck, Cleaned) become
+        // durable now, so a run that ended leaves nothing to redo.
+        let ledger = self.ledger.clone();
+        let synced = tokio::task::spawn_blocking(move || ledger.sync()).await;
+        if let Ok(Err(e)) = synced {
+            tracing::warn!(error = %e, "the ledger's last steps were not synced; the next run repeats them");
+        }
         runs
     }
 

@@ -82,11 +82,11 @@ impl<'a> Validator<'a> {
         }
         if let Some(account) = account {
             // The transaction fields, as the account's protocol will see them.
-            let fields: Vec<(String, String)> = rec
+            let fields: Vec<(&str, &str)> = rec
                 .fields
                 .iter()
                 .filter(|(k, _)| k != account_field && k != ref_field)
-                .cloned()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             problems.extend(account.rules().check(&fields));
         } else {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use gateway_protocol::BatchLine;
+use gateway_protocol::{BatchLine, LineFields};
 use orchestrator::{
     Format, InputReader, InvalidPolicy, Job, Orchestrator, OutputSpec, Settings, Shutdown,
     SubmitOptions,
@@ -373,12 +373,20 @@ async fn bind(
     let protocol = orch.protocol_for(account.as_str()).await.unwrap();
     let sequence = ledger.next_sequence(account).unwrap();
     let txs: Vec<_> = positions.map(|p| job.transaction(p).unwrap()).collect();
-    let lines: Vec<BatchLine<'_>> = txs
+    let encoded: Vec<Vec<u8>> = txs
+        .iter()
+        .map(|t| {
+            let mut out = Vec::new();
+            LineFields::encode(&t.fields, &mut out);
+            out
+        })
+        .collect();
+    let lines: Vec<BatchLine<'_>> = encoded
         .iter()
         .enumerate()
-        .map(|(i, t)| BatchLine {
+        .map(|(i, fields)| BatchLine {
             index: i as u64,
-            fields: &t.fields,
+            fields: LineFields::from_canonical(fields),
         })
         .collect();
     let payload = protocol.encode_request(sequence, &lines).unwrap();

@@ -230,9 +230,9 @@ fn request_bytes(
             out.push(b'&');
             kvp_format::encode_pair(k, v, &mut out);
         }
-        for (k, v) in line.fields {
+        if !line.fields.is_empty() {
             out.push(b'&');
-            kvp_format::encode_pair(k, v, &mut out);
+            out.extend_from_slice(line.fields.encoded());
         }
         out.push(b'\n');
     }
@@ -523,6 +523,7 @@ impl GatewayProtocol for SolaFileDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gateway_protocol::LineFields;
 
     async fn drop_and_sola() -> (
         storage_backends::test_env::TestTarget,
@@ -554,19 +555,15 @@ mod tests {
     #[tokio::test]
     async fn request_encoding_is_canonical_and_deterministic() {
         let (_t, _b, sola) = drop_and_sola().await;
-        let fields = vec![
-            ("xCommand".to_owned(), "cc:sale".to_owned()),
-            ("xName".to_owned(), "Zoë & Co+1".to_owned()),
-        ];
+        let mut encoded = Vec::new();
+        LineFields::encode(
+            &[("xCommand", "cc:sale"), ("xName", "Zoë & Co+1")],
+            &mut encoded,
+        );
+        let fields = LineFields::from_canonical(&encoded);
         let lines = [
-            BatchLine {
-                index: 0,
-                fields: &fields,
-            },
-            BatchLine {
-                index: 1,
-                fields: &fields,
-            },
+            BatchLine { index: 0, fields },
+            BatchLine { index: 1, fields },
         ];
         let a = sola.encode_request(seq(7), &lines).unwrap();
         assert_eq!(a, sola.encode_request(seq(7), &lines).unwrap());

@@ -17,7 +17,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use gateway_protocol::{AccountCommon, GatewayProtocol, BatchLine};
+//! use gateway_protocol::{AccountCommon, GatewayProtocol, BatchLine, LineFields};
 //! use sola_file_drop::{GatewaySettings, SolaAccount, StorageSettings};
 //!
 //! let dir = tempfile::tempdir()?;
@@ -28,9 +28,11 @@
 //! let account = SolaAccount::new("acme", AccountCommon::default(), table,
 //!     StorageSettings::default(), GatewaySettings::default(), Arc::default())?;
 //! let drop = gateway_protocol::Account::connect(&account).await?;
-//! let fields = vec![("xCommand".to_owned(), "cc:sale".to_owned())];
+//! let mut encoded = Vec::new();
+//! LineFields::encode(&[("xCommand", "cc:sale")], &mut encoded);
+//! let fields = LineFields::from_canonical(&encoded);
 //! let seq = kvp_format::SequenceNumber::new(1)?;
-//! let bytes = drop.encode_request(seq, &[BatchLine { index: 0, fields: &fields }])?;
+//! let bytes = drop.encode_request(seq, &[BatchLine { index: 0, fields }])?;
 //! assert!(bytes.starts_with(b"xIndex=0&xSequenceNumber=1&xKey=merchant-key&"));
 //! drop.upload(seq, bytes).await?;   // Request/REQUEST_1.KVP, written atomically and verified
 //! assert!(dir.path().join("Request/REQUEST_1.KVP").exists());

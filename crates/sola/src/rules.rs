@@ -32,11 +32,11 @@ impl SolaRules {
 }
 
 impl LineRules for SolaRules {
-    fn check(&self, fields: &[(String, String)]) -> Vec<String> {
+    fn check(&self, fields: &[(&str, &str)]) -> Vec<String> {
         let mut problems = Vec::new();
         let mut keys = std::collections::HashSet::new();
         for (key, value) in fields {
-            if !keys.insert(key.as_str()) {
+            if !keys.insert(*key) {
                 problems.push(format!("field {key:?} appears twice"));
                 continue;
             }
@@ -60,8 +60,8 @@ impl LineRules for SolaRules {
         }
         let command = fields
             .iter()
-            .find(|(k, _)| k == "xCommand")
-            .map(|(_, v)| v.as_str());
+            .find(|(k, _)| *k == "xCommand")
+            .map(|(_, v)| *v);
         match command {
             None | Some("") => problems.push("missing xCommand".to_owned()),
             Some(command) if !self.common.allows(command) => {

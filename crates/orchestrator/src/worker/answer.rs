@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gateway_protocol::PollResult;
 use kvp_format::SequenceNumber;
-use sequence_ledger::{BatchState, PerLineAnswer, StoredResult, Transition};
+use sequence_ledger::{BatchOutcome, BatchState, PerLineAnswer, StoredResult, Transition};
 use tracing::{info, warn};
 
 use super::Worker;
@@ -17,6 +17,11 @@ use crate::verdict;
 impl Worker {
     /// Polls until the verdict (or the deadline: Stuck), then stores results and cleans up.
     /// `resumed` polls at once instead of waiting the first interval.
+    ///
+    /// Durable writes per batch here: one, the verdict and the per-line results together
+    /// ([`AccountLedger::complete_and_store`](crate::account_ledger::AccountLedger)), before
+    /// the answer files are deleted. `Stuck` and `Cleaned` are deferred: lost in a crash, they
+    /// are found again (the deadline is past; RESPONSE/COMPLETE are deleted again).
     pub(super) async fn wait_and_collect(
         &self,
         sequence: SequenceNumber,
@@ -25,69 +30,106 @@ impl Worker {
     ) -> Result<()> {
         let mut rec = self.ledger.batch(sequence).await?;
         let batch = verdict::batch_ref(&rec);
-        if rec.state == BatchState::Triggered {
-            let Some(v) = self.await_verdict(&rec, resumed).await? else {
-                warn!(account = %self.account, %sequence, "no COMPLETE before the deadline: batch is Stuck");
-                self.ledger.transition(sequence, Transition::Stuck).await?;
-                self.progress.stuck(line_count);
-                return Ok(());
-            };
-            if !v.success {
-                warn!(account = %self.account, %sequence, status = %v.status, "gateway rejected the batch");
-            }
-            rec = self
-                .ledger
-                .transition(sequence, verdict::completed(v))
-                .await?;
-        } else if rec.state == BatchState::Stuck {
-            match self.protocol.poll(&batch).await? {
-                PollResult::Done(v) => {
-                    rec = self
-                        .ledger
-                        .transition(sequence, verdict::completed(v))
+        let fresh = match rec.state {
+            BatchState::Triggered => {
+                let Some(v) = self.await_verdict(&rec, resumed).await? else {
+                    warn!(account = %self.account, %sequence, "no COMPLETE before the deadline: batch is Stuck");
+                    self.ledger
+                        .transition_deferred(sequence, Transition::Stuck)
                         .await?;
+                    self.progress.stuck(line_count);
+                    return Ok(());
+                };
+                if !v.success {
+                    warn!(account = %self.account, %sequence, status = %v.status, "gateway rejected the batch");
                 }
-                PollResult::Pending => return Ok(()),
+                Some(verdict::completed(v))
             }
-        }
-        if let BatchState::Completed(outcome) = rec.state {
-            // Each line with a per-line result gets its own outcome; for a rejected batch the
-            // rest is decided by the verdict and whether there was an answer at all
-            // (PROTOCOL.md decision 4; the merge and the ledger's release rule read this).
-            let (lines, answer) = if outcome == sequence_ledger::BatchOutcome::Success {
-                let lines = self
-                    .protocol
-                    .fetch_results(&batch, line_count)
-                    .await
-                    .map_err(|e| self.unusable_answer(sequence, e))?;
-                (lines, PerLineAnswer::Read)
-            } else {
-                let rejected = self
-                    .protocol
-                    .fetch_rejected_results(&batch, line_count)
-                    .await?;
-                (rejected.lines, verdict::per_line_answer(rejected.answer))
-            };
-            let results = lines
-                .into_iter()
-                .map(|r| StoredResult {
-                    index: r.index,
-                    fields: r.fields,
-                })
-                .collect();
-            rec = self.ledger.store_answer(sequence, results, answer).await?;
-            sequence_ledger::crash_point("orchestrator.after_results");
+            BatchState::Stuck => match self.protocol.poll(&batch).await? {
+                PollResult::Done(v) => Some(verdict::completed(v)),
+                PollResult::Pending => return Ok(()),
+            },
+            _ => None,
+        };
+        let outcome = match (&fresh, rec.state) {
+            (Some(step), _) => match step.target() {
+                BatchState::Completed(outcome) => Some(outcome),
+                _ => None,
+            },
+            (None, BatchState::Completed(outcome)) => Some(outcome),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            match self
+                .fetch_answer(&batch, sequence, outcome, line_count)
+                .await
+            {
+                Ok((results, answer)) => {
+                    rec = match fresh {
+                        Some(step) => {
+                            self.ledger
+                                .complete_and_store(sequence, step, results, answer)
+                                .await?
+                        }
+                        None => self.ledger.store_answer(sequence, results, answer).await?,
+                    };
+                    sequence_ledger::crash_point("orchestrator.after_results");
+                }
+                Err(e) => {
+                    // The verdict is kept (status shows it; the next run reads the answer
+                    // again); without the answer the batch is not collected.
+                    if let Some(step) = fresh {
+                        self.ledger.transition_deferred(sequence, step).await?;
+                    }
+                    return Err(e);
+                }
+            }
         }
         if rec.state == BatchState::Collected {
             sequence_ledger::crash_point("orchestrator.before_cleanup");
             self.protocol.cleanup(&batch).await?;
             self.ledger
-                .transition(sequence, Transition::Cleaned)
+                .transition_deferred(sequence, Transition::Cleaned)
                 .await?;
             self.progress.completed(line_count);
             info!(account = %self.account, %sequence, "batch collected and cleaned");
         }
         Ok(())
+    }
+
+    /// The per-line answer of a batch with verdict `outcome`: each line with a per-line
+    /// result gets its own outcome; for a rejected batch the rest is decided by the verdict
+    /// and whether there was an answer at all (PROTOCOL.md decision 4; the merge and the
+    /// ledger's release rule read this).
+    async fn fetch_answer(
+        &self,
+        batch: &gateway_protocol::BatchRef,
+        sequence: SequenceNumber,
+        outcome: BatchOutcome,
+        line_count: u64,
+    ) -> Result<(Vec<StoredResult>, PerLineAnswer)> {
+        let (lines, answer) = if outcome == BatchOutcome::Success {
+            let lines = self
+                .protocol
+                .fetch_results(batch, line_count)
+                .await
+                .map_err(|e| self.unusable_answer(sequence, e))?;
+            (lines, PerLineAnswer::Read)
+        } else {
+            let rejected = self
+                .protocol
+                .fetch_rejected_results(batch, line_count)
+                .await?;
+            (rejected.lines, verdict::per_line_answer(rejected.answer))
+        };
+        let results = lines
+            .into_iter()
+            .map(|r| StoredResult {
+                index: r.index,
+                fields: r.fields,
+            })
+            .collect();
+        Ok((results, answer))
     }
 
     /// Polls a Triggered batch with doubling, jittered delays until its verdict, or `None` at

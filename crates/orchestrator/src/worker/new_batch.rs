@@ -8,7 +8,6 @@ use tracing::{Instrument, info};
 use super::Worker;
 use crate::driver::WaitMode;
 use crate::error::{Error, Result};
-use crate::plan::content_digest;
 use crate::verdict;
 use gateway_protocol::BatchLine;
 
@@ -19,28 +18,26 @@ impl Worker {
         sequence: SequenceNumber,
         positions: &[u32],
     ) -> Result<(bytes::Bytes, Vec<NewBinding>)> {
-        let mut txs = Vec::with_capacity(positions.len());
-        for &pos in positions {
-            txs.push(self.job.transaction(pos as usize)?);
+        let account = self
+            .job
+            .account_index(self.account.as_str())
+            .ok_or_else(|| Error::setting("accounts", "account not in the job"))?;
+        let txs = self.job.batch(account, positions)?;
+        let mut lines = Vec::with_capacity(txs.len());
+        let mut bindings = Vec::with_capacity(txs.len());
+        for (i, tx) in txs.iter().enumerate() {
+            let tx = tx?;
+            lines.push(BatchLine {
+                index: i as u64,
+                fields: tx.fields,
+            });
+            bindings.push(NewBinding {
+                client_ref: tx.reference.to_owned(),
+                index: i as u64,
+                content_digest: tx.digest,
+            });
         }
-        let lines: Vec<BatchLine<'_>> = txs
-            .iter()
-            .enumerate()
-            .map(|(i, t)| BatchLine {
-                index: i as u64,
-                fields: &t.fields,
-            })
-            .collect();
         let payload = self.protocol.encode_request(sequence, &lines)?;
-        let bindings = txs
-            .iter()
-            .enumerate()
-            .map(|(i, t)| NewBinding {
-                client_ref: t.reference.clone(),
-                index: i as u64,
-                content_digest: content_digest(&t.fields),
-            })
-            .collect();
         Ok((payload, bindings))
     }
 
@@ -100,8 +97,11 @@ impl Worker {
             trigger.await?;
         }
         sequence_ledger::crash_point("orchestrator.after_process");
+        // Deferred: lost in a crash, the batch is RequestUploaded again and is triggered
+        // again, which the gateway's sequence rule makes harmless (as a crash between PROCESS
+        // and this record always could).
         self.ledger
-            .transition(sequence, Transition::Triggered)
+            .transition_deferred(sequence, Transition::Triggered)
             .await?;
         self.progress.uploaded(line_count);
         info!(account = %self.account, %sequence, lines = line_count, "batch triggered");

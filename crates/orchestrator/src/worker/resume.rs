@@ -2,13 +2,12 @@
 //! same transactions) and other inputs' (finished first when that needs no payload).
 
 use kvp_format::SequenceNumber;
-use sequence_ledger::{BatchRecord, BatchState};
+use sequence_ledger::{BatchRecord, BatchState, NewBinding};
 use sha2::{Digest, Sha256};
 use tracing::debug;
 
 use super::Worker;
 use crate::error::{Error, Result};
-use crate::plan::content_digest;
 use crate::verdict;
 use gateway_protocol::PollResult;
 
@@ -26,8 +25,8 @@ impl Worker {
         self.check_reference(&rec)?;
         match rec.state {
             BatchState::Reserved | BatchState::RequestUploaded => {
-                let (payload, _) = self.build(sequence, positions)?;
-                self.check_same_transactions(&rec, positions, &payload)?;
+                let (payload, bindings) = self.build(sequence, positions)?;
+                self.check_same_transactions(&rec, &bindings, &payload)?;
                 let lines = positions.len() as u64;
                 self.upload_and_trigger(sequence, payload, lines, rec.state)
                     .await?;
@@ -150,15 +149,12 @@ impl Worker {
     fn check_same_transactions(
         &self,
         rec: &BatchRecord,
-        positions: &[u32],
+        lines: &[NewBinding],
         payload: &bytes::Bytes,
     ) -> Result<()> {
-        let mut digests = Vec::with_capacity(positions.len());
-        for &pos in positions {
-            digests.push(content_digest(&self.job.transaction(pos as usize)?.fields));
-        }
-        let same = positions.len() as u64 == rec.line_count
-            && (sequence_ledger::batch_digest(&digests) == rec.content_sha256
+        let same = lines.len() as u64 == rec.line_count
+            && (sequence_ledger::batch_digest(lines.iter().map(|l| &l.content_digest))
+                == rec.content_sha256
                 || <[u8; 32]>::from(Sha256::digest(payload)) == rec.content_sha256);
         if same {
             return Ok(());
@@ -167,7 +163,7 @@ impl Worker {
             account: self.account.to_string(),
             sequence: rec.sequence,
             bound: rec.line_count,
-            found: positions.len() as u64,
+            found: lines.len() as u64,
         })
     }
 }
