@@ -46,11 +46,23 @@ impl std::fmt::Debug for PgLedger {
 /// The TLS connector: rustls with the system's root certificates (aws-lc-rs, the provider the
 /// rest of paybatch uses). Used when the URL's `sslmode` asks for TLS (`prefer`, the
 /// default, uses it when the server offers it; `require` insists; `disable` never does).
-fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+fn tls(ca_file: Option<&std::path::Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         // A certificate the store cannot take is skipped, as browsers do.
         let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let bad = |e: &dyn std::fmt::Display| config(format!("CA file {}: {e}", path.display()));
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+            roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(bad(&"no certificate in it"));
+        }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -81,7 +93,7 @@ impl PgLedger {
     pub async fn connect_without_migrating(options: PgOptions) -> Result<PgLedger> {
         let manager = Manager::from_config(
             options.config.clone(),
-            tls()?,
+            tls(options.ca_file.as_deref())?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -143,6 +155,22 @@ impl PgLedger {
     pub async fn migrate(&self) -> Result<Vec<Migration>> {
         let mut client = self.client("migrating the schema").await?;
         schema::migrate(&mut client, &self.options.describe()).await
+    }
+
+    /// Whether this process's connections to the database are encrypted (TLS).
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn tls_in_use(&self) -> Result<bool> {
+        let client = self.client("reading the connection").await?;
+        let row = client
+            .query_one(
+                "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                &[],
+            )
+            .await
+            .map_err(db("reading the connection"))?;
+        Ok(row.get(0))
     }
 
     /// Whether the ledger holds nothing yet (no account, batch or lease): what `ledger copy`

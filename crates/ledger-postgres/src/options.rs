@@ -25,6 +25,9 @@ pub struct PgOptions {
     pub retry_for: Duration,
     /// How long one connection attempt may take (default 10 s).
     pub connect_timeout: Duration,
+    /// A PEM file of certificate authorities to trust for the server's certificate, beside
+    /// the system's (a private CA). `None`: the system's only.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl PgOptions {
@@ -52,6 +55,7 @@ impl PgOptions {
             pool_size: 16,
             retry_for: Duration::from_secs(60),
             connect_timeout,
+            ca_file: None,
         })
     }
 
@@ -66,6 +70,13 @@ impl PgOptions {
     #[must_use]
     pub fn retry_for(mut self, d: Duration) -> Self {
         self.retry_for = d;
+        self
+    }
+
+    /// These options trusting the certificate authorities in the PEM file `path` too.
+    #[must_use]
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 
