@@ -60,10 +60,16 @@ impl Currency {
     /// # Errors
     /// [`MoneyError`] for a code that is not an active ISO 4217 currency.
     pub fn new(code: &str) -> Result<Self, MoneyError> {
-        let upper = code.trim().to_ascii_uppercase();
-        ISO_4217
-            .binary_search_by(|(c, _)| (*c).cmp(upper.as_str()))
+        // Every code is three ASCII letters: upper-cased on the stack, no allocation.
+        let upper = <[u8; 3]>::try_from(code.trim().as_bytes())
             .ok()
+            .map(|b| b.map(|c| c.to_ascii_uppercase()));
+        upper
+            .and_then(|upper| {
+                ISO_4217
+                    .binary_search_by(|(c, _)| c.as_bytes().cmp(&upper[..]))
+                    .ok()
+            })
             .and_then(|i| ISO_4217.get(i))
             .map(|&(code, exponent)| Self { code, exponent })
             .ok_or_else(|| MoneyError {
@@ -171,7 +177,11 @@ pub const DEFAULT_CURRENCY: &str = "USD";
 /// since yen have no decimals); an optional leading `-`. `None` for a malformed amount, one
 /// with more decimals than the currency has, or an unknown currency code.
 pub fn parse_amount(currency: &str, text: &str) -> Option<i64> {
-    let currency = Currency::new(currency).ok()?;
+    parse_amount_in(Currency::new(currency).ok()?, text)
+}
+
+/// [`parse_amount`] in a currency already looked up.
+pub fn parse_amount_in(currency: Currency, text: &str) -> Option<i64> {
     let text = text.trim();
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),

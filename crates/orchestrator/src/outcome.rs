@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use gateway_protocol::money::{Currency, DEFAULT_CURRENCY, format_amount, parse_amount};
+use gateway_protocol::money::{Currency, DEFAULT_CURRENCY, format_amount, parse_amount_in};
 use gateway_protocol::x_result;
 
 /// The per-transaction outcome written to the output.
@@ -168,11 +168,14 @@ impl AccountSummary {
         let Some(amount) = field("xAuthAmount") else {
             return;
         };
-        match (Currency::new(currency), parse_amount(currency, amount)) {
-            (Ok(c), Some(minor)) => {
-                let total = self.approved.entry(c.code().to_owned()).or_default();
-                *total = total.saturating_add(minor);
-            }
+        let currency = Currency::new(currency).ok();
+        match currency.and_then(|c| parse_amount_in(c, amount).map(|minor| (c, minor))) {
+            Some((c, minor)) => match self.approved.get_mut(c.code()) {
+                Some(total) => *total = total.saturating_add(minor),
+                None => {
+                    self.approved.insert(c.code().to_owned(), minor);
+                }
+            },
             _ => self.approved_unreadable += 1,
         }
     }
@@ -219,6 +222,7 @@ impl AccountSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gateway_protocol::money::parse_amount;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()

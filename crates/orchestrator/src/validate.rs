@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use sha2::{Digest, Sha256};
+use std::hash::{BuildHasher, RandomState};
 
 use crate::input::InputRecord;
 use crate::settings::Settings;
@@ -33,12 +33,14 @@ impl std::fmt::Display for InputProblem {
     }
 }
 
-/// Checks records one at a time and remembers every `ref` seen (as a 128-bit hash, so the
+/// Checks records one at a time and remembers every `ref` seen (as a 128-bit hash — two
+/// SipHash values under this validator's random keys — so the
 /// memory per transaction stays small) to find repeats.
 #[derive(Debug)]
 pub struct Validator<'a> {
     settings: &'a Settings,
     seen: HashMap<u128, u64>,
+    hash: [RandomState; 2],
 }
 
 impl<'a> Validator<'a> {
@@ -47,6 +49,7 @@ impl<'a> Validator<'a> {
         Self {
             settings,
             seen: HashMap::new(),
+            hash: [RandomState::new(), RandomState::new()],
         }
     }
 
@@ -108,7 +111,7 @@ impl<'a> Validator<'a> {
     fn remember(&mut self, reference: &str, line: u64, mut problems: Vec<String>) -> Vec<String> {
         let ref_field = &self.settings.input.ref_field;
         if !reference.is_empty() {
-            let key = ref_hash(reference);
+            let key = ref_hash(&self.hash, reference);
             if let Some(first) = self.seen.get(&key) {
                 problems.push(format!(
                     "{ref_field} {reference:?} repeated (first on line {first})"
@@ -133,11 +136,8 @@ fn plain_field_name(key: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn ref_hash(reference: &str) -> u128 {
-    let digest = Sha256::digest(reference.as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    u128::from_le_bytes(bytes)
+fn ref_hash(hash: &[RandomState; 2], reference: &str) -> u128 {
+    u128::from(hash[0].hash_one(reference)) << 64 | u128::from(hash[1].hash_one(reference))
 }
 
 #[cfg(test)]

@@ -81,19 +81,20 @@ impl SolaFileDrop {
         let count = usize::try_from(line_count).unwrap_or(usize::MAX);
         let mut slots: Vec<Option<LineResult>> = vec![None; count];
         let mut extra = Vec::new();
+        let seq_text = sequence.to_string();
         for (n, line) in lines(bytes).enumerate() {
             let at = n + 1;
-            let pairs = kvp_format::decode_line(line).map_err(|e| {
-                self.protocol(sequence, format!("RESPONSE line {at}: {}", e.message()))
-            })?;
             let mut index = None;
             let mut seq_seen = false;
-            let mut fields = Vec::with_capacity(pairs.len());
-            for (k, v) in pairs {
+            let mut fields = Vec::with_capacity(16);
+            for pair in kvp_format::pairs(line) {
+                let (k, v) = pair.map_err(|e| {
+                    self.protocol(sequence, format!("RESPONSE line {at}: {}", e.message()))
+                })?;
                 if k == "xIndex" {
                     index = v.parse::<u64>().ok();
                 } else if k == "xSequenceNumber" {
-                    if v != sequence.to_string().as_str() {
+                    if v != seq_text.as_str() {
                         return Err(self.protocol(
                             sequence,
                             format!("RESPONSE line {at}: xSequenceNumber {v}"),

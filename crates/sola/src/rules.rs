@@ -34,9 +34,8 @@ impl SolaRules {
 impl LineRules for SolaRules {
     fn check(&self, fields: &[(&str, &str)]) -> Vec<String> {
         let mut problems = Vec::new();
-        let mut keys = std::collections::HashSet::new();
-        for (key, value) in fields {
-            if !keys.insert(*key) {
+        for (n, (key, value)) in fields.iter().enumerate() {
+            if fields.iter().take(n).any(|(k, _)| k == key) {
                 problems.push(format!("field {key:?} appears twice"));
                 continue;
             }

@@ -17,7 +17,7 @@ use futures::StreamExt;
 
 use crate::backend::{
     Backend, ByteStream, Capabilities, LargeUpload, ObjectMeta, PutIfAbsent, Replace, is_temp_name,
-    one_chunk, reader_stream, split_parent, temp_name,
+    reader_stream, split_parent, temp_name,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::location::{Location, Target, check_path};
@@ -75,8 +75,9 @@ impl LocalBackend {
         Ok((path, self.location.display_path(rel)))
     }
 
-    /// Streams `data` into a temporary file next to `rel`, then publishes it.
-    async fn write_publish(&self, rel: &str, mut data: ByteStream, how: Publish) -> Result<u64> {
+    /// Where `rel` is written: the target, its folder, the temporary file beside it, and
+    /// the name shown in errors.
+    fn publish_paths(&self, rel: &str) -> Result<PublishPaths> {
         let (target, shown) = self.full(rel)?;
         if rel.is_empty() {
             return Err(Error::config(shown, "cannot write to the root itself"));
@@ -87,23 +88,38 @@ impl LocalBackend {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.root.clone());
         let temp = parent.join(temp_name(name));
-
-        let (p, t, s) = (parent.clone(), temp.clone(), shown.clone());
-        let mut file = blocking(shown.clone(), move || {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&p)
-                .map_err(|e| Error::from_io(s.clone(), "create folder", e))?;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&t)
-                .map_err(|e| Error::from_io(s, "create temporary file", e))
+        Ok(PublishPaths {
+            target,
+            parent,
+            temp,
+            shown,
         })
-        .await?;
+    }
 
+    /// Writes `data` to a temporary file next to `rel` and publishes it, all in one trip to
+    /// the blocking pool.
+    async fn write_bytes(&self, rel: &str, data: Bytes, how: Publish) -> Result<()> {
+        let paths = self.publish_paths(rel)?;
+        blocking(paths.shown.clone(), move || {
+            let written = paths.create_temp().and_then(|mut file| {
+                file.write_all(&data)
+                    .map_err(|e| Error::from_io(paths.shown.clone(), "write temporary file", e))?;
+                paths.publish(file, how)
+            });
+            if written.is_err() {
+                let _ = std::fs::remove_file(&paths.temp);
+            }
+            written
+        })
+        .await
+    }
+
+    /// Streams `data` into a temporary file next to `rel`, then publishes it.
+    async fn write_publish(&self, rel: &str, mut data: ByteStream, how: Publish) -> Result<u64> {
+        let paths = std::sync::Arc::new(self.publish_paths(rel)?);
+        let shown = paths.shown.clone();
+        let p = paths.clone();
+        let mut file = blocking(shown.clone(), move || p.create_temp()).await?;
         let result = async {
             let mut total = 0u64;
             while let Some(chunk) = data.next().await {
@@ -117,34 +133,99 @@ impl LocalBackend {
                 })
                 .await?;
             }
-            let (t, s) = (temp.clone(), shown.clone());
-            blocking(shown.clone(), move || {
-                file.sync_all()
-                    .map_err(|e| Error::from_io(s.clone(), "fsync temporary file", e))?;
-                drop(file);
-                match how {
-                    Publish::Replace => std::fs::rename(&t, &target)
-                        .map_err(|e| Error::from_io(s.clone(), "rename into place", e))?,
-                    Publish::CreateOnly => {
-                        std::fs::hard_link(&t, &target).map_err(|e| {
-                            Error::from_io(s.clone(), "publish (name must be free)", e)
-                        })?;
-                        // The published name holds the data now; the temporary link is only
-                        // clutter, so failing to remove it is not an error of the put.
-                        let _ = std::fs::remove_file(&t);
-                    }
-                }
-                sync_dir(&parent, &s)
-            })
-            .await?;
+            let p = paths.clone();
+            blocking(shown.clone(), move || p.publish(file, how)).await?;
             Ok(total)
         }
         .await;
         if result.is_err() {
-            let _ = tokio::fs::remove_file(&temp).await;
+            let _ = tokio::fs::remove_file(&paths.temp).await;
         }
         result
     }
+}
+
+/// The paths of one publish ([`LocalBackend::publish_paths`]).
+#[derive(Debug)]
+struct PublishPaths {
+    target: PathBuf,
+    parent: PathBuf,
+    temp: PathBuf,
+    shown: String,
+}
+
+impl PublishPaths {
+    /// The folder (0700) and a new temporary file in it (0600 from the first byte).
+    fn create_temp(&self) -> Result<std::fs::File> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.parent)
+            .map_err(|e| Error::from_io(self.shown.clone(), "create folder", e))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&self.temp)
+            .map_err(|e| Error::from_io(self.shown.clone(), "create temporary file", e))
+    }
+
+    /// fsync the file, publish it under the target name, fsync the folder.
+    fn publish(&self, file: std::fs::File, how: Publish) -> Result<()> {
+        let s = &self.shown;
+        file.sync_all()
+            .map_err(|e| Error::from_io(s.clone(), "fsync temporary file", e))?;
+        drop(file);
+        match how {
+            Publish::Replace => std::fs::rename(&self.temp, &self.target)
+                .map_err(|e| Error::from_io(s.clone(), "rename into place", e))?,
+            Publish::CreateOnly => {
+                std::fs::hard_link(&self.temp, &self.target)
+                    .map_err(|e| Error::from_io(s.clone(), "publish (name must be free)", e))?;
+                // The published name holds the data now; the temporary link is only clutter,
+                // so failing to remove it is not an error of the put.
+                let _ = std::fs::remove_file(&self.temp);
+            }
+        }
+        sync_dir(&self.parent, s)
+    }
+}
+
+/// The files of `full` (the folder `folder` of the drop), by path; none when it is missing.
+fn list_dir(full: &Path, folder: &str, shown: &str) -> Result<Vec<ObjectMeta>> {
+    let dir = match std::fs::read_dir(full) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::from_io(shown, "list", e)),
+    };
+    let mut out = Vec::new();
+    for entry in dir {
+        let entry = entry.map_err(|e| Error::from_io(shown, "list", e))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            tracing::warn!(folder = %shown, "skipping a file name that is not UTF-8");
+            continue;
+        };
+        if is_temp_name(&name) {
+            continue;
+        }
+        let md = match entry.metadata() {
+            Ok(md) => md,
+            // Deleted between readdir and stat: it is simply not there any more.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::from_io(shown, "stat", e)),
+        };
+        if !md.is_file() {
+            continue;
+        }
+        let rel = if folder.is_empty() {
+            name
+        } else {
+            format!("{folder}/{name}")
+        };
+        out.push(meta_of(rel, &md));
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
 }
 
 /// fsync a directory so a rename in it survives a crash.
@@ -190,15 +271,11 @@ impl Backend for LocalBackend {
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        self.write_publish(path, one_chunk(data), Publish::Replace)
-            .await?;
-        Ok(())
+        self.write_bytes(path, data, Publish::Replace).await
     }
 
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        self.write_publish(path, one_chunk(data), Publish::CreateOnly)
-            .await?;
-        Ok(())
+        self.write_bytes(path, data, Publish::CreateOnly).await
     }
 
     async fn get(&self, path: &str) -> Result<Bytes> {
@@ -222,43 +299,9 @@ impl Backend for LocalBackend {
 
     async fn list(&self, folder: &str) -> Result<Vec<ObjectMeta>> {
         let (full, shown) = self.full(folder)?;
-        let mut dir = match tokio::fs::read_dir(&full).await {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::from_io(shown, "list", e)),
-        };
-        let mut out = Vec::new();
-        loop {
-            let entry = match dir.next_entry().await {
-                Ok(Some(entry)) => entry,
-                Ok(None) => break,
-                Err(e) => return Err(Error::from_io(shown, "list", e)),
-            };
-            let Ok(name) = entry.file_name().into_string() else {
-                tracing::warn!(folder = %shown, "skipping a file name that is not UTF-8");
-                continue;
-            };
-            if is_temp_name(&name) {
-                continue;
-            }
-            let md = match entry.metadata().await {
-                Ok(md) => md,
-                // Deleted between readdir and stat: it is simply not there any more.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::from_io(shown, "stat", e)),
-            };
-            if !md.is_file() {
-                continue;
-            }
-            let rel = if folder.is_empty() {
-                name
-            } else {
-                format!("{folder}/{name}")
-            };
-            out.push(meta_of(rel, &md));
-        }
-        out.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(out)
+        let folder = folder.to_owned();
+        // One trip to the blocking pool for the whole listing, not one per entry.
+        blocking(shown.clone(), move || list_dir(&full, &folder, &shown)).await
     }
 
     async fn delete(&self, path: &str) -> Result<()> {

@@ -59,19 +59,23 @@ impl Worker {
     }
 
     /// REQUEST_X (unless already recorded as uploaded), then PROCESS_X, each recorded in the
-    /// ledger once done.
+    /// ledger once done. `answers_checked`: the drop was just found free of answers numbered
+    /// `sequence` or above (a batch reserved a moment ago).
     pub(super) async fn upload_and_trigger(
         &self,
         sequence: SequenceNumber,
         payload: bytes::Bytes,
         line_count: u64,
         state: BatchState,
+        answers_checked: bool,
     ) -> Result<()> {
         let batch = if state == BatchState::Reserved {
             self.shutdown.check()?;
             // First use of this number in the drop: nothing numbered here or above may be
             // there yet (PROTOCOL.md decision 4b).
-            self.refuse_foreign_answers(sequence, sequence).await?;
+            if !answers_checked {
+                self.refuse_foreign_answers(sequence, sequence).await?;
+            }
             let gateway_batch_id = self.protocol.upload(sequence, payload).await?;
             sequence_ledger::crash_point("orchestrator.after_request");
             let uploaded = match gateway_batch_id {
@@ -121,7 +125,7 @@ impl Worker {
         let span = tracing::info_span!("batch", %sequence);
         async {
             let lines = positions.len() as u64;
-            self.upload_and_trigger(sequence, payload, lines, BatchState::Reserved)
+            self.upload_and_trigger(sequence, payload, lines, BatchState::Reserved, true)
                 .await?;
             if !(is_last && self.mode == WaitMode::UntilTriggered) {
                 self.wait_and_collect(sequence, lines, false).await?;

@@ -28,7 +28,7 @@ impl Worker {
                 let (payload, bindings) = self.build(sequence, positions)?;
                 self.check_same_transactions(&rec, &bindings, &payload)?;
                 let lines = positions.len() as u64;
-                self.upload_and_trigger(sequence, payload, lines, rec.state)
+                self.upload_and_trigger(sequence, payload, lines, rec.state, false)
                     .await?;
                 if wait {
                     self.wait_and_collect(sequence, lines, true).await?;
