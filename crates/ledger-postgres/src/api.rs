@@ -24,7 +24,7 @@ impl PgLedger {
     /// The index a read about `account` is answered from: the shared one when this process
     /// holds the account's lease (its own writes keep it current), else a private copy loaded
     /// now (another process may be writing for the account; the shared one is left alone).
-    async fn fresh_index(
+    pub(crate) async fn fresh_index(
         &self,
         account: &AccountId,
     ) -> Result<(deadpool_postgres::Object, Arc<ReferenceIndex>)> {
@@ -386,6 +386,10 @@ impl SequenceLedger for PgLedger {
             }
         }
         Ok(all.into_iter().collect())
+    }
+
+    fn blocking_view(&self, account: &AccountId) -> Result<Box<dyn sequence_ledger::AccountView>> {
+        self.view(account)
     }
 
     async fn export(&self, out: Box<dyn Write + Send>) -> Result<u64> {

@@ -56,6 +56,7 @@ mod options;
 pub mod schema;
 #[cfg(feature = "test-support")]
 pub mod test_support;
+mod view;
 mod writes;
 
 pub use ledger::PgLedger;

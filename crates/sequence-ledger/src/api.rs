@@ -282,6 +282,14 @@ pub trait SequenceLedger: std::fmt::Debug + Send + Sync {
     /// Backend and corruption errors.
     async fn bindings_of(&self, account: &AccountId) -> Result<Vec<(String, Binding)>>;
 
+    /// A synchronous view of one account for blocking code that looks up many transactions
+    /// (planning, the merge): see [`crate::AccountView`]. Blocking: call it, and the view,
+    /// on a blocking thread (`spawn_blocking`) inside a tokio runtime.
+    ///
+    /// # Errors
+    /// Backend errors (a backend may load the account's index here).
+    fn blocking_view(&self, account: &AccountId) -> Result<Box<dyn crate::AccountView>>;
+
     /// [`crate::Ledger::export`]: the whole ledger as JSON lines (the same lines on every
     /// backend). Returns the number of lines.
     ///

@@ -134,6 +134,7 @@ mod sled_backend;
 mod state;
 mod steps;
 mod transition;
+mod view;
 
 #[cfg(feature = "test-support")]
 pub mod conformance;
@@ -157,3 +158,4 @@ pub use refs::{BatchRefs, LineRef};
 pub use results::{BatchResults, Fields, LineResult};
 pub use sled_backend::SledLedger;
 pub use state::{BatchOutcome, BatchState, CompleteFields, Stamp, Transition, Verdict};
+pub use view::AccountView;

@@ -371,6 +371,13 @@ impl SequenceLedger for SledLedger {
         self.blocking(move |l| l.bindings_of(&account)).await
     }
 
+    fn blocking_view(&self, account: &AccountId) -> Result<Box<dyn crate::AccountView>> {
+        Ok(Box::new(crate::view::SledView {
+            ledger: self.ledger.clone(),
+            account: account.clone(),
+        }))
+    }
+
     async fn export(&self, out: Box<dyn Write + Send>) -> Result<u64> {
         self.blocking(move |l| l.export(out)).await
     }

@@ -62,6 +62,9 @@ pub const CASES: &[(&str, Case)] = &[
     ("a_kept_lease_is_renewed_until_lost", |l| {
         Box::pin(leases::a_kept_lease_is_renewed_until_lost(l))
     }),
+    ("a_blocking_view_answers_alike", |l| {
+        Box::pin(a_blocking_view_answers_alike(l))
+    }),
 ];
 
 /// The time to live of the suite's leases, except where a case wants one to expire.
@@ -707,4 +710,40 @@ async fn export_lines(ledger: Arc<dyn SequenceLedger>) {
         text.starts_with(r#"{"type":"format","version":2}"#),
         "{text}"
     );
+}
+
+async fn a_blocking_view_answers_alike(ledger: Arc<dyn SequenceLedger>) {
+    let l = ledger.as_ref();
+    let lease = lease(l, "acme").await;
+    finish(l, &lease, batch(1, &["a", "b"])).await;
+    reserve(l, &lease, batch(2, &["c"])).await;
+    let ledger = ledger.clone();
+    tokio::task::spawn_blocking(move || {
+        let view = ledger.blocking_view(&account("acme")).unwrap();
+        assert_eq!(view.account(), &account("acme"));
+        let bound = view
+            .check_reference_with("b", &digest("1.00"), Release::AbandonedOnly)
+            .unwrap()
+            .unwrap();
+        assert_eq!((bound.sequence, bound.index), (seq(1), 1));
+        assert!(matches!(
+            view.check_reference_with("b", &digest("2.00"), Release::AbandonedOnly),
+            Err(Error::ContentConflict { existing, .. }) if existing.content_digest == digest("1.00")
+        ));
+        assert_eq!(
+            view.check_reference_with("z", &digest("1.00"), Release::AbandonedOnly)
+                .unwrap(),
+            None
+        );
+        // binding_with gives the stored digest when the content differs.
+        let other = view.binding_with("c", &digest("9.99")).unwrap().unwrap();
+        assert_eq!((other.sequence, other.content_digest), (seq(2), digest("1.00")));
+        assert_eq!(view.batch(seq(2)).unwrap().unwrap().state, BatchState::Reserved);
+        assert!(view.batch(seq(3)).unwrap().is_none());
+        assert_eq!(view.batch_results(seq(1)).unwrap().len(), 2);
+        assert!(view.batch_results(seq(2)).unwrap().is_empty());
+        assert_eq!(view.next_sequence().unwrap(), seq(3));
+    })
+    .await
+    .unwrap();
 }
