@@ -71,6 +71,10 @@ pub(crate) struct TxView<'a> {
     pub fields: LineFields<'a>,
 }
 
+/// What the spill's account streams buffer together while the input is read (then one
+/// account is read at a time).
+const SPILL_BUDGET: usize = 8 << 20;
+
 /// pos, line, key, size, digest, ref length.
 const HEAD: usize = 4 + 8 + 8 + 4 + 32 + 4;
 
@@ -167,7 +171,11 @@ impl Job {
             .tempdir()
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
         let accounts: Vec<String> = settings.accounts().keys().cloned().collect();
-        let mut out = StreamWriter::create(&dir.path().join("input.spill"), accounts.len())?;
+        let mut out = StreamWriter::create(
+            &dir.path().join("input.spill"),
+            accounts.len(),
+            SPILL_BUDGET,
+        )?;
         let mut chunkers: Vec<Box<dyn Chunker>> = settings
             .accounts()
             .values()

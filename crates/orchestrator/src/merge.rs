@@ -23,6 +23,10 @@ use crate::report::{AccountReport, RunReport};
 use crate::settings::Settings;
 use crate::spill::StreamWriter;
 
+/// What the results spill buffers while it is written, and again while every account's stream
+/// is read at once in input order.
+const RESULTS_BUDGET: usize = 4 << 20;
+
 /// A batch as the ledger holds it now, with its stored per-line results once collected.
 pub(crate) struct LedgerBatch {
     /// The batch record; `None` when the ledger has none (read as `Reserved`).
@@ -129,6 +133,7 @@ pub(crate) fn merge_blocking(
         Some(_) => Some(StreamWriter::create(
             &dir.path().join("results.spill"),
             job.accounts().len(),
+            RESULTS_BUDGET,
         )?),
         None => None,
     };

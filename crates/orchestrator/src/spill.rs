@@ -19,8 +19,6 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// Bytes all streams may buffer together, writing or reading.
-const BUDGET: usize = 16 << 20;
 const MIN_SEGMENT: usize = 1 << 10;
 const MAX_SEGMENT: usize = 64 << 10;
 
@@ -47,17 +45,18 @@ pub(crate) struct StreamWriter {
 }
 
 impl StreamWriter {
-    /// A new, empty file at `path` (which must not exist) with `streams` streams.
+    /// A new, empty file at `path` (which must not exist) with `streams` streams, which may
+    /// buffer about `budget` bytes together (and as much again when all are read at once).
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be created.
-    pub(crate) fn create(path: &Path, streams: usize) -> Result<Self> {
+    pub(crate) fn create(path: &Path, streams: usize, budget: usize) -> Result<Self> {
         let file = kvp_format::owner_only::create_new(path).map_err(|e| Error::io(path, e))?;
         Ok(Self {
             file,
             path: path.to_owned(),
             end: 0,
-            segment: (BUDGET / streams.max(1)).clamp(MIN_SEGMENT, MAX_SEGMENT),
+            segment: (budget / streams.max(1)).clamp(MIN_SEGMENT, MAX_SEGMENT),
             streams: (0..streams).map(|_| Stream::default()).collect(),
         })
     }
@@ -211,7 +210,7 @@ mod tests {
     #[test]
     fn streams_read_back_in_order_across_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = StreamWriter::create(&dir.path().join("s"), 3).unwrap();
+        let mut w = StreamWriter::create(&dir.path().join("s"), 3, 16 << 20).unwrap();
         let record = |s: usize, i: usize| format!("{s}:{i}:{}", "x".repeat(i % 700)).into_bytes();
         for i in 0..2000 {
             for s in [0, 2] {
@@ -243,9 +242,11 @@ mod tests {
     #[test]
     fn many_streams_share_the_budget() {
         let dir = tempfile::tempdir().unwrap();
-        let w = StreamWriter::create(&dir.path().join("s"), 100_000).unwrap();
+        let w = StreamWriter::create(&dir.path().join("s"), 100_000, 16 << 20).unwrap();
         assert_eq!(w.segment, MIN_SEGMENT);
-        let w = StreamWriter::create(&dir.path().join("t"), 1).unwrap();
+        let w = StreamWriter::create(&dir.path().join("t"), 1, 16 << 20).unwrap();
         assert_eq!(w.segment, MAX_SEGMENT);
+        let w = StreamWriter::create(&dir.path().join("u"), 1000, 4 << 20).unwrap();
+        assert_eq!(w.segment, 4194);
     }
 }
