@@ -8,8 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use orchestrator::{
     Format, InputProblem, InputReader, InputRecord, InvalidPolicy, Job, LimitSettings,
-    OutputWriter, Progress, ProgressSnapshot, RunReport, SLOW_AFTER, Settings, Shutdown, SlowBatch,
+    OrchestratorBuilder, OutputWriter, Progress, ProgressSnapshot, RunReport, SLOW_AFTER, Settings,
+    Shutdown, SlowBatch,
 };
+use sequence_ledger::SequenceLedger;
 
 use super::{Exit, Global, usage_error};
 
@@ -22,6 +24,41 @@ pub fn protocols() -> Vec<Arc<dyn gateway_protocol::AccountFactory>> {
 /// Loads settings; any problem is a configuration error (exit code 2).
 pub fn load_settings(config: Option<&Path>) -> Result<Settings> {
     Settings::load(config, &protocols()).map_err(|e| usage_error(e.to_string()))
+}
+
+/// The shared ledger the settings name (`[ledger] url`, `url_env` or `PAYBATCH__LEDGER__URL`):
+/// connected, its schema brought up to date. `None` for the embedded sled ledger at `[ledger]
+/// path`, which the engine opens itself.
+///
+/// # Errors
+/// A URL that cannot be parsed (a usage error); an unreachable database or a refused login.
+pub async fn shared_ledger(settings: &Settings) -> Result<Option<Arc<dyn SequenceLedger>>> {
+    let Some(url) = settings.ledger_url() else {
+        return Ok(None);
+    };
+    let mut options =
+        ledger_postgres::PgOptions::new(url).map_err(|e| usage_error(e.to_string()))?;
+    if let Some(ca) = &settings.ledger.ca_file {
+        options = options.ca_file(ca);
+    }
+    let describe = options.describe();
+    let ledger = ledger_postgres::PgLedger::connect(options)
+        .await
+        .with_context(|| format!("cannot open the shared ledger {describe}"))?;
+    Ok(Some(Arc::new(ledger)))
+}
+
+/// An engine builder over the ledger the settings name: the shared ledger when a URL is set
+/// ([`shared_ledger`]), else the sled ledger at `[ledger] path` (opened by `build`).
+///
+/// # Errors
+/// As [`shared_ledger`].
+pub async fn engine_builder(settings: &Arc<Settings>) -> Result<OrchestratorBuilder> {
+    let builder = orchestrator::Orchestrator::builder(settings.clone());
+    Ok(match shared_ledger(settings).await? {
+        Some(ledger) => builder.ledger(ledger),
+        None => builder,
+    })
 }
 
 /// A multi-threaded runtime for one command, with at most `limits.blocking_threads` threads

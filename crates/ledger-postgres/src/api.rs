@@ -83,6 +83,10 @@ impl SequenceLedger for PgLedger {
         format!("PostgreSQL ledger {}", self.options.describe())
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     async fn acquire_lease(
         &self,
         account: &AccountId,

@@ -87,6 +87,14 @@ pub trait SequenceLedger: std::fmt::Debug + Send + Sync {
     /// "PostgreSQL ledger db.example:5432/paybatch" (never a password).
     fn describe(&self) -> String;
 
+    /// Whether several processes may write this ledger at once (a shared database): their
+    /// leases are then all that keeps them apart, and a process that takes an account over
+    /// finishes or releases what a lost holder left (docs/ARCHITECTURE.md, takeover rules).
+    /// `false` for a ledger only one process opens (sled).
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     // --- leases ---------------------------------------------------------------------------
 
     /// Takes the account for `owner` for `ttl` when its lease is free or expired (by the

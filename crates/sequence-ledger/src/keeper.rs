@@ -10,9 +10,9 @@ use tokio::time::Instant;
 use crate::{Lease, SequenceLedger};
 
 /// Holds a [`Lease`] and renews it every third of its time to live on a tokio task. When a
-/// renewal is refused ([`crate::Error::LeaseLost`]), or no renewal succeeded for a whole time
-/// to live (the ledger unreachable: by the ledger's clock the lease may have expired), the
-/// lease is lost: [`LeaseKeeper::is_lost`] turns true and [`LeaseKeeper::lost`] returns. A
+/// renewal is refused ([`crate::Error::LeaseLost`]), or — on a shared ledger
+/// ([`SequenceLedger::is_shared`]) — no renewal succeeded for a whole time to live (the
+/// ledger unreachable: by the ledger's clock the lease may have expired), the lease is lost: [`LeaseKeeper::is_lost`] turns true and [`LeaseKeeper::lost`] returns. A
 /// holder stops working on the account then; its writes would be refused anyway.
 ///
 /// Dropping the keeper stops the renewals (the lease then expires on its own);
@@ -80,13 +80,22 @@ async fn renew(
     lost: watch::Sender<bool>,
 ) {
     let every = (ttl / 3).max(Duration::from_millis(10));
+    // Only a shared ledger can lose a lease to time alone (another process takes it once it
+    // expired by the database's clock). A ledger only this process opens refuses a renewal
+    // only when this process gave the lease to another owner; judging by our own (possibly
+    // paused, in tests) clock would only invent losses.
+    let timed = ledger.is_shared();
     // When the lease surely ends by the ledger's clock, judged from our own: the ledger set
     // its expiry after we sent the request.
     let mut valid_until = Instant::now() + ttl;
     loop {
-        let next = (Instant::now() + every).min(valid_until);
+        let next = if timed {
+            (Instant::now() + every).min(valid_until)
+        } else {
+            Instant::now() + every
+        };
         tokio::time::sleep_until(next).await;
-        if Instant::now() >= valid_until {
+        if timed && Instant::now() >= valid_until {
             tracing::warn!(account = %lease.account, epoch = lease.epoch, "lease not renewed in time: lost");
             let _ = lost.send(true);
             return;
