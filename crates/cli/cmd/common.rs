@@ -318,7 +318,8 @@ fn draw_bars(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
         completed.set_message(format!("{done_b} batches{stuck}"));
         accounts.set_length(acc_total);
         accounts.set_position(acc_done);
-        let lines = slow_lines(&progress.slow_batches(SLOW_AFTER));
+        let mut lines = slow_lines(&progress.slow_batches(SLOW_AFTER));
+        lines.extend(lease_lines(&progress.lease_waits()));
         match (&slow_bar, lines.is_empty()) {
             (Some(b), true) => {
                 b.finish_and_clear();
@@ -346,6 +347,14 @@ fn draw_bars(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
     }
 }
 
+/// One line per account waiting for its lease (a shared ledger): who holds it, until when.
+fn lease_lines(waits: &[orchestrator::LeaseWait]) -> Vec<String> {
+    waits
+        .iter()
+        .map(|w| format!("{:>10} {w}", "waiting"))
+        .collect()
+}
+
 fn print_lines(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
     // Which batches are slow, not for how long: a line when that set changes, not every tick.
     let slow_set = |slow: &[SlowBatch]| -> Vec<(String, u32)> {
@@ -354,9 +363,27 @@ fn print_lines(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
             .collect()
     };
     let mut last = (progress.snapshot(), Vec::new());
+    let mut last_waits = Vec::new();
+    let mut last_line = std::time::Instant::now();
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-        rx.recv_timeout(Duration::from_secs(5))
+        rx.recv_timeout(Duration::from_millis(500))
     {
+        // A wait for a lease is said at once (it can be short), once per holder (not at
+        // each of its renewals); the counters every 5 s.
+        let waits = progress.lease_waits();
+        for w in &waits {
+            let seen = last_waits
+                .iter()
+                .any(|l: &orchestrator::LeaseWait| l.account == w.account && l.holder == w.holder);
+            if !seen {
+                eprintln!("paybatch: {w}");
+            }
+        }
+        last_waits = waits;
+        if last_line.elapsed() < Duration::from_secs(5) {
+            continue;
+        }
+        last_line = std::time::Instant::now();
         let slow = progress.slow_batches(SLOW_AFTER);
         let now = (progress.snapshot(), slow_set(&slow));
         if now != last {

@@ -18,6 +18,7 @@ pub(crate) struct AccountLedger {
     ledger: Arc<dyn SequenceLedger>,
     account: AccountId,
     keeper: Arc<LeaseKeeper>,
+    ttl: std::time::Duration,
 }
 
 impl AccountLedger {
@@ -25,12 +26,35 @@ impl AccountLedger {
         ledger: Arc<dyn SequenceLedger>,
         account: AccountId,
         keeper: Arc<LeaseKeeper>,
+        ttl: std::time::Duration,
     ) -> Self {
         Self {
             ledger,
             account,
             keeper,
+            ttl,
         }
+    }
+
+    /// On a shared ledger, asks the database whether the lease is still this process's (a
+    /// renewal, fenced by the epoch) right before a step no write follows at once (writing
+    /// PROCESS_X): a process paused past its lease learns here that it lost the account.
+    /// Nothing to ask on a ledger only this process opens.
+    ///
+    /// # Errors
+    /// [`sequence_ledger::Error::LeaseLost`] (as [`Error::Ledger`]) when it is lost; backend
+    /// errors.
+    pub(crate) async fn confirm_lease(&self) -> Result<()> {
+        if self.keeper.is_lost() {
+            return Err(self.lost_error());
+        }
+        if self.ledger.is_shared() {
+            self.ledger
+                .renew_lease(self.keeper.lease(), self.ttl)
+                .await
+                .map_err(self.err())?;
+        }
+        Ok(())
     }
 
     fn err(&self) -> impl FnOnce(sequence_ledger::Error) -> Error {

@@ -240,7 +240,12 @@ impl AccountTask {
         };
         let protocol = shared.connector.protocol_for(&self.name).await?;
         let worker = Worker {
-            ledger: AccountLedger::new(shared.ledger.clone(), account.clone(), keeper),
+            ledger: AccountLedger::new(
+                shared.ledger.clone(),
+                account.clone(),
+                keeper,
+                shared.settings.ledger.lease_ttl,
+            ),
             shared_ledger: shared.ledger.is_shared(),
             account,
             protocol,
