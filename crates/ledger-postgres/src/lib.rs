@@ -27,10 +27,9 @@
 //!
 //! - **Durable before returning.** Every write is one transaction committed with
 //!   `synchronous_commit` on (the server's `fsync` must be on): after the call returns it
-//!   survives a crash of the database. A step recorded with `Commit::Deferred` commits with
-//!   `synchronous_commit = off`: it is durable with the next durable commit of any session
-//!   (the WAL is flushed in order) — lost in a crash of the database at worst, never
-//!   reordered before an earlier write, as on sled.
+//!   survives a crash of the database. A step recorded with `Commit::Deferred` is committed
+//!   durably too: the database can crash while the process lives on, and a lost step the
+//!   process has built on (Triggered, then Completed) would make its next step illegal.
 //! - **Fenced by leases.** Every write for an account first checks, in its transaction, that
 //!   the caller's lease (owner id and epoch) is the account's live one by the database's clock,
 //!   and locks the lease row (`FOR SHARE`) until it commits: a takeover waits for a write that

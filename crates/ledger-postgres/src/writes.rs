@@ -255,7 +255,8 @@ impl PgLedger {
         seq: Seq,
         to: &Transition,
         note: Option<&str>,
-        commit: Commit,
+        // Every step commits durably (see below), deferred or not.
+        _commit: Commit,
         attempt: u32,
     ) -> Result<BatchRecord> {
         let account = &lease.account;
@@ -316,14 +317,10 @@ impl PgLedger {
         } else {
             Vec::new()
         };
-        if commit == Commit::Deferred && to.can_defer() {
-            // Written to the WAL without waiting for its flush: durable with the next durable
-            // commit of any session (the WAL is flushed in order) — the same promise as sled's
-            // deferred steps.
-            tx.batch_execute("SET LOCAL synchronous_commit = off")
-                .await
-                .map_err(db("transition"))?;
-        }
+        // `Commit::Deferred` commits durably here too. Deferring it (`synchronous_commit =
+        // off`) would let a crash of the database alone — the process lives on — lose a step
+        // the process has already built on (a lost Triggered makes its Completed an illegal
+        // step from RequestUploaded); on sled a deferred step is lost only with the process.
         tx.commit().await.map_err(db("committing a transition"))?;
         if releases {
             self.index.update(&record, || Ok(with_outcome))?;
