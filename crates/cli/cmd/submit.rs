@@ -85,7 +85,7 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         if let Some(dir) = &args.dry_run {
             let masking = if args.unmasked { Masking::Unmasked } else { Masking::Masked };
             // Planning reads the ledger synchronously (a shared ledger blocks on its runtime).
-            let batches = tokio::task::block_in_place(|| orch.dry_run(job.clone(), dir, masking))?;
+            let batches = tokio::task::block_in_place(|| orch.dry_run(job.clone(), dir, masking).map_err(anyhow::Error::from))?;
             for b in &batches {
                 println!("{}\t{}\t{} lines\t{}", b.account, b.sequence, b.lines, b.request.display());
             }
