@@ -137,10 +137,11 @@ pub trait Account: Send + Sync + std::fmt::Debug {
     /// keys), every secret value masked: for `paybatch config show`.
     fn settings(&self) -> serde_json::Value;
 
-    /// Why this account cannot be configured beside `other` (Sola: both use one drop,
-    /// PROTOCOL.md decision 4c), or `None` when they can. The engine asks for every pair.
-    fn conflicts_with(&self, other: &dyn Account) -> Option<String> {
-        let _ = other;
+    /// What this account may not share with any other configured account (Sola: its drop,
+    /// PROTOCOL.md decision 4c), or `None` when it shares freely. The engine refuses two
+    /// accounts whose [`Exclusive::key`]s are equal, naming both (one hash lookup per account,
+    /// so ten thousand accounts cost no pairwise comparison).
+    fn exclusive(&self) -> Option<Exclusive> {
         None
     }
 
@@ -219,4 +220,15 @@ impl ChunkLimits {
             per_line: 0,
         }
     }
+}
+
+/// Something an account may not share with another ([`Account::exclusive`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Exclusive {
+    /// Equal for two accounts exactly when they conflict (a protocol prefixes its own keys, so
+    /// two protocols' keys never meet by accident).
+    pub key: String,
+    /// What sharing means, completing "accounts A and B …" (e.g. "use the same drop (…); each
+    /// account needs a drop of its own").
+    pub reason: String,
 }

@@ -44,7 +44,7 @@ pub mod settings;
 
 pub use account::{
     Account, AccountCommon, AccountContext, AccountFactory, ChunkItem, ChunkLimits, Chunker, Env,
-    LineCountChunker, LineRules,
+    Exclusive, LineCountChunker, LineRules,
 };
 pub use batch::{
     AnswerFile, BatchRef, GatewayVerdict, Inspection, LineResult, PollResult, RejectedAnswer,

@@ -6,7 +6,7 @@
 //! the key; secrets named by `*_env` keys are read from the environment given to the loader,
 //! when the account connects.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -353,6 +353,8 @@ impl Settings {
             protocol.check_sections(&sections).map_err(Error::Gateway)?;
         }
         let mut accounts: BTreeMap<String, Arc<dyn Account>> = BTreeMap::new();
+        // Exclusive key -> the account holding it.
+        let mut exclusive_holders: HashMap<String, String> = HashMap::new();
         for (name, table) in raw_accounts {
             sequence_ledger::AccountId::new(&name).map_err(|e| {
                 Error::setting(format!("accounts.{name}"), format!("bad account name: {e}"))
@@ -397,11 +399,13 @@ impl Settings {
                 .map_err(Error::Gateway)?;
             // One drop, one account (PROTOCOL.md decision 4c), and whatever else two accounts
             // of a protocol may not share.
-            if let Some(message) = accounts
-                .values()
-                .find_map(|other| account.conflicts_with(other.as_ref()))
+            if let Some(exclusive) = account.exclusive()
+                && let Some(other) = exclusive_holders.insert(exclusive.key, name.clone())
             {
-                return Err(Error::setting(format!("accounts.{name}.location"), message));
+                return Err(Error::setting(
+                    format!("accounts.{name}.location"),
+                    format!("accounts {other} and {name} {}", exclusive.reason),
+                ));
             }
             accounts.insert(name, account);
         }

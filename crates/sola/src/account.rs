@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gateway_protocol::{
     Account, AccountCommon, AccountContext, AccountFactory, BatchFile, BatchLine, Env, Error,
-    GatewayProtocol, LineRules, Masking, Result,
+    Exclusive, GatewayProtocol, LineRules, Masking, Result,
 };
 use kvp_format::{Secret, SequenceNumber};
 use storage_backends::{Backend, BackendOptions, Location};
@@ -181,13 +181,13 @@ impl Account for SolaAccount {
         serde_json::to_value(&self.settings).unwrap_or_default()
     }
 
-    fn conflicts_with(&self, other: &dyn Account) -> Option<String> {
-        let other = other.as_any().downcast_ref::<SolaAccount>()?;
-        self.location.same_drop(&other.location).then(|| {
-            format!(
-                "accounts {} and {} use the same drop ({}); each account needs a drop of its own — sequence numbers are per drop, and the gateway would silently ignore one account's batches",
-                other.name, self.name, self.location
-            )
+    fn exclusive(&self) -> Option<Exclusive> {
+        Some(Exclusive {
+            key: format!("sola drop {:?}", self.location.drop_key()),
+            reason: format!(
+                "use the same drop ({}); each account needs a drop of its own — sequence numbers are per drop, and the gateway would silently ignore one account's batches",
+                self.location
+            ),
         })
     }
 

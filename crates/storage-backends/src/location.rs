@@ -180,33 +180,31 @@ impl Location {
     /// Whether `self` and `other` name the same drop: the same directory, bucket prefix or
     /// login and folder on a server, whatever the spelling that parsing already evens out (a
     /// trailing `/`, percent-escapes; `.`/`..` segments are refused) and the case of an SFTP
-    /// host name (host names are case-insensitive).
+    /// host name (host names are case-insensitive). Equal exactly when their
+    /// [`drop_key`](Self::drop_key)s are.
     pub fn same_drop(&self, other: &Location) -> bool {
-        match (&self.target, &other.target) {
-            (
-                Target::Sftp {
-                    user,
-                    host,
-                    port,
-                    root,
-                },
-                Target::Sftp {
-                    user: u2,
-                    host: h2,
-                    port: p2,
-                    root: r2,
-                },
-            ) => {
-                // The login is part of the place: gateways usually jail each login in a home
-                // of its own, where `/` is a different folder for every user.
-                user == u2
-                    && host
-                        .trim_end_matches('.')
-                        .eq_ignore_ascii_case(h2.trim_end_matches('.'))
-                    && port == p2
-                    && root == r2
-            }
-            (a, b) => a == b,
+        self.drop_key() == other.drop_key()
+    }
+
+    /// The drop this location names, in one spelling: equal for two locations exactly when
+    /// they name the same drop, so a set of locations is checked for shared drops by hashing
+    /// (an SFTP host in lower case without a trailing `.`; the login is part of the place:
+    /// gateways usually jail each login in a home of its own, where `/` is a different folder
+    /// for every user).
+    pub fn drop_key(&self) -> Target {
+        match &self.target {
+            Target::Sftp {
+                user,
+                host,
+                port,
+                root,
+            } => Target::Sftp {
+                user: user.clone(),
+                host: host.trim_end_matches('.').to_ascii_lowercase(),
+                port: *port,
+                root: root.clone(),
+            },
+            other => other.clone(),
         }
     }
 
@@ -388,6 +386,33 @@ mod tests {
 
     fn err(s: &str) -> String {
         Location::parse(s).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn one_drop_one_key_whatever_the_spelling() {
+        let key = |t: &str| Location::parse(t).unwrap().drop_key();
+        let same = [
+            ("sftp://u@Host.Example.:22/in/", "sftp://u@host.example/in"),
+            ("file:///tmp/drop/", "file:///tmp/drop"),
+            ("s3://bucket/a/b/", "s3://bucket/a/b"),
+        ];
+        for (a, b) in same {
+            assert_eq!(key(a), key(b), "{a} vs {b}");
+            assert!(
+                Location::parse(a)
+                    .unwrap()
+                    .same_drop(&Location::parse(b).unwrap())
+            );
+        }
+        let different = [
+            ("sftp://u@host/in", "sftp://v@host/in"),
+            ("sftp://u@host:22/in", "sftp://u@host:2222/in"),
+            ("file:///tmp/a", "file:///tmp/b"),
+            ("s3://bucket/a", "s3://other/a"),
+        ];
+        for (a, b) in different {
+            assert_ne!(key(a), key(b), "{a} vs {b}");
+        }
     }
 
     #[test]

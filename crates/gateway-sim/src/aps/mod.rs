@@ -43,6 +43,7 @@
 //! ```
 
 mod answer;
+mod commands;
 mod error;
 mod journal;
 mod multipart;

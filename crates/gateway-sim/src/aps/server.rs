@@ -19,19 +19,18 @@ use super::error::{Error, Result};
 use super::journal::{ApsJournalEntry, Journal};
 use super::multipart;
 use super::options::{
-    ApsKnobs, ApsMerchant, ApsSimOptions, LostAnswer, ReferenceMode, ResultOrder, ResultsForm,
-    TamperMode, UploadSignature, ValidationMode,
+    ApsKnobs, ApsMerchant, ApsSimOptions, LostAnswer, ReferenceMode, ResultsForm, TamperMode,
+    UploadSignature,
 };
 use super::signature::signature;
-use super::validate::{BatchLine, LineProblem, Validation, validate_with};
+use super::validate::{BatchLine, Validation};
 
 use super::answer::{
-    Answer, FORT_BASE, Request, Row, UNSETTLED, batch_id_of, json, json_params, rejected,
-    result_row, rows_csv, valid_reference,
+    Answer, FORT_BASE, Request, Row, batch_id_of, json, json_params, result_row, valid_reference,
 };
 
 /// The service's file limit ("Max: 50MB", read as 50,000,000 bytes).
-const MAX_FILE: usize = 50_000_000;
+pub(super) const MAX_FILE: usize = 50_000_000;
 
 /// The APS batch service simulator.
 #[derive(Debug)]
@@ -47,37 +46,37 @@ pub struct ApsSimHandle {
 }
 
 #[derive(Debug)]
-struct Shared {
-    merchants: HashMap<String, ApsMerchant>,
-    validation_polls: u32,
-    processing_polls: u32,
-    decline_cents: u64,
-    reference: ReferenceMode,
-    process_path: Option<String>,
-    upload_signature: UploadSignature,
-    header_names: Vec<(String, String)>,
-    knobs: Mutex<ApsKnobs>,
-    inner: Mutex<Inner>,
+pub(super) struct Shared {
+    pub(super) merchants: HashMap<String, ApsMerchant>,
+    pub(super) validation_polls: u32,
+    pub(super) processing_polls: u32,
+    pub(super) decline_cents: u64,
+    pub(super) reference: ReferenceMode,
+    pub(super) process_path: Option<String>,
+    pub(super) upload_signature: UploadSignature,
+    pub(super) header_names: Vec<(String, String)>,
+    pub(super) knobs: Mutex<ApsKnobs>,
+    pub(super) inner: Mutex<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    batches: HashMap<(String, String), Batch>,
-    journal: Journal,
-    purchased: HashSet<(String, String)>,
-    next_fort_id: u64,
-    rng: fastrand::Rng,
+pub(super) struct Inner {
+    pub(super) batches: HashMap<(String, String), Batch>,
+    pub(super) journal: Journal,
+    pub(super) purchased: HashSet<(String, String)>,
+    pub(super) next_fort_id: u64,
+    pub(super) rng: fastrand::Rng,
 }
 
 #[derive(Debug)]
-struct Batch {
-    batch_id: String,
-    validation: Validation,
-    phase: Phase,
+pub(super) struct Batch {
+    pub(super) batch_id: String,
+    pub(super) validation: Validation,
+    pub(super) phase: Phase,
 }
 
 #[derive(Debug, Clone)]
-enum Phase {
+pub(super) enum Phase {
     Validating { remaining: u32 },
     Validated,
     Rejected,
@@ -224,7 +223,7 @@ impl Drop for ApsSimHandle {
 
 // A poisoned lock only means another request panicked; the state itself stays consistent
 // because every change is made in one step under the lock.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -467,267 +466,5 @@ impl Shared {
             return (StatusCode::OK, [(header::CONTENT_TYPE, "text/csv")], text).into_response();
         }
         json(&members)
-    }
-
-    /// The `batch_id` check of a command on `batch`: `None` when it passes, else the refusal
-    /// (`status` is the command's failure status, 71 or 73).
-    fn batch_id_refused(
-        &self,
-        batch: &Batch,
-        given: Option<&str>,
-        status: u8,
-        answer: Answer,
-    ) -> std::result::Result<Answer, Answer> {
-        match given {
-            Some(id) if id.trim() != batch.batch_id => {
-                Err(answer.code(status, 2, "Invalid parameter format: batch_id"))
-            }
-            None if lock(&self.knobs).require_batch_id => {
-                Err(answer.code(status, 1, "Missing parameter: batch_id"))
-            }
-            _ => Ok(answer),
-        }
-    }
-
-    fn upload_checked(
-        &self,
-        merchant: &ApsMerchant,
-        reference: &str,
-        file: Option<&[u8]>,
-        answer: Answer,
-    ) -> Answer {
-        let Some(file) = file else {
-            return answer.code(51, 1, "Missing parameter: file");
-        };
-        if file.len() > MAX_FILE {
-            return answer.code(51, 2, "Invalid parameter format: file larger than 50 MB");
-        }
-        let mut inner = lock(&self.inner);
-        let key = (merchant.merchant_identifier.clone(), reference.to_owned());
-        if let Some(existing) = inner.batches.get(&key) {
-            return answer
-                .code(51, 146, "Batch reference already exists")
-                .with("batch_id", Value::String(existing.batch_id.clone()));
-        }
-        let mut validation = validate_with(file, &self.header_names);
-        if lock(&self.knobs).validation == ValidationMode::FailAll {
-            validation = Validation::LinesInvalid {
-                count: validation.count(),
-                problems: vec![LineProblem {
-                    line_number: 1,
-                    merchant_reference: String::new(),
-                    message_code: 6,
-                    message: "Technical problem (simulated validation failure)".into(),
-                }],
-            };
-        }
-        let batch_id = batch_id_of(&merchant.merchant_identifier, reference);
-        inner.batches.insert(
-            key,
-            Batch {
-                batch_id: batch_id.clone(),
-                validation,
-                phase: Phase::Validating {
-                    remaining: self.validation_polls,
-                },
-            },
-        );
-        answer
-            .code(50, 0, "Success")
-            .with("batch_id", Value::String(batch_id))
-    }
-
-    fn results(
-        &self,
-        merchant: &ApsMerchant,
-        reference: &str,
-        given_batch_id: Option<&str>,
-        answer: Answer,
-    ) -> Answer {
-        let mut inner = lock(&self.inner);
-        let (stalled, validation_rows, omit_count) = {
-            let knobs = lock(&self.knobs);
-            (
-                knobs.validation == ValidationMode::Stall,
-                knobs.validation_rows,
-                knobs.omit_transactions_count,
-            )
-        };
-        let offset = self.reference.line_number_offset();
-        let key = (merchant.merchant_identifier.clone(), reference.to_owned());
-        let Some(batch) = inner.batches.get_mut(&key) else {
-            return answer.code(71, 141, "Batch reference not found");
-        };
-        let answer = match self.batch_id_refused(batch, given_batch_id, 71, answer) {
-            Ok(a) => a,
-            Err(refused) => return refused,
-        };
-        let answer = if omit_count {
-            answer
-        } else {
-            answer.with("transactions_count", Value::from(batch.validation.count()))
-        };
-        let answer = answer.with("batch_id", Value::String(batch.batch_id.clone()));
-        match batch.phase.clone() {
-            Phase::Validating { remaining } if remaining > 0 || stalled => {
-                batch.phase = Phase::Validating {
-                    remaining: remaining.saturating_sub(1),
-                };
-                answer.code(70, 138, "Batch file is still being validated")
-            }
-            Phase::Validating { .. } => {
-                batch.phase = match batch.validation {
-                    Validation::Valid(_) => Phase::Validated,
-                    _ => Phase::Rejected,
-                };
-                drop(inner);
-                self.results(merchant, reference, given_batch_id, answer)
-            }
-            Phase::Validated => self.validated(&batch.validation, validation_rows, answer),
-            Phase::Rejected => rejected(&batch.validation, offset, answer),
-            Phase::Processing { remaining } if remaining > 0 => {
-                batch.phase = Phase::Processing {
-                    remaining: remaining - 1,
-                };
-                answer.code(70, 140, "Batch file is still being processed")
-            }
-            Phase::Processing { .. } => {
-                match self.run(&mut inner, &merchant.merchant_identifier, reference) {
-                    Ok(rows) => answer.processed(&rows),
-                    Err(e) => {
-                        tracing::error!(error = %e, "APS simulator could not journal a batch");
-                        answer.code(71, 6, "Technical problem")
-                    }
-                }
-            }
-            Phase::Processed { rows } => answer.processed(&rows),
-        }
-    }
-
-    /// The answer about a validated batch: `76000` (3a) or `70000` (published), with a row per
-    /// line when the `validation_rows` knob is on.
-    fn validated(&self, validation: &Validation, rows: bool, answer: Answer) -> Answer {
-        let (status, text) = match self.reference {
-            ReferenceMode::Published => (70, "Success"),
-            ReferenceMode::Assumed3a => (76, "Batch file validated successfully"),
-        };
-        let answer = answer.code(status, 0, text);
-        let Validation::Valid(lines) = validation else {
-            return answer;
-        };
-        if !rows || lines.is_empty() {
-            return answer;
-        }
-        let offset = self.reference.line_number_offset();
-        let rows: Vec<Row> = lines
-            .iter()
-            .map(|l| {
-                vec![
-                    (
-                        "Line_Number".into(),
-                        (l.line_number - 1 + offset).to_string(),
-                    ),
-                    ("merchant_reference".into(), l.merchant_reference.clone()),
-                    ("response_code".into(), format!("{status:02}000")),
-                    ("response_message".into(), "Valid".into()),
-                ]
-            })
-            .collect();
-        answer.with("batch_results", Value::String(rows_csv(&rows)))
-    }
-
-    fn process(
-        &self,
-        merchant: &ApsMerchant,
-        reference: &str,
-        given_batch_id: Option<&str>,
-        answer: Answer,
-    ) -> Answer {
-        let mut inner = lock(&self.inner);
-        let key = (merchant.merchant_identifier.clone(), reference.to_owned());
-        let Some(batch) = inner.batches.get_mut(&key) else {
-            return answer.code(73, 141, "Batch reference not found");
-        };
-        let answer = match self.batch_id_refused(batch, given_batch_id, 73, answer) {
-            Ok(a) => a,
-            Err(refused) => return refused,
-        };
-        match batch.phase {
-            Phase::Validating { .. } => answer.code(73, 138, "Batch file is still being validated"),
-            Phase::Rejected => answer.code(73, 136, "Batch file validation failed"),
-            Phase::Validated => {
-                batch.phase = Phase::Processing {
-                    remaining: self.processing_polls,
-                };
-                answer.code(72, 147, "Batch processing started")
-            }
-            // A repeated PROCESS_BATCH (a retry after a lost answer) starts nothing new.
-            Phase::Processing { .. } | Phase::Processed { .. } => {
-                answer.code(72, 147, "Batch processing started")
-            }
-        }
-    }
-
-    /// Processes every line once, journals them durably, then publishes shuffled rows.
-    fn run(&self, inner: &mut Inner, merchant: &str, reference: &str) -> Result<Vec<Row>> {
-        let key = (merchant.to_owned(), reference.to_owned());
-        let lines = match inner.batches.get(&key).map(|b| &b.validation) {
-            Some(Validation::Valid(lines)) => lines.clone(),
-            _ => Vec::new(),
-        };
-        let unsettled_cents = lock(&self.knobs).unsettled_cents;
-        let offset = self.reference.line_number_offset();
-        let mut entries = Vec::with_capacity(lines.len());
-        let mut purchased_now = HashSet::new();
-        for line in &lines {
-            let (ok, failed) = match line.command.as_str() {
-                "PURCHASE" => (14, 13),
-                "CAPTURE" => (4, 5),
-                "REFUND" => (6, 7),
-                _ => (8, 9),
-            };
-            let order = (merchant.to_owned(), line.merchant_reference.clone());
-            let unsettled = UNSETTLED
-                .get((line.line_number.saturating_sub(1) % 4) as usize)
-                .map_or(15, |(s, _)| *s);
-            let code = if unsettled_cents.is_some_and(|c| line.amount.is_some_and(|a| a % 100 == c))
-            {
-                format!("{unsettled:02}000")
-            } else if line.command == "PURCHASE"
-                && (inner.purchased.contains(&order) || purchased_now.contains(&order))
-            {
-                format!("{failed:02}007")
-            } else if line.amount.is_some_and(|a| a % 100 == self.decline_cents) {
-                format!("{failed:02}020")
-            } else {
-                format!("{ok:02}000")
-            };
-            if line.command == "PURCHASE" {
-                purchased_now.insert(order);
-            }
-            let fort_id = FORT_BASE + inner.next_fort_id;
-            inner.next_fort_id += 1;
-            entries.push(ApsJournalEntry {
-                merchant_identifier: merchant.to_owned(),
-                batch_reference: reference.to_owned(),
-                line_number: line.line_number,
-                command: line.command.clone(),
-                merchant_reference: line.merchant_reference.clone(),
-                amount: line.amount,
-                currency: line.currency.clone(),
-                response_code: code,
-                fort_id: fort_id.to_string(),
-            });
-        }
-        let mut rows: Vec<Row> = entries.iter().map(|e| result_row(e, offset)).collect();
-        inner.journal.append(entries)?;
-        inner.purchased.extend(purchased_now);
-        if lock(&self.knobs).result_order == ResultOrder::Shuffled {
-            inner.rng.shuffle(&mut rows);
-        }
-        if let Some(batch) = inner.batches.get_mut(&key) {
-            batch.phase = Phase::Processed { rows: rows.clone() };
-        }
-        Ok(rows)
     }
 }
