@@ -15,6 +15,11 @@
 //! re-executed), so its CPU and peak RSS are the submit child's alone; the simulator is another
 //! process. Scale with `PAYBATCH_BENCH_SCALE` (a divisor: `10` runs a tenth of every
 //! workload). Plain `cargo test --benches` runs it at a tiny scale.
+//!
+//! `PAYBATCH_BENCH_LEDGER=postgres` puts the ledger on PostgreSQL instead of sled: a fresh
+//! database per workload on the server of `PAYBATCH_TEST_PG_URL` (the test server of
+//! `tests/support/servers.sh`). The CPU and peak RSS are still the submit's alone (not the
+//! database server's); "ledger bytes" is then `pg_database_size` after the run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -116,6 +121,26 @@ fn measure_submit(spec: &str) {
     println!("{} {} {max_rss_kib}", user.as_micros(), sys.as_micros());
 }
 
+/// The PostgreSQL server to put the ledgers on, when `PAYBATCH_BENCH_LEDGER=postgres`.
+fn postgres() -> Option<String> {
+    match std::env::var("PAYBATCH_BENCH_LEDGER").as_deref() {
+        Ok("postgres") => Some(
+            std::env::var("PAYBATCH_TEST_PG_URL")
+                .expect("PAYBATCH_BENCH_LEDGER=postgres needs PAYBATCH_TEST_PG_URL"),
+        ),
+        Ok("sled") | Err(_) => None,
+        Ok(other) => panic!("PAYBATCH_BENCH_LEDGER={other}: sled or postgres"),
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 fn run(dir: &Path, transactions: usize, accounts: usize, max_batch_lines: usize) -> Run {
     let spec = DemoSpec {
         accounts,
@@ -134,11 +159,18 @@ fn run(dir: &Path, transactions: usize, accounts: usize, max_batch_lines: usize)
         world.input.display(),
         out.display()
     );
-    let measured = Command::new(std::env::current_exe().unwrap())
-        .env("PAYBATCH_BENCH_SUBMIT", spec)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
+    let database = postgres().map(|server| {
+        let label = format!("bench_{transactions}_{accounts}");
+        block_on(ledger_postgres::test_support::fresh_database_url(
+            &server, &label,
+        ))
+    });
+    let mut measure = Command::new(std::env::current_exe().unwrap());
+    measure.env("PAYBATCH_BENCH_SUBMIT", spec);
+    if let Some(url) = &database {
+        measure.env("PAYBATCH__LEDGER__URL", url);
+    }
+    let measured = measure.stderr(Stdio::inherit()).output().unwrap();
     let wall = started.elapsed();
     stop(sim);
     assert!(measured.status.success(), "measuring process failed");
@@ -151,7 +183,18 @@ fn run(dir: &Path, transactions: usize, accounts: usize, max_batch_lines: usize)
         Duration::from_micros(figures[1]),
         figures[2],
     );
-    let ledger = world.root.join("ledger");
+    let ledger_bytes = match &database {
+        Some(url) => block_on(async {
+            let options = ledger_postgres::PgOptions::new(url).unwrap();
+            let client = ledger_postgres::test_support::sql(&options).await;
+            let row = client
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .await
+                .unwrap();
+            row.get::<_, i64>(0) as u64
+        }),
+        None => dir_bytes(&world.root.join("ledger")),
+    };
     Run {
         transactions: transactions as u64,
         accounts: accounts as u64,
@@ -165,7 +208,7 @@ fn run(dir: &Path, transactions: usize, accounts: usize, max_batch_lines: usize)
         user,
         sys,
         peak_rss_mib: max_rss_kib as f64 / 1024.0,
-        ledger_bytes: dir_bytes(&ledger),
+        ledger_bytes,
         wall,
     }
 }
@@ -199,7 +242,12 @@ fn main() {
     } else {
         "release build"
     };
-    println!("paybatch submit --wait, {build}, gateway-sim in another process, local drops");
+    let on = if postgres().is_some() {
+        "ledger on PostgreSQL"
+    } else {
+        "ledger on sled"
+    };
+    println!("paybatch submit --wait, {build}, {on}, gateway-sim in another process, local drops");
     for (name, r) in [
         ("many lines", &big),
         ("a fifth of the lines", &fifth),

@@ -12,6 +12,10 @@
 #     fdatasynced before the call returns.
 #   - Chromium (Debian's `chromium`), headless, for the test that loads `paybatch serve`'s
 #     status page in a real browser (tests/serve.rs).
+#   - PostgreSQL (Debian's `postgresql`) for the shared ledger (crates/ledger-postgres). Only
+#     its binaries are used: servers.sh runs its own cluster (initdb in a temporary directory,
+#     its own port on 127.0.0.1) as the `postgres` user; the system's cluster is never started
+#     by this script (policy-rc.d during the install).
 #   - a login `paybatch-sftp` (no shell) for the password-auth tests; servers.sh gives it a
 #     fresh random password while the servers run and locks it again on stop.
 set -euo pipefail
@@ -48,6 +52,27 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null || ! command -v
   # strace: the ledger's durability test watches its fdatasync calls.
   apt-get install -y -qq --no-install-recommends openssh-server procps strace >/dev/null
   if [ "$created_policy" = yes ]; then rm -f "$policy"; fi
+fi
+
+# --- PostgreSQL (the shared ledger's tests) ---------------------------------------------------
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need_root "installing postgresql"
+  echo "install.sh: apt-get install postgresql"
+  policy=/usr/sbin/policy-rc.d
+  created_policy=no
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    created_policy=yes
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  if [ "$created_policy" = yes ]; then rm -f "$policy"; fi
+fi
+# initdb refuses to run as root: the cluster runs as `postgres` (the package creates it).
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --home-dir /var/lib/postgresql --create-home --shell /bin/sh postgres
 fi
 
 # --- Chromium (headless, for the status page test) ---------------------------------------------
@@ -102,4 +127,4 @@ if [ "$(id -u)" = 0 ] && ! id "$PW_USER" >/dev/null 2>&1; then
   usermod -p '*' "$PW_USER"   # no password until servers.sh sets one
 fi
 
-echo "install.sh: openssh-server $(dpkg-query -W -f='${Version}' openssh-server 2>/dev/null || echo '?'), chromium $(dpkg-query -W -f='${Version}' chromium 2>/dev/null || echo '?'), moto $MOTO_VERSION: ready"
+echo "install.sh: openssh-server $(dpkg-query -W -f='${Version}' openssh-server 2>/dev/null || echo '?'), postgresql $(dpkg-query -W -f='${Version}' postgresql 2>/dev/null || echo '?'), chromium $(dpkg-query -W -f='${Version}' chromium 2>/dev/null || echo '?'), moto $MOTO_VERSION: ready"

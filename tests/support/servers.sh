@@ -9,6 +9,18 @@
 #                                 prints its port. Reusing PORT restarts it where it was.
 #   servers.sh sshd stop NAME     stop that extra sshd and its connections
 #   servers.sh sshd pause|resume NAME   freeze / thaw it and its connections (a hung server)
+#   servers.sh pg stop|start|crash      stop PostgreSQL cleanly, start it again on its port, or
+#                                 kill it like a crash (`pg_ctl -m immediate`: no checkpoint)
+#                                 — for the "database restarted mid-run" tests
+#
+# PostgreSQL (the shared ledger's tests) runs as the `postgres` user (initdb refuses root) in
+# its own cluster: data, log and Unix socket in pg/ under the state directory when that user
+# can reach it, else in a temporary directory under /tmp (named in pg.dir); port picked free,
+# 127.0.0.1 only, trust authentication (loopback tests only), fsync on; after a crash it syncs
+# its files with one syncfs instead of an fsync per file (recovery_init_sync_method: with the
+# hundreds of databases the tests create, per-file fsyncs made a restart take 20 s). The env file exports
+# PAYBATCH_TEST_PG_URL (the cluster's `postgres` database: the tests create a fresh database
+# each) and PAYBATCH_TEST_SERVERS_DIR (so a test can run `servers.sh pg crash|start`).
 #
 # State lives under target/test-servers/: sshd config, host and client keys, known_hosts, pid
 # files, logs, the SFTP base folder (sftp/) and the env file. Ports are picked free each start.
@@ -152,8 +164,76 @@ set_password() {
   fi
 }
 
+pg_bin() {
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1
+}
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# The cluster's directory: pg/ under the state directory if the postgres user can write there
+# (every parent must be searchable by it), else a temporary directory.
+pg_dir() {
+  if [ -f "$STATE/pg.dir" ] && [ -d "$(cat "$STATE/pg.dir")" ]; then cat "$STATE/pg.dir"; return; fi
+  local dir="$STATE/pg"
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
+  chmod 700 "$dir"
+  if ! as_postgres test -w "$dir" 2>/dev/null; then
+    rm -rf "$dir"
+    dir=$(mktemp -d /tmp/paybatch-test-pg.XXXXXX)
+    if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
+  fi
+  echo "$dir" > "$STATE/pg.dir"
+  echo "$dir"
+}
+
+pg_alive() {
+  local dir
+  [ -f "$STATE/pg.dir" ] || return 1
+  dir=$(cat "$STATE/pg.dir")
+  [ -f "$dir/data/postmaster.pid" ] && kill -0 "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null
+}
+
+# Starts the cluster on port $1 (initdb first when there is none) and waits until it answers.
+pg_start() {
+  local port=$1 bin dir
+  bin=$(pg_bin)
+  [ -n "$bin" ] && [ -x "$bin/initdb" ] || die "postgresql missing: run tests/support/install.sh"
+  dir=$(pg_dir)
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_postgres "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-instructions >"$STATE/pg-initdb.log" 2>&1 ||
+      die "initdb failed (see $STATE/pg-initdb.log)"
+  fi
+  as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200 -c recovery_init_sync_method=syncfs" start >/dev/null ||
+    die "postgres did not start (see $dir/log)"
+  echo "$port" > "$STATE/pg.port"
+}
+
+pg_stop() {
+  local mode=${1:-fast} dir bin
+  pg_alive || return 0
+  dir=$(cat "$STATE/pg.dir")
+  bin=$(pg_bin)
+  as_postgres "$bin/pg_ctl" -D "$dir/data" -m "$mode" -w -t 60 stop >/dev/null || true
+}
+
+pg_control() {
+  case "${1:-}" in
+    stop) pg_stop fast ;;
+    crash) pg_stop immediate ;;
+    start)
+      [ -f "$STATE/pg.port" ] || die "no PostgreSQL port recorded: run $0 start first"
+      pg_alive || pg_start "$(cat "$STATE/pg.port")"
+      ;;
+    *) die "usage: $0 pg stop|start|crash" ;;
+  esac
+}
+
 write_env() {
-  local ssh_port=$1 s3_port=$2
+  local ssh_port=$1 s3_port=$2 pg_port=$3
   known_hosts_line "$ssh_port" > "$SSH_DIR/known_hosts"
   local env="$STATE/env"
   {
@@ -172,6 +252,10 @@ write_env() {
     echo "export AWS_ACCESS_KEY_ID=test"
     echo "export AWS_SECRET_ACCESS_KEY=test"
     echo "export AWS_VIRTUAL_HOSTED_STYLE_REQUEST=false"
+    if [ -n "$pg_port" ]; then
+      echo "export PAYBATCH_TEST_PG_URL=postgres://postgres@127.0.0.1:$pg_port/postgres"
+      echo "export PAYBATCH_TEST_SERVERS_DIR=$STATE"
+    fi
   } > "$env.tmp"
   mv "$env.tmp" "$env"
 }
@@ -223,14 +307,27 @@ for attempt in range(50):
 else:
     sys.exit(f"cannot create bucket {bucket} on port {port}")
 EOF
+  local pg_port=""
+  if pg_alive && [ -f "$STATE/pg.port" ]; then
+    pg_port=$(cat "$STATE/pg.port")
+    log "postgres already running on port $pg_port"
+  elif [ -n "$(pg_bin)" ]; then
+    pg_port=$(free_port)
+    pg_start "$pg_port"
+    log "postgres on 127.0.0.1:$pg_port ($(cat "$STATE/pg.dir"))"
+  else
+    log "postgresql not installed: the shared-ledger tests will skip (run install.sh)"
+  fi
   set_password
-  write_env "$ssh_port" "$s3_port"
+  write_env "$ssh_port" "$s3_port" "$pg_port"
   log "wrote $STATE/env (source it)"
 }
 
 stop() {
   stop_pidfile "$SSH_DIR/sshd.main.pid"
   stop_pidfile "$STATE/moto.pid"
+  pg_stop fast
+  if [ -f "$STATE/pg.dir" ]; then rm -rf "$(cat "$STATE/pg.dir")"; rm -f "$STATE/pg.dir" "$STATE/pg.port"; fi
   for pidfile in "$SSH_DIR"/sshd.*.pid; do
     [ -e "$pidfile" ] && stop_pidfile "$pidfile"
   done
@@ -244,6 +341,7 @@ stop() {
 status() {
   if alive "$SSH_DIR/sshd.main.pid"; then echo "sshd: running on port $(cat "$SSH_DIR/sshd.main.port")"; else echo "sshd: stopped"; fi
   if alive "$STATE/moto.pid"; then echo "moto: running on port $(cat "$STATE/moto.port")"; else echo "moto: stopped"; fi
+  if pg_alive; then echo "postgres: running on port $(cat "$STATE/pg.port")"; else echo "postgres: stopped"; fi
 }
 
 descendants() {
@@ -285,5 +383,6 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   sshd) shift; extra_sshd "$@" ;;
-  *) echo "usage: $0 start|stop|status|sshd start|stop|pause|resume NAME [PORT]" >&2; exit 2 ;;
+  pg) shift; pg_control "$@" ;;
+  *) echo "usage: $0 start|stop|status|sshd start|stop|pause|resume NAME [PORT]|pg stop|start|crash" >&2; exit 2 ;;
 esac

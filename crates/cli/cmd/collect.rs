@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Result;
-use orchestrator::{Format, Orchestrator, OutputSpec, SubmitOptions, WaitMode};
+use orchestrator::{Format, OutputSpec, SubmitOptions, WaitMode};
 
 use super::Global;
 use super::common::{self, Bars};
@@ -53,7 +53,7 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
     };
     let rt = common::runtime(&settings.limits)?;
     rt.block_on(async {
-        let orch = Orchestrator::builder(settings.clone()).build()?;
+        let orch = common::engine_builder(&settings).await?.build()?;
         let output = OutputSpec {
             path: args.output.clone(),
             // Without the input only `--output-format` and the output's extension can say.

@@ -8,8 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use orchestrator::{
     Format, InputProblem, InputReader, InputRecord, InvalidPolicy, Job, LimitSettings,
-    OutputWriter, Progress, ProgressSnapshot, RunReport, SLOW_AFTER, Settings, Shutdown, SlowBatch,
+    OrchestratorBuilder, OutputWriter, Progress, ProgressSnapshot, RunReport, SLOW_AFTER, Settings,
+    Shutdown, SlowBatch,
 };
+use sequence_ledger::SequenceLedger;
 
 use super::{Exit, Global, usage_error};
 
@@ -22,6 +24,41 @@ pub fn protocols() -> Vec<Arc<dyn gateway_protocol::AccountFactory>> {
 /// Loads settings; any problem is a configuration error (exit code 2).
 pub fn load_settings(config: Option<&Path>) -> Result<Settings> {
     Settings::load(config, &protocols()).map_err(|e| usage_error(e.to_string()))
+}
+
+/// The shared ledger the settings name (`[ledger] url`, `url_env` or `PAYBATCH__LEDGER__URL`):
+/// connected, its schema brought up to date. `None` for the embedded sled ledger at `[ledger]
+/// path`, which the engine opens itself.
+///
+/// # Errors
+/// A URL that cannot be parsed (a usage error); an unreachable database or a refused login.
+pub async fn shared_ledger(settings: &Settings) -> Result<Option<Arc<dyn SequenceLedger>>> {
+    let Some(url) = settings.ledger_url() else {
+        return Ok(None);
+    };
+    let mut options =
+        ledger_postgres::PgOptions::new(url).map_err(|e| usage_error(e.to_string()))?;
+    if let Some(ca) = &settings.ledger.ca_file {
+        options = options.ca_file(ca);
+    }
+    let describe = options.describe();
+    let ledger = ledger_postgres::PgLedger::connect(options)
+        .await
+        .with_context(|| format!("cannot open the shared ledger {describe}"))?;
+    Ok(Some(Arc::new(ledger)))
+}
+
+/// An engine builder over the ledger the settings name: the shared ledger when a URL is set
+/// ([`shared_ledger`]), else the sled ledger at `[ledger] path` (opened by `build`).
+///
+/// # Errors
+/// As [`shared_ledger`].
+pub async fn engine_builder(settings: &Arc<Settings>) -> Result<OrchestratorBuilder> {
+    let builder = orchestrator::Orchestrator::builder(settings.clone());
+    Ok(match shared_ledger(settings).await? {
+        Some(ledger) => builder.ledger(ledger),
+        None => builder,
+    })
 }
 
 /// A multi-threaded runtime for one command, with at most `limits.blocking_threads` threads
@@ -281,7 +318,8 @@ fn draw_bars(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
         completed.set_message(format!("{done_b} batches{stuck}"));
         accounts.set_length(acc_total);
         accounts.set_position(acc_done);
-        let lines = slow_lines(&progress.slow_batches(SLOW_AFTER));
+        let mut lines = slow_lines(&progress.slow_batches(SLOW_AFTER));
+        lines.extend(lease_lines(&progress.lease_waits()));
         match (&slow_bar, lines.is_empty()) {
             (Some(b), true) => {
                 b.finish_and_clear();
@@ -309,6 +347,14 @@ fn draw_bars(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
     }
 }
 
+/// One line per account waiting for its lease (a shared ledger): who holds it, until when.
+fn lease_lines(waits: &[orchestrator::LeaseWait]) -> Vec<String> {
+    waits
+        .iter()
+        .map(|w| format!("{:>10} {w}", "waiting"))
+        .collect()
+}
+
 fn print_lines(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
     // Which batches are slow, not for how long: a line when that set changes, not every tick.
     let slow_set = |slow: &[SlowBatch]| -> Vec<(String, u32)> {
@@ -317,9 +363,27 @@ fn print_lines(progress: &Progress, rx: &std::sync::mpsc::Receiver<()>) {
             .collect()
     };
     let mut last = (progress.snapshot(), Vec::new());
+    let mut last_waits = Vec::new();
+    let mut last_line = std::time::Instant::now();
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-        rx.recv_timeout(Duration::from_secs(5))
+        rx.recv_timeout(Duration::from_millis(500))
     {
+        // A wait for a lease is said at once (it can be short), once per holder (not at
+        // each of its renewals); the counters every 5 s.
+        let waits = progress.lease_waits();
+        for w in &waits {
+            let seen = last_waits
+                .iter()
+                .any(|l: &orchestrator::LeaseWait| l.account == w.account && l.holder == w.holder);
+            if !seen {
+                eprintln!("paybatch: {w}");
+            }
+        }
+        last_waits = waits;
+        if last_line.elapsed() < Duration::from_secs(5) {
+            continue;
+        }
+        last_line = std::time::Instant::now();
         let slow = progress.slow_batches(SLOW_AFTER);
         let now = (progress.snapshot(), slow_set(&slow));
         if now != last {

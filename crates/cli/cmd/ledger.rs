@@ -1,6 +1,7 @@
 //! `paybatch ledger show|export`: look into the sequence ledger without changing it;
 //! `paybatch ledger set-floor`: an account's sequence floor; `paybatch ledger prune`: drop the
-//! stored results of batches cleaned before a date (retention).
+//! stored results of batches cleaned before a date (retention). `migrate` and `copy` (the
+//! shared PostgreSQL ledger) are in `ledger_shared.rs`.
 //!
 //! `show` and `export` open the ledger read-only (`Ledger::open_read_only`: a shared lock while
 //! the database is copied to a private temporary directory; no file of the ledger is written).
@@ -42,6 +43,14 @@ pub enum LedgerCommand {
     /// again).
     #[command(after_help = crate::EXIT_CODES)]
     Prune(PruneArgs),
+    /// Show the shared PostgreSQL ledger's schema version and the SQL of the steps not
+    /// applied yet, then apply them (each in one transaction); --dry-run only shows.
+    #[command(after_help = crate::EXIT_CODES)]
+    Migrate(super::ledger_shared::MigrateArgs),
+    /// Copy a sled ledger into a new, empty PostgreSQL ledger (one transaction; refused when
+    /// the target holds anything), then check that both exports are the same.
+    #[command(after_help = crate::EXIT_CODES)]
+    Copy(super::ledger_shared::CopyArgs),
 }
 
 /// Arguments of `paybatch ledger prune`.
@@ -95,10 +104,14 @@ pub struct ShowArgs {
 
 /// Arguments of `paybatch ledger export`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["ledger", "url_env"])))]
 pub struct ExportArgs {
-    /// The ledger directory.
+    /// The ledger directory (a sled ledger).
     #[arg(long, value_name = "PATH")]
-    pub ledger: PathBuf,
+    pub ledger: Option<PathBuf>,
+    /// The environment variable holding a PostgreSQL ledger's URL, instead of --ledger.
+    #[arg(long, value_name = "NAME")]
+    pub url_env: Option<String>,
     /// Write here instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -111,6 +124,8 @@ pub fn run(args: LedgerCommand, _global: &Global) -> Result<ExitCode> {
         LedgerCommand::Export(a) => export(&a),
         LedgerCommand::SetFloor(a) => set_floor(&a),
         LedgerCommand::Prune(a) => prune(&a),
+        LedgerCommand::Migrate(a) => super::ledger_shared::migrate(&a),
+        LedgerCommand::Copy(a) => super::ledger_shared::copy(&a),
     }
 }
 
@@ -425,7 +440,12 @@ fn write_text(out: &mut impl Write, view: &ShowView) -> io::Result<()> {
 }
 
 fn export(args: &ExportArgs) -> Result<ExitCode> {
-    let ledger = open_read_only(&args.ledger)?;
+    let path = match (&args.ledger, &args.url_env) {
+        (_, Some(name)) => return super::ledger_shared::export(name, args.output.as_ref()),
+        (Some(path), None) => path,
+        (None, None) => return Err(usage_error("give --ledger PATH or --url-env NAME")),
+    };
+    let ledger = open_read_only(path)?;
     let (out, what): (Box<dyn Write>, String) = match &args.output {
         Some(path) if path.as_os_str() != "-" => {
             let f = kvp_format::owner_only::create(path)

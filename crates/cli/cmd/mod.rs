@@ -12,6 +12,7 @@ pub mod demo;
 pub mod gateway_sim;
 pub mod kvp;
 pub mod ledger;
+pub mod ledger_shared;
 pub mod resolve;
 pub mod serve;
 pub mod status;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use paybatch_service::resolve::{ResolveAction, ResolveError, resolve};
-use sequence_ledger::Ledger;
+use sequence_ledger::{Ledger, SequenceLedger, SledLedger};
 
 use super::{Global, common, usage_error};
 
@@ -56,26 +56,36 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
     if args.reason.trim().is_empty() {
         return Err(usage_error("--reason must say why"));
     }
-    let path = common::ledger_path(&settings);
-    let ledger = Arc::new(
-        Ledger::open(&path)
-            .with_context(|| format!("cannot open the ledger at {}", path.display()))?,
-    );
     let action = if args.abandon {
         ResolveAction::Abandon
     } else {
         ResolveAction::MarkUnknown
     };
     let rt = common::runtime(&settings.limits)?;
-    // The same function answers `POST /v1/accounts/{account}/batches/{seq}/resolve`.
-    let result = rt.block_on(resolve(
-        &settings,
-        ledger,
-        &args.account,
-        args.seq,
-        action,
-        &args.reason,
-    ));
+    let result = rt.block_on(async {
+        let ledger: Arc<dyn SequenceLedger> = match common::shared_ledger(&settings).await? {
+            Some(shared) => shared,
+            None => {
+                let path = common::ledger_path(&settings);
+                Arc::new(SledLedger::new(Arc::new(
+                    Ledger::open(&path)
+                        .with_context(|| format!("cannot open the ledger at {}", path.display()))?,
+                )))
+            }
+        };
+        // The same function answers `POST /v1/accounts/{account}/batches/{seq}/resolve`.
+        anyhow::Ok(
+            resolve(
+                &settings,
+                ledger,
+                &args.account,
+                args.seq,
+                action,
+                &args.reason,
+            )
+            .await,
+        )
+    })?;
     match result {
         Ok(r) => {
             for note in &r.notes {

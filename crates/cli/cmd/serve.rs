@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Result;
-use orchestrator::Orchestrator;
 use paybatch_service::ServeConfig;
 
 use super::{Global, common, usage_error};
@@ -32,7 +31,7 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         .map_err(|e| usage_error(e.to_string()))?;
     let rt = common::runtime(&settings.limits)?;
     rt.block_on(async {
-        let engine = Orchestrator::builder(settings.clone()).build()?;
+        let engine = common::engine_builder(&settings).await?.build()?;
         let running = paybatch_service::start(settings, config, engine).await?;
         let scheme = if running.is_tls() { "https" } else { "http" };
         if !global.quiet {

@@ -10,9 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Result;
-use orchestrator::{
-    Format, Masking, Orchestrator, OutputSpec, RejectedBatches, SubmitOptions, WaitMode,
-};
+use orchestrator::{Format, Masking, OutputSpec, RejectedBatches, SubmitOptions, WaitMode};
 
 use super::common::{self, Bars};
 use super::{Global, usage_error};
@@ -83,10 +81,11 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         } else {
             RejectedBatches::Report
         };
-        let orch = Orchestrator::builder(settings.clone()).rejected_batches(rejected).build()?;
+        let orch = common::engine_builder(&settings).await?.rejected_batches(rejected).build()?;
         if let Some(dir) = &args.dry_run {
             let masking = if args.unmasked { Masking::Unmasked } else { Masking::Masked };
-            let batches = orch.dry_run(job.clone(), dir, masking)?;
+            // Planning reads the ledger synchronously (a shared ledger blocks on its runtime).
+            let batches = tokio::task::block_in_place(|| orch.dry_run(job.clone(), dir, masking).map_err(anyhow::Error::from))?;
             for b in &batches {
                 println!("{}\t{}\t{} lines\t{}", b.account, b.sequence, b.lines, b.request.display());
             }

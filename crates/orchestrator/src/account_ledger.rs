@@ -1,37 +1,92 @@
-//! One account's view of the ledger for the async engine: every call runs on tokio's blocking
-//! pool (a ledger write ends in an fsync) and its error names the account.
+//! One account's view of the ledger for the async engine: every write carries the account's
+//! lease (held by a [`LeaseKeeper`] that renews it in the background), and every error names
+//! the account. The ledger does its own blocking work off the async threads.
 
 use std::sync::Arc;
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
-    AccountId, BatchRecord, Commit, Ledger, NewBatch, PerLineAnswer, Reserve, StoredResult,
-    Transition,
+    AccountId, BatchRecord, Commit, LeaseKeeper, NewBatch, PerLineAnswer, Reserve, SequenceLedger,
+    SequenceLedgerExt, StoredResult, Transition,
 };
 
 use crate::error::{Error, Result};
 
-/// The ledger, as one account's worker uses it.
+/// The ledger, as one account's worker uses it: under the account's lease.
 #[derive(Debug, Clone)]
 pub(crate) struct AccountLedger {
-    ledger: Arc<Ledger>,
+    ledger: Arc<dyn SequenceLedger>,
     account: AccountId,
+    keeper: Arc<LeaseKeeper>,
+    ttl: std::time::Duration,
 }
 
 impl AccountLedger {
-    pub(crate) fn new(ledger: Arc<Ledger>, account: AccountId) -> Self {
-        Self { ledger, account }
+    pub(crate) fn new(
+        ledger: Arc<dyn SequenceLedger>,
+        account: AccountId,
+        keeper: Arc<LeaseKeeper>,
+        ttl: std::time::Duration,
+    ) -> Self {
+        Self {
+            ledger,
+            account,
+            keeper,
+            ttl,
+        }
     }
 
-    /// Runs `f` on the blocking pool.
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Ledger, &AccountId) -> sequence_ledger::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let (ledger, account) = (self.ledger.clone(), self.account.clone());
-        tokio::task::spawn_blocking(move || f(&ledger, &account).map_err(Error::ledger(&account)))
-            .await
-            .map_err(|e| Error::task(self.account.as_str(), &e))?
+    /// On a shared ledger, asks the database whether the lease is still this process's (a
+    /// renewal, fenced by the epoch) right before a step no write follows at once (writing
+    /// PROCESS_X): a process paused past its lease learns here that it lost the account.
+    /// Nothing to ask on a ledger only this process opens.
+    ///
+    /// # Errors
+    /// [`sequence_ledger::Error::LeaseLost`] (as [`Error::Ledger`]) when it is lost; backend
+    /// errors.
+    pub(crate) async fn confirm_lease(&self) -> Result<()> {
+        if self.keeper.is_lost() {
+            return Err(self.lost_error());
+        }
+        if self.ledger.is_shared() {
+            self.ledger
+                .renew_lease(self.keeper.lease(), self.ttl)
+                .await
+                .map_err(self.err())?;
+        }
+        Ok(())
+    }
+
+    fn err(&self) -> impl FnOnce(sequence_ledger::Error) -> Error {
+        Error::ledger(&self.account)
+    }
+
+    /// Whether the account's lease is lost (another process took the account over, or it
+    /// could not be renewed in time): the worker stops at its next step.
+    pub(crate) fn lease_lost(&self) -> bool {
+        self.keeper.is_lost()
+    }
+
+    /// Returns once the account's lease is lost (never while it is held): for waits that
+    /// would otherwise not notice (polling for an answer).
+    pub(crate) async fn lost(&self) {
+        self.keeper.lost().await;
+    }
+
+    /// Who holds the lease (this process), for notes.
+    pub(crate) fn owner(&self) -> String {
+        self.keeper.lease().owner.to_string()
+    }
+
+    /// The error a worker stops with when its lease is lost.
+    pub(crate) fn lost_error(&self) -> Error {
+        Error::Ledger {
+            account: self.account.to_string(),
+            source: sequence_ledger::Error::LeaseLost {
+                account: self.account.clone(),
+                epoch: self.keeper.lease().epoch,
+            },
+        }
     }
 
     /// Batch `sequence`.
@@ -39,7 +94,11 @@ impl AccountLedger {
     /// # Errors
     /// [`Error::MissingBatch`] when the ledger has none; ledger errors.
     pub(crate) async fn batch(&self, sequence: SequenceNumber) -> Result<BatchRecord> {
-        let record = self.run(move |l, a| l.batch(a, sequence)).await?;
+        let record = self
+            .ledger
+            .batch(&self.account, sequence)
+            .await
+            .map_err(self.err())?;
         record.ok_or_else(|| Error::MissingBatch {
             account: self.account.to_string(),
             sequence,
@@ -47,7 +106,7 @@ impl AccountLedger {
     }
 
     pub(crate) async fn batches(&self) -> Result<Vec<BatchRecord>> {
-        self.run(|l, a| l.batches(a)).await
+        self.ledger.batches(&self.account).await.map_err(self.err())
     }
 
     pub(crate) async fn transition(
@@ -55,7 +114,10 @@ impl AccountLedger {
         sequence: SequenceNumber,
         to: Transition,
     ) -> Result<BatchRecord> {
-        self.run(move |l, a| l.transition(a, sequence, to)).await
+        self.ledger
+            .transition(self.keeper.lease(), sequence, to)
+            .await
+            .map_err(self.err())
     }
 
     /// A step that can be repeated after a crash, without an fsync of its own: durable with
@@ -65,8 +127,23 @@ impl AccountLedger {
         sequence: SequenceNumber,
         to: Transition,
     ) -> Result<BatchRecord> {
-        self.run(move |l, a| l.transition_with(a, sequence, to, Commit::Deferred))
+        self.ledger
+            .transition_with(self.keeper.lease(), sequence, to, Commit::Deferred)
             .await
+            .map_err(self.err())
+    }
+
+    /// An operator-like step with a note (a batch released at a takeover).
+    pub(crate) async fn resolve(
+        &self,
+        sequence: SequenceNumber,
+        to: Transition,
+        note: String,
+    ) -> Result<BatchRecord> {
+        self.ledger
+            .resolve(self.keeper.lease(), sequence, to, note)
+            .await
+            .map_err(self.err())
     }
 
     /// The verdict and the per-line answer in one durable write.
@@ -77,16 +154,24 @@ impl AccountLedger {
         results: Vec<StoredResult>,
         answer: PerLineAnswer,
     ) -> Result<BatchRecord> {
-        self.run(move |l, a| l.complete_and_store(a, sequence, completed, results, answer))
+        self.ledger
+            .complete_and_store(self.keeper.lease(), sequence, completed, results, answer)
             .await
+            .map_err(self.err())
     }
 
     pub(crate) async fn next_sequence(&self) -> Result<SequenceNumber> {
-        self.run(|l, a| l.next_sequence(a)).await
+        self.ledger
+            .next_sequence(&self.account)
+            .await
+            .map_err(self.err())
     }
 
     pub(crate) async fn reserve(&self, new: NewBatch) -> Result<Reserve> {
-        self.run(move |l, a| l.reserve(a, new)).await
+        self.ledger
+            .reserve(self.keeper.lease(), new)
+            .await
+            .map_err(self.err())
     }
 
     pub(crate) async fn store_answer(
@@ -95,7 +180,9 @@ impl AccountLedger {
         results: Vec<StoredResult>,
         answer: PerLineAnswer,
     ) -> Result<BatchRecord> {
-        self.run(move |l, a| l.store_answer(a, sequence, results, answer))
+        self.ledger
+            .store_answer(self.keeper.lease(), sequence, results, answer)
             .await
+            .map_err(self.err())
     }
 }

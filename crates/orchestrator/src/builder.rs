@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use gateway_protocol::GatewayProtocol;
-use sequence_ledger::Ledger;
+use sequence_ledger::{LeaseOwner, Ledger, SequenceLedger, SledLedger};
 
 use crate::clock::Clock;
 use crate::driver::{Connector, Orchestrator};
@@ -18,7 +18,7 @@ use crate::settings::Settings;
 #[derive(Debug)]
 pub struct OrchestratorBuilder {
     settings: Arc<Settings>,
-    ledger: Option<Arc<Ledger>>,
+    ledger: Option<Arc<dyn SequenceLedger>>,
     protocols: HashMap<String, Arc<dyn GatewayProtocol>>,
     progress: Arc<Progress>,
     rejected: RejectedBatches,
@@ -53,9 +53,11 @@ impl OrchestratorBuilder {
         self
     }
 
-    /// Uses this ledger instead of opening `settings.ledger.path`.
+    /// Uses this ledger instead of opening the sled ledger at `settings.ledger.path` (a
+    /// shared PostgreSQL ledger, `ledger_postgres::PgLedger`; or a sled ledger opened by the
+    /// caller, `sequence_ledger::SledLedger`).
     #[must_use]
-    pub fn ledger(mut self, ledger: Arc<Ledger>) -> Self {
+    pub fn ledger(mut self, ledger: Arc<dyn SequenceLedger>) -> Self {
         self.ledger = Some(ledger);
         self
     }
@@ -78,30 +80,40 @@ impl OrchestratorBuilder {
         self
     }
 
-    /// Opens the ledger if none was given.
+    /// Opens the sled ledger at `settings.ledger.path` if no ledger was given.
     ///
     /// # Errors
     /// [`Error::LedgerOpen`] when the ledger cannot be opened (e.g. in use by another
-    /// process); [`Error::Io`] when its folder cannot be created.
+    /// process); [`Error::Io`] when its folder cannot be created; [`Error::Setting`] when the
+    /// settings name a shared ledger (`[ledger] url`) and none was given (the engine does not
+    /// connect to databases itself).
     pub fn build(self) -> Result<Orchestrator> {
         let ledger = match self.ledger {
             Some(l) => l,
+            None if self.settings.ledger_url().is_some() => {
+                return Err(Error::setting(
+                    "ledger.url",
+                    "the shared ledger is opened by the program (ledger_postgres::PgLedger) and given to OrchestratorBuilder::ledger",
+                ));
+            }
             None => {
                 let path = &self.settings.ledger.path;
                 if let Some(parent) = path.parent() {
                     kvp_format::owner_only::create_dir_all(parent)
                         .map_err(|e| Error::io(parent, e))?;
                 }
-                Arc::new(Ledger::open(path).map_err(|source| Error::LedgerOpen {
+                let sled = Ledger::open(path).map_err(|source| Error::LedgerOpen {
                     path: path.clone(),
                     source,
-                })?)
+                })?;
+                Arc::new(SledLedger::new(Arc::new(sled)))
             }
         };
         Ok(Orchestrator {
             connector: Connector::new(self.settings.clone(), self.protocols),
             settings: self.settings,
             ledger,
+            owner: LeaseOwner::this_process(),
             progress: self.progress,
             rejected: self.rejected,
             clock: Clock::new(),

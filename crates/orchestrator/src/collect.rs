@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kvp_format::SequenceNumber;
-use sequence_ledger::{AccountId, Ledger};
+use sequence_ledger::{AccountId, SequenceLedger};
 
 use crate::driver::{Orchestrator, OutputSpec, SubmitOptions, WaitMode};
 use crate::error::{Error, Result};
@@ -44,12 +44,14 @@ impl Orchestrator {
         output: Option<&OutputSpec>,
         shutdown: Shutdown,
     ) -> Result<RunReport> {
-        let ledger = self.ledger.clone();
-        let path = ledger.path().to_path_buf();
-        let in_flight = tokio::task::spawn_blocking(move || ledger.in_flight())
+        let in_flight = self
+            .ledger
+            .in_flight()
             .await
-            .map_err(|e| Error::task("*", &e))?
-            .map_err(|source| Error::LedgerOpen { path, source })?;
+            .map_err(|source| Error::LedgerOpen {
+                path: self.ledger.describe().into(),
+                source,
+            })?;
         let mut by_account: BTreeMap<String, Vec<SequenceNumber>> = BTreeMap::new();
         for (account, rec) in in_flight {
             by_account
@@ -82,11 +84,36 @@ impl Orchestrator {
             .into_iter()
             .filter_map(|(name, run)| run.failure.map(|e| (name, e.to_string())))
             .collect();
+        // Each in-flight batch's lines: reference and index (the collect has no input).
+        let mut lines: BTreeMap<String, HashMap<u32, Vec<(u64, String)>>> = BTreeMap::new();
+        for (name, sequences) in &by_account {
+            let account = AccountId::new(name.as_str()).map_err(Error::ledger_named(name))?;
+            let refs = lines.entry(name.clone()).or_default();
+            for (client_ref, b) in self
+                .ledger
+                .bindings_of(&account)
+                .await
+                .map_err(Error::ledger_named(name))?
+            {
+                if sequences.contains(&b.sequence) {
+                    refs.entry(b.sequence.get())
+                        .or_default()
+                        .push((b.index, client_ref));
+                }
+            }
+        }
         let ledger = self.ledger.clone();
         let settings = self.settings.clone();
         let output = output.cloned();
         tokio::task::spawn_blocking(move || {
-            write_in_flight(&ledger, &settings, &by_account, &failures, output.as_ref())
+            write_in_flight(
+                ledger.as_ref(),
+                &settings,
+                &by_account,
+                lines,
+                &failures,
+                output.as_ref(),
+            )
         })
         .await
         .map_err(|e| Error::task("*", &e))?
@@ -94,9 +121,10 @@ impl Orchestrator {
 }
 
 fn write_in_flight(
-    ledger: &Ledger,
+    ledger: &dyn SequenceLedger,
     settings: &Settings,
     by_account: &BTreeMap<String, Vec<SequenceNumber>>,
+    mut lines_of: BTreeMap<String, HashMap<u32, Vec<(u64, String)>>>,
     failures: &BTreeMap<String, String>,
     output: Option<&OutputSpec>,
 ) -> Result<RunReport> {
@@ -123,16 +151,10 @@ fn write_in_flight(
         let failure = failures.get(name).cloned();
         let mut entry = AccountReport::default();
         entry.summary.failure = failure.clone();
-        let mut refs: HashMap<u32, Vec<(u64, String)>> = HashMap::new();
-        for (client_ref, b) in ledger.bindings_of(&account).map_err(ledger_err)? {
-            if sequences.contains(&b.sequence) {
-                refs.entry(b.sequence.get())
-                    .or_default()
-                    .push((b.index, client_ref));
-            }
-        }
+        let mut refs = lines_of.remove(name).unwrap_or_default();
+        let view = ledger.blocking_view(&account).map_err(ledger_err)?;
         for &sequence in sequences {
-            let batch = LedgerBatch::read(ledger, &account, sequence).map_err(ledger_err)?;
+            let batch = LedgerBatch::read(view.as_ref(), sequence).map_err(ledger_err)?;
             entry.count_batch(sequence, batch.state);
             let mut lines = refs.remove(&sequence.get()).unwrap_or_default();
             lines.sort_unstable();

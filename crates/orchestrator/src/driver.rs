@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use gateway_protocol::GatewayProtocol;
-use sequence_ledger::Ledger;
+use sequence_ledger::{LeaseOwner, SequenceLedger};
 
 use crate::builder::OrchestratorBuilder;
 use crate::clock::Clock;
@@ -95,7 +95,9 @@ impl Connector {
 #[derive(Debug)]
 pub struct Orchestrator {
     pub(crate) settings: Arc<Settings>,
-    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) ledger: Arc<dyn SequenceLedger>,
+    /// Who this orchestrator is when it takes an account's lease (host, pid, a random id).
+    pub(crate) owner: LeaseOwner,
     pub(crate) connector: Connector,
     pub(crate) progress: Arc<Progress>,
     pub(crate) rejected: RejectedBatches,
@@ -112,8 +114,13 @@ impl Orchestrator {
     }
 
     /// The ledger.
-    pub fn ledger(&self) -> &Arc<Ledger> {
+    pub fn ledger(&self) -> &Arc<dyn SequenceLedger> {
         &self.ledger
+    }
+
+    /// Who this orchestrator is when it holds an account's lease.
+    pub fn lease_owner(&self) -> &LeaseOwner {
+        &self.owner
     }
 
     /// The progress counters.
@@ -184,7 +191,7 @@ impl Orchestrator {
         };
         tokio::task::spawn_blocking(move || {
             merge_blocking(
-                &ledger,
+                ledger.as_ref(),
                 &job,
                 &settings,
                 &failures,

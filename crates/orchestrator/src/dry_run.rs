@@ -62,22 +62,16 @@ impl Orchestrator {
                 source,
             })?;
             let max = self.settings.max_batch_lines(&name);
-            let plan = plan_with_ledger(
-                &self.ledger,
-                &job,
-                &account,
-                &name,
-                &positions,
-                max,
-                self.rejected,
-            )?;
-            let mut sequence =
-                self.ledger
-                    .next_sequence(&account)
-                    .map_err(|source| Error::Ledger {
-                        account: name.clone(),
-                        source,
-                    })?;
+            let view = self
+                .ledger
+                .blocking_view(&account)
+                .map_err(Error::ledger(&account))?;
+            let plan =
+                plan_with_ledger(view.as_ref(), &job, &name, &positions, max, self.rejected)?;
+            let mut sequence = view.next_sequence().map_err(|source| Error::Ledger {
+                account: name.clone(),
+                source,
+            })?;
             let root = dir.join(&name);
             owner_only::private_dir(&root).map_err(|e| Error::io(&root, e))?;
             let settings = self.settings.account(&name)?;

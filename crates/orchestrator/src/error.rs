@@ -237,6 +237,12 @@ impl Error {
         move |source| Self::Ledger { account, source }
     }
 
+    /// [`Error::ledger`] for an account known by name.
+    pub(crate) fn ledger_named(account: &str) -> impl FnOnce(sequence_ledger::Error) -> Self {
+        let account = account.to_owned();
+        move |source| Self::Ledger { account, source }
+    }
+
     /// A blocking task (ledger or file work off the async threads) that did not return: a
     /// panic, or the runtime shutting down.
     pub(crate) fn task(account: &str, e: &tokio::task::JoinError) -> Self {

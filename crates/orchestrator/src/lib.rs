@@ -77,7 +77,9 @@ pub use job::{InvalidPolicy, Job, Transaction};
 pub use outcome::{AccountSummary, LineOutcome};
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
 pub use plan::RejectedBatches;
-pub use progress::{Progress, ProgressSnapshot, SLOW_AFTER, SlowBatch, StorageErrorKind};
+pub use progress::{
+    LeaseWait, Progress, ProgressSnapshot, SLOW_AFTER, SlowBatch, StorageErrorKind,
+};
 pub use report::{AccountReport, RunReport};
 pub use settings::{
     DEFAULT_CONFIG, DEFAULT_PROTOCOL, ENV_PREFIX, InputSettings, LedgerSettings, LimitSettings,

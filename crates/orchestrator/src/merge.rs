@@ -12,7 +12,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kvp_format::SequenceNumber;
-use sequence_ledger::{AccountId, BatchResults, BatchState, Ledger, LineResult};
+use sequence_ledger::{
+    AccountId, AccountView, BatchResults, BatchState, LineResult, SequenceLedger,
+};
 
 use crate::driver::OutputSpec;
 use crate::error::{Error, Result};
@@ -41,14 +43,13 @@ pub(crate) struct LedgerBatch {
 impl LedgerBatch {
     /// Reads batch `sequence` of `account`; fails with the ledger's error.
     pub(crate) fn read(
-        ledger: &Ledger,
-        account: &AccountId,
+        ledger: &dyn AccountView,
         sequence: SequenceNumber,
     ) -> std::result::Result<Self, sequence_ledger::Error> {
-        let record = ledger.batch(account, sequence)?;
+        let record = ledger.batch(sequence)?;
         let state = record.as_ref().map_or(BatchState::Reserved, |r| r.state);
         let results = if matches!(state, BatchState::Collected | BatchState::Cleaned) {
-            ledger.batch_results(account, sequence)?
+            ledger.batch_results(sequence)?
         } else {
             BatchResults::default()
         };
@@ -68,7 +69,7 @@ impl LedgerBatch {
 /// The batches of one account the merge has read, a few at a time: positions of an account
 /// come in input order, which visits its batches mostly one after the other.
 struct BatchCache<'a> {
-    ledger: &'a Ledger,
+    ledger: &'a dyn AccountView,
     account: &'a AccountId,
     batches: HashMap<SequenceNumber, LedgerBatch>,
 }
@@ -84,7 +85,7 @@ impl BatchCache<'_> {
             if self.batches.len() >= Self::CAPACITY {
                 self.batches.clear();
             }
-            let batch = LedgerBatch::read(self.ledger, self.account, sequence)?;
+            let batch = LedgerBatch::read(self.ledger, sequence)?;
             self.batches.insert(sequence, batch);
         }
         self.batches
@@ -103,7 +104,7 @@ impl BatchCache<'_> {
 /// processed), and only a never-bound one is `not_processed`, with the account's failure (or
 /// `unbound`) as the reason.
 pub(crate) fn merge_blocking(
-    ledger: &Ledger,
+    ledger: &dyn SequenceLedger,
     job: &Job,
     settings: &Settings,
     failures: &BTreeMap<String, String>,
@@ -149,8 +150,9 @@ pub(crate) fn merge_blocking(
         let failure = failures.get(name).map(String::as_str);
         let mut entry = AccountReport::default();
         entry.summary.failure = failure.map(str::to_owned);
+        let view = ledger.blocking_view(&account).map_err(ledger_err)?;
         let mut cache = BatchCache {
-            ledger,
+            ledger: view.as_ref(),
             account: &account,
             batches: HashMap::new(),
         };
@@ -159,8 +161,8 @@ pub(crate) fn merge_blocking(
         let mut records = job.records(idx);
         while let Some(tx) = records.next()? {
             any = true;
-            let binding = ledger
-                .binding_with(&account, tx.reference, &tx.digest)
+            let binding = view
+                .binding_with(tx.reference, &tx.digest)
                 .map_err(ledger_err)?;
             let (outcome, fields): (LineOutcome, Vec<OutPair<'_>>) = match &binding {
                 None => {

@@ -2,7 +2,7 @@
 //! (it stays in that batch, at that line), and how the rest is cut into new batches.
 
 use gateway_protocol::ChunkItem;
-use sequence_ledger::{AccountId, Ledger};
+use sequence_ledger::AccountView;
 
 use crate::error::{Error, Result};
 use crate::job::Job;
@@ -16,9 +16,8 @@ use crate::plan::{AccountPlan, Bound, RejectedBatches};
 /// [`Error::Conflict`] for a ref bound to other content or two transactions on one line of a
 /// batch (naming the input line, the ref masked); ledger and spill read errors.
 pub(crate) fn plan_with_ledger(
-    ledger: &Ledger,
+    ledger: &dyn AccountView,
     job: &Job,
-    account: &AccountId,
     name: &str,
     positions: &[u32],
     max: usize,
@@ -31,12 +30,8 @@ pub(crate) fn plan_with_ledger(
     let mut seen: Vec<(u32, Option<Bound>, ChunkItem, u64)> = Vec::with_capacity(positions.len());
     let mut records = job.records(index);
     while let Some(tx) = records.next()? {
-        let bound = match ledger.check_reference_with(
-            account,
-            tx.reference,
-            &tx.digest,
-            rejected.release(),
-        ) {
+        let bound = match ledger.check_reference_with(tx.reference, &tx.digest, rejected.release())
+        {
             Ok(b) => b.map(|b| Bound {
                 sequence: b.sequence,
                 index: b.index,

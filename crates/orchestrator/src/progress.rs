@@ -30,6 +30,32 @@ pub struct Progress {
     waiting: Mutex<BTreeMap<String, (SequenceNumber, u64)>>,
     /// Failed gateway/storage steps per (account, [`StorageErrorKind`]), for metrics.
     storage_errors: Mutex<BTreeMap<(String, StorageErrorKind), u64>>,
+    /// Per account waiting for its lease: who holds it, until when (the ledger's clock).
+    lease_waits: Mutex<BTreeMap<String, (String, SystemTime)>>,
+}
+
+/// An account waiting for its lease, held by another process (a shared ledger).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseWait {
+    /// The account.
+    pub account: String,
+    /// Who holds its lease (host, pid, id).
+    pub holder: String,
+    /// Until when, unless renewed (by the ledger's clock).
+    pub until: SystemTime,
+}
+
+impl fmt::Display for LeaseWait {
+    /// The plain line: `acme: waiting for its lease, held by host pid 7 (id) until 2026-…Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: waiting for its lease, held by {} until {}",
+            self.account,
+            self.holder,
+            humantime::format_rfc3339_seconds(self.until)
+        )
+    }
 }
 
 /// How a failed step at an account's storage or gateway was classified
@@ -206,6 +232,28 @@ impl Progress {
             .collect()
     }
 
+    /// `account` waits for its lease, which `holder` holds until `until`.
+    pub(crate) fn begin_lease_wait(&self, account: &str, holder: String, until: SystemTime) {
+        self.lease_waits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(account.to_owned(), (holder, until));
+    }
+
+    /// The accounts waiting for their lease now, by account.
+    pub fn lease_waits(&self) -> Vec<LeaseWait> {
+        self.lease_waits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(account, (holder, until))| LeaseWait {
+                account: account.clone(),
+                holder: holder.clone(),
+                until: *until,
+            })
+            .collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (SequenceNumber, u64)>> {
         // The map holds plain values; a panic elsewhere cannot leave it half-written.
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
@@ -231,6 +279,22 @@ impl Progress {
             .collect();
         out.sort_by(|a, b| b.waited.cmp(&a.waited).then(a.account.cmp(&b.account)));
         out
+    }
+}
+
+/// Clears an account's lease-waiting entry however the wait ends.
+pub(crate) struct LeaseWaitGuard<'a> {
+    pub progress: &'a Progress,
+    pub account: &'a str,
+}
+
+impl Drop for LeaseWaitGuard<'_> {
+    fn drop(&mut self) {
+        self.progress
+            .lease_waits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(self.account);
     }
 }
 

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use sequence_ledger::AccountId;
+use sequence_ledger::{AccountId, LeaseAttempt, LeaseKeeper, LeaseOwner, SequenceLedger};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -90,9 +90,7 @@ impl Orchestrator {
         }
         // Steps recorded without an fsync of their own (Triggered, Stuck, Cleaned) become
         // durable now, so a run that ended leaves nothing to redo.
-        let ledger = self.ledger.clone();
-        let synced = tokio::task::spawn_blocking(move || ledger.sync()).await;
-        if let Ok(Err(e)) = synced {
+        if let Err(e) = self.ledger.sync().await {
             tracing::warn!(error = %e, "the ledger's last steps were not synced; the next run repeats them");
         }
         runs
@@ -103,6 +101,7 @@ impl Orchestrator {
         Shared {
             settings: self.settings.clone(),
             ledger: self.ledger.clone(),
+            owner: self.owner.clone(),
             connector: self.connector.clone(),
             progress: self.progress.clone(),
             rejected: self.rejected,
@@ -114,7 +113,8 @@ impl Orchestrator {
 /// The orchestrator's parts a task owns.
 struct Shared {
     settings: Arc<crate::settings::Settings>,
-    ledger: Arc<sequence_ledger::Ledger>,
+    ledger: Arc<dyn SequenceLedger>,
+    owner: LeaseOwner,
     connector: crate::driver::Connector,
     progress: Arc<crate::progress::Progress>,
     rejected: crate::plan::RejectedBatches,
@@ -134,22 +134,95 @@ struct AccountTask {
 
 impl AccountTask {
     async fn run(self) -> AccountRun {
-        match self.prepare().await {
+        let account = match AccountId::new(self.name.as_str()) {
+            Ok(a) => a,
+            Err(source) => {
+                return AccountRun::failed(Error::Ledger {
+                    account: self.name.clone(),
+                    source,
+                });
+            }
+        };
+        // One process drives the account at a time: its lease, renewed in the background,
+        // is taken before the account is planned and given up when its worker returns.
+        let keeper = match self.take_lease(&account).await {
+            Ok(k) => Arc::new(k),
+            Err(e) => return AccountRun::failed(e),
+        };
+        let run = match self.prepare(&account, keeper.clone()).await {
             Ok((worker, plan)) => worker.run(plan).await,
             // A failure before the worker runs leaves every transaction where the ledger has
             // it: the merge reports those bound to a batch by that batch's state (`unknown`
             // while it may be in flight), and only the never-bound ones `not_processed`.
             Err(e) => AccountRun::failed(e),
+        };
+        match Arc::try_unwrap(keeper) {
+            Ok(keeper) => {
+                if let Err(e) = keeper.release().await {
+                    tracing::warn!(account = %self.name, error = %e, "the account's lease was not released; it expires on its own");
+                }
+            }
+            // A clone outlived the worker: dropping it stops the renewals, the lease expires.
+            Err(keeper) => drop(keeper),
+        }
+        run
+    }
+
+    /// Waits until the account's lease is free (saying who holds it until when), then takes
+    /// it and keeps it renewed.
+    async fn take_lease(&self, account: &AccountId) -> Result<LeaseKeeper> {
+        let shared = &self.orchestrator;
+        let ttl = shared.settings.ledger.lease_ttl;
+        let mut announced: Option<(String, u64)> = None;
+        let _wait = crate::progress::LeaseWaitGuard {
+            progress: &shared.progress,
+            account: &self.name,
+        };
+        loop {
+            let attempt = shared
+                .ledger
+                .acquire_lease(account, &shared.owner, ttl)
+                .await
+                .map_err(Error::ledger(account))?;
+            match attempt {
+                LeaseAttempt::Acquired(lease) => {
+                    return Ok(LeaseKeeper::start(shared.ledger.clone(), lease, ttl));
+                }
+                LeaseAttempt::Held(other) => {
+                    let holder = other.owner.to_string();
+                    if announced.as_ref() != Some(&(holder.clone(), other.epoch)) {
+                        tracing::info!(account = %self.name, %holder, until = %other.expires_text(), "waiting for the account's lease");
+                        announced = Some((holder.clone(), other.epoch));
+                    }
+                    shared
+                        .progress
+                        .begin_lease_wait(&self.name, holder, other.expires_at);
+                    // Until it expires (by our clock, roughly) or a tenth of a time to live,
+                    // whichever comes first: a holder that releases early is seen soon.
+                    let until = other
+                        .expires_at
+                        .duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default();
+                    let pause = until
+                        .min(ttl / 10)
+                        .max(std::time::Duration::from_millis(50));
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = self.shutdown.wait() => return Err(Error::Shutdown),
+                    }
+                }
+            }
         }
     }
 
     /// Plans against the ledger and connects to the gateway.
-    async fn prepare(&self) -> Result<(Worker, AccountPlan)> {
+    async fn prepare(
+        &self,
+        account: &AccountId,
+        keeper: Arc<LeaseKeeper>,
+    ) -> Result<(Worker, AccountPlan)> {
         let shared = &self.orchestrator;
-        let account = AccountId::new(self.name.as_str()).map_err(|source| Error::Ledger {
-            account: self.name.clone(),
-            source,
-        })?;
+        let account = account.clone();
         let plan = match &self.work {
             Work::Collect => AccountPlan::default(),
             Work::Submit { positions } => {
@@ -158,7 +231,8 @@ impl AccountTask {
                 let max = shared.settings.max_batch_lines(&self.name);
                 let rejected = shared.rejected;
                 tokio::task::spawn_blocking(move || {
-                    plan_with_ledger(&ledger, &job, &id, &name, &positions, max, rejected)
+                    let view = ledger.blocking_view(&id).map_err(Error::ledger(&id))?;
+                    plan_with_ledger(view.as_ref(), &job, &name, &positions, max, rejected)
                 })
                 .await
                 .map_err(|e| Error::task(&self.name, &e))??
@@ -166,7 +240,13 @@ impl AccountTask {
         };
         let protocol = shared.connector.protocol_for(&self.name).await?;
         let worker = Worker {
-            ledger: AccountLedger::new(shared.ledger.clone(), account.clone()),
+            ledger: AccountLedger::new(
+                shared.ledger.clone(),
+                account.clone(),
+                keeper,
+                shared.settings.ledger.lease_ttl,
+            ),
+            shared_ledger: shared.ledger.is_shared(),
             account,
             protocol,
             job: self.job.clone(),

@@ -49,15 +49,126 @@ pub struct Settings {
     accounts: BTreeMap<String, Arc<dyn Account>>,
     /// The top-level sections protocols own, as loaded (for display).
     sections: config::Map<String, config::Value>,
+    /// The shared ledger's URL: `ledger.url`, else the variable `ledger.url_env` names.
+    ledger_url: Option<kvp_format::Secret<String>>,
 }
 
-/// `[ledger]`.
+/// `[ledger]`: the embedded sled ledger at `path` (the default), or the shared PostgreSQL
+/// ledger at a URL (`url`, or the variable `url_env` names; `PAYBATCH__LEDGER__URL` overrides
+/// `url`). The engine opens only the sled ledger itself; a program that wants the shared one
+/// opens it from [`Settings::ledger_url`] and gives it to
+/// [`crate::OrchestratorBuilder::ledger`].
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct LedgerSettings {
     /// The sled directory.
     pub path: PathBuf,
+    /// The shared ledger's URL (`postgres://user@host:port/database`). A password in it is
+    /// refused in a configuration file (give it through `url_env` or `PAYBATCH__LEDGER__URL`);
+    /// shown masked.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "masked_url"
+    )]
+    pub url: Option<String>,
+    /// The name of an environment variable holding the shared ledger's URL (password
+    /// included), used when `url` is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_env: Option<String>,
+    /// How long an account's lease lasts unless renewed (renewed every third of it): a
+    /// process that stops renewing loses its accounts this long after its last renewal.
+    #[serde(
+        default = "default_lease_ttl",
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
+    pub lease_ttl: Duration,
+    /// A PEM file of certificate authorities to trust for the database's TLS certificate,
+    /// beside the system's (TLS as the URL's `sslmode` asks: `prefer`, `require`, `disable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_lease_ttl() -> Duration {
+    sequence_ledger::DEFAULT_LEASE_TTL
+}
+
+/// A URL as `config show` prints it: the password (if any) as `***`.
+fn masked_url<S: serde::Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => s.serialize_some(&mask_url_password(u)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `url` with the password of its user part (`scheme://user:password@host`) or a
+/// `password=` parameter replaced by `***`.
+pub fn mask_url_password(url: &str) -> String {
+    let mut out = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, tail) = match rest.find(['/', '?']) {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) if userinfo.contains(':') => {
+                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                    format!("{scheme}://{user}:***@{host}{tail}")
+                }
+                _ => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    };
+    for sep in ['?', '&', ' '] {
+        let key = format!("{sep}password=");
+        if let Some(at) = out.to_ascii_lowercase().find(&key) {
+            let start = at + key.len();
+            let end = out[start..]
+                .find(['&', ' '])
+                .map_or(out.len(), |e| start + e);
+            out.replace_range(start..end, "***");
+        }
+    }
+    if out.to_ascii_lowercase().starts_with("password=") {
+        let end = out.find(' ').unwrap_or(out.len());
+        out.replace_range("password=".len()..end, "***");
+    }
+    out
+}
+
+/// Whether `url` carries a password.
+pub fn url_has_password(url: &str) -> bool {
+    mask_url_password(url) != url
+}
+
+/// A configuration file's `[ledger] url` must not hold a password (files get committed and
+/// copied; the variable `url_env` names, or `PAYBATCH__LEDGER__URL`, is the place for it).
+/// A file that does not parse is left to the loader to report.
+fn refuse_url_password(text: &str, path: &Path) -> Result<()> {
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let url = doc
+        .get("ledger")
+        .and_then(|l| l.get("url"))
+        .and_then(|u| u.as_str());
+    match url {
+        Some(url) if url_has_password(url) => Err(Error::Config {
+            message: format!(
+                "{}: [ledger] url holds a password ({}): keep it out of files — put the whole URL in an environment variable and name it with `url_env`, or set PAYBATCH__LEDGER__URL",
+                path.display(),
+                mask_url_password(url)
+            ),
+            source: None,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// `[poll]`.
@@ -148,6 +259,7 @@ impl Settings {
                 .copied()
                 .collect();
             file_mode::warn_if_shared(path, &secret_keys);
+            refuse_url_password(&std::fs::read_to_string(path).unwrap_or_default(), path)?;
             builder = builder.add_source(
                 config::File::from(path)
                     .format(config::FileFormat::Toml)
@@ -177,6 +289,7 @@ impl Settings {
     /// # Errors
     /// As [`Settings::load`].
     pub fn from_toml(text: &str, protocols: &[Arc<dyn AccountFactory>]) -> Result<Self> {
+        refuse_url_password(text, Path::new("(settings text)"))?;
         let built = config::Config::builder()
             .add_source(config::File::from_str(
                 DEFAULT_CONFIG,
@@ -200,6 +313,22 @@ impl Settings {
                 .ok_or_else(|| Error::setting(name, "missing section"))
         };
         let ledger: LedgerSettings = deserialize(section(&mut root, "ledger")?, "ledger")?;
+        let ledger_url = match (&ledger.url, &ledger.url_env) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(name)) => Some(
+                env.get(name)
+                    .filter(|v| !v.trim().is_empty())
+                    .cloned()
+                    .ok_or_else(|| {
+                        Error::setting(
+                            "ledger.url_env",
+                            format!("names {name}, which is not set in the environment"),
+                        )
+                    })?,
+            ),
+            (None, None) => None,
+        }
+        .map(kvp_format::Secret::new);
         let poll: PollSettings = deserialize(section(&mut root, "poll")?, "poll")?;
         let limits: LimitSettings = deserialize(section(&mut root, "limits")?, "limits")?;
         let input: InputSettings = deserialize(section(&mut root, "input")?, "input")?;
@@ -287,9 +416,16 @@ impl Settings {
             input,
             accounts,
             sections,
+            ledger_url,
         };
         settings.check()?;
         Ok(settings)
+    }
+
+    /// The shared ledger's URL (`[ledger] url`, else the variable `[ledger] url_env` names),
+    /// password included; `None` for the embedded sled ledger at `[ledger] path`.
+    pub fn ledger_url(&self) -> Option<&str> {
+        self.ledger_url.as_ref().map(|u| u.expose().as_str())
     }
 
     fn check(&self) -> Result<()> {
@@ -557,6 +693,80 @@ mod tests {
             (cfg.line_number_offset, cfg.max_file_bytes),
             (2, 50_000_000)
         );
+    }
+
+    #[test]
+    fn the_shared_ledger_url_comes_from_the_environment_not_a_file() {
+        // A password in a file's url: refused, and the message never shows it.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pb.toml");
+        std::fs::write(
+            &file,
+            "[ledger]\nurl = \"postgres://pb:hunter2@db.example:5432/ledger\"\n",
+        )
+        .unwrap();
+        let e = Settings::load_with_env(Some(&file), [], &crate::test_protocols()).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("url_env") && !text.contains("hunter2"),
+            "{text}"
+        );
+        assert!(from_toml("[ledger]\nurl = \"postgres://pb:hunter2@db/l\"\n").is_err());
+        // Without a password the file may name it.
+        std::fs::write(
+            &file,
+            "[ledger]\nurl = \"postgres://pb@db.example/ledger\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&file), [], &crate::test_protocols()).unwrap();
+        assert_eq!(s.ledger_url(), Some("postgres://pb@db.example/ledger"));
+        // PAYBATCH__LEDGER__URL may carry one; config show masks it.
+        let env = [(
+            "PAYBATCH__LEDGER__URL".to_string(),
+            "postgres://pb:hunter2@db.example/ledger".to_string(),
+        )];
+        let s = Settings::load_with_env(None, env, &crate::test_protocols()).unwrap();
+        assert_eq!(
+            s.ledger_url(),
+            Some("postgres://pb:hunter2@db.example/ledger")
+        );
+        let shown = s.to_masked_toml();
+        assert!(
+            shown.contains("postgres://pb:***@db.example/ledger") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        // url_env names the variable; a missing one is an error naming it.
+        std::fs::write(
+            &file,
+            "[ledger]\nurl_env = \"PB_LEDGER\"\nlease_ttl = \"5s\"\n",
+        )
+        .unwrap();
+        let env = [("PB_LEDGER".to_string(), "postgres://pb:pw@db/l".to_string())];
+        let s = Settings::load_with_env(Some(&file), env, &crate::test_protocols()).unwrap();
+        assert_eq!(s.ledger_url(), Some("postgres://pb:pw@db/l"));
+        assert_eq!(s.ledger.lease_ttl, Duration::from_secs(5));
+        let e = Settings::load_with_env(Some(&file), [], &crate::test_protocols()).unwrap_err();
+        assert!(e.to_string().contains("PB_LEDGER"), "{e}");
+        // The default: sled, leases of 30 s.
+        let s = from_toml("").unwrap();
+        assert_eq!(s.ledger_url(), None);
+        assert_eq!(s.ledger.lease_ttl, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn url_passwords_are_masked() {
+        #[rustfmt::skip]
+        let cases = [
+            ("postgres://pb:s3@h:5432/db", "postgres://pb:***@h:5432/db"),
+            ("postgres://pb@h/db", "postgres://pb@h/db"),
+            ("postgres://pb@h/db?password=s3&sslmode=require", "postgres://pb@h/db?password=***&sslmode=require"),
+            ("host=h user=pb password=s3 dbname=db", "host=h user=pb password=*** dbname=db"),
+            ("password=s3 host=h", "password=*** host=h"),
+        ];
+        for (url, masked) in cases {
+            assert_eq!(mask_url_password(url), masked, "{url}");
+            assert_eq!(url_has_password(url), url != masked, "{url}");
+        }
     }
 
     #[test]

@@ -83,7 +83,7 @@ async fn two_jobs_on_one_account_queue_and_both_finish_exactly_once() {
 
     // Twelve batches, numbered 1..=12, every one finished, and triggered in number order.
     let account = AccountId::new("acct-001").unwrap();
-    let batches = orch.ledger().batches(&account).unwrap();
+    let batches = orch.ledger().batches(&account).await.unwrap();
     let numbers: Vec<u32> = batches.iter().map(|b| b.sequence.get()).collect();
     assert_eq!(numbers, (1..=12).collect::<Vec<_>>());
     assert!(batches.iter().all(|b| b.state == BatchState::Cleaned));

@@ -306,7 +306,7 @@ async fn a_permanent_storage_error_while_polling_fails_the_account_and_a_rerun_r
         deny: Deny::ReadComplete,
     };
     let orch = Orchestrator::builder(settings.clone())
-        .ledger(ledger.clone())
+        .ledger(Arc::new(sequence_ledger::SledLedger::new(ledger.clone())))
         .protocol(
             &name,
             paybatch_demo::sola_drop(&settings, &name, Arc::new(denying)).unwrap(),
@@ -340,7 +340,7 @@ async fn a_permanent_storage_error_while_polling_fails_the_account_and_a_rerun_r
     }
 
     let orch = Orchestrator::builder(settings.clone())
-        .ledger(ledger.clone())
+        .ledger(Arc::new(sequence_ledger::SledLedger::new(ledger.clone())))
         .build()
         .unwrap();
     let report = orch
@@ -428,7 +428,7 @@ async fn a_batch_that_gets_stuck_while_resuming_stops_the_later_ones() {
     let account = AccountId::new(name.as_str()).unwrap();
     let ledger = Arc::new(Ledger::open(&settings.ledger.path).unwrap());
     let orch = Orchestrator::builder(settings.clone())
-        .ledger(ledger.clone())
+        .ledger(Arc::new(sequence_ledger::SledLedger::new(ledger.clone())))
         .build()
         .unwrap();
     bind(&ledger, &orch, &job, &account, 0..10).await;
@@ -482,7 +482,7 @@ async fn a_batch_that_gets_stuck_while_resuming_stops_the_later_ones() {
     // sends the rest, each transaction exactly once.
     let (stop, gateway) = spawn_gateway(world.gateway(false).await.unwrap());
     let orch = Orchestrator::builder(settings.clone())
-        .ledger(ledger.clone())
+        .ledger(Arc::new(sequence_ledger::SledLedger::new(ledger.clone())))
         .build()
         .unwrap();
     // Batch 1 is Stuck and polled once on resume: wait until the gateway has answered it.
@@ -526,7 +526,7 @@ async fn an_error_finishing_a_bound_batch_still_reports_the_later_ones() {
         deny: Deny::WriteRequest,
     };
     let orch = Orchestrator::builder(settings.clone())
-        .ledger(ledger.clone())
+        .ledger(Arc::new(sequence_ledger::SledLedger::new(ledger.clone())))
         .protocol(
             &name,
             paybatch_demo::sola_drop(&settings, &name, Arc::new(denying)).unwrap(),

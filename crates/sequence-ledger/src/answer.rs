@@ -6,11 +6,9 @@ use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
 
 use crate::codec;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ledger::{Abort, now_ms, txn_error};
-use crate::{
-    AccountId, BatchRecord, BatchState, Ledger, PerLineAnswer, Stamp, StoredResult, Transition,
-};
+use crate::{AccountId, BatchRecord, BatchState, Ledger, PerLineAnswer, StoredResult, Transition};
 
 impl Ledger {
     /// Stores the per-line results of a `Completed` batch and moves it to `Collected`, in one
@@ -21,10 +19,10 @@ impl Ledger {
     /// (maybe none): the lines without a result are the ones not processed.
     ///
     /// # Errors
-    /// [`Error::NoSuchBatch`]; [`Error::IllegalTransition`] unless the batch is `Completed`;
-    /// [`Error::BadResult`] for an index outside the batch or given twice;
-    /// [`Error::SensitiveField`] for card data or a key (`kvp_format::is_sensitive`) — the value
-    /// is neither stored nor echoed; [`Error::ReadOnly`]; storage and I/O errors.
+    /// [`crate::Error::NoSuchBatch`]; [`crate::Error::IllegalTransition`] unless the batch is `Completed`;
+    /// [`crate::Error::BadResult`] for an index outside the batch or given twice;
+    /// [`crate::Error::SensitiveField`] for card data or a key (`kvp_format::is_sensitive`) — the value
+    /// is neither stored nor echoed; [`crate::Error::ReadOnly`]; storage and I/O errors.
     pub fn store_results(
         &self,
         account: &AccountId,
@@ -59,7 +57,7 @@ impl Ledger {
     /// either as before (COMPLETE is still in the drop, to be read again) or collected.
     ///
     /// # Errors
-    /// [`Error::IllegalTransition`] when `completed` is another step or the batch cannot take
+    /// [`crate::Error::IllegalTransition`] when `completed` is another step or the batch cannot take
     /// it; otherwise as [`Ledger::store_answer`].
     pub fn complete_and_store(
         &self,
@@ -82,40 +80,7 @@ impl Ledger {
     ) -> Result<BatchRecord> {
         let guard = self.writer("store results")?;
         let mut record = self.existing_batch(account, seq)?;
-        let illegal = |from, to| Error::IllegalTransition {
-            account: account.clone(),
-            sequence: seq,
-            from,
-            to,
-        };
-        if let Some(step) = completed {
-            let target = step.target();
-            if !matches!(target, BatchState::Completed(_)) || !record.state.can_become(target) {
-                return Err(illegal(record.state, target));
-            }
-            record.state = target;
-            record.transitions.push(Stamp {
-                state: target,
-                at_unix_ms: now_ms(),
-            });
-            match step {
-                Transition::Completed(verdict) => record.verdict = Some(verdict),
-                Transition::CompletedWith(verdict, fields) => {
-                    record.verdict = Some(verdict);
-                    record.complete_fields = Some(fields.without_sensitive());
-                }
-                _ => {}
-            }
-        } else if !matches!(record.state, BatchState::Completed(_)) {
-            return Err(illegal(record.state, BatchState::Collected));
-        }
-        check_results(account, seq, record.line_count, &results)?;
-        record.state = BatchState::Collected;
-        record.per_line_answer = Some(answer);
-        record.transitions.push(Stamp {
-            state: BatchState::Collected,
-            at_unix_ms: now_ms(),
-        });
+        crate::steps::collect_record(&mut record, completed, &results, answer, now_ms())?;
         let key = codec::batch_key(account, seq);
         let encoded = codec::encode_batch(&record)?;
         let blob = (!results.is_empty()).then(|| crate::results::encode(&results));
@@ -146,61 +111,4 @@ impl Ledger {
         tracing::debug!(%account, sequence = %seq, results = results.len(), "results stored");
         Ok(record)
     }
-}
-
-/// The checks of [`Ledger::store_results`], result by result in the caller's order: index
-/// inside the batch, not given twice, no sensitive key. Names repeat line after line, so a
-/// name equal to the previous line's at the same place (already checked) is not checked again.
-fn check_results(
-    account: &AccountId,
-    seq: SequenceNumber,
-    line_count: u64,
-    results: &[StoredResult],
-) -> Result<()> {
-    // A bitmap of the lines given (8 MB at most), a set past it.
-    let words = usize::try_from(line_count.div_ceil(64)).map_or(1 << 20, |w| w.min(1 << 20));
-    let mut seen = vec![0u64; words];
-    let mut seen_sparse = std::collections::HashSet::new();
-    let mut previous: Vec<&str> = Vec::new();
-    for r in results {
-        let bad = |reason| Error::BadResult {
-            account: account.clone(),
-            sequence: seq,
-            index: r.index,
-            reason,
-        };
-        if r.index >= line_count {
-            return Err(bad("beyond the batch's lines"));
-        }
-        let (word, bit) = ((r.index / 64) as usize, 1u64 << (r.index % 64));
-        let fresh = match seen.get_mut(word) {
-            Some(w) => {
-                let fresh = *w & bit == 0;
-                *w |= bit;
-                fresh
-            }
-            None => seen_sparse.insert(r.index),
-        };
-        if !fresh {
-            return Err(bad("given twice"));
-        }
-        for (position, (k, _)) in r.fields.iter().enumerate() {
-            if previous.get(position) == Some(&k.as_str()) {
-                continue;
-            }
-            if kvp_format::is_sensitive(k) {
-                return Err(Error::SensitiveField {
-                    account: account.clone(),
-                    sequence: seq,
-                    index: r.index,
-                    key: k.clone(),
-                });
-            }
-            match previous.get_mut(position) {
-                Some(p) => *p = k.as_str(),
-                None => previous.push(k.as_str()),
-            }
-        }
-    }
-    Ok(())
 }

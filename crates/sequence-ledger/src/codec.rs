@@ -32,6 +32,11 @@ use crate::{AccountId, AccountInfo, BatchOutcome, BatchRecord, BatchState};
 pub(crate) const FORMAT_VERSION: u32 = 2;
 pub(crate) const FORMAT_KEY: &[u8] = b"format_version";
 
+/// A sled value as the blob readers take it, without a copy (the value's buffer is shared).
+pub(crate) fn bytes(v: sled::IVec) -> bytes::Bytes {
+    bytes::Bytes::from_owner(v)
+}
+
 pub(crate) fn prefix(account: &AccountId) -> Vec<u8> {
     let mut k = Vec::with_capacity(account.as_str().len() + 1);
     k.extend_from_slice(account.as_str().as_bytes());
@@ -359,5 +364,20 @@ mod tests {
         assert_eq!(c.str(), Some("hi"));
         assert_eq!(c.str(), None, "shorter than its length");
         assert_eq!(Cursor::new(&[2, 0xc3, 0x28]).str(), None, "not UTF-8");
+    }
+}
+
+/// Times as RFC 3339 text, UTC, to the millisecond (leases in status output and exports).
+pub(crate) mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::Serializer;
+
+    pub(crate) fn format(t: SystemTime) -> String {
+        humantime::format_rfc3339_millis(t).to_string()
+    }
+
+    pub(crate) fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*t))
     }
 }

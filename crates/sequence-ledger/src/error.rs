@@ -196,6 +196,47 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A write for an account whose lease the caller no longer holds (it expired by the
+    /// ledger's clock, or another process took the account over): nothing was written.
+    /// PROTOCOL.md §5: a process that lost its lease can no longer reserve a number or move a
+    /// batch forward; it stops working on the account.
+    #[error(
+        "the lease on account {account} (epoch {epoch}) is no longer held by this process: nothing was written"
+    )]
+    LeaseLost {
+        /// The account.
+        account: AccountId,
+        /// The epoch of the lease the caller held.
+        epoch: u64,
+    },
+    /// The account's lease is held by another process and the caller does not wait for it.
+    #[error("account {account} is held by {holder} until {until} (lease epoch {epoch})")]
+    LeaseHeld {
+        /// The account.
+        account: AccountId,
+        /// Who holds it (host, pid, id).
+        holder: String,
+        /// Its expiry by the ledger's clock (RFC 3339, UTC).
+        until: String,
+        /// The holder's epoch.
+        epoch: u64,
+    },
+    /// A backend other than sled reported an error (a database, its connection, its pool).
+    /// `transient` says whether the same call may succeed later (a lost connection, a
+    /// database restarting); a write that failed so may or may not have been committed, and
+    /// the backend's own retry settles which (see the backend's docs).
+    #[error("ledger backend error ({context}): {message}")]
+    Backend {
+        /// What the ledger was doing.
+        context: String,
+        /// The backend's message (never a password: URLs are printed without it).
+        message: String,
+        /// Whether the same call may succeed later.
+        transient: bool,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// A result field the ledger must never hold (card data or a key); the value is not kept.
     #[error(
         "batch {sequence} of account {account}: result for xIndex {index} carries sensitive field {key}; the ledger never stores it"
@@ -216,6 +257,18 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether the same call may succeed later: a backend's lost connection or restart.
+    /// Everything else (a rule of the ledger, a lost lease, corruption) is permanent.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Backend {
+                transient: true,
+                ..
+            }
+        )
+    }
+
     pub(crate) fn storage(context: &'static str) -> impl FnOnce(sled::Error) -> Error {
         move |source| Error::Storage { context, source }
     }

@@ -47,12 +47,105 @@ impl Serialize for Pairs<'_> {
     }
 }
 
-fn write_line(out: &mut impl Write, line: &Line<'_>) -> Result<()> {
-    let write = |out: &mut dyn Write| -> std::io::Result<()> {
-        serde_json::to_writer(&mut *out, line)?;
-        out.write_all(b"\n")
-    };
-    write(out).map_err(|source| Error::Export { source })
+/// Writes the lines of [`Ledger::export`], for any backend: the `format` line first
+/// ([`ExportWriter::new`]), then per account its `account` line, its `batch` lines, its
+/// `binding` lines and its `result` lines, in that order.
+#[derive(Debug)]
+pub struct ExportWriter<W: Write> {
+    out: W,
+    lines: u64,
+}
+
+impl<W: Write> ExportWriter<W> {
+    /// Starts an export: writes the `format` line.
+    ///
+    /// # Errors
+    /// [`Error::Export`] when `out` fails.
+    pub fn new(out: W) -> Result<Self> {
+        let mut w = ExportWriter { out, lines: 0 };
+        w.line(&Line::Format {
+            version: codec::FORMAT_VERSION,
+        })?;
+        Ok(w)
+    }
+
+    fn line(&mut self, line: &Line<'_>) -> Result<()> {
+        let out = &mut self.out;
+        let write = |out: &mut W| -> std::io::Result<()> {
+            serde_json::to_writer(&mut *out, line)?;
+            out.write_all(b"\n")
+        };
+        write(out).map_err(|source| Error::Export { source })?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// An account's numbers.
+    ///
+    /// # Errors
+    /// [`Error::Export`].
+    pub fn account(&mut self, account: &AccountId, info: AccountInfo) -> Result<()> {
+        self.line(&Line::Account { account, info })
+    }
+
+    /// A batch record.
+    ///
+    /// # Errors
+    /// [`Error::Export`].
+    pub fn batch(&mut self, batch: &BatchRecord) -> Result<()> {
+        self.line(&Line::Batch(batch))
+    }
+
+    /// A reference's current binding.
+    ///
+    /// # Errors
+    /// [`Error::Export`].
+    pub fn binding(
+        &mut self,
+        account: &AccountId,
+        client_ref: &str,
+        binding: &crate::Binding,
+    ) -> Result<()> {
+        self.line(&Line::Binding {
+            account,
+            client_ref,
+            sequence: binding.sequence,
+            index: binding.index,
+            content_sha256: hex::encode(binding.content_digest),
+        })
+    }
+
+    /// Every stored result of a batch.
+    ///
+    /// # Errors
+    /// [`Error::Export`].
+    pub fn results(
+        &mut self,
+        account: &AccountId,
+        sequence: kvp_format::SequenceNumber,
+        results: &crate::BatchResults,
+    ) -> Result<()> {
+        for r in results.iter() {
+            self.line(&Line::Result {
+                account,
+                sequence,
+                index: r.index(),
+                fields: Pairs(r),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and returns the number of lines written.
+    ///
+    /// # Errors
+    /// [`Error::Export`].
+    pub fn finish(mut self) -> Result<u64> {
+        self.out
+            .flush()
+            .map_err(|source| Error::Export { source })?;
+        Ok(self.lines)
+    }
 }
 
 impl Ledger {
@@ -63,59 +156,25 @@ impl Ledger {
     ///
     /// # Errors
     /// [`Error::Export`] when `out` fails; storage and corruption errors.
-    pub fn export(&self, mut out: impl Write) -> Result<u64> {
-        let mut lines = 0u64;
-        write_line(
-            &mut out,
-            &Line::Format {
-                version: codec::FORMAT_VERSION,
-            },
-        )?;
-        lines += 1;
+    pub fn export(&self, out: impl Write) -> Result<u64> {
+        let mut w = ExportWriter::new(out)?;
         for account in self.accounts()? {
-            let info = self.account_info(&account)?;
-            write_line(
-                &mut out,
-                &Line::Account {
-                    account: &account,
-                    info,
-                },
-            )?;
-            lines += 1;
-            for batch in self.batches(&account)? {
-                write_line(&mut out, &Line::Batch(&batch))?;
-                lines += 1;
+            w.account(&account, self.account_info(&account)?)?;
+            let batches = self.batches(&account)?;
+            for batch in &batches {
+                w.batch(batch)?;
             }
             for (client_ref, b) in self.bindings_of(&account)? {
-                write_line(
-                    &mut out,
-                    &Line::Binding {
-                        account: &account,
-                        client_ref: &client_ref,
-                        sequence: b.sequence,
-                        index: b.index,
-                        content_sha256: hex::encode(b.content_digest),
-                    },
-                )?;
-                lines += 1;
+                w.binding(&account, &client_ref, &b)?;
             }
-            for batch in self.batches(&account)? {
-                let results = self.batch_results(&account, batch.sequence)?;
-                for r in results.iter() {
-                    write_line(
-                        &mut out,
-                        &Line::Result {
-                            account: &account,
-                            sequence: batch.sequence,
-                            index: r.index(),
-                            fields: Pairs(r),
-                        },
-                    )?;
-                    lines += 1;
-                }
+            for batch in &batches {
+                w.results(
+                    &account,
+                    batch.sequence,
+                    &self.batch_results(&account, batch.sequence)?,
+                )?;
             }
         }
-        out.flush().map_err(|source| Error::Export { source })?;
-        Ok(lines)
+        w.finish()
     }
 }

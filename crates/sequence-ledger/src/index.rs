@@ -315,19 +315,58 @@ impl Ledger {
         if refs.loaded {
             return Ok(());
         }
-        let mut lines = 0usize;
-        let mut holders = HashMap::new();
-        for item in self.batches.scan_prefix(codec::prefix(account)) {
-            let (k, v) = item.map_err(Error::storage("loading the reference index"))?;
-            let record = codec::decode_batch(&v, || {
-                format!("batches key {}", String::from_utf8_lossy(&k))
-            })?;
-            lines = lines.saturating_add(usize::try_from(record.line_count).unwrap_or(0));
-            let holder = Holder::of(&record, || {
+        let records = self
+            .batches
+            .scan_prefix(codec::prefix(account))
+            .map(|item| {
+                let (k, v) = item.map_err(Error::storage("loading the reference index"))?;
+                codec::decode_batch(&v, || {
+                    format!("batches key {}", String::from_utf8_lossy(&k))
+                })
+            });
+        let blobs = self
+            .batch_refs
+            .scan_prefix(codec::prefix(account))
+            .map(|item| {
+                let (k, v) = item.map_err(Error::storage("loading the reference index"))?;
+                let (_, rest) = codec::split_key(&k, "batch_refs")?;
+                let seq = codec::seq_from_suffix(&rest, "batch_refs")?;
+                let blob = BatchRefs::decode(codec::bytes(v), || {
+                    format!("batch {seq} of account {account}")
+                })?;
+                Ok((seq, blob))
+            });
+        *refs = self.index.build(
+            account,
+            records,
+            |record| {
                 Ok(self
                     .batch_results(account, record.sequence)?
                     .indexes_with_outcome())
-            })?;
+            },
+            blobs,
+        )?;
+        Ok(())
+    }
+}
+
+impl RefIndex {
+    /// An account's index from its batch records (for their holders; `with_outcome` is asked
+    /// for the lines with an outcome of a rejected batch) and its reference blobs in number
+    /// order (a reference in several batches was taken over by the later one).
+    pub(crate) fn build(
+        &self,
+        account: &AccountId,
+        records: impl Iterator<Item = Result<BatchRecord>>,
+        mut with_outcome: impl FnMut(&BatchRecord) -> Result<Vec<u64>>,
+        blobs: impl Iterator<Item = Result<(SequenceNumber, BatchRefs)>>,
+    ) -> Result<AccountRefs> {
+        let mut lines = 0usize;
+        let mut holders = HashMap::new();
+        for record in records {
+            let record = record?;
+            lines = lines.saturating_add(usize::try_from(record.line_count).unwrap_or(0));
+            let holder = Holder::of(&record, || with_outcome(&record))?;
             if holder != Holder::Live {
                 holders.insert(record.sequence.get(), holder);
             }
@@ -335,12 +374,9 @@ impl Ledger {
         let mut table = RefTable::default();
         // A re-run often binds nothing new: no room for growth until it does.
         table.reserve_exact(lines);
-        for item in self.batch_refs.scan_prefix(codec::prefix(account)) {
-            let (k, v) = item.map_err(Error::storage("loading the reference index"))?;
-            let (_, rest) = codec::split_key(&k, "batch_refs")?;
-            let seq = codec::seq_from_suffix(&rest, "batch_refs")?;
+        for item in blobs {
+            let (seq, blob) = item?;
             let what = || format!("batch {seq} of account {account}");
-            let blob = BatchRefs::decode(v, what)?;
             for line in blob.iter() {
                 let Some(client_ref) = line.client_ref else {
                     continue;
@@ -348,20 +384,65 @@ impl Ledger {
                 let index = u32::try_from(line.index)
                     .map_err(|_| codec::corrupt(what(), "line index above 2^32"))?;
                 table.insert(Slot {
-                    key: self.index.key(client_ref),
+                    key: self.key(client_ref),
                     seq: seq.get(),
                     index,
                     digest: digest_prefix(&line.content_digest),
                 });
             }
         }
-        *refs = AccountRefs {
+        tracing::debug!(%account, references = table.len, bytes = table.bytes(), "reference index loaded");
+        Ok(AccountRefs {
             loaded: true,
             table,
             holders,
-        };
-        tracing::debug!(%account, references = refs.table.len, bytes = refs.table.bytes(), "reference index loaded");
-        Ok(())
+        })
+    }
+
+    /// Drops what the index knows of `account`: the next use loads it again from the
+    /// ledger (another process may have bound references meanwhile: a shared ledger whose
+    /// account lease was just taken).
+    pub(crate) fn forget(&self, account: &AccountId) {
+        let mut map = self
+            .accounts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.remove(account);
+    }
+
+    /// The account's part, loaded by `load` first if it is not.
+    pub(crate) fn loaded_account(
+        &self,
+        account: &AccountId,
+        load: impl FnOnce() -> Result<AccountRefs>,
+    ) -> Result<Arc<RwLock<AccountRefs>>> {
+        let lock = self.account(account);
+        let loaded = lock
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .loaded;
+        if !loaded {
+            let mut refs = lock
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !refs.loaded {
+                *refs = load()?;
+            }
+        }
+        Ok(lock)
+    }
+
+    /// Whether the account's part is loaded.
+    pub(crate) fn is_loaded(&self, account: &AccountId) -> bool {
+        let map = self
+            .accounts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(account).is_some_and(|a| {
+            a.read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .loaded
+        })
     }
 }
 

@@ -7,6 +7,13 @@
 //! its results; the idempotency index (reference → batch, line, digest) is built from the
 //! blobs in memory, per account, on first use (layout and sizes in the crate README).
 //!
+//! The ledger's public API, as the engine, the CLI and the service hold it, is the async
+//! [`SequenceLedger`] interface (with [`SequenceLedgerExt`]): [`SledLedger`] puts this crate's
+//! sled [`Ledger`] behind it, the `ledger-postgres` crate a shared PostgreSQL database. Every
+//! write for an account takes the caller's [`Lease`] on it (one process drives an account at a
+//! time; [`LeaseKeeper`] renews it). [`backend`] holds what another backend needs to behave
+//! exactly like this one; `conformance` (feature `test-support`) checks that it does.
+//!
 //! Main types:
 //! - [`Ledger`]: open it, [`Ledger::reserve`] a number with its bindings, move batches along
 //!   with [`Ledger::transition`] (or [`Ledger::transition_with`] and [`Commit::Deferred`] for
@@ -104,6 +111,8 @@
 
 mod account;
 mod answer;
+mod api;
+pub mod backend;
 mod codec;
 mod crash;
 mod digest;
@@ -111,6 +120,8 @@ mod durable;
 mod error;
 mod export;
 mod index;
+mod keeper;
+mod lease;
 mod ledger;
 mod migrate;
 mod prune;
@@ -119,15 +130,24 @@ mod record;
 mod refs;
 mod reserve;
 mod results;
+mod sled_backend;
 mod state;
+mod steps;
 mod transition;
+mod view;
+
+#[cfg(feature = "test-support")]
+pub mod conformance;
 
 pub use account::AccountId;
+pub use api::{RefQuery, RefStatus, SequenceLedger, SequenceLedgerExt};
 #[doc(hidden)]
 pub use crash::{CRASH_ENV, LEDGER_CRASH_POINTS, MIGRATION_CRASH_POINTS, crash_point};
 pub use digest::{batch_digest, content_digest, sha256};
 pub use durable::Durability;
 pub use error::{Error, Result};
+pub use keeper::LeaseKeeper;
+pub use lease::{DEFAULT_LEASE_TTL, Lease, LeaseAttempt, LeaseEntry, LeaseOwner};
 pub use ledger::{Commit, Ledger, LedgerOptions};
 pub use prune::Pruned;
 pub use record::{
@@ -136,4 +156,6 @@ pub use record::{
 };
 pub use refs::{BatchRefs, LineRef};
 pub use results::{BatchResults, Fields, LineResult};
+pub use sled_backend::SledLedger;
 pub use state::{BatchOutcome, BatchState, CompleteFields, Stamp, Transition, Verdict};
+pub use view::AccountView;

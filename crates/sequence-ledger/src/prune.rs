@@ -9,7 +9,7 @@ use sled::transaction::ConflictableTransactionError;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::ledger::{Abort, now_ms, txn_error};
-use crate::{AccountId, BatchState, Ledger};
+use crate::{AccountId, Ledger};
 
 /// What [`Ledger::prune`] dropped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,20 +54,15 @@ impl Ledger {
             let Some(mut record) = self.batch(&account, seq)? else {
                 continue;
             };
-            let cleaned_at = record
-                .transitions
-                .iter()
-                .rev()
-                .find(|s| s.state == BatchState::Cleaned)
-                .map(|s| s.at_unix_ms);
-            if record.state != BatchState::Cleaned || cleaned_at.is_none_or(|t| t >= cutoff) {
-                continue;
+            match crate::steps::prune_action(&record, cutoff) {
+                crate::steps::PruneAction::Keep => continue,
+                crate::steps::PruneAction::KeepRejected => {
+                    pruned.kept_rejected += 1;
+                    continue;
+                }
+                crate::steps::PruneAction::Drop => {}
             }
-            if record.is_rejected() {
-                pruned.kept_rejected += 1;
-                continue;
-            }
-            let lines = crate::results::BatchResults::decode(blob.clone(), || {
+            let lines = crate::results::BatchResults::decode(codec::bytes(blob.clone()), || {
                 format!("batch {seq} of account {account}")
             })?
             .len() as u64;

@@ -110,9 +110,9 @@ impl Ledger {
             .get(codec::batch_key(account, seq))
             .map_err(Error::storage("reading results"))?
         {
-            Some(blob) => {
-                BatchResults::decode(blob, || format!("batch {seq} of account {account}"))
-            }
+            Some(blob) => BatchResults::decode(codec::bytes(blob), || {
+                format!("batch {seq} of account {account}")
+            }),
             None => Ok(BatchResults::default()),
         }
     }
@@ -130,7 +130,11 @@ impl Ledger {
         self.batch_refs
             .get(codec::batch_key(account, seq))
             .map_err(Error::storage("reading a batch's references"))?
-            .map(|blob| BatchRefs::decode(blob, || format!("batch {seq} of account {account}")))
+            .map(|blob| {
+                BatchRefs::decode(codec::bytes(blob), || {
+                    format!("batch {seq} of account {account}")
+                })
+            })
             .transpose()
     }
 
@@ -350,7 +354,9 @@ impl Ledger {
             let (k, v) = item.map_err(Error::storage("scanning batch references"))?;
             let (_, rest) = codec::split_key(&k, "batch_refs")?;
             let sequence = codec::seq_from_suffix(&rest, "batch_refs")?;
-            let lines = BatchRefs::decode(v, || format!("batch {sequence} of account {account}"))?;
+            let lines = BatchRefs::decode(codec::bytes(v), || {
+                format!("batch {sequence} of account {account}")
+            })?;
             for line in lines.iter() {
                 if let Some(client_ref) = line.client_ref {
                     all.insert(

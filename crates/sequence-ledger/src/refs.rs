@@ -154,7 +154,7 @@ pub(crate) fn digest_at(blob: &[u8], index: u64) -> Option<[u8; 32]> {
 /// references into one string), then iterated without allocating.
 #[derive(Clone)]
 pub struct BatchRefs {
-    blob: sled::IVec,
+    blob: bytes::Bytes,
     header: Header,
     /// Every line's reference, one after the other.
     text: String,
@@ -185,7 +185,7 @@ pub struct LineRef<'a> {
 
 impl BatchRefs {
     /// Checks a stored blob (layout, lengths, UTF-8) and indexes its references.
-    pub(crate) fn decode(blob: sled::IVec, what: impl Fn() -> String) -> Result<BatchRefs> {
+    pub(crate) fn decode(blob: bytes::Bytes, what: impl Fn() -> String) -> Result<BatchRefs> {
         let bad = |detail: &str| corrupt(what(), format!("batch references: {detail}"));
         let header = header(&blob).ok_or_else(|| bad("bad header"))?;
         let mut bytes: Vec<u8> = Vec::with_capacity(blob.len().saturating_sub(header.refs) * 4);
@@ -219,6 +219,12 @@ impl BatchRefs {
             text,
             ends,
         })
+    }
+
+    /// The stored lines blob itself, as the ledger keeps it (to copy it to another backend
+    /// unchanged; `sequence_ledger::backend` decodes it).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.blob
     }
 
     /// The number of lines.
@@ -267,8 +273,8 @@ impl BatchRefs {
 mod tests {
     use super::*;
 
-    fn ivec(v: Vec<u8>) -> sled::IVec {
-        sled::IVec::from(v)
+    fn ivec(v: Vec<u8>) -> bytes::Bytes {
+        bytes::Bytes::from(v)
     }
 
     #[test]

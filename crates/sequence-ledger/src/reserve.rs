@@ -1,7 +1,5 @@
 //! Reserving a number for a new batch and binding its lines' references to it.
 
-use std::collections::HashSet;
-
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
@@ -11,8 +9,8 @@ use crate::index::{Slot, digest_prefix};
 use crate::ledger::{Abort, abort, now_ms, txn_error};
 use crate::query::next_after;
 use crate::{
-    AccountId, AccountInfo, BatchRecord, BatchState, ConflictKind, Ledger, NewBatch, RefConflict,
-    Release, Reserve, Stamp,
+    AccountId, AccountInfo, BatchState, ConflictKind, Ledger, NewBatch, RefConflict, Release,
+    Reserve,
 };
 
 impl Ledger {
@@ -27,7 +25,7 @@ impl Ledger {
     /// a restart or none of it is. Two callers racing for the same number: one gets `Reserved`,
     /// the other `LostRace` with the number to use instead. A reference already bound to a
     /// batch that is still live gives `Conflict` and writes nothing; a binding to a batch that
-    /// [releases the line](BatchRecord::releases_line_under) is replaced.
+    /// [releases the line](crate::BatchRecord::releases_line_under) is replaced.
     ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::IndexMismatch`], [`Error::DuplicateReference`],
@@ -35,71 +33,14 @@ impl Ledger {
     /// number; [`Error::ReadOnly`]; storage and I/O errors.
     pub fn reserve(&self, account: &AccountId, new: NewBatch) -> Result<Reserve> {
         let seq = new.sequence;
-        if new.lines.is_empty() {
-            return Err(Error::EmptyBatch {
-                account: account.clone(),
-                sequence: seq,
-            });
-        }
-        // The in-memory index numbers lines with 32 bits.
-        if u32::try_from(new.lines.len()).is_err() {
-            return Err(Error::BatchTooLarge {
-                account: account.clone(),
-                sequence: seq,
-                lines: new.lines.len() as u64,
-            });
-        }
-        let mut seen = HashSet::with_capacity(new.lines.len());
-        for (position, line) in (0u64..).zip(&new.lines) {
-            if line.index != position {
-                return Err(Error::IndexMismatch {
-                    account: account.clone(),
-                    sequence: seq,
-                    position,
-                    index: line.index,
-                });
-            }
-            if !seen.insert(line.client_ref.as_str()) {
-                return Err(Error::DuplicateReference {
-                    account: account.clone(),
-                    sequence: seq,
-                    client_ref: line.client_ref.clone(),
-                });
-            }
-        }
-        drop(seen);
+        let (record, lines) = crate::steps::reserved_record(account, &new, now_ms())?;
         let keys: Vec<_> = new
             .lines
             .iter()
             .map(|l| self.index.key(&l.client_ref))
             .collect();
-        let record = BatchRecord {
-            account: account.clone(),
-            sequence: seq,
-            state: BatchState::Reserved,
-            content_sha256: crate::batch_digest(new.lines.iter().map(|l| &l.content_digest)),
-            request_len: new.request_len,
-            line_count: new.lines.len() as u64,
-            transitions: vec![Stamp {
-                state: BatchState::Reserved,
-                at_unix_ms: now_ms(),
-            }],
-            verdict: None,
-            complete_fields: None,
-            note: None,
-            external_reference: new.external_reference.clone(),
-            per_line_answer: None,
-            gateway_batch_id: None,
-            results_pruned_at: None,
-        };
         let key = codec::batch_key(account, seq);
         let encoded = codec::encode_batch(&record)?;
-        let lines = crate::refs::encode(
-            new.lines.len(),
-            new.lines
-                .iter()
-                .map(|l| Some((l.client_ref.as_str(), &l.content_digest))),
-        );
         let guard = self.writer("reserve")?;
         // Under the write lock nothing else changes the account's numbers or bindings; the
         // account's index lock keeps readers from seeing the bindings half-way.

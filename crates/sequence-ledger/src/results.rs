@@ -160,7 +160,7 @@ struct Field {
 /// collected yet, nothing in its answer, or [pruned](crate::BatchRecord::results_pruned_at)).
 #[derive(Clone, Default)]
 pub struct BatchResults {
-    blob: sled::IVec,
+    blob: bytes::Bytes,
     /// Values stored packed (hex, digits), as text.
     text: String,
     names: Vec<Span>,
@@ -199,7 +199,7 @@ impl fmt::Debug for LineResult<'_> {
 
 impl BatchResults {
     /// Checks a stored blob and indexes its lines.
-    pub(crate) fn decode(blob: sled::IVec, what: impl Fn() -> String) -> Result<BatchResults> {
+    pub(crate) fn decode(blob: bytes::Bytes, what: impl Fn() -> String) -> Result<BatchResults> {
         let bad = |detail: &str| corrupt(what(), format!("batch results: {detail}"));
         let span = |start: usize, len: usize| -> Result<Span> {
             let start = u32::try_from(start)
@@ -320,6 +320,12 @@ impl BatchResults {
         })
     }
 
+    /// The stored results blob itself, as the ledger keeps it (to copy it to another backend
+    /// unchanged; `sequence_ledger::backend` decodes it).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.blob
+    }
+
     /// The number of lines with a result.
     pub fn len(&self) -> usize {
         self.lines.len()
@@ -354,7 +360,7 @@ impl BatchResults {
     }
 
     /// The indexes of the lines whose result is an outcome ([`StoredResult::is_outcome`]).
-    pub(crate) fn indexes_with_outcome(&self) -> Vec<u64> {
+    pub fn indexes_with_outcome(&self) -> Vec<u64> {
         self.iter()
             .filter(|l| l.is_outcome())
             .map(|l| l.index())
@@ -462,7 +468,7 @@ mod tests {
     }
 
     fn decode(blob: Vec<u8>) -> Result<BatchResults> {
-        BatchResults::decode(sled::IVec::from(blob), || "x".into())
+        BatchResults::decode(bytes::Bytes::from(blob), || "x".into())
     }
 
     #[test]

@@ -7,7 +7,7 @@ use sled::transaction::ConflictableTransactionError;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::ledger::{Abort, abort, now_ms, txn_error};
-use crate::{AccountId, AccountInfo, BatchRecord, BatchState, Commit, Ledger, Stamp, Transition};
+use crate::{AccountId, AccountInfo, BatchRecord, BatchState, Commit, Ledger, Transition};
 
 impl Ledger {
     /// Moves a batch along the state machine (table on [`BatchState`]) in one sled
@@ -88,29 +88,7 @@ impl Ledger {
             self.check_trigger_order(account, seq, &info)?;
             info.triggered = info.triggered.max(Some(seq));
         }
-        record.state = target;
-        record.transitions.push(Stamp {
-            state: target,
-            at_unix_ms: now_ms(),
-        });
-        match to {
-            Transition::Completed(verdict) => record.verdict = Some(verdict),
-            Transition::CompletedWith(verdict, fields) => {
-                record.verdict = Some(verdict);
-                // The fields are public, so a hand-built value may carry an echoed key.
-                record.complete_fields = Some(fields.without_sensitive());
-            }
-            Transition::Abandoned { reason } | Transition::MarkedUnknown { reason } => {
-                record.note = Some(reason)
-            }
-            Transition::RequestUploadedAs { gateway_batch_id } => {
-                record.gateway_batch_id = Some(gateway_batch_id);
-            }
-            _ => {}
-        }
-        if let Some(note) = note {
-            record.note = Some(note);
-        }
+        crate::steps::apply_transition(&mut record, to, note, now_ms())?;
         let key = codec::batch_key(account, seq);
         let encoded = codec::encode_batch(&record)?;
         (&self.batches, &self.open, &self.accounts)
@@ -147,29 +125,17 @@ impl Ledger {
         seq: SequenceNumber,
         info: &AccountInfo,
     ) -> Result<()> {
-        let blocked = |blocking, blocking_state| Error::OutOfOrder {
-            account: account.clone(),
-            sequence: seq,
-            blocking,
-            blocking_state,
+        let triggered_state = match info.triggered {
+            Some(t) if t >= seq => self.batch(account, t)?.map(|b| b.state),
+            _ => None,
         };
-        if let Some(t) = info.triggered
-            && t >= seq
-        {
-            let state = self
-                .batch(account, t)?
-                .map_or(BatchState::Triggered, |b| b.state);
-            return Err(blocked(t, state));
-        }
-        for (other, state) in self.open_batches(account)? {
-            let in_flight = matches!(state, BatchState::Triggered | BatchState::Stuck);
-            let stranded =
-                other < seq && matches!(state, BatchState::Reserved | BatchState::RequestUploaded);
-            if other != seq && (in_flight || stranded) {
-                return Err(blocked(other, state));
-            }
-        }
-        Ok(())
+        crate::steps::check_trigger_order(
+            account,
+            seq,
+            info,
+            &self.open_batches(account)?,
+            triggered_state,
+        )
     }
 
     /// Sets the operator's floor: the account's gateway has already seen numbers up to

@@ -444,10 +444,9 @@ async fn retry_job(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respo
     security(("bearer" = []))
 )]
 async fn accounts(State(app): State<Arc<App>>) -> Response {
-    let (settings, ledger) = (app.jobs.settings().clone(), app.ledger.clone());
-    match blocking(move || Ok(crate::status::status(&settings, Some(&ledger))?)).await {
+    match crate::status::status(app.jobs.settings(), Some(app.ledger.as_ref())).await {
         Ok(s) => Json(s).into_response(),
-        Err(e) => internal(&e),
+        Err(e) => internal(&e.into()),
     }
 }
 

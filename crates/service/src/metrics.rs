@@ -21,7 +21,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use sequence_ledger::{BatchState, Ledger};
+use sequence_ledger::{BatchState, SequenceLedger};
 
 use crate::jobs::Jobs;
 
@@ -44,11 +44,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Reads the jobs, the ledger and the engine's counters (blocking: the ledger).
+    /// Reads the jobs, the ledger and the engine's counters.
     ///
     /// # Errors
     /// Ledger read errors.
-    pub fn take(jobs: &Jobs, ledger: &Ledger) -> Result<Self, sequence_ledger::Error> {
+    pub async fn take(
+        jobs: &Jobs,
+        ledger: &dyn SequenceLedger,
+    ) -> Result<Self, sequence_ledger::Error> {
         let mut s = Snapshot {
             batch_seconds: vec![0; BATCH_SECONDS_BUCKETS.len() + 1],
             ..Snapshot::default()
@@ -66,14 +69,14 @@ impl Snapshot {
             s.jobs.insert(state.as_str().to_owned(), n);
         }
         let mut names: Vec<String> = jobs.settings().accounts().keys().cloned().collect();
-        for a in ledger.accounts()? {
+        for a in ledger.accounts().await? {
             if !names.contains(&a.to_string()) {
                 names.push(a.to_string());
             }
         }
         for name in names {
             let account = sequence_ledger::AccountId::new(name.as_str())?;
-            for b in ledger.batches(&account)? {
+            for b in ledger.batches(&account).await? {
                 *s.batches
                     .entry((name.clone(), b.state.name().to_owned()))
                     .or_default() += 1;

@@ -119,7 +119,7 @@ pub fn render(d: &PageData) -> String {
 
     h.push_str(
         "<h2>Accounts</h2>\n<table id=\"accounts\"><tr><th>account</th><th>protocol</th>\
-<th>last number</th><th>batches by state</th><th>Stuck</th><th>in flight</th></tr>\n",
+<th>last number</th><th>batches by state</th><th>Stuck</th><th>in flight</th><th>lease</th></tr>\n",
     );
     // Accounts with a Stuck batch first, then by name.
     let mut accounts: Vec<_> = d.status.accounts.iter().collect();
@@ -127,7 +127,7 @@ pub fn render(d: &PageData) -> String {
     for a in accounts {
         let _ = writeln!(
             h,
-            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             if a.stuck.is_empty() {
                 ""
             } else {
@@ -140,6 +140,10 @@ pub fn render(d: &PageData) -> String {
             counts(&a.batches),
             numbers(&a.stuck),
             numbers(&a.in_flight),
+            a.lease.as_ref().map_or_else(
+                || "—".to_owned(),
+                |l| escape(&format!("{} until {}", l.holder, l.until))
+            ),
         );
     }
     h.push_str("</table>\n");
@@ -191,6 +195,7 @@ mod tests {
             batches: [("Cleaned".to_owned(), 2)].into_iter().collect(),
             stuck,
             in_flight: vec![],
+            lease: None,
         };
         let d = PageData {
             ready: true,

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use kvp_format::SequenceNumber;
-use sequence_ledger::{AccountId, Ledger, Transition};
+use sequence_ledger::{AccountId, LeaseOwner, SequenceLedger, SequenceLedgerExt, Transition};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -77,7 +77,7 @@ pub enum ResolveError {
 /// See [`ResolveError`].
 pub async fn resolve(
     settings: &orchestrator::Settings,
-    ledger: Arc<Ledger>,
+    ledger: Arc<dyn SequenceLedger>,
     account: &str,
     sequence: u32,
     action: ResolveAction,
@@ -88,17 +88,14 @@ pub async fn resolve(
     if reason.trim().is_empty() {
         return Err(ResolveError::Invalid("the reason must say why".into()));
     }
-    let before = {
-        let (ledger, id) = (ledger.clone(), id.clone());
-        tokio::task::spawn_blocking(move || ledger.batch(&id, seq))
-            .await
-            .map_err(|e| ResolveError::Inspect(e.to_string()))?
-            .map_err(ResolveError::Ledger)?
-            .ok_or_else(|| ResolveError::NoBatch {
-                account: account.to_owned(),
-                sequence,
-            })?
-    };
+    let before = ledger
+        .batch(&id, seq)
+        .await
+        .map_err(ResolveError::Ledger)?
+        .ok_or_else(|| ResolveError::NoBatch {
+            account: account.to_owned(),
+            sequence,
+        })?;
     let mut notes = Vec::new();
     let transition = match action {
         ResolveAction::Abandon => {
@@ -113,16 +110,23 @@ pub async fn resolve(
             reason: reason.to_owned(),
         },
     };
-    let after = {
-        let (note, id) = (reason.to_owned(), id.clone());
-        tokio::task::spawn_blocking(move || ledger.resolve(&id, seq, transition, note))
-            .await
-            .map_err(|e| ResolveError::Inspect(e.to_string()))?
-            .map_err(|e| ResolveError::Refused {
-                message: e.to_string(),
-                notes: notes.clone(),
-            })?
+    // The decision is a write like any other: under the account's lease (refused, naming
+    // the holder, while another process drives the account on a shared ledger).
+    let refused = |e: sequence_ledger::Error| ResolveError::Refused {
+        message: e.to_string(),
+        notes: notes.clone(),
     };
+    let lease = ledger
+        .lease_now(&id, &LeaseOwner::this_process(), settings.ledger.lease_ttl)
+        .await
+        .map_err(refused)?;
+    let after = ledger
+        .resolve(&lease, seq, transition, reason.to_owned())
+        .await;
+    if let Err(e) = ledger.release_lease(&lease).await {
+        tracing::warn!(account, error = %e, "the account's lease was not released; it expires on its own");
+    }
+    let after = after.map_err(refused)?;
     Ok(Resolved {
         account: account.to_owned(),
         sequence,

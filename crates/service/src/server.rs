@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use orchestrator::{Orchestrator, Settings, Shutdown, ShutdownTrigger};
-use sequence_ledger::{BatchState, Ledger};
+use sequence_ledger::{BatchState, SequenceLedger};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -31,7 +31,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct App {
     pub jobs: Arc<Jobs>,
     pub config: ServeConfig,
-    pub ledger: Arc<Ledger>,
+    pub ledger: Arc<dyn SequenceLedger>,
 }
 
 /// A running service.
@@ -217,8 +217,7 @@ async fn readyz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Re
     if app.jobs.is_stopping() {
         return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response();
     }
-    let ledger = app.ledger.clone();
-    match blocking(move || Ok(ledger.accounts()?)).await {
+    match app.ledger.accounts().await {
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -229,14 +228,12 @@ async fn readyz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Re
 }
 
 async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
-    let (jobs, ledger) = (app.jobs.clone(), app.ledger.clone());
-    let text = blocking(move || {
-        let snapshot = crate::metrics::Snapshot::take(&jobs, &ledger)?;
-        snapshot
+    let text = match crate::metrics::Snapshot::take(&app.jobs, app.ledger.as_ref()).await {
+        Ok(snapshot) => snapshot
             .encode()
-            .map_err(|e| Error::Task(format!("encoding metrics: {e}")))
-    })
-    .await;
+            .map_err(|e| Error::Task(format!("encoding metrics: {e}"))),
+        Err(e) => Err(e.into()),
+    };
     match text {
         Ok(t) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], t).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
@@ -244,13 +241,17 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> R
 }
 
 async fn page(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
-    let (jobs, ledger, ready) = (
-        app.jobs.clone(),
-        app.ledger.clone(),
-        !app.jobs.is_stopping(),
-    );
-    let data = blocking(move || {
-        let status = crate::status::status(jobs.settings(), Some(&ledger))?;
+    let data = page_data(&app).await;
+    match data {
+        Ok(d) => Html(crate::page::render(&d)).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn page_data(app: &App) -> Result<PageData> {
+    let (jobs, ledger, ready) = (&app.jobs, app.ledger.as_ref(), !app.jobs.is_stopping());
+    {
+        let status = crate::status::status(jobs.settings(), Some(ledger)).await?;
         let mut stuck = Vec::new();
         for a in &status.accounts {
             let id = sequence_ledger::AccountId::new(a.account.as_str())?;
@@ -258,7 +259,7 @@ async fn page(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Resp
                 let Ok(n) = kvp_format::SequenceNumber::new(seq) else {
                     continue;
                 };
-                if let Some(b) = ledger.batch(&id, n)? {
+                if let Some(b) = ledger.batch(&id, n).await? {
                     let since = b
                         .transitions
                         .iter()
@@ -283,10 +284,5 @@ async fn page(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Resp
             jobs: jobs.list(),
             now: timestamp(SystemTime::now()),
         })
-    })
-    .await;
-    match data {
-        Ok(d) => Html(crate::page::render(&d)).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }

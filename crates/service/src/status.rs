@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sequence_ledger::{AccountId, BatchState, Ledger};
+use sequence_ledger::{AccountId, BatchState, SequenceLedger};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -22,6 +22,21 @@ pub struct AccountStatus {
     pub stuck: Vec<u32>,
     /// Batches not final and not Stuck.
     pub in_flight: Vec<u32>,
+    /// The account's lease on a shared ledger while a process holds it (null when none does,
+    /// and always on the embedded ledger, whose one process needs none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseStatus>,
+}
+
+/// Who drives an account now (a live lease of a shared ledger).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LeaseStatus {
+    /// The holder: host, pid and a random id of the process.
+    pub holder: String,
+    /// Until when, unless renewed (RFC 3339, by the database's clock).
+    pub until: String,
+    /// The lease's epoch (one more at every takeover).
+    pub epoch: u64,
 }
 
 /// Every account: the configured ones and those only in the ledger, by name.
@@ -42,13 +57,26 @@ impl Status {
 ///
 /// # Errors
 /// Ledger read errors; an account name in the ledger that is not a valid account id.
-pub fn status(
+pub async fn status(
     settings: &orchestrator::Settings,
-    ledger: Option<&Ledger>,
+    ledger: Option<&dyn SequenceLedger>,
 ) -> Result<Status, sequence_ledger::Error> {
     let mut names: Vec<String> = settings.accounts().keys().cloned().collect();
+    let mut leases = BTreeMap::new();
     if let Some(l) = ledger {
-        for a in l.accounts()? {
+        for entry in l.leases().await? {
+            if entry.live {
+                leases.insert(
+                    entry.lease.account.to_string(),
+                    LeaseStatus {
+                        holder: entry.lease.owner.to_string(),
+                        until: entry.lease.expires_text(),
+                        epoch: entry.lease.epoch,
+                    },
+                );
+            }
+        }
+        for a in l.accounts().await? {
             if !names.contains(&a.to_string()) {
                 names.push(a.to_string());
             }
@@ -67,11 +95,12 @@ pub fn status(
             batches: BTreeMap::new(),
             stuck: Vec::new(),
             in_flight: Vec::new(),
+            lease: leases.remove(&name),
         };
         if let Some(l) = ledger {
             let account = AccountId::new(name.as_str())?;
-            entry.last_sequence = l.last_sequence(&account)?.map(|s| s.get());
-            for b in l.batches(&account)? {
+            entry.last_sequence = l.account_info(&account).await?.high_water.map(|s| s.get());
+            for b in l.batches(&account).await? {
                 *entry.batches.entry(b.state.name().to_owned()).or_default() += 1;
                 match b.state {
                     BatchState::Stuck => entry.stuck.push(b.sequence.get()),

@@ -162,10 +162,18 @@ impl Worker {
         let mut next_slow_log = SLOW_AFTER;
         loop {
             if !first {
-                self.shutdown.sleep(self.jitter(delay)).await?;
+                // A lease lost while waiting (another process took the account over) stops
+                // the wait at once: that process finishes this batch.
+                tokio::select! {
+                    slept = self.shutdown.sleep(self.jitter(delay)) => slept?,
+                    () = self.ledger.lost() => return Err(self.ledger.lost_error()),
+                }
                 delay = (delay * 2).min(self.poll.max_interval);
             }
             first = false;
+            if self.ledger.lease_lost() {
+                return Err(self.ledger.lost_error());
+            }
             sequence_ledger::crash_point("orchestrator.polling");
             match self.protocol.poll(&batch).await {
                 Ok(PollResult::Done(v)) => return Ok(Some(v)),

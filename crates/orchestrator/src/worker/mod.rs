@@ -76,6 +76,9 @@ fn storage_failure(e: &Error) -> Option<StorageErrorKind> {
 pub(crate) struct Worker {
     pub account: AccountId,
     pub ledger: AccountLedger,
+    /// Whether the ledger is shared by several processes: batches another process left
+    /// unfinished are then taken over (docs/ARCHITECTURE.md, takeover rules).
+    pub shared_ledger: bool,
     pub protocol: Arc<dyn GatewayProtocol>,
     pub job: Arc<Job>,
     pub poll: PollSettings,

@@ -94,6 +94,9 @@ impl Worker {
             // COMPLETE is expected; anything above it is not ours.
             self.refuse_foreign_answers(above, sequence).await?;
         }
+        // PROCESS_X only while the account is still ours (a process paused past its lease
+        // stops here; the one that took the account over triggers the batch).
+        self.ledger.confirm_lease().await?;
         let trigger = self.protocol.trigger(&batch, line_count);
         if self.protocol.trigger_is_cancel_safe() {
             self.shutdown.until(async { Ok(trigger.await?) }).await?;

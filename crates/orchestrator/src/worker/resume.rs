@@ -88,6 +88,11 @@ impl Worker {
                         ));
                     }
                 }
+                // On a shared ledger this process holds the account's lease, so whoever
+                // reserved this batch lost it: take it over (docs/ARCHITECTURE.md).
+                BatchState::Reserved | BatchState::RequestUploaded if self.shared_ledger => {
+                    self.take_over(&rec).await?;
+                }
                 BatchState::Reserved | BatchState::RequestUploaded => {
                     return Err(blocked(
                         "it was reserved for transactions that are not in this input; re-run with that input (or abandon it with `paybatch resolve`)",
@@ -97,6 +102,66 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Takes over a batch another process reserved before it lost the account's lease
+    /// (PROTOCOL.md §5). `Reserved`: never triggered (PROCESS_X follows a committed
+    /// RequestUploaded, which that process can no longer commit), so it is released — its
+    /// transactions unbound for the next run of their input. `RequestUploaded`: REQUEST_X
+    /// was written and read back by its holder before it recorded the step. When PROCESS_X
+    /// is there too (or the answer), the holder triggered it before it was lost: the step is
+    /// recorded and the batch polled and collected. Otherwise REQUEST_X must still be in the
+    /// drop (where the protocol can tell), then PROCESS_X is written (the same bytes the
+    /// holder would have written; the gateway ignores a number it has seen) and the batch is
+    /// polled and collected like any other.
+    async fn take_over(&self, rec: &BatchRecord) -> Result<()> {
+        let sequence = rec.sequence;
+        if rec.state == BatchState::Reserved {
+            let reason = format!(
+                "released at a takeover by {}: reserved by a process that lost the account's lease before triggering it; its transactions go into a new batch when their input is run again",
+                self.ledger.owner()
+            );
+            self.ledger
+                .resolve(
+                    sequence,
+                    sequence_ledger::Transition::Abandoned {
+                        reason: reason.clone(),
+                    },
+                    reason,
+                )
+                .await?;
+            tracing::warn!(account = %self.account, %sequence, "took over a batch that was never triggered: released it");
+            return Ok(());
+        }
+        let inspection = self.protocol.inspect(sequence).await?;
+        if inspection.triggered == Some(true) || inspection.answered == Some(true) {
+            // The lost holder wrote PROCESS_X (the gateway may have consumed REQUEST_X
+            // since): record the step it could not, then poll and collect.
+            tracing::warn!(account = %self.account, %sequence, "taking over a batch another process triggered: collecting it");
+            self.ledger
+                .transition_deferred(sequence, sequence_ledger::Transition::Triggered)
+                .await?;
+            return self.wait_and_collect(sequence, rec.line_count, true).await;
+        }
+        let can_tell = inspection.triggered.is_some();
+        if can_tell && !inspection.found.iter().any(|f| f.contains("REQUEST_")) {
+            return Err(Error::Blocked {
+                account: self.account.to_string(),
+                sequence,
+                state: rec.state,
+                hint: "it is recorded as uploaded, but neither its REQUEST nor its PROCESS is in the drop: check the drop, then `paybatch resolve`",
+            });
+        }
+        tracing::warn!(account = %self.account, %sequence, "taking over a batch another process uploaded: triggering and collecting it");
+        self.upload_and_trigger(
+            sequence,
+            bytes::Bytes::new(),
+            rec.line_count,
+            BatchState::RequestUploaded,
+            false,
+        )
+        .await?;
+        self.wait_and_collect(sequence, rec.line_count, true).await
     }
 
     /// Refuses to go on with an unfinished batch that the gateway would now be asked about

@@ -1,0 +1,169 @@
+//! `paybatch ledger migrate|copy|export` on a PostgreSQL ledger, through the binary (test
+//! server: `PAYBATCH_TEST_PG_URL`; skipped with a message without it, a failure with
+//! `PAYBATCH_REQUIRE_SERVERS=1`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use kvp_format::SequenceNumber;
+use ledger_postgres::test_support::{fresh_database_url, server_url};
+use sequence_ledger::{
+    AccountId, BatchOutcome, Ledger, NewBatch, NewBinding, Reserve, StoredResult, Transition,
+    Verdict,
+};
+
+mod common;
+use common::paybatch_cmd;
+
+const URL_VAR: &str = "PAYBATCH_TEST_LEDGER_URL";
+
+fn run(args: &[&str], url: &str) -> (Output, String, String) {
+    let o = paybatch_cmd(args).env(URL_VAR, url).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    (o, out, err)
+}
+
+fn seq(n: u32) -> SequenceNumber {
+    SequenceNumber::new(n).unwrap()
+}
+
+/// acme: batch 1 cleaned with results, batch 2 triggered; globex: floor 40.
+fn sample_ledger(dir: &Path) -> PathBuf {
+    let path = dir.join("ledger");
+    let l = Ledger::open(&path).unwrap();
+    let acme = AccountId::new("acme").unwrap();
+    let new = |n: u32, refs: &[&str]| NewBatch {
+        sequence: seq(n),
+        request_len: 100,
+        external_reference: None,
+        lines: (0u64..)
+            .zip(refs)
+            .map(|(index, r)| NewBinding {
+                client_ref: (*r).into(),
+                index,
+                content_digest: sequence_ledger::content_digest([("xRef", *r)]),
+            })
+            .collect(),
+    };
+    let Reserve::Reserved(_) = l.reserve(&acme, new(1, &["o-1", "o-2"])).unwrap() else {
+        panic!()
+    };
+    for t in [Transition::RequestUploaded, Transition::Triggered] {
+        l.transition(&acme, seq(1), t).unwrap();
+    }
+    let ok = Verdict::new(BatchOutcome::Success, "Success");
+    let results = vec![StoredResult {
+        index: 1,
+        fields: vec![
+            ("xResult".into(), "A".into()),
+            ("xRefNum".into(), "77".into()),
+        ],
+    }];
+    l.complete_and_store(
+        &acme,
+        seq(1),
+        Transition::Completed(ok),
+        results,
+        sequence_ledger::PerLineAnswer::Read,
+    )
+    .unwrap();
+    l.transition(&acme, seq(1), Transition::Cleaned).unwrap();
+    let Reserve::Reserved(_) = l.reserve(&acme, new(2, &["o-3"])).unwrap() else {
+        panic!()
+    };
+    for t in [Transition::RequestUploaded, Transition::Triggered] {
+        l.transition(&acme, seq(2), t).unwrap();
+    }
+    l.set_floor(&AccountId::new("globex").unwrap(), seq(40))
+        .unwrap();
+    path
+}
+
+fn fresh_url(label: &str) -> Option<String> {
+    let server = server_url(label)?;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    Some(rt.block_on(fresh_database_url(&server, label)))
+}
+
+#[test]
+fn migrate_shows_then_applies_the_schema() {
+    let Some(url) = fresh_url("migrate_shows_then_applies_the_schema") else {
+        return;
+    };
+    let (o, out, err) = run(
+        &["ledger", "migrate", "--url-env", URL_VAR, "--dry-run"],
+        &url,
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("schema version 0"), "{out}");
+    assert!(out.contains("CREATE TABLE paybatch_batches"), "{out}");
+    assert!(out.contains("dry run: 1 step(s) not applied"), "{out}");
+    // The dry run changed nothing: the step is still pending.
+    let (o, out, err) = run(&["ledger", "migrate", "--url-env", URL_VAR], &url);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("applied 1 step(s); schema version 1"), "{out}");
+    let (o, out, _) = run(&["ledger", "migrate", "--url-env", URL_VAR], &url);
+    assert!(o.status.success());
+    assert!(out.contains("up to date"), "{out}");
+    // No URL: a usage error naming the variable.
+    let o = paybatch_cmd([
+        "ledger",
+        "migrate",
+        "--url-env",
+        "PAYBATCH_TEST_NO_SUCH_VAR",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("PAYBATCH_TEST_NO_SUCH_VAR"));
+}
+
+#[test]
+fn copy_moves_a_sled_ledger_into_an_empty_database_only() {
+    let Some(url) = fresh_url("copy_moves_a_sled_ledger") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sled = sample_ledger(dir.path());
+    let from = sled.to_str().unwrap();
+    let (o, out, err) = run(
+        &["ledger", "copy", "--from", from, "--to-env", URL_VAR],
+        &url,
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("copied 2 account(s) and 2 batch(es) (1 with stored results)"),
+        "{out}"
+    );
+    assert!(out.contains("both exports match"), "{out}");
+    // Both backends export the same lines.
+    let (o, pg, err) = run(&["ledger", "export", "--url-env", URL_VAR], &url);
+    assert!(o.status.success(), "{err}");
+    let (o, local, err) = run(&["ledger", "export", "--ledger", from], &url);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(pg, local);
+    assert!(
+        pg.contains(r#""type":"result","account":"acme","sequence":1,"index":1"#),
+        "{pg}"
+    );
+    // A second copy is refused: the target is not empty.
+    let (o, _, err) = run(
+        &["ledger", "copy", "--from", from, "--to-env", URL_VAR],
+        &url,
+    );
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not empty"), "{err}");
+    // A password on the command line is refused and never echoed.
+    let with_password = url.replace("postgres@", "postgres:hunter2-secret@");
+    let (o, _, err) = run(
+        &["ledger", "copy", "--from", from, "--to", &with_password],
+        &url,
+    );
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--to-env") && !err.contains("hunter2-secret"),
+        "{err}"
+    );
+}
