@@ -1,7 +1,8 @@
 //! `paybatch serve` through the real binary: a job survives SIGKILL of the server (at a named
 //! crash point, and at a moment picked from outside) and finishes exactly once after a
 //! restart; SIGTERM stops it cleanly (exit 0) and the next start resumes what was running;
-//! the status page shows the accounts and a Stuck batch in headless Chromium.
+//! the status page shows the accounts and a Stuck batch in headless Chromium; two nodes on one
+//! PostgreSQL ledger share accounts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
@@ -273,6 +274,50 @@ async fn serve_refuses_to_start_without_a_token() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// Issue 14 with issue 13: two `serve` nodes on one PostgreSQL ledger, each given a job that
+/// holds transactions of every account. The accounts' leases make the nodes take turns; both
+/// jobs complete and every transaction is processed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_postgres_ledger_share_every_account() {
+    let Some(url) = ledger_postgres::test_support::server_url("serve two nodes") else {
+        return;
+    };
+    let url = ledger_postgres::test_support::fresh_database_url(&url, "serve_two_nodes").await;
+    let dir = tempfile::tempdir().unwrap();
+    let world = world(dir.path(), 80, 33);
+    let (stop, gateway) = spawn_gateway(world.gateway(false).await.unwrap());
+    let text = std::fs::read_to_string(&world.input).unwrap();
+    let mut halves = [String::new(), String::new()];
+    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        halves[i % 2].push_str(line);
+        halves[i % 2].push('\n');
+    }
+    let env = [("PAYBATCH__LEDGER__URL", url.as_str())];
+    let nodes = [0, 1].map(|i| serve(&world, &dir.path().join(format!("node-{i}")), &env));
+    let mut ids = Vec::new();
+    for (node, half) in nodes.iter().zip(&halves) {
+        ids.push(node.submit(half.clone().into_bytes()).await);
+    }
+    for (node, id) in nodes.iter().zip(&ids) {
+        let job = node
+            .wait_for(id, |j| j["state"] == "complete" || j["state"] == "failed")
+            .await;
+        assert_eq!(job["state"], "complete", "{job}");
+    }
+    let journal = journal_invoices(&world);
+    assert_eq!(journal.len(), 80, "both halves processed");
+    assert!(
+        journal.values().all(|n| *n == 1),
+        "each processed exactly once: {journal:?}"
+    );
+    for node in nodes {
+        node.signal("-TERM");
+        assert_eq!(node.exit().await.0, Some(0));
+    }
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
 }
 
 /// Headless Chromium, as the test support installs it; `None` (with a message) when absent and

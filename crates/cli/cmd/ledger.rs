@@ -12,10 +12,14 @@ use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use sequence_ledger::{AccountId, AccountInfo, BatchRecord, BatchState, Ledger};
+use sequence_ledger::{
+    AccountId, AccountInfo, BatchRecord, BatchState, DEFAULT_LEASE_TTL, Lease, LeaseOwner, Ledger,
+    SequenceLedger, SequenceLedgerExt, SledLedger,
+};
 use serde::Serialize;
 
 use super::{Global, usage_error};
@@ -167,20 +171,16 @@ fn parse_date(s: &str) -> std::result::Result<SystemTime, String> {
 }
 
 fn prune(args: &PruneArgs) -> Result<ExitCode> {
-    let path = match (&args.config, &args.ledger) {
-        (_, Some(path)) => path.clone(),
-        (Some(config), None) => super::common::load_settings(Some(config))?
-            .ledger
-            .path
-            .clone(),
-        (None, None) => return Err(usage_error("give --config FILE or --ledger PATH")),
-    };
-    if !path.join("db").is_file() {
-        return Err(usage_error(format!("no ledger at {}", path.display())));
-    }
-    let ledger = Ledger::open(&path)?;
-    let pruned = ledger.prune(args.collected_before)?;
-    drop(ledger);
+    let pruned = with_ledger(
+        args.config.as_deref(),
+        args.ledger.as_deref(),
+        None,
+        true,
+        |ledger| {
+            let before = args.collected_before;
+            async move { Ok(ledger.prune(before).await?) }
+        },
+    )?;
     let before = humantime::format_rfc3339_seconds(args.collected_before);
     let mut out = io::stdout().lock();
     let mut written = writeln!(
@@ -208,41 +208,29 @@ fn set_floor(args: &SetFloorArgs) -> Result<ExitCode> {
     let floor =
         kvp_format::SequenceNumber::new(args.floor).map_err(|e| usage_error(e.to_string()))?;
     let account = AccountId::new(args.account.as_str()).map_err(|e| usage_error(e.to_string()))?;
-    let path = match (&args.config, &args.ledger) {
-        (_, Some(path)) => path.clone(),
-        (Some(config), None) => {
-            let settings = super::common::load_settings(Some(config))?;
-            settings
-                .account(&args.account)
-                .map_err(|e| usage_error(e.to_string()))?;
-            settings.ledger.path.clone()
-        }
-        (None, None) => return Err(usage_error("give --config FILE or --ledger PATH")),
-    };
-    let ledger = Ledger::open(&path)?;
-    let before = ledger.account_info(&account)?;
-    ledger.set_floor(&account, floor)?;
-    // A batch never triggered at or below the floor can never be processed under its number
-    // (the gateway ignores numbers it has seen): its transactions stay bound to it until an
-    // operator abandons it.
-    for rec in ledger.batches(&account)? {
-        if rec.sequence <= floor
-            && matches!(
-                rec.state,
-                BatchState::Reserved | BatchState::RequestUploaded
-            )
-        {
-            eprintln!(
-                "paybatch: warning: batch {seq} of account {account} is {state}, at or below the new floor {floor}: the gateway ignores numbers it has already seen, so it can never be processed as {seq}. If it was never triggered, abandon it (`paybatch resolve --account {account} --seq {seq} --abandon --reason \"...\"`) and re-run to send its transactions under a new number",
-                seq = rec.sequence,
-                state = rec.state.name(),
-            );
-        }
-    }
-    let after = ledger.account_info(&account)?;
-    let next = ledger
-        .next_sequence(&account)
-        .map_or_else(|_| "none (exhausted)".to_string(), |n| n.to_string());
+    let (before, after, next) = with_ledger(
+        args.config.as_deref(),
+        args.ledger.as_deref(),
+        Some(&args.account),
+        false,
+        |ledger| {
+            let account = account.clone();
+            async move {
+                // A write like any other: under the account's lease (refused, naming the
+                // holder, while another process drives the account on a shared ledger).
+                let lease = ledger
+                    .lease_now(&account, &LeaseOwner::this_process(), DEFAULT_LEASE_TTL)
+                    .await?;
+                let result = floor_under(&*ledger, &lease, &account, floor).await;
+                if let Err(e) = ledger.release_lease(&lease).await {
+                    eprintln!(
+                        "paybatch: warning: the lease of account {account} was not released ({e}); it expires on its own"
+                    );
+                }
+                result
+            }
+        },
+    )?;
     let mut out = io::stdout().lock();
     let written = writeln!(
         out,
@@ -259,6 +247,90 @@ fn set_floor(args: &SetFloorArgs) -> Result<ExitCode> {
         _ => Ok(()),
     });
     finish_output(written.and_then(|()| out.flush()), "stdout")
+}
+
+/// Sets the floor under `lease` and warns about batches it strands; returns the account
+/// before and after, and what the next batch gets.
+async fn floor_under(
+    ledger: &dyn SequenceLedger,
+    lease: &Lease,
+    account: &AccountId,
+    floor: kvp_format::SequenceNumber,
+) -> Result<(AccountInfo, AccountInfo, String)> {
+    let before = ledger.account_info(account).await?;
+    ledger.set_floor(lease, floor).await?;
+    // A batch never triggered at or below the floor can never be processed under its number
+    // (the gateway ignores numbers it has seen): its transactions stay bound to it until an
+    // operator abandons it.
+    for rec in ledger.batches(account).await? {
+        if rec.sequence <= floor
+            && matches!(
+                rec.state,
+                BatchState::Reserved | BatchState::RequestUploaded
+            )
+        {
+            eprintln!(
+                "paybatch: warning: batch {seq} of account {account} is {state}, at or below the new floor {floor}: the gateway ignores numbers it has already seen, so it can never be processed as {seq}. If it was never triggered, abandon it (`paybatch resolve --account {account} --seq {seq} --abandon --reason \"...\"`) and re-run to send its transactions under a new number",
+                seq = rec.sequence,
+                state = rec.state.name(),
+            );
+        }
+    }
+    let after = ledger.account_info(account).await?;
+    let next = ledger
+        .next_sequence(account)
+        .await
+        .map_or_else(|_| "none (exhausted)".to_string(), |n| n.to_string());
+    Ok((before, after, next))
+}
+
+/// Runs `work` on the ledger a write command names: `--ledger PATH` (sled), or the one the
+/// configuration names — the shared ledger when `[ledger] url` (or `url_env`,
+/// `PAYBATCH__LEDGER__URL`) is set, else the sled ledger at `[ledger] path`. `account`, when
+/// given with `--config`, must be configured. A sled ledger that does not exist yet is created
+/// (a floor may be set before the first run), unless `must_exist`.
+fn with_ledger<T, F, Fut>(
+    config: Option<&Path>,
+    path: Option<&Path>,
+    account: Option<&str>,
+    must_exist: bool,
+    work: F,
+) -> Result<T>
+where
+    F: FnOnce(Arc<dyn SequenceLedger>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let (settings, path) = match (config, path) {
+        (_, Some(path)) => (None, path.to_owned()),
+        (Some(config), None) => {
+            let settings = super::common::load_settings(Some(config))?;
+            if let Some(account) = account {
+                settings
+                    .account(account)
+                    .map_err(|e| usage_error(e.to_string()))?;
+            }
+            let path = settings.ledger.path.clone();
+            (Some(settings), path)
+        }
+        (None, None) => return Err(usage_error("give --config FILE or --ledger PATH")),
+    };
+    let rt = super::common::default_runtime()?;
+    rt.block_on(async {
+        let shared = match &settings {
+            Some(settings) => super::common::shared_ledger(settings).await?,
+            None => None,
+        };
+        let ledger: Arc<dyn SequenceLedger> = match shared {
+            Some(shared) => shared,
+            None => {
+                if must_exist && !path.join("db").is_file() {
+                    return Err(usage_error(format!("no ledger at {}", path.display())));
+                }
+                Arc::new(SledLedger::new(Arc::new(Ledger::open(&path)?)))
+            }
+        };
+        work(ledger).await
+    })
 }
 
 /// Opens read-only; a missing ledger is the caller's mistake (exit 2).

@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use ledger_postgres::{PgLedger, PgOptions, redact_url, url_has_password};
+use kvp_format::{mask_url_password, url_has_password};
+use ledger_postgres::{PgLedger, PgOptions};
 use sequence_ledger::SequenceLedger;
 
 use super::usage_error;
@@ -64,7 +65,7 @@ fn url_from_arg(url: &str) -> Result<String> {
     if url_has_password(url) {
         return Err(usage_error(format!(
             "{} carries a password on the command line, where every user of this machine can read it: put the URL into an environment variable and give its name with --to-env",
-            redact_url(url)
+            mask_url_password(url)
         )));
     }
     Ok(url.to_string())

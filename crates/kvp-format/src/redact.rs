@@ -250,6 +250,48 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
     }
 }
 
+/// `url` with the password of its user part (`scheme://user:password@host`), of a `password=`
+/// query parameter, or of a `password=` pair of a libpq `key=value` string replaced by `***`:
+/// a database URL quoted in a message or shown in settings.
+pub fn mask_url_password(url: &str) -> String {
+    let mut out = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, tail) = match rest.find(['/', '?']) {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) if userinfo.contains(':') => {
+                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                    format!("{scheme}://{user}:***@{host}{tail}")
+                }
+                _ => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    };
+    for sep in ['?', '&', ' '] {
+        let key = format!("{sep}password=");
+        if let Some(at) = out.to_ascii_lowercase().find(&key) {
+            let start = at + key.len();
+            let end = out[start..]
+                .find(['&', ' '])
+                .map_or(out.len(), |e| start + e);
+            out.replace_range(start..end, "***");
+        }
+    }
+    if out.to_ascii_lowercase().starts_with("password=") {
+        let end = out.find(' ').unwrap_or(out.len());
+        out.replace_range("password=".len()..end, "***");
+    }
+    out
+}
+
+/// Whether `url` carries a password (in any of the places [`mask_url_password`] masks).
+pub fn url_has_password(url: &str) -> bool {
+    mask_url_password(url) != url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +410,21 @@ mod tests {
         assert_eq!(s.expose(), "hunter2");
         let d: Secret<String> = serde_json::from_str("\"hunter2\"").unwrap();
         assert_eq!(d.into_inner(), "hunter2");
+    }
+
+    #[test]
+    fn url_passwords_are_masked() {
+        #[rustfmt::skip]
+        let cases = [
+            ("postgres://pb:s3@h:5432/db", "postgres://pb:***@h:5432/db"),
+            ("postgres://pb@h/db", "postgres://pb@h/db"),
+            ("postgres://pb@h/db?password=s3&sslmode=require", "postgres://pb@h/db?password=***&sslmode=require"),
+            ("host=h user=pb password=s3 dbname=db", "host=h user=pb password=*** dbname=db"),
+            ("password=s3 host=h", "password=*** host=h"),
+        ];
+        for (url, masked) in cases {
+            assert_eq!(mask_url_password(url), masked, "{url}");
+            assert_eq!(url_has_password(url), url != masked, "{url}");
+        }
     }
 }

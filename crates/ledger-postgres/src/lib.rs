@@ -59,5 +59,5 @@ mod view;
 mod writes;
 
 pub use ledger::PgLedger;
-pub use options::{PgOptions, redact_url, url_has_password};
+pub use options::PgOptions;
 pub use writes::Copied;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use kvp_format::mask_url_password;
 use sequence_ledger::Result;
 
 use crate::error::config;
@@ -37,16 +38,28 @@ impl PgOptions {
     /// [`sequence_ledger::Error::Backend`] for a URL that is not a PostgreSQL URL or names
     /// no host (the message never quotes the password).
     pub fn new(url: &str) -> Result<PgOptions> {
-        let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| config(format!("not a PostgreSQL URL ({}): {e}", redact_url(url))))?;
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            config(format!(
+                "not a PostgreSQL URL ({}): {e}",
+                mask_url_password(url)
+            ))
+        })?;
         if config.get_hosts().is_empty() {
             return Err(self::config(format!(
                 "the URL {} names no host",
-                redact_url(url)
+                mask_url_password(url)
             )));
         }
         if config.get_application_name().is_none() {
             config.application_name("paybatch");
+        }
+        // A process stopped inside a transaction (SIGSTOP, a frozen VM) would keep its row
+        // locks — the lease row's `FOR SHARE` among them — and make another process's takeover
+        // wait inside its query for as long as it stays stopped. The server ends such a
+        // session after this long, which rolls its transaction back and frees the locks
+        // (paybatch's transactions are short and never wait on anything outside the database).
+        if config.get_options().is_none() {
+            config.options("-c idle_in_transaction_session_timeout=10s");
         }
         let connect_timeout = Duration::from_secs(10);
         config.connect_timeout(connect_timeout);
@@ -122,58 +135,10 @@ impl fmt::Debug for PgOptions {
     }
 }
 
-/// `url` with its password (if any) replaced by `***`, for messages.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        // Not parseable as a URL but shaped like one: the user part may still hold a password.
-        Err(_) if url.contains("://") => {
-            let (scheme, rest) = url.split_once("://").unwrap_or((url, ""));
-            match rest.rsplit_once('@') {
-                Some((userinfo, host)) => {
-                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-                    let hidden = if userinfo.contains(':') { ":***" } else { "" };
-                    format!("{scheme}://{user}{hidden}@{host}")
-                }
-                None => url.to_string(),
-            }
-        }
-        // The key=value form: drop any password=... pair.
-        Err(_) => url
-            .split_whitespace()
-            .map(|kv| {
-                if kv.to_ascii_lowercase().starts_with("password=") {
-                    "password=***"
-                } else {
-                    kv
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
-}
-
-/// Whether `url` carries a password (in its user part or a `password` parameter).
-pub fn url_has_password(url: &str) -> bool {
-    match url::Url::parse(url) {
-        Ok(u) => {
-            u.password().is_some()
-                || u.query_pairs()
-                    .any(|(k, _)| k.eq_ignore_ascii_case("password"))
-        }
-        Err(_) => url
-            .split_whitespace()
-            .any(|kv| kv.to_ascii_lowercase().starts_with("password=")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kvp_format::url_has_password;
 
     #[test]
     fn passwords_never_show() {
@@ -182,7 +147,7 @@ mod tests {
         assert_eq!(o.describe(), "db.example:6543/ledger");
         assert!(!format!("{o:?}").contains("s3cret"));
         assert_eq!(
-            redact_url("postgres://pb:s3cret@db.example/ledger"),
+            mask_url_password("postgres://pb:s3cret@db.example/ledger"),
             "postgres://pb:***@db.example/ledger"
         );
         assert!(url_has_password("postgres://pb:s3cret@db.example/ledger"));

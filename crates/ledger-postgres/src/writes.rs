@@ -267,8 +267,17 @@ impl PgLedger {
             batch_for_update(&tx, account, seq)
         )?;
         let target = to.target();
+        let releases = matches!(target, BatchState::Abandoned | BatchState::MarkedUnknown);
         if attempt > 0 && record.state == target && last_stamp(&record) == Some(target) {
-            // The previous attempt committed before its answer was lost.
+            // The previous attempt committed before its answer was lost: the index still has
+            // to learn what it released.
+            if releases {
+                let with_outcome = self
+                    .results_in(&tx, account, seq)
+                    .await?
+                    .indexes_with_outcome();
+                self.index.update(&record, || Ok(with_outcome))?;
+            }
             return Ok(record);
         }
         if !record.state.can_become(target) {
@@ -309,7 +318,6 @@ impl PgLedger {
             .await
             .map_err(db("transition"))?;
         }
-        let releases = matches!(target, BatchState::Abandoned | BatchState::MarkedUnknown);
         let with_outcome = if releases {
             self.results_in(&tx, account, seq)
                 .await?

@@ -7,12 +7,14 @@
 //! when the account connects.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_protocol::settings::{duration, duration_text};
 use gateway_protocol::{Account, AccountCommon, AccountContext, AccountFactory, Env};
+use kvp_format::{mask_url_password, url_has_password};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -58,7 +60,7 @@ pub struct Settings {
 /// `url`). The engine opens only the sled ledger itself; a program that wants the shared one
 /// opens it from [`Settings::ledger_url`] and gives it to
 /// [`crate::OrchestratorBuilder::ledger`].
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct LedgerSettings {
@@ -91,6 +93,19 @@ pub struct LedgerSettings {
     pub ca_file: Option<PathBuf>,
 }
 
+/// The URL's password (from `PAYBATCH__LEDGER__URL`, say) never shows in debug output.
+impl fmt::Debug for LedgerSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LedgerSettings")
+            .field("path", &self.path)
+            .field("url", &self.url.as_deref().map(mask_url_password))
+            .field("url_env", &self.url_env)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
 fn default_lease_ttl() -> Duration {
     sequence_ledger::DEFAULT_LEASE_TTL
 }
@@ -104,47 +119,6 @@ fn masked_url<S: serde::Serializer>(
         Some(u) => s.serialize_some(&mask_url_password(u)),
         None => s.serialize_none(),
     }
-}
-
-/// `url` with the password of its user part (`scheme://user:password@host`) or a
-/// `password=` parameter replaced by `***`.
-pub fn mask_url_password(url: &str) -> String {
-    let mut out = match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, tail) = match rest.find(['/', '?']) {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            match authority.rsplit_once('@') {
-                Some((userinfo, host)) if userinfo.contains(':') => {
-                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-                    format!("{scheme}://{user}:***@{host}{tail}")
-                }
-                _ => url.to_string(),
-            }
-        }
-        None => url.to_string(),
-    };
-    for sep in ['?', '&', ' '] {
-        let key = format!("{sep}password=");
-        if let Some(at) = out.to_ascii_lowercase().find(&key) {
-            let start = at + key.len();
-            let end = out[start..]
-                .find(['&', ' '])
-                .map_or(out.len(), |e| start + e);
-            out.replace_range(start..end, "***");
-        }
-    }
-    if out.to_ascii_lowercase().starts_with("password=") {
-        let end = out.find(' ').unwrap_or(out.len());
-        out.replace_range("password=".len()..end, "***");
-    }
-    out
-}
-
-/// Whether `url` carries a password.
-pub fn url_has_password(url: &str) -> bool {
-    mask_url_password(url) != url
 }
 
 /// A configuration file's `[ledger] url` must not hold a password (files get committed and
@@ -735,6 +709,8 @@ mod tests {
             shown.contains("postgres://pb:***@db.example/ledger") && !shown.contains("hunter2"),
             "{shown}"
         );
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
         // url_env names the variable; a missing one is an error naming it.
         std::fs::write(
             &file,
@@ -751,22 +727,6 @@ mod tests {
         let s = from_toml("").unwrap();
         assert_eq!(s.ledger_url(), None);
         assert_eq!(s.ledger.lease_ttl, Duration::from_secs(30));
-    }
-
-    #[test]
-    fn url_passwords_are_masked() {
-        #[rustfmt::skip]
-        let cases = [
-            ("postgres://pb:s3@h:5432/db", "postgres://pb:***@h:5432/db"),
-            ("postgres://pb@h/db", "postgres://pb@h/db"),
-            ("postgres://pb@h/db?password=s3&sslmode=require", "postgres://pb@h/db?password=***&sslmode=require"),
-            ("host=h user=pb password=s3 dbname=db", "host=h user=pb password=*** dbname=db"),
-            ("password=s3 host=h", "password=*** host=h"),
-        ];
-        for (url, masked) in cases {
-            assert_eq!(mask_url_password(url), masked, "{url}");
-            assert_eq!(url_has_password(url), url != masked, "{url}");
-        }
     }
 
     #[test]

@@ -40,6 +40,16 @@ impl Slot {
             .filter(|(_, until)| now < *until)
             .map(|(l, _)| l)
     }
+
+    /// Whether `lease` is still the account's: the last one granted, whether or not its time
+    /// ran out. In one process nothing is lost by an expiry alone — only another grant (a new
+    /// epoch) takes the account away — so a renewal delayed past the time to live (a busy
+    /// blocking pool, a slow fsync) does not fail a run that no one else could take over.
+    fn holds(&self, lease: &Lease) -> bool {
+        self.held
+            .as_ref()
+            .is_some_and(|(l, _)| l.epoch == lease.epoch && l.owner == lease.owner)
+    }
 }
 
 /// The sled ledger as a [`SequenceLedger`]: what the engine, the CLI and the service hold
@@ -96,10 +106,7 @@ impl SledLedger {
         let lease = lease.clone();
         self.blocking(move |ledger| {
             let guard = slot.lock().unwrap_or_else(PoisonError::into_inner);
-            let valid = guard
-                .live(Instant::now())
-                .is_some_and(|l| l.epoch == lease.epoch && l.owner == lease.owner);
-            if !valid {
+            if !guard.holds(&lease) {
                 return Err(Error::LeaseLost {
                     account: lease.account.clone(),
                     epoch: lease.epoch,
@@ -155,10 +162,7 @@ impl SequenceLedger for SledLedger {
         self.blocking(move |_| {
             let mut guard = slot.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
-            let valid = guard
-                .live(now)
-                .is_some_and(|l| l.epoch == lease.epoch && l.owner == lease.owner);
-            if !valid {
+            if !guard.holds(&lease) {
                 return Err(Error::LeaseLost {
                     account: lease.account.clone(),
                     epoch: lease.epoch,

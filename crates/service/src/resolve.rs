@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use kvp_format::SequenceNumber;
-use sequence_ledger::{AccountId, LeaseOwner, SequenceLedger, SequenceLedgerExt, Transition};
+use sequence_ledger::{
+    AccountId, BatchRecord, Lease, LeaseOwner, SequenceLedger, SequenceLedgerExt, Transition,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -88,13 +90,49 @@ pub async fn resolve(
     if reason.trim().is_empty() {
         return Err(ResolveError::Invalid("the reason must say why".into()));
     }
+    // The decision is a write like any other: under the account's lease (refused, naming
+    // the holder, while another process drives the account on a shared ledger). The lease is
+    // taken before the batch is read and the drop inspected, so no other process can move the
+    // batch (to Triggered, say) between what this decision saw and what it writes.
+    let lease = ledger
+        .lease_now(&id, &LeaseOwner::this_process(), settings.ledger.lease_ttl)
+        .await
+        .map_err(|e| ResolveError::Refused {
+            message: e.to_string(),
+            notes: Vec::new(),
+        })?;
+    let decided = decide_and_write(settings, &*ledger, &lease, &id, seq, action, reason).await;
+    if let Err(e) = ledger.release_lease(&lease).await {
+        tracing::warn!(account, error = %e, "the account's lease was not released; it expires on its own");
+    }
+    let (before, after, notes) = decided?;
+    Ok(Resolved {
+        account: account.to_owned(),
+        sequence,
+        from: before.state.name().to_owned(),
+        to: after.state.name().to_owned(),
+        notes,
+    })
+}
+
+/// Under `lease`: reads the batch, looks in the drop when abandoning a batch that may have
+/// been triggered, and writes the decision. Returns the batch before and after, and the notes.
+async fn decide_and_write(
+    settings: &orchestrator::Settings,
+    ledger: &dyn SequenceLedger,
+    lease: &Lease,
+    id: &AccountId,
+    seq: SequenceNumber,
+    action: ResolveAction,
+    reason: &str,
+) -> Result<(BatchRecord, BatchRecord, Vec<String>), ResolveError> {
     let before = ledger
-        .batch(&id, seq)
+        .batch(id, seq)
         .await
         .map_err(ResolveError::Ledger)?
         .ok_or_else(|| ResolveError::NoBatch {
-            account: account.to_owned(),
-            sequence,
+            account: id.as_str().to_owned(),
+            sequence: seq.get(),
         })?;
     let mut notes = Vec::new();
     let transition = match action {
@@ -110,30 +148,16 @@ pub async fn resolve(
             reason: reason.to_owned(),
         },
     };
-    // The decision is a write like any other: under the account's lease (refused, naming
-    // the holder, while another process drives the account on a shared ledger).
-    let refused = |e: sequence_ledger::Error| ResolveError::Refused {
-        message: e.to_string(),
-        notes: notes.clone(),
-    };
-    let lease = ledger
-        .lease_now(&id, &LeaseOwner::this_process(), settings.ledger.lease_ttl)
+    match ledger
+        .resolve(lease, seq, transition, reason.to_owned())
         .await
-        .map_err(refused)?;
-    let after = ledger
-        .resolve(&lease, seq, transition, reason.to_owned())
-        .await;
-    if let Err(e) = ledger.release_lease(&lease).await {
-        tracing::warn!(account, error = %e, "the account's lease was not released; it expires on its own");
+    {
+        Ok(after) => Ok((before, after, notes)),
+        Err(e) => Err(ResolveError::Refused {
+            message: e.to_string(),
+            notes,
+        }),
     }
-    let after = after.map_err(refused)?;
-    Ok(Resolved {
-        account: account.to_owned(),
-        sequence,
-        from: before.state.name().to_owned(),
-        to: after.state.name().to_owned(),
-        notes,
-    })
 }
 
 /// Before abandoning a batch that may have been triggered: notes what the gateway side holds
