@@ -167,3 +167,63 @@ fn copy_moves_a_sled_ledger_into_an_empty_database_only() {
         "{err}"
     );
 }
+
+/// `ledger set-floor --config` on a configuration whose ledger is the shared one sets the floor
+/// there (the way out of decision 4b on PostgreSQL), not in a stray sled directory; `ledger
+/// prune --config` runs there too.
+#[test]
+fn set_floor_and_prune_act_on_the_shared_ledger() {
+    let Some(url) = fresh_url("set_floor_and_prune_act_on_the_shared_ledger") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sled_path = dir.path().join("ledger");
+    let config = dir.path().join("paybatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ledger]\npath = \"{}\"\nurl_env = \"{URL_VAR}\"\n\n[accounts.acme]\n\
+             location = \"file://{}\"\nbatch_key = \"k\"\nmerchant_key = \"m\"\n",
+            sled_path.display(),
+            dir.path().join("drop").display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let (o, _, err) = run(&["ledger", "migrate", "--url-env", URL_VAR], &url);
+    assert!(o.status.success(), "{err}");
+    let (o, out, err) = run(
+        &[
+            "ledger",
+            "set-floor",
+            "--config",
+            cfg,
+            "--account",
+            "acme",
+            "7",
+        ],
+        &url,
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("floor 7"), "{out}");
+    assert!(
+        !sled_path.exists(),
+        "no sled ledger was created beside the shared one"
+    );
+    let (o, export, err) = run(&["ledger", "export", "--url-env", URL_VAR], &url);
+    assert!(o.status.success(), "{err}");
+    assert!(export.contains("acme") && export.contains('7'), "{export}");
+    let (o, out, err) = run(
+        &[
+            "ledger",
+            "prune",
+            "--config",
+            cfg,
+            "--collected-before",
+            "2030-01-01T00:00:00Z",
+        ],
+        &url,
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("0 batch(es)"), "{out}");
+}
