@@ -288,10 +288,12 @@ pub(crate) fn line_outcome<'a>(
                 failure,
             )),
         ),
+        // By an operator (`resolve --abandon`) or at a takeover of a never-triggered batch: the
+        // note says which and why.
         BatchState::Abandoned => (
             LineOutcome::Unknown,
             error(format!(
-                "batch abandoned by an operator: {}",
+                "batch abandoned: {}",
                 record.and_then(|r| r.note.as_deref()).unwrap_or("")
             )),
         ),

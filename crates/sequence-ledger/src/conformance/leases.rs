@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::{TTL, account, batch, reserve, seq, trigger};
 use crate::{
-    BatchState, Error, LeaseAttempt, LeaseOwner, Reserve, SequenceLedger, SequenceLedgerExt,
-    Transition,
+    BatchState, Error, LeaseAttempt, LeaseOwner, PerLineAnswer, Reserve, SequenceLedger,
+    SequenceLedgerExt, Transition,
 };
 
 /// Waits (bounded) until `owner` gets the account, polling: the other lease must expire by
@@ -133,6 +133,24 @@ pub(super) async fn an_expired_lease_is_taken_over(ledger: Arc<dyn SequenceLedge
         old.epoch
     ));
     assert!(lost(&l.renew_lease(&old, TTL).await, old.epoch));
+    // Nor store an answer, complete a batch or move the floor.
+    assert!(lost(
+        &l.store_answer(&old, seq(1), vec![super::approved(0)], PerLineAnswer::Read)
+            .await,
+        old.epoch
+    ));
+    assert!(lost(
+        &l.complete_and_store(
+            &old,
+            seq(1),
+            super::success(),
+            vec![super::approved(0)],
+            PerLineAnswer::Read,
+        )
+        .await,
+        old.epoch
+    ));
+    assert!(lost(&l.set_floor(&old, seq(50)).await, old.epoch));
     // B sees what A left: batch 1 uploaded (B finishes it), batch 2 Reserved (never
     // triggered: B may abandon it, its references released).
     let acme = account("acme");
