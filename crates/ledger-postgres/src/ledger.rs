@@ -19,6 +19,11 @@ use crate::PgOptions;
 use crate::error::{config, corrupt, db, pool};
 use crate::schema::{self, Migration};
 
+/// True when the ledger holds nothing: no account, batch or lease (`ledger copy`'s target).
+pub(crate) const EMPTY_SQL: &str = "SELECT NOT EXISTS (SELECT 1 FROM paybatch_accounts)
+    AND NOT EXISTS (SELECT 1 FROM paybatch_batches)
+    AND NOT EXISTS (SELECT 1 FROM paybatch_leases)";
+
 /// The shared ledger on PostgreSQL. Cheap to clone (one pool). See the crate docs.
 #[derive(Clone)]
 pub struct PgLedger {
@@ -183,11 +188,7 @@ impl PgLedger {
         let row = client
             .query_one(
                 &client
-                    .prepare_cached(
-                        "SELECT NOT EXISTS (SELECT 1 FROM paybatch_accounts)
-                    AND NOT EXISTS (SELECT 1 FROM paybatch_batches)
-                    AND NOT EXISTS (SELECT 1 FROM paybatch_leases)",
-                    )
+                    .prepare_cached(EMPTY_SQL)
                     .await
                     .map_err(db("preparing a statement"))?,
                 &[],

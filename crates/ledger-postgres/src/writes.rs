@@ -621,13 +621,9 @@ impl PgLedger {
         .map_err(db("copying a ledger"))?;
         let empty: bool = tx
             .query_one(
-                &tx.prepare_cached(
-                    "SELECT NOT EXISTS (SELECT 1 FROM paybatch_accounts)
-                    AND NOT EXISTS (SELECT 1 FROM paybatch_batches)
-                    AND NOT EXISTS (SELECT 1 FROM paybatch_leases)",
-                )
-                .await
-                .map_err(db("preparing a statement"))?,
+                &tx.prepare_cached(crate::ledger::EMPTY_SQL)
+                    .await
+                    .map_err(db("preparing a statement"))?,
                 &[],
             )
             .await

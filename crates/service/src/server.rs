@@ -250,39 +250,37 @@ async fn page(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Resp
 
 async fn page_data(app: &App) -> Result<PageData> {
     let (jobs, ledger, ready) = (&app.jobs, app.ledger.as_ref(), !app.jobs.is_stopping());
-    {
-        let status = crate::status::status(jobs.settings(), Some(ledger)).await?;
-        let mut stuck = Vec::new();
-        for a in &status.accounts {
-            let id = sequence_ledger::AccountId::new(a.account.as_str())?;
-            for &seq in &a.stuck {
-                let Ok(n) = kvp_format::SequenceNumber::new(seq) else {
-                    continue;
-                };
-                if let Some(b) = ledger.batch(&id, n).await? {
-                    let since = b
-                        .transitions
-                        .iter()
-                        .rev()
-                        .find(|t| t.state == BatchState::Stuck)
-                        .map(|t| {
-                            timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(t.at_unix_ms))
-                        });
-                    stuck.push(StuckBatch {
-                        account: a.account.clone(),
-                        sequence: seq,
-                        lines: b.line_count,
-                        since,
+    let status = crate::status::status(jobs.settings(), Some(ledger)).await?;
+    let mut stuck = Vec::new();
+    for a in &status.accounts {
+        let id = sequence_ledger::AccountId::new(a.account.as_str())?;
+        for &seq in &a.stuck {
+            let Ok(n) = kvp_format::SequenceNumber::new(seq) else {
+                continue;
+            };
+            if let Some(b) = ledger.batch(&id, n).await? {
+                let since = b
+                    .transitions
+                    .iter()
+                    .rev()
+                    .find(|t| t.state == BatchState::Stuck)
+                    .map(|t| {
+                        timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(t.at_unix_ms))
                     });
-                }
+                stuck.push(StuckBatch {
+                    account: a.account.clone(),
+                    sequence: seq,
+                    lines: b.line_count,
+                    since,
+                });
             }
         }
-        Ok(PageData {
-            ready,
-            status,
-            stuck,
-            jobs: jobs.list(),
-            now: timestamp(SystemTime::now()),
-        })
     }
+    Ok(PageData {
+        ready,
+        status,
+        stuck,
+        jobs: jobs.list(),
+        now: timestamp(SystemTime::now()),
+    })
 }
