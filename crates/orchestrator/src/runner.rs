@@ -4,13 +4,15 @@
 //! works on a few at a time. A panicking account fails that account, not the run. Each task
 //! first takes its account's lock ([`crate::account_locks`]), then a permit: two runs on one
 //! orchestrator never work on one account at once, and a task waiting for its account holds
-//! no permit (so the runs cannot wait on each other in a circle).
+//! no permit (so the runs cannot wait on each other in a circle). Then the account's lease,
+//! under the permit; while another process holds it the permit is given back between
+//! attempts, so accounts held elsewhere do not keep this process's free accounts waiting.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use sequence_ledger::{AccountId, LeaseAttempt, LeaseKeeper, LeaseOwner, SequenceLedger};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::account_ledger::AccountLedger;
@@ -64,9 +66,8 @@ impl Orchestrator {
             let handle = tasks.spawn(async move {
                 // Held from planning until the worker returns: one run at a time per account.
                 let _account = locks.lock(&task.name).await;
-                let _permit = permits.acquire_owned().await;
                 let name = task.name.clone();
-                let run = task.run().await;
+                let run = task.run(permits).await;
                 progress.account_finished();
                 (name, run)
             });
@@ -133,7 +134,9 @@ struct AccountTask {
 }
 
 impl AccountTask {
-    async fn run(self) -> AccountRun {
+    /// Runs the account under one of `permits` (`max_concurrent_accounts`), taken with the
+    /// account's lease and held until the worker returns.
+    async fn run(self, permits: Arc<Semaphore>) -> AccountRun {
         let account = match AccountId::new(self.name.as_str()) {
             Ok(a) => a,
             Err(source) => {
@@ -145,8 +148,8 @@ impl AccountTask {
         };
         // One process drives the account at a time: its lease, renewed in the background,
         // is taken before the account is planned and given up when its worker returns.
-        let keeper = match self.take_lease(&account).await {
-            Ok(k) => Arc::new(k),
+        let (keeper, _permit) = match self.take_lease(&account, &permits).await {
+            Ok((k, permit)) => (Arc::new(k), permit),
             Err(e) => return AccountRun::failed(e),
         };
         let run = match self.prepare(&account, keeper.clone()).await {
@@ -169,8 +172,14 @@ impl AccountTask {
     }
 
     /// Waits until the account's lease is free (saying who holds it until when), then takes
-    /// it and keeps it renewed.
-    async fn take_lease(&self, account: &AccountId) -> Result<LeaseKeeper> {
+    /// it and keeps it renewed. Each attempt is made under a permit, which is given back while
+    /// another process holds the account: accounts held elsewhere do not keep this process's
+    /// free accounts waiting.
+    async fn take_lease(
+        &self,
+        account: &AccountId,
+        permits: &Arc<Semaphore>,
+    ) -> Result<(LeaseKeeper, Option<OwnedSemaphorePermit>)> {
         let shared = &self.orchestrator;
         let ttl = shared.settings.ledger.lease_ttl;
         let mut announced: Option<(String, u64)> = None;
@@ -179,6 +188,8 @@ impl AccountTask {
             account: &self.name,
         };
         loop {
+            // The semaphore is never closed (an error would only mean running without one).
+            let permit = permits.clone().acquire_owned().await.ok();
             let attempt = shared
                 .ledger
                 .acquire_lease(account, &shared.owner, ttl)
@@ -186,9 +197,13 @@ impl AccountTask {
                 .map_err(Error::ledger(account))?;
             match attempt {
                 LeaseAttempt::Acquired(lease) => {
-                    return Ok(LeaseKeeper::start(shared.ledger.clone(), lease, ttl));
+                    return Ok((
+                        LeaseKeeper::start(shared.ledger.clone(), lease, ttl),
+                        permit,
+                    ));
                 }
                 LeaseAttempt::Held(other) => {
+                    drop(permit);
                     let holder = other.owner.to_string();
                     if announced.as_ref() != Some(&(holder.clone(), other.epoch)) {
                         tracing::info!(account = %self.name, %holder, until = %other.expires_text(), "waiting for the account's lease");
