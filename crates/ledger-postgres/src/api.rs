@@ -18,7 +18,7 @@ use sequence_ledger::{
 
 use crate::PgLedger;
 use crate::error::db;
-use crate::ledger::{account_of, info_of, record_of, seq_param};
+use crate::ledger::{account_of, info_of, record_of};
 
 impl PgLedger {
     /// The index a read about `account` is answered from: the shared one when this process
@@ -268,20 +268,8 @@ impl SequenceLedger for PgLedger {
     ) -> Result<Option<BatchRefs>> {
         self.retry("batch_refs", |_| async {
             let client = self.client("reading references").await?;
-            let row = client
-                .query_opt(
-                    &client
-                        .prepare_cached(
-                            "SELECT refs FROM paybatch_batches WHERE account = $1 AND seq = $2",
-                        )
-                        .await
-                        .map_err(db("preparing a statement"))?,
-                    &[&account.as_str(), &seq_param(seq)],
-                )
-                .await
-                .map_err(db("reading references"))?;
-            row.map(|r| {
-                let blob: Vec<u8> = r.get(0);
+            let blob = self.refs_in(&client, account, seq).await?;
+            blob.map(|blob| {
                 backend::decode_refs(Bytes::from(blob), || {
                     format!("batch {seq} of account {account}")
                 })

@@ -108,25 +108,12 @@ impl PgLedger {
         )?;
         if attempt > 0 {
             // The previous attempt may have committed before its answer was lost.
-            let existing = tx
-                .query_opt(
-                    &tx.prepare_cached(
-                        "SELECT record::text FROM paybatch_batches WHERE account = $1 AND seq = $2",
-                    )
-                    .await
-                    .map_err(db("preparing a statement"))?,
-                    &[&account.as_str(), &seq_param(seq)],
-                )
-                .await
-                .map_err(db("reserve"))?;
-            if let Some(row) = existing {
-                let existing = record_of(&row, 0)?;
-                if existing.content_sha256 == record.content_sha256
-                    && existing.line_count == record.line_count
-                    && existing.state == BatchState::Reserved
-                {
-                    return Ok(Reserve::Reserved(existing));
-                }
+            if let Some(existing) = self.record_in(&tx, account, seq).await?
+                && existing.content_sha256 == record.content_sha256
+                && existing.line_count == record.line_count
+                && existing.state == BatchState::Reserved
+            {
+                return Ok(Reserve::Reserved(existing));
             }
         }
         if let Some(last) = info.last_used()
@@ -211,20 +198,11 @@ impl PgLedger {
     ) -> Result<[u8; 32]> {
         let what = || format!("batch {seq} of account {account}");
         if let std::collections::hash_map::Entry::Vacant(slot) = blobs.entry(seq) {
-            let row = client
-                .query_opt(
-                    &client
-                        .prepare_cached(
-                            "SELECT refs FROM paybatch_batches WHERE account = $1 AND seq = $2",
-                        )
-                        .await
-                        .map_err(db("preparing a statement"))?,
-                    &[&account.as_str(), &seq_param(seq)],
-                )
-                .await
-                .map_err(db("reading a batch's references"))?
+            let blob = self
+                .refs_in(client, account, seq)
+                .await?
                 .ok_or_else(|| corrupt(what(), "bound lines without a batch"))?;
-            slot.insert(row.get(0));
+            slot.insert(blob);
         }
         blobs
             .get(&seq)
@@ -371,6 +349,29 @@ impl PgLedger {
             .await
             .map_err(db("reading a batch"))?;
         row.map(|r| record_of(&r, 0)).transpose()
+    }
+
+    /// A batch's lines blob (references and content digests), as stored; `None` without the
+    /// batch.
+    pub(crate) async fn refs_in<C: deadpool_postgres::GenericClient + Sync>(
+        &self,
+        client: &C,
+        account: &AccountId,
+        seq: Seq,
+    ) -> Result<Option<Vec<u8>>> {
+        let row = client
+            .query_opt(
+                &client
+                    .prepare_cached(
+                        "SELECT refs FROM paybatch_batches WHERE account = $1 AND seq = $2",
+                    )
+                    .await
+                    .map_err(db("preparing a statement"))?,
+                &[&account.as_str(), &seq_param(seq)],
+            )
+            .await
+            .map_err(db("reading a batch's references"))?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     pub(crate) async fn pg_collect(
