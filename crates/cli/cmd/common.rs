@@ -81,24 +81,34 @@ pub fn default_runtime() -> Result<tokio::runtime::Runtime> {
 pub fn shutdown_on_signal() -> Shutdown {
     let (trigger, shutdown) = Shutdown::new();
     tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term = match signal(SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
+        termination_signal().await;
         eprintln!("paybatch: stopping at the next safe point (re-run the same command to resume)");
         trigger.trigger();
     });
     shutdown
+}
+
+/// Resolves on Ctrl-C or SIGTERM (Ctrl-C alone where SIGTERM cannot be watched).
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Reads and validates the whole input, printing each problem as `FILE:LINE: message`.

@@ -136,7 +136,7 @@ pub fn run(args: Args, _global: &Global) -> Result<ExitCode> {
             aps_servers.len(),
             args.state_dir.display()
         );
-        let stats = sim.run(termination_signal()).await?;
+        let stats = sim.run(super::common::termination_signal()).await?;
         for server in aps_servers {
             server.shutdown().await;
         }
@@ -252,27 +252,4 @@ fn knobs(args: &Args, account: &str) -> Knobs {
         });
     }
     knobs
-}
-
-/// Resolves on Ctrl-C or SIGTERM (Ctrl-C alone where SIGTERM cannot be watched).
-async fn termination_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

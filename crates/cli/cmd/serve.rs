@@ -41,7 +41,7 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
                 running.admin_addr()
             );
         }
-        stop_signal().await;
+        super::common::termination_signal().await;
         if !global.quiet {
             eprintln!(
                 "paybatch: stopping: new jobs are refused, running work stops at its next safe point (the next start resumes it)"
@@ -50,25 +50,4 @@ pub fn run(args: Args, global: &Global) -> Result<ExitCode> {
         running.stop().await?;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// SIGTERM or Ctrl-C.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
