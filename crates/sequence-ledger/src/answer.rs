@@ -84,10 +84,16 @@ impl Ledger {
         let key = codec::batch_key(account, seq);
         let encoded = codec::encode_batch(&record)?;
         let blob = (!results.is_empty()).then(|| crate::results::encode(&results));
+        // Results stored before (none, unless a ledger was edited) give way to these whole:
+        // a shorter blob must not leave pieces of the longer one behind.
+        let stale = crate::pieces::get(&self.batch_results, &key, "reading results")?;
         (&self.batches, &self.open, &self.batch_results)
             .transaction(|(bat, open, res)| {
+                if let Some(stale) = &stale {
+                    crate::pieces::remove(res, stale)?;
+                }
                 if let Some(blob) = &blob {
-                    res.insert(key.as_slice(), blob.as_slice())?;
+                    crate::pieces::insert(res, &key, blob)?;
                 }
                 bat.insert(key.as_slice(), encoded.as_slice())?;
                 open.insert(

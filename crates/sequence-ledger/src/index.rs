@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use kvp_format::SequenceNumber;
@@ -200,15 +201,46 @@ impl AccountRefs {
     }
 }
 
-/// The index of every account this ledger has been asked about.
-#[derive(Debug, Default)]
+/// The index of the accounts this ledger has been asked about and not retired
+/// ([`Ledger::retire_refs`]).
+#[derive(Debug)]
 pub(crate) struct RefIndex {
     hash_a: RandomState,
     hash_b: RandomState,
     accounts: Mutex<HashMap<AccountId, Arc<RwLock<AccountRefs>>>>,
+    /// Bytes held by the tables of the accounts in `accounts`.
+    held: AtomicUsize,
+    /// Above this, a retired account's table is dropped.
+    budget: usize,
+}
+
+/// An index that never drops a table on its own (its owner forgets accounts).
+impl Default for RefIndex {
+    fn default() -> Self {
+        RefIndex::new(usize::MAX)
+    }
 }
 
 impl RefIndex {
+    pub(crate) fn new(budget: usize) -> RefIndex {
+        RefIndex {
+            hash_a: RandomState::new(),
+            hash_b: RandomState::new(),
+            accounts: Mutex::default(),
+            held: AtomicUsize::new(0),
+            budget,
+        }
+    }
+
+    /// Counts a table's change of size from `before` to `after` bytes.
+    fn resized(&self, before: usize, after: usize) {
+        if after >= before {
+            self.held.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.held.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn key(&self, client_ref: &str) -> RefKey {
         [
             self.hash_a.hash_one(client_ref),
@@ -233,18 +265,7 @@ impl RefIndex {
 
     /// Bytes held by the tables of every loaded account.
     pub(crate) fn bytes(&self) -> usize {
-        let map = self
-            .accounts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.values()
-            .map(|a| {
-                a.read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .table
-                    .bytes()
-            })
-            .sum()
+        self.held.load(Ordering::Relaxed)
     }
 }
 
@@ -267,7 +288,10 @@ impl Ledger {
         let mut refs = lock
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.load_refs(account, &mut refs)?;
+        let before = refs.table.bytes();
+        let loaded = self.load_refs(account, &mut refs);
+        self.index.resized(before, refs.table.bytes());
+        loaded?;
         f(&refs)
     }
 
@@ -282,8 +306,40 @@ impl Ledger {
         let mut refs = lock
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.load_refs(account, &mut refs)?;
-        f(&mut refs)
+        let before = refs.table.bytes();
+        let done = self
+            .load_refs(account, &mut refs)
+            .and_then(|()| f(&mut refs));
+        self.index.resized(before, refs.table.bytes());
+        done
+    }
+
+    /// Tells the index no one is working on the account for now (its lease was given back).
+    /// When the index holds more than its budget, the account's table is dropped; the next
+    /// question about the account builds it again from the ledger. Taken under the write lock,
+    /// so no write is between its commit and its update of the table.
+    pub(crate) fn retire_refs(&self, account: &AccountId) {
+        if self.index.bytes() <= self.index.budget {
+            return;
+        }
+        let _writes = self
+            .write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let removed = self
+            .index
+            .accounts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(account);
+        if let Some(lock) = removed {
+            let bytes = lock
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .table
+                .bytes();
+            self.index.resized(bytes, 0);
+        }
     }
 
     /// Records a batch's new record in the index of an account that is loaded (one that is
@@ -324,16 +380,14 @@ impl Ledger {
                     format!("batches key {}", String::from_utf8_lossy(&k))
                 })
             });
-        let blobs = self
-            .batch_refs
-            .scan_prefix(codec::prefix(account))
+        let prefix = codec::prefix(account);
+        let blobs = crate::pieces::scan(&self.batch_refs, &prefix, "loading the reference index")
             .map(|item| {
-                let (k, v) = item.map_err(Error::storage("loading the reference index"))?;
-                let (_, rest) = codec::split_key(&k, "batch_refs")?;
+                let blob = item?;
+                let (_, rest) = codec::split_key(&blob.key, "batch_refs")?;
                 let seq = codec::seq_from_suffix(&rest, "batch_refs")?;
-                let blob = BatchRefs::decode(codec::bytes(v), || {
-                    format!("batch {seq} of account {account}")
-                })?;
+                let blob =
+                    BatchRefs::decode(blob.bytes, || format!("batch {seq} of account {account}"))?;
                 Ok((seq, blob))
             });
         *refs = self.index.build(

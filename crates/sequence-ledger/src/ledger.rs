@@ -49,11 +49,20 @@ pub struct LedgerOptions {
     /// paybatch holds, was most of its peak memory. Reads past the cache go to the OS page
     /// cache, so a smaller one costs little.
     pub cache_capacity: u64,
+    /// Bytes the idempotency index may keep of accounts no one is working on (default
+    /// [`LedgerOptions::DEFAULT_INDEX_BUDGET`]). An account's index (about 48 bytes per
+    /// reference it ever bound) is built from its batches the first time it is asked about;
+    /// past this budget, an account's index is dropped when its lease is given back, and built
+    /// again if the account comes back. A million references would otherwise stay resident.
+    pub index_budget: usize,
 }
 
 impl LedgerOptions {
-    /// 64 MiB.
-    pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+    /// 16 MiB.
+    pub const DEFAULT_CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
+
+    /// 16 MiB.
+    pub const DEFAULT_INDEX_BUDGET: usize = 16 * 1024 * 1024;
 
     /// Options with the given durability.
     pub fn with_durability(durability: Durability) -> Self {
@@ -70,6 +79,13 @@ impl LedgerOptions {
         self
     }
 
+    /// These options with the index of idle accounts kept up to `bytes`.
+    #[must_use]
+    pub fn index_budget(mut self, bytes: usize) -> Self {
+        self.index_budget = bytes;
+        self
+    }
+
     /// The sled configuration these options open `path` with.
     fn sled_config(&self, path: &Path) -> sled::Config {
         sled::Config::new()
@@ -83,6 +99,7 @@ impl Default for LedgerOptions {
         LedgerOptions {
             durability: Durability::default(),
             cache_capacity: LedgerOptions::DEFAULT_CACHE_CAPACITY,
+            index_budget: LedgerOptions::DEFAULT_INDEX_BUDGET,
         }
     }
 }
@@ -138,7 +155,7 @@ pub struct Ledger {
     /// Serialises writers inside this process: checks that span several keys (the trigger
     /// order) are made under it. sled's flush happens after it is released, so concurrent
     /// writers share flushes.
-    write: Mutex<()>,
+    pub(crate) write: Mutex<()>,
     /// Group commit: writes committed so far (counted after their sled transaction).
     commits: AtomicU64,
     /// Group commit: the commit count the last completed flush + fsync covered. Held while
@@ -221,6 +238,7 @@ impl Ledger {
                 _lock: lock,
                 syncer,
             },
+            options.index_budget,
         )?;
         ledger.init_format()?;
         tracing::debug!(path = %ledger.path.display(), "ledger opened");
@@ -253,14 +271,19 @@ impl Ledger {
             .sled_config(copy.path())
             .open()
             .map_err(Error::storage("opening a copy of the database"))?;
-        let ledger = Ledger::from_db(path, db, Access::ReadOnly { _copy: copy })?;
+        let ledger = Ledger::from_db(
+            path,
+            db,
+            Access::ReadOnly { _copy: copy },
+            LedgerOptions::DEFAULT_INDEX_BUDGET,
+        )?;
         // A ledger of an older layout is migrated in the private copy: the original is left
         // as it is, for the next read-write open to migrate.
         ledger.init_format()?;
         Ok(ledger)
     }
 
-    fn from_db(path: PathBuf, db: sled::Db, access: Access) -> Result<Ledger> {
+    fn from_db(path: PathBuf, db: sled::Db, access: Access, index_budget: usize) -> Result<Ledger> {
         let tree = |name: &str| db.open_tree(name).map_err(Error::storage("opening a tree"));
         Ok(Ledger {
             accounts: tree("accounts")?,
@@ -268,7 +291,7 @@ impl Ledger {
             open: tree("open")?,
             batch_refs: tree("batch_refs")?,
             batch_results: tree("batch_results")?,
-            index: RefIndex::default(),
+            index: RefIndex::new(index_budget),
             db,
             path,
             access,

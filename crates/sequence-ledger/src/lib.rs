@@ -124,6 +124,7 @@ mod keeper;
 mod lease;
 mod ledger;
 mod migrate;
+mod pieces;
 mod prune;
 mod query;
 mod record;

@@ -83,10 +83,14 @@ impl Ledger {
                     .iter()
                     .map(|l| l.as_ref().map(|(r, d)| (r.as_str(), d))),
             );
-            refs_batch.insert(k.clone(), blob);
+            crate::pieces::insert_batch(&mut refs_batch, &k, &blob);
             let stored = v1::results_of(&results, &owner, seq)?;
             if !stored.is_empty() {
-                results_batch.insert(k, crate::results::encode(&stored));
+                crate::pieces::insert_batch(
+                    &mut results_batch,
+                    &k,
+                    &crate::results::encode(&stored),
+                );
             }
             batches += 1;
         }

@@ -7,7 +7,7 @@ use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
 
 use crate::codec;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ledger::{Abort, now_ms, txn_error};
 use crate::{AccountId, Ledger};
 
@@ -47,9 +47,9 @@ impl Ledger {
         let guard = self.writer("prune results")?;
         let mut pruned = Pruned::default();
         let now = now_ms();
-        for item in self.batch_results.iter() {
-            let (key, blob) = item.map_err(Error::storage("scanning results"))?;
-            let (account, rest) = codec::split_key(&key, "batch_results")?;
+        for item in crate::pieces::scan(&self.batch_results, &[], "scanning results") {
+            let blob = item?;
+            let (account, rest) = codec::split_key(&blob.key, "batch_results")?;
             let seq = codec::seq_from_suffix(&rest, "batch_results")?;
             let Some(mut record) = self.batch(&account, seq)? else {
                 continue;
@@ -62,7 +62,7 @@ impl Ledger {
                 }
                 crate::steps::PruneAction::Drop => {}
             }
-            let lines = crate::results::BatchResults::decode(codec::bytes(blob.clone()), || {
+            let lines = crate::results::BatchResults::decode(blob.bytes.clone(), || {
                 format!("batch {seq} of account {account}")
             })?
             .len() as u64;
@@ -70,14 +70,14 @@ impl Ledger {
             let encoded = codec::encode_batch(&record)?;
             (&self.batches, &self.batch_results)
                 .transaction(|(bat, res)| {
-                    res.remove(key.as_ref())?;
-                    bat.insert(key.as_ref(), encoded.as_slice())?;
+                    crate::pieces::remove(res, &blob)?;
+                    bat.insert(blob.key.as_slice(), encoded.as_slice())?;
                     Ok::<_, ConflictableTransactionError<Abort>>(())
                 })
                 .map_err(txn_error("prune"))?;
             pruned.batches += 1;
             pruned.lines += lines;
-            pruned.bytes += blob.len() as u64;
+            pruned.bytes += blob.bytes.len() as u64;
             let entry = pruned.by_account.entry(account).or_default();
             entry.0 += 1;
             entry.1 += lines;

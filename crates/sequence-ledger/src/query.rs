@@ -105,14 +105,14 @@ impl Ledger {
     /// # Errors
     /// Storage and corruption errors.
     pub fn batch_results(&self, account: &AccountId, seq: SequenceNumber) -> Result<BatchResults> {
-        match self
-            .batch_results
-            .get(codec::batch_key(account, seq))
-            .map_err(Error::storage("reading results"))?
-        {
-            Some(blob) => BatchResults::decode(codec::bytes(blob), || {
-                format!("batch {seq} of account {account}")
-            }),
+        match crate::pieces::get(
+            &self.batch_results,
+            &codec::batch_key(account, seq),
+            "reading results",
+        )? {
+            Some(blob) => {
+                BatchResults::decode(blob.bytes, || format!("batch {seq} of account {account}"))
+            }
             None => Ok(BatchResults::default()),
         }
     }
@@ -127,15 +127,13 @@ impl Ledger {
         account: &AccountId,
         seq: SequenceNumber,
     ) -> Result<Option<BatchRefs>> {
-        self.batch_refs
-            .get(codec::batch_key(account, seq))
-            .map_err(Error::storage("reading a batch's references"))?
-            .map(|blob| {
-                BatchRefs::decode(codec::bytes(blob), || {
-                    format!("batch {seq} of account {account}")
-                })
-            })
-            .transpose()
+        crate::pieces::get(
+            &self.batch_refs,
+            &codec::batch_key(account, seq),
+            "reading a batch's references",
+        )?
+        .map(|blob| BatchRefs::decode(blob.bytes, || format!("batch {seq} of account {account}")))
+        .transpose()
     }
 
     /// The stored result of one line of a collected batch, if the gateway gave one.
@@ -202,12 +200,13 @@ impl Ledger {
             Some(d) => *d,
             None => {
                 let what = || format!("batch {sequence} of account {account}");
-                let blob = self
-                    .batch_refs
-                    .get(codec::batch_key(account, sequence))
-                    .map_err(Error::storage("reading a batch's references"))?
-                    .ok_or_else(|| codec::corrupt(what(), "bound lines without a batch"))?;
-                crate::refs::digest_at(&blob, index)
+                let blob = crate::pieces::get(
+                    &self.batch_refs,
+                    &codec::batch_key(account, sequence),
+                    "reading a batch's references",
+                )?
+                .ok_or_else(|| codec::corrupt(what(), "bound lines without a batch"))?;
+                crate::refs::digest_at(&blob.bytes, index)
                     .ok_or_else(|| codec::corrupt(what(), "bound line outside the batch"))?
             }
         };
@@ -350,11 +349,16 @@ impl Ledger {
     /// Storage and corruption errors.
     pub fn bindings_of(&self, account: &AccountId) -> Result<Vec<(String, Binding)>> {
         let mut all = std::collections::BTreeMap::new();
-        for item in self.batch_refs.scan_prefix(codec::prefix(account)) {
-            let (k, v) = item.map_err(Error::storage("scanning batch references"))?;
-            let (_, rest) = codec::split_key(&k, "batch_refs")?;
+        let blobs = crate::pieces::scan(
+            &self.batch_refs,
+            &codec::prefix(account),
+            "scanning batch references",
+        );
+        for blob in blobs {
+            let blob = blob?;
+            let (_, rest) = codec::split_key(&blob.key, "batch_refs")?;
             let sequence = codec::seq_from_suffix(&rest, "batch_refs")?;
-            let lines = BatchRefs::decode(codec::bytes(v), || {
+            let lines = BatchRefs::decode(blob.bytes, || {
                 format!("batch {sequence} of account {account}")
             })?;
             for line in lines.iter() {

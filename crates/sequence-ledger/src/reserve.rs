@@ -100,7 +100,7 @@ impl Ledger {
                         key.as_slice(),
                         &[codec::encode_state(BatchState::Reserved)][..],
                     )?;
-                    refs_tree.insert(key.as_slice(), lines.as_slice())?;
+                    crate::pieces::insert(refs_tree, &key, &lines)?;
                     let info = AccountInfo {
                         high_water: Some(seq),
                         ..info

@@ -181,7 +181,7 @@ impl SequenceLedger for SledLedger {
     async fn release_lease(&self, lease: &Lease) -> Result<()> {
         let slot = self.slot(&lease.account);
         let lease = lease.clone();
-        self.blocking(move |_| {
+        self.blocking(move |ledger| {
             let mut guard = slot.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some((held, until)) = guard.held.as_mut()
                 && held.epoch == lease.epoch
@@ -189,6 +189,9 @@ impl SequenceLedger for SledLedger {
             {
                 *until = Instant::now();
                 held.expires_at = SystemTime::now();
+                drop(guard);
+                // No one works on the account now: its index may make room for others'.
+                ledger.retire_refs(&lease.account);
             }
             Ok(())
         })

@@ -470,3 +470,41 @@ fn the_index_takes_forty_to_sixty_bytes_per_reference() {
         "{per_ref} bytes per reference"
     );
 }
+
+#[test]
+fn a_retired_account_over_the_budget_is_dropped_and_built_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let tight = LedgerOptions::with_durability(Durability::FlushOnly).index_budget(0);
+    let l = Ledger::open_with(dir.path().join("tight"), tight).unwrap();
+    let (a, b) = (acct("a"), acct("b"));
+    reserve(&l, &a, 1, &["a-1", "a-2"]);
+    reserve(&l, &b, 1, &["b-1"]);
+    let both = l.index_bytes();
+    l.retire_refs(&a);
+    let only_b = l.index_bytes();
+    assert!(0 < only_b && only_b < both, "{only_b} of {both}");
+    // A write to the retired account builds its table again first: the old bindings hold.
+    reserve(&l, &a, 2, &["a-3"]);
+    for (r, n, i) in [("a-1", 1, 0), ("a-2", 1, 1), ("a-3", 2, 0)] {
+        let bound = l.check_reference(&a, r, &digest(r)).unwrap();
+        assert_eq!(
+            bound.map(|b| (b.sequence, b.index)),
+            Some((seq(n), i)),
+            "{r}"
+        );
+    }
+    assert!(l.index_bytes() > only_b);
+    l.retire_refs(&a);
+    l.retire_refs(&b);
+    assert_eq!(l.index_bytes(), 0);
+    let bound = l.check_reference(&b, "b-1", &digest("b-1")).unwrap();
+    assert_eq!(bound.map(|b| (b.sequence, b.index)), Some((seq(1), 0)));
+
+    // Under the budget, a retired account keeps its table.
+    let roomy = LedgerOptions::with_durability(Durability::FlushOnly);
+    let l = Ledger::open_with(dir.path().join("roomy"), roomy).unwrap();
+    reserve(&l, &a, 1, &["a-1"]);
+    let held = l.index_bytes();
+    l.retire_refs(&a);
+    assert_eq!(l.index_bytes(), held);
+}

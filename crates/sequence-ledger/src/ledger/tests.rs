@@ -1143,7 +1143,7 @@ fn data_without_a_format_version_is_corrupt() {
 fn the_page_cache_is_bounded_by_the_options() {
     let dir = tempfile::tempdir().unwrap();
     let default = LedgerOptions::default().sled_config(dir.path());
-    assert_eq!(default.cache_capacity, 64 * 1024 * 1024, "not sled's 1 GiB");
+    assert_eq!(default.cache_capacity, 16 * 1024 * 1024, "not sled's 1 GiB");
     let small = LedgerOptions::with_durability(Durability::FlushOnly).cache_capacity(1 << 20);
     assert_eq!(small.sled_config(dir.path()).cache_capacity, 1 << 20);
     // A ledger opened with a small cache works (sled keeps what does not fit on disk).
