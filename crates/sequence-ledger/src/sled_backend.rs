@@ -26,7 +26,7 @@ use crate::{
 
 /// One account's lease in this process.
 #[derive(Debug, Default)]
-struct Slot {
+pub(crate) struct Slot {
     /// The last epoch granted (0: never).
     epoch: u64,
     /// The current (or last) holder, with its expiry.
@@ -34,7 +34,7 @@ struct Slot {
 }
 
 impl Slot {
-    fn live(&self, now: Instant) -> Option<&Lease> {
+    pub(crate) fn live(&self, now: Instant) -> Option<&Lease> {
         self.held
             .as_ref()
             .filter(|(_, until)| now < *until)
@@ -382,6 +382,7 @@ impl SequenceLedger for SledLedger {
         Ok(Box::new(crate::view::SledView {
             ledger: self.ledger.clone(),
             account: account.clone(),
+            lease: self.slot(account),
         }))
     }
 

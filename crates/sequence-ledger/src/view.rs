@@ -1,6 +1,6 @@
 //! [`AccountView`]: one account of a ledger, read synchronously by blocking code.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use kvp_format::SequenceNumber;
 
@@ -54,11 +54,28 @@ pub trait AccountView: std::fmt::Debug + Send + Sync {
     fn next_sequence(&self) -> Result<SequenceNumber>;
 }
 
-/// The sled ledger's view: its synchronous calls, as they are.
+/// The sled ledger's view: its synchronous calls, as they are. Dropped while no one in this
+/// process holds the account's lease (a merge, a report), it retires the account's reference
+/// index ([`Ledger::retire_refs`]), as giving the lease back does.
 #[derive(Debug)]
 pub(crate) struct SledView {
     pub(crate) ledger: Arc<Ledger>,
     pub(crate) account: AccountId,
+    pub(crate) lease: Arc<Mutex<crate::sled_backend::Slot>>,
+}
+
+impl Drop for SledView {
+    fn drop(&mut self) {
+        let idle = self
+            .lease
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .live(std::time::Instant::now())
+            .is_none();
+        if idle {
+            self.ledger.retire_refs(&self.account);
+        }
+    }
 }
 
 impl AccountView for SledView {
