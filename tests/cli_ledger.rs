@@ -62,10 +62,10 @@ fn sample_ledger(dir: &Path) -> PathBuf {
     let masked = kvp_format::mask_value("xCardNum", CARD).into_owned();
     let results = vec![StoredResult {
         index: 0,
-        fields: vec![
+        fields: kvp_format::Record::from(vec![
             ("xResult".into(), "A".into()),
             ("xMaskedCardNumber".into(), masked),
-        ],
+        ]),
     }];
     l.store_results(&acme, seq(1), results).unwrap();
     l.transition(&acme, seq(1), Transition::Cleaned).unwrap();

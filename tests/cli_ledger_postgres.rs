@@ -56,10 +56,10 @@ fn sample_ledger(dir: &Path) -> PathBuf {
     let ok = Verdict::new(BatchOutcome::Success, "Success");
     let results = vec![StoredResult {
         index: 1,
-        fields: vec![
+        fields: kvp_format::Record::from(vec![
             ("xResult".into(), "A".into()),
             ("xRefNum".into(), "77".into()),
-        ],
+        ]),
     }];
     l.complete_and_store(
         &acme,

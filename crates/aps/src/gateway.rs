@@ -527,7 +527,7 @@ impl GatewayProtocol for ApsBatchApi {
             .into_iter()
             .map(|(index, row)| LineResult {
                 index,
-                fields: line_fields(row),
+                fields: line_fields(row).into(),
             })
             .collect())
     }

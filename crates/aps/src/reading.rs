@@ -140,7 +140,10 @@ pub(crate) fn rejected_lines(rows: Vec<(u64, ResultRow)>) -> Vec<LineResult> {
                 ),
             ];
             fields.extend(safe_columns(row.fields));
-            LineResult { index, fields }
+            LineResult {
+                index,
+                fields: fields.into(),
+            }
         })
         .collect()
 }
@@ -394,7 +397,7 @@ mod tests {
         let mut flagged = vec![("response_code", "77006"), ("response_message", "bad")];
         flagged.extend(card);
         let rejected = rejected_lines(vec![(0, row(&flagged))]);
-        for fields in [approved, rejected[0].fields.clone()] {
+        for fields in [approved.into(), rejected[0].fields.clone()] {
             for (key, value) in card {
                 assert!(
                     !fields

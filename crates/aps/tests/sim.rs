@@ -189,13 +189,7 @@ async fn full_run(mode: ReferenceMode, sha: SimSha, client_sha: ShaType) {
     let got: Vec<(u64, String, String)> = results
         .iter()
         .map(|r| {
-            let get = |k: &str| {
-                r.fields
-                    .iter()
-                    .find(|(f, _)| f == k)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
+            let get = |k: &str| r.fields.get(k).unwrap_or_default().to_owned();
             (r.index, get("xResult"), get("merchant_reference"))
         })
         .collect();
@@ -213,9 +207,8 @@ async fn full_run(mode: ReferenceMode, sha: SimSha, client_sha: ShaType) {
     // The summary sums approved amounts per currency: 1.234 KWD stays three-decimal exact.
     let mut summary = AccountSummary::default();
     for r in &results {
-        let letter = r.fields.iter().find(|(k, _)| k == "xResult");
-        let outcome = LineOutcome::from_x_result(letter.map(|(_, v)| v.as_str()));
-        summary.add(outcome, &r.fields);
+        let outcome = LineOutcome::from_x_result(r.fields.get("xResult"));
+        summary.add(outcome, &r.fields.iter().collect::<Vec<_>>());
     }
     let approved: Vec<(&str, i64)> = summary
         .approved
@@ -400,13 +393,7 @@ async fn failed_validation_gives_each_flagged_line_its_own_reason(mode: Referenc
         .lines
         .iter()
         .map(|l| {
-            let get = |k: &str| {
-                l.fields
-                    .iter()
-                    .find(|(f, _)| f == k)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
+            let get = |k: &str| l.fields.get(k).unwrap_or_default().to_owned();
             (l.index, get("xStatus"), get("xError"))
         })
         .collect();
@@ -690,10 +677,7 @@ fn refunds(prefix: &str, n: usize, amounts: &[&str]) -> Vec<Vec<(String, String)
 }
 
 fn field<'a>(r: &'a LineResult, key: &str) -> &'a str {
-    r.fields
-        .iter()
-        .find(|(k, _)| k == key)
-        .map_or("", |(_, v)| v.as_str())
+    r.fields.get(key).unwrap_or_default()
 }
 
 /// Upload, trigger, poll to the verdict; returns the batch as the ledger would hold it.
@@ -842,7 +826,7 @@ async fn unsettled_lines_are_unknown_with_the_gateway_s_status(mode: ReferenceMo
     let mut summary = AccountSummary::default();
     for r in &results {
         let outcome = LineOutcome::from_x_result(Some(field(r, "xResult")));
-        summary.add(outcome, &r.fields);
+        summary.add(outcome, &r.fields.iter().collect::<Vec<_>>());
     }
     assert_eq!(summary.count(LineOutcome::Unknown), 4);
     assert_eq!(summary.count(LineOutcome::Error), 0);

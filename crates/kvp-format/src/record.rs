@@ -255,6 +255,12 @@ impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Record {
     }
 }
 
+impl From<Vec<(String, String)>> for Record {
+    fn from(pairs: Vec<(String, String)>) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
 impl<K: AsRef<str>, V: AsRef<str>> Extend<(K, V)> for Record {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
         for (k, v) in iter {

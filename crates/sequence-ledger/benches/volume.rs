@@ -260,7 +260,7 @@ fn one_batch(l: &Ledger, a: &AccountId, lines: u64, first: u64, p: &mut Phases, 
     let results: Vec<StoredResult> = (0..lines)
         .map(|i| StoredResult {
             index: i,
-            fields: result_fields(seq.get(), first + i),
+            fields: result_fields(seq.get(), first + i).into(),
         })
         .collect();
     match flow {

@@ -210,7 +210,7 @@ pub(crate) mod v1 {
                 .ok_or_else(|| corrupt(what(), "short key"))?;
             out.push(StoredResult {
                 index,
-                fields: decode_fields(&v, what)?,
+                fields: decode_fields(&v, what)?.into_iter().collect(),
             });
         }
         Ok(out)

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use kvp_format::SequenceNumber;
+use kvp_format::{Record, SequenceNumber};
 use serde::{Deserialize, Serialize};
 
 use crate::{AccountId, BatchState, CompleteFields, Stamp, Verdict};
@@ -219,18 +219,36 @@ impl BatchRecord {
 pub struct StoredResult {
     /// The line's `xIndex`.
     pub index: u64,
-    /// The response fields in the gateway's order (`xIndex`/`xSequenceNumber` need not be kept).
-    pub fields: Vec<(String, String)>,
+    /// The response fields in the gateway's order (`xIndex`/`xSequenceNumber` need not be
+    /// kept), in one buffer. Serialized as a list of `[key, value]` pairs.
+    #[serde(with = "pairs")]
+    pub fields: Record,
 }
 
 impl StoredResult {
     /// Whether these fields are the gateway's outcome for the line (they carry `xResult`), as
     /// opposed to remarks about it (APS: the reason a line failed validation, with no
     /// `xResult`). A line with an outcome was processed, whatever its batch's verdict.
-    pub fn is_outcome(fields: &[(String, String)]) -> bool {
+    pub fn is_outcome(fields: &Record) -> bool {
         fields
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case(kvp_format::keys::RESULT))
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case(kvp_format::keys::RESULT))
+    }
+}
+
+/// A [`Record`] as a list of `[key, value]` pairs.
+mod pairs {
+    use kvp_format::Record;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(r: &Record, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(r.iter())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Record, D::Error> {
+        Ok(Vec::<(String, String)>::deserialize(d)?
+            .into_iter()
+            .collect())
     }
 }
 

@@ -90,8 +90,8 @@ pub(crate) fn encode(results: &[StoredResult]) -> Vec<u8> {
         if !same_names {
             line_names.clear();
             for (k, _) in &r.fields {
-                let n = *numbers.entry(k.as_str()).or_insert_with(|| {
-                    names.push(k.as_str());
+                let n = *numbers.entry(k).or_insert_with(|| {
+                    names.push(k);
                     last_value.push(None);
                     names.len() - 1
                 });
@@ -103,12 +103,12 @@ pub(crate) fn encode(results: &[StoredResult]) -> Vec<u8> {
                 put_varint(&mut data, n as u64);
             }
             let last = last_value.get_mut(n);
-            if last.as_ref().is_some_and(|l| **l == Some(v.as_str())) {
+            if last.as_ref().is_some_and(|l| **l == Some(v)) {
                 put_varint(&mut data, SAME);
                 continue;
             }
             if let Some(l) = last {
-                *l = Some(v.as_str());
+                *l = Some(v);
             }
             let digits =
                 (2..=MAX_PACKED_DIGITS).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit());

@@ -248,7 +248,7 @@ fn check_results(
             return Err(bad("given twice"));
         }
         for (position, (k, _)) in r.fields.iter().enumerate() {
-            if previous.get(position) == Some(&k.as_str()) {
+            if previous.get(position) == Some(&k) {
                 continue;
             }
             if kvp_format::is_sensitive(k) {
@@ -256,12 +256,12 @@ fn check_results(
                     account: account.clone(),
                     sequence: seq,
                     index: r.index,
-                    key: k.clone(),
+                    key: k.to_owned(),
                 });
             }
             match previous.get_mut(position) {
-                Some(p) => *p = k.as_str(),
-                None => previous.push(k.as_str()),
+                Some(p) => *p = k,
+                None => previous.push(k),
             }
         }
     }

@@ -105,10 +105,10 @@ fn finish(l: &Ledger, a: &AccountId, n: SequenceNumber, state: BatchState, j: &J
         let results = (0..lines)
             .map(|index| StoredResult {
                 index,
-                fields: vec![
+                fields: kvp_format::Record::from(vec![
                     ("xResult".into(), "A".into()),
                     ("xRefNum".into(), format!("{n}-{index}")),
-                ],
+                ]),
             })
             .collect();
         state = j
@@ -173,10 +173,10 @@ fn results_for(l: &Ledger, a: &AccountId, n: SequenceNumber) -> Vec<StoredResult
     (0..lines)
         .map(|index| StoredResult {
             index,
-            fields: vec![
+            fields: kvp_format::Record::from(vec![
                 ("xResult".into(), "A".into()),
                 ("xRefNum".into(), format!("{n}-{index}")),
-            ],
+            ]),
         })
         .collect()
 }

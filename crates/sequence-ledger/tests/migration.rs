@@ -134,7 +134,7 @@ fn a_format_1_ledger_is_migrated_on_open_and_keeps_working() {
         l.transition(&acme, seq(6), Transition::Triggered).unwrap();
         let results = vec![StoredResult {
             index: 0,
-            fields: vec![("xResult".into(), "A".into())],
+            fields: kvp_format::Record::from(vec![("xResult".into(), "A".into())]),
         }];
         l.complete_and_store(
             &acme,

@@ -167,7 +167,7 @@ fn results(lines: u64) -> Vec<StoredResult> {
     (0..lines)
         .map(|index| StoredResult {
             index,
-            fields: vec![("xResult".into(), "A".into())],
+            fields: kvp_format::Record::from(vec![("xResult".into(), "A".into())]),
         })
         .collect()
 }

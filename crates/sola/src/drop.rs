@@ -86,7 +86,7 @@ impl SolaFileDrop {
             let at = n + 1;
             let mut index = None;
             let mut seq_seen = false;
-            let mut fields = Vec::with_capacity(16);
+            let mut fields = kvp_format::Record::with_capacity(16, line.len());
             for pair in kvp_format::pairs(line) {
                 let (k, v) = pair.map_err(|e| {
                     self.protocol(sequence, format!("RESPONSE line {at}: {}", e.message()))
@@ -102,7 +102,7 @@ impl SolaFileDrop {
                     }
                     seq_seen = true;
                 } else if !kvp_format::is_sensitive(&k) {
-                    fields.push((k.into_owned(), v.into_owned()));
+                    fields.push_str(&k, &v);
                 }
             }
             // PROTOCOL.md §2 item 2: every line carries xSequenceNumber = X; a line without
@@ -724,12 +724,7 @@ mod tests {
             match (expected, got) {
                 (Ok(()), Ok(lines)) => {
                     assert_eq!(lines.iter().map(|l| l.index).collect::<Vec<_>>(), [0, 1]);
-                    assert!(
-                        lines[0]
-                            .fields
-                            .contains(&("xName".to_owned(), "J D".to_owned())),
-                        "+ is a space"
-                    );
+                    assert_eq!(lines[0].fields.get("xName"), Some("J D"), "+ is a space");
                 }
                 (Err(needle), Err(e)) => assert!(e.to_string().contains(needle), "{e}"),
                 (expected, got) => panic!("{expected:?} vs {got:?}"),

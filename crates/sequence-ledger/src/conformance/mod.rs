@@ -151,10 +151,10 @@ fn success() -> Transition {
 fn approved(index: u64) -> StoredResult {
     StoredResult {
         index,
-        fields: vec![
+        fields: kvp_format::Record::from(vec![
             ("xResult".into(), "A".into()),
             ("xRefNum".into(), format!("{}", 1000 + index)),
-        ],
+        ]),
     }
 }
 
@@ -506,7 +506,7 @@ async fn results_and_rejected_batches(ledger: Arc<dyn SequenceLedger>) {
     // Results with a card number or outside the batch are refused, nothing written.
     let card = StoredResult {
         index: 0,
-        fields: vec![("xCardNum".into(), "4111111111111111".into())],
+        fields: kvp_format::Record::from(vec![("xCardNum".into(), "4111111111111111".into())]),
     };
     let rejected = Transition::Completed(Verdict {
         processed_count: Some(0),

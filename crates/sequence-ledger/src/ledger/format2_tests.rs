@@ -350,7 +350,13 @@ fn a_batch_reads_back_in_line_order() {
     assert_eq!(results.get(2).unwrap().get("xrefnum"), Some("0042"));
     assert!(results.get(1).is_none());
     assert_eq!(
-        l.line_result(&a, seq(1), 0).unwrap().unwrap().fields[1].1,
+        l.line_result(&a, seq(1), 0)
+            .unwrap()
+            .unwrap()
+            .fields
+            .pair(1)
+            .unwrap()
+            .1,
         "Declined"
     );
 }

@@ -491,14 +491,14 @@ fn the_happy_path_records_every_step() {
     let results = vec![
         StoredResult {
             index: 1,
-            fields: vec![("xResult".into(), "D".into())],
+            fields: kvp_format::Record::from(vec![("xResult".into(), "D".into())]),
         },
         StoredResult {
             index: 0,
-            fields: vec![
+            fields: kvp_format::Record::from(vec![
                 ("xResult".into(), "A".into()),
                 ("xMaskedCardNumber".into(), "4xxxxxxxxxxx1111".into()),
-            ],
+            ]),
         },
     ];
     let rec = l.store_results(&a, seq(1), results.clone()).unwrap();
@@ -633,7 +633,7 @@ fn store_results_refuses_other_states_bad_indexes_and_secrets() {
     reserve(&l, &a, 1, &["x", "y"]);
     let r = |index, k: &str, v: &str| StoredResult {
         index,
-        fields: vec![(k.into(), v.into())],
+        fields: kvp_format::Record::from(vec![(k.into(), v.into())]),
     };
     assert!(matches!(
         l.store_results(&a, seq(1), vec![]),
@@ -912,7 +912,7 @@ fn export_writes_every_record_as_json_lines() {
         seq(1),
         vec![StoredResult {
             index: 0,
-            fields: vec![("xResult".into(), "A".into())],
+            fields: kvp_format::Record::from(vec![("xResult".into(), "A".into())]),
         }],
     )
     .unwrap();
@@ -965,7 +965,7 @@ fn no_card_number_or_key_ever_reaches_the_database_files() {
             .unwrap();
         let leaked = StoredResult {
             index: 0,
-            fields: vec![("xCardNum".into(), CARD.into())],
+            fields: kvp_format::Record::from(vec![("xCardNum".into(), CARD.into())]),
         };
         l.store_results(&a, seq(1), vec![leaked]).unwrap_err();
         let masked = kvp_format::mask_value("xCardNum", CARD).into_owned();
@@ -974,10 +974,10 @@ fn no_card_number_or_key_ever_reaches_the_database_files() {
             seq(1),
             vec![StoredResult {
                 index: 0,
-                fields: vec![
+                fields: kvp_format::Record::from(vec![
                     ("xMaskedCardNumber".into(), masked),
                     ("xToken".into(), "tok_1".into()),
-                ],
+                ]),
             }],
         )
         .unwrap();
