@@ -57,7 +57,7 @@
 //! ledger.transition(&acme, seq, Transition::RequestUploaded)?;
 //! ledger.transition(&acme, seq, Transition::Triggered)?;
 //! ledger.transition(&acme, seq, Transition::Completed(Verdict::new(BatchOutcome::Success, "Success")))?;
-//! let fields = vec![("xResult".to_string(), "A".to_string())];
+//! let fields = kvp_format::Record::from_iter([("xResult", "A")]);
 //! ledger.store_results(&acme, seq, vec![StoredResult { index: 0, fields }])?;
 //! let done = ledger.transition(&acme, seq, Transition::Cleaned)?;
 //! assert_eq!(done.state, BatchState::Cleaned);
