@@ -27,7 +27,7 @@ use crate::spill::StreamWriter;
 
 /// What the results spill buffers while it is written, and again while every account's stream
 /// is read at once in input order.
-const RESULTS_BUDGET: usize = 4 << 20;
+const RESULTS_BUDGET: usize = 2 << 20;
 
 /// A batch as the ledger holds it now, with its stored per-line results once collected.
 pub(crate) struct LedgerBatch {

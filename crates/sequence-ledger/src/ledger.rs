@@ -61,8 +61,8 @@ impl LedgerOptions {
     /// 16 MiB.
     pub const DEFAULT_CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 
-    /// 16 MiB.
-    pub const DEFAULT_INDEX_BUDGET: usize = 16 * 1024 * 1024;
+    /// 4 MiB: about 90,000 references of accounts no one is working on.
+    pub const DEFAULT_INDEX_BUDGET: usize = 4 * 1024 * 1024;
 
     /// Options with the given durability.
     pub fn with_durability(durability: Durability) -> Self {
