@@ -9,8 +9,8 @@
 //! | `accounts` | account | [`AccountInfo`]: high water, floor, triggered: 3 × u32 BE (0 = none) |
 //! | `batches` | account `\0` seq u32 BE | [`BatchRecord`] as JSON |
 //! | `open` | account `\0` seq u32 BE | state code (1 byte) of every batch not final |
-//! | `batch_refs` | account `\0` seq u32 BE | the batch's lines: references and content digests (`refs.rs`) |
-//! | `batch_results` | account `\0` seq u32 BE | the batch's per-line results (`results.rs`), once collected |
+//! | `batch_refs` | account `\0` seq u32 BE, piece u32 BE | the batch's lines: references and content digests (`refs.rs`), in pieces of ≤ 4 KiB (`pieces.rs`) |
+//! | `batch_results` | account `\0` seq u32 BE, piece u32 BE | the batch's per-line results (`results.rs`), once collected, in pieces |
 //!
 //! One record, one blob of references and one blob of results per batch — the three columns of
 //! one row of a `batches` table in a database — instead of one entry per transaction: per
