@@ -1,4 +1,4 @@
-//! Key layout and value encodings of the sled trees (format version 2).
+//! Key layout and value encodings of the sled trees (format version 3).
 //!
 //! Trees and keys (`\0` separates the account id, which cannot contain it; numbers are
 //! big-endian so a prefix scan returns batches in number order):
@@ -28,8 +28,12 @@ use kvp_format::SequenceNumber;
 use crate::error::{Error, Result};
 use crate::{AccountId, AccountInfo, BatchOutcome, BatchRecord, BatchState};
 
-/// The layout version written by this code.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The layout version written by this code. Version 3 keeps the blobs of version 2 in pieces
+/// (`pieces.rs`); code of version 2 would find no results under a batch's key, so it must
+/// refuse such a ledger rather than read it.
+pub(crate) const FORMAT_VERSION: u32 = 3;
+/// The version of `Ledger::export`'s JSON lines (the same for every layout and backend).
+pub(crate) const EXPORT_VERSION: u32 = 2;
 pub(crate) const FORMAT_KEY: &[u8] = b"format_version";
 
 /// A sled value as the blob readers take it, without a copy (the value's buffer is shared).

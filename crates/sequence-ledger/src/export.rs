@@ -64,7 +64,7 @@ impl<W: Write> ExportWriter<W> {
     pub fn new(out: W) -> Result<Self> {
         let mut w = ExportWriter { out, lines: 0 };
         w.line(&Line::Format {
-            version: codec::FORMAT_VERSION,
+            version: codec::EXPORT_VERSION,
         })?;
         Ok(w)
     }

@@ -184,6 +184,9 @@ impl Holder {
 #[derive(Debug, Default)]
 pub(crate) struct AccountRefs {
     loaded: bool,
+    /// Taken out of the index ([`Ledger::retire_refs`]): a reader still holding it may load
+    /// it, but its bytes are no longer counted.
+    retired: bool,
     pub(crate) table: RefTable,
     /// Per batch number; a batch not listed keeps its lines.
     pub(crate) holders: HashMap<u32, Holder>,
@@ -290,7 +293,9 @@ impl Ledger {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = refs.table.bytes();
         let loaded = self.load_refs(account, &mut refs);
-        self.index.resized(before, refs.table.bytes());
+        if !refs.retired {
+            self.index.resized(before, refs.table.bytes());
+        }
         loaded?;
         f(&refs)
     }
@@ -310,35 +315,40 @@ impl Ledger {
         let done = self
             .load_refs(account, &mut refs)
             .and_then(|()| f(&mut refs));
-        self.index.resized(before, refs.table.bytes());
+        if !refs.retired {
+            self.index.resized(before, refs.table.bytes());
+        }
         done
     }
 
-    /// Tells the index no one is working on the account for now (its lease was given back).
-    /// When the index holds more than its budget, the account's table is dropped; the next
-    /// question about the account builds it again from the ledger. Taken under the write lock,
-    /// so no write is between its commit and its update of the table.
+    /// Tells the index no one is working on the account for now (its lease was given back, or
+    /// a view of it dropped with no lease held). When the whole index holds more than its
+    /// budget, the account's table is dropped; the next question about the account builds it
+    /// again from the ledger. Removed from the index under the write lock, so no write is
+    /// between its commit and its update of the table.
     pub(crate) fn retire_refs(&self, account: &AccountId) {
         if self.index.bytes() <= self.index.budget {
             return;
         }
-        let _writes = self
-            .write
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let removed = self
-            .index
-            .accounts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(account);
-        if let Some(lock) = removed {
-            let bytes = lock
-                .read()
+        let removed = {
+            let _writes = self
+                .write
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.index
+                .accounts
+                .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .table
-                .bytes();
-            self.index.resized(bytes, 0);
+                .remove(account)
+        };
+        // A reader that took the table before it was removed may still be loading it: from
+        // now on its bytes are not counted, whichever of us takes the lock first.
+        if let Some(lock) = removed {
+            let mut refs = lock
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            refs.retired = true;
+            self.index.resized(refs.table.bytes(), 0);
         }
     }
 
@@ -390,6 +400,7 @@ impl Ledger {
                     BatchRefs::decode(blob.bytes, || format!("batch {seq} of account {account}"))?;
                 Ok((seq, blob))
             });
+        let retired = refs.retired;
         *refs = self.index.build(
             account,
             records,
@@ -400,6 +411,7 @@ impl Ledger {
             },
             blobs,
         )?;
+        refs.retired = retired;
         Ok(())
     }
 }
@@ -448,6 +460,7 @@ impl RefIndex {
         tracing::debug!(%account, references = table.len, bytes = table.bytes(), "reference index loaded");
         Ok(AccountRefs {
             loaded: true,
+            retired: false,
             table,
             holders,
         })

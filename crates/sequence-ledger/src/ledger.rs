@@ -52,8 +52,9 @@ pub struct LedgerOptions {
     /// Bytes the idempotency index may keep of accounts no one is working on (default
     /// [`LedgerOptions::DEFAULT_INDEX_BUDGET`]). An account's index (about 48 bytes per
     /// reference it ever bound) is built from its batches the first time it is asked about;
-    /// past this budget, an account's index is dropped when its lease is given back, and built
-    /// again if the account comes back. A million references would otherwise stay resident.
+    /// when the whole index is over this budget, an account's index is dropped as it goes idle
+    /// (its lease given back), and built again if the account comes back. A million references
+    /// would otherwise stay resident.
     pub index_budget: usize,
 }
 

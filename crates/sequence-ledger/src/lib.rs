@@ -101,9 +101,9 @@
 //!   never stored: results with such fields are refused, COMPLETE's sensitive echoes (an
 //!   `xKey`) are dropped from [`CompleteFields`], and the content digest hashes masked values
 //!   only ([`content_digest`]).
-//! - **Versioned layout.** A `format_version` record (currently 2). A ledger of version 1 is
-//!   migrated when opened (safe to interrupt; a read-only open migrates its private copy);
-//!   another version is [`Error::UnsupportedFormat`].
+//! - **Versioned layout.** A `format_version` record (currently 3). A ledger of version 1 or 2
+//!   is migrated when opened (safe to interrupt; a read-only open migrates its private copy);
+//!   another version is [`Error::UnsupportedFormat`], so older code refuses a newer ledger.
 //! - **Retention keeps idempotency.** [`Ledger::prune`] drops the results of batches cleaned
 //!   before a date but keeps their references, digests, states and verdicts (and the results
 //!   of rejected batches): no transaction is ever sent twice because its results were pruned.

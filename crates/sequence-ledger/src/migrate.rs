@@ -2,7 +2,8 @@
 //! (tree `bindings`: account `\0` client_ref → seq u32 BE, index u64 BE, digest 32 bytes; tree
 //! `results`: account `\0` seq u32 BE index u64 BE → u32 BE field count, then u32 BE length +
 //! bytes for each name and value). Version 2 keeps one blob of references and one of results
-//! per batch (`codec.rs`).
+//! per batch (`codec.rs`); version 3 keeps the same blobs in pieces (`pieces.rs`), and reads a
+//! version-2 blob as one piece, so 2 → 3 only writes the new version.
 //!
 //! The migration runs when the ledger is opened, before anything else can read it, and is
 //! safe to interrupt: (1) every batch's blobs are written from the old trees and made durable,
@@ -25,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::{AccountId, Binding, Ledger, StoredResult};
 
 /// The older format versions this code migrates.
-pub(crate) const FROM: &[u32] = &[1];
+pub(crate) const FROM: &[u32] = &[1, 2];
 
 /// One account's version-1 bindings by batch number: (line, reference, content digest).
 type BoundByBatch = HashMap<u32, Vec<(u64, String, [u8; 32])>>;
@@ -36,6 +37,16 @@ const OLD_TREES: [&str; 2] = ["bindings", "results"];
 impl Ledger {
     /// Migrates a ledger of format version `from` to this code's layout.
     pub(crate) fn migrate(&self, from: u32) -> Result<()> {
+        if from == 2 {
+            // Version 2's whole blobs are read as blobs of one piece: only the version changes,
+            // so that older code refuses the pieces this code writes from now on.
+            self.meta()?
+                .insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())
+                .map_err(Error::storage("writing the format version"))?;
+            self.durable("open")?;
+            tracing::info!(path = %self.path().display(), from, to = FORMAT_VERSION, "ledger migrated");
+            return Ok(());
+        }
         if from != 1 {
             return Err(Error::UnsupportedFormat {
                 path: self.path().to_path_buf(),

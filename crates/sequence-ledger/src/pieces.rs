@@ -81,8 +81,10 @@ pub(crate) fn insert(
     Ok(())
 }
 
-/// Writes `blob` under `key` into a sled batch.
+/// Writes `blob` under `key` into a sled batch, removing a whole value under `key` (left by an
+/// interrupted migration of older code) that would otherwise be read before the pieces.
 pub(crate) fn insert_batch(batch: &mut sled::Batch, key: &[u8], blob: &[u8]) {
+    batch.remove(key);
     for (k, piece) in split(key, blob) {
         batch.insert(k, piece);
     }
@@ -158,9 +160,16 @@ pub(crate) fn scan(
             }
         };
         let mut parts = vec![(k, v)];
-        while let Some(Ok((next, _))) = items.peek() {
-            if batch_key_of(next) != Some(key.as_slice()) {
-                break;
+        loop {
+            match items.peek() {
+                Some(Ok((next, _))) if batch_key_of(next) == Some(key.as_slice()) => {}
+                // An error is this blob's as much as the next one's: not a shorter blob.
+                Some(Err(_)) => {
+                    if let Some(Err(e)) = items.next() {
+                        return Some(Err(Error::storage(what)(e)));
+                    }
+                }
+                _ => break,
             }
             match items.next() {
                 Some(Ok(kv)) => parts.push(kv),

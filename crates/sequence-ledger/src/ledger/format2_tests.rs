@@ -514,3 +514,78 @@ fn a_retired_account_over_the_budget_is_dropped_and_built_again() {
     l.retire_refs(&a);
     assert_eq!(l.index_bytes(), held);
 }
+
+fn refs_of(l: &Ledger, a: &crate::AccountId) -> Vec<(Option<String>, u64, [u8; 32])> {
+    let refs = l.batch_refs(a, seq(1)).unwrap().unwrap();
+    refs.iter()
+        .map(|line| {
+            (
+                line.client_ref.map(str::to_owned),
+                line.index,
+                line.content_digest,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_version_2_ledger_of_whole_blobs_opens_as_version_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger");
+    let a = acct("a");
+    let refs: Vec<String> = (0..2000).map(|i| format!("order-{i}")).collect();
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+    let stored: Vec<StoredResult> = (0..2000)
+        .map(|i| {
+            result(
+                i,
+                &[("xResult", "A"), ("xRefNum", &format!("{}", 7000 + i))],
+            )
+        })
+        .collect();
+    let (expected_refs, expected_results) = {
+        let l = Ledger::open(&path).unwrap();
+        reserve(&l, &a, 1, &refs);
+        drive(&l, &a, 1, BatchState::Triggered);
+        l.complete_and_store(
+            &a,
+            seq(1),
+            Transition::Completed(ok()),
+            stored.clone(),
+            PerLineAnswer::Read,
+        )
+        .unwrap();
+        (refs_of(&l, &a), l.results(&a, seq(1)).unwrap())
+    };
+    // Rewrite it as version 2 wrote it: each blob whole under the batch's key.
+    {
+        let db = sled::open(&path).unwrap();
+        for name in ["batch_refs", "batch_results"] {
+            let tree = db.open_tree(name).unwrap();
+            let key = crate::codec::batch_key(&a, seq(1));
+            let blob = crate::pieces::get(&tree, &key, "test").unwrap().unwrap();
+            assert!(blob.keys.len() > 1, "{name} is in pieces");
+            for k in &blob.keys {
+                tree.remove(k).unwrap();
+            }
+            tree.insert(&key, &blob.bytes[..]).unwrap();
+        }
+        db.open_tree("meta")
+            .unwrap()
+            .insert(FORMAT_KEY, &2u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let l = Ledger::open(&path).unwrap();
+    assert_eq!(refs_of(&l, &a), expected_refs);
+    assert_eq!(l.results(&a, seq(1)).unwrap(), expected_results);
+    let bound = l
+        .check_reference(&a, "order-150", &digest("order-150"))
+        .unwrap();
+    assert_eq!(bound.map(|b| (b.sequence, b.index)), Some((seq(1), 150)));
+    assert_eq!(
+        l.meta().unwrap().get(FORMAT_KEY).unwrap().unwrap().as_ref(),
+        &3u32.to_be_bytes()[..],
+        "now version 3: code of version 2 refuses it"
+    );
+}

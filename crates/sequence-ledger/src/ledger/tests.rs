@@ -878,18 +878,19 @@ fn another_format_version_is_refused() {
         let db = sled::open(&path).unwrap();
         db.open_tree("meta")
             .unwrap()
-            .insert(FORMAT_KEY, &3u32.to_be_bytes())
+            .insert(FORMAT_KEY, &4u32.to_be_bytes())
             .unwrap();
         db.flush().unwrap();
     }
-    // Version 2 is this layout and 1 is migrated (tests/migration.rs): a later one is refused.
+    // Version 3 is this layout, 1 and 2 are migrated (tests/migration.rs, format2_tests.rs):
+    // a later one is refused.
     let err = Ledger::open(&path).unwrap_err();
     assert!(
         matches!(
             err,
             Error::UnsupportedFormat {
-                found: 3,
-                supported: 2,
+                found: 4,
+                supported: 3,
                 ..
             }
         ),
