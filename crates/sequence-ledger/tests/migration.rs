@@ -1,6 +1,6 @@
 //! A ledger written by format version 1 (one sled entry per transaction) opens, is migrated to
-//! version 2 (one blob of references and one of results per batch), reads and exports the same
-//! as before and keeps working — also when the migration is killed half-way.
+//! version 3 (one blob of references and one of results per batch, in pieces), reads and
+//! exports the same as before and keeps working — also when the migration is killed half-way.
 //!
 //! `tests/fixtures/ledger-v1` was written by the code of format version 1 (commit 72d92ad,
 //! before this layout) and `tests/fixtures/export-v1.jsonl` is that code's export of it: three
@@ -171,11 +171,11 @@ fn a_format_1_ledger_is_migrated_on_open_and_keeps_working() {
         };
         assert_eq!(rec.state, BatchState::Reserved);
     }
-    // Version 2 for good: the old trees are gone and another open changes nothing.
+    // Version 3 (the blobs in pieces) for good: the old trees are gone and another open changes nothing.
     {
         let db = sled::open(&path).unwrap();
         let version = db.open_tree("meta").unwrap().get("format_version").unwrap();
-        assert_eq!(version.as_deref(), Some(&2u32.to_be_bytes()[..]));
+        assert_eq!(version.as_deref(), Some(&3u32.to_be_bytes()[..]));
         let names: Vec<String> = db
             .tree_names()
             .iter()
