@@ -291,13 +291,7 @@ impl Ledger {
         let mut refs = lock
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let before = refs.table.bytes();
-        let loaded = self.load_refs(account, &mut refs);
-        if !refs.retired {
-            self.index.resized(before, refs.table.bytes());
-        }
-        loaded?;
-        f(&refs)
+        self.loaded_then(account, &mut refs, |refs| f(refs))
     }
 
     /// Runs `f` on the account's index for a change, loading it first if needed. Writers hold
@@ -311,10 +305,19 @@ impl Ledger {
         let mut refs = lock
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.loaded_then(account, &mut refs, f)
+    }
+
+    /// Loads the account's table if needed, runs `f` on it and counts what its size changed
+    /// by (not for a retired table: its bytes left the count when it was retired).
+    fn loaded_then<T>(
+        &self,
+        account: &AccountId,
+        refs: &mut AccountRefs,
+        f: impl FnOnce(&mut AccountRefs) -> Result<T>,
+    ) -> Result<T> {
         let before = refs.table.bytes();
-        let done = self
-            .load_refs(account, &mut refs)
-            .and_then(|()| f(&mut refs));
+        let done = self.load_refs(account, refs).and_then(|()| f(refs));
         if !refs.retired {
             self.index.resized(before, refs.table.bytes());
         }
