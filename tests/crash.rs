@@ -148,3 +148,59 @@ async fn sigkill_at_random_moments_then_resume() {
         began.elapsed()
     );
 }
+
+/// The `paybatch-*` scratch folders in `tmp`.
+fn scratch_folders(tmp: &Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("paybatch-"))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A SIGKILLed submit cannot remove its spill folder, which holds whole transactions (card
+/// numbers included). The next run removes it once it has been quiet for a minute — here
+/// made to look a minute old — and leaves nothing behind itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spill_of_a_killed_run_is_removed_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = world(dir.path(), 33);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let (stop, gateway) = spawn_gateway(world.gateway(true).await.unwrap());
+    let out = world.root.join("out.kvp");
+
+    let mut killed = submit_wait_cmd(&world.config, &world.input, &out);
+    killed
+        .env("TMPDIR", &tmp)
+        .env("PAYBATCH_CRASH_AT", "orchestrator.polling");
+    let killed = run(killed).await;
+    assert!(killed.status.code().is_none(), "{killed:?}");
+    let left = scratch_folders(&tmp);
+    assert_eq!(left.len(), 1, "{left:?}");
+    let spill = std::fs::read(left[0].join("input.spill")).unwrap();
+    assert!(
+        spill.windows(10).any(|w| w == b"xCardNum=4"),
+        "the spill holds card numbers: why it must go"
+    );
+    let a_minute_ago = std::time::SystemTime::now() - Duration::from_secs(61);
+    std::fs::File::open(&left[0])
+        .unwrap()
+        .set_modified(a_minute_ago)
+        .unwrap();
+
+    let mut resumed = submit_wait_cmd(&world.config, &world.input, &out);
+    resumed.env("TMPDIR", &tmp);
+    let resumed = run(resumed).await;
+    assert_eq!(resumed.status.code(), Some(0), "{resumed:?}");
+    assert_eq!(scratch_folders(&tmp), Vec::<std::path::PathBuf>::new());
+    check_invariants(&world, &out);
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+}

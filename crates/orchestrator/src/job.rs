@@ -16,6 +16,7 @@ use gateway_protocol::{ChunkItem, ChunkLimits, Chunker, LineFields};
 
 use crate::error::{Error, Result};
 use crate::input::{InputRecord, RecordSource};
+use crate::scratch::ScratchDir;
 use crate::settings::Settings;
 use crate::spill::{Cursor, StreamWriter, Streams};
 use crate::validate::{InputProblem, Validator};
@@ -139,7 +140,7 @@ impl<'a> TxView<'a> {
 /// A validated, spilled input.
 #[derive(Debug)]
 pub struct Job {
-    _dir: tempfile::TempDir,
+    _dir: ScratchDir,
     records: Streams,
     /// Each position's account (an index of `accounts`).
     account_of: Vec<u32>,
@@ -165,11 +166,7 @@ impl Job {
         policy: InvalidPolicy,
         on_problem: &mut dyn FnMut(&InputProblem, &InputRecord),
     ) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("paybatch-job-")
-            .permissions(kvp_format::owner_only::dir_permissions())
-            .tempdir()
-            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let dir = ScratchDir::create("paybatch-job-")?;
         let accounts: Vec<String> = settings.accounts().keys().cloned().collect();
         let mut out = StreamWriter::create(
             &dir.path().join("input.spill"),

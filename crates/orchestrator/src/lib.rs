@@ -59,6 +59,7 @@ mod planning;
 mod progress;
 mod report;
 mod runner;
+mod scratch;
 mod settings;
 mod shutdown;
 mod spill;

@@ -22,6 +22,7 @@ use crate::job::Job;
 use crate::outcome::{LineOutcome, OutPair, OutputHead, output_record};
 use crate::output::OutputWriter;
 use crate::report::{AccountReport, RunReport};
+use crate::scratch::ScratchDir;
 use crate::settings::Settings;
 use crate::spill::StreamWriter;
 
@@ -125,11 +126,7 @@ pub(crate) fn merge_blocking(
         )?),
         None => None,
     };
-    let dir = tempfile::Builder::new()
-        .prefix("paybatch-results-")
-        .permissions(kvp_format::owner_only::dir_permissions())
-        .tempdir()
-        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let dir = ScratchDir::create("paybatch-results-")?;
     let mut spill = match writer {
         Some(_) => Some(StreamWriter::create(
             &dir.path().join("results.spill"),
