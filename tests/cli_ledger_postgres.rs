@@ -227,3 +227,76 @@ fn set_floor_and_prune_act_on_the_shared_ledger() {
     assert!(o.status.success(), "{err}");
     assert!(out.contains("0 batch(es)"), "{out}");
 }
+
+/// `ledger show --config` and `ledger export --config` read the ledger the configuration
+/// names, on either backend: the same sample ledger in sled and, copied, in PostgreSQL shows
+/// the same accounts and batches and exports the same lines.
+#[test]
+fn show_and_export_read_the_configured_ledger_on_both_backends() {
+    let Some(url) = fresh_url("show_and_export_read_the_configured_ledger") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sled = sample_ledger(dir.path());
+    let (o, _, err) = run(
+        &[
+            "ledger",
+            "copy",
+            "--from",
+            sled.to_str().unwrap(),
+            "--to-env",
+            URL_VAR,
+        ],
+        &url,
+    );
+    assert!(o.status.success(), "{err}");
+    let config = |name: &str, ledger: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("[ledger]\n{ledger}\n")).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let on_sled = config("sled.toml", &format!("path = \"{}\"", sled.display()));
+    let on_pg = config(
+        "pg.toml",
+        &format!(
+            "path = \"{}/unused\"\nurl_env = \"{URL_VAR}\"",
+            dir.path().display()
+        ),
+    );
+    let mut shown = Vec::new();
+    let mut exported = Vec::new();
+    for cfg in [&on_sled, &on_pg] {
+        let (o, out, err) = run(
+            &["ledger", "show", "--config", cfg, "--account", "acme"],
+            &url,
+        );
+        assert!(o.status.success(), "{cfg}: {err}");
+        let (head, body) = out.split_once('\n').unwrap();
+        assert!(head.starts_with("ledger "), "{out}");
+        shown.push(body.to_owned());
+        let (o, out, err) = run(&["ledger", "export", "--config", cfg], &url);
+        assert!(o.status.success(), "{cfg}: {err}");
+        exported.push(out);
+    }
+    assert!(
+        shown[0].contains("acme") && shown[0].contains("Triggered"),
+        "{}",
+        shown[0]
+    );
+    assert_eq!(shown[0], shown[1]);
+    assert_eq!(exported[0], exported[1]);
+    assert!(
+        !dir.path().join("unused").exists(),
+        "the shared ledger was read, not a sled one"
+    );
+    let (_, out, _) = run(&["ledger", "show", "--config", &on_pg, "--json"], &url);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        json["ledger"]
+            .as_str()
+            .unwrap()
+            .starts_with("PostgreSQL ledger"),
+        "{json}"
+    );
+    assert_eq!(json["accounts"].as_array().unwrap().len(), 2, "{json}");
+}

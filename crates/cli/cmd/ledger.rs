@@ -3,8 +3,11 @@
 //! stored results of batches cleaned before a date (retention). `migrate` and `copy` (the
 //! shared PostgreSQL ledger) are in `ledger_shared.rs`.
 //!
-//! `show` and `export` open the ledger read-only (`Ledger::open_read_only`: a shared lock while
-//! the database is copied to a private temporary directory; no file of the ledger is written).
+//! Each reads or writes the ledger `--config FILE` names (the shared PostgreSQL ledger when
+//! `[ledger] url`/`url_env` is set, else the sled ledger at `[ledger] path`) or a sled
+//! `--ledger PATH`. `show` and `export` open a sled ledger read-only
+//! (`Ledger::open_read_only`: a shared lock while the database is copied to a private
+//! temporary directory; no file of the ledger is written).
 //! `set-floor` and `prune` open it read-write. While a `submit` or `collect` holds the ledger
 //! all of them fail with "ledger ... is in use by pid N".
 
@@ -61,7 +64,8 @@ pub enum LedgerCommand {
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("where").required(true).args(["config", "ledger"])))]
 pub struct PruneArgs {
-    /// Config file: the ledger is its `ledger.path`.
+    /// Config file: the ledger it names (`[ledger] url`/`url_env` for the shared PostgreSQL
+    /// ledger, else `[ledger] path`).
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The ledger directory, instead of --config.
@@ -78,7 +82,8 @@ pub struct PruneArgs {
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("where").required(true).args(["config", "ledger"])))]
 pub struct SetFloorArgs {
-    /// Config file: the ledger is its `ledger.path` and the account must be configured.
+    /// Config file: the ledger it names (`[ledger] url`/`url_env` for the shared PostgreSQL
+    /// ledger, else `[ledger] path`); the account must be configured.
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The ledger directory (created if missing), instead of --config.
@@ -94,10 +99,15 @@ pub struct SetFloorArgs {
 
 /// Arguments of `paybatch ledger show`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["config", "ledger"])))]
 pub struct ShowArgs {
-    /// The ledger directory.
+    /// Config file: the ledger it names (`[ledger] url`/`url_env` for the shared PostgreSQL
+    /// ledger, else `[ledger] path`).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The ledger directory (a sled ledger), instead of --config.
     #[arg(long, value_name = "PATH")]
-    pub ledger: PathBuf,
+    pub ledger: Option<PathBuf>,
     /// Only this account, with all its batches.
     #[arg(long, value_name = "ACCOUNT")]
     pub account: Option<String>,
@@ -108,9 +118,13 @@ pub struct ShowArgs {
 
 /// Arguments of `paybatch ledger export`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("which").required(true).args(["ledger", "url_env"])))]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["config", "ledger", "url_env"])))]
 pub struct ExportArgs {
-    /// The ledger directory (a sled ledger).
+    /// Config file: the ledger it names (`[ledger] url`/`url_env` for the shared PostgreSQL
+    /// ledger, else `[ledger] path`).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The ledger directory (a sled ledger), instead of --config.
     #[arg(long, value_name = "PATH")]
     pub ledger: Option<PathBuf>,
     /// The environment variable holding a PostgreSQL ledger's URL, instead of --ledger.
@@ -356,9 +370,44 @@ struct AccountView {
 
 #[derive(Debug, Serialize)]
 struct ShowView {
-    ledger: PathBuf,
+    /// The ledger's path (sled) or its description with the password masked (PostgreSQL).
+    ledger: String,
     accounts: Vec<AccountView>,
     in_flight: Vec<BatchRecord>,
+}
+
+/// The ledger a reading command names, opened for reading only, and what to call it: `--ledger
+/// PATH` (sled, read-only: see the module docs), `--url-env NAME` (PostgreSQL), or the ledger
+/// `--config FILE` names — the shared one when `[ledger] url` (or `url_env`,
+/// `PAYBATCH__LEDGER__URL`) is set, else the sled ledger at `[ledger] path`, read-only.
+async fn reader(
+    config: Option<&Path>,
+    path: Option<&Path>,
+    url_env: Option<&str>,
+) -> Result<(Arc<dyn SequenceLedger>, String)> {
+    let sled = |path: &Path| -> Result<(Arc<dyn SequenceLedger>, String)> {
+        let ledger = SledLedger::new(Arc::new(open_read_only(path)?));
+        Ok((Arc::new(ledger), path.display().to_string()))
+    };
+    match (config, path, url_env) {
+        (_, Some(path), _) => sled(path),
+        (_, None, Some(name)) => {
+            let ledger = super::ledger_shared::connect_env(name).await?;
+            let name = ledger.describe();
+            Ok((ledger, name))
+        }
+        (Some(config), None, None) => {
+            let settings = super::common::load_settings(Some(config))?;
+            match super::common::shared_ledger(&settings).await? {
+                Some(ledger) => {
+                    let name = ledger.describe();
+                    Ok((ledger, name))
+                }
+                None => sled(&settings.ledger.path),
+            }
+        }
+        (None, None, None) => Err(usage_error("give --config FILE or --ledger PATH")),
+    }
 }
 
 fn show(args: &ShowArgs) -> Result<ExitCode> {
@@ -366,38 +415,41 @@ fn show(args: &ShowArgs) -> Result<ExitCode> {
         Some(a) => Some(AccountId::new(a.as_str()).map_err(|e| usage_error(e.to_string()))?),
         None => None,
     };
-    let ledger = open_read_only(&args.ledger)?;
-    let accounts = match &only {
-        Some(a) => vec![a.clone()],
-        None => ledger.accounts()?,
-    };
-    let mut views = Vec::with_capacity(accounts.len());
-    for account in accounts {
-        let info = ledger.account_info(&account)?;
-        let batches = ledger.batches(&account)?;
-        let mut by_state = BTreeMap::new();
-        for b in &batches {
-            *by_state.entry(b.state.name()).or_insert(0u64) += 1;
+    let view = super::common::default_runtime()?.block_on(async {
+        let (ledger, name) = reader(args.config.as_deref(), args.ledger.as_deref(), None).await?;
+        let accounts = match &only {
+            Some(a) => vec![a.clone()],
+            None => ledger.accounts().await?,
+        };
+        let mut views = Vec::with_capacity(accounts.len());
+        for account in accounts {
+            let info = ledger.account_info(&account).await?;
+            let batches = ledger.batches(&account).await?;
+            let mut by_state = BTreeMap::new();
+            for b in &batches {
+                *by_state.entry(b.state.name()).or_insert(0u64) += 1;
+            }
+            views.push(AccountView {
+                next: ledger.next_sequence(&account).await.ok().map(|s| s.get()),
+                account,
+                info,
+                batches_by_state: by_state,
+                batches: only.is_some().then_some(batches),
+            });
         }
-        views.push(AccountView {
-            next: ledger.next_sequence(&account).ok().map(|s| s.get()),
-            account,
-            info,
-            batches_by_state: by_state,
-            batches: only.is_some().then_some(batches),
-        });
-    }
-    let in_flight = ledger
-        .in_flight()?
-        .into_iter()
-        .filter(|(a, _)| only.as_ref().is_none_or(|o| o == a))
-        .map(|(_, b)| b)
-        .collect();
-    let view = ShowView {
-        ledger: args.ledger.clone(),
-        accounts: views,
-        in_flight,
-    };
+        let in_flight = ledger
+            .in_flight()
+            .await?
+            .into_iter()
+            .filter(|(a, _)| only.as_ref().is_none_or(|o| o == a))
+            .map(|(_, b)| b)
+            .collect();
+        anyhow::Ok(ShowView {
+            ledger: name,
+            accounts: views,
+            in_flight,
+        })
+    })?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let written = if args.json {
@@ -463,7 +515,7 @@ fn batch_line(out: &mut impl Write, b: &BatchRecord) -> io::Result<()> {
 }
 
 fn write_text(out: &mut impl Write, view: &ShowView) -> io::Result<()> {
-    writeln!(out, "ledger {}", view.ledger.display())?;
+    writeln!(out, "ledger {}", view.ledger)?;
     if view.accounts.is_empty() {
         writeln!(out, "no accounts")?;
     } else {
@@ -512,27 +564,29 @@ fn write_text(out: &mut impl Write, view: &ShowView) -> io::Result<()> {
 }
 
 fn export(args: &ExportArgs) -> Result<ExitCode> {
-    let path = match (&args.ledger, &args.url_env) {
-        (_, Some(name)) => return super::ledger_shared::export(name, args.output.as_ref()),
-        (Some(path), None) => path,
-        (None, None) => return Err(usage_error("give --ledger PATH or --url-env NAME")),
-    };
-    let ledger = open_read_only(path)?;
-    let (out, what): (Box<dyn Write>, String) = match &args.output {
+    let (out, what): (Box<dyn Write + Send>, String) = match &args.output {
         Some(path) if path.as_os_str() != "-" => {
             let f = kvp_format::owner_only::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             (Box::new(f), path.display().to_string())
         }
-        _ => (Box::new(io::stdout().lock()), "stdout".to_string()),
+        _ => (Box::new(io::stdout()), "stdout".to_string()),
     };
     let out = BufWriter::with_capacity(1 << 16, out);
-    match ledger.export(out) {
-        Ok(lines) => {
-            tracing::info!(lines, to = %what, "ledger exported");
-            Ok(ExitCode::SUCCESS)
+    super::common::default_runtime()?.block_on(async {
+        let (ledger, _) = reader(
+            args.config.as_deref(),
+            args.ledger.as_deref(),
+            args.url_env.as_deref(),
+        )
+        .await?;
+        match ledger.export(Box::new(out)).await {
+            Ok(lines) => {
+                tracing::info!(lines, to = %what, "ledger exported");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(sequence_ledger::Error::Export { source }) => finish_output(Err(source), &what),
+            Err(e) => Err(e.into()),
         }
-        Err(sequence_ledger::Error::Export { source }) => finish_output(Err(source), &what),
-        Err(e) => Err(e.into()),
-    }
+    })
 }

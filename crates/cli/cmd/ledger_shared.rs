@@ -7,7 +7,7 @@
 //! url`). A URL given on the command line (`--to URL`) must not carry a password: every user of
 //! the machine can read a command line.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -208,30 +208,11 @@ async fn export_to_vec(ledger: &dyn SequenceLedger) -> Result<Vec<u8>> {
 
 /// `paybatch ledger export --url-env NAME`: the PostgreSQL ledger's export, the same lines as
 /// a sled ledger's.
-pub fn export(url_env: &str, output: Option<&PathBuf>) -> Result<ExitCode> {
-    let options = options(&url_from_env(url_env)?)?;
-    let (out, what): (Box<dyn Write + Send>, String) = match output {
-        Some(path) if path.as_os_str() != "-" => {
-            let f = kvp_format::owner_only::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            (Box::new(f), path.display().to_string())
-        }
-        _ => (Box::new(io::stdout()), "stdout".to_string()),
-    };
-    let out = BufWriter::with_capacity(1 << 16, out);
-    runtime()?.block_on(async {
-        let ledger = PgLedger::connect(options).await?;
-        match ledger.export(Box::new(out)).await {
-            Ok(lines) => {
-                tracing::info!(lines, to = %what, "ledger exported");
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(sequence_ledger::Error::Export { source })
-                if source.kind() == io::ErrorKind::BrokenPipe =>
-            {
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => Err(e.into()),
-        }
-    })
+/// The PostgreSQL ledger whose URL is in the environment variable `name`.
+///
+/// # Errors
+/// A missing or invalid URL (usage, exit 2); the connection.
+pub async fn connect_env(name: &str) -> Result<Arc<dyn SequenceLedger>> {
+    let options = options(&url_from_env(name)?)?;
+    Ok(Arc::new(PgLedger::connect(options).await?))
 }
