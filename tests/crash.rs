@@ -204,3 +204,63 @@ async fn the_spill_of_a_killed_run_is_removed_by_the_next_run() {
     let _ = stop.send(());
     gateway.await.unwrap().unwrap();
 }
+
+/// A process killed while it wrote REQUEST_X leaves the publish's temporary file in the drop:
+/// hidden from the gateway and from listings, but holding the batch's card numbers. Killed
+/// right after reserving, with such files planted for every batch left `Reserved` (what a kill
+/// midway through the upload leaves), the resumed run removes exactly those — a temporary
+/// file of a number not being resumed stays — and processes every transaction once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_upload_removes_what_the_killed_one_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = world(dir.path(), 35);
+    let (stop, gateway) = spawn_gateway(world.gateway(true).await.unwrap());
+    let out = world.root.join("out.kvp");
+    let mut killed = submit_wait_cmd(&world.config, &world.input, &out);
+    killed.env("PAYBATCH_CRASH_AT", "orchestrator.after_reserve#2");
+    let killed = run(killed).await;
+    assert!(killed.status.code().is_none(), "{killed:?}");
+
+    let reserved: Vec<(String, u32)> = {
+        let ledger = sequence_ledger::Ledger::open_read_only(&world.ledger).unwrap();
+        ledger
+            .in_flight()
+            .unwrap()
+            .into_iter()
+            .filter(|(_, b)| b.state == sequence_ledger::BatchState::Reserved)
+            .map(|(a, b)| (a.to_string(), b.sequence.get()))
+            .collect()
+    };
+    assert!(!reserved.is_empty(), "the kill left a Reserved batch");
+    let mut planted = Vec::new();
+    for (account, seq) in &reserved {
+        let folder = world.root.join("drops").join(account).join("Request");
+        std::fs::create_dir_all(&folder).unwrap();
+        for kind in ["REQUEST", "PROCESS"] {
+            let temp = folder.join(format!(".{kind}_{seq}.KVP.paybatch-tmp.00000000deadbeef"));
+            std::fs::write(&temp, "xCardNum=4111111111111111&xExp=1230").unwrap();
+            planted.push(temp);
+        }
+    }
+    let (account, _) = &reserved[0];
+    let other = world
+        .root
+        .join("drops")
+        .join(account)
+        .join("Request")
+        .join(".REQUEST_999.KVP.paybatch-tmp.00000000deadbeef");
+    std::fs::write(&other, "not a batch being resumed").unwrap();
+
+    let resumed = run(submit_wait_cmd(&world.config, &world.input, &out)).await;
+    assert_eq!(resumed.status.code(), Some(0), "{resumed:?}");
+    for temp in &planted {
+        assert!(!temp.exists(), "{} is still there", temp.display());
+    }
+    assert!(
+        other.exists(),
+        "a temporary file of another number was removed"
+    );
+    check_invariants(&world, &out);
+    let _ = stop.send(());
+    gateway.await.unwrap().unwrap();
+}

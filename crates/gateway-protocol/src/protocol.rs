@@ -135,6 +135,21 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
         Ok(Inspection::default())
     }
 
+    /// Removes what interrupted uploads of batch `sequence` left in the drop: files that were
+    /// being written when their process was killed (or the upload cancelled), never published
+    /// and never seen by the gateway, but holding the batch's data — card numbers, for a
+    /// request. Never a published file. The driver calls it before it goes on with a batch
+    /// that a run before it may have been uploading (resumed or taken over while `Reserved` or
+    /// `RequestUploaded`). Returns how many files were removed; the default, for a gateway
+    /// whose uploads leave nothing behind, removes none.
+    ///
+    /// # Errors
+    /// Storage or transport failures.
+    async fn remove_unpublished(&self, sequence: SequenceNumber) -> Result<usize> {
+        let _ = sequence;
+        Ok(0)
+    }
+
     /// Removes what the gateway wrote for this batch (and only this batch), once its results
     /// are durably recorded. Idempotent.
     ///

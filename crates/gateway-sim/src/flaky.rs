@@ -107,6 +107,11 @@ impl Backend for FlakyBackend {
         self.inner.delete(path).await
     }
 
+    async fn remove_unpublished(&self, path: &str) -> storage_backends::Result<usize> {
+        self.gate("remove_unpublished", path).await?;
+        self.inner.remove_unpublished(path).await
+    }
+
     async fn get_stream(&self, path: &str) -> storage_backends::Result<ByteStream> {
         self.gate("get_stream", path).await?;
         self.inner.get_stream(path).await

@@ -99,6 +99,10 @@ impl Backend for DenyingDrop {
         self.check(true, path)?;
         self.inner.delete(path).await
     }
+    async fn remove_unpublished(&self, path: &str) -> storage_backends::Result<usize> {
+        self.check(true, path)?;
+        self.inner.remove_unpublished(path).await
+    }
     async fn get_stream(&self, path: &str) -> storage_backends::Result<ByteStream> {
         self.check(false, path)?;
         self.inner.get_stream(path).await

@@ -410,6 +410,20 @@ impl GatewayProtocol for SolaFileDrop {
             .map_err(|e| self.storage(&path, e))
     }
 
+    /// The temporary files of interrupted publishes of `REQUEST_X` and `PROCESS_X`.
+    async fn remove_unpublished(&self, sequence: SequenceNumber) -> Result<usize> {
+        let mut removed = 0;
+        for kind in [FileKind::Request, FileKind::Process] {
+            let path = Self::path(kind, sequence);
+            removed += self
+                .backend
+                .remove_unpublished(&path)
+                .await
+                .map_err(|e| self.storage(&path, e))?;
+        }
+        Ok(removed)
+    }
+
     async fn poll(&self, batch: &BatchRef) -> Result<PollResult> {
         let sequence = batch.sequence;
         let path = Self::path(FileKind::Complete, sequence);

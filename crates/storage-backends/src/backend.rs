@@ -142,6 +142,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Removes a file; removing a file that is not there succeeds.
     async fn delete(&self, path: &str) -> Result<()>;
 
+    /// Removes what interrupted publishes of `path` left beside it: the temporary files of
+    /// an atomic publish that never finished (the process was killed, or the upload's future
+    /// dropped, while it wrote). They are hidden from listings and never become `path`, but
+    /// they hold the data — card numbers, for a REQUEST. Only names this crate's publishes make
+    /// for `path` are touched, never `path` itself or another file. Returns how many were
+    /// removed; backends whose publishes leave nothing visible behind (S3) remove nothing.
+    async fn remove_unpublished(&self, path: &str) -> Result<usize>;
+
     /// Reads a file as a stream of chunks, in constant memory.
     ///
     /// # Errors
@@ -261,6 +269,13 @@ pub(crate) fn temp_name(name: &str) -> String {
     format!(".{name}.paybatch-tmp.{:016x}", fastrand::u64(..))
 }
 
+/// Whether `name` is one of the temporary names [`temp_name`] makes for `target`.
+pub(crate) fn is_temp_of(name: &str, target: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|rest| rest.strip_prefix(target))
+        .is_some_and(|rest| rest.starts_with(".paybatch-tmp."))
+}
+
 /// Whether a file name is one of [`temp_name`]'s.
 pub(crate) fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(".paybatch-tmp.")
@@ -290,6 +305,13 @@ mod tests {
         for (name, want) in cases {
             assert_eq!(is_temp_name(name), want, "{name}");
         }
+        assert!(is_temp_of(&t, "REQUEST_1.KVP"));
+        assert!(
+            !is_temp_of(&t, "REQUEST_1"),
+            "another file's name is a prefix of it"
+        );
+        assert!(!is_temp_of(&temp_name("REQUEST_11.KVP"), "REQUEST_1.KVP"));
+        assert!(!is_temp_of("REQUEST_1.KVP", "REQUEST_1.KVP"));
     }
 
     #[test]

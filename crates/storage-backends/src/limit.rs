@@ -98,6 +98,11 @@ impl Backend for LimitBackend {
         self.inner.delete(path).await
     }
 
+    async fn remove_unpublished(&self, path: &str) -> Result<usize> {
+        let _slot = self.slot(path).await?;
+        self.inner.remove_unpublished(path).await
+    }
+
     async fn get_stream(&self, path: &str) -> Result<ByteStream> {
         let slot = self.slot(path).await?;
         let stream = self.inner.get_stream(path).await?;
@@ -169,6 +174,9 @@ mod tests {
         }
         async fn delete(&self, p: &str) -> Result<()> {
             self.inner.delete(p).await
+        }
+        async fn remove_unpublished(&self, p: &str) -> Result<usize> {
+            self.inner.remove_unpublished(p).await
         }
         async fn get_stream(&self, p: &str) -> Result<ByteStream> {
             self.inner.get_stream(p).await

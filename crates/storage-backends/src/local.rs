@@ -17,7 +17,7 @@ use futures::StreamExt;
 
 use crate::backend::{
     Backend, ByteStream, Capabilities, LargeUpload, ObjectMeta, PutIfAbsent, Replace, is_temp_name,
-    reader_stream, split_parent, temp_name,
+    is_temp_of, reader_stream, split_parent, temp_name,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::location::{Location, Target, check_path};
@@ -311,6 +311,36 @@ impl Backend for LocalBackend {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::from_io(shown, "delete", e)),
         }
+    }
+
+    async fn remove_unpublished(&self, path: &str) -> Result<usize> {
+        let paths = self.publish_paths(path)?;
+        blocking(paths.shown.clone(), move || {
+            let Some(target) = paths.target.file_name().and_then(|n| n.to_str()) else {
+                return Ok(0);
+            };
+            let dir = match std::fs::read_dir(&paths.parent) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(Error::from_io(paths.shown, "list", e)),
+            };
+            let mut removed = 0;
+            for entry in dir {
+                let entry = entry.map_err(|e| Error::from_io(paths.shown.clone(), "list", e))?;
+                let name = entry.file_name();
+                if name.to_str().is_some_and(|n| is_temp_of(n, target)) {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(Error::from_io(paths.shown, "delete temporary file", e));
+                        }
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
     }
 
     async fn get_stream(&self, path: &str) -> Result<ByteStream> {

@@ -120,6 +120,13 @@ impl Backend for RetryBackend {
         self.run("delete", path, || self.inner.delete(path)).await
     }
 
+    async fn remove_unpublished(&self, path: &str) -> Result<usize> {
+        self.run("remove_unpublished", path, || {
+            self.inner.remove_unpublished(path)
+        })
+        .await
+    }
+
     async fn get_stream(&self, path: &str) -> Result<ByteStream> {
         self.run("get_stream", path, || self.inner.get_stream(path))
             .await
@@ -213,6 +220,9 @@ mod tests {
                 "no",
                 None,
             ))
+        }
+        async fn remove_unpublished(&self, p: &str) -> Result<usize> {
+            self.inner.remove_unpublished(p).await
         }
         async fn get_stream(&self, p: &str) -> Result<ByteStream> {
             self.inner.get_stream(p).await

@@ -286,6 +286,14 @@ impl Backend for S3Backend {
         }
     }
 
+    /// A put is one request and a large upload a multipart upload: neither leaves an object
+    /// behind when it is interrupted (an unfinished multipart upload is invisible and is
+    /// reclaimed by the bucket's lifecycle rule for aborted uploads).
+    async fn remove_unpublished(&self, path: &str) -> Result<usize> {
+        self.key(path)?;
+        Ok(0)
+    }
+
     async fn get_stream(&self, path: &str) -> Result<ByteStream> {
         let (key, shown) = self.key(path)?;
         let result = self

@@ -25,6 +25,7 @@ impl Worker {
         self.check_reference(&rec)?;
         match rec.state {
             BatchState::Reserved | BatchState::RequestUploaded => {
+                self.remove_unpublished(sequence).await;
                 let (payload, bindings) = self.build(sequence, positions)?;
                 self.check_same_transactions(&rec, &bindings, &payload)?;
                 let lines = positions.len() as u64;
@@ -116,6 +117,7 @@ impl Worker {
     /// polled and collected like any other.
     async fn take_over(&self, rec: &BatchRecord) -> Result<()> {
         let sequence = rec.sequence;
+        self.remove_unpublished(sequence).await;
         if rec.state == BatchState::Reserved {
             let reason = format!(
                 "released at a takeover by {}: reserved by a process that lost the account's lease before triggering it; its transactions go into a new batch when their input is run again",
@@ -162,6 +164,22 @@ impl Worker {
         )
         .await?;
         self.wait_and_collect(sequence, rec.line_count, true).await
+    }
+
+    /// Removes what an upload of `sequence` interrupted by a crash left in the drop (its
+    /// temporary files hold the batch's card data). Best effort: a failure is logged and the
+    /// batch goes on (the files are hidden from the gateway and from listings; a batch still
+    /// unfinished is tried again at its next resume).
+    async fn remove_unpublished(&self, sequence: SequenceNumber) {
+        match self.protocol.remove_unpublished(sequence).await {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(account = %self.account, %sequence, removed, "removed the temporary files of an interrupted upload");
+            }
+            Err(e) => {
+                tracing::warn!(account = %self.account, %sequence, error = %e, "cannot remove the temporary files of an interrupted upload");
+            }
+        }
     }
 
     /// Refuses to go on with an unfinished batch that the gateway would now be asked about

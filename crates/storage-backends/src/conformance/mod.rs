@@ -464,6 +464,66 @@ pub async fn failed_stream_leaves_nothing(b: &dyn Backend) -> CaseResult {
     })
 }
 
+/// An upload interrupted midway (its future dropped while the data is still coming, as a
+/// killed process or a cancelled call leaves it) leaves nothing a listing shows, and
+/// `remove_unpublished` then removes whatever it left beside the file — on a backend that
+/// publishes through temporary files, at least that one — without touching the file itself or
+/// a neighbour whose name starts the same way; a second call finds nothing.
+pub async fn unpublished_leftovers(b: &dyn Backend) -> CaseResult {
+    let path = "unpublished/REQUEST_3.KVP";
+    let neighbour = "unpublished/REQUEST_33.KVP";
+    b.put(path, Bytes::from_static(b"old")).await.ctx("put")?;
+    b.put(neighbour, Bytes::from_static(b"neighbour"))
+        .await
+        .ctx("put neighbour")?;
+    let stalled: ByteStream = futures::stream::iter(vec![Ok(Bytes::from(vec![b'x'; 64 * 1024]))])
+        .chain(futures::stream::pending())
+        .boxed();
+    let upload = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        b.put_stream(path, stalled),
+    )
+    .await;
+    check(upload.is_err(), || {
+        format!("a stalled upload finished: {upload:?}")
+    })?;
+    let listed: Vec<String> = b
+        .list("unpublished")
+        .await
+        .ctx("list")?
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    check(listed == [path, neighbour], || {
+        format!("listed after the interrupted upload: {listed:?}")
+    })?;
+    let removed = b.remove_unpublished(path).await.ctx("remove_unpublished")?;
+    if b.capabilities().large_upload == crate::LargeUpload::TempFileRename {
+        check(removed >= 1, || {
+            "the interrupted upload's temporary file was not found".into()
+        })?;
+    }
+    let again = b
+        .remove_unpublished(path)
+        .await
+        .ctx("remove_unpublished again")?;
+    check(again == 0, || format!("a second call removed {again}"))?;
+    check(b.get(path).await.ctx("get")?.as_ref() == b"old", || {
+        "the published file changed".into()
+    })?;
+    check(
+        b.get(neighbour).await.ctx("get neighbour")?.as_ref() == b"neighbour",
+        || "the neighbour changed".into(),
+    )?;
+    check(
+        b.remove_unpublished("unpublished/none_here")
+            .await
+            .ctx("missing")?
+            == 0,
+        || "removed something for a name never written".into(),
+    )
+}
+
 /// `put_file` uploads a local file, `get_to_file` downloads it, `exists` sees it; a missing
 /// local file is reported against its local path.
 pub async fn file_helpers(b: &dyn Backend) -> CaseResult {
@@ -523,5 +583,6 @@ pub async fn run_quick(b: &dyn Backend) -> Vec<(&'static str, CaseResult)> {
             failed_stream_leaves_nothing(b).await,
         ),
         ("file_helpers", file_helpers(b).await),
+        ("unpublished_leftovers", unpublished_leftovers(b).await),
     ]
 }

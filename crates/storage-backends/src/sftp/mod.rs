@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use self::connection::{ConnKey, Connection, Live, POSIX_RENAME, Timeouts, map_sftp, shared};
 use crate::backend::{
     Backend, ByteStream, Capabilities, LargeUpload, ObjectMeta, PutIfAbsent, Replace, is_temp_name,
-    one_chunk, reader_stream, split_parent, temp_name,
+    is_temp_of, one_chunk, reader_stream, split_parent, temp_name,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::location::{Location, Target, check_path};
@@ -508,6 +508,40 @@ impl Backend for SftpBackend {
         });
         self.timed(&self.location.display_path(path), "delete", work)
             .await
+    }
+
+    async fn remove_unpublished(&self, path: &str) -> Result<usize> {
+        let (remote, shown) = self.remote(path)?;
+        let (folder, target) = split_parent(&remote);
+        // A file at the server's root ("/x") splits into "" and "x".
+        let folder = if folder.is_empty() && remote.starts_with('/') {
+            "/"
+        } else {
+            folder
+        };
+        let (folder, target) = (folder.to_owned(), target.to_owned());
+        let work = self.with_session(&shown, |live, shown| async move {
+            let entries = match live.sftp.read_dir(folder.as_str()).await {
+                Ok(entries) => entries,
+                Err(e) if is_status(&e, StatusCode::NoSuchFile) => return Ok(0),
+                Err(e) => return Err(map_sftp(shown.clone(), "list", e)),
+            };
+            let mut removed = 0;
+            for entry in entries {
+                let name = entry.file_name();
+                if !is_temp_of(&name, &target) {
+                    continue;
+                }
+                let file = format!("{}/{name}", folder.trim_end_matches('/'));
+                match live.sftp.remove_file(file).await {
+                    Ok(()) => removed += 1,
+                    Err(e) if is_status(&e, StatusCode::NoSuchFile) => {}
+                    Err(e) => return Err(map_sftp(shown.clone(), "delete temporary file", e)),
+                }
+            }
+            Ok(removed)
+        });
+        self.timed(&shown, "remove_unpublished", work).await
     }
 
     async fn get_stream(&self, path: &str) -> Result<ByteStream> {
