@@ -19,11 +19,14 @@ mod logging;
 /// workers and the blocking pool's threads (a batch is built on one, written on another), so
 /// every arena ended up holding freed memory: a million-transaction submit peaked at 241 MiB
 /// with the default and 169 MiB with one arena, at the same CPU (`cargo bench --bench
-/// throughput`). Set before any thread starts; `MALLOC_ARENA_MAX` in the environment wins.
+/// throughput`). Set before any thread starts; an arena limit in the environment
+/// (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`) wins.
 #[allow(unsafe_code)]
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none()
+        && !std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max"))
+    {
         // SAFETY: mallopt only sets a malloc parameter; no other thread exists yet.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 1);

@@ -382,13 +382,14 @@ impl GatewayProtocol for SolaFileDrop {
             }
             Err(e) => return Err(self.storage(&path, e)),
         }
-        let want: [u8; 32] = Sha256::digest(&payload).into();
         let back = self
             .backend
             .get(&path)
             .await
             .map_err(|e| self.storage(&path, e))?;
-        if back.len() != payload.len() || <[u8; 32]>::from(Sha256::digest(&back)) != want {
+        // Compared byte for byte: as strong as any digest, and a memcmp instead of two
+        // SHA-256 passes over the file (2 % of a million-transaction submit's CPU).
+        if back != payload {
             return Err(self.protocol(
                 sequence,
                 format!(
