@@ -1,5 +1,7 @@
 //! The CPU floor of one batch's file-system work on this machine: the system calls that the
-//! order of steps requires for one batch on a local drop, done one after another by one thread
+//! order of steps cannot do without for one batch on a local drop (not the submit's checks
+//! around them: the REQUEST read back, the look for foreign answers, polls that find nothing),
+//! done one after another by one thread
 //! with nothing else around them (no ledger engine, no async runtime, no threads to hand work
 //! to). What `paybatch submit` spends per batch above this is its own overhead; what it
 //! spends below this it cannot spend without dropping an fsync that safety needs.

@@ -242,25 +242,74 @@ async fn a_resumed_upload_removes_what_the_killed_one_left() {
             planted.push(temp);
         }
     }
-    let (account, _) = &reserved[0];
-    let other = world
-        .root
-        .join("drops")
-        .join(account)
-        .join("Request")
-        .join(".REQUEST_999.KVP.paybatch-tmp.00000000deadbeef");
-    std::fs::write(&other, "not a batch being resumed").unwrap();
+    // Temporary files of numbers not being resumed, one of whose names starts the same way.
+    let (account, seq) = &reserved[0];
+    let request = world.root.join("drops").join(account).join("Request");
+    let others = [
+        request.join(".REQUEST_999.KVP.paybatch-tmp.00000000deadbeef"),
+        request.join(format!(".REQUEST_{seq}0.KVP.paybatch-tmp.00000000deadbeef")),
+    ];
+    for other in &others {
+        std::fs::write(other, "not a batch being resumed").unwrap();
+    }
 
     let resumed = run(submit_wait_cmd(&world.config, &world.input, &out)).await;
     assert_eq!(resumed.status.code(), Some(0), "{resumed:?}");
     for temp in &planted {
         assert!(!temp.exists(), "{} is still there", temp.display());
     }
-    assert!(
-        other.exists(),
-        "a temporary file of another number was removed"
-    );
+    for other in &others {
+        assert!(other.exists(), "{} was removed", other.display());
+    }
     check_invariants(&world, &out);
     let _ = stop.send(());
     gateway.await.unwrap().unwrap();
+}
+
+/// Abandoning a batch that a killed run was uploading removes what the upload left in the
+/// drop (no run resumes an abandoned batch to do it), and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoning_a_batch_removes_what_its_killed_upload_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = world(dir.path(), 36);
+    let out = world.root.join("out.kvp");
+    let mut killed = submit_wait_cmd(&world.config, &world.input, &out);
+    killed.env("PAYBATCH_CRASH_AT", "orchestrator.after_reserve#1");
+    let killed = run(killed).await;
+    assert!(killed.status.code().is_none(), "{killed:?}");
+    let (account, seq) = {
+        let ledger = sequence_ledger::Ledger::open_read_only(&world.ledger).unwrap();
+        let (a, b) = ledger
+            .in_flight()
+            .unwrap()
+            .into_iter()
+            .find(|(_, b)| b.state == sequence_ledger::BatchState::Reserved)
+            .expect("a Reserved batch");
+        (a.to_string(), b.sequence.get())
+    };
+    let folder = world.root.join("drops").join(&account).join("Request");
+    std::fs::create_dir_all(&folder).unwrap();
+    let temp = folder.join(format!(".REQUEST_{seq}.KVP.paybatch-tmp.0000000000c0ffee"));
+    std::fs::write(&temp, "xCardNum=4111111111111111").unwrap();
+
+    let resolved = common::paybatch(&[
+        "resolve",
+        "--config",
+        world.config.to_str().unwrap(),
+        "--account",
+        &account,
+        "--seq",
+        &seq.to_string(),
+        "--abandon",
+        "--reason",
+        "test: never sent",
+    ]);
+    let stderr = String::from_utf8_lossy(&resolved.stderr);
+    assert_eq!(resolved.status.code(), Some(0), "{stderr}");
+    assert!(!temp.exists());
+    // At least the planted one (the killed run may have been uploading it for real).
+    assert!(
+        stderr.contains("temporary file(s) an interrupted upload left in the drop"),
+        "{stderr}"
+    );
 }

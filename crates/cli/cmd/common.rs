@@ -33,6 +33,18 @@ pub fn load_settings(config: Option<&Path>) -> Result<Settings> {
 /// # Errors
 /// A URL that cannot be parsed (a usage error); an unreachable database or a refused login.
 pub async fn shared_ledger(settings: &Settings) -> Result<Option<Arc<dyn SequenceLedger>>> {
+    let Some(options) = shared_ledger_options(settings)? else {
+        return Ok(None);
+    };
+    let describe = options.describe();
+    let ledger = ledger_postgres::PgLedger::connect(options)
+        .await
+        .with_context(|| format!("cannot open the shared ledger {describe}"))?;
+    Ok(Some(Arc::new(ledger)))
+}
+
+/// The connection options of the shared ledger the settings name, if any.
+fn shared_ledger_options(settings: &Settings) -> Result<Option<ledger_postgres::PgOptions>> {
     let Some(url) = settings.ledger_url() else {
         return Ok(None);
     };
@@ -41,11 +53,45 @@ pub async fn shared_ledger(settings: &Settings) -> Result<Option<Arc<dyn Sequenc
     if let Some(ca) = &settings.ledger.ca_file {
         options = options.ca_file(ca);
     }
+    Ok(Some(options))
+}
+
+/// [`shared_ledger`] for commands that only read: the schema is left as it is, and one that is
+/// not up to date is refused (`paybatch ledger migrate` brings it up to date).
+///
+/// # Errors
+/// As [`shared_ledger`]; a schema older or newer than this code.
+pub async fn shared_ledger_for_reading(
+    settings: &Settings,
+) -> Result<Option<Arc<dyn SequenceLedger>>> {
+    match shared_ledger_options(settings)? {
+        Some(options) => Ok(Some(connect_for_reading(options).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Connects to a PostgreSQL ledger without changing its schema, which must be up to date.
+///
+/// # Errors
+/// An unreachable database or a refused login; a schema older or newer than this code.
+pub async fn connect_for_reading(
+    options: ledger_postgres::PgOptions,
+) -> Result<Arc<dyn SequenceLedger>> {
     let describe = options.describe();
-    let ledger = ledger_postgres::PgLedger::connect(options)
+    let ledger = ledger_postgres::PgLedger::connect_without_migrating(options)
         .await
         .with_context(|| format!("cannot open the shared ledger {describe}"))?;
-    Ok(Some(Arc::new(ledger)))
+    let pending = ledger
+        .pending_migrations()
+        .await
+        .with_context(|| format!("cannot read the schema of the shared ledger {describe}"))?;
+    if !pending.is_empty() {
+        return Err(usage_error(format!(
+            "the shared ledger {describe} is not at this version's schema ({} step(s) to apply); run `paybatch ledger migrate` first",
+            pending.len()
+        )));
+    }
+    Ok(Arc::new(ledger))
 }
 
 /// An engine builder over the ledger the settings name: the shared ledger when a URL is set

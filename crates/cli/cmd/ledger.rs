@@ -8,8 +8,9 @@
 //! `--ledger PATH`. `show` and `export` open a sled ledger read-only
 //! (`Ledger::open_read_only`: a shared lock while the database is copied to a private
 //! temporary directory; no file of the ledger is written).
-//! `set-floor` and `prune` open it read-write. While a `submit` or `collect` holds the ledger
-//! all of them fail with "ledger ... is in use by pid N".
+//! `set-floor` and `prune` open it read-write. While a `submit` or `collect` holds a sled
+//! ledger all of them fail with "ledger ... is in use by pid N"; a shared PostgreSQL ledger is
+//! read and written beside the runs (`show` and `export` leave its schema alone).
 
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
@@ -99,7 +100,7 @@ pub struct SetFloorArgs {
 
 /// Arguments of `paybatch ledger show`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("where").required(true).args(["config", "ledger"])))]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["config", "ledger", "url_env"])))]
 pub struct ShowArgs {
     /// Config file: the ledger it names (`[ledger] url`/`url_env` for the shared PostgreSQL
     /// ledger, else `[ledger] path`).
@@ -108,6 +109,9 @@ pub struct ShowArgs {
     /// The ledger directory (a sled ledger), instead of --config.
     #[arg(long, value_name = "PATH")]
     pub ledger: Option<PathBuf>,
+    /// The environment variable holding a PostgreSQL ledger's URL, instead of --config.
+    #[arg(long, value_name = "NAME")]
+    pub url_env: Option<String>,
     /// Only this account, with all its batches.
     #[arg(long, value_name = "ACCOUNT")]
     pub account: Option<String>,
@@ -379,7 +383,8 @@ struct ShowView {
 /// The ledger a reading command names, opened for reading only, and what to call it: `--ledger
 /// PATH` (sled, read-only: see the module docs), `--url-env NAME` (PostgreSQL), or the ledger
 /// `--config FILE` names — the shared one when `[ledger] url` (or `url_env`,
-/// `PAYBATCH__LEDGER__URL`) is set, else the sled ledger at `[ledger] path`, read-only.
+/// `PAYBATCH__LEDGER__URL`) is set, else the sled ledger at `[ledger] path`, read-only. A
+/// PostgreSQL ledger's schema is not changed: one not up to date is refused.
 async fn reader(
     config: Option<&Path>,
     path: Option<&Path>,
@@ -392,13 +397,13 @@ async fn reader(
     match (config, path, url_env) {
         (_, Some(path), _) => sled(path),
         (_, None, Some(name)) => {
-            let ledger = super::ledger_shared::connect_env(name).await?;
+            let ledger = super::ledger_shared::connect_env_for_reading(name).await?;
             let name = ledger.describe();
             Ok((ledger, name))
         }
         (Some(config), None, None) => {
             let settings = super::common::load_settings(Some(config))?;
-            match super::common::shared_ledger(&settings).await? {
+            match super::common::shared_ledger_for_reading(&settings).await? {
                 Some(ledger) => {
                     let name = ledger.describe();
                     Ok((ledger, name))
@@ -406,7 +411,9 @@ async fn reader(
                 None => sled(&settings.ledger.path),
             }
         }
-        (None, None, None) => Err(usage_error("give --config FILE or --ledger PATH")),
+        (None, None, None) => Err(usage_error(
+            "give --config FILE, --ledger PATH or --url-env NAME",
+        )),
     }
 }
 
@@ -416,7 +423,12 @@ fn show(args: &ShowArgs) -> Result<ExitCode> {
         None => None,
     };
     let view = super::common::default_runtime()?.block_on(async {
-        let (ledger, name) = reader(args.config.as_deref(), args.ledger.as_deref(), None).await?;
+        let (ledger, name) = reader(
+            args.config.as_deref(),
+            args.ledger.as_deref(),
+            args.url_env.as_deref(),
+        )
+        .await?;
         let accounts = match &only {
             Some(a) => vec![a.clone()],
             None => ledger.accounts().await?,
@@ -564,22 +576,23 @@ fn write_text(out: &mut impl Write, view: &ShowView) -> io::Result<()> {
 }
 
 fn export(args: &ExportArgs) -> Result<ExitCode> {
-    let (out, what): (Box<dyn Write + Send>, String) = match &args.output {
-        Some(path) if path.as_os_str() != "-" => {
-            let f = kvp_format::owner_only::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            (Box::new(f), path.display().to_string())
-        }
-        _ => (Box::new(io::stdout()), "stdout".to_string()),
-    };
-    let out = BufWriter::with_capacity(1 << 16, out);
     super::common::default_runtime()?.block_on(async {
+        // The ledger first: a ledger in use must not cost the old export file.
         let (ledger, _) = reader(
             args.config.as_deref(),
             args.ledger.as_deref(),
             args.url_env.as_deref(),
         )
         .await?;
+        let (out, what): (Box<dyn Write + Send>, String) = match &args.output {
+            Some(path) if path.as_os_str() != "-" => {
+                let f = kvp_format::owner_only::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                (Box::new(f), path.display().to_string())
+            }
+            _ => (Box::new(io::stdout()), "stdout".to_string()),
+        };
+        let out = BufWriter::with_capacity(1 << 16, out);
         match ledger.export(Box::new(out)).await {
             Ok(lines) => {
                 tracing::info!(lines, to = %what, "ledger exported");

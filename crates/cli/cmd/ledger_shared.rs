@@ -208,11 +208,11 @@ async fn export_to_vec(ledger: &dyn SequenceLedger) -> Result<Vec<u8>> {
 
 /// `paybatch ledger export --url-env NAME`: the PostgreSQL ledger's export, the same lines as
 /// a sled ledger's.
-/// The PostgreSQL ledger whose URL is in the environment variable `name`.
+/// The PostgreSQL ledger whose URL is in the environment variable `name`, for reading (its
+/// schema is not changed and must be up to date).
 ///
 /// # Errors
-/// A missing or invalid URL (usage, exit 2); the connection.
-pub async fn connect_env(name: &str) -> Result<Arc<dyn SequenceLedger>> {
-    let options = options(&url_from_env(name)?)?;
-    Ok(Arc::new(PgLedger::connect(options).await?))
+/// A missing or invalid URL (usage, exit 2); the connection; the schema.
+pub async fn connect_env_for_reading(name: &str) -> Result<Arc<dyn SequenceLedger>> {
+    super::common::connect_for_reading(options(&url_from_env(name)?)?).await
 }

@@ -10,15 +10,20 @@
 //! free: their process is gone, and so is any use for their contents.
 //!
 //! A sibling is removed only when all of these hold, so a live job's folder is never touched:
-//! its name starts with one of our prefixes, it is a folder (not a link), it holds
-//! `owner.lock` and this user can open it, that lock is free, and the folder has not changed for
-//! [`ABANDONED_AFTER`] (which closes the moment between making a folder and locking it).
+//! its name starts with one of our prefixes; it is a folder (not a link) of this user's, mode
+//! 0700, as ours are; it is not one of this process's own (a lock on a network file system may
+//! be per process); it holds `owner.lock` and that lock is free; and the folder has not changed
+//! for [`ABANDONED_AFTER`] (a folder is made, then locked; a new folder whose lock is already
+//! gone fails its job instead of running unlocked).
 //! Folders without `owner.lock` (made by versions before this one) are left alone: without a
 //! lock there is no telling whether their process still runs.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
@@ -32,13 +37,28 @@ const LOCK: &str = "owner.lock";
 /// How long a folder must have been unchanged before it can count as abandoned.
 pub(crate) const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
+/// This process's own scratch folders, never taken for abandoned ones.
+static OURS: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+fn ours() -> std::sync::MutexGuard<'static, Option<HashSet<PathBuf>>> {
+    OURS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// An owner-only scratch folder under `TMPDIR`, locked while this value lives and removed
 /// when it is dropped.
 #[derive(Debug)]
 pub(crate) struct ScratchDir {
-    /// Declared before `dir`: the lock is let go of before the folder is removed.
-    _lock: File,
+    /// Declared before `_lock`: the folder is removed while it is still locked.
     dir: tempfile::TempDir,
+    _lock: File,
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if let Some(set) = ours().as_mut() {
+            set.remove(self.dir.path());
+        }
+    }
 }
 
 impl ScratchDir {
@@ -49,8 +69,9 @@ impl ScratchDir {
     /// # Errors
     /// [`Error::Io`] when the folder or its lock cannot be made.
     pub(crate) fn create(prefix: &str) -> Result<ScratchDir> {
+        let scratch = ScratchDir::create_in(&std::env::temp_dir(), prefix)?;
         let parent = std::env::temp_dir();
-        let removed = remove_abandoned(&parent, SystemTime::now());
+        let removed = remove_abandoned(&parent, scratch.path(), SystemTime::now());
         if removed > 0 {
             tracing::info!(
                 folder = %parent.display(),
@@ -58,6 +79,12 @@ impl ScratchDir {
                 "removed scratch folders left by paybatch processes that were killed"
             );
         }
+        Ok(scratch)
+    }
+
+    /// A new locked scratch folder in `parent` (no sweep).
+    fn create_in(parent: &Path, prefix: &str) -> Result<ScratchDir> {
+        let parent = parent.to_path_buf();
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .permissions(kvp_format::owner_only::dir_permissions())
@@ -75,9 +102,24 @@ impl ScratchDir {
                 },
             )
         })?;
+        // The folder could have been taken for abandoned between its making and its locking
+        // (a process stopped for over a minute there): then the lock is on a removed file.
+        let still_ours = std::fs::metadata(&path)
+            .ok()
+            .zip(lock.metadata().ok())
+            .is_some_and(|(named, held)| named.ino() == held.ino() && named.dev() == held.dev());
+        if !still_ours {
+            return Err(Error::io(
+                &path,
+                std::io::Error::other("the scratch folder was removed while it was being made"),
+            ));
+        }
         // For a person looking at the folder; the lock, not this, decides.
         writeln!(lock, "{}", std::process::id()).map_err(|e| Error::io(&path, e))?;
-        Ok(ScratchDir { _lock: lock, dir })
+        ours()
+            .get_or_insert_with(HashSet::new)
+            .insert(dir.path().to_path_buf());
+        Ok(ScratchDir { dir, _lock: lock })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -86,8 +128,12 @@ impl ScratchDir {
 }
 
 /// Removes the abandoned scratch folders in `parent` (see the module docs) as of `now`, and
-/// returns how many.
-pub(crate) fn remove_abandoned(parent: &Path, now: SystemTime) -> usize {
+/// returns how many. `mine` is a scratch folder this process just made: only folders of its
+/// owner are candidates.
+pub(crate) fn remove_abandoned(parent: &Path, mine: &Path, now: SystemTime) -> usize {
+    let Ok(uid) = std::fs::metadata(mine).map(|m| m.uid()) else {
+        return 0;
+    };
     let Ok(entries) = std::fs::read_dir(parent) else {
         return 0;
     };
@@ -99,7 +145,8 @@ pub(crate) fn remove_abandoned(parent: &Path, now: SystemTime) -> usize {
             continue;
         }
         let path = entry.path();
-        if abandoned(&path, now) {
+        let own = ours().as_ref().is_some_and(|set| set.contains(&path));
+        if !own && abandoned(&path, uid, now) {
             match std::fs::remove_dir_all(&path) {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -112,8 +159,8 @@ pub(crate) fn remove_abandoned(parent: &Path, now: SystemTime) -> usize {
     removed
 }
 
-/// Whether `path` is a scratch folder whose process is gone.
-fn abandoned(path: &Path, now: SystemTime) -> bool {
+/// Whether `path` is a scratch folder of user `uid` whose process is gone.
+fn abandoned(path: &Path, uid: u32, now: SystemTime) -> bool {
     // symlink_metadata: a link named like ours is not ours to follow.
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return false;
@@ -123,12 +170,13 @@ fn abandoned(path: &Path, now: SystemTime) -> bool {
         .ok()
         .and_then(|m| now.duration_since(m).ok())
         .is_some_and(|age| age >= ABANDONED_AFTER);
-    if !meta.is_dir() || !quiet {
+    let like_ours =
+        meta.is_dir() && meta.uid() == uid && meta.permissions().mode() & 0o777 == 0o700;
+    if !like_ours || !quiet {
         return false;
     }
     let lock = PathBuf::from(path).join(LOCK);
-    // Read access is enough for flock. A missing lock file means "cannot tell"; another
-    // user's (0600) cannot be opened, so only this user's folders (or any, for root) go.
+    // Read access is enough for flock. A missing lock file means "cannot tell".
     let Ok(file) = OpenOptions::new().read(true).open(&lock) else {
         return false;
     };
@@ -149,6 +197,7 @@ mod tests {
     fn left(parent: &Path, name: &str, lock: Option<bool>) -> (PathBuf, Option<File>) {
         let dir = parent.join(name);
         std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         std::fs::write(dir.join("input.spill"), "xCardNum=4111111111111111").unwrap();
         let holder = lock.and_then(|held| {
             let f = File::create(dir.join(LOCK)).unwrap();
@@ -169,15 +218,19 @@ mod tests {
         let (live, _holder) = left(p, "paybatch-job-live", Some(true));
         let (legacy, _) = left(p, "paybatch-job-legacy", None);
         let (other, _) = left(p, "someone-elses-dead", Some(false));
+        let (open, _) = left(p, "paybatch-job-open-to-all", Some(false));
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::symlink(&dead_job, p.join("paybatch-job-link")).unwrap();
+        let mine = ScratchDir::create_in(p, "paybatch-job-").unwrap();
 
         // Nothing has been quiet long enough yet.
-        assert_eq!(remove_abandoned(p, SystemTime::now()), 0);
+        assert_eq!(remove_abandoned(p, mine.path(), SystemTime::now()), 0);
         let later = SystemTime::now() + ABANDONED_AFTER + Duration::from_secs(1);
-        assert_eq!(remove_abandoned(p, later), 2);
+        assert_eq!(remove_abandoned(p, mine.path(), later), 2);
         assert!(!dead_job.exists());
         assert!(!dead_results.exists());
-        for kept in [&live, &legacy, &other] {
+        assert!(mine.path().join(LOCK).exists(), "this process's own folder");
+        for kept in [&live, &legacy, &other, &open] {
             assert!(kept.join("input.spill").exists(), "{}", kept.display());
         }
         // The dangling link stays: it is not a folder of ours.
@@ -186,15 +239,19 @@ mod tests {
 
     #[test]
     fn a_scratch_folder_is_locked_while_it_lives_and_gone_after() {
-        let scratch = ScratchDir::create("paybatch-job-").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let scratch = ScratchDir::create_in(tmp.path(), "paybatch-job-").unwrap();
         let path = scratch.path().to_path_buf();
+        let uid = std::fs::metadata(&path).unwrap().uid();
         let later = SystemTime::now() + ABANDONED_AFTER + Duration::from_secs(1);
-        assert!(!abandoned(&path, later), "held by this value");
+        assert!(!abandoned(&path, uid, later), "held by this value");
+        assert!(ours().as_ref().unwrap().contains(&path));
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o700
         );
         drop(scratch);
         assert!(!path.exists());
+        assert!(!ours().as_ref().unwrap().contains(&path));
     }
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
-    AccountId, BatchRecord, Lease, LeaseOwner, SequenceLedger, SequenceLedgerExt, Transition,
+    AccountId, BatchRecord, BatchState, Lease, LeaseOwner, SequenceLedger, SequenceLedgerExt,
+    Transition,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -152,11 +153,55 @@ async fn decide_and_write(
         .resolve(lease, seq, transition, reason.to_owned())
         .await
     {
-        Ok(after) => Ok((before, after, notes)),
+        Ok(after) => {
+            if after.state == BatchState::Abandoned
+                && matches!(
+                    before.state,
+                    BatchState::Reserved | BatchState::RequestUploaded
+                )
+            {
+                remove_unpublished(settings, &before, &mut notes).await;
+            }
+            Ok((before, after, notes))
+        }
         Err(e) => Err(ResolveError::Refused {
             message: e.to_string(),
             notes,
         }),
+    }
+}
+
+/// After abandoning a batch that was being uploaded: removes what an upload killed midway left
+/// in the drop (its temporary files hold the batch's card data; no run resumes an abandoned
+/// batch to do it). Best effort: the outcome is a note.
+async fn remove_unpublished(
+    settings: &orchestrator::Settings,
+    batch: &sequence_ledger::BatchRecord,
+    notes: &mut Vec<String>,
+) {
+    let account = batch.account.as_str();
+    let seq = batch.sequence;
+    let removed = async {
+        let protocol = settings
+            .account(account)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        protocol
+            .remove_unpublished(seq)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    match removed {
+        Ok(0) => {}
+        Ok(n) => notes.push(format!(
+            "account {account} batch {seq}: removed {n} temporary file(s) an interrupted upload left in the drop"
+        )),
+        Err(e) => notes.push(format!(
+            "warning: account {account} batch {seq}: could not look for temporary files an interrupted upload may have left in the drop: {e}"
+        )),
     }
 }
 

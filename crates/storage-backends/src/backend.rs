@@ -269,11 +269,15 @@ pub(crate) fn temp_name(name: &str) -> String {
     format!(".{name}.paybatch-tmp.{:016x}", fastrand::u64(..))
 }
 
-/// Whether `name` is one of the temporary names [`temp_name`] makes for `target`.
+/// Whether `name` is exactly one of the temporary names [`temp_name`] makes for `target`
+/// (`.TARGET.paybatch-tmp.` and 16 lowercase hex digits, nothing more).
 pub(crate) fn is_temp_of(name: &str, target: &str) -> bool {
     name.strip_prefix('.')
         .and_then(|rest| rest.strip_prefix(target))
-        .is_some_and(|rest| rest.starts_with(".paybatch-tmp."))
+        .and_then(|rest| rest.strip_prefix(".paybatch-tmp."))
+        .is_some_and(|hex| {
+            hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
 }
 
 /// Whether a file name is one of [`temp_name`]'s.
@@ -312,6 +316,13 @@ mod tests {
         );
         assert!(!is_temp_of(&temp_name("REQUEST_11.KVP"), "REQUEST_1.KVP"));
         assert!(!is_temp_of("REQUEST_1.KVP", "REQUEST_1.KVP"));
+        for other in [
+            ".REQUEST_1.KVP.paybatch-tmp.bak",
+            ".REQUEST_1.KVP.paybatch-tmp.0123456789abcdef.old",
+            ".REQUEST_1.KVP.paybatch-tmp.0123456789ABCDEF",
+        ] {
+            assert!(!is_temp_of(other, "REQUEST_1.KVP"), "{other}");
+        }
     }
 
     #[test]

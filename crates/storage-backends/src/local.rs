@@ -328,7 +328,8 @@ impl Backend for LocalBackend {
             for entry in dir {
                 let entry = entry.map_err(|e| Error::from_io(paths.shown.clone(), "list", e))?;
                 let name = entry.file_name();
-                if name.to_str().is_some_and(|n| is_temp_of(n, target)) {
+                let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+                if is_file && name.to_str().is_some_and(|n| is_temp_of(n, target)) {
                     match std::fs::remove_file(entry.path()) {
                         Ok(()) => removed += 1,
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

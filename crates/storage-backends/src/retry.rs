@@ -21,7 +21,11 @@ use crate::options::RetryPolicy;
 /// here: when a `put_if_absent` attempt failed transiently and a later attempt finds the name
 /// taken, the first attempt may have landed; if the file holds exactly our bytes the put is
 /// reported as done, otherwise `AlreadyExists` stands. `put_stream` is not retried (a stream
-/// is consumed by the first attempt); `put_file` is, by reopening the file.
+/// is consumed by the first attempt); `put_file` is, by reopening the file. A write that
+/// failed transiently may have left its temporary file behind (a dropped connection ends the
+/// attempt before its own cleanup): once the write is over, those are removed
+/// ([`Backend::remove_unpublished`], best effort), so a retried upload leaves no copy of its
+/// data beside the file.
 #[derive(Debug)]
 pub struct RetryBackend {
     inner: Arc<dyn Backend>,
@@ -32,6 +36,42 @@ impl RetryBackend {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Backend>, policy: RetryPolicy) -> RetryBackend {
         RetryBackend { inner, policy }
+    }
+
+    /// [`RetryBackend::run`] for a write, then, if an attempt failed transiently, removes
+    /// what that attempt may have left beside `path`.
+    async fn write<T, F, Fut>(&self, op: &str, path: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut + Send,
+        Fut: Future<Output = Result<T>> + Send,
+        T: Send,
+    {
+        let failed_transiently = AtomicBool::new(false);
+        let result = self
+            .run(op, path, || {
+                let attempt = f();
+                let flag = &failed_transiently;
+                async move {
+                    let r = attempt.await;
+                    if r.as_ref().is_err_and(|e| e.is_transient()) {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    r
+                }
+            })
+            .await;
+        if failed_transiently.into_inner() {
+            match self.inner.remove_unpublished(path).await {
+                Ok(0) => {}
+                Ok(removed) => {
+                    tracing::info!(op, path, removed, "removed what failed attempts left");
+                }
+                Err(e) => {
+                    tracing::warn!(op, path, error = %e, "cannot remove what failed attempts left");
+                }
+            }
+        }
+        result
     }
 
     async fn run<T, F, Fut>(&self, op: &str, path: &str, mut f: F) -> Result<T>
@@ -74,14 +114,14 @@ impl Backend for RetryBackend {
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        self.run("put", path, || self.inner.put(path, data.clone()))
+        self.write("put", path, || self.inner.put(path, data.clone()))
             .await
     }
 
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
         let failed_transiently = AtomicBool::new(false);
         let result = self
-            .run("put_if_absent", path, || {
+            .write("put_if_absent", path, || {
                 let data = data.clone();
                 let flag = &failed_transiently;
                 async move {
@@ -137,7 +177,7 @@ impl Backend for RetryBackend {
     }
 
     async fn put_file(&self, path: &str, local: &Path) -> Result<u64> {
-        self.run("put_file", path, || self.inner.put_file(path, local))
+        self.write("put_file", path, || self.inner.put_file(path, local))
             .await
     }
 }
@@ -249,6 +289,20 @@ mod tests {
         };
         let retry = RetryBackend::new(flaky.clone(), policy);
         (dir, flaky, retry)
+    }
+
+    /// What a dropped attempt leaves (its temporary file) is removed once a write that failed
+    /// transiently is over, and only then.
+    #[tokio::test(start_paused = true)]
+    async fn a_retried_write_removes_what_failed_attempts_left() {
+        for (fail, kept) in [(0, true), (1, false)] {
+            let (dir, _flaky, retry) = setup(fail, false).await;
+            let left = dir.path().join(".a.paybatch-tmp.0123456789abcdef");
+            std::fs::write(&left, b"xCardNum=4111111111111111").unwrap();
+            retry.put("a", Bytes::from_static(b"1")).await.unwrap();
+            assert_eq!(left.exists(), kept, "{fail} failure(s)");
+            assert_eq!(retry.get("a").await.unwrap(), Bytes::from_static(b"1"));
+        }
     }
 
     #[tokio::test(start_paused = true)]

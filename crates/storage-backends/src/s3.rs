@@ -286,9 +286,11 @@ impl Backend for S3Backend {
         }
     }
 
-    /// A put is one request and a large upload a multipart upload: neither leaves an object
-    /// behind when it is interrupted (an unfinished multipart upload is invisible and is
-    /// reclaimed by the bucket's lifecycle rule for aborted uploads).
+    /// A put is one request: interrupted, it leaves nothing. A large upload is a multipart
+    /// upload, aborted when it fails; one cut short by a killed process (or a dropped future)
+    /// leaves parts that no listing or read shows but that the bucket keeps — with the
+    /// data — until a lifecycle rule (`AbortIncompleteMultipartUpload`) removes them: give
+    /// the drop's bucket one (`crates/storage-backends/README.md`). Nothing to remove here.
     async fn remove_unpublished(&self, path: &str) -> Result<usize> {
         self.key(path)?;
         Ok(0)

@@ -22,10 +22,15 @@ impl Worker {
     ) -> Result<BatchState> {
         let rec = self.ledger.batch(sequence).await?;
         debug!(account = %self.account, %sequence, state = rec.state.name(), "resuming batch");
+        if matches!(
+            rec.state,
+            BatchState::Reserved | BatchState::RequestUploaded
+        ) {
+            self.remove_unpublished(sequence).await;
+        }
         self.check_reference(&rec)?;
         match rec.state {
             BatchState::Reserved | BatchState::RequestUploaded => {
-                self.remove_unpublished(sequence).await;
                 let (payload, bindings) = self.build(sequence, positions)?;
                 self.check_same_transactions(&rec, &bindings, &payload)?;
                 let lines = positions.len() as u64;

@@ -476,16 +476,30 @@ pub async fn unpublished_leftovers(b: &dyn Backend) -> CaseResult {
     b.put(neighbour, Bytes::from_static(b"neighbour"))
         .await
         .ctx("put neighbour")?;
-    let stalled: ByteStream = futures::stream::iter(vec![Ok(Bytes::from(vec![b'x'; 64 * 1024]))])
-        .chain(futures::stream::pending())
-        .boxed();
-    let upload = tokio::time::timeout(
-        std::time::Duration::from_millis(500),
-        b.put_stream(path, stalled),
-    )
+    // Two chunks, then nothing more for ever; asked for a third, the upload has written
+    // the first (it has a temporary file by then), and the stream says so.
+    let asked_for_more = Arc::new(tokio::sync::Notify::new());
+    let mut served = 0;
+    let signal = asked_for_more.clone();
+    let stalled: ByteStream = futures::stream::poll_fn(move |_| {
+        served += 1;
+        if served <= 2 {
+            std::task::Poll::Ready(Some(Ok(Bytes::from(vec![b'x'; 64 * 1024]))))
+        } else {
+            signal.notify_one();
+            std::task::Poll::Pending
+        }
+    })
+    .boxed();
+    let upload = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        tokio::select! {
+            r = b.put_stream(path, stalled) => Some(r),
+            () = asked_for_more.notified() => None,
+        }
+    })
     .await;
-    check(upload.is_err(), || {
-        format!("a stalled upload finished: {upload:?}")
+    check(matches!(upload, Ok(None)), || {
+        format!("the stalled upload did not stall: {upload:?}")
     })?;
     let listed: Vec<String> = b
         .list("unpublished")

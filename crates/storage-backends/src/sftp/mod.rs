@@ -529,7 +529,7 @@ impl Backend for SftpBackend {
             let mut removed = 0;
             for entry in entries {
                 let name = entry.file_name();
-                if !is_temp_of(&name, &target) {
+                if !entry.file_type().is_file() || !is_temp_of(&name, &target) {
                     continue;
                 }
                 let file = format!("{}/{name}", folder.trim_end_matches('/'));
