@@ -6,8 +6,8 @@
 //! the process. A normal end, an error or Ctrl-C removes them; a SIGKILL, an OOM kill or a
 //! power cut cannot. So each folder holds `owner.lock`, locked (`flock`) by the process that
 //! made it for as long as it lives — the kernel lets go of the lock when the process dies,
-//! however it dies — and every new scratch folder first removes its siblings whose lock is
-//! free: their process is gone, and so is any use for their contents.
+//! however it dies — and each new scratch folder, once made and locked, removes its siblings
+//! whose lock is free: their process is gone, and so is any use for their contents.
 //!
 //! A sibling is removed only when all of these hold, so a live job's folder is never touched:
 //! its name starts with one of our prefixes; it is a folder (not a link) of this user's, mode
@@ -63,7 +63,7 @@ impl Drop for ScratchDir {
 
 impl ScratchDir {
     /// A new scratch folder named `prefix…` (one of [`PREFIXES`]) in the system's temporary
-    /// directory, after removing the abandoned ones there (best effort: a failure to remove
+    /// directory; then the abandoned ones there are removed (best effort: a failure to remove
     /// one is logged, not returned).
     ///
     /// # Errors
