@@ -215,6 +215,23 @@ fn export_writes_json_lines_without_card_data() {
         "the gateway's masked number is kept"
     );
     assert_eq!(files(&path), before, "export changed the ledger");
+    let folder: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".paybatch-export-"))
+        .collect();
+    assert!(folder.is_empty(), "temporary files left: {folder:?}");
+    // An export that cannot be made leaves the old file as it was.
+    let o = paybatch(&[
+        "ledger",
+        "export",
+        "--ledger",
+        dir.path().join("no-ledger-here").to_str().unwrap(),
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o).1);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), exported);
 }
 
 #[test]

@@ -584,17 +584,35 @@ fn export(args: &ExportArgs) -> Result<ExitCode> {
             args.url_env.as_deref(),
         )
         .await?;
-        let (out, what): (Box<dyn Write + Send>, String) = match &args.output {
+        // A file is written beside its name (0600) and renamed into place once whole: a failed
+        // export leaves the old file as it was, not a part of the new one.
+        let (out, what, file): (Box<dyn Write + Send>, String, _) = match &args.output {
             Some(path) if path.as_os_str() != "-" => {
-                let f = kvp_format::owner_only::create(path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-                (Box::new(f), path.display().to_string())
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let temp = tempfile::Builder::new()
+                    .prefix(".paybatch-export-")
+                    .tempfile_in(dir)
+                    .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+                let f = temp
+                    .reopen()
+                    .with_context(|| format!("cannot open {}", temp.path().display()))?;
+                (Box::new(f), path.display().to_string(), Some((temp, path)))
             }
-            _ => (Box::new(io::stdout()), "stdout".to_string()),
+            _ => (Box::new(io::stdout()), "stdout".to_string(), None),
         };
         let out = BufWriter::with_capacity(1 << 16, out);
         match ledger.export(Box::new(out)).await {
             Ok(lines) => {
+                if let Some((temp, path)) = file {
+                    temp.as_file()
+                        .sync_all()
+                        .with_context(|| format!("cannot write {}", temp.path().display()))?;
+                    temp.persist(path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
                 tracing::info!(lines, to = %what, "ledger exported");
                 Ok(ExitCode::SUCCESS)
             }

@@ -48,17 +48,27 @@ fn ours() -> std::sync::MutexGuard<'static, Option<HashSet<PathBuf>>> {
 /// when it is dropped.
 #[derive(Debug)]
 pub(crate) struct ScratchDir {
-    /// Declared before `_lock`: the folder is removed while it is still locked.
-    dir: tempfile::TempDir,
-    _lock: File,
+    path: PathBuf,
+    /// Taken in `drop`: the folder is removed while it is still locked and still ours.
+    dir: Option<tempfile::TempDir>,
+    lock: Option<File>,
 }
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
+        drop(self.dir.take());
+        drop(self.lock.take());
         if let Some(set) = ours().as_mut() {
-            set.remove(self.dir.path());
+            set.remove(&self.path);
         }
     }
+}
+
+/// The system's temporary directory, absolute (a relative `TMPDIR` would make the folders'
+/// paths and the sweep's listing disagree).
+fn temp_parent() -> PathBuf {
+    let tmp = std::env::temp_dir();
+    std::path::absolute(&tmp).unwrap_or(tmp)
 }
 
 impl ScratchDir {
@@ -69,8 +79,8 @@ impl ScratchDir {
     /// # Errors
     /// [`Error::Io`] when the folder or its lock cannot be made.
     pub(crate) fn create(prefix: &str) -> Result<ScratchDir> {
-        let scratch = ScratchDir::create_in(&std::env::temp_dir(), prefix)?;
-        let parent = std::env::temp_dir();
+        let parent = temp_parent();
+        let scratch = ScratchDir::create_in(&parent, prefix)?;
         let removed = remove_abandoned(&parent, scratch.path(), SystemTime::now());
         if removed > 0 {
             tracing::info!(
@@ -116,14 +126,17 @@ impl ScratchDir {
         }
         // For a person looking at the folder; the lock, not this, decides.
         writeln!(lock, "{}", std::process::id()).map_err(|e| Error::io(&path, e))?;
-        ours()
-            .get_or_insert_with(HashSet::new)
-            .insert(dir.path().to_path_buf());
-        Ok(ScratchDir { dir, _lock: lock })
+        let path = dir.path().to_path_buf();
+        ours().get_or_insert_with(HashSet::new).insert(path.clone());
+        Ok(ScratchDir {
+            path,
+            dir: Some(dir),
+            lock: Some(lock),
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 }
 

@@ -154,7 +154,8 @@ async fn decide_and_write(
         .await
     {
         Ok(after) => {
-            if after.state == BatchState::Abandoned
+            // Final now: no run resumes it to clean up after its upload.
+            if after.state.is_final()
                 && matches!(
                     before.state,
                     BatchState::Reserved | BatchState::RequestUploaded
@@ -171,9 +172,9 @@ async fn decide_and_write(
     }
 }
 
-/// After abandoning a batch that was being uploaded: removes what an upload killed midway left
-/// in the drop (its temporary files hold the batch's card data; no run resumes an abandoned
-/// batch to do it). Best effort: the outcome is a note.
+/// After abandoning (or marking unknown) a batch that was being uploaded: removes what an
+/// upload killed midway left in the drop (its temporary files hold the batch's card data, or
+/// the batch key; no run resumes a final batch to do it). Best effort: the outcome is a note.
 async fn remove_unpublished(
     settings: &orchestrator::Settings,
     batch: &sequence_ledger::BatchRecord,
