@@ -172,6 +172,19 @@ async fn decide_and_write(
     }
 }
 
+/// The gateway protocol of `account`, connected; errors as text for the operator's notes.
+async fn protocol_of(
+    settings: &orchestrator::Settings,
+    account: &str,
+) -> Result<Arc<dyn gateway_protocol::GatewayProtocol>, String> {
+    settings
+        .account(account)
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// After abandoning (or marking unknown) a batch that was being uploaded: removes what an
 /// upload killed midway left in the drop (its temporary files hold the batch's card data, or
 /// the batch key; no run resumes a final batch to do it). Best effort: the outcome is a note.
@@ -183,13 +196,8 @@ async fn remove_unpublished(
     let account = batch.account.as_str();
     let seq = batch.sequence;
     let removed = async {
-        let protocol = settings
-            .account(account)
-            .map_err(|e| e.to_string())?
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
-        protocol
+        protocol_of(settings, account)
+            .await?
             .remove_unpublished(seq)
             .await
             .map_err(|e| e.to_string())
@@ -217,13 +225,11 @@ async fn look_in_the_drop(
     let account = batch.account.as_str();
     let seq = batch.sequence;
     let inspected = async {
-        let protocol = settings
-            .account(account)
-            .map_err(|e| e.to_string())?
-            .connect()
+        protocol_of(settings, account)
+            .await?
+            .inspect(seq)
             .await
-            .map_err(|e| e.to_string())?;
-        protocol.inspect(seq).await.map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())
     }
     .await;
     let inspection = inspected.map_err(|e| {
