@@ -18,7 +18,7 @@
 //! Folders without `owner.lock` (made by versions before this one) are left alone: without a
 //! lock there is no telling whether their process still runs.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -38,9 +38,9 @@ const LOCK: &str = "owner.lock";
 pub(crate) const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
 /// This process's own scratch folders, never taken for abandoned ones.
-static OURS: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+static OURS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
-fn ours() -> std::sync::MutexGuard<'static, Option<HashSet<PathBuf>>> {
+fn ours() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
     OURS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -58,9 +58,7 @@ impl Drop for ScratchDir {
     fn drop(&mut self) {
         drop(self.dir.take());
         drop(self.lock.take());
-        if let Some(set) = ours().as_mut() {
-            set.remove(&self.path);
-        }
+        ours().remove(&self.path);
     }
 }
 
@@ -127,7 +125,7 @@ impl ScratchDir {
         // For a person looking at the folder; the lock, not this, decides.
         writeln!(lock, "{}", std::process::id()).map_err(|e| Error::io(&path, e))?;
         let path = dir.path().to_path_buf();
-        ours().get_or_insert_with(HashSet::new).insert(path.clone());
+        ours().insert(path.clone());
         Ok(ScratchDir {
             path,
             dir: Some(dir),
@@ -158,7 +156,7 @@ pub(crate) fn remove_abandoned(parent: &Path, mine: &Path, now: SystemTime) -> u
             continue;
         }
         let path = entry.path();
-        let own = ours().as_ref().is_some_and(|set| set.contains(&path));
+        let own = ours().contains(&path);
         if !own && abandoned(&path, uid, now) {
             match std::fs::remove_dir_all(&path) {
                 Ok(()) => removed += 1,
@@ -258,13 +256,13 @@ mod tests {
         let uid = std::fs::metadata(&path).unwrap().uid();
         let later = SystemTime::now() + ABANDONED_AFTER + Duration::from_secs(1);
         assert!(!abandoned(&path, uid, later), "held by this value");
-        assert!(ours().as_ref().unwrap().contains(&path));
+        assert!(ours().contains(&path));
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o700
         );
         drop(scratch);
         assert!(!path.exists());
-        assert!(!ours().as_ref().unwrap().contains(&path));
+        assert!(!ours().contains(&path));
     }
 }

@@ -39,8 +39,8 @@ impl RetryBackend {
     }
 
     /// [`RetryBackend::run`] for a write, then, if an attempt failed transiently, removes
-    /// what that attempt may have left beside `path`.
-    async fn write<T, F, Fut>(&self, op: &str, path: &str, mut f: F) -> Result<T>
+    /// what that attempt may have left beside `path`. Also says whether one did.
+    async fn write<T, F, Fut>(&self, op: &str, path: &str, mut f: F) -> (Result<T>, bool)
     where
         F: FnMut() -> Fut + Send,
         Fut: Future<Output = Result<T>> + Send,
@@ -60,7 +60,8 @@ impl RetryBackend {
                 }
             })
             .await;
-        if failed_transiently.into_inner() {
+        let failed_transiently = failed_transiently.into_inner();
+        if failed_transiently {
             match self.inner.remove_unpublished(path).await {
                 Ok(0) => {}
                 Ok(removed) => {
@@ -71,7 +72,7 @@ impl RetryBackend {
                 }
             }
         }
-        result
+        (result, failed_transiently)
     }
 
     async fn run<T, F, Fut>(&self, op: &str, path: &str, mut f: F) -> Result<T>
@@ -116,25 +117,17 @@ impl Backend for RetryBackend {
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         self.write("put", path, || self.inner.put(path, data.clone()))
             .await
+            .0
     }
 
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        let failed_transiently = AtomicBool::new(false);
-        let result = self
+        let (result, failed_transiently) = self
             .write("put_if_absent", path, || {
-                let data = data.clone();
-                let flag = &failed_transiently;
-                async move {
-                    let r = self.inner.put_if_absent(path, data).await;
-                    if r.as_ref().is_err_and(|e| e.is_transient()) {
-                        flag.store(true, Ordering::Relaxed);
-                    }
-                    r
-                }
+                self.inner.put_if_absent(path, data.clone())
             })
             .await;
         match result {
-            Err(e) if e.kind() == ErrorKind::AlreadyExists && failed_transiently.into_inner() => {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && failed_transiently => {
                 match self.run("get", path, || self.inner.get(path)).await {
                     Ok(existing) if existing == data => Ok(()),
                     _ => Err(e),
@@ -179,6 +172,7 @@ impl Backend for RetryBackend {
     async fn put_file(&self, path: &str, local: &Path) -> Result<u64> {
         self.write("put_file", path, || self.inner.put_file(path, local))
             .await
+            .0
     }
 }
 
