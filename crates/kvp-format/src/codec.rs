@@ -300,21 +300,31 @@ pub(crate) fn decode_lossy(raw: &[u8]) -> Cow<'_, str> {
 
 /// Appends the canonical encoding of `s`.
 pub fn encode_component(s: &str, out: &mut Vec<u8>) {
-    // Most names and values need no escape at all: copy them in one go.
-    if s.bytes().all(is_unreserved) {
+    // Most names and values need no escape at all: copy them in one go. Otherwise copy the
+    // clean prefix and hand only the rest to the encoder.
+    let clean = s.bytes().position(|b| !UNRESERVED[usize::from(b)]);
+    let Some(clean) = clean else {
         out.extend_from_slice(s.as_bytes());
         return;
-    }
-    for chunk in percent_encoding::utf8_percent_encode(s, ENCODE_SET) {
+    };
+    out.extend_from_slice(&s.as_bytes()[..clean]);
+    // `clean` is the index of an ASCII byte or of a character's first byte.
+    for chunk in percent_encoding::utf8_percent_encode(&s[clean..], ENCODE_SET) {
         out.extend_from_slice(chunk.as_bytes());
     }
 }
 
-/// The bytes [`ENCODE_SET`] leaves as they are.
-#[inline]
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
+/// The bytes [`ENCODE_SET`] leaves as they are, as a table (one load per byte).
+static UNRESERVED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~');
+        b += 1;
+    }
+    table
+};
 
 /// Appends one canonical `key=value`.
 pub fn encode_pair(key: &str, value: &str, out: &mut Vec<u8>) {
@@ -351,6 +361,8 @@ mod tests {
             "12.34",
             "A-Z_a~z.09",
             "Zoë & Co+1",
+            "clean prefix then ünïcode",
+            "ë",
             every_ascii.as_str(),
         ] {
             let mut fast = Vec::new();
@@ -362,7 +374,7 @@ mod tests {
             let one = char::from(b).to_string();
             let escaped =
                 percent_encoding::utf8_percent_encode(&one, ENCODE_SET).to_string() != one;
-            assert_eq!(is_unreserved(b), !escaped, "byte {b}");
+            assert_eq!(UNRESERVED[usize::from(b)], !escaped, "byte {b}");
         }
     }
 

@@ -70,6 +70,7 @@ impl Record {
     }
 
     /// Appends a pair without taking ownership (no allocation once the buffers have grown).
+    #[inline]
     pub fn push_str(&mut self, key: &str, value: &str) {
         self.buf.push_str(key);
         let key_end = self.buf.len();
@@ -78,6 +79,7 @@ impl Record {
     }
 
     /// The value of the first pair with exactly this key.
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&str> {
         self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
@@ -93,6 +95,7 @@ impl Record {
     }
 
     /// The pairs in order.
+    #[inline]
     pub fn iter(&self) -> Iter<'_> {
         Iter {
             record: self,
@@ -107,6 +110,7 @@ impl Record {
     }
 
     /// The `i`-th pair.
+    #[inline]
     pub fn pair(&self, i: usize) -> Option<(&str, &str)> {
         let (key_end, value_end) = *self.ends.get(i)?;
         let start = if i == 0 { 0 } else { self.ends[i - 1].1 };
@@ -114,6 +118,7 @@ impl Record {
     }
 
     /// Number of pairs.
+    #[inline]
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -222,6 +227,7 @@ pub struct Iter<'a> {
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a str);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let (key_end, value_end) = *self.record.ends.get(self.next)?;
         let buf = &self.record.buf;
