@@ -9,10 +9,11 @@
 //! whatever the number of accounts, and so do the cursors of all streams open at once (the
 //! merge's second pass).
 //!
-//! Full segments are not written one by one: they are appended to a write-behind buffer of
-//! [`WRITE_BEHIND`] bytes, written with one call when it fills (and by
-//! [`StreamWriter::finish`]), so a thousand streams of 2 KiB segments cost a few hundred
-//! writes instead of one per segment.
+//! Full segments are not written one by one: they are appended to a write-behind buffer of at
+//! most [`WRITE_BEHIND`] bytes (on top of the budget), written with one call when the next
+//! segment would not fit (and by [`StreamWriter::finish`]); a segment that large by itself is
+//! written directly. So a thousand streams of 2 KiB segments cost a few hundred writes
+//! instead of one per segment.
 //!
 //! Each record is stored as its length (`u32`, little endian) and its bytes; what the bytes
 //! mean is the caller's business. The file is owner-only (0600) in an owner-only directory
@@ -46,12 +47,22 @@ struct Stream {
 pub(crate) struct StreamWriter {
     file: File,
     path: PathBuf,
-    /// Where the next segment goes: the file's length once `behind` is written.
-    end: u64,
+    /// Bytes written to the file so far; `behind` goes there next.
+    written: u64,
     segment: usize,
     streams: Vec<Stream>,
-    /// Full segments not written yet; they start at `end - behind.len()`.
+    /// Full segments not written yet (at most [`WRITE_BEHIND`] bytes), which belong at
+    /// `written`.
     behind: Vec<u8>,
+}
+
+/// Writes the write-behind buffer where its segments belong.
+fn write_behind(file: &File, path: &Path, behind: &mut Vec<u8>, written: &mut u64) -> Result<()> {
+    file.write_all_at(behind, *written)
+        .map_err(|e| Error::io(path, e))?;
+    *written += behind.len() as u64;
+    behind.clear();
+    Ok(())
 }
 
 impl StreamWriter {
@@ -65,7 +76,7 @@ impl StreamWriter {
         Ok(Self {
             file,
             path: path.to_owned(),
-            end: 0,
+            written: 0,
             segment: (budget / streams.max(1)).clamp(MIN_SEGMENT, MAX_SEGMENT),
             streams: (0..streams).map(|_| Stream::default()).collect(),
             behind: Vec::new(),
@@ -106,37 +117,29 @@ impl StreamWriter {
         }
         let len = u32::try_from(s.pending.len())
             .map_err(|_| Error::setting("spill", "a segment of 4 GiB or more"))?;
-        s.segments.push(Segment {
-            offset: self.end,
-            len,
-        });
-        self.end += u64::from(len);
-        if self.behind.is_empty() && s.pending.len() >= WRITE_BEHIND {
+        // The segment goes right after what is written and what waits to be.
+        let offset = self.written + self.behind.len() as u64;
+        if self.behind.len() + s.pending.len() > WRITE_BEHIND {
+            write_behind(&self.file, &self.path, &mut self.behind, &mut self.written)?;
+        }
+        if s.pending.len() >= WRITE_BEHIND {
             // A segment as large as the buffer goes out as it is, without a copy.
-            let at = self.end - u64::from(len);
             self.file
-                .write_all_at(&s.pending, at)
+                .write_all_at(&s.pending, self.written)
                 .map_err(|e| Error::io(&self.path, e))?;
+            self.written += u64::from(len);
         } else {
+            if self.behind.capacity() == 0 {
+                self.behind.reserve_exact(WRITE_BEHIND);
+            }
             self.behind.extend_from_slice(&s.pending);
         }
+        // Recorded once its bytes are written or buffered: a failed write leaves no segment.
+        s.segments.push(Segment { offset, len });
         s.pending.clear();
         if s.pending.capacity() > self.segment * 2 {
             s.pending.shrink_to(self.segment);
         }
-        if self.behind.len() >= WRITE_BEHIND {
-            self.write_behind()?;
-        }
-        Ok(())
-    }
-
-    /// Writes the write-behind buffer where its segments belong.
-    fn write_behind(&mut self) -> Result<()> {
-        let at = self.end - self.behind.len() as u64;
-        self.file
-            .write_all_at(&self.behind, at)
-            .map_err(|e| Error::io(&self.path, e))?;
-        self.behind.clear();
         Ok(())
     }
 
@@ -148,7 +151,7 @@ impl StreamWriter {
         for stream in 0..self.streams.len() {
             self.flush(stream)?;
         }
-        self.write_behind()?;
+        write_behind(&self.file, &self.path, &mut self.behind, &mut self.written)?;
         Ok(Streams {
             file: self.file,
             path: self.path,
@@ -254,6 +257,12 @@ mod tests {
         }
         w.push_with(1, |b| b.extend_from_slice(&vec![b'y'; 200_000]))
             .unwrap();
+        // Large again, now behind other buffered segments: those are written first.
+        w.push_with(1, |b| b.extend_from_slice(&huge)).unwrap();
+        assert!(
+            w.behind.capacity() <= WRITE_BEHIND,
+            "the buffer stays bounded"
+        );
         assert!(w.push_with(3, |_| {}).is_err(), "unknown stream");
         let streams = w.finish().unwrap();
         assert!(
@@ -270,6 +279,7 @@ mod tests {
         let mut big = streams.cursor(1);
         assert_eq!(big.next_record().unwrap().unwrap(), &huge[..]);
         assert_eq!(big.next_record().unwrap().unwrap().len(), 200_000);
+        assert_eq!(big.next_record().unwrap().unwrap(), &huge[..]);
         assert!(big.next_record().unwrap().is_none());
         assert!(streams.cursor(7).next_record().unwrap().is_none());
     }

@@ -99,7 +99,10 @@ impl SolaFileDrop {
                     if v != seq_text.as_str() {
                         return Err(self.protocol(
                             sequence,
-                            format!("RESPONSE line {at}: xSequenceNumber {v}"),
+                            format!(
+                                "RESPONSE line {at}: xSequenceNumber {}",
+                                kvp_format::mask_digit_runs(&v)
+                            ),
                         ));
                     }
                     seq_seen = true;
@@ -732,6 +735,7 @@ mod tests {
             (b"xIndex=0&xSequenceNumber=9&xResult=A\nxIndex=1&xResult=D\n", Err("RESPONSE line 2: no xSequenceNumber")),
             (b"xIndex=0&xResult=A\nxIndex=1&xSequenceNumber=9\n", Err("RESPONSE line 1: no xSequenceNumber")),
             (b"xIndex=0&xSequenceNumber=9\nxIndex=1&xSequenceNumber=9&xName=%FF\n", Err("RESPONSE line 2: ")),
+            (b"xIndex=0&xSequenceNumber=4111111111111111\n", Err("xSequenceNumber 411111******1111")),
         ];
         for (body, expected) in cases {
             backend
@@ -746,6 +750,7 @@ mod tests {
                 }
                 (Err(needle), Err(e)) => {
                     assert!(e.to_string().contains(needle), "{e}");
+                    assert!(!e.to_string().contains("4111111111111111"), "masked: {e}");
                     if body.ends_with(b"%FF\n") {
                         assert!(e.to_string().contains("xName"), "names the key: {e}");
                     }
