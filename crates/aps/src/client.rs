@@ -367,7 +367,10 @@ impl ApsClient {
             return Err(Error::protocol(
                 operation,
                 reference.as_str(),
-                format!("answer is about batch {echo:?}"),
+                format!(
+                    "answer is about batch {:?}",
+                    kvp_format::mask_card_numbers(echo)
+                ),
             ));
         }
         if let Some(echo) = text("merchant_identifier")
@@ -384,7 +387,10 @@ impl ApsClient {
             Error::protocol(
                 operation,
                 reference.as_str(),
-                format!("response_code {code_text:?} is not 5 digits"),
+                format!(
+                    "response_code {:?} is not 5 digits",
+                    kvp_format::mask_card_numbers(code_text)
+                ),
             )
         })?;
         let transactions_count = match fields.get("transactions_count") {
@@ -395,7 +401,9 @@ impl ApsClient {
         Ok(ApsAnswer {
             form: AnswerForm::SignedJson,
             code,
-            response_message: text("response_message").unwrap_or("").to_owned(),
+            // Quoted in errors, logs and the output: no card number (a gateway may echo one).
+            response_message: kvp_format::mask_card_numbers(text("response_message").unwrap_or(""))
+                .into_owned(),
             transactions_count,
             batch_results: text("batch_results")
                 .filter(|s| !s.is_empty())

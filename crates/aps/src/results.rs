@@ -102,7 +102,10 @@ pub fn parse_batch_results(reference: &str, text: &str) -> Result<Vec<ResultRow>
             .ok_or_else(|| {
                 err(
                     line,
-                    format!("{LINE_NUMBER} {number:?} is not a positive integer"),
+                    format!(
+                        "{LINE_NUMBER} {:?} is not a positive integer",
+                        kvp_format::mask_card_numbers(number)
+                    ),
                     None,
                 )
             })?;

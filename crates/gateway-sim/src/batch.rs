@@ -54,7 +54,8 @@ impl Shared {
             match FileName::parse(file) {
                 Ok(n) if n.kind == FileKind::Process => triggers.push((meta.modified, n.sequence)),
                 _ => {
-                    warn!(account = %a.name, file, "ignoring a PROCESS file with an invalid number");
+                    let file = kvp_format::mask_digit_runs(file);
+                    warn!(account = %a.name, %file, "ignoring a PROCESS file with an invalid number");
                     stats.batches_ignored += 1;
                     self.remove(a, &meta.path, &mut stats).await;
                 }
@@ -334,7 +335,10 @@ impl Shared {
         e: &storage_backends::Error,
         stats: &mut RunStats,
     ) -> Next {
-        warn!(account = %a.name, action, path, error = %e, "storage operation failed; retrying next poll");
+        // A client's file name may hold anything, a card number included.
+        let path = kvp_format::mask_digit_runs(path);
+        let error = kvp_format::mask_digit_runs(&e.to_string()).into_owned();
+        warn!(account = %a.name, action, %path, %error, "storage operation failed; retrying next poll");
         stats.storage_errors += 1;
         Next::Stop
     }

@@ -236,9 +236,12 @@ pub(crate) fn write_answer<F: Fields + ?Sized>(
     j.plain_str("account", ctx.account);
     j.raw_number("sequence", ctx.sequence_text);
     j.u64("index", ctx.index);
-    j.opt_str("invoice", req.field(Key::Invoice));
+    // Values as the client sent them, but never a card number typed into the wrong field.
+    let invoice = req.field(Key::Invoice).map(kvp_format::mask_card_numbers);
+    j.opt_str("invoice", invoice.as_deref());
     // The command as given, lower case (the canonical name when it is known).
-    let command = req.raw(Key::Command).unwrap_or("");
+    let command = kvp_format::mask_card_numbers(req.raw(Key::Command).unwrap_or(""));
+    let command = command.as_ref();
     if command.bytes().any(|b| b.is_ascii_uppercase()) {
         j.str("command", &command.to_ascii_lowercase());
     } else {

@@ -74,7 +74,7 @@ pub(crate) fn check_batch(
     if !process.format.eq_ignore_ascii_case(FORMAT_KVP) {
         let reason = format!(
             "{name}: Unsupported xFormat {:?} (expected KVP)",
-            process.format
+            kvp_format::mask_digit_runs(&process.format)
         );
         return Err(refuse(Some(&process), reason));
     }

@@ -127,6 +127,18 @@ pub fn contains_card_number(text: &str) -> bool {
     })
 }
 
+/// `text` with its digit runs masked ([`mask_digit_runs`]) when it holds a card number
+/// ([`contains_card_number`]), else borrowed as it is: for text from outside (a gateway's
+/// answer) that is kept, shown or stored, where a long number that is not a card number (a
+/// gateway's reference) must stay readable.
+pub fn mask_card_numbers(text: &str) -> Cow<'_, str> {
+    if contains_card_number(text) {
+        mask_digit_runs(text)
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// The Luhn (mod 10) check over ASCII digits, most significant first.
 fn luhn_valid<'a>(digits: impl DoubleEndedIterator<Item = &'a u8>) -> bool {
     let sum: u32 = digits
@@ -295,6 +307,21 @@ pub fn url_has_password(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_card_numbers_are_masked_in_outside_text() {
+        // A 16-digit gateway reference that fails the Luhn check stays readable; a card
+        // number (with spaces, inside a sentence) does not.
+        assert!(matches!(
+            mask_card_numbers("ref 4111111111111112"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            mask_card_numbers("declined: card 4111 1111 1111 1111 expired"),
+            "declined: card 4111 11** **** 1111 expired"
+        );
+        assert_eq!(mask_card_numbers("Approved"), "Approved");
+    }
 
     #[test]
     fn mask_table() {

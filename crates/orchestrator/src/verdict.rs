@@ -10,6 +10,47 @@ pub(crate) fn batch_ref(record: &BatchRecord) -> BatchRef {
     BatchRef::new(record.sequence).with_gateway_batch_id(record.gateway_batch_id.clone())
 }
 
+/// `verdict` with every card number in its text masked (`kvp_format::mask_card_numbers`):
+/// what a gateway writes is stored, logged and shown, and a card number in it (an error
+/// quoting the card, a field echoed in the wrong place) must reach none of those. Applied to
+/// every verdict as it arrives from the protocol, before anything else sees it.
+pub(crate) fn scrubbed(mut verdict: GatewayVerdict) -> GatewayVerdict {
+    let mask = |s: &mut String| {
+        if let std::borrow::Cow::Owned(masked) = kvp_format::mask_card_numbers(s) {
+            *s = masked;
+        }
+    };
+    mask(&mut verdict.status);
+    if let Some(error) = verdict.error.as_mut() {
+        mask(error);
+    }
+    for (key, value) in &mut verdict.fields {
+        mask(key);
+        mask(value);
+    }
+    verdict
+}
+
+/// A line's result fields with every card number in a key or value masked (see
+/// [`scrubbed`]); the fields as they are (no copy) when none holds one.
+pub(crate) fn scrubbed_fields(fields: kvp_format::Record) -> kvp_format::Record {
+    let holds_card = fields
+        .iter()
+        .any(|(k, v)| kvp_format::contains_card_number(k) || kvp_format::contains_card_number(v));
+    if !holds_card {
+        return fields;
+    }
+    fields
+        .iter()
+        .map(|(k, v)| {
+            (
+                kvp_format::mask_card_numbers(k),
+                kvp_format::mask_card_numbers(v),
+            )
+        })
+        .collect()
+}
+
 /// The ledger transition recording `verdict`: `Completed` with the verdict and the rest of the
 /// gateway's fields (never a sensitive key: the ledger drops them).
 pub(crate) fn completed(verdict: GatewayVerdict) -> Transition {
@@ -46,6 +87,36 @@ pub(crate) fn per_line_answer(answer: AnswerFile) -> PerLineAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn card_numbers_from_the_gateway_are_masked_before_anything_keeps_them() {
+        let card = "4111111111111111";
+        let v = scrubbed(GatewayVerdict {
+            success: false,
+            status: format!("Error {card}"),
+            error: Some(format!("card {card} declined")),
+            processed_count: None,
+            fields: vec![(card.into(), "x".into()), ("xEcho".into(), card.into())],
+        });
+        let shown = format!("{v:?}");
+        assert!(!shown.contains(card), "{shown}");
+        assert_eq!(v.error.as_deref(), Some("card 411111******1111 declined"));
+        let fields: kvp_format::Record = [
+            ("xResult", "A"),
+            ("xRefNum", "4111111111111112"),
+            ("xError", "bad card 4111111111111111"),
+        ]
+        .into_iter()
+        .collect();
+        let kept = scrubbed_fields(fields);
+        assert_eq!(
+            kept.get("xRefNum"),
+            Some("4111111111111112"),
+            "not a card: kept"
+        );
+        assert_eq!(kept.get("xError"), Some("bad card 411111******1111"));
+        assert_eq!(kept.get("xResult"), Some("A"));
+    }
 
     #[test]
     fn completed_keeps_the_gateway_fields_but_no_key() {

@@ -331,14 +331,15 @@ async fn a_rejected_batch_reports_what_the_gateway_did_per_line() {
     let spec = one_account(4);
     let world = LocalWorld::create(dir.path(), spec.clone(), Format::Kvp).unwrap();
     let backend = world.backend(0).await.unwrap();
-    // Lines out of order, lines 1 and 3 missing, a card number to be dropped.
+    // Lines out of order, lines 1 and 3 missing, a card number to be dropped, and card
+    // numbers in the gateway's texts (a line's xError, the COMPLETE's), to be masked.
     let gateway = rejecting_gateway(
         backend.clone(),
         Some(
-            "xIndex=2&xSequenceNumber={seq}&xResult=E&xStatus=Error&xError=Invalid+card&xRefNum=1003&xCardNum=4111111111111111\n\
+            "xIndex=2&xSequenceNumber={seq}&xResult=E&xStatus=Error&xError=Invalid+card+4111111111111111&xRefNum=1003&xCardNum=4111111111111111\n\
              xIndex=0&xSequenceNumber={seq}&xResult=A&xStatus=Approved&xRefNum=1001&xAuthAmount=1.00\n",
         ),
-        "xResult=E&xStatus=Error&xError=Batch+limit+exceeded&xProcessedCount=2&xSequenceNumber={seq}\n",
+        "xResult=E&xStatus=Error&xError=Batch+limit+exceeded+for+4111-1111-1111-1111&xProcessedCount=2&xSequenceNumber={seq}\n",
     );
     let settings = Arc::new(
         Settings::load_with_env(Some(&world.config), [], &paybatch_demo::protocols()).unwrap(),
@@ -404,10 +405,21 @@ async fn a_rejected_batch_reports_what_the_gateway_did_per_line() {
             "line {i}: {:?}",
             rows[i]
         );
-        assert!(!rows[i].values().any(|v| v.contains("4111111111111111")));
+        assert!(
+            !rows[i]
+                .values()
+                .any(|v| v.contains("4111111111111111") || v.contains("4111-1111-1111-1111")),
+            "{:?}",
+            rows[i]
+        );
     }
     assert!(get(1, "xError").unwrap().contains("processed 2 line(s)"));
-    assert_eq!(get(2, "xError"), Some("Invalid card"));
+    assert_eq!(get(2, "xError"), Some("Invalid card 411111******1111"));
+    assert!(
+        rows.iter()
+            .any(|r| r.values().any(|v| v.contains("4111-11**-****-1111"))),
+        "the COMPLETE's error is shown, masked: {rows:?}"
+    );
     let summary = &report.accounts[&spec.account_name(0)].summary;
     assert_eq!(
         (

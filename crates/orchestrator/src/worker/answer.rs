@@ -46,7 +46,7 @@ impl Worker {
                 Some(verdict::completed(v))
             }
             BatchState::Stuck => match self.protocol.poll(&batch).await? {
-                PollResult::Done(v) => Some(verdict::completed(v)),
+                PollResult::Done(v) => Some(verdict::completed(verdict::scrubbed(v))),
                 PollResult::Pending => return Ok(()),
             },
             _ => None,
@@ -126,7 +126,7 @@ impl Worker {
             .into_iter()
             .map(|r| StoredResult {
                 index: r.index,
-                fields: r.fields,
+                fields: verdict::scrubbed_fields(r.fields),
             })
             .collect();
         Ok((results, answer))
@@ -176,7 +176,7 @@ impl Worker {
             }
             sequence_ledger::crash_point("orchestrator.polling");
             match self.protocol.poll(&batch).await {
-                Ok(PollResult::Done(v)) => return Ok(Some(v)),
+                Ok(PollResult::Done(v)) => return Ok(Some(verdict::scrubbed(v))),
                 Ok(PollResult::Pending) => {
                     let waited =
                         Duration::from_millis(self.clock.now_ms().saturating_sub(triggered_at));
