@@ -80,9 +80,10 @@ impl FileName {
     /// [`Error::InvalidFileName`] saying why: unknown prefix, missing `_` or `.KVP`, or an
     /// invalid sequence number (leading zero, 0, too large, not digits).
     pub fn parse(name: &str) -> Result<Self> {
+        // A name in a drop can hold anything, a card number included: shown masked.
         let bad = |reason: String| Error::InvalidFileName {
-            name: name.chars().take(200).collect(),
-            reason,
+            name: crate::mask_digit_runs(&name.chars().take(200).collect::<String>()).into_owned(),
+            reason: crate::mask_digit_runs(&reason).into_owned(),
         };
         let Some(stem) = name.strip_suffix(".KVP") else {
             return Err(bad("it does not end in \".KVP\"".to_owned()));
@@ -196,10 +197,14 @@ mod tests {
             ("REQUEST_1.txt", "does not end in"),
             ("FOO_1.KVP", "unknown kind"),
             ("REQUEST1.KVP", "expected KIND_X.KVP"),
+            // Too large a number; a card number in a name is shown masked.
+            ("PROCESS_4111111111111111111.KVP", "411111*********1111"),
+            ("PROCESS_4111111111111111.txt", "411111******1111"),
         ];
         for (name, want) in cases {
             let e = FileName::parse(name).unwrap_err().to_string();
             assert!(e.contains(want), "{name}: {e}");
+            assert!(!e.contains("4111111111111111"), "{name}: {e}");
         }
     }
 }
