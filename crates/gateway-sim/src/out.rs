@@ -4,19 +4,6 @@
 
 use crate::knobs::SpaceEncoding;
 
-/// Bytes written as they are in a KVP component: `A-Z a-z 0-9 - . _ ~` (kvp-format's
-/// `ENCODE_SET` is everything else).
-static UNRESERVED: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~');
-        b += 1;
-    }
-    t
-};
-
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 
@@ -26,7 +13,7 @@ pub(crate) fn kvp_component(s: &str, spaces: SpaceEncoding, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        if UNRESERVED[usize::from(b)] {
+        if kvp_format::is_unreserved(b) {
             continue;
         }
         out.extend_from_slice(&bytes[start..i]);
@@ -50,7 +37,7 @@ pub(crate) fn kvp_pair(key: &str, value: &str, spaces: SpaceEncoding, out: &mut 
     if out.last().is_some_and(|&b| b != b'\n') {
         out.push(b'&');
     }
-    debug_assert!(key.bytes().all(|b| UNRESERVED[usize::from(b)]), "{key}");
+    debug_assert!(key.bytes().all(kvp_format::is_unreserved), "{key}");
     out.extend_from_slice(key.as_bytes());
     out.push(b'=');
     kvp_component(value, spaces, out);
@@ -62,7 +49,7 @@ pub(crate) fn kvp_plain(key: &str, value: &str, out: &mut Vec<u8>) {
     if out.last().is_some_and(|&b| b != b'\n') {
         out.push(b'&');
     }
-    debug_assert!(value.bytes().all(|b| UNRESERVED[usize::from(b)]), "{value}");
+    debug_assert!(value.bytes().all(kvp_format::is_unreserved), "{value}");
     out.extend_from_slice(key.as_bytes());
     out.push(b'=');
     out.extend_from_slice(value.as_bytes());

@@ -68,7 +68,7 @@ mod writer;
 pub use async_io::{AsyncReader, AsyncWriter};
 pub use codec::{
     ENCODE_SET, Pair, Pairs, decode_into, decode_line, decode_line_lossy, encode_component,
-    encode_pair, encode_pairs, pairs, percent_decode_into, split,
+    encode_pair, encode_pairs, is_unreserved, pairs, percent_decode_into, split,
 };
 pub use complete::CompleteFile;
 pub use error::{Error, Position, Result, Utf8Part, show_key};
