@@ -394,7 +394,10 @@ pub fn write_batch_file_with(lines: &[ApsTransaction], names: &HeaderNames) -> R
         if !seen.insert(line.merchant_reference.as_str()) {
             return Err(Error::input(
                 "merchant_reference",
-                format!("{:?} appears twice in one batch", line.merchant_reference),
+                format!(
+                    "{:?} appears twice in one batch",
+                    kvp_format::mask_card_numbers(&line.merchant_reference)
+                ),
             ));
         }
     }
@@ -452,7 +455,7 @@ pub fn split_by_size(
                 "merchant_reference",
                 format!(
                     "{:?}: one line is larger than the file limit",
-                    line.merchant_reference
+                    kvp_format::mask_card_numbers(&line.merchant_reference)
                 ),
             ));
         }
@@ -544,6 +547,26 @@ mod tests {
         ("token_name", "tok_abc"),
         ("customer_email", "a@example.com"),
     ];
+
+    #[test]
+    fn a_repeated_reference_that_is_a_card_number_is_quoted_masked() {
+        let card: &[(&str, &str)] = &[
+            ("command", "purchase"),
+            ("merchant_reference", "4111111111111111"),
+            ("amount", "1.00"),
+            ("token_name", "tok_abc"),
+            ("customer_email", "a@example.com"),
+        ];
+        let line = tx(card).unwrap();
+        let e = write_batch_file(&[line.clone(), line])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("411111******1111 ") || e.contains("411111******1111\""),
+            "{e}"
+        );
+        assert!(!e.contains("4111111111111111"), "{e}");
+    }
 
     #[test]
     fn purchase_defaults() {

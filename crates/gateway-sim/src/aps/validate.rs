@@ -110,7 +110,10 @@ pub fn validate_with(file: &[u8], renamed: &[(String, String)]) -> Validation {
     {
         return Validation::HeaderInvalid {
             count,
-            message: format!("column {parameter:?} must be named {cell:?}"),
+            message: format!(
+                "column {parameter:?} must be named {:?}",
+                kvp_format::mask_card_numbers(cell)
+            ),
         };
     }
     let mut names = HashSet::new();
@@ -122,13 +125,16 @@ pub fn validate_with(file: &[u8], renamed: &[(String, String)]) -> Validation {
         if !valid {
             return Validation::HeaderInvalid {
                 count,
-                message: format!("invalid column name {name:?}"),
+                message: format!(
+                    "invalid column name {:?}",
+                    kvp_format::mask_card_numbers(name)
+                ),
             };
         }
         if !names.insert(name.as_str()) {
             return Validation::HeaderInvalid {
                 count,
-                message: format!("column {name:?} repeated"),
+                message: format!("column {:?} repeated", kvp_format::mask_card_numbers(name)),
             };
         }
     }
@@ -195,7 +201,13 @@ fn check_line<'a>(
         command.as_str(),
         "PURCHASE" | "CAPTURE" | "REFUND" | "VOID_AUTHORIZATION"
     ) {
-        return Err((4, format!("Invalid command {command:?}")));
+        return Err((
+            4,
+            format!(
+                "Invalid command {:?}",
+                kvp_format::mask_card_numbers(&command)
+            ),
+        ));
     }
     let reference =
         get("merchant_reference").ok_or((1, "Missing parameter: merchant_reference".to_owned()))?;
