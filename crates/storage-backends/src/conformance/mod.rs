@@ -90,6 +90,16 @@ impl<T> Context<T> for crate::Result<T> {
     }
 }
 
+/// The paths `list(prefix)` returns, in its order.
+async fn paths(
+    b: &dyn Backend,
+    prefix: &str,
+    what: &str,
+) -> std::result::Result<Vec<String>, Failure> {
+    let listed = b.list(prefix).await.ctx(what)?;
+    Ok(listed.into_iter().map(|m| m.path).collect())
+}
+
 fn check(cond: bool, message: impl FnOnce() -> String) -> CaseResult {
     if cond { Ok(()) } else { Err(fail(message())) }
 }
@@ -361,26 +371,14 @@ pub async fn unusual_names(b: &dyn Backend) -> CaseResult {
             format!("{name}: wrong content")
         })?;
     }
-    let listed: Vec<String> = b
-        .list("names")
-        .await
-        .ctx("list")?
-        .into_iter()
-        .map(|m| m.path)
-        .collect();
+    let listed = paths(b, "names", "list").await?;
     let want = &names[..3];
     let mut want: Vec<String> = want.iter().map(|s| (*s).to_owned()).collect();
     want.sort();
     check(listed == want, || {
         format!("list: {listed:?}, want {want:?}")
     })?;
-    let sub: Vec<String> = b
-        .list("names/sub dir ä")
-        .await
-        .ctx("list sub")?
-        .into_iter()
-        .map(|m| m.path)
-        .collect();
+    let sub = paths(b, "names/sub dir ä", "list sub").await?;
     check(sub == [names[3]], || format!("list sub: {sub:?}"))
 }
 
@@ -408,24 +406,12 @@ pub async fn list_semantics(b: &dyn Backend) -> CaseResult {
     ] {
         b.put(p, Bytes::from_static(b"1")).await.ctx(p)?;
     }
-    let listed: Vec<String> = b
-        .list("list/Request")
-        .await
-        .ctx("list")?
-        .into_iter()
-        .map(|m| m.path)
-        .collect();
+    let listed = paths(b, "list/Request", "list").await?;
     check(
         listed == ["list/Request/A.KVP", "list/Request/B.KVP"],
         || format!("list: {listed:?}"),
     )?;
-    let top: Vec<String> = b
-        .list("list")
-        .await
-        .ctx("list top")?
-        .into_iter()
-        .map(|m| m.path)
-        .collect();
+    let top = paths(b, "list", "list top").await?;
     check(top == ["list/top.txt"], || format!("list top: {top:?}"))
 }
 
@@ -501,13 +487,7 @@ pub async fn unpublished_leftovers(b: &dyn Backend) -> CaseResult {
     check(matches!(upload, Ok(None)), || {
         format!("the stalled upload did not stall: {upload:?}")
     })?;
-    let listed: Vec<String> = b
-        .list("unpublished")
-        .await
-        .ctx("list")?
-        .into_iter()
-        .map(|m| m.path)
-        .collect();
+    let listed = paths(b, "unpublished", "list").await?;
     check(listed == [path, neighbour], || {
         format!("listed after the interrupted upload: {listed:?}")
     })?;
