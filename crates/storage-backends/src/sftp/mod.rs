@@ -47,6 +47,15 @@ enum Publish {
     CreateOnly,
 }
 
+/// The folder of a remote path (always absolute: the drop's root starts with `/`) and its
+/// name; a file at the server's root (`/x`) is in `/`.
+fn remote_folder(remote: &str) -> (&str, &str) {
+    match split_parent(remote) {
+        ("", name) => ("/", name),
+        (folder, name) => (folder, name),
+    }
+}
+
 impl SftpBackend {
     /// Connects (or reuses the process's connection to the same server, user and
     /// credentials), verifies the host key and logs in.
@@ -180,10 +189,7 @@ impl SftpBackend {
             return Err(Error::config(shown, "cannot write to the root itself"));
         }
         let (_, name) = split_parent(rel);
-        let parent = match target.rsplit_once('/') {
-            Some(("", _)) | None => "/".to_owned(),
-            Some((parent, _)) => parent.to_owned(),
-        };
+        let parent = remote_folder(&target).0.to_owned();
         let temp = if parent == "/" {
             format!("/{}", temp_name(name))
         } else {
@@ -512,13 +518,7 @@ impl Backend for SftpBackend {
 
     async fn remove_unpublished(&self, path: &str) -> Result<usize> {
         let (remote, shown) = self.remote(path)?;
-        let (folder, target) = split_parent(&remote);
-        // A file at the server's root ("/x") splits into "" and "x".
-        let folder = if folder.is_empty() && remote.starts_with('/') {
-            "/"
-        } else {
-            folder
-        };
+        let (folder, target) = remote_folder(&remote);
         let (folder, target) = (folder.to_owned(), target.to_owned());
         let work = self.with_session(&shown, |live, shown| async move {
             let entries = match live.sftp.read_dir(folder.as_str()).await {
