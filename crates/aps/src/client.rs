@@ -575,6 +575,80 @@ mod tests {
         }
     }
 
+    /// A signed answer from `client`'s account, for `reference`, with `fields` added.
+    fn signed_answer(
+        client: &ApsClient,
+        reference: &BatchReference,
+        fields: &[(&str, &str)],
+    ) -> Vec<u8> {
+        let mut object = serde_json::Map::new();
+        object.insert("batch_reference".into(), reference.as_str().into());
+        object.insert(
+            "merchant_identifier".into(),
+            client.cfg.merchant_identifier.clone().into(),
+        );
+        for (k, v) in fields {
+            object.insert((*k).into(), (*v).into());
+        }
+        let signature = crate::signature::sign(
+            &crate::signature::json_pairs(&object),
+            client.cfg.sha_response_phrase.expose(),
+            client.cfg.sha_type,
+        );
+        object.insert("signature".into(), signature.into());
+        serde_json::to_vec(&object).unwrap()
+    }
+
+    #[test]
+    fn card_numbers_the_service_echoes_never_leave_the_answer() {
+        let client = ApsClient::new(
+            ApsAccountConfig::new(
+                "acme",
+                "https://sbpaymentservices.payfort.com/",
+                "MID",
+                kvp_format::Secret::new("A".to_owned()),
+                kvp_format::Secret::new("I".to_owned()),
+                kvp_format::Secret::new("O".to_owned()),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let reference = BatchReference::for_batch("PB", "acme", 1).unwrap();
+        let card = "4111111111111111";
+        let body = signed_answer(
+            &client,
+            &reference,
+            &[
+                ("response_code", "77000"),
+                ("response_message", "card 4111111111111111 declined"),
+            ],
+        );
+        let answer = client.verified(PROCESS, &reference, &body).unwrap();
+        assert_eq!(answer.code, ResponseCode::parse("77000").unwrap());
+        assert!(
+            !answer.response_message.contains(card),
+            "{}",
+            answer.response_message
+        );
+        assert!(
+            answer.response_message.contains("1111"),
+            "{}",
+            answer.response_message
+        );
+        // An answer refused for what it quotes quotes no card number either.
+        for fields in [
+            &[("response_code", card)][..],
+            &[("response_code", "77000"), ("batch_reference", card)][..],
+        ] {
+            let body = signed_answer(&client, &reference, fields);
+            let err = client
+                .verified(PROCESS, &reference, &body)
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains(card), "{err}");
+        }
+    }
+
     #[test]
     fn boundary_never_occurs_in_the_file() {
         let plain = b"command,amount\r\nPURCHASE,100\r\n";
