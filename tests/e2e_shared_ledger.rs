@@ -273,3 +273,66 @@ async fn a_submit_paused_past_its_lease_cannot_commit_after_it_resumes() {
     assert_eq!(stats.batches_ignored, 0, "{stats:?}");
     t.assert_each_processed_once();
 }
+
+/// A submit killed after it published its REQUEST, before it recorded the upload, leaves its
+/// batch `Reserved` (never triggered: PROCESS follows the recorded upload). Once its lease
+/// expired, the other submit releases that batch (its lines go into a new batch when their
+/// input runs again) — but not while the drop holds that batch's PROCESS, which contradicts
+/// the ledger: the gateway may process it, so releasing would report its lines
+/// `not_processed`. Then the account stops, naming the batch, and the batch stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_batch_is_released_at_a_takeover_only_when_the_drop_shows_no_trigger() {
+    let Some(t) = shared("reserved_batch_takeover", 1, 20, 10).await else {
+        return;
+    };
+    let mut killed = t.submit(0, "1s");
+    killed.env("PAYBATCH_CRASH_AT", "orchestrator.after_request");
+    let killed = run(killed).await;
+    assert!(
+        killed.status.code().is_none(),
+        "SIGKILLed: {}",
+        text(&killed)
+    );
+    let batches = |status: &serde_json::Value| status["accounts"][0]["batches"].clone();
+    assert_eq!(batches(&t.status().await)["Reserved"], 1);
+    // The batch's PROCESS turns up in the drop (no gateway is watching it).
+    let (location, options) = &t.world.targets[0];
+    let drop = storage_backends::open(location, options).await.unwrap();
+    let one = kvp_format::SequenceNumber::new(1).unwrap();
+    let process = kvp_format::FileName::new(kvp_format::FileKind::Process, one).path();
+    drop.put(&process, bytes::Bytes::from_static(b"\n"))
+        .await
+        .unwrap();
+    let mut blocked = t.submit(1, "1s");
+    blocked.env("PAYBATCH__POLL__TIMEOUT", "3s");
+    let blocked = run(blocked).await;
+    assert_eq!(blocked.status.code(), Some(1), "{}", text(&blocked));
+    let err = String::from_utf8_lossy(&blocked.stderr);
+    assert!(
+        err.contains("batch 1") && err.contains("recorded as never triggered"),
+        "{err}"
+    );
+    assert_eq!(batches(&t.status().await)["Reserved"], 1);
+    assert!(
+        read_records(&t.output(1), None)
+            .iter()
+            .all(|o| o["outcome"] == "not_processed"),
+        "nothing of input 1 was bound"
+    );
+    // Without it, the batch is released and both inputs go through, each transaction once.
+    drop.delete(&process).await.unwrap();
+    let (stop, gateway) = spawn_gateway(t.world.gateway(true).await.unwrap());
+    let other = run(t.submit(1, "1s")).await;
+    assert_eq!(other.status.code(), Some(0), "{}", text(&other));
+    t.assert_output_final(1);
+    let status = t.status().await;
+    assert_eq!(batches(&status)["Abandoned"], 1, "{status}");
+    assert!(batches(&status).get("Reserved").is_none(), "{status}");
+    let again = run(t.submit(0, "1s")).await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    t.assert_output_final(0);
+    stop.send(()).unwrap();
+    let stats = gateway.await.unwrap().unwrap();
+    assert_eq!(stats.batches_ignored, 0, "{stats:?}");
+    t.assert_each_processed_once();
+}

@@ -113,7 +113,10 @@ impl Worker {
     /// Takes over a batch another process reserved before it lost the account's lease
     /// (PROTOCOL.md §5). `Reserved`: never triggered (PROCESS_X follows a committed
     /// RequestUploaded, which that process can no longer commit), so it is released — its
-    /// transactions unbound for the next run of their input. `RequestUploaded`: REQUEST_X
+    /// transactions unbound for the next run of their input — unless the drop says otherwise:
+    /// a trigger or an answer there contradicts the ledger, and releasing would report lines
+    /// `not_processed` that the gateway may process, so the account stops, naming the batch,
+    /// for an operator. `RequestUploaded`: REQUEST_X
     /// was written and read back by its holder before it recorded the step. When PROCESS_X
     /// is there too (or the answer), the holder triggered it before it was lost: the step is
     /// recorded and the batch polled and collected. Otherwise REQUEST_X must still be in the
@@ -123,7 +126,18 @@ impl Worker {
     async fn take_over(&self, rec: &BatchRecord) -> Result<()> {
         let sequence = rec.sequence;
         self.remove_unpublished(sequence).await;
+        let inspection = self.protocol.inspect(sequence).await?;
+        let triggered = inspection.triggered == Some(true) || inspection.answered == Some(true);
         if rec.state == BatchState::Reserved {
+            if triggered {
+                tracing::error!(account = %self.account, %sequence, found = ?inspection.found, "a batch recorded as never triggered has a trigger or an answer in the drop: not released");
+                return Err(Error::Blocked {
+                    account: self.account.to_string(),
+                    sequence,
+                    state: rec.state,
+                    hint: "it is recorded as never triggered, but the drop holds its trigger or its answer: the gateway may process it; check the drop, then `paybatch resolve` (never abandon it while that file is there)",
+                });
+            }
             let reason = format!(
                 "released at a takeover by {}: reserved by a process that lost the account's lease before triggering it; its transactions go into a new batch when their input is run again",
                 self.ledger.owner()
@@ -140,8 +154,7 @@ impl Worker {
             tracing::warn!(account = %self.account, %sequence, "took over a batch that was never triggered: released it");
             return Ok(());
         }
-        let inspection = self.protocol.inspect(sequence).await?;
-        if inspection.triggered == Some(true) || inspection.answered == Some(true) {
+        if triggered {
             // The lost holder wrote PROCESS_X (the gateway may have consumed REQUEST_X
             // since): record the step it could not, then poll and collect.
             tracing::warn!(account = %self.account, %sequence, "taking over a batch another process triggered: collecting it");
