@@ -263,38 +263,95 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
 }
 
 /// `url` with the password of its user part (`scheme://user:password@host`), of a `password=`
-/// query parameter, or of a `password=` pair of a libpq `key=value` string replaced by `***`:
-/// a database URL quoted in a message or shown in settings.
+/// query parameter, or of a `password` pair of a libpq `key = value` string replaced by `***`:
+/// a database or drop URL quoted in a message or shown in settings.
+///
+/// The user part ends at the **last** `@` of the URL, not at the first `/` or `?`: a password
+/// with an unescaped `/`, `?`, `#` or `@` is what some clients accept (tokio-postgres takes
+/// everything up to an `@` as user and password), so it is masked whole. An `@` in a query
+/// after a `user:` part is masked with it — more than needed, never less.
 pub fn mask_url_password(url: &str) -> String {
-    let mut out = match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, tail) = match rest.find(['/', '?']) {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            match authority.rsplit_once('@') {
-                Some((userinfo, host)) if userinfo.contains(':') => {
-                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-                    format!("{scheme}://{user}:***@{host}{tail}")
-                }
-                _ => url.to_string(),
-            }
-        }
-        None => url.to_string(),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return mask_keyword_password(url);
     };
-    for sep in ['?', '&', ' '] {
+    let mut out = match rest.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    };
+    for sep in ['?', '&'] {
         let key = format!("{sep}password=");
         if let Some(at) = out.to_ascii_lowercase().find(&key) {
             let start = at + key.len();
             let end = out[start..]
-                .find(['&', ' '])
+                .find(['&', '#', ' '])
                 .map_or(out.len(), |e| start + e);
             out.replace_range(start..end, "***");
         }
     }
-    if out.to_ascii_lowercase().starts_with("password=") {
-        let end = out.find(' ').unwrap_or(out.len());
-        out.replace_range("password=".len()..end, "***");
+    out
+}
+
+/// A libpq `key = value` string with the value of every `password` key (spaces around `=`,
+/// quoted with `'`, backslash escapes) replaced by `***`.
+fn mask_keyword_password(conninfo: &str) -> String {
+    let b = conninfo.as_bytes();
+    let mut out = String::with_capacity(conninfo.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_whitespace() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            out.push_str(&conninfo[start..i]);
+            continue;
+        }
+        let key_start = i;
+        while i < b.len() && b[i] != b'=' && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let key = &conninfo[key_start..i];
+        out.push_str(key);
+        let eq_start = i;
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == b.len() || b[i] != b'=' {
+            out.push_str(&conninfo[eq_start..i]);
+            continue;
+        }
+        i += 1;
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        out.push_str(&conninfo[eq_start..i]);
+        let value_start = i;
+        let quoted = i < b.len() && b[i] == b'\'';
+        if quoted {
+            i += 1;
+        }
+        while i < b.len()
+            && (if quoted {
+                b[i] != b'\''
+            } else {
+                !b[i].is_ascii_whitespace()
+            })
+        {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        if quoted {
+            i += 1;
+        }
+        // Every stop is at an ASCII byte or past the end: a char boundary.
+        i = i.min(b.len());
+        if key.eq_ignore_ascii_case("password") {
+            out.push_str("***");
+        } else {
+            out.push_str(&conninfo[value_start..i]);
+        }
     }
     out
 }
@@ -448,6 +505,19 @@ mod tests {
             ("postgres://pb@h/db?password=s3&sslmode=require", "postgres://pb@h/db?password=***&sslmode=require"),
             ("host=h user=pb password=s3 dbname=db", "host=h user=pb password=*** dbname=db"),
             ("password=s3 host=h", "password=*** host=h"),
+            // Passwords some clients take unescaped: the user part ends at the last `@`.
+            ("postgres://pb:Zx9/kQ@db:5432/ledger", "postgres://pb:***@db:5432/ledger"),
+            ("postgres://pb:a?b#c@db/l", "postgres://pb:***@db/l"),
+            ("postgres://pb:a@b@db/l?sslmode=require", "postgres://pb:***@db/l?sslmode=require"),
+            ("sftp://acme:pa/ss@host/drop", "sftp://acme:***@host/drop"),
+            ("postgres://h/db?sslmode=require&password=s3#x", "postgres://h/db?sslmode=require&password=***#x"),
+            // libpq's other spellings: spaces around `=`, quoted values, escapes.
+            ("host=db password = s3cret", "host=db password = ***"),
+            ("password='s3 cret' host=db", "password=*** host=db"),
+            (r"password='it\'s me' host=db", "password=*** host=db"),
+            (r"PASSWORD=a\ b user=pb", "PASSWORD=*** user=pb"),
+            ("host=db user=pb", "host=db user=pb"),
+            ("password=", "password=***"),
         ];
         for (url, masked) in cases {
             assert_eq!(mask_url_password(url), masked, "{url}");

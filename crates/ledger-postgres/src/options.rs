@@ -158,5 +158,14 @@ mod tests {
         assert!(url_has_password("host=db user=pb password=x"));
         let e = PgOptions::new("postgres://pb:s3cret@/ledger?port=notaport").unwrap_err();
         assert!(!e.to_string().contains("s3cret"), "{e}");
+        // A password with an unescaped `/` (base64) connects as written, so it is masked whole,
+        // in the options and in the error of a URL that does not parse.
+        let o = PgOptions::new("postgres://pb:Zx9/kQ@db.example:5432/ledger").unwrap();
+        assert!(o.has_password());
+        assert!(!format!("{o:?}").contains("Zx9"));
+        let e = PgOptions::new("postgres://pb:ab/cd@db:54x2/l").unwrap_err();
+        assert!(!e.to_string().contains("ab/cd"), "{e}");
+        let e = PgOptions::new("host=db password = 's3 cret' port=x").unwrap_err();
+        assert!(!e.to_string().contains("s3"), "{e}");
     }
 }
