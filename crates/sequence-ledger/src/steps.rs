@@ -122,7 +122,7 @@ pub fn apply_transition(
             record.complete_fields = Some(fields.without_sensitive());
         }
         Transition::Abandoned { reason } | Transition::MarkedUnknown { reason } => {
-            record.note = Some(reason)
+            record.note = Some(without_card_numbers(reason));
         }
         Transition::RequestUploadedAs { gateway_batch_id } => {
             record.gateway_batch_id = Some(gateway_batch_id);
@@ -130,9 +130,18 @@ pub fn apply_transition(
         _ => {}
     }
     if let Some(note) = note {
-        record.note = Some(note);
+        record.note = Some(without_card_numbers(note));
     }
     Ok(())
+}
+
+/// An operator's free text as the ledger keeps it: a card number typed into it is masked (the
+/// note is shown by `ledger show`, `status` and the service).
+fn without_card_numbers(text: String) -> String {
+    match kvp_format::mask_card_numbers(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(masked) => masked,
+    }
 }
 
 /// PROTOCOL.md §2 items 5 and 6 (see [`BatchState`]): whether batch `seq` may be triggered,

@@ -614,6 +614,26 @@ async fn operators_steps(ledger: Arc<dyn SequenceLedger>) {
         .unwrap();
     assert_eq!(marked.state, BatchState::MarkedUnknown);
     assert_eq!(marked.note.as_deref(), Some("the gateway lost RESPONSE_1"));
+    // A card number typed into an operator's reason is never stored.
+    reserve(l, &lease, batch(2, &["b"])).await;
+    let abandoned = l
+        .resolve(
+            &lease,
+            seq(2),
+            Transition::Abandoned {
+                reason: "card 4111 1111 1111 1111 disputed".into(),
+            },
+            "cardholder 4111111111111111 says it never ran".into(),
+        )
+        .await
+        .unwrap();
+    let stored = l.batch(&acme, seq(2)).await.unwrap().unwrap();
+    for note in [abandoned.note, stored.note] {
+        let note = note.unwrap();
+        assert!(!note.contains("4111111111111111"), "{note}");
+        assert!(note.starts_with("cardholder 411111"), "{note}");
+    }
+    assert!(!export_text(l).await.contains("4111111111111111"));
     // Its line stays bound for ever.
     assert!(
         l.check_reference(&acme, "a", &digest("1.00"))
