@@ -74,24 +74,49 @@ async fn stuck_batch_is_reported_blocks_the_account_and_is_resolved_by_an_operat
     names.sort();
     assert_eq!(names, ["PROCESS_1.KVP", "REQUEST_1.KVP"]);
 
+    // A late answer whose COMPLETE has no final newline yet (believed only when seen twice,
+    // decision 4a) still says the gateway took the batch up: abandoning it is refused.
+    let response_dir = world.drop_dir(0).join("Response");
+    std::fs::create_dir_all(&response_dir).unwrap();
+    let late = response_dir.join("COMPLETE_1.KVP");
+    std::fs::write(
+        &late,
+        "xSequenceNumber=1&xStatus=Approved&xProcessedCount=1",
+    )
+    .unwrap();
+    let abandon = |reason: &str| {
+        paybatch(vec![
+            "resolve".into(),
+            "--config".into(),
+            s(&world.config),
+            "--account".into(),
+            "acct-001".into(),
+            "--seq".into(),
+            "1".into(),
+            "--abandon".into(),
+            "--reason".into(),
+            reason.into(),
+        ])
+    };
+    let refused = abandon("the gateway never got it").await;
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_ne!(refused.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("not abandoned") && err.contains("COMPLETE_1"),
+        "{err}"
+    );
+    assert_eq!(
+        status_json(&world.config, 1).await["accounts"][0]["stuck"],
+        serde_json::json!([1])
+    );
+    std::fs::remove_file(&late).unwrap();
+
     // The operator confirms with the gateway that batch 1 never ran, takes its files back and
     // abandons it; the next submit binds the transactions to a new number.
     for name in &names {
         std::fs::remove_file(request_dir.join(name)).unwrap();
     }
-    let resolve = paybatch(vec![
-        "resolve".into(),
-        "--config".into(),
-        s(&world.config),
-        "--account".into(),
-        "acct-001".into(),
-        "--seq".into(),
-        "1".into(),
-        "--abandon".into(),
-        "--reason".into(),
-        "gateway confirmed batch 1 was never received".into(),
-    ])
-    .await;
+    let resolve = abandon("gateway confirmed batch 1 was never received").await;
     assert_eq!(
         resolve.status.code(),
         Some(0),

@@ -113,8 +113,9 @@ pub struct Inspection {
     /// Whether the gateway was asked to process the batch (Sola: `PROCESS_X` is in the
     /// drop); `None` when this protocol cannot tell.
     pub triggered: Option<bool>,
-    /// Whether the gateway's verdict is there (Sola: a whole `COMPLETE_X`); `None` when this
-    /// protocol cannot tell.
+    /// Whether the gateway's answer is there, or any part of it (Sola: `COMPLETE_X` or
+    /// `RESPONSE_X`, whole or not): proof that it took the batch up; `None` when this protocol
+    /// cannot tell.
     pub answered: Option<bool>,
     /// What was found, one item each (file names), for the operator.
     pub found: Vec<String>,

@@ -451,7 +451,7 @@ async fn accounts(State(app): State<Arc<App>>) -> Response {
 }
 
 /// An operator's decision on a batch that cannot finish by itself: `abandon` (the gateway
-/// confirmed it never processed it; refused when its COMPLETE is in the drop) or
+/// confirmed it never processed it; refused when its answer, or a part of it, is in the drop) or
 /// `mark-unknown` (its answer cannot be had). Refused while a job works on the account.
 #[utoipa::path(
     post, path = "/v1/accounts/{account}/batches/{seq}/resolve", tag = "accounts",

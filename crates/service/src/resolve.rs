@@ -238,7 +238,11 @@ async fn look_in_the_drop(
             batch.state.name()
         ))
     })?;
-    if inspection.found.is_empty() {
+    if inspection.triggered.is_none() && inspection.answered.is_none() {
+        notes.push(format!(
+            "account {account} batch {seq}: its protocol cannot tell from outside whether the gateway took it up; abandoning releases its transactions to be sent again — right only if the gateway confirmed it never processed them (otherwise use --mark-unknown)"
+        ));
+    } else if inspection.found.is_empty() {
         notes.push(format!(
             "account {account} batch {seq}: nothing of it is in the drop"
         ));
@@ -251,7 +255,8 @@ async fn look_in_the_drop(
     if inspection.answered == Some(true) {
         return Err(ResolveError::Refused {
             message: format!(
-                "not abandoned: the gateway answered batch {seq} (its COMPLETE is in the drop), so its transactions may have been processed. Run `paybatch collect` to record the answer, or `paybatch resolve --account {account} --seq {seq} --mark-unknown` if it cannot be read"
+                "not abandoned: the gateway answered batch {seq} (its answer, or a part of it, is in the drop: {}), so its transactions may have been processed. Run `paybatch collect` to record the answer, or `paybatch resolve --account {account} --seq {seq} --mark-unknown` if it cannot be read",
+                inspection.found.join(", ")
             ),
             notes: std::mem::take(notes),
         });

@@ -517,10 +517,16 @@ impl GatewayProtocol for SolaFileDrop {
             }
         }
         let triggered = found.contains(&Self::path(FileKind::Process, sequence));
-        let answered = matches!(
-            self.poll(&BatchRef::new(sequence)).await?,
-            PollResult::Done(_)
-        );
+        // Any file of the answer counts, whole or not: a COMPLETE without its final newline
+        // (believed only once seen twice, decision 4a) or a RESPONSE alone still says the
+        // gateway took the batch up.
+        let answered = [FileKind::Response, FileKind::Complete]
+            .iter()
+            .any(|kind| found.contains(&Self::path(*kind, sequence)))
+            || matches!(
+                self.poll(&BatchRef::new(sequence)).await?,
+                PollResult::Done(_)
+            );
         Ok(Inspection {
             triggered: Some(triggered),
             answered: Some(answered),
