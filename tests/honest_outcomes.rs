@@ -589,3 +589,55 @@ fn input_of(d: &Drop) -> PathBuf {
 fn out_of(d: &Drop) -> PathBuf {
     d.path("out.kvp")
 }
+
+/// Decision 4: "processed 0" proves nothing was processed only when no per-line answer says
+/// otherwise. A rejected batch whose RESPONSE cannot be read (one bad line) may hold an
+/// `xResult=A` line: its lines are `unknown`, and `--resubmit-rejected` sends none of them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processed_zero_with_an_unreadable_answer_proves_nothing() {
+    let d = Drop::new(2);
+    let input = d.path("in.kvp");
+    let out = d.path("out.kvp");
+    let o = d.paybatch(d.submit_args(&input, &out, false), &[]).await;
+    assert_eq!(
+        d.names("Request"),
+        ["PROCESS_1.KVP", "REQUEST_1.KVP"],
+        "{}",
+        text(&o)
+    );
+    std::fs::create_dir_all(d.drop_file("Response")).unwrap();
+    // Line 0 approved, then line 0 again: the file is unreadable as a whole.
+    std::fs::write(
+        d.drop_file("Response/RESPONSE_1.KVP"),
+        "xIndex=0&xSequenceNumber=1&xResult=A&xStatus=Approved\nxIndex=0&xSequenceNumber=1&xResult=E&xStatus=Error\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.drop_file("Response/COMPLETE_1.KVP"),
+        "xResult=E&xStatus=Error&xError=rejected&xProcessedCount=0&xSubmittedCount=2&xFormat=KVP&xSequenceNumber=1\n",
+    )
+    .unwrap();
+    let o = d.paybatch(d.submit_args(&input, &out, true), &[]).await;
+    let rows = read_records(&out, None);
+    assert_eq!(
+        by_ref(&rows),
+        [row("r0", "unknown", "1"), row("r1", "unknown", "1")],
+        "{}",
+        text(&o)
+    );
+    assert!(rows[0]["xError"].contains("could not be read"), "{rows:?}");
+    let mut again = d.submit_args(&input, &out, true);
+    again.push("--resubmit-rejected".to_owned());
+    let o = d.paybatch(again, &[]).await;
+    assert_eq!(
+        by_ref(&read_records(&out, None)),
+        [row("r0", "unknown", "1"), row("r1", "unknown", "1")],
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !d.names("Request").iter().any(|n| n.contains("_2.")),
+        "nothing sent again: {:?}",
+        d.names("Request")
+    );
+}

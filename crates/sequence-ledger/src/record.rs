@@ -197,14 +197,16 @@ impl BatchRecord {
     }
 
     /// Whether the gateway rejected the batch and proved it processed nothing, as far as its
-    /// answer is read: a collected batch whose verdict is an error with `xProcessedCount=0`,
-    /// or with no count and no per-line answer at all (PROTOCOL.md decision 4). Lines of
-    /// such a batch that nevertheless have a result of their own keep it.
+    /// answer is read: a collected batch whose verdict is an error with `xProcessedCount=0`
+    /// (and no per-line answer that could not be read: its lines may say `xResult=A`), or
+    /// with no count and no per-line answer at all (PROTOCOL.md decision 4). Lines of such a
+    /// batch that nevertheless have a result of their own keep it.
     pub fn is_rejected(&self) -> bool {
         let collected = matches!(self.state, BatchState::Collected | BatchState::Cleaned);
         collected
             && self.verdict.as_ref().is_some_and(|v| {
-                v.proves_nothing_processed()
+                (v.proves_nothing_processed()
+                    && self.per_line_answer != Some(PerLineAnswer::Unreadable))
                     || (v.outcome == crate::BatchOutcome::GatewayError
                         && v.processed_count.is_none()
                         && self.per_line_answer == Some(PerLineAnswer::Absent))

@@ -410,6 +410,8 @@ fn a_rejected_batch_releases_only_lines_provably_not_processed() {
         (None, PerLineAnswer::Absent, vec![], [true, true, true]),
         (None, PerLineAnswer::Read, vec![], [false, false, false]),
         (None, PerLineAnswer::Unreadable, vec![], [false, false, false]),
+        // "Processed 0", but an answer per line that could not be read may say xResult=A.
+        (Some(0), PerLineAnswer::Unreadable, vec![], [false, false, false]),
         (Some(2), PerLineAnswer::Absent, vec![], [false, false, false]),
     ];
     for (n, (count, answer, results, released)) in cases.into_iter().enumerate() {
