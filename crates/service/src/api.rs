@@ -169,11 +169,18 @@ async fn create_job(
     };
     let key = match headers.get("idempotency-key").map(HeaderValue::to_str) {
         None => None,
-        Some(Ok(k)) if !k.is_empty() && k.len() <= MAX_KEY_LEN => Some(k.to_owned()),
+        // Kept in the job's record and shown by GET /v1/jobs: never a card number.
+        Some(Ok(k))
+            if !k.is_empty() && k.len() <= MAX_KEY_LEN && !kvp_format::contains_card_number(k) =>
+        {
+            Some(k.to_owned())
+        }
         Some(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("Idempotency-Key: 1 to {MAX_KEY_LEN} visible ASCII characters"),
+                format!(
+                    "Idempotency-Key: 1 to {MAX_KEY_LEN} visible ASCII characters, not a card number"
+                ),
             );
         }
     };

@@ -171,7 +171,9 @@ impl Jobs {
             }
             while let Some(joined) = set.join_next().await {
                 if let Err(e) = joined {
-                    error!(error = %e, "a job task failed");
+                    // A panic's message may quote a value: masked like every task error.
+                    let e = e.to_string();
+                    error!(error = %kvp_format::mask_digit_runs(&e), "a job task failed");
                 }
             }
         }

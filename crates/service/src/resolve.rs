@@ -86,6 +86,14 @@ pub async fn resolve(
     action: ResolveAction,
     reason: &str,
 ) -> Result<Resolved, ResolveError> {
+    // An account of the configuration, before anything is written for it (a lease) or
+    // echoed: a mistyped one may be any text, a card number too.
+    if !settings.accounts().contains_key(account) {
+        return Err(ResolveError::Invalid(format!(
+            "no account {} in the configuration",
+            kvp_format::mask_card_numbers(account)
+        )));
+    }
     let id = AccountId::new(account).map_err(|e| ResolveError::Invalid(e.to_string()))?;
     let seq = SequenceNumber::new(sequence).map_err(|e| ResolveError::Invalid(e.to_string()))?;
     if reason.trim().is_empty() {

@@ -378,6 +378,10 @@ async fn an_idempotency_key_returns_the_same_job_and_refuses_another_body() {
     other.truncate(input.iter().position(|b| *b == b'\n').unwrap() + 1);
     let (s3, c) = h.submit(other, Some("order-batch-42")).await;
     assert_eq!(s3, StatusCode::CONFLICT, "{c}");
+    // A key is kept and listed: a card number is refused, and not echoed.
+    let (s5, e) = h.submit(input.clone(), Some("4111111111111111")).await;
+    assert_eq!(s5, StatusCode::BAD_REQUEST, "{e}");
+    assert!(!e.to_string().contains("4111111111111111"), "{e}");
     // Without a key the same body is a new job (its transactions are already bound: the engine
     // finishes it from the ledger and sends nothing twice).
     let (s4, d) = h.submit(input.clone(), None).await;
@@ -525,6 +529,18 @@ async fn a_stuck_batch_fails_the_job_shows_in_accounts_metrics_and_page_and_is_r
         serde_json::json!({"action": "abandon", "reason": "gateway confirmed it never ran"});
     let r = resolve("idle", 7, reason.clone()).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // An account that is not configured (any text, a card number too): refused before
+    // anything is written for it, and not echoed.
+    let r = resolve("4111111111111111", 1, reason.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("no account") && !body.contains("4111111111111111"),
+        "{body}"
+    );
     let r = resolve(
         "acct-001",
         1,
