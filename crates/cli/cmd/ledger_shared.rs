@@ -55,7 +55,8 @@ fn url_from_env(name: &str) -> Result<String> {
     match std::env::var(name) {
         Ok(url) if !url.trim().is_empty() => Ok(url),
         _ => Err(usage_error(format!(
-            "the environment variable {name} (the PostgreSQL ledger's URL) is not set"
+            "the environment variable {} (the PostgreSQL ledger's URL) is not set",
+            kvp_format::shown_env_name(name)
         ))),
     }
 }

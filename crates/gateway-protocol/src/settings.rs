@@ -86,7 +86,10 @@ pub fn resolve_secret(
         _ => Err(Error::Setting {
             account: account.to_owned(),
             key: format!("{key}_env"),
-            message: format!("environment variable {var} is not set (account {account})"),
+            message: format!(
+                "environment variable {} is not set (account {account})",
+                kvp_format::shown_env_name(var)
+            ),
         }),
     }
 }
@@ -165,6 +168,9 @@ mod tests {
             let e = got(None, var).unwrap_err().to_string();
             assert!(e.contains(needle), "{e}");
         }
+        // The secret pasted where its variable's name belongs is not printed back.
+        let e = got(None, Some("bk-8f3a.secret")).unwrap_err().to_string();
+        assert!(!e.contains("bk-8f3a") && e.contains("not set"), "{e}");
         assert!(check_secret("a", "k", true, true).is_err());
         assert!(check_secret("a", "k", false, false).is_err());
         assert!(check_secret("a", "k", false, true).is_ok());

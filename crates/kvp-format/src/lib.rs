@@ -80,7 +80,7 @@ pub use record::{Iter, Record};
 pub use redact::{
     REDACTED, SENSITIVE_KEYS, Secret, contains_card_number, contains_secret, is_sensitive,
     mask_card, mask_card_numbers, mask_digit_runs, mask_key, mask_url_password, mask_value,
-    url_has_password,
+    shown_env_name, url_has_password,
 };
 pub use report::{Policy, Problem, Report, ValidateOptions};
 pub use request::RequestLine;

@@ -356,6 +356,26 @@ fn mask_keyword_password(conninfo: &str) -> String {
     out
 }
 
+/// The name of an environment variable as a message may show it: the name itself when it
+/// looks like one (a letter or `_`, then letters, digits and `_`, at most 64), otherwise a
+/// placeholder — an operator who pasted the secret (a URL, a token, a password) where its
+/// variable's name belongs must not find it in the error that says so.
+pub fn shown_env_name(name: &str) -> Cow<'_, str> {
+    let mut chars = name.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64;
+    if plain {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Borrowed(
+            "(a value that is not a variable name; not shown: it may be the secret itself)",
+        )
+    }
+}
+
 /// Whether `url` carries a password (in any of the places [`mask_url_password`] masks).
 pub fn url_has_password(url: &str) -> bool {
     mask_url_password(url) != url
@@ -494,6 +514,26 @@ mod tests {
         assert_eq!(s.expose(), "hunter2");
         let d: Secret<String> = serde_json::from_str("\"hunter2\"").unwrap();
         assert_eq!(d.into_inner(), "hunter2");
+    }
+
+    #[test]
+    fn only_variable_names_are_shown() {
+        for name in ["PAYBATCH_TOKENS", "_X", "pb_ledger_url2"] {
+            assert_eq!(shown_env_name(name), name);
+        }
+        for value in [
+            "postgres://pb:s3@db/l",
+            "tok-3f9a.b",
+            "",
+            "9LIVES",
+            "a b",
+            &"A".repeat(65),
+        ] {
+            assert!(
+                !shown_env_name(value).contains(value) || value.is_empty(),
+                "{value}"
+            );
+        }
     }
 
     #[test]

@@ -99,7 +99,10 @@ impl fmt::Debug for LedgerSettings {
         f.debug_struct("LedgerSettings")
             .field("path", &self.path)
             .field("url", &self.url.as_deref().map(mask_url_password))
-            .field("url_env", &self.url_env)
+            .field(
+                "url_env",
+                &self.url_env.as_deref().map(kvp_format::shown_env_name),
+            )
             .field("lease_ttl", &self.lease_ttl)
             .field("ca_file", &self.ca_file)
             .finish()
@@ -296,7 +299,10 @@ impl Settings {
                     .ok_or_else(|| {
                         Error::setting(
                             "ledger.url_env",
-                            format!("names {name}, which is not set in the environment"),
+                            format!(
+                                "names {}, which is not set in the environment",
+                                kvp_format::shown_env_name(name)
+                            ),
                         )
                     })?,
             ),
@@ -510,7 +516,33 @@ impl Settings {
             accounts.insert(name.clone(), table.into());
         }
         root.insert("accounts".into(), accounts.into());
-        root.into()
+        let mut root = serde_json::Value::Object(root);
+        show_env_names(&mut root);
+        root
+    }
+}
+
+/// Every `*_env` setting as [`kvp_format::shown_env_name`] shows it: a secret pasted where its
+/// variable's name belongs is not printed back.
+fn show_env_names(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match v {
+                    serde_json::Value::String(name) if key.ends_with("_env") => {
+                        let shown = kvp_format::shown_env_name(name);
+                        if let Some(placeholder) =
+                            (shown != name.as_str()).then(|| shown.into_owned())
+                        {
+                            *name = placeholder;
+                        }
+                    }
+                    other => show_env_names(other),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(show_env_names),
+        _ => {}
     }
 }
 
@@ -723,6 +755,20 @@ mod tests {
         assert_eq!(s.ledger.lease_ttl, Duration::from_secs(5));
         let e = Settings::load_with_env(Some(&file), [], &crate::test_protocols()).unwrap_err();
         assert!(e.to_string().contains("PB_LEDGER"), "{e}");
+        // The URL itself pasted where its variable's name belongs: never printed back, by the
+        // error, config show or Debug; an account's `*_env` neither.
+        let env = [(
+            "PAYBATCH__LEDGER__URL_ENV".to_string(),
+            "postgres://pb:hunter2@db/l".to_string(),
+        )];
+        let e = Settings::load_with_env(None, env.clone(), &crate::test_protocols()).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let text = "[accounts.acme]\nlocation = \"file:///tmp/acme\"\nbatch_key_env = \"bk-8f3a.secret\"\nmerchant_key = \"mk-secret\"\n";
+        let shown = match from_toml(text) {
+            Ok(s) => s.to_masked_toml(),
+            Err(e) => e.to_string(),
+        };
+        assert!(!shown.contains("bk-8f3a"), "{shown}");
         // The default: sled, leases of 30 s.
         let s = from_toml("").unwrap();
         assert_eq!(s.ledger_url(), None);

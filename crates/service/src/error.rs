@@ -21,7 +21,7 @@ pub enum Error {
         "configuration: serve.tokens_env: the variable {variable} holds no bearer token (comma-separated tokens); the service does not start without one"
     )]
     NoTokens {
-        /// The variable's name.
+        /// The variable's name (as [`kvp_format::shown_env_name`] shows it).
         variable: String,
     },
     /// The engine's settings or engine failed.

@@ -153,7 +153,7 @@ impl ServeConfig {
         let tokens = env(&section.tokens_env)
             .and_then(|v| Tokens::parse(&v))
             .ok_or_else(|| Error::NoTokens {
-                variable: section.tokens_env.clone(),
+                variable: kvp_format::shown_env_name(&section.tokens_env).into_owned(),
             })?;
         if section.max_body == 0 {
             return Err(Error::Setting {

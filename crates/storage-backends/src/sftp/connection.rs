@@ -215,7 +215,7 @@ impl Connection {
             }
             SftpAuth::PasswordEnv { var } => {
                 let password = env_secret(&shown, var, "password")?;
-                let method = format!("the password from ${var}");
+                let method = format!("the password from ${}", kvp_format::shown_env_name(var));
                 (
                     method,
                     handle.authenticate_password(&key.user, password).await,
@@ -287,7 +287,10 @@ fn env_secret(shown: &str, var: &str, what: &str) -> Result<String> {
     std::env::var(var).map_err(|_| {
         Error::config(
             shown,
-            format!("the environment variable {var} (SFTP {what}) is not set"),
+            format!(
+                "the environment variable {} (SFTP {what}) is not set",
+                kvp_format::shown_env_name(var)
+            ),
         )
     })
 }
