@@ -545,8 +545,14 @@ impl GatewayProtocol for ApsBatchApi {
             .await
             .map_err(|e| self.error(sequence, e))?;
         if read(RESULTS, reference.as_str(), &answer).ok() != Some(Reading::ValidationFailed) {
-            tracing::warn!(account = %self.account(), %sequence, %reference, code = %answer.code, "rejected APS batch: no validation results to report per line");
-            return Ok(RejectedAnswer::absent());
+            // The verdict was a failed validation, and now the service says something else:
+            // nothing can be concluded from either (never "no answer", which with a count of
+            // 0 would release the lines).
+            tracing::warn!(account = %self.account(), %sequence, %reference, code = %answer.code, "rejected APS batch: asked again, the service no longer reports a failed validation");
+            return Ok(RejectedAnswer {
+                answer: AnswerFile::Unreadable,
+                lines: Vec::new(),
+            });
         }
         let Some(text) = answer.batch_results.as_deref() else {
             return Ok(RejectedAnswer::absent());

@@ -53,7 +53,30 @@ pub(crate) fn read(
     Ok(match BatchPhase::of(answer.code) {
         BatchPhase::Validating => Reading::Validating,
         BatchPhase::Validated => Reading::Validated { explicit: true },
-        BatchPhase::ValidationFailed => Reading::ValidationFailed,
+        BatchPhase::ValidationFailed => {
+            // "Validation failed" proves nothing was processed only when no row says a
+            // transaction was (a status 14, 19, ...): such an answer contradicts itself, and
+            // is no verdict (the batch stays triggered: its lines `unknown`).
+            let processed = answer
+                .batch_results
+                .as_deref()
+                .filter(|t| !t.trim().is_empty())
+                .and_then(|t| parse_batch_results(reference, t).ok())
+                .map_or(0, |rows| {
+                    rows.iter().filter(|r| r.has_transaction_status()).count()
+                });
+            if processed > 0 {
+                return Err(Error::protocol(
+                    operation,
+                    reference,
+                    format!(
+                        "{} (validation failed) answer has {processed} per-line row(s) with a transaction status: some lines may have been processed; not taken as the batch's verdict",
+                        answer.code
+                    ),
+                ));
+            }
+            Reading::ValidationFailed
+        }
         BatchPhase::Processing => Reading::Processing,
         BatchPhase::UnknownReference => Reading::UnknownReference,
         BatchPhase::Failed => Reading::Failed,
@@ -291,6 +314,9 @@ mod tests {
                 Some("Line_Number,response_code\n2,77004\n"),
                 Some(Reading::ValidationFailed),
             ),
+            // A failed validation whose rows say a transaction was processed: no verdict.
+            ("77136", Some(results), None),
+            ("71136", Some("Line_Number,status\n2,77\n3,14\n"), None),
             ("71141", None, Some(Reading::UnknownReference)),
             ("00008", None, Some(Reading::Failed)),
             ("70000", Some(mixed), None),
