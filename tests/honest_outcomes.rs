@@ -401,6 +401,40 @@ async fn a_request_this_ledger_did_not_write_is_never_overwritten() {
     );
 }
 
+/// The same, for a batch recorded as uploaded whose run stopped before its PROCESS: the REQUEST
+/// under its number was replaced meanwhile, so the resumed run does not trigger it, and its
+/// lines stay `unknown` (it may have been triggered before the stop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_request_is_not_triggered_when_its_batch_resumes() {
+    let d = Drop::new(2);
+    let input = d.path("in.kvp");
+    let out = d.path("out.kvp");
+    let mut crash = paybatch_cmd(d.submit_args(&input, &out, false));
+    // The first durable state change of a batch is RequestUploaded: stop right after it.
+    crash.env("PAYBATCH_CRASH_AT", "transition.after_flush");
+    let crashed = run(crash).await;
+    assert!(crashed.status.code().is_none(), "{}", text(&crashed));
+    assert_eq!(d.names("Request"), ["REQUEST_1.KVP"]);
+    let foreign = "xIndex=0&xSequenceNumber=1&xKey=someone-else&xCommand=cc%3Asale&xAmount=5.00\n";
+    std::fs::write(d.drop_file("Request/REQUEST_1.KVP"), foreign).unwrap();
+    let o = d.paybatch(d.submit_args(&input, &out, true), &[]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not written by this ledger"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(d.names("Request"), ["REQUEST_1.KVP"], "not triggered");
+    assert_eq!(
+        std::fs::read_to_string(d.drop_file("Request/REQUEST_1.KVP")).unwrap(),
+        foreign
+    );
+    assert_eq!(
+        by_ref(&read_records(&out, None)),
+        [row("r0", "unknown", "1"), row("r1", "unknown", "1")]
+    );
+}
+
 /// Decision 4c: two accounts on one drop (spelled differently) are a configuration error
 /// naming both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,6 +61,20 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
     /// Storage or transport failures; a verification mismatch.
     async fn upload(&self, sequence: SequenceNumber, payload: Bytes) -> Result<Option<String>>;
 
+    /// Before a batch recorded as uploaded is triggered again (a resumed run: PROCESS_X may or
+    /// may not have been written before it stopped), checks that what the drop holds under its
+    /// name is still this payload's transactions (PROTOCOL.md decisions 4b and 4d), so that a
+    /// request this ledger did not write is never triggered. A request no longer there (the
+    /// gateway took it) passes. The default passes: a gateway that keeps uploads where
+    /// nobody else can replace them.
+    ///
+    /// # Errors
+    /// Storage or transport failures; a request with other transactions.
+    async fn verify_uploaded(&self, sequence: SequenceNumber, payload: &Bytes) -> Result<()> {
+        let _ = (sequence, payload);
+        Ok(())
+    }
+
     /// Starts processing of an uploaded batch. Idempotent (the gateway ignores a repeat).
     ///
     /// # Errors

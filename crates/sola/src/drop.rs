@@ -407,6 +407,25 @@ impl GatewayProtocol for SolaFileDrop {
         Ok(None)
     }
 
+    async fn verify_uploaded(&self, sequence: SequenceNumber, payload: &Bytes) -> Result<()> {
+        let path = Self::path(FileKind::Request, sequence);
+        let present = match self.backend.get(&path).await {
+            Ok(b) => b,
+            // Taken by the gateway after a PROCESS written before the stop: a PROCESS written
+            // again is ignored (it has seen the number).
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.storage(&path, e)),
+        };
+        if present == *payload || transactions_digest(&present) == transactions_digest(payload) {
+            Ok(())
+        } else {
+            Err(Error::ForeignRequest {
+                account: self.account.clone(),
+                sequence,
+            })
+        }
+    }
+
     async fn trigger(&self, batch: &BatchRef, line_count: u64) -> Result<()> {
         let sequence = batch.sequence;
         let path = Self::path(FileKind::Process, sequence);
@@ -638,6 +657,26 @@ mod tests {
             sola.upload(seq(3), Bytes::from_static(other)).await,
             Err(Error::ForeignRequest { .. })
         ));
+        // Before a resumed batch is triggered again: ours (any key) passes, other transactions
+        // do not, a request the gateway took passes.
+        for payload in [&ours[..], &rotated[..]] {
+            sola.verify_uploaded(seq(3), &Bytes::copy_from_slice(payload))
+                .await
+                .unwrap();
+        }
+        backend
+            .put("Request/REQUEST_3.KVP", Bytes::from_static(other))
+            .await
+            .unwrap();
+        assert!(matches!(
+            sola.verify_uploaded(seq(3), &Bytes::from_static(ours))
+                .await,
+            Err(Error::ForeignRequest { .. })
+        ));
+        backend.delete("Request/REQUEST_3.KVP").await.unwrap();
+        sola.verify_uploaded(seq(3), &Bytes::from_static(ours))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -33,6 +33,11 @@ impl Worker {
             BatchState::Reserved | BatchState::RequestUploaded => {
                 let (payload, bindings) = self.build(sequence, positions)?;
                 self.check_same_transactions(&rec, &bindings, &payload)?;
+                if rec.state == BatchState::RequestUploaded {
+                    // Its REQUEST is not uploaded again: what is under its name must still be
+                    // ours before PROCESS goes out.
+                    self.protocol.verify_uploaded(sequence, &payload).await?;
+                }
                 let lines = positions.len() as u64;
                 self.upload_and_trigger(sequence, payload, lines, rec.state, false)
                     .await?;
