@@ -262,95 +262,109 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
     }
 }
 
-/// `url` with the password of its user part (`scheme://user:password@host`), of a `password=`
-/// query parameter, or of a `password` pair of a libpq `key = value` string replaced by `***`:
-/// a database or drop URL quoted in a message or shown in settings.
+/// `url` with the password of its user part (`scheme://user:password@host`), of every
+/// `password=` query parameter, or of a `password` pair of a libpq `key = value` string replaced
+/// by `***`: a database or drop URL quoted in a message or shown in settings.
 ///
-/// The user part ends at the **last** `@` of the URL, not at the first `/` or `?`: a password
-/// with an unescaped `/`, `?`, `#` or `@` is what some clients accept (tokio-postgres takes
-/// everything up to an `@` as user and password), so it is masked whole. An `@` in a query
-/// after a `user:` part is masked with it — more than needed, never less.
+/// A URL is text that starts with a scheme and `://`; anything else is read as libpq's
+/// `key = value` form (as tokio-postgres reads it). A URL has a password when its user part, up
+/// to the first `@`, holds a `:` (tokio-postgres reads user and password up to the first `@`,
+/// whatever `/`, `?` or `#` they hold); it is masked up to the **last** `@`, which also covers
+/// a reader that takes the last one — more than needed, never less. A query parameter is
+/// masked up to the next `&`, its key compared percent-decoded.
 pub fn mask_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return mask_keyword_password(url);
-    };
-    let mut out = match rest.rsplit_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}")
+    match url_prefix_len(url) {
+        Some(prefix) => mask_in_url(url, prefix),
+        None => mask_keyword_password(url),
+    }
+}
+
+/// The length of `scheme://` when `text` starts with one (a letter, then letters, digits, `+`,
+/// `.` or `-`).
+fn url_prefix_len(text: &str) -> Option<usize> {
+    let (scheme, _) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let plain = chars.next()?.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'));
+    plain.then_some(scheme.len() + 3)
+}
+
+fn mask_in_url(url: &str, prefix: usize) -> String {
+    let (head, rest) = url.split_at(prefix);
+    let mut out = match (rest.split_once('@'), rest.rsplit_once('@')) {
+        (Some((first, _)), Some((_, host))) if first.contains(':') => {
+            let user = first.split_once(':').map_or(first, |(u, _)| u);
+            format!("{head}{user}:***@{host}")
         }
-        _ => url.to_string(),
+        _ => url.to_owned(),
     };
-    for sep in ['?', '&'] {
-        let key = format!("{sep}password=");
-        if let Some(at) = out.to_ascii_lowercase().find(&key) {
-            let start = at + key.len();
-            let end = out[start..]
-                .find(['&', '#', ' '])
-                .map_or(out.len(), |e| start + e);
-            out.replace_range(start..end, "***");
-        }
+    if let Some(q) = out.find('?') {
+        let (before, query) = out.split_at(q + 1);
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((key, _))
+                    if percent_encoding::percent_decode_str(key)
+                        .decode_utf8_lossy()
+                        .eq_ignore_ascii_case("password") =>
+                {
+                    format!("{key}=***")
+                }
+                _ => param.to_owned(),
+            })
+            .collect();
+        out = format!("{before}{}", params.join("&"));
     }
     out
 }
 
-/// A libpq `key = value` string with the value of every `password` key (spaces around `=`,
-/// quoted with `'`, backslash escapes) replaced by `***`.
+/// A libpq `key = value` string with the value of every `password` key (any whitespace around
+/// `=`, quoted with `'`, backslash escapes) replaced by `***`.
 fn mask_keyword_password(conninfo: &str) -> String {
-    let b = conninfo.as_bytes();
     let mut out = String::with_capacity(conninfo.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_whitespace() {
-            let start = i;
-            while i < b.len() && b[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            out.push_str(&conninfo[start..i]);
+    let mut chars = conninfo.char_indices().peekable();
+    while let Some(&(start, c)) = chars.peek() {
+        if c.is_whitespace() {
+            out.push(c);
+            chars.next();
             continue;
         }
-        let key_start = i;
-        while i < b.len() && b[i] != b'=' && !b[i].is_ascii_whitespace() {
-            i += 1;
+        // The key: up to `=` or whitespace (at least one character, or the `=` itself next).
+        let mut end = start;
+        while let Some((i, c)) = chars.next_if(|&(_, c)| c != '=' && !c.is_whitespace()) {
+            end = i + c.len_utf8();
         }
-        let key = &conninfo[key_start..i];
+        let key = &conninfo[start..end];
         out.push_str(key);
-        let eq_start = i;
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
+        while let Some((_, c)) = chars.next_if(|&(_, c)| c.is_whitespace()) {
+            out.push(c);
         }
-        if i == b.len() || b[i] != b'=' {
-            out.push_str(&conninfo[eq_start..i]);
+        if chars.next_if(|&(_, c)| c == '=').is_none() {
             continue;
         }
-        i += 1;
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
+        out.push('=');
+        while let Some((_, c)) = chars.next_if(|&(_, c)| c.is_whitespace()) {
+            out.push(c);
         }
-        out.push_str(&conninfo[eq_start..i]);
-        let value_start = i;
-        let quoted = i < b.len() && b[i] == b'\'';
+        let mut value = String::new();
+        let quoted = chars.next_if(|&(_, c)| c == '\'').is_some();
         if quoted {
-            i += 1;
+            value.push('\'');
         }
-        while i < b.len()
-            && (if quoted {
-                b[i] != b'\''
-            } else {
-                !b[i].is_ascii_whitespace()
-            })
-        {
-            i += if b[i] == b'\\' { 2 } else { 1 };
+        while let Some((_, c)) = chars.next_if(|&(_, c)| quoted || !c.is_whitespace()) {
+            value.push(c);
+            if c == '\\' {
+                if let Some((_, escaped)) = chars.next() {
+                    value.push(escaped);
+                }
+            } else if quoted && c == '\'' && value.len() > 1 {
+                break;
+            }
         }
-        if quoted {
-            i += 1;
-        }
-        // Every stop is at an ASCII byte or past the end: a char boundary.
-        i = i.min(b.len());
         if key.eq_ignore_ascii_case("password") {
             out.push_str("***");
         } else {
-            out.push_str(&conninfo[value_start..i]);
+            out.push_str(&value);
         }
     }
     out
@@ -545,19 +559,28 @@ mod tests {
             ("postgres://pb@h/db?password=s3&sslmode=require", "postgres://pb@h/db?password=***&sslmode=require"),
             ("host=h user=pb password=s3 dbname=db", "host=h user=pb password=*** dbname=db"),
             ("password=s3 host=h", "password=*** host=h"),
-            // Passwords some clients take unescaped: the user part ends at the last `@`.
+            // Passwords some clients take unescaped: masked up to the last `@`.
             ("postgres://pb:Zx9/kQ@db:5432/ledger", "postgres://pb:***@db:5432/ledger"),
             ("postgres://pb:a?b#c@db/l", "postgres://pb:***@db/l"),
             ("postgres://pb:a@b@db/l?sslmode=require", "postgres://pb:***@db/l?sslmode=require"),
             ("sftp://acme:pa/ss@host/drop", "sftp://acme:***@host/drop"),
-            ("postgres://h/db?sslmode=require&password=s3#x", "postgres://h/db?sslmode=require&password=***#x"),
-            // libpq's other spellings: spaces around `=`, quoted values, escapes.
+            // No password: an `@` further on is not one.
+            ("postgres://pb@db:5432/ledger?application_name=ops@eu", "postgres://pb@db:5432/ledger?application_name=ops@eu"),
+            // Query parameters: each, up to the next `&`, the key percent-decoded.
+            ("postgres://h/db?sslmode=require&password=s3#x&a=1", "postgres://h/db?sslmode=require&password=***&a=1"),
+            ("postgres://h/db?password=a&pass%77ord=b", "postgres://h/db?password=***&pass%77ord=***"),
+            // libpq's other spellings: spaces around `=`, quoted values, escapes, any
+            // whitespace, and `://` inside a value.
             ("host=db password = s3cret", "host=db password = ***"),
             ("password='s3 cret' host=db", "password=*** host=db"),
             (r"password='it\'s me' host=db", "password=*** host=db"),
             (r"PASSWORD=a\ b user=pb", "PASSWORD=*** user=pb"),
+            ("host=db\u{a0}password=s3", "host=db\u{a0}password=***"),
+            ("host=db password=ab://cd", "host=db password=***"),
+            ("host=é user=pb", "host=é user=pb"),
             ("host=db user=pb", "host=db user=pb"),
             ("password=", "password=***"),
+            ("=x password='unterminated", "=x password=***"),
         ];
         for (url, masked) in cases {
             assert_eq!(mask_url_password(url), masked, "{url}");
