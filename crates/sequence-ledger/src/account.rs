@@ -40,7 +40,11 @@ impl AccountId {
             None
         };
         match reason {
-            Some(reason) => Err(Error::InvalidAccount { id, reason }),
+            // Quoted in the error: typed by someone, it may be any text (a card number too).
+            Some(reason) => Err(Error::InvalidAccount {
+                id: kvp_format::mask_digit_runs(&id).into_owned(),
+                reason,
+            }),
             None => Ok(AccountId(id)),
         }
     }
@@ -101,6 +105,12 @@ mod tests {
         for (id, ok) in cases {
             assert_eq!(AccountId::new(*id).is_ok(), *ok, "{id:?}");
         }
+    }
+
+    #[test]
+    fn a_rejected_id_is_quoted_without_a_card_number() {
+        let e = AccountId::new("4111 1111 1111 1111").unwrap_err().to_string();
+        assert!(!e.contains("4111 1111 1111 1111") && e.contains("4111 11"), "{e}");
     }
 
     #[test]

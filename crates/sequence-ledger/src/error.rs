@@ -78,7 +78,7 @@ pub enum Error {
     /// An account id that is empty, too long or has characters outside `[A-Za-z0-9._-]`.
     #[error("invalid account id {id:?}: {reason}")]
     InvalidAccount {
-        /// The rejected id.
+        /// The rejected id, digit runs that could be a card number masked.
         id: String,
         /// Why.
         reason: &'static str,

@@ -477,6 +477,17 @@ async fn resolve_batch(
     Path((account, seq)): Path<(String, u32)>,
     Json(body): Json<ResolveBody>,
 ) -> Response {
+    // An account of the configuration, before anything is written for it (a lease) or
+    // echoed: the path segment may be any text, a card number too.
+    if !app.jobs.settings().accounts().contains_key(&account) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no account {} in the configuration",
+                kvp_format::mask_digit_runs(&account)
+            ),
+        );
+    }
     // No worker moves the account's batches while the operator decides on one.
     let Some(_held) = app.jobs.engine().try_lock_account(&account) else {
         return (

@@ -86,14 +86,6 @@ pub async fn resolve(
     action: ResolveAction,
     reason: &str,
 ) -> Result<Resolved, ResolveError> {
-    // An account of the configuration, before anything is written for it (a lease) or
-    // echoed: a mistyped one may be any text, a card number too.
-    if !settings.accounts().contains_key(account) {
-        return Err(ResolveError::Invalid(format!(
-            "no account {} in the configuration",
-            kvp_format::mask_card_numbers(account)
-        )));
-    }
     let id = AccountId::new(account).map_err(|e| ResolveError::Invalid(e.to_string()))?;
     let seq = SequenceNumber::new(sequence).map_err(|e| ResolveError::Invalid(e.to_string()))?;
     if reason.trim().is_empty() {
@@ -146,7 +138,9 @@ async fn decide_and_write(
     let mut notes = Vec::new();
     let transition = match action {
         ResolveAction::Abandon => {
-            if before.state.may_have_been_triggered() && !before.state.is_final() {
+            // Reserved too: the ledger says never triggered, but a takeover that found its
+            // PROCESS or answer in the drop sends the operator here.
+            if !before.state.is_final() {
                 look_in_the_drop(settings, &before, &mut notes).await?;
             }
             Transition::Abandoned {

@@ -535,7 +535,7 @@ async fn a_stuck_batch_fails_the_job_shows_in_accounts_metrics_and_page_and_is_r
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let body = r.text().await.unwrap();
     assert!(
         body.contains("no account") && !body.contains("4111111111111111"),
