@@ -109,8 +109,13 @@ mod tests {
 
     #[test]
     fn a_rejected_id_is_quoted_without_a_card_number() {
-        let e = AccountId::new("4111 1111 1111 1111").unwrap_err().to_string();
-        assert!(!e.contains("4111 1111 1111 1111") && e.contains("4111 11"), "{e}");
+        let e = AccountId::new("4111 1111 1111 1111")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !e.contains("4111 1111 1111 1111") && e.contains("4111 11"),
+            "{e}"
+        );
     }
 
     #[test]

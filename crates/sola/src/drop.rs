@@ -299,6 +299,12 @@ const ENVELOPE: [&str; 6] = [
     "xSoftwareVersion",
 ];
 
+/// Whether two REQUEST files carry the same transactions: the same bytes, or the same lines
+/// apart from the key and what a software version changes (PROTOCOL.md decision 4d).
+fn same_transactions(a: &[u8], b: &[u8]) -> bool {
+    a == b || transactions_digest(a).is_some_and(|d| transactions_digest(b) == Some(d))
+}
+
 /// What a REQUEST file carries, independent of the envelope (key, software version): a
 /// SHA-256 over its lines' transaction fields in canonical form, sensitive values masked, or
 /// `None` when it is not a readable REQUEST. Two files with the same digest carry the same
@@ -362,7 +368,7 @@ impl GatewayProtocol for SolaFileDrop {
                 // upload before a crash, with a key or software version that changed since:
                 // PROTOCOL.md decision 4d); anything else was not written by this ledger and
                 // is never overwritten or triggered (decision 4b).
-                if transactions_digest(&present) != transactions_digest(&payload) {
+                if !same_transactions(&present, &payload) {
                     return Err(Error::ForeignRequest {
                         account: self.account.clone(),
                         sequence,
@@ -411,12 +417,22 @@ impl GatewayProtocol for SolaFileDrop {
         let path = Self::path(FileKind::Request, sequence);
         let present = match self.backend.get(&path).await {
             Ok(b) => b,
-            // Taken by the gateway after a PROCESS written before the stop: a PROCESS written
-            // again is ignored (it has seen the number).
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            // Taken by the gateway after a PROCESS written before the stop (a PROCESS written
+            // again is ignored: it has seen the number). With neither PROCESS nor answer
+            // there, someone took it back: a PROCESS now would trigger nothing of ours.
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let inspection = self.inspect(sequence).await?;
+                if inspection.triggered == Some(true) || inspection.answered == Some(true) {
+                    return Ok(());
+                }
+                return Err(self.protocol(
+                    sequence,
+                    "its REQUEST, recorded as uploaded, is no longer in the drop, and neither its PROCESS nor an answer is: check the drop, then `paybatch resolve`",
+                ));
+            }
             Err(e) => return Err(self.storage(&path, e)),
         };
-        if present == *payload || transactions_digest(&present) == transactions_digest(payload) {
+        if same_transactions(&present, payload) {
             Ok(())
         } else {
             Err(Error::ForeignRequest {
@@ -541,11 +557,7 @@ impl GatewayProtocol for SolaFileDrop {
         // gateway took the batch up.
         let answered = [FileKind::Response, FileKind::Complete]
             .iter()
-            .any(|kind| found.contains(&Self::path(*kind, sequence)))
-            || matches!(
-                self.poll(&BatchRef::new(sequence)).await?,
-                PollResult::Done(_)
-            );
+            .any(|kind| found.contains(&Self::path(*kind, sequence)));
         Ok(Inspection {
             triggered: Some(triggered),
             answered: Some(answered),
@@ -677,6 +689,13 @@ mod tests {
         sola.verify_uploaded(seq(3), &Bytes::from_static(ours))
             .await
             .unwrap();
+        // Gone with no PROCESS and no answer: taken back by someone, not triggered again.
+        backend.delete("Request/PROCESS_3.KVP").await.unwrap();
+        let err = sola
+            .verify_uploaded(seq(3), &Bytes::from_static(ours))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no longer in the drop"), "{err}");
     }
 
     #[tokio::test]
