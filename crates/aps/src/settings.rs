@@ -124,7 +124,12 @@ impl ApsSettings {
                     .get(var)
                     .filter(|v| !v.is_empty())
                     .map(|v| Secret::new(v.clone()))
-                    .ok_or_else(|| bad(format!("environment variable {var} is not set"))),
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "environment variable {} is not set",
+                            kvp_format::shown_env_name(var)
+                        ))
+                    }),
                 (Some(_), Some(_)) => Err(bad(format!("give {key} or {key}_env, not both"))),
                 (None, None) => Err(bad(format!("{key} or {key}_env is required"))),
             }

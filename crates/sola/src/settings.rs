@@ -407,7 +407,10 @@ impl SolaSettings {
                     setting(
                         account,
                         what,
-                        format!("environment variable {var} is not set (account {account})"),
+                        format!(
+                            "environment variable {} is not set (account {account})",
+                            kvp_format::shown_env_name(var)
+                        ),
                     )
                 })
         };
