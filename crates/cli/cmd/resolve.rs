@@ -2,9 +2,10 @@
 //!
 //! - `--abandon`: the gateway confirmed it never processed the batch (typically Stuck: no
 //!   COMPLETE by the deadline). Its transactions are reported `unknown` and released, so a
-//!   later submit of the same refs puts them into a new batch. For a batch that may have been
-//!   triggered, the drop is inspected first and what is there is shown; a batch whose
-//!   COMPLETE is in the drop is refused (the gateway answered: collect it instead).
+//!   later submit of the same refs puts them into a new batch. For a batch not final (Reserved
+//!   included), the drop is inspected first and what is there is shown; a batch with any file
+//!   of its answer in the drop (COMPLETE or RESPONSE, whole or not) is refused (the gateway
+//!   answered: collect it instead).
 //! - `--mark-unknown`: the gateway's answer cannot be had (a COMPLETE whose RESPONSE is
 //!   missing or unusable, or no COMPLETE at all). The batch is closed; its transactions stay
 //!   bound to it and are reported `unknown` for ever — never sent again — and the account's

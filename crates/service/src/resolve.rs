@@ -1,9 +1,10 @@
 //! An operator's decision on a batch that cannot finish by itself, shared by
 //! `paybatch resolve` and `POST /v1/accounts/{account}/batches/{seq}/resolve`.
 //!
-//! - abandon: the gateway confirmed it never processed the batch. For a batch that may have
-//!   been triggered the drop is inspected first; a batch whose COMPLETE is there is refused
-//!   (the gateway answered: collect it, or mark it unknown).
+//! - abandon: the gateway confirmed it never processed the batch. For a batch not final
+//!   (Reserved included) the drop is inspected first; a batch with any file of its answer there
+//!   (COMPLETE or RESPONSE, whole or not) is refused (the gateway answered: collect it, or mark
+//!   it unknown).
 //! - mark-unknown: the answer cannot be had; the transactions stay `unknown` for ever and the
 //!   account's later batches go on.
 
@@ -216,8 +217,8 @@ async fn remove_unpublished(
     }
 }
 
-/// Before abandoning a batch that may have been triggered: notes what the gateway side holds
-/// of it, and refuses when the gateway's verdict is there (its transactions may have been
+/// Before abandoning a batch that is not final: notes what the gateway side holds of it, and
+/// refuses when any part of the gateway's answer is there (its transactions may have been
 /// processed; abandoning would release them for a second send).
 async fn look_in_the_drop(
     settings: &orchestrator::Settings,
