@@ -108,6 +108,24 @@ impl Drop {
         run(cmd).await
     }
 
+    /// Submits `in.kvp` without waiting: batch 1 is triggered (REQUEST_1 and PROCESS_1 in the
+    /// drop, `Response/` there for an answer written by hand). Returns the input and output.
+    async fn triggered(&self) -> (PathBuf, PathBuf) {
+        let input = self.path("in.kvp");
+        let out = self.path("out.kvp");
+        let o = self
+            .paybatch(self.submit_args(&input, &out, false), &[])
+            .await;
+        assert_eq!(
+            self.names("Request"),
+            ["PROCESS_1.KVP", "REQUEST_1.KVP"],
+            "{}",
+            text(&o)
+        );
+        std::fs::create_dir_all(self.drop_file("Response")).unwrap();
+        (input, out)
+    }
+
     /// Writes `Response/RESPONSE_n` approving every line and a whole `COMPLETE_n`.
     fn answer(&self, n: u32, lines: usize) {
         let mut response = String::new();
@@ -495,16 +513,7 @@ async fn two_accounts_on_one_drop_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_completed_batch_without_its_response_can_be_marked_unknown() {
     let d = Drop::new(2);
-    let input = d.path("in.kvp");
-    let out = d.path("out.kvp");
-    let o = d.paybatch(d.submit_args(&input, &out, false), &[]).await;
-    assert_eq!(
-        d.names("Request"),
-        ["PROCESS_1.KVP", "REQUEST_1.KVP"],
-        "{}",
-        text(&o)
-    );
-    std::fs::create_dir_all(d.drop_file("Response")).unwrap();
+    let (input, out) = d.triggered().await;
     std::fs::write(d.drop_file("Response/COMPLETE_1.KVP"), complete(1, 2)).unwrap();
     let o = d.paybatch(d.submit_args(&input, &out, true), &[]).await;
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -630,16 +639,7 @@ fn out_of(d: &Drop) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processed_zero_with_an_unreadable_answer_proves_nothing() {
     let d = Drop::new(2);
-    let input = d.path("in.kvp");
-    let out = d.path("out.kvp");
-    let o = d.paybatch(d.submit_args(&input, &out, false), &[]).await;
-    assert_eq!(
-        d.names("Request"),
-        ["PROCESS_1.KVP", "REQUEST_1.KVP"],
-        "{}",
-        text(&o)
-    );
-    std::fs::create_dir_all(d.drop_file("Response")).unwrap();
+    let (input, out) = d.triggered().await;
     // Line 0 approved, then line 0 again: the file is unreadable as a whole.
     std::fs::write(
         d.drop_file("Response/RESPONSE_1.KVP"),
