@@ -126,6 +126,34 @@ impl Drop {
         (input, out)
     }
 
+    /// Runs `submit` (not waiting) on `in.kvp` until it is killed at crash point `point`.
+    /// Returns the input and output.
+    async fn crashed_at(&self, point: &str) -> (PathBuf, PathBuf) {
+        let input = self.path("in.kvp");
+        let out = self.path("out.kvp");
+        let mut crash = paybatch_cmd(self.submit_args(&input, &out, false));
+        crash.env("PAYBATCH_CRASH_AT", point);
+        let crashed = run(crash).await;
+        assert!(crashed.status.code().is_none(), "{}", text(&crashed));
+        (input, out)
+    }
+
+    /// The run `o` refused [`FOREIGN_REQUEST`] under number 1: exit 1, said so, nothing
+    /// triggered, the file as it was.
+    fn assert_foreign_request_kept(&self, o: &Output) {
+        assert_eq!(o.status.code(), Some(1), "{}", text(o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("not written by this ledger"),
+            "{}",
+            text(o)
+        );
+        assert_eq!(self.names("Request"), ["REQUEST_1.KVP"], "not triggered");
+        assert_eq!(
+            std::fs::read_to_string(self.drop_file("Request/REQUEST_1.KVP")).unwrap(),
+            FOREIGN_REQUEST
+        );
+    }
+
     /// Writes `Response/RESPONSE_n` approving every line and a whole `COMPLETE_n`.
     fn answer(&self, n: u32, lines: usize) {
         let mut response = String::new();
@@ -147,6 +175,10 @@ impl Drop {
         .unwrap();
     }
 }
+
+/// A REQUEST under number 1 that this ledger did not write (another key, another amount).
+const FOREIGN_REQUEST: &str =
+    "xIndex=0&xSequenceNumber=1&xKey=someone-else&xCommand=cc%3Asale&xAmount=5.00\n";
 
 fn complete(n: u32, lines: usize) -> String {
     format!(
@@ -376,27 +408,11 @@ async fn answers_this_ledger_did_not_ask_for_stop_the_account() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_this_ledger_did_not_write_is_never_overwritten() {
     let d = Drop::new(2);
-    let input = d.path("in.kvp");
-    let out = d.path("out.kvp");
-    let mut crash = paybatch_cmd(d.submit_args(&input, &out, false));
-    crash.env("PAYBATCH_CRASH_AT", "orchestrator.after_reserve");
-    let crashed = run(crash).await;
-    assert!(crashed.status.code().is_none(), "{}", text(&crashed));
-    let foreign = "xIndex=0&xSequenceNumber=1&xKey=someone-else&xCommand=cc%3Asale&xAmount=5.00\n";
+    let (input, out) = d.crashed_at("orchestrator.after_reserve").await;
     std::fs::create_dir_all(d.drop_file("Request")).unwrap();
-    std::fs::write(d.drop_file("Request/REQUEST_1.KVP"), foreign).unwrap();
+    std::fs::write(d.drop_file("Request/REQUEST_1.KVP"), FOREIGN_REQUEST).unwrap();
     let o = d.paybatch(d.submit_args(&input, &out, false), &[]).await;
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not written by this ledger"),
-        "{}",
-        text(&o)
-    );
-    assert_eq!(d.names("Request"), ["REQUEST_1.KVP"], "not triggered");
-    assert_eq!(
-        std::fs::read_to_string(d.drop_file("Request/REQUEST_1.KVP")).unwrap(),
-        foreign
-    );
+    d.assert_foreign_request_kept(&o);
     let floor = d
         .paybatch(
             vec![
@@ -425,28 +441,12 @@ async fn a_request_this_ledger_did_not_write_is_never_overwritten() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_request_is_not_triggered_when_its_batch_resumes() {
     let d = Drop::new(2);
-    let input = d.path("in.kvp");
-    let out = d.path("out.kvp");
-    let mut crash = paybatch_cmd(d.submit_args(&input, &out, false));
     // The first durable state change of a batch is RequestUploaded: stop right after it.
-    crash.env("PAYBATCH_CRASH_AT", "transition.after_flush");
-    let crashed = run(crash).await;
-    assert!(crashed.status.code().is_none(), "{}", text(&crashed));
+    let (input, out) = d.crashed_at("transition.after_flush").await;
     assert_eq!(d.names("Request"), ["REQUEST_1.KVP"]);
-    let foreign = "xIndex=0&xSequenceNumber=1&xKey=someone-else&xCommand=cc%3Asale&xAmount=5.00\n";
-    std::fs::write(d.drop_file("Request/REQUEST_1.KVP"), foreign).unwrap();
+    std::fs::write(d.drop_file("Request/REQUEST_1.KVP"), FOREIGN_REQUEST).unwrap();
     let o = d.paybatch(d.submit_args(&input, &out, true), &[]).await;
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not written by this ledger"),
-        "{}",
-        text(&o)
-    );
-    assert_eq!(d.names("Request"), ["REQUEST_1.KVP"], "not triggered");
-    assert_eq!(
-        std::fs::read_to_string(d.drop_file("Request/REQUEST_1.KVP")).unwrap(),
-        foreign
-    );
+    d.assert_foreign_request_kept(&o);
     assert_eq!(
         by_ref(&read_records(&out, None)),
         [row("r0", "unknown", "1"), row("r1", "unknown", "1")]
