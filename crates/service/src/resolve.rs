@@ -237,7 +237,7 @@ async fn look_in_the_drop(
     .await;
     let inspection = inspected.map_err(|e| {
         ResolveError::Inspect(format!(
-            "batch {seq} of account {account} may have been triggered ({}), so the drop must be inspected before abandoning it, and that failed: {e}",
+            "batch {seq} of account {account} is {}: the drop must be inspected before abandoning it (the gateway may hold it), and that failed: {e}",
             batch.state.name()
         ))
     })?;
