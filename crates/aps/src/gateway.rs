@@ -29,8 +29,8 @@ use crate::reading::{Reading, any_rows, line_fields, read, rejected_lines, valid
 use crate::reference::BatchReference;
 use crate::results::{check_references, join_complete, join_partial, parse_batch_results};
 use gateway_protocol::{
-    AnswerFile, BatchFile, BatchLine, BatchRef, Error, GatewayProtocol, GatewayVerdict, LineFields,
-    LineResult, Masking, PollResult, RejectedAnswer, Result,
+    AnswerFile, BatchFile, BatchLine, BatchRef, Error, GatewayProtocol, GatewayVerdict, Inspection,
+    LineFields, LineResult, Masking, PollResult, RejectedAnswer, Result,
 };
 
 const RESULTS: &str = "GET_BATCH_RESULTS";
@@ -530,6 +530,50 @@ impl GatewayProtocol for ApsBatchApi {
                 fields: line_fields(row).into(),
             })
             .collect())
+    }
+
+    /// What the service says of the batch (one `GET_BATCH_RESULTS`, by its reference): not
+    /// known (never uploaded, or expired), validating, validated and not started, failed
+    /// validation (its answer), processing, or processed (its answer). A `70000` without
+    /// per-line transaction rows cannot tell whether `PROCESS_BATCH` was accepted: triggered
+    /// unknown.
+    async fn inspect(&self, sequence: SequenceNumber) -> Result<Inspection> {
+        let reference = self.reference(sequence)?;
+        let answer = self
+            .client
+            .batch_results(&reference, None)
+            .await
+            .map_err(|e| self.error(sequence, e))?;
+        let reading = read(RESULTS, reference.as_str(), &answer);
+        let (uploaded, triggered, answered, said) = match &reading {
+            Ok(Reading::UnknownReference) => {
+                (false, Some(false), false, "not known to the service")
+            }
+            Ok(Reading::Validating) => (true, Some(false), false, "validating"),
+            Ok(Reading::Validated { explicit: true }) => {
+                (true, Some(false), false, "validated, not started")
+            }
+            Ok(Reading::Validated { explicit: false }) => (
+                true,
+                None,
+                false,
+                "validated (or processed without per-line results)",
+            ),
+            Ok(Reading::ValidationFailed) => (true, Some(false), true, "failed validation"),
+            Ok(Reading::Processing) => (true, Some(true), false, "processing"),
+            Ok(Reading::Processed(_)) => (true, Some(true), true, "processed"),
+            // An answer that is none of these (or contradicts itself) proves nothing: taken
+            // as an answer, so that nothing is released on its strength.
+            Ok(Reading::Failed) | Err(_) => {
+                (true, None, true, "an answer that is not a batch state")
+            }
+        };
+        Ok(Inspection {
+            uploaded: Some(uploaded),
+            triggered,
+            answered: Some(answered),
+            found: vec![format!("APS batch {reference}: {said} ({})", answer.code)],
+        })
     }
 
     async fn fetch_rejected_results(

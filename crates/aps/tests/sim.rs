@@ -1044,3 +1044,39 @@ async fn results_about_other_orders_are_refused(mode: ReferenceMode) {
     sim.shutdown().await;
 }
 both_modes!(results_about_other_orders_are_refused);
+
+/// `inspect` asks the service what it holds of a batch: unknown before the upload, uploaded and
+/// not triggered before `PROCESS_BATCH`, triggered and answered once processed — what a
+/// takeover and `resolve --abandon` decide on.
+async fn inspect_says_what_the_service_holds(mode: ReferenceMode) {
+    let sim = sim_with(mode, options()).await;
+    let api = api_for(mode, &sim);
+    let seq = SequenceNumber::new(1).unwrap();
+    let i = api.inspect(seq).await.unwrap();
+    assert_eq!(
+        (i.uploaded, i.triggered, i.answered),
+        (Some(false), Some(false), Some(false)),
+        "{i:?}"
+    );
+    let f = refunds("insp", 2, &["1.00"]);
+    let id = api
+        .upload(seq, encode(&api, seq, &f).unwrap())
+        .await
+        .unwrap();
+    let i = api.inspect(seq).await.unwrap();
+    assert_eq!(i.uploaded, Some(true), "{i:?}");
+    assert_ne!(i.triggered, Some(true), "{i:?}");
+    assert_eq!(i.answered, Some(false), "{i:?}");
+    let batch = BatchRef::new(seq).with_gateway_batch_id(id);
+    api.trigger(&batch, 2).await.unwrap();
+    assert!(poll_until_done(&api, &batch).await.success);
+    let i = api.inspect(seq).await.unwrap();
+    assert_eq!(
+        (i.uploaded, i.triggered, i.answered),
+        (Some(true), Some(true), Some(true)),
+        "{i:?}"
+    );
+    assert!(i.found[0].contains("processed"), "{i:?}");
+    sim.shutdown().await;
+}
+both_modes!(inspect_says_what_the_service_holds);

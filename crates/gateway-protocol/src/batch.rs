@@ -107,9 +107,12 @@ impl RejectedAnswer {
 }
 
 /// What the gateway side holds of one batch, for an operator about to resolve it by hand
-/// (`paybatch resolve` shows it before abandoning a batch that may have been triggered).
+/// (`paybatch resolve` shows it before abandoning a batch) and for a takeover.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inspection {
+    /// Whether the gateway holds the batch's request (Sola: `REQUEST_X` is in the drop; APS:
+    /// the service knows the batch reference); `None` when this protocol cannot tell.
+    pub uploaded: Option<bool>,
     /// Whether the gateway was asked to process the batch (Sola: `PROCESS_X` is in the
     /// drop); `None` when this protocol cannot tell.
     pub triggered: Option<bool>,
@@ -117,6 +120,6 @@ pub struct Inspection {
     /// `RESPONSE_X`, whole or not): proof that it took the batch up; `None` when this protocol
     /// cannot tell.
     pub answered: Option<bool>,
-    /// What was found, one item each (file names), for the operator.
+    /// What was found, one item each (file names, or what the service said), for the operator.
     pub found: Vec<String>,
 }

@@ -235,12 +235,24 @@ async fn look_in_the_drop(
             .map_err(|e| e.to_string())
     }
     .await;
-    let inspection = inspected.map_err(|e| {
-        ResolveError::Inspect(format!(
-            "batch {seq} of account {account} is {}: the drop must be inspected before abandoning it (the gateway may hold it), and that failed: {e}",
-            batch.state.name()
-        ))
-    })?;
+    let inspection = match inspected {
+        Ok(inspection) => inspection,
+        // Reserved: the ledger proves it never triggered (PROCESS follows the recorded
+        // upload); the look is a second opinion, and a drop or endpoint that cannot be reached
+        // (often why the batch never left) does not stop the decision.
+        Err(e) if !batch.state.may_have_been_triggered() => {
+            notes.push(format!(
+                "warning: account {account} batch {seq}: could not look at the gateway's side ({e}); the ledger holds it as never triggered"
+            ));
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(ResolveError::Inspect(format!(
+                "batch {seq} of account {account} may have been triggered ({}), so the gateway's side must be inspected before abandoning it, and that failed: {e}",
+                batch.state.name()
+            )));
+        }
+    };
     if inspection.triggered.is_none() && inspection.answered.is_none() {
         notes.push(format!(
             "account {account} batch {seq}: its protocol cannot tell from outside whether the gateway took it up; abandoning releases its transactions to be sent again — right only if the gateway confirmed it never processed them (otherwise use --mark-unknown)"
@@ -251,14 +263,14 @@ async fn look_in_the_drop(
         ));
     } else {
         notes.push(format!(
-            "account {account} batch {seq}: in the drop: {}",
+            "account {account} batch {seq}: on the gateway's side: {}",
             inspection.found.join(", ")
         ));
     }
     if inspection.answered == Some(true) {
         return Err(ResolveError::Refused {
             message: format!(
-                "not abandoned: the gateway answered batch {seq} (its answer, or a part of it, is in the drop: {}), so its transactions may have been processed. Run `paybatch collect` to record the answer, or `paybatch resolve --account {account} --seq {seq} --mark-unknown` if it cannot be read",
+                "not abandoned: the gateway answered batch {seq} (its answer, or a part of it, is there: {}), so its transactions may have been processed. Run `paybatch collect` to record the answer, or `paybatch resolve --account {account} --seq {seq} --mark-unknown` if it cannot be read",
                 inspection.found.join(", ")
             ),
             notes: std::mem::take(notes),

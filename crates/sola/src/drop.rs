@@ -559,6 +559,7 @@ impl GatewayProtocol for SolaFileDrop {
             .iter()
             .any(|kind| found.contains(&Self::path(*kind, sequence)));
         Ok(Inspection {
+            uploaded: Some(found.contains(&Self::path(FileKind::Request, sequence))),
             triggered: Some(triggered),
             answered: Some(answered),
             found,

@@ -168,13 +168,12 @@ impl Worker {
                 .await?;
             return self.wait_and_collect(sequence, rec.line_count, true).await;
         }
-        let can_tell = inspection.triggered.is_some();
-        if can_tell && !inspection.found.iter().any(|f| f.contains("REQUEST_")) {
+        if inspection.uploaded == Some(false) {
             return Err(Error::Blocked {
                 account: self.account.to_string(),
                 sequence,
                 state: rec.state,
-                hint: "it is recorded as uploaded, but neither its REQUEST nor its PROCESS is in the drop: check the drop, then `paybatch resolve`",
+                hint: "it is recorded as uploaded, but the gateway holds neither its request nor its trigger (Sola: no REQUEST or PROCESS in the drop; APS: the service does not know the reference): check, then `paybatch resolve`",
             });
         }
         tracing::warn!(account = %self.account, %sequence, "taking over a batch another process uploaded: triggering and collecting it");
