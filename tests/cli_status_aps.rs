@@ -139,25 +139,40 @@ fn account_commands_handle_aps_accounts() {
         "{plain}"
     );
 
-    // resolve: the batch that never left is abandoned, its lines released.
-    let o = paybatch(&[
-        "resolve",
-        "--config",
-        c,
-        "--account",
-        "aps-2",
-        "--seq",
-        "1",
-        "--abandon",
-        "--reason",
-        "endpoint was down, never uploaded",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    // resolve: the batch that never left is abandoned, its lines released — once the service
+    // can be asked about it (with the endpoint down, the decision is refused: the service's
+    // side is always looked at before an abandon).
+    let abandon = || {
+        paybatch(&[
+            "resolve",
+            "--config",
+            c,
+            "--account",
+            "aps-2",
+            "--seq",
+            "1",
+            "--abandon",
+            "--reason",
+            "endpoint was down, never uploaded",
+        ])
+    };
+    let o = abandon();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("-> Abandoned"),
+        String::from_utf8_lossy(&o.stderr).contains("must be inspected"),
         "{}",
         text(&o)
     );
+    write_config(dir.path(), &accounts, [&sim.endpoint(), &sim.endpoint()]);
+    let o = abandon();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("-> Abandoned")
+            && String::from_utf8_lossy(&o.stderr).contains("not known to the service"),
+        "{}",
+        text(&o)
+    );
+    write_config(dir.path(), &accounts, [&sim.endpoint(), &dead]);
 
     // collect: aps-1's batches finish; creates nothing for aps-2.
     let out = dir.path().join("collected.kvp");

@@ -532,11 +532,11 @@ impl GatewayProtocol for ApsBatchApi {
             .collect())
     }
 
-    /// What the service says of the batch (one `GET_BATCH_RESULTS`, by its reference): not
-    /// known (never uploaded, or expired), validating, validated and not started, failed
-    /// validation (its answer), processing, or processed (its answer). A `70000` without
-    /// per-line transaction rows cannot tell whether `PROCESS_BATCH` was accepted: triggered
-    /// unknown.
+    /// What the service says of the batch (one `GET_BATCH_RESULTS`, by its reference):
+    /// validating, validated and not started, failed validation (nothing processed),
+    /// processing, or processed (answered). An unknown reference (never uploaded, or expired)
+    /// and a `70000` without per-line transaction rows (after `PROCESS_BATCH` it may mean
+    /// processed) tell nothing of a trigger or an answer; any other answer is an error.
     async fn inspect(&self, sequence: SequenceNumber) -> Result<Inspection> {
         let reference = self.reference(sequence)?;
         let answer = self
@@ -546,32 +546,49 @@ impl GatewayProtocol for ApsBatchApi {
             .map_err(|e| self.error(sequence, e))?;
         let reading = read(RESULTS, reference.as_str(), &answer);
         let (uploaded, triggered, answered, said) = match &reading {
-            Ok(Reading::UnknownReference) => {
-                (false, Some(false), false, "not known to the service")
-            }
-            Ok(Reading::Validating) => (true, Some(false), false, "validating"),
-            Ok(Reading::Validated { explicit: true }) => {
-                (true, Some(false), false, "validated, not started")
-            }
-            Ok(Reading::Validated { explicit: false }) => (
-                true,
-                None,
-                false,
-                "validated (or processed without per-line results)",
+            // Never uploaded, or expired (after processing, maybe): nothing to tell by.
+            Ok(Reading::UnknownReference) => (Some(false), None, None, "not known to the service"),
+            Ok(Reading::Validating) => (Some(true), Some(false), Some(false), "validating"),
+            Ok(Reading::Validated { explicit: true }) => (
+                Some(true),
+                Some(false),
+                Some(false),
+                "validated, not started",
             ),
-            Ok(Reading::ValidationFailed) => (true, Some(false), true, "failed validation"),
-            Ok(Reading::Processing) => (true, Some(true), false, "processing"),
-            Ok(Reading::Processed(_)) => (true, Some(true), true, "processed"),
-            // An answer that is none of these (or contradicts itself) proves nothing: taken
-            // as an answer, so that nothing is released on its strength.
+            // After PROCESS_BATCH this may mean processed: unknown.
+            Ok(Reading::Validated { explicit: false }) => (
+                Some(true),
+                None,
+                None,
+                "validated, or processed without per-line results",
+            ),
+            // Proof that nothing was processed (when consistent: see `read`).
+            Ok(Reading::ValidationFailed) => (
+                Some(true),
+                Some(false),
+                Some(false),
+                "failed validation, nothing processed",
+            ),
+            Ok(Reading::Processing) => (Some(true), Some(true), Some(false), "processing"),
+            Ok(Reading::Processed(_)) => (Some(true), Some(true), Some(true), "processed"),
+            // An answer that is none of these proves nothing either way: an error, so that
+            // nothing is decided on it.
             Ok(Reading::Failed) | Err(_) => {
-                (true, None, true, "an answer that is not a batch state")
+                return Err(self.error(
+                    sequence,
+                    ApsError::Rejected {
+                        operation: "GET_BATCH_RESULTS",
+                        reference: reference.to_string(),
+                        response_code: answer.code.to_string(),
+                        response_message: answer.response_message.clone(),
+                    },
+                ));
             }
         };
         Ok(Inspection {
-            uploaded: Some(uploaded),
+            uploaded,
             triggered,
-            answered: Some(answered),
+            answered,
             found: vec![format!("APS batch {reference}: {said} ({})", answer.code)],
         })
     }

@@ -235,36 +235,30 @@ async fn look_in_the_drop(
             .map_err(|e| e.to_string())
     }
     .await;
-    let inspection = match inspected {
-        Ok(inspection) => inspection,
-        // Reserved: the ledger proves it never triggered (PROCESS follows the recorded
-        // upload); the look is a second opinion, and a drop or endpoint that cannot be reached
-        // (often why the batch never left) does not stop the decision.
-        Err(e) if !batch.state.may_have_been_triggered() => {
-            notes.push(format!(
-                "warning: account {account} batch {seq}: could not look at the gateway's side ({e}); the ledger holds it as never triggered"
-            ));
-            return Ok(());
-        }
-        Err(e) => {
-            return Err(ResolveError::Inspect(format!(
-                "batch {seq} of account {account} may have been triggered ({}), so the gateway's side must be inspected before abandoning it, and that failed: {e}",
-                batch.state.name()
-            )));
-        }
-    };
-    if inspection.triggered.is_none() && inspection.answered.is_none() {
-        notes.push(format!(
-            "account {account} batch {seq}: its protocol cannot tell from outside whether the gateway took it up; abandoning releases its transactions to be sent again — right only if the gateway confirmed it never processed them (otherwise use --mark-unknown)"
-        ));
-    } else if inspection.found.is_empty() {
-        notes.push(format!(
-            "account {account} batch {seq}: nothing of it is in the drop"
-        ));
-    } else {
+    // Refused when the look fails, Reserved included: a takeover sends the operator here
+    // exactly when the drop contradicted the ledger's "never triggered". A batch that never
+    // left because its drop was down is sent by the next run once the drop is back, or
+    // abandoned then.
+    let inspection = inspected.map_err(|e| {
+        ResolveError::Inspect(format!(
+            "batch {seq} of account {account} is {}: the gateway's side must be inspected before abandoning it, and that failed: {e}",
+            batch.state.name()
+        ))
+    })?;
+    let cannot_tell = inspection.triggered.is_none() || inspection.answered.is_none();
+    if !inspection.found.is_empty() {
         notes.push(format!(
             "account {account} batch {seq}: on the gateway's side: {}",
             inspection.found.join(", ")
+        ));
+    } else if !cannot_tell {
+        notes.push(format!(
+            "account {account} batch {seq}: nothing of it is in the drop"
+        ));
+    }
+    if cannot_tell {
+        notes.push(format!(
+            "account {account} batch {seq}: what the gateway's side shows cannot tell whether it took the batch up; abandoning releases its transactions to be sent again — right only if the gateway confirmed it never processed them (otherwise use --mark-unknown)"
         ));
     }
     if inspection.answered == Some(true) {
@@ -278,7 +272,8 @@ async fn look_in_the_drop(
     }
     if inspection.triggered == Some(true) {
         notes.push(format!(
-            "warning: PROCESS_{seq} is in the drop: the gateway was asked to process this batch. Abandoning releases its transactions to be sent again — right only if the gateway confirmed it never processed them (otherwise use --mark-unknown)"
+            "warning: the gateway was asked to process batch {seq} ({}). Abandoning releases its transactions to be sent again — right only if the gateway confirmed it never processed them (otherwise use --mark-unknown)",
+            inspection.found.join(", ")
         ));
     }
     Ok(())
