@@ -441,6 +441,7 @@ async fn changed_reference_prefix_stops_an_unfinished_aps_batch_until_restored(
     for a in &m.accounts {
         assert_eq!(report.accounts[&a.account].pending.len(), 1, "{report:?}");
     }
+    let pending = report.accounts[&m.accounts[0].account].pending[0];
     let original = std::fs::read_to_string(&m.world.config).unwrap();
     let changed = original.replace(
         "protocol = \"aps\"\n",
@@ -465,6 +466,25 @@ async fn changed_reference_prefix_stops_an_unfinished_aps_batch_until_restored(
         );
     }
     assert_eq!(m.sim.journal().len(), processed, "nothing processed");
+    // Nor can an operator abandon such a batch: the service would be asked about another.
+    let o = common::paybatch(&[
+        "resolve",
+        "--config",
+        m.world.config.to_str().unwrap(),
+        "--account",
+        &m.accounts[0].account,
+        "--seq",
+        &pending.to_string(),
+        "--abandon",
+        "--reason",
+        "x",
+    ]);
+    assert_ne!(o.status.code(), Some(0), "{}", common::text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("restore them first"),
+        "{}",
+        common::text(&o)
+    );
     // The setting restored: the same batches finish, every line processed exactly once.
     std::fs::write(&m.world.config, &original).unwrap();
     let report = submit_in_process(&m, &out).await;

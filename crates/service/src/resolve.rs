@@ -228,11 +228,21 @@ async fn look_in_the_drop(
     let account = batch.account.as_str();
     let seq = batch.sequence;
     let inspected = async {
-        protocol_of(settings, account)
-            .await?
-            .inspect(seq)
-            .await
-            .map_err(|e| e.to_string())
+        let protocol = protocol_of(settings, account).await?;
+        // The gateway is asked about the batch under the name it was reserved under: with
+        // the account's reference settings changed since, it would be asked about another.
+        if let Some(stored) = &batch.external_reference {
+            let now = protocol
+                .external_reference(seq)
+                .map_err(|e| e.to_string())?;
+            if now.as_deref() != Some(stored.as_str()) {
+                return Err(format!(
+                    "it was reserved as {stored}, and the account's settings now name it {}; restore them first",
+                    now.as_deref().unwrap_or("nothing")
+                ));
+            }
+        }
+        protocol.inspect(seq).await.map_err(|e| e.to_string())
     }
     .await;
     // Refused when the look fails, Reserved included: a takeover sends the operator here
