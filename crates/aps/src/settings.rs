@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kvp_format::Secret;
+use kvp_format::{EnvName, Secret};
 use serde::{Deserialize, Serialize};
 
 use crate::batch_file::HeaderNames;
@@ -30,7 +30,7 @@ pub struct ApsSettings {
     pub access_code: Option<Secret<String>>,
     /// Name of the variable holding `access_code`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_code_env: Option<String>,
+    pub access_code_env: Option<EnvName>,
     /// SHA request phrase, inline.
     #[serde(
         default,
@@ -40,7 +40,7 @@ pub struct ApsSettings {
     pub sha_request_phrase: Option<Secret<String>>,
     /// Name of the variable holding the request phrase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha_request_phrase_env: Option<String>,
+    pub sha_request_phrase_env: Option<EnvName>,
     /// SHA response phrase, inline.
     #[serde(
         default,
@@ -50,7 +50,7 @@ pub struct ApsSettings {
     pub sha_response_phrase: Option<Secret<String>>,
     /// Name of the variable holding the response phrase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha_response_phrase_env: Option<String>,
+    pub sha_response_phrase_env: Option<EnvName>,
     /// `sha256` (default) or `sha512`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha_type: Option<ShaType>,
@@ -112,7 +112,7 @@ impl ApsSettings {
     /// [`Error::Config`] naming the key: a secret given both ways or not at all, a variable
     /// that is unset, a bad endpoint, currency, language or prefix.
     pub fn resolve(&self, account: &str, env: &gateway_protocol::Env) -> Result<ApsAccountConfig> {
-        let secret = |key: &str, inline: &Option<Secret<String>>, var: &Option<String>| {
+        let secret = |key: &str, inline: &Option<Secret<String>>, var: &Option<EnvName>| {
             let bad = |message: String| Error::Config {
                 account: account.to_owned(),
                 key: key.to_owned(),
@@ -121,15 +121,10 @@ impl ApsSettings {
             match (inline, var) {
                 (Some(s), None) => Ok(s.clone()),
                 (None, Some(var)) => env
-                    .get(var)
+                    .get(var.as_str())
                     .filter(|v| !v.is_empty())
                     .map(|v| Secret::new(v.clone()))
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "environment variable {} is not set",
-                            kvp_format::shown_env_name(var)
-                        ))
-                    }),
+                    .ok_or_else(|| bad(format!("environment variable {var} is not set"))),
                 (Some(_), Some(_)) => Err(bad(format!("give {key} or {key}_env, not both"))),
                 (None, None) => Err(bad(format!("{key} or {key}_env is required"))),
             }
@@ -267,6 +262,13 @@ mod tests {
                 .to_string()
                 .contains("not both")
         );
+        // A phrase pasted where its variable's name belongs: not in Debug, not in the error.
+        let mut s = base();
+        s.sha_response_phrase_env = Some("2b7e$pass-phrase".into());
+        let err = s.resolve("a", &gateway_protocol::Env::new()).unwrap_err();
+        for shown in [format!("{s:?}"), err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains("pass-phrase"), "{shown}");
+        }
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub struct ShowArgs {
     pub ledger: Option<PathBuf>,
     /// The environment variable holding a PostgreSQL ledger's URL, instead of --config.
     #[arg(long, value_name = "NAME")]
-    pub url_env: Option<String>,
+    pub url_env: Option<kvp_format::EnvName>,
     /// Only this account, with all its batches.
     #[arg(long, value_name = "ACCOUNT")]
     pub account: Option<String>,
@@ -133,7 +133,7 @@ pub struct ExportArgs {
     pub ledger: Option<PathBuf>,
     /// The environment variable holding a PostgreSQL ledger's URL, instead of --ledger.
     #[arg(long, value_name = "NAME")]
-    pub url_env: Option<String>,
+    pub url_env: Option<kvp_format::EnvName>,
     /// Write here instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -426,7 +426,7 @@ fn show(args: &ShowArgs) -> Result<ExitCode> {
         let (ledger, name) = reader(
             args.config.as_deref(),
             args.ledger.as_deref(),
-            args.url_env.as_deref(),
+            args.url_env.as_ref().map(kvp_format::EnvName::as_str),
         )
         .await?;
         let accounts = match &only {
@@ -581,7 +581,7 @@ fn export(args: &ExportArgs) -> Result<ExitCode> {
         let (ledger, _) = reader(
             args.config.as_deref(),
             args.ledger.as_deref(),
-            args.url_env.as_deref(),
+            args.url_env.as_ref().map(kvp_format::EnvName::as_str),
         )
         .await?;
         // A file is written beside its name (0600) and renamed into place once whole: a failed

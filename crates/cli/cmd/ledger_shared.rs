@@ -28,7 +28,7 @@ pub struct MigrateArgs {
     /// The environment variable holding the PostgreSQL ledger's URL
     /// (`postgres://user:password@host:port/database`).
     #[arg(long, value_name = "NAME", default_value = DEFAULT_URL_ENV)]
-    pub url_env: String,
+    pub url_env: kvp_format::EnvName,
     /// Only show the schema version and the SQL of the pending steps; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -47,7 +47,7 @@ pub struct CopyArgs {
     pub to: Option<String>,
     /// The environment variable holding the target's URL (with its password, if any).
     #[arg(long, value_name = "NAME")]
-    pub to_env: Option<String>,
+    pub to_env: Option<kvp_format::EnvName>,
 }
 
 /// The URL in variable `name`.
@@ -88,7 +88,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// `paybatch ledger migrate`.
 pub fn migrate(args: &MigrateArgs) -> Result<ExitCode> {
-    let options = options(&url_from_env(&args.url_env)?)?;
+    let options = options(&url_from_env(args.url_env.as_str())?)?;
     let describe = options.describe();
     runtime()?.block_on(async {
         let ledger = PgLedger::connect_without_migrating(options).await?;
@@ -131,7 +131,7 @@ pub fn migrate(args: &MigrateArgs) -> Result<ExitCode> {
 /// `paybatch ledger copy`.
 pub fn copy(args: &CopyArgs) -> Result<ExitCode> {
     let url = match (&args.to, &args.to_env) {
-        (_, Some(name)) => url_from_env(name)?,
+        (_, Some(name)) => url_from_env(name.as_str())?,
         (Some(url), None) => url_from_arg(url)?,
         (None, None) => return Err(usage_error("give --to URL or --to-env NAME")),
     };

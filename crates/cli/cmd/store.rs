@@ -50,10 +50,10 @@ pub struct CheckArgs {
     pub ssh_key: Option<PathBuf>,
     /// SFTP: environment variable holding the private key's passphrase.
     #[arg(long, value_name = "VAR", requires = "ssh_key")]
-    pub ssh_key_passphrase_env: Option<String>,
+    pub ssh_key_passphrase_env: Option<kvp_format::EnvName>,
     /// SFTP: environment variable holding the password (never the password itself).
     #[arg(long, value_name = "VAR")]
-    pub ssh_password_env: Option<String>,
+    pub ssh_password_env: Option<kvp_format::EnvName>,
     /// SFTP: OpenSSH known_hosts file to verify the server's host key against.
     #[arg(long, value_name = "FILE", conflicts_with = "host_key_sha256")]
     pub known_hosts: Option<PathBuf>,

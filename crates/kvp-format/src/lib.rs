@@ -78,7 +78,7 @@ pub use process::ProcessFile;
 pub use reader::{BOM, Reader, Records, Typed};
 pub use record::{Iter, Record};
 pub use redact::{
-    REDACTED, SENSITIVE_KEYS, Secret, contains_card_number, contains_secret, is_sensitive,
+    EnvName, REDACTED, SENSITIVE_KEYS, Secret, contains_card_number, contains_secret, is_sensitive,
     mask_card, mask_card_numbers, mask_digit_runs, mask_key, mask_url_password, mask_value,
     shown_env_name, url_has_password,
 };

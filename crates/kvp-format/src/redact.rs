@@ -390,6 +390,75 @@ pub fn shown_env_name(name: &str) -> Cow<'_, str> {
     }
 }
 
+/// The name of an environment variable that holds a secret, as a `*_env` setting gives it.
+///
+/// Debug, Display and `Serialize` show it as [`shown_env_name`] does: an operator who pasted
+/// the secret itself where its variable's name belongs finds a placeholder in a settings dump,
+/// a log line or an error, never the value. [`EnvName::as_str`] gives the name as written, for
+/// reading the variable. Deserializes from a plain string.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EnvName(String);
+
+impl EnvName {
+    /// Wraps a variable's name.
+    pub fn new(name: impl Into<String>) -> Self {
+        EnvName(name.into())
+    }
+
+    /// The name as written: for `std::env::var`, never for a message.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name as a message may show it ([`shown_env_name`]).
+    pub fn shown(&self) -> Cow<'_, str> {
+        shown_env_name(&self.0)
+    }
+}
+
+impl From<String> for EnvName {
+    fn from(name: String) -> Self {
+        EnvName(name)
+    }
+}
+
+impl From<&str> for EnvName {
+    fn from(name: &str) -> Self {
+        EnvName(name.to_owned())
+    }
+}
+
+impl std::str::FromStr for EnvName {
+    type Err = std::convert::Infallible;
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Ok(EnvName::from(name))
+    }
+}
+
+impl fmt::Debug for EnvName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.shown(), f)
+    }
+}
+
+impl fmt::Display for EnvName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown())
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(EnvName)
+    }
+}
+
+impl serde::Serialize for EnvName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.shown())
+    }
+}
+
 /// Whether `url` carries a password (in any of the places [`mask_url_password`] masks).
 pub fn url_has_password(url: &str) -> bool {
     mask_url_password(url) != url
@@ -398,6 +467,25 @@ pub fn url_has_password(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_env_name_never_shows_a_pasted_secret() {
+        let name = EnvName::from("PAYBATCH_BATCH_KEY");
+        assert_eq!(name.to_string(), "PAYBATCH_BATCH_KEY");
+        assert_eq!(format!("{name:?}"), "\"PAYBATCH_BATCH_KEY\"");
+        assert_eq!(name.as_str(), "PAYBATCH_BATCH_KEY");
+        let pasted: EnvName = serde_json::from_str("\"xK3y:s3cret/4111111111111111\"").unwrap();
+        assert_eq!(pasted.as_str(), "xK3y:s3cret/4111111111111111");
+        for shown in [
+            pasted.to_string(),
+            format!("{pasted:?}"),
+            format!("{:?}", Some(&pasted)),
+            serde_json::to_string(&pasted).unwrap(),
+        ] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(!shown.contains("4111"), "{shown}");
+        }
+    }
 
     #[test]
     fn only_card_numbers_are_masked_in_outside_text() {

@@ -78,7 +78,7 @@ pub struct LedgerSettings {
     /// The name of an environment variable holding the shared ledger's URL (password
     /// included), used when `url` is not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url_env: Option<String>,
+    pub url_env: Option<kvp_format::EnvName>,
     /// How long an account's lease lasts unless renewed (renewed every third of it): a
     /// process that stops renewing loses its accounts this long after its last renewal.
     #[serde(
@@ -99,10 +99,7 @@ impl fmt::Debug for LedgerSettings {
         f.debug_struct("LedgerSettings")
             .field("path", &self.path)
             .field("url", &self.url.as_deref().map(mask_url_password))
-            .field(
-                "url_env",
-                &self.url_env.as_deref().map(kvp_format::shown_env_name),
-            )
+            .field("url_env", &self.url_env)
             .field("lease_ttl", &self.lease_ttl)
             .field("ca_file", &self.ca_file)
             .finish()
@@ -293,16 +290,13 @@ impl Settings {
         let ledger_url = match (&ledger.url, &ledger.url_env) {
             (Some(url), _) => Some(url.clone()),
             (None, Some(name)) => Some(
-                env.get(name)
+                env.get(name.as_str())
                     .filter(|v| !v.trim().is_empty())
                     .cloned()
                     .ok_or_else(|| {
                         Error::setting(
                             "ledger.url_env",
-                            format!(
-                                "names {}, which is not set in the environment",
-                                kvp_format::shown_env_name(name)
-                            ),
+                            format!("names {name}, which is not set in the environment"),
                         )
                     })?,
             ),
@@ -764,11 +758,24 @@ mod tests {
         let e = Settings::load_with_env(None, env.clone(), &crate::test_protocols()).unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
         let text = "[accounts.acme]\nlocation = \"file:///tmp/acme\"\nbatch_key_env = \"bk-8f3a.secret\"\nmerchant_key = \"mk-secret\"\n";
-        let shown = from_toml(text).unwrap().to_masked_toml();
+        let loaded = from_toml(text).unwrap();
+        let shown = loaded.to_masked_toml();
         assert!(
             !shown.contains("bk-8f3a") && shown.contains("not a variable name"),
             "{shown}"
         );
+        // Debug too (the settings are `EnvName`s, shown as `config show` shows them).
+        let debug = format!("{loaded:?}");
+        assert!(
+            !debug.contains("bk-8f3a") && debug.contains("not a variable name"),
+            "{debug}"
+        );
+        let ledger = LedgerSettings {
+            url_env: Some("postgres://pb:hunter2@db/l".into()),
+            ..from_toml("").unwrap().ledger
+        };
+        let debug = format!("{ledger:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
         // The default: sled, leases of 30 s.
         let s = from_toml("").unwrap();
         assert_eq!(s.ledger_url(), None);
@@ -979,7 +986,7 @@ mod tests {
         let o = sola(&s, "remote").backend_options().unwrap();
         let want = SftpAuth::KeyFile {
             path: "/etc/pb/id".into(),
-            passphrase_env: Some("REMOTE_KEY_PASS".to_owned()),
+            passphrase_env: Some("REMOTE_KEY_PASS".into()),
         };
         assert_eq!(o.sftp.auth, Some(want));
         let shown = s.to_masked_toml();

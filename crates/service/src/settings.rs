@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use kvp_format::Secret;
+use kvp_format::{EnvName, Secret};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -24,7 +24,7 @@ pub struct ServeSection {
     /// The admin address: metrics, health, status page; no token.
     pub admin_listen: String,
     /// The name of the variable holding the comma-separated bearer tokens.
-    pub tokens_env: String,
+    pub tokens_env: EnvName,
     /// Accepted inputs, job records and results; empty: `serve` beside the ledger folder.
     #[serde(default)]
     pub data_dir: PathBuf,
@@ -97,7 +97,7 @@ pub struct ServeConfig {
     /// The accepted bearer tokens.
     pub tokens: Tokens,
     /// The variable they came from (for messages).
-    pub tokens_env: String,
+    pub tokens_env: EnvName,
     /// The data directory.
     pub data_dir: PathBuf,
     /// The largest accepted body in bytes.
@@ -144,16 +144,16 @@ impl ServeConfig {
         };
         let listen = addr("listen", &section.listen)?;
         let admin_listen = addr("admin_listen", &section.admin_listen)?;
-        if section.tokens_env.trim().is_empty() {
+        if section.tokens_env.as_str().trim().is_empty() {
             return Err(Error::Setting {
                 key: "tokens_env",
                 message: "must name an environment variable".into(),
             });
         }
-        let tokens = env(&section.tokens_env)
+        let tokens = env(section.tokens_env.as_str())
             .and_then(|v| Tokens::parse(&v))
             .ok_or_else(|| Error::NoTokens {
-                variable: kvp_format::shown_env_name(&section.tokens_env).into_owned(),
+                variable: section.tokens_env.to_string(),
             })?;
         if section.max_body == 0 {
             return Err(Error::Setting {

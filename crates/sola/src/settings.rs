@@ -10,7 +10,7 @@ use gateway_protocol::settings::{
     check_secret, duration, duration_text, from_table, masked, resolve_secret,
 };
 use gateway_protocol::{Env, Error, Result};
-use kvp_format::Secret;
+use kvp_format::{EnvName, Secret};
 use serde::{Deserialize, Serialize};
 use storage_backends::{
     BackendOptions, HostKeyCheck, Location, RetryPolicy, Scheme, SecretString, SftpAuth,
@@ -202,7 +202,7 @@ pub struct SolaSettings {
     pub batch_key: Option<Secret<String>>,
     /// Or the environment variable holding it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_key_env: Option<String>,
+    pub batch_key_env: Option<EnvName>,
     /// The merchant `xKey` put on each REQUEST line.
     #[serde(
         default,
@@ -212,16 +212,16 @@ pub struct SolaSettings {
     pub merchant_key: Option<Secret<String>>,
     /// Or the environment variable holding it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merchant_key_env: Option<String>,
+    pub merchant_key_env: Option<EnvName>,
     /// SFTP: private key file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key: Option<PathBuf>,
     /// SFTP: the variable holding the passphrase of `ssh_key`, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_key_passphrase_env: Option<String>,
+    pub ssh_key_passphrase_env: Option<EnvName>,
     /// SFTP: the variable holding a password, instead of a key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_password_env: Option<String>,
+    pub ssh_password_env: Option<EnvName>,
     /// SFTP: a known_hosts file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_hosts: Option<PathBuf>,
@@ -246,10 +246,10 @@ pub struct SolaSettings {
     pub s3_conditional_put: Option<bool>,
     /// S3: the variable holding the access key id (credentials never appear in config).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3_access_key_id_env: Option<String>,
+    pub s3_access_key_id_env: Option<EnvName>,
     /// S3: the variable holding the secret access key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3_secret_access_key_env: Option<String>,
+    pub s3_secret_access_key_env: Option<EnvName>,
 }
 
 impl SolaSettings {
@@ -342,7 +342,7 @@ impl SolaSettings {
             account,
             "batch_key",
             self.batch_key.as_ref(),
-            self.batch_key_env.as_deref(),
+            self.batch_key_env.as_ref().map(EnvName::as_str),
             env,
         )
     }
@@ -356,7 +356,7 @@ impl SolaSettings {
             account,
             "merchant_key",
             self.merchant_key.as_ref(),
-            self.merchant_key_env.as_deref(),
+            self.merchant_key_env.as_ref().map(EnvName::as_str),
             env,
         )
     }
@@ -415,10 +415,13 @@ impl SolaSettings {
                 })
         };
         if let Some(var) = &self.s3_access_key_id_env {
-            s3.access_key_id = Some(read("s3_access_key_id_env", var)?);
+            s3.access_key_id = Some(read("s3_access_key_id_env", var.as_str())?);
         }
         if let Some(var) = &self.s3_secret_access_key_env {
-            s3.secret_access_key = Some(SecretString::new(read("s3_secret_access_key_env", var)?));
+            s3.secret_access_key = Some(SecretString::new(read(
+                "s3_secret_access_key_env",
+                var.as_str(),
+            )?));
         }
         Ok(options)
     }

@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kvp_format::EnvName;
+
 /// Options for [`open`](crate::open). `Default` is usable for local and S3 (settings from the
 /// AWS environment variables); SFTP needs [`SftpOptions::auth`] and [`SftpOptions::host_key`].
 #[derive(Debug, Clone)]
@@ -125,13 +127,13 @@ pub enum SftpAuth {
         /// Path of the private key.
         path: PathBuf,
         /// Name of an environment variable holding the key's passphrase, if it has one.
-        passphrase_env: Option<String>,
+        passphrase_env: Option<EnvName>,
     },
     /// A password read from the named environment variable when connecting (the password
     /// itself is never stored in options, config or logs).
     PasswordEnv {
         /// Name of the environment variable.
-        var: String,
+        var: EnvName,
     },
 }
 

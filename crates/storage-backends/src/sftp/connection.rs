@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use kvp_format::EnvName;
 use russh::client::{AuthResult, Handle};
 use russh::keys::PrivateKeyWithHashAlg;
 use russh_sftp::client::{RawSftpSession, SftpSession};
@@ -215,7 +216,7 @@ impl Connection {
             }
             SftpAuth::PasswordEnv { var } => {
                 let password = env_secret(&shown, var, "password")?;
-                let method = format!("the password from ${}", kvp_format::shown_env_name(var));
+                let method = format!("the password from ${var}");
                 (
                     method,
                     handle.authenticate_password(&key.user, password).await,
@@ -283,14 +284,11 @@ async fn open_sftp_channel(
     Ok(channel)
 }
 
-fn env_secret(shown: &str, var: &str, what: &str) -> Result<String> {
-    std::env::var(var).map_err(|_| {
+fn env_secret(shown: &str, var: &EnvName, what: &str) -> Result<String> {
+    std::env::var(var.as_str()).map_err(|_| {
         Error::config(
             shown,
-            format!(
-                "the environment variable {} (SFTP {what}) is not set",
-                kvp_format::shown_env_name(var)
-            ),
+            format!("the environment variable {var} (SFTP {what}) is not set"),
         )
     })
 }
