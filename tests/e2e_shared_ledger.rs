@@ -336,3 +336,70 @@ async fn a_reserved_batch_is_released_at_a_takeover_only_when_the_drop_shows_no_
     assert_eq!(stats.batches_ignored, 0, "{stats:?}");
     t.assert_each_processed_once();
 }
+
+/// A submit killed after it recorded its batch's upload, before it wrote PROCESS, leaves the
+/// batch `RequestUploaded`; the other submit takes it over and triggers it — but only when the
+/// REQUEST under its number still carries the transactions the ledger bound to it. A REQUEST
+/// replaced in the meantime (same line count, other transactions) is neither triggered nor
+/// overwritten: the account stops naming it. With the original back, the takeover triggers
+/// and collects it, and every transaction is processed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_batch_is_triggered_at_a_takeover_only_when_its_request_is_its_own() {
+    let Some(t) = shared("uploaded_batch_takeover", 1, 20, 10).await else {
+        return;
+    };
+    let mut killed = t.submit(0, "1s");
+    killed.env("PAYBATCH_CRASH_AT", "orchestrator.after_uploaded");
+    let killed = run(killed).await;
+    assert!(
+        killed.status.code().is_none(),
+        "SIGKILLed: {}",
+        text(&killed)
+    );
+    let batches = |status: &serde_json::Value| status["accounts"][0]["batches"].clone();
+    assert_eq!(batches(&t.status().await)["RequestUploaded"], 1);
+    // Another REQUEST under the same number: the first line twice, the last one gone.
+    let (location, options) = &t.world.targets[0];
+    let drop = storage_backends::open(location, options).await.unwrap();
+    let one = kvp_format::SequenceNumber::new(1).unwrap();
+    let request = kvp_format::FileName::new(kvp_format::FileKind::Request, one).path();
+    let process = kvp_format::FileName::new(kvp_format::FileKind::Process, one).path();
+    let ours = drop.get(&request).await.unwrap();
+    let text_of = String::from_utf8(ours.to_vec()).unwrap();
+    let lines: Vec<&str> = text_of.lines().collect();
+    assert_eq!(lines.len(), 10);
+    let mut foreign = vec![lines[0]];
+    foreign.extend(&lines[..lines.len() - 1]);
+    let foreign = format!("{}\n", foreign.join("\n"));
+    drop.put(&request, bytes::Bytes::from(foreign.clone()))
+        .await
+        .unwrap();
+    let mut blocked = t.submit(1, "1s");
+    blocked.env("PAYBATCH__POLL__TIMEOUT", "3s");
+    let blocked = run(blocked).await;
+    assert_eq!(blocked.status.code(), Some(1), "{}", text(&blocked));
+    let err = String::from_utf8_lossy(&blocked.stderr);
+    assert!(
+        err.contains("batch 1") && err.contains("neither overwritten nor triggered"),
+        "{err}"
+    );
+    assert_eq!(batches(&t.status().await)["RequestUploaded"], 1);
+    assert!(
+        drop.head(&process).await.is_err(),
+        "no PROCESS for a REQUEST this ledger did not write"
+    );
+    assert_eq!(drop.get(&request).await.unwrap(), foreign.as_bytes());
+    // With its own REQUEST back, the takeover triggers it and collects it.
+    drop.put(&request, ours).await.unwrap();
+    let (stop, gateway) = spawn_gateway(t.world.gateway(true).await.unwrap());
+    let other = run(t.submit(1, "1s")).await;
+    assert_eq!(other.status.code(), Some(0), "{}", text(&other));
+    t.assert_output_final(1);
+    let again = run(t.submit(0, "1s")).await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    t.assert_output_final(0);
+    stop.send(()).unwrap();
+    let stats = gateway.await.unwrap().unwrap();
+    assert_eq!(stats.batches_ignored, 0, "{stats:?}");
+    t.assert_each_processed_once();
+}

@@ -1,6 +1,7 @@
 //! What the steps exchange about one batch: which batch, the gateway's verdict, its per-line
 //! answer.
 
+use bytes::Bytes;
 use kvp_format::SequenceNumber;
 
 /// Which batch a step is about: its number and, once uploaded, the gateway's id for it as the
@@ -103,6 +104,29 @@ impl RejectedAnswer {
             answer: AnswerFile::Absent,
             lines: Vec::new(),
         }
+    }
+}
+
+/// The request the gateway holds under a batch's name, as transactions: each line's fields
+/// without the protocol's envelope (index, number, key, version, software), in order, and
+/// the bytes as stored. A takeover compares them with the ledger's digest of the batch
+/// before triggering a batch another process uploaded (see
+/// [`GatewayProtocol::uploaded_request`](crate::GatewayProtocol::uploaded_request)). Debug
+/// shows the sizes only: the fields hold card data.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct UploadedRequest {
+    /// The request's bytes, as the gateway holds them.
+    pub bytes: Bytes,
+    /// Each line's transaction fields (name, value), in file order.
+    pub lines: Vec<Vec<(String, String)>>,
+}
+
+impl std::fmt::Debug for UploadedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadedRequest")
+            .field("bytes", &self.bytes.len())
+            .field("lines", &self.lines.len())
+            .finish()
     }
 }
 

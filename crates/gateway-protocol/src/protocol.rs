@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use kvp_format::SequenceNumber;
 
-use crate::batch::{BatchRef, Inspection, LineResult, PollResult, RejectedAnswer};
+use crate::batch::{BatchRef, Inspection, LineResult, PollResult, RejectedAnswer, UploadedRequest};
 use crate::error::Result;
 use crate::request::BatchLine;
 
@@ -73,6 +73,20 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
     async fn verify_uploaded(&self, sequence: SequenceNumber, payload: &Bytes) -> Result<()> {
         let _ = (sequence, payload);
         Ok(())
+    }
+
+    /// The request the gateway holds under batch `sequence`'s name, as transactions, for a
+    /// takeover: a batch another process recorded as uploaded is triggered by this one only
+    /// when what is there carries the transactions the ledger bound to the number (PROTOCOL.md
+    /// §5), since the taking-over process has no payload to compare with. `None` when nothing
+    /// is there or the protocol cannot show it. The default is `None` (a gateway that keeps
+    /// uploads where nobody else can replace them: APS).
+    ///
+    /// # Errors
+    /// Storage or transport failures; a request that is not a readable request file.
+    async fn uploaded_request(&self, sequence: SequenceNumber) -> Result<Option<UploadedRequest>> {
+        let _ = sequence;
+        Ok(None)
     }
 
     /// Starts processing of an uploaded batch. Idempotent (the gateway ignores a repeat).

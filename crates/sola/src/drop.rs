@@ -11,7 +11,7 @@ use storage_backends::{Backend, ErrorKind, PutIfAbsent};
 
 use gateway_protocol::{
     AnswerFile, BatchFile, BatchLine, BatchRef, Error, GatewayProtocol, GatewayVerdict, Inspection,
-    LineResult, Masking, PollResult, RejectedAnswer, Result,
+    LineResult, Masking, PollResult, RejectedAnswer, Result, UploadedRequest,
 };
 
 use crate::settings::GatewaySettings;
@@ -84,7 +84,7 @@ impl SolaFileDrop {
         let seq_text = sequence.to_string();
         // One index of the pieces, reused line after line (the fast scanner of kvp-format).
         let mut view = kvp_format::ViewBuf::new();
-        for (n, line) in lines(bytes).enumerate() {
+        for (n, line) in lines_of(bytes).enumerate() {
             let at = n + 1;
             let mut index = None;
             let mut seq_seen = false;
@@ -312,7 +312,7 @@ fn same_transactions(a: &[u8], b: &[u8]) -> bool {
 fn transactions_digest(bytes: &[u8]) -> Option<[u8; 32]> {
     let mut hash = Sha256::new();
     let mut buf = Vec::with_capacity(256);
-    for line in lines(bytes) {
+    for line in lines_of(bytes) {
         let pairs = kvp_format::decode_line(line).ok()?;
         buf.clear();
         for (k, v) in pairs
@@ -328,7 +328,7 @@ fn transactions_digest(bytes: &[u8]) -> Option<[u8; 32]> {
     Some(hash.finalize().into())
 }
 
-fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+fn lines_of(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     body.split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
@@ -440,6 +440,33 @@ impl GatewayProtocol for SolaFileDrop {
                 sequence,
             })
         }
+    }
+
+    async fn uploaded_request(&self, sequence: SequenceNumber) -> Result<Option<UploadedRequest>> {
+        let path = Self::path(FileKind::Request, sequence);
+        let bytes = match self.backend.get(&path).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.storage(&path, e)),
+        };
+        let mut lines = Vec::new();
+        for line in lines_of(&bytes) {
+            // A line that does not decode was not written by paybatch.
+            let Ok(pairs) = kvp_format::decode_line(line) else {
+                return Err(Error::ForeignRequest {
+                    account: self.account.clone(),
+                    sequence,
+                });
+            };
+            lines.push(
+                pairs
+                    .into_iter()
+                    .filter(|(k, _)| !ENVELOPE.contains(&k.as_ref()))
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect(),
+            );
+        }
+        Ok(Some(UploadedRequest { bytes, lines }))
     }
 
     async fn trigger(&self, batch: &BatchRef, line_count: u64) -> Result<()> {

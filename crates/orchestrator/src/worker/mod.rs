@@ -32,6 +32,7 @@ use crate::shutdown::Shutdown;
 pub const CRASH_POINTS: &[&str] = &[
     "orchestrator.after_reserve",
     "orchestrator.after_request",
+    "orchestrator.after_uploaded",
     "orchestrator.after_process",
     "orchestrator.polling",
     "orchestrator.after_results",

@@ -82,7 +82,9 @@ impl Worker {
                 Some(gateway_batch_id) => Transition::RequestUploadedAs { gateway_batch_id },
                 None => Transition::RequestUploaded,
             };
-            verdict::batch_ref(&self.ledger.transition(sequence, uploaded).await?)
+            let record = self.ledger.transition(sequence, uploaded).await?;
+            sequence_ledger::crash_point("orchestrator.after_uploaded");
+            verdict::batch_ref(&record)
         } else {
             verdict::batch_ref(&self.ledger.batch(sequence).await?)
         };

@@ -176,6 +176,7 @@ impl Worker {
                 hint: "it is recorded as uploaded, but the gateway holds neither its request nor its trigger (Sola: no REQUEST or PROCESS in the drop; APS: the service does not know the reference): check, then `paybatch resolve`",
             });
         }
+        self.check_taken_over_request(rec).await?;
         tracing::warn!(account = %self.account, %sequence, "taking over a batch another process uploaded: triggering and collecting it");
         self.upload_and_trigger(
             sequence,
@@ -186,6 +187,37 @@ impl Worker {
         )
         .await?;
         self.wait_and_collect(sequence, rec.line_count, true).await
+    }
+
+    /// Before a takeover triggers a batch another process uploaded: what the gateway holds
+    /// under its name must carry the transactions the ledger bound to the number (their count
+    /// and digest; for records reserved before the digest covered only the transactions, the
+    /// bytes' digest), or a PROCESS would send a request this ledger did not write. A protocol
+    /// that cannot show its uploads (APS) passes; so does one that shows nothing there (the
+    /// inspection before found the request: it was taken since, which the trigger then finds).
+    async fn check_taken_over_request(&self, rec: &BatchRecord) -> Result<()> {
+        let Some(found) = self.protocol.uploaded_request(rec.sequence).await? else {
+            return Ok(());
+        };
+        let digests: Vec<[u8; 32]> = found
+            .lines
+            .iter()
+            .map(|line| {
+                sequence_ledger::content_digest(line.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            })
+            .collect();
+        let ours = digests.len() as u64 == rec.line_count
+            && (sequence_ledger::batch_digest(&digests) == rec.content_sha256
+                || <[u8; 32]>::from(Sha256::digest(&found.bytes)) == rec.content_sha256);
+        if ours {
+            return Ok(());
+        }
+        tracing::error!(account = %self.account, sequence = %rec.sequence, lines = digests.len(), bound = rec.line_count, "the request under a taken-over batch's name is not the one its ledger record describes: not triggered");
+        Err(gateway_protocol::Error::ForeignRequest {
+            account: self.account.to_string(),
+            sequence: rec.sequence,
+        }
+        .into())
     }
 
     /// Removes what an upload of `sequence` interrupted by a crash left in the drop (its
