@@ -78,12 +78,14 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
     /// The request the gateway holds under batch `sequence`'s name, as transactions, for a
     /// takeover: a batch another process recorded as uploaded is triggered by this one only
     /// when what is there carries the transactions the ledger bound to the number (PROTOCOL.md
-    /// §5), since the taking-over process has no payload to compare with. `None` when nothing
-    /// is there or the protocol cannot show it. The default is `None` (a gateway that keeps
-    /// uploads where nobody else can replace them: APS).
+    /// §5), since the taking-over process has no payload to compare with. `None` when the
+    /// protocol cannot show it, or the gateway took it after its trigger. The default is
+    /// `None` (a gateway that keeps uploads where nobody else can replace them: APS).
     ///
     /// # Errors
-    /// Storage or transport failures; a request that is not a readable request file.
+    /// Storage or transport failures; a request that is not a readable request file of this
+    /// batch (lines numbered for other places); a request gone with no trigger and no answer
+    /// there (someone took it back).
     async fn uploaded_request(&self, sequence: SequenceNumber) -> Result<Option<UploadedRequest>> {
         let _ = sequence;
         Ok(None)

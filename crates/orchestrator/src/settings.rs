@@ -35,8 +35,9 @@ pub const DEFAULT_PROTOCOL: &str = "sola";
 /// (`paybatch-service`), which checks it with [`Settings::section`].
 const ENGINE_SECTIONS: [&str; 6] = ["ledger", "poll", "limits", "input", "accounts", "serve"];
 
-/// Every setting paybatch reads, checked: the engine's sections and the accounts.
-#[derive(Debug)]
+/// Every setting paybatch reads, checked: the engine's sections and the accounts. Debug shows
+/// the protocols' sections as `config show` does (a `*_env` value that is not a variable's
+/// name is not shown).
 #[non_exhaustive]
 pub struct Settings {
     /// Where the sequence ledger lives.
@@ -490,13 +491,7 @@ impl Settings {
         root.insert("poll".into(), value(&self.poll));
         root.insert("limits".into(), value(&self.limits));
         root.insert("input".into(), value(&self.input));
-        for (name, section) in &self.sections {
-            let shown = section
-                .clone()
-                .try_deserialize::<serde_json::Value>()
-                .unwrap_or_default();
-            root.insert(name.clone(), shown);
-        }
+        root.extend(self.shown_sections());
         let mut accounts = serde_json::Map::new();
         for (name, account) in &self.accounts {
             let mut table = serde_json::Map::new();
@@ -513,6 +508,38 @@ impl Settings {
         let mut root = serde_json::Value::Object(root);
         show_env_names(&mut root);
         root
+    }
+
+    /// The protocols' sections, as loaded, with their `*_env` values shown as
+    /// [`kvp_format::shown_env_name`] shows them.
+    fn shown_sections(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut shown: serde_json::Map<String, serde_json::Value> = self
+            .sections
+            .iter()
+            .map(|(name, section)| {
+                let value = section
+                    .clone()
+                    .try_deserialize::<serde_json::Value>()
+                    .unwrap_or_default();
+                (name.clone(), value)
+            })
+            .collect();
+        shown.values_mut().for_each(show_env_names);
+        shown
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("ledger", &self.ledger)
+            .field("poll", &self.poll)
+            .field("limits", &self.limits)
+            .field("input", &self.input)
+            .field("accounts", &self.accounts)
+            .field("sections", &self.shown_sections())
+            .field("ledger_url", &self.ledger_url)
+            .finish()
     }
 }
 
@@ -764,12 +791,20 @@ mod tests {
             !shown.contains("bk-8f3a") && shown.contains("not a variable name"),
             "{shown}"
         );
-        // Debug too (the settings are `EnvName`s, shown as `config show` shows them).
+        // Debug too (the settings are `EnvName`s, shown as `config show` shows them), the
+        // sections the engine lets through (`[serve]`) included.
         let debug = format!("{loaded:?}");
         assert!(
             !debug.contains("bk-8f3a") && debug.contains("not a variable name"),
             "{debug}"
         );
+        let serve = from_toml("[serve]\ntokens_env = \"tok-77c1,tok-9d2e\"\n").unwrap();
+        for shown in [format!("{serve:?}"), serve.to_masked_toml()] {
+            assert!(
+                !shown.contains("tok-77c1") && shown.contains("not a variable name"),
+                "{shown}"
+            );
+        }
         let ledger = LedgerSettings {
             url_env: Some("postgres://pb:hunter2@db/l".into()),
             ..from_toml("").unwrap().ledger

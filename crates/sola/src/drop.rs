@@ -52,6 +52,21 @@ impl SolaFileDrop {
         FileName::new(kind, sequence).path()
     }
 
+    /// A REQUEST recorded as uploaded is no longer in the drop: the gateway took it after a
+    /// PROCESS written before a stop (a PROCESS written again is ignored: it has seen the
+    /// number), which a PROCESS or an answer there shows. With neither there, someone took
+    /// it back: a PROCESS now would trigger nothing of ours (or whatever lands there next).
+    async fn request_gone(&self, sequence: SequenceNumber) -> Result<()> {
+        let inspection = self.inspect(sequence).await?;
+        if inspection.triggered == Some(true) || inspection.answered == Some(true) {
+            return Ok(());
+        }
+        Err(self.protocol(
+            sequence,
+            "its REQUEST, recorded as uploaded, is no longer in the drop, and neither its PROCESS nor an answer is: check the drop, then `paybatch resolve`",
+        ))
+    }
+
     fn storage(&self, path: &str, source: storage_backends::Error) -> Error {
         Error::Storage {
             account: self.account.clone(),
@@ -299,26 +314,25 @@ const ENVELOPE: [&str; 6] = [
     "xSoftwareVersion",
 ];
 
-/// Whether two REQUEST files carry the same transactions: the same bytes, or the same lines
-/// apart from the key and what a software version changes (PROTOCOL.md decision 4d).
-fn same_transactions(a: &[u8], b: &[u8]) -> bool {
-    a == b || transactions_digest(a).is_some_and(|d| transactions_digest(b) == Some(d))
+/// Whether two REQUEST files of batch `sequence` carry the same transactions: the same bytes,
+/// or the same lines apart from the key and what a software version changes (PROTOCOL.md
+/// decision 4d), each line in its place (`xIndex`, `xSequenceNumber`).
+fn same_transactions(a: &[u8], b: &[u8], sequence: SequenceNumber) -> bool {
+    a == b
+        || transactions_digest(a, sequence)
+            .is_some_and(|d| transactions_digest(b, sequence) == Some(d))
 }
 
-/// What a REQUEST file carries, independent of the envelope (key, software version): a
-/// SHA-256 over its lines' transaction fields in canonical form, sensitive values masked, or
-/// `None` when it is not a readable REQUEST. Two files with the same digest carry the same
-/// transactions in the same order.
-fn transactions_digest(bytes: &[u8]) -> Option<[u8; 32]> {
+/// What a REQUEST file of batch `sequence` carries, independent of the envelope (key, software
+/// version): a SHA-256 over its lines' transaction fields in canonical form, sensitive values
+/// masked, or `None` when it is not a readable REQUEST of that batch ([`transaction_lines`]).
+/// Two files with the same digest carry the same transactions in the same order.
+fn transactions_digest(bytes: &[u8], sequence: SequenceNumber) -> Option<[u8; 32]> {
     let mut hash = Sha256::new();
     let mut buf = Vec::with_capacity(256);
-    for line in lines_of(bytes) {
-        let pairs = kvp_format::decode_line(line).ok()?;
+    for pairs in transaction_lines(bytes, sequence)? {
         buf.clear();
-        for (k, v) in pairs
-            .iter()
-            .filter(|(k, _)| !ENVELOPE.contains(&k.as_ref()))
-        {
+        for (k, v) in &pairs {
             buf.push(b'&');
             kvp_format::encode_pair(k, &kvp_format::mask_value(k, v), &mut buf);
         }
@@ -326,6 +340,35 @@ fn transactions_digest(bytes: &[u8]) -> Option<[u8; 32]> {
         hash.update(&buf);
     }
     Some(hash.finalize().into())
+}
+
+/// Each line's transaction fields (the [`ENVELOPE`] removed), in order, of a REQUEST file of
+/// batch `sequence`; `None` unless every line decodes and is in its place: exactly one
+/// `xIndex`, equal to the line's position, and one `xSequenceNumber`, equal to `sequence` (a
+/// line numbered otherwise would be joined to another line's result, or belong to another
+/// batch).
+fn transaction_lines(bytes: &[u8], sequence: SequenceNumber) -> Option<Vec<Vec<(String, String)>>> {
+    let number = sequence.to_string();
+    let mut lines = Vec::new();
+    for (position, line) in lines_of(bytes).enumerate() {
+        let pairs = kvp_format::decode_line(line).ok()?;
+        let (mut index, mut numbered) = (0, 0);
+        let mut fields = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            match k.as_ref() {
+                "xIndex" if v.parse::<usize>().ok() == Some(position) => index += 1,
+                "xSequenceNumber" if v == number.as_str() => numbered += 1,
+                "xIndex" | "xSequenceNumber" => return None,
+                name if ENVELOPE.contains(&name) => {}
+                _ => fields.push((k.into_owned(), v.into_owned())),
+            }
+        }
+        if (index, numbered) != (1, 1) {
+            return None;
+        }
+        lines.push(fields);
+    }
+    Some(lines)
 }
 
 fn lines_of(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -368,7 +411,7 @@ impl GatewayProtocol for SolaFileDrop {
                 // upload before a crash, with a key or software version that changed since:
                 // PROTOCOL.md decision 4d); anything else was not written by this ledger and
                 // is never overwritten or triggered (decision 4b).
-                if !same_transactions(&present, &payload) {
+                if !same_transactions(&present, &payload, sequence) {
                     return Err(Error::ForeignRequest {
                         account: self.account.clone(),
                         sequence,
@@ -420,19 +463,10 @@ impl GatewayProtocol for SolaFileDrop {
             // Taken by the gateway after a PROCESS written before the stop (a PROCESS written
             // again is ignored: it has seen the number). With neither PROCESS nor answer
             // there, someone took it back: a PROCESS now would trigger nothing of ours.
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                let inspection = self.inspect(sequence).await?;
-                if inspection.triggered == Some(true) || inspection.answered == Some(true) {
-                    return Ok(());
-                }
-                return Err(self.protocol(
-                    sequence,
-                    "its REQUEST, recorded as uploaded, is no longer in the drop, and neither its PROCESS nor an answer is: check the drop, then `paybatch resolve`",
-                ));
-            }
+            Err(e) if e.kind() == ErrorKind::NotFound => return self.request_gone(sequence).await,
             Err(e) => return Err(self.storage(&path, e)),
         };
-        if same_transactions(&present, payload) {
+        if same_transactions(&present, payload, sequence) {
             Ok(())
         } else {
             Err(Error::ForeignRequest {
@@ -446,26 +480,20 @@ impl GatewayProtocol for SolaFileDrop {
         let path = Self::path(FileKind::Request, sequence);
         let bytes = match self.backend.get(&path).await {
             Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.request_gone(sequence).await?;
+                return Ok(None);
+            }
             Err(e) => return Err(self.storage(&path, e)),
         };
-        let mut lines = Vec::new();
-        for line in lines_of(&bytes) {
-            // A line that does not decode was not written by paybatch.
-            let Ok(pairs) = kvp_format::decode_line(line) else {
-                return Err(Error::ForeignRequest {
-                    account: self.account.clone(),
-                    sequence,
-                });
-            };
-            lines.push(
-                pairs
-                    .into_iter()
-                    .filter(|(k, _)| !ENVELOPE.contains(&k.as_ref()))
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect(),
-            );
-        }
+        // Not a REQUEST paybatch wrote for this number: some line does not decode or is
+        // numbered for another place.
+        let Some(lines) = transaction_lines(&bytes, sequence) else {
+            return Err(Error::ForeignRequest {
+                account: self.account.clone(),
+                sequence,
+            });
+        };
         Ok(Some(UploadedRequest { bytes, lines }))
     }
 
@@ -724,6 +752,58 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("no longer in the drop"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_request_is_ours_only_with_every_line_in_its_place() {
+        let (_t, backend, sola) = drop_and_sola().await;
+        let ours = b"xIndex=0&xSequenceNumber=3&xKey=k&xCommand=cc%3Asale&xAmount=1.00\n\
+                     xIndex=1&xSequenceNumber=3&xKey=k&xCommand=cc%3Asale&xAmount=2.00\n";
+        let put = |bytes: &[u8]| {
+            let (backend, bytes) = (backend.clone(), Bytes::copy_from_slice(bytes));
+            async move {
+                backend.put("Request/REQUEST_3.KVP", bytes).await.unwrap();
+            }
+        };
+        put(ours).await;
+        let found = sola.uploaded_request(seq(3)).await.unwrap().unwrap();
+        assert_eq!(&found.bytes[..], &ours[..]);
+        let fields = |amount: &str| {
+            vec![
+                ("xCommand".to_owned(), "cc:sale".to_owned()),
+                ("xAmount".to_owned(), amount.to_owned()),
+            ]
+        };
+        assert_eq!(found.lines, vec![fields("1.00"), fields("2.00")]);
+        assert!(!format!("{found:?}").contains("cc:sale"));
+        // The same transactions, numbered for other places: results would be joined to the
+        // wrong lines, or the lines belong to another batch.
+        for foreign in [
+            &b"xIndex=1&xSequenceNumber=3&xKey=k&xCommand=cc%3Asale&xAmount=1.00\n\
+               xIndex=0&xSequenceNumber=3&xKey=k&xCommand=cc%3Asale&xAmount=2.00\n"[..],
+            b"xIndex=0&xSequenceNumber=4&xKey=k&xCommand=cc%3Asale&xAmount=1.00\n\
+              xIndex=1&xSequenceNumber=3&xKey=k&xCommand=cc%3Asale&xAmount=2.00\n",
+            b"xIndex=0&xIndex=0&xSequenceNumber=3&xKey=k&xCommand=cc%3Asale&xAmount=1.00\n\
+              xIndex=1&xSequenceNumber=3&xKey=k&xCommand=cc%3Asale&xAmount=2.00\n",
+        ] {
+            put(foreign).await;
+            assert!(matches!(
+                sola.uploaded_request(seq(3)).await,
+                Err(Error::ForeignRequest { .. })
+            ));
+            assert!(matches!(
+                sola.verify_uploaded(seq(3), &Bytes::from_static(ours))
+                    .await,
+                Err(Error::ForeignRequest { .. })
+            ));
+        }
+        // Gone, with no PROCESS and no answer: an error, not "nothing to compare".
+        backend.delete("Request/REQUEST_3.KVP").await.unwrap();
+        let err = sola.uploaded_request(seq(3)).await.unwrap_err();
+        assert!(err.to_string().contains("no longer in the drop"), "{err}");
+        // Gone after its PROCESS (the gateway took it): nothing to compare.
+        sola.trigger(&batch(3), 2).await.unwrap();
+        assert!(sola.uploaded_request(seq(3)).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -193,8 +193,8 @@ impl Worker {
     /// under its name must carry the transactions the ledger bound to the number (their count
     /// and digest; for records reserved before the digest covered only the transactions, the
     /// bytes' digest), or a PROCESS would send a request this ledger did not write. A protocol
-    /// that cannot show its uploads (APS) passes; so does one that shows nothing there (the
-    /// inspection before found the request: it was taken since, which the trigger then finds).
+    /// that cannot show its uploads (APS) passes, and so does a request the gateway took
+    /// after a PROCESS (the protocol says so; a request gone without one is its error).
     async fn check_taken_over_request(&self, rec: &BatchRecord) -> Result<()> {
         let Some(found) = self.protocol.uploaded_request(rec.sequence).await? else {
             return Ok(());
