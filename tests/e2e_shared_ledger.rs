@@ -319,7 +319,10 @@ async fn a_reserved_batch_is_released_at_a_takeover_only_when_the_drop_shows_no_
             .all(|o| o["outcome"] == "not_processed"),
         "nothing of input 1 was bound"
     );
-    // Without it, the batch is released and both inputs go through, each transaction once.
+    // Without it, the batch is released (its REQUEST, this ledger's, withdrawn from the drop)
+    // and both inputs go through, each transaction once.
+    let request = kvp_format::FileName::new(kvp_format::FileKind::Request, one).path();
+    assert!(drop.head(&request).await.is_ok(), "the killed submit's REQUEST");
     drop.delete(&process).await.unwrap();
     let (stop, gateway) = spawn_gateway(t.world.gateway(true).await.unwrap());
     let other = run(t.submit(1, "1s")).await;
@@ -328,6 +331,10 @@ async fn a_reserved_batch_is_released_at_a_takeover_only_when_the_drop_shows_no_
     let status = t.status().await;
     assert_eq!(batches(&status)["Abandoned"], 1, "{status}");
     assert!(batches(&status).get("Reserved").is_none(), "{status}");
+    assert!(
+        drop.head(&request).await.is_err(),
+        "the released batch's REQUEST is withdrawn"
+    );
     let again = run(t.submit(0, "1s")).await;
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     t.assert_output_final(0);

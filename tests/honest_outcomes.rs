@@ -453,6 +453,49 @@ async fn a_replaced_request_is_not_triggered_when_its_batch_resumes() {
     );
 }
 
+/// A batch abandoned before its trigger (an operator's `resolve --abandon`): its REQUEST, this
+/// ledger's, is withdrawn from the drop (its lines hold card data, and nothing will send it);
+/// a REQUEST under that number that is not this ledger's is left where it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_batch_s_own_request_is_withdrawn_and_no_other() {
+    for foreign in [false, true] {
+        let d = Drop::new(2);
+        let (_input, _out) = d.crashed_at("orchestrator.after_uploaded").await;
+        assert_eq!(d.names("Request"), ["REQUEST_1.KVP"]);
+        if foreign {
+            std::fs::write(d.drop_file("Request/REQUEST_1.KVP"), FOREIGN_REQUEST).unwrap();
+        }
+        let args = [
+            "resolve",
+            "--config",
+            &s(&d.config()),
+            "--account",
+            "acme",
+            "--seq",
+            "1",
+            "--abandon",
+            "--reason",
+            "the gateway confirmed it never saw batch 1",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let o = d.paybatch(args, &[]).await;
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let all = text(&o);
+        if foreign {
+            assert_eq!(d.names("Request"), ["REQUEST_1.KVP"]);
+            assert_eq!(
+                std::fs::read_to_string(d.drop_file("Request/REQUEST_1.KVP")).unwrap(),
+                FOREIGN_REQUEST
+            );
+            assert!(all.contains("not this ledger's"), "{all}");
+        } else {
+            assert!(d.names("Request").is_empty(), "{all}");
+            assert!(all.contains("removed its request"), "{all}");
+        }
+    }
+}
+
 /// Decision 4c: two accounts on one drop (spelled differently) are a configuration error
 /// naming both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

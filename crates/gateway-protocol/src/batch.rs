@@ -121,6 +121,18 @@ pub struct UploadedRequest {
     pub lines: Vec<Vec<(String, String)>>,
 }
 
+/// What [`GatewayProtocol::uploaded_request`](crate::GatewayProtocol::uploaded_request) found
+/// under a batch's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uploaded {
+    /// A request, as transactions.
+    Found(UploadedRequest),
+    /// Nothing is there.
+    Absent,
+    /// This protocol cannot show what the gateway holds (APS keeps uploads on its side).
+    NotShown,
+}
+
 impl std::fmt::Debug for UploadedRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UploadedRequest")

@@ -48,7 +48,7 @@ pub use account::{
 };
 pub use batch::{
     AnswerFile, BatchRef, GatewayVerdict, Inspection, LineResult, PollResult, RejectedAnswer,
-    UploadedRequest,
+    Uploaded, UploadedRequest,
 };
 pub use error::{Error, Result};
 pub use protocol::GatewayProtocol;

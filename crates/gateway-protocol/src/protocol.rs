@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use kvp_format::SequenceNumber;
 
-use crate::batch::{BatchRef, Inspection, LineResult, PollResult, RejectedAnswer, UploadedRequest};
+use crate::batch::{BatchRef, Inspection, LineResult, PollResult, RejectedAnswer, Uploaded};
 use crate::error::Result;
 use crate::request::BatchLine;
 
@@ -75,20 +75,33 @@ pub trait GatewayProtocol: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
-    /// The request the gateway holds under batch `sequence`'s name, as transactions, for a
-    /// takeover: a batch another process recorded as uploaded is triggered by this one only
-    /// when what is there carries the transactions the ledger bound to the number (PROTOCOL.md
-    /// §5), since the taking-over process has no payload to compare with. `None` when the
-    /// protocol cannot show it, or the gateway took it after its trigger. The default is
-    /// `None` (a gateway that keeps uploads where nobody else can replace them: APS).
+    /// The request the gateway holds under batch `sequence`'s name, as transactions: a
+    /// takeover triggers a batch another process recorded as uploaded only when what is there
+    /// carries the transactions the ledger bound to the number (PROTOCOL.md §5), since the
+    /// taking-over process has no payload to compare with; a request is withdrawn only when
+    /// it is this ledger's. The default is [`Uploaded::NotShown`] (a gateway that keeps
+    /// uploads where nobody else can replace them: APS).
     ///
     /// # Errors
     /// Storage or transport failures; a request that is not a readable request file of this
-    /// batch (lines numbered for other places); a request gone with no trigger and no answer
-    /// there (someone took it back).
-    async fn uploaded_request(&self, sequence: SequenceNumber) -> Result<Option<UploadedRequest>> {
+    /// batch (lines numbered for other places).
+    async fn uploaded_request(&self, sequence: SequenceNumber) -> Result<Uploaded> {
         let _ = sequence;
-        Ok(None)
+        Ok(Uploaded::NotShown)
+    }
+
+    /// Removes the request of batch `sequence` from the gateway's side, for a batch that will
+    /// never be triggered (released at a takeover, abandoned by an operator): its lines hold
+    /// card data, and nothing will send them. The caller has checked that the request there is
+    /// this ledger's ([`uploaded_request`](Self::uploaded_request)). Returns whether this
+    /// protocol removes requests at all; the default removes nothing (APS: the service keeps
+    /// uploads, and a batch never started expires there).
+    ///
+    /// # Errors
+    /// Storage or transport failures.
+    async fn withdraw_request(&self, sequence: SequenceNumber) -> Result<bool> {
+        let _ = sequence;
+        Ok(false)
     }
 
     /// Starts processing of an uploaded batch. Idempotent (the gateway ignores a repeat).

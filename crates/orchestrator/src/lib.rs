@@ -54,6 +54,7 @@ mod job;
 mod merge;
 mod outcome;
 mod output;
+mod own_request;
 mod plan;
 mod planning;
 mod progress;
@@ -77,6 +78,7 @@ pub use input::{Format, InputReader, InputRecord, RecordSource};
 pub use job::{InvalidPolicy, Job, Transaction};
 pub use outcome::{AccountSummary, LineOutcome};
 pub use output::{CSV_RESPONSE_COLUMNS, OutputWriter};
+pub use own_request::{RequestCheck, Withdrawn, check_request, withdraw_own_request};
 pub use plan::RejectedBatches;
 pub use progress::{
     LeaseWait, Progress, ProgressSnapshot, SLOW_AFTER, SlowBatch, StorageErrorKind,

@@ -164,7 +164,8 @@ async fn decide_and_write(
                     BatchState::Reserved | BatchState::RequestUploaded
                 )
             {
-                remove_unpublished(settings, &before, &mut notes).await;
+                let withdraw = after.state == BatchState::Abandoned;
+                clean_up_upload(settings, &before, withdraw, &mut notes).await;
             }
             Ok((before, after, notes))
         }
@@ -190,29 +191,48 @@ async fn protocol_of(
 
 /// After abandoning (or marking unknown) a batch that was being uploaded: removes what an
 /// upload killed midway left in the drop (its temporary files hold the batch's card data, or
-/// the batch key; no run resumes a final batch to do it). Best effort: the outcome is a note.
-async fn remove_unpublished(
+/// the batch key; no run resumes a final batch to do it), and with `withdraw` (abandoned: never
+/// triggered, nothing will send it) its request when it is this ledger's. Best effort: the
+/// outcome is a note.
+async fn clean_up_upload(
     settings: &orchestrator::Settings,
     batch: &sequence_ledger::BatchRecord,
+    withdraw: bool,
     notes: &mut Vec<String>,
 ) {
     let account = batch.account.as_str();
     let seq = batch.sequence;
-    let removed = async {
-        protocol_of(settings, account)
-            .await?
-            .remove_unpublished(seq)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    .await;
-    match removed {
+    let protocol = match protocol_of(settings, account).await {
+        Ok(p) => p,
+        Err(e) => {
+            notes.push(format!(
+                "warning: account {account} batch {seq}: could not look in the drop for what its upload left there: {e}"
+            ));
+            return;
+        }
+    };
+    match protocol.remove_unpublished(seq).await {
         Ok(0) => {}
         Ok(n) => notes.push(format!(
             "account {account} batch {seq}: removed {n} temporary file(s) an interrupted upload left in the drop"
         )),
         Err(e) => notes.push(format!(
             "warning: account {account} batch {seq}: could not look for temporary files an interrupted upload may have left in the drop: {e}"
+        )),
+    }
+    if !withdraw {
+        return;
+    }
+    match orchestrator::withdraw_own_request(&*protocol, batch).await {
+        Ok(orchestrator::Withdrawn::Removed) => notes.push(format!(
+            "account {account} batch {seq}: removed its request from the drop (never triggered; nothing will send it)"
+        )),
+        Ok(orchestrator::Withdrawn::NotOurs) => notes.push(format!(
+            "warning: account {account} batch {seq}: the request under its number is not this ledger's; left in the drop"
+        )),
+        Ok(orchestrator::Withdrawn::Nothing) => {}
+        Err(e) => notes.push(format!(
+            "warning: account {account} batch {seq}: could not remove its request from the drop: {e}"
         )),
     }
 }

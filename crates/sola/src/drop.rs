@@ -11,7 +11,7 @@ use storage_backends::{Backend, ErrorKind, PutIfAbsent};
 
 use gateway_protocol::{
     AnswerFile, BatchFile, BatchLine, BatchRef, Error, GatewayProtocol, GatewayVerdict, Inspection,
-    LineResult, Masking, PollResult, RejectedAnswer, Result, UploadedRequest,
+    LineResult, Masking, PollResult, RejectedAnswer, Result, Uploaded, UploadedRequest,
 };
 
 use crate::settings::GatewaySettings;
@@ -476,14 +476,11 @@ impl GatewayProtocol for SolaFileDrop {
         }
     }
 
-    async fn uploaded_request(&self, sequence: SequenceNumber) -> Result<Option<UploadedRequest>> {
+    async fn uploaded_request(&self, sequence: SequenceNumber) -> Result<Uploaded> {
         let path = Self::path(FileKind::Request, sequence);
         let bytes = match self.backend.get(&path).await {
             Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                self.request_gone(sequence).await?;
-                return Ok(None);
-            }
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Uploaded::Absent),
             Err(e) => return Err(self.storage(&path, e)),
         };
         // Not a REQUEST paybatch wrote for this number: some line does not decode or is
@@ -494,7 +491,16 @@ impl GatewayProtocol for SolaFileDrop {
                 sequence,
             });
         };
-        Ok(Some(UploadedRequest { bytes, lines }))
+        Ok(Uploaded::Found(UploadedRequest { bytes, lines }))
+    }
+
+    async fn withdraw_request(&self, sequence: SequenceNumber) -> Result<bool> {
+        let path = Self::path(FileKind::Request, sequence);
+        self.backend
+            .delete(&path)
+            .await
+            .map_err(|e| self.storage(&path, e))?;
+        Ok(true)
     }
 
     async fn trigger(&self, batch: &BatchRef, line_count: u64) -> Result<()> {
@@ -766,7 +772,9 @@ mod tests {
             }
         };
         put(ours).await;
-        let found = sola.uploaded_request(seq(3)).await.unwrap().unwrap();
+        let Uploaded::Found(found) = sola.uploaded_request(seq(3)).await.unwrap() else {
+            panic!("the request is there");
+        };
         assert_eq!(&found.bytes[..], &ours[..]);
         let fields = |amount: &str| {
             vec![
@@ -797,13 +805,14 @@ mod tests {
                 Err(Error::ForeignRequest { .. })
             ));
         }
-        // Gone, with no PROCESS and no answer: an error, not "nothing to compare".
-        backend.delete("Request/REQUEST_3.KVP").await.unwrap();
-        let err = sola.uploaded_request(seq(3)).await.unwrap_err();
-        assert!(err.to_string().contains("no longer in the drop"), "{err}");
-        // Gone after its PROCESS (the gateway took it): nothing to compare.
-        sola.trigger(&batch(3), 2).await.unwrap();
-        assert!(sola.uploaded_request(seq(3)).await.unwrap().is_none());
+        // Withdrawn: gone.
+        put(ours).await;
+        assert!(sola.withdraw_request(seq(3)).await.unwrap());
+        assert_eq!(
+            sola.uploaded_request(seq(3)).await.unwrap(),
+            Uploaded::Absent
+        );
+        assert!(backend.list("Request").await.unwrap().is_empty());
     }
 
     #[tokio::test]

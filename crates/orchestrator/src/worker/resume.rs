@@ -9,6 +9,7 @@ use tracing::debug;
 use super::Worker;
 use crate::error::{Error, Result};
 use crate::verdict;
+use crate::{RequestCheck, Withdrawn};
 use gateway_protocol::PollResult;
 
 impl Worker {
@@ -157,6 +158,7 @@ impl Worker {
                 )
                 .await?;
             tracing::warn!(account = %self.account, %sequence, "took over a batch that was never triggered: released it");
+            self.withdraw_request(rec).await;
             return Ok(());
         }
         if triggered {
@@ -190,34 +192,46 @@ impl Worker {
     }
 
     /// Before a takeover triggers a batch another process uploaded: what the gateway holds
-    /// under its name must carry the transactions the ledger bound to the number (their count
-    /// and digest; for records reserved before the digest covered only the transactions, the
-    /// bytes' digest), or a PROCESS would send a request this ledger did not write. A protocol
-    /// that cannot show its uploads (APS) passes, and so does a request the gateway took
-    /// after a PROCESS (the protocol says so; a request gone without one is its error).
+    /// under its name must carry the transactions the ledger bound to the number
+    /// ([`crate::check_request`]), or a PROCESS would send a request this ledger did not write
+    /// (`ForeignRequest`); a request gone since the inspection found it, with no trigger
+    /// seen, stops the account too. A protocol that cannot show its uploads (APS) passes.
     async fn check_taken_over_request(&self, rec: &BatchRecord) -> Result<()> {
-        let Some(found) = self.protocol.uploaded_request(rec.sequence).await? else {
-            return Ok(());
-        };
-        let digests: Vec<[u8; 32]> = found
-            .lines
-            .iter()
-            .map(|line| {
-                sequence_ledger::content_digest(line.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            })
-            .collect();
-        let ours = digests.len() as u64 == rec.line_count
-            && (sequence_ledger::batch_digest(&digests) == rec.content_sha256
-                || <[u8; 32]>::from(Sha256::digest(&found.bytes)) == rec.content_sha256);
-        if ours {
-            return Ok(());
+        match crate::check_request(&*self.protocol, rec).await? {
+            RequestCheck::Ours | RequestCheck::NotShown => Ok(()),
+            RequestCheck::NotOurs => {
+                tracing::error!(account = %self.account, sequence = %rec.sequence, "the request under a taken-over batch's name is not the one its ledger record describes: not triggered");
+                Err(gateway_protocol::Error::ForeignRequest {
+                    account: self.account.to_string(),
+                    sequence: rec.sequence,
+                }
+                .into())
+            }
+            RequestCheck::Absent => Err(Error::Blocked {
+                account: self.account.to_string(),
+                sequence: rec.sequence,
+                state: rec.state,
+                hint: "it is recorded as uploaded, but its request left the drop with no trigger and no answer there: check, then `paybatch resolve`",
+            }),
         }
-        tracing::error!(account = %self.account, sequence = %rec.sequence, lines = digests.len(), bound = rec.line_count, "the request under a taken-over batch's name is not the one its ledger record describes: not triggered");
-        Err(gateway_protocol::Error::ForeignRequest {
-            account: self.account.to_string(),
-            sequence: rec.sequence,
+    }
+
+    /// After a batch that was never triggered was released: removes its request from the
+    /// drop when it is this ledger's (its lines hold card data, and nothing will send them).
+    /// Best effort: the batch is final whatever happens here.
+    async fn withdraw_request(&self, rec: &BatchRecord) {
+        match crate::withdraw_own_request(&*self.protocol, rec).await {
+            Ok(Withdrawn::Removed) => {
+                tracing::info!(account = %self.account, sequence = %rec.sequence, "removed the released batch's request from the drop");
+            }
+            Ok(Withdrawn::NotOurs) => {
+                tracing::warn!(account = %self.account, sequence = %rec.sequence, "the request under the released batch's number is not this ledger's: left in the drop");
+            }
+            Ok(Withdrawn::Nothing) => {}
+            Err(e) => {
+                tracing::warn!(account = %self.account, sequence = %rec.sequence, error = %e, "cannot remove the released batch's request from the drop");
+            }
         }
-        .into())
     }
 
     /// Removes what an upload of `sequence` interrupted by a crash left in the drop (its
