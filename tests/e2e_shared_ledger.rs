@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use kvp_format::FileKind;
 use ledger_postgres::test_support::{fresh_database_url, server_url};
 use orchestrator::Format;
 use paybatch_demo::{DemoSpec, World, spawn_gateway};
@@ -92,6 +93,45 @@ impl Shared {
         serde_json::from_slice(&o.stdout).unwrap()
     }
 
+    /// Submit 0 SIGKILLed at crash point `point`, with leases of one second.
+    async fn killed_at(&self, point: &str) {
+        let mut killed = self.submit(0, "1s");
+        killed.env("PAYBATCH_CRASH_AT", point);
+        let killed = run(killed).await;
+        assert!(
+            killed.status.code().is_none(),
+            "SIGKILLed: {}",
+            text(&killed)
+        );
+    }
+
+    /// How many batches of the first account are in each state.
+    async fn batches(&self) -> serde_json::Value {
+        self.status().await["accounts"][0]["batches"].clone()
+    }
+
+    /// The first account's drop.
+    async fn drop(&self) -> std::sync::Arc<dyn storage_backends::Backend> {
+        let (location, options) = &self.world.targets[0];
+        storage_backends::open(location, options).await.unwrap()
+    }
+
+    /// With the gateway running (stopped by `stop`), submit 0 again: it finishes from the
+    /// ledger; then every transaction of both inputs was processed once, no PROCESS ignored.
+    async fn rerun_first_then_check(
+        &self,
+        stop: tokio::sync::oneshot::Sender<()>,
+        gateway: tokio::task::JoinHandle<paybatch_demo::Result<gateway_sim::RunStats>>,
+    ) {
+        let again = run(self.submit(0, "1s")).await;
+        assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+        self.assert_output_final(0);
+        stop.send(()).unwrap();
+        let stats = gateway.await.unwrap().unwrap();
+        assert_eq!(stats.batches_ignored, 0, "{stats:?}");
+        self.assert_each_processed_once();
+    }
+
     /// Every transaction of both inputs was processed by the gateway exactly once.
     fn assert_each_processed_once(&self) {
         let journal = journal_invoices(&self.world);
@@ -120,6 +160,11 @@ impl Shared {
             );
         }
     }
+}
+
+/// The drop path of batch 1's file of `kind`.
+fn batch_1(kind: kvp_format::FileKind) -> String {
+    kvp_format::FileName::new(kind, kvp_format::SequenceNumber::new(1).unwrap()).path()
 }
 
 fn signal(pid: u32, name: &str) {
@@ -285,21 +330,11 @@ async fn a_reserved_batch_is_released_at_a_takeover_only_when_the_drop_shows_no_
     let Some(t) = shared("reserved_batch_takeover", 1, 20, 10).await else {
         return;
     };
-    let mut killed = t.submit(0, "1s");
-    killed.env("PAYBATCH_CRASH_AT", "orchestrator.after_request");
-    let killed = run(killed).await;
-    assert!(
-        killed.status.code().is_none(),
-        "SIGKILLed: {}",
-        text(&killed)
-    );
-    let batches = |status: &serde_json::Value| status["accounts"][0]["batches"].clone();
-    assert_eq!(batches(&t.status().await)["Reserved"], 1);
+    t.killed_at("orchestrator.after_request").await;
+    assert_eq!(t.batches().await["Reserved"], 1);
     // The batch's PROCESS turns up in the drop (no gateway is watching it).
-    let (location, options) = &t.world.targets[0];
-    let drop = storage_backends::open(location, options).await.unwrap();
-    let one = kvp_format::SequenceNumber::new(1).unwrap();
-    let process = kvp_format::FileName::new(kvp_format::FileKind::Process, one).path();
+    let drop = t.drop().await;
+    let (request, process) = (batch_1(FileKind::Request), batch_1(FileKind::Process));
     drop.put(&process, bytes::Bytes::from_static(b"\n"))
         .await
         .unwrap();
@@ -312,7 +347,7 @@ async fn a_reserved_batch_is_released_at_a_takeover_only_when_the_drop_shows_no_
         err.contains("batch 1") && err.contains("recorded as never triggered"),
         "{err}"
     );
-    assert_eq!(batches(&t.status().await)["Reserved"], 1);
+    assert_eq!(t.batches().await["Reserved"], 1);
     assert!(
         read_records(&t.output(1), None)
             .iter()
@@ -321,27 +356,23 @@ async fn a_reserved_batch_is_released_at_a_takeover_only_when_the_drop_shows_no_
     );
     // Without it, the batch is released (its REQUEST, this ledger's, withdrawn from the drop)
     // and both inputs go through, each transaction once.
-    let request = kvp_format::FileName::new(kvp_format::FileKind::Request, one).path();
-    assert!(drop.head(&request).await.is_ok(), "the killed submit's REQUEST");
+    assert!(
+        drop.head(&request).await.is_ok(),
+        "the killed submit's REQUEST"
+    );
     drop.delete(&process).await.unwrap();
     let (stop, gateway) = spawn_gateway(t.world.gateway(true).await.unwrap());
     let other = run(t.submit(1, "1s")).await;
     assert_eq!(other.status.code(), Some(0), "{}", text(&other));
     t.assert_output_final(1);
-    let status = t.status().await;
-    assert_eq!(batches(&status)["Abandoned"], 1, "{status}");
-    assert!(batches(&status).get("Reserved").is_none(), "{status}");
+    let batches = t.batches().await;
+    assert_eq!(batches["Abandoned"], 1, "{batches}");
+    assert!(batches.get("Reserved").is_none(), "{batches}");
     assert!(
         drop.head(&request).await.is_err(),
         "the released batch's REQUEST is withdrawn"
     );
-    let again = run(t.submit(0, "1s")).await;
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
-    t.assert_output_final(0);
-    stop.send(()).unwrap();
-    let stats = gateway.await.unwrap().unwrap();
-    assert_eq!(stats.batches_ignored, 0, "{stats:?}");
-    t.assert_each_processed_once();
+    t.rerun_first_then_check(stop, gateway).await;
 }
 
 /// A submit killed after it recorded its batch's upload, before it wrote PROCESS, leaves the
@@ -355,22 +386,11 @@ async fn an_uploaded_batch_is_triggered_at_a_takeover_only_when_its_request_is_i
     let Some(t) = shared("uploaded_batch_takeover", 1, 20, 10).await else {
         return;
     };
-    let mut killed = t.submit(0, "1s");
-    killed.env("PAYBATCH_CRASH_AT", "orchestrator.after_uploaded");
-    let killed = run(killed).await;
-    assert!(
-        killed.status.code().is_none(),
-        "SIGKILLed: {}",
-        text(&killed)
-    );
-    let batches = |status: &serde_json::Value| status["accounts"][0]["batches"].clone();
-    assert_eq!(batches(&t.status().await)["RequestUploaded"], 1);
+    t.killed_at("orchestrator.after_uploaded").await;
+    assert_eq!(t.batches().await["RequestUploaded"], 1);
     // Another REQUEST under the same number: the first line twice, the last one gone.
-    let (location, options) = &t.world.targets[0];
-    let drop = storage_backends::open(location, options).await.unwrap();
-    let one = kvp_format::SequenceNumber::new(1).unwrap();
-    let request = kvp_format::FileName::new(kvp_format::FileKind::Request, one).path();
-    let process = kvp_format::FileName::new(kvp_format::FileKind::Process, one).path();
+    let drop = t.drop().await;
+    let (request, process) = (batch_1(FileKind::Request), batch_1(FileKind::Process));
     let ours = drop.get(&request).await.unwrap();
     let text_of = String::from_utf8(ours.to_vec()).unwrap();
     let lines: Vec<&str> = text_of.lines().collect();
@@ -390,7 +410,7 @@ async fn an_uploaded_batch_is_triggered_at_a_takeover_only_when_its_request_is_i
         err.contains("batch 1") && err.contains("neither overwritten nor triggered"),
         "{err}"
     );
-    assert_eq!(batches(&t.status().await)["RequestUploaded"], 1);
+    assert_eq!(t.batches().await["RequestUploaded"], 1);
     assert!(
         drop.head(&process).await.is_err(),
         "no PROCESS for a REQUEST this ledger did not write"
@@ -402,11 +422,5 @@ async fn an_uploaded_batch_is_triggered_at_a_takeover_only_when_its_request_is_i
     let other = run(t.submit(1, "1s")).await;
     assert_eq!(other.status.code(), Some(0), "{}", text(&other));
     t.assert_output_final(1);
-    let again = run(t.submit(0, "1s")).await;
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
-    t.assert_output_final(0);
-    stop.send(()).unwrap();
-    let stats = gateway.await.unwrap().unwrap();
-    assert_eq!(stats.batches_ignored, 0, "{stats:?}");
-    t.assert_each_processed_once();
+    t.rerun_first_then_check(stop, gateway).await;
 }

@@ -3,6 +3,7 @@
 //! the account. The ledger does its own blocking work off the async threads.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{
@@ -18,7 +19,7 @@ pub(crate) struct AccountLedger {
     ledger: Arc<dyn SequenceLedger>,
     account: AccountId,
     keeper: Arc<LeaseKeeper>,
-    ttl: std::time::Duration,
+    ttl: Duration,
 }
 
 impl AccountLedger {
@@ -26,7 +27,7 @@ impl AccountLedger {
         ledger: Arc<dyn SequenceLedger>,
         account: AccountId,
         keeper: Arc<LeaseKeeper>,
-        ttl: std::time::Duration,
+        ttl: Duration,
     ) -> Self {
         Self {
             ledger,
@@ -48,13 +49,28 @@ impl AccountLedger {
         if self.keeper.is_lost() {
             return Err(self.lost_error());
         }
-        if self.ledger.is_shared() {
-            self.ledger
-                .renew_lease(self.keeper.lease(), self.ttl)
-                .await
-                .map_err(self.err())?;
+        if !self.ledger.is_shared() {
+            return Ok(());
         }
-        Ok(())
+        // A database that is briefly unreachable (a restart) is waited for, as the keeper
+        // does, for at most the lease's time to live: past it the lease may have expired by
+        // the database's clock, and the keeper calls it lost.
+        let deadline = tokio::time::Instant::now() + self.ttl;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.ledger.renew_lease(self.keeper.lease(), self.ttl).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_transient() && tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(account = %self.account, error = %e, "confirming the account's lease before a trigger failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                    if self.keeper.is_lost() {
+                        return Err(self.lost_error());
+                    }
+                }
+                Err(e) => return Err(self.err()(e)),
+            }
+        }
     }
 
     fn err(&self) -> impl FnOnce(sequence_ledger::Error) -> Error {
