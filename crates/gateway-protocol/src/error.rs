@@ -35,7 +35,7 @@ pub enum Error {
     /// `X`: this client did not write it, so it is neither overwritten nor triggered
     /// (PROTOCOL.md decision 4b).
     #[error(
-        "account {account} batch {sequence}: Request/REQUEST_{sequence}.KVP is already in the drop with other transactions than this ledger bound to that number; it was not written by this ledger, so it is neither overwritten nor triggered (another client uses this drop, or the ledger was restored: see `paybatch ledger set-floor`)"
+        "account {account} batch {sequence}: Request/REQUEST_{sequence}.KVP is already in the drop with other transactions than this ledger bound to that number; it was not written by this ledger, so it is neither overwritten nor triggered (another client uses this drop, or the ledger was restored: see `paybatch ledger set-floor`; or this input changed a card or account number of a batch uploaded before a stop: its lines stay `unknown`, see `paybatch resolve`)"
     )]
     ForeignRequest {
         /// The account.

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use kvp_format::{FileKind, FileName, Secret, SequenceNumber};
-use sha2::{Digest, Sha256};
 use storage_backends::{Backend, ErrorKind, PutIfAbsent};
 
 use gateway_protocol::{
@@ -316,30 +315,13 @@ const ENVELOPE: [&str; 6] = [
 
 /// Whether two REQUEST files of batch `sequence` carry the same transactions: the same bytes,
 /// or the same lines apart from the key and what a software version changes (PROTOCOL.md
-/// decision 4d), each line in its place (`xIndex`, `xSequenceNumber`).
+/// decision 4d), each line in its place (`xIndex`, `xSequenceNumber`). Compared in full, card
+/// and account numbers included: both files are at hand, and a masked comparison would take a
+/// REQUEST whose account number differs (a corrected input) for the same transactions.
 fn same_transactions(a: &[u8], b: &[u8], sequence: SequenceNumber) -> bool {
     a == b
-        || transactions_digest(a, sequence)
-            .is_some_and(|d| transactions_digest(b, sequence) == Some(d))
-}
-
-/// What a REQUEST file of batch `sequence` carries, independent of the envelope (key, software
-/// version): a SHA-256 over its lines' transaction fields in canonical form, sensitive values
-/// masked, or `None` when it is not a readable REQUEST of that batch ([`transaction_lines`]).
-/// Two files with the same digest carry the same transactions in the same order.
-fn transactions_digest(bytes: &[u8], sequence: SequenceNumber) -> Option<[u8; 32]> {
-    let mut hash = Sha256::new();
-    let mut buf = Vec::with_capacity(256);
-    for pairs in transaction_lines(bytes, sequence)? {
-        buf.clear();
-        for (k, v) in &pairs {
-            buf.push(b'&');
-            kvp_format::encode_pair(k, &kvp_format::mask_value(k, v), &mut buf);
-        }
-        buf.push(b'\n');
-        hash.update(&buf);
-    }
-    Some(hash.finalize().into())
+        || transaction_lines(a, sequence)
+            .is_some_and(|lines| transaction_lines(b, sequence) == Some(lines))
 }
 
 /// Each line's transaction fields (the [`ENVELOPE`] removed), in order, of a REQUEST file of
@@ -813,6 +795,31 @@ mod tests {
             Uploaded::Absent
         );
         assert!(backend.list("Request").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_request_is_ours_only_with_the_same_numbers_in_full() {
+        let (_t, backend, sola) = drop_and_sola().await;
+        let ours = b"xIndex=0&xSequenceNumber=3&xKey=k&xCommand=check%3Asale&xAccount=12345678&xRouting=021000021&xAmount=1.00\n";
+        backend
+            .put("Request/REQUEST_3.KVP", Bytes::from_static(ours))
+            .await
+            .unwrap();
+        let rotated = b"xIndex=0&xSequenceNumber=3&xKey=k2&xCommand=check%3Asale&xAccount=12345678&xRouting=021000021&xAmount=1.00\n";
+        sola.verify_uploaded(seq(3), &Bytes::from_static(rotated))
+            .await
+            .unwrap();
+        // A corrected account number masks the same, and is another transaction.
+        let corrected = b"xIndex=0&xSequenceNumber=3&xKey=k&xCommand=check%3Asale&xAccount=12349978&xRouting=021000021&xAmount=1.00\n";
+        assert!(matches!(
+            sola.verify_uploaded(seq(3), &Bytes::from_static(corrected))
+                .await,
+            Err(Error::ForeignRequest { .. })
+        ));
+        assert!(matches!(
+            sola.upload(seq(3), Bytes::from_static(corrected)).await,
+            Err(Error::ForeignRequest { .. })
+        ));
     }
 
     #[tokio::test]
