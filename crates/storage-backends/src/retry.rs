@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::backend::{Backend, ByteStream, Capabilities, ObjectMeta};
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::location::Location;
 use crate::options::RetryPolicy;
 
@@ -130,7 +130,17 @@ impl Backend for RetryBackend {
             Err(e) if e.kind() == ErrorKind::AlreadyExists && failed_transiently => {
                 match self.run("get", path, || self.inner.get(path)).await {
                     Ok(existing) if existing == data => Ok(()),
-                    _ => Err(e),
+                    Ok(_) => Err(e),
+                    // "Taken" by nothing: the refusal came from the conflict of an attempt that
+                    // did not land (S3 409). Not someone else's file: try again later.
+                    Err(read) if read.kind() == ErrorKind::NotFound => Err(Error::new(
+                        ErrorKind::Transient,
+                        e.location().to_owned(),
+                        "a create-only write was refused as existing after a failed attempt, but nothing is there; try again",
+                        Some(Box::new(e)),
+                    )),
+                    // The check itself failed: that, not "taken", is what is known.
+                    Err(read) => Err(read),
                 }
             }
             other => other,
@@ -194,6 +204,9 @@ mod tests {
         fail_next: AtomicU32,
         after_effect: bool,
         calls: Mutex<u32>,
+        /// The next create-only put is refused as existing, writing nothing (S3's 409 for a
+        /// conflicting attempt that did not land).
+        phantom_conflict: std::sync::atomic::AtomicBool,
     }
 
     impl Flaky {
@@ -228,6 +241,11 @@ mod tests {
             self.inner.put(p, d).await
         }
         async fn put_if_absent(&self, p: &str, d: Bytes) -> Result<()> {
+            if *self.calls.lock().unwrap() > 0
+                && self.phantom_conflict.swap(false, Ordering::SeqCst)
+            {
+                return Err(Error::new(ErrorKind::AlreadyExists, "x", "conflict", None));
+            }
             if self.after_effect {
                 let r = self.inner.put_if_absent(p, d).await;
                 self.trip()?;
@@ -274,6 +292,7 @@ mod tests {
             fail_next: AtomicU32::new(fail),
             after_effect,
             calls: Mutex::new(0),
+            phantom_conflict: std::sync::atomic::AtomicBool::new(false),
         });
         let policy = RetryPolicy {
             max_attempts: 4,
@@ -297,6 +316,32 @@ mod tests {
             assert_eq!(left.exists(), kept, "{fail} failure(s)");
             assert_eq!(retry.get("a").await.unwrap(), Bytes::from_static(b"1"));
         }
+    }
+
+    /// A create-only put refused as "existing" after a failed attempt, with nothing there: not
+    /// someone else's file (the caller would stop for good), a transient failure.
+    #[tokio::test(start_paused = true)]
+    async fn a_conflict_with_nothing_there_is_transient_not_taken() {
+        let (_d, flaky, retry) = setup(1, false).await;
+        flaky.phantom_conflict.store(true, Ordering::SeqCst);
+        let err = retry
+            .put_if_absent("a", Bytes::from_static(b"1"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+        assert!(err.to_string().contains("nothing is there"), "{err}");
+        // Taken for real (other bytes there): still "exists".
+        flaky
+            .inner
+            .put("b", Bytes::from_static(b"theirs"))
+            .await
+            .unwrap();
+        flaky.fail_next.store(1, Ordering::SeqCst);
+        let err = retry
+            .put_if_absent("b", Bytes::from_static(b"1"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
     }
 
     #[tokio::test(start_paused = true)]
