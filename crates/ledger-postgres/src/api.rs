@@ -282,7 +282,7 @@ impl SequenceLedger for PgLedger {
     async fn binding(&self, account: &AccountId, client_ref: &str) -> Result<Option<Binding>> {
         self.retry("binding", |_| async {
             let (client, index) = self.fresh_index(account).await?;
-            let Some(hit) = index.lookup(account, client_ref, None) else {
+            let Some(hit) = index.lookup(account, client_ref, None)? else {
                 return Ok(None);
             };
             let digest = self
@@ -309,7 +309,7 @@ impl SequenceLedger for PgLedger {
             let mut blobs = HashMap::new();
             let mut out = Vec::with_capacity(queries.len());
             for q in &queries {
-                let found = match index.lookup(account, &q.client_ref, None) {
+                let found = match index.lookup(account, &q.client_ref, None)? {
                     None => None,
                     Some(hit) if hit.same_content(&q.content_digest) => {
                         Some(hit.binding(q.content_digest))
@@ -339,7 +339,7 @@ impl SequenceLedger for PgLedger {
             let mut blobs = HashMap::new();
             let mut out = Vec::with_capacity(queries.len());
             for q in &queries {
-                let status = match index.lookup(account, &q.client_ref, Some(release)) {
+                let status = match index.lookup(account, &q.client_ref, Some(release))? {
                     None => RefStatus::Free,
                     Some(hit) if hit.same_content(&q.content_digest) => {
                         RefStatus::Bound(hit.binding(q.content_digest))

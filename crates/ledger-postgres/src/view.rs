@@ -20,7 +20,9 @@ use crate::error::config;
 pub(crate) struct PgView {
     ledger: PgLedger,
     account: AccountId,
-    index: Arc<ReferenceIndex>,
+    /// The shared index or a private copy; replaced by a fresh one when the shared one was
+    /// forgotten meanwhile (another job took the account's lease).
+    index: Mutex<Arc<ReferenceIndex>>,
     handle: Handle,
     /// Lines blobs read for full digests, per batch.
     blobs: Mutex<HashMap<SequenceNumber, Vec<u8>>>,
@@ -41,21 +43,57 @@ impl PgLedger {
                 "a blocking view of the PostgreSQL ledger needs a tokio runtime: {e}"
             ))
         })?;
-        let index = handle.block_on(self.retry("loading an account", |_| async {
-            let (_client, index) = self.fresh_index(account).await?;
-            Ok(index)
-        }))?;
+        let index = handle.block_on(self.loaded_index(account))?;
         Ok(Box::new(PgView {
             ledger: self.clone(),
             account: account.clone(),
-            index,
+            index: Mutex::new(index),
             handle,
             blobs: Mutex::default(),
         }))
     }
 }
 
+impl PgLedger {
+    /// The index a view of `account` reads ([`PgLedger::fresh_index`]), loaded.
+    async fn loaded_index(&self, account: &AccountId) -> Result<Arc<ReferenceIndex>> {
+        self.retry("loading an account", |_| async {
+            let (_client, index) = self.fresh_index(account).await?;
+            Ok(index)
+        })
+        .await
+    }
+}
+
 impl PgView {
+    /// Where `client_ref` is bound. A view lives as long as a merge of the account, and the
+    /// shared index it may read is forgotten when another job of this process takes the
+    /// account's lease (and emptied while it is reloaded): then a fresh index is loaded and
+    /// asked again, never "not bound" for "not loaded".
+    fn lookup(
+        &self,
+        client_ref: &str,
+        release: Option<Release>,
+    ) -> Result<Option<sequence_ledger::backend::IndexHit>> {
+        let index = self
+            .index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Ok(hit) = index.lookup(&self.account, client_ref, release) {
+            return Ok(hit);
+        }
+        let fresh = self
+            .handle
+            .block_on(self.ledger.loaded_index(&self.account))?;
+        let hit = fresh.lookup(&self.account, client_ref, release);
+        *self
+            .index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        hit
+    }
+
     /// The full content digest of a bound line (a mismatch of the index's 128-bit prefix).
     fn stored_digest(&self, seq: SequenceNumber, index: u64) -> Result<[u8; 32]> {
         let mut blobs = self
@@ -101,7 +139,7 @@ impl AccountView for PgView {
         content_digest: &[u8; 32],
         release: Release,
     ) -> Result<Option<Binding>> {
-        let Some(hit) = self.index.lookup(&self.account, client_ref, Some(release)) else {
+        let Some(hit) = self.lookup(client_ref, Some(release))? else {
             return Ok(None);
         };
         if hit.same_content(content_digest) {
@@ -115,7 +153,7 @@ impl AccountView for PgView {
     }
 
     fn binding_with(&self, client_ref: &str, content_digest: &[u8; 32]) -> Result<Option<Binding>> {
-        let Some(hit) = self.index.lookup(&self.account, client_ref, None) else {
+        let Some(hit) = self.lookup(client_ref, None)? else {
             return Ok(None);
         };
         if hit.same_content(content_digest) {

@@ -130,7 +130,8 @@ impl PgLedger {
                 account,
                 &line.client_ref,
                 Some(Release::AbandonedOrRejected),
-            ) else {
+            )?
+            else {
                 continue;
             };
             let same = hit.same_content(&line.content_digest);

@@ -179,3 +179,44 @@ async fn a_race_for_one_number_is_won_once() {
     }
     assert_eq!(won, 1);
 }
+
+/// A view made while this process holds the account's lease reads the shared index. When
+/// another job of the same process takes the lease after it (the index is forgotten, then
+/// loaded again), the view still finds every binding: "not loaded" never reads as "not
+/// bound", which would report a sent line `not_processed` (`paybatch serve` with two jobs on
+/// one account, the merge of the first still running).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_finds_bindings_after_the_lease_changed_hands_in_this_process() {
+    let Some(url) = server_url("a_view_finds_bindings_after_the_lease_changed_hands") else {
+        return;
+    };
+    let (a, _b, _) = two_processes(&url, "view_lease").await;
+    let owner = LeaseOwner::this_process();
+    let acme = account("acme");
+    let first = acquire(&a, "acme", &owner, TTL).await;
+    match a.reserve(&first, batch(1, &["r1", "r2"])).await.unwrap() {
+        Reserve::Reserved(_) => {}
+        other => panic!("{other:?}"),
+    }
+    let view = {
+        let a = a.clone();
+        let acme = acme.clone();
+        tokio::task::spawn_blocking(move || a.blocking_view(&acme))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    a.release_lease(&first).await.unwrap();
+    let second = acquire(&a, "acme", &owner, TTL).await;
+    let view = tokio::task::spawn_blocking(move || {
+        ["r1", "r2", "r3"].map(|r| {
+            view.binding_with(r, &digest("1.00"))
+                .unwrap()
+                .map(|b| b.sequence)
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(view, [Some(seq(1)), Some(seq(1)), None]);
+    a.release_lease(&second).await.unwrap();
+}

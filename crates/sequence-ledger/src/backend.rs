@@ -154,31 +154,37 @@ impl ReferenceIndex {
         self.inner.forget(account);
     }
 
-    /// Where `client_ref` is bound, if the account is loaded and the reference is; with
-    /// `release`, a line its batch gives back under that rule counts as not bound.
+    /// Where `client_ref` is bound, if it is; with `release`, a line its batch gives back under
+    /// that rule counts as not bound.
+    ///
+    /// # Errors
+    /// [`crate::Error::Corrupt`] when the account is not loaded (never loaded, forgotten at a
+    /// lease change, or being reloaded right now): "not loaded" must never read as "not
+    /// bound", which would report a sent line `not_processed` or bind it a second time.
     pub fn lookup(
         &self,
         account: &AccountId,
         client_ref: &str,
         release: Option<Release>,
-    ) -> Option<IndexHit> {
+    ) -> Result<Option<IndexHit>> {
         let key = self.inner.key(client_ref);
         let lock = self
             .inner
-            .loaded_account(account, || Err(not_loaded(account)))
-            .ok()?;
+            .loaded_account(account, || Err(not_loaded(account)))?;
         let refs = lock
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let slot = refs.table.get(&key)?;
+        let Some(slot) = refs.table.get(&key) else {
+            return Ok(None);
+        };
         if release.is_some_and(|r| refs.released(slot, r)) {
-            return None;
+            return Ok(None);
         }
-        Some(IndexHit {
-            sequence: slot.sequence().ok()?,
+        Ok(Some(IndexHit {
+            sequence: slot.sequence()?,
             index: u64::from(slot.index),
             digest: slot.digest,
-        })
+        }))
     }
 
     /// Records a reserved batch's lines (after its write committed), if the account is loaded.
