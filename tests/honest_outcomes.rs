@@ -718,3 +718,37 @@ async fn processed_zero_with_an_unreadable_answer_proves_nothing() {
         d.names("Request")
     );
 }
+
+/// Decision 4, the answer against its own count: a rejected batch with `xProcessedCount=0`
+/// whose RESPONSE approves a line was processed after all. The approved line is `approved`;
+/// the line the RESPONSE does not mention is `unknown` (it may have been processed too), and
+/// `--resubmit-rejected` sends nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processed_zero_with_an_approved_line_proves_nothing_for_the_others() {
+    let d = Drop::new(2);
+    let (input, out) = d.triggered().await;
+    std::fs::write(
+        d.drop_file("Response/RESPONSE_1.KVP"),
+        "xIndex=0&xSequenceNumber=1&xResult=A&xStatus=Approved&xRefNum=77\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.drop_file("Response/COMPLETE_1.KVP"),
+        "xResult=E&xStatus=Error&xError=rejected&xProcessedCount=0&xSubmittedCount=2&xFormat=KVP&xSequenceNumber=1\n",
+    )
+    .unwrap();
+    let o = d.paybatch(d.submit_args(&input, &out, true), &[]).await;
+    let expected = [row("r0", "approved", "1"), row("r1", "unknown", "1")];
+    let rows = read_records(&out, None);
+    assert_eq!(by_ref(&rows), expected, "{}", text(&o));
+    assert!(rows[1]["xError"].contains("contradicts"), "{rows:?}");
+    let mut again = d.submit_args(&input, &out, true);
+    again.push("--resubmit-rejected".to_owned());
+    let o = d.paybatch(again, &[]).await;
+    assert_eq!(by_ref(&read_records(&out, None)), expected, "{}", text(&o));
+    assert!(
+        !d.names("Request").iter().any(|n| n.contains("_2.")),
+        "nothing sent again: {:?}",
+        d.names("Request")
+    );
+}

@@ -338,7 +338,9 @@ fn rejected_line<'a>(
         let unreadable = batch.record.as_ref().and_then(|r| r.per_line_answer)
             == Some(sequence_ledger::PerLineAnswer::Unreadable);
         let count = match verdict.processed_count {
-            _ if unreadable => "wrote a per-line answer that could not be read".to_owned(),
+            _ if unreadable => {
+                "wrote a per-line answer that could not be read, or that contradicts its processed count".to_owned()
+            }
             Some(n) => format!("says it processed {n} line(s)"),
             None => "gave no processed count and a per-line answer without this line".to_owned(),
         };

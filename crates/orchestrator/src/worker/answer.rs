@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gateway_protocol::PollResult;
+use gateway_protocol::{PollResult, x_result};
 use kvp_format::SequenceNumber;
 use sequence_ledger::{BatchOutcome, BatchState, PerLineAnswer, StoredResult, Transition};
 use tracing::{info, warn};
@@ -120,7 +120,22 @@ impl Worker {
                 .protocol
                 .fetch_rejected_results(batch, line_count)
                 .await?;
-            (rejected.lines, verdict::per_line_answer(rejected.answer))
+            let mut answer = verdict::per_line_answer(rejected.answer);
+            // A line the gateway approved, declined or left pending was processed: an answer
+            // that also says nothing was (`xProcessedCount=0`) contradicts itself, and proves
+            // nothing about the lines it does not mention — kept like an unreadable one, so
+            // those are `unknown`, never released (the lines it mentions keep their outcome).
+            let processed = rejected.lines.iter().any(|r| {
+                matches!(
+                    r.fields.get("xResult"),
+                    Some(x_result::APPROVED | x_result::DECLINED | x_result::UNKNOWN)
+                )
+            });
+            if processed && answer == PerLineAnswer::Read {
+                warn!(account = %self.account, %sequence, "the rejected batch's answer has processed lines: its processed count is not believed, and its other lines are unknown");
+                answer = PerLineAnswer::Unreadable;
+            }
+            (rejected.lines, answer)
         };
         let results = lines
             .into_iter()
