@@ -455,15 +455,19 @@ async fn a_replaced_request_is_not_triggered_when_its_batch_resumes() {
 
 /// A batch abandoned before its trigger (an operator's `resolve --abandon`): its REQUEST, this
 /// ledger's, is withdrawn from the drop (its lines hold card data, and nothing will send it);
-/// a REQUEST under that number that is not this ledger's is left where it is.
+/// a REQUEST under that number that is not this ledger's is left where it is, and so is one
+/// whose PROCESS is there (the gateway may be processing it: the abandon only warns).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_batch_s_own_request_is_withdrawn_and_no_other() {
-    for foreign in [false, true] {
+    for (foreign, triggered) in [(false, false), (true, false), (false, true)] {
         let d = Drop::new(2);
         let (_input, _out) = d.crashed_at("orchestrator.after_uploaded").await;
         assert_eq!(d.names("Request"), ["REQUEST_1.KVP"]);
         if foreign {
             std::fs::write(d.drop_file("Request/REQUEST_1.KVP"), FOREIGN_REQUEST).unwrap();
+        }
+        if triggered {
+            std::fs::write(d.drop_file("Request/PROCESS_1.KVP"), "\n").unwrap();
         }
         let args = [
             "resolve",
@@ -489,6 +493,13 @@ async fn an_abandoned_batch_s_own_request_is_withdrawn_and_no_other() {
                 FOREIGN_REQUEST
             );
             assert!(all.contains("not this ledger's"), "{all}");
+        } else if triggered {
+            assert_eq!(
+                d.names("Request"),
+                ["PROCESS_1.KVP", "REQUEST_1.KVP"],
+                "{all}"
+            );
+            assert!(all.contains("was asked to process"), "{all}");
         } else {
             assert!(d.names("Request").is_empty(), "{all}");
             assert!(all.contains("removed its request"), "{all}");

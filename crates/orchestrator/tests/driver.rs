@@ -463,9 +463,10 @@ async fn a_rejected_batch_reports_what_the_gateway_did_per_line() {
     assert_eq!(requests(backend.clone()).await, before);
 }
 
-/// Decision 4 when the gateway says nothing was processed (`xProcessedCount=0`) yet returns a
-/// result for one line: that line keeps its result, the rest are `not_processed`; with
-/// `--resubmit-rejected` only those are sent again, in a new batch.
+/// Decision 4 when the gateway says nothing was processed (`xProcessedCount=0`) and returns an
+/// error result for one line: that line keeps its result, the rest are `not_processed`; with
+/// `--resubmit-rejected` only those are sent again, in a new batch. (A line it approved would
+/// contradict the count: then the rest are `unknown`, `tests/honest_outcomes.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resubmit_rejected_sends_only_lines_provably_not_processed() {
     let dir = tempfile::tempdir().unwrap();
@@ -474,7 +475,7 @@ async fn resubmit_rejected_sends_only_lines_provably_not_processed() {
     let backend = world.backend(0).await.unwrap();
     let gateway = rejecting_gateway(
         backend.clone(),
-        Some("xIndex=1&xSequenceNumber={seq}&xResult=A&xStatus=Approved&xRefNum=2001\n"),
+        Some("xIndex=1&xSequenceNumber={seq}&xResult=E&xStatus=Error&xError=Bad+line\n"),
         "xResult=E&xStatus=Error&xError=Bad+batch&xProcessedCount=0&xSequenceNumber={seq}\n",
     );
     let settings = Arc::new(
@@ -506,7 +507,7 @@ async fn resubmit_rejected_sends_only_lines_provably_not_processed() {
         outcomes(&first),
         [
             s("not_processed", &seq),
-            s("approved", &seq),
+            s("error", &seq),
             s("not_processed", &seq)
         ]
     );
@@ -530,10 +531,6 @@ async fn resubmit_rejected_sends_only_lines_provably_not_processed() {
     let second = read_output(&out);
     assert_eq!(
         outcomes(&second),
-        [
-            s("unknown", &next),
-            s("approved", &seq),
-            s("unknown", &next)
-        ]
+        [s("unknown", &next), s("error", &seq), s("unknown", &next)]
     );
 }

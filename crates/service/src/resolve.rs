@@ -137,12 +137,14 @@ async fn decide_and_write(
             sequence: seq.get(),
         })?;
     let mut notes = Vec::new();
+    // Whether the drop showed the batch never triggered (its request may then be withdrawn).
+    let mut untriggered = false;
     let transition = match action {
         ResolveAction::Abandon => {
             // Reserved too: the ledger says never triggered, but a takeover that found its
             // PROCESS or answer in the drop sends the operator here.
             if !before.state.is_final() {
-                look_in_the_drop(settings, &before, &mut notes).await?;
+                untriggered = look_in_the_drop(settings, &before, &mut notes).await?;
             }
             Transition::Abandoned {
                 reason: reason.to_owned(),
@@ -164,7 +166,9 @@ async fn decide_and_write(
                     BatchState::Reserved | BatchState::RequestUploaded
                 )
             {
-                let withdraw = after.state == BatchState::Abandoned;
+                // Only a request the gateway was never asked to process: with its PROCESS
+                // there it may be processing it, and the request is what was sent.
+                let withdraw = after.state == BatchState::Abandoned && untriggered;
                 clean_up_upload(settings, &before, withdraw, &mut notes).await;
             }
             Ok((before, after, notes))
@@ -240,11 +244,14 @@ async fn clean_up_upload(
 /// Before abandoning a batch that is not final: notes what the gateway side holds of it, and
 /// refuses when any part of the gateway's answer is there (its transactions may have been
 /// processed; abandoning would release them for a second send).
+///
+/// Returns whether the drop shows the batch never triggered and never answered (then its
+/// request may be withdrawn once it is abandoned).
 async fn look_in_the_drop(
     settings: &orchestrator::Settings,
     batch: &sequence_ledger::BatchRecord,
     notes: &mut Vec<String>,
-) -> Result<(), ResolveError> {
+) -> Result<bool, ResolveError> {
     let account = batch.account.as_str();
     let seq = batch.sequence;
     let inspected = async {
@@ -306,5 +313,5 @@ async fn look_in_the_drop(
             inspection.found.join(", ")
         ));
     }
-    Ok(())
+    Ok(inspection.triggered == Some(false) && inspection.answered == Some(false))
 }

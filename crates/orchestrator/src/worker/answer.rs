@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gateway_protocol::{PollResult, x_result};
+use gateway_protocol::PollResult;
 use kvp_format::SequenceNumber;
 use sequence_ledger::{BatchOutcome, BatchState, PerLineAnswer, StoredResult, Transition};
 use tracing::{info, warn};
@@ -59,9 +59,20 @@ impl Worker {
             (None, BatchState::Completed(outcome)) => Some(outcome),
             _ => None,
         };
+        // Whether the verdict says nothing was processed (`xProcessedCount=0`).
+        let claims_none = match &fresh {
+            Some(Transition::Completed(v) | Transition::CompletedWith(v, _)) => {
+                v.processed_count == Some(0)
+            }
+            Some(_) => false,
+            None => rec
+                .verdict
+                .as_ref()
+                .is_some_and(|v| v.processed_count == Some(0)),
+        };
         if let Some(outcome) = outcome {
             match self
-                .fetch_answer(&batch, sequence, outcome, line_count)
+                .fetch_answer(&batch, sequence, outcome, claims_none, line_count)
                 .await
             {
                 Ok((results, answer)) => {
@@ -106,6 +117,7 @@ impl Worker {
         batch: &gateway_protocol::BatchRef,
         sequence: SequenceNumber,
         outcome: BatchOutcome,
+        claims_none: bool,
         line_count: u64,
     ) -> Result<(Vec<StoredResult>, PerLineAnswer)> {
         let (lines, answer) = if outcome == BatchOutcome::Success {
@@ -126,12 +138,16 @@ impl Worker {
             // nothing about the lines it does not mention — kept like an unreadable one, so
             // those are `unknown`, never released (the lines it mentions keep their outcome).
             let processed = rejected.lines.iter().any(|r| {
-                matches!(
-                    r.fields.get("xResult"),
-                    Some(x_result::APPROVED | x_result::DECLINED | x_result::UNKNOWN)
-                )
+                r.fields.get("xResult").is_some_and(|x| {
+                    matches!(
+                        crate::LineOutcome::from_x_result(Some(x)),
+                        crate::LineOutcome::Approved
+                            | crate::LineOutcome::Declined
+                            | crate::LineOutcome::Unknown
+                    )
+                })
             });
-            if processed && answer == PerLineAnswer::Read {
+            if claims_none && processed && answer == PerLineAnswer::Read {
                 warn!(account = %self.account, %sequence, "the rejected batch's answer has processed lines: its processed count is not believed, and its other lines are unknown");
                 answer = PerLineAnswer::Unreadable;
             }

@@ -178,7 +178,15 @@ impl Worker {
                 hint: "it is recorded as uploaded, but the gateway holds neither its request nor its trigger (Sola: no REQUEST or PROCESS in the drop; APS: the service does not know the reference): check, then `paybatch resolve`",
             });
         }
-        self.check_taken_over_request(rec).await?;
+        if !self.check_taken_over_request(rec).await? {
+            // Its request left the drop since the inspection: the gateway took it after a
+            // PROCESS the lost holder wrote late. Collect it like a triggered one.
+            tracing::warn!(account = %self.account, %sequence, "taking over a batch another process triggered meanwhile: collecting it");
+            self.ledger
+                .transition_deferred(sequence, sequence_ledger::Transition::Triggered)
+                .await?;
+            return self.wait_and_collect(sequence, rec.line_count, true).await;
+        }
         tracing::warn!(account = %self.account, %sequence, "taking over a batch another process uploaded: triggering and collecting it");
         self.upload_and_trigger(
             sequence,
@@ -194,11 +202,13 @@ impl Worker {
     /// Before a takeover triggers a batch another process uploaded: what the gateway holds
     /// under its name must carry the transactions the ledger bound to the number
     /// ([`crate::check_request`]), or a PROCESS would send a request this ledger did not write
-    /// (`ForeignRequest`); a request gone since the inspection found it, with no trigger
-    /// seen, stops the account too. A protocol that cannot show its uploads (APS) passes.
-    async fn check_taken_over_request(&self, rec: &BatchRecord) -> Result<()> {
+    /// (`ForeignRequest`). A protocol that cannot show its uploads (APS) passes. A request
+    /// gone since the inspection found it is looked for again: `Ok(false)` when the drop now
+    /// shows its trigger or answer (the lost holder's PROCESS landed late, and the gateway
+    /// took the request), else the account stops.
+    async fn check_taken_over_request(&self, rec: &BatchRecord) -> Result<bool> {
         match crate::check_request(&*self.protocol, rec).await? {
-            RequestCheck::Ours | RequestCheck::NotShown => Ok(()),
+            RequestCheck::Ours | RequestCheck::NotShown => Ok(true),
             RequestCheck::NotOurs => {
                 tracing::error!(account = %self.account, sequence = %rec.sequence, "the request under a taken-over batch's name is not the one its ledger record describes: not triggered");
                 Err(gateway_protocol::Error::ForeignRequest {
@@ -207,12 +217,18 @@ impl Worker {
                 }
                 .into())
             }
-            RequestCheck::Absent => Err(Error::Blocked {
-                account: self.account.to_string(),
-                sequence: rec.sequence,
-                state: rec.state,
-                hint: "it is recorded as uploaded, but its request left the drop with no trigger and no answer there: check, then `paybatch resolve`",
-            }),
+            RequestCheck::Absent => {
+                let now = self.protocol.inspect(rec.sequence).await?;
+                if now.triggered == Some(true) || now.answered == Some(true) {
+                    return Ok(false);
+                }
+                Err(Error::Blocked {
+                    account: self.account.to_string(),
+                    sequence: rec.sequence,
+                    state: rec.state,
+                    hint: "it is recorded as uploaded, but its request left the drop with no trigger and no answer there: check with the gateway, then `paybatch resolve` (--mark-unknown unless the gateway confirms it never processed it)",
+                })
+            }
         }
     }
 
