@@ -105,6 +105,17 @@ impl Shared {
         );
     }
 
+    /// Submit 1 (leases of one second, polls of three) takes the account over and stops at
+    /// batch 1, saying `why`.
+    async fn second_stops_at_batch_1(&self, why: &str) {
+        let mut blocked = self.submit(1, "1s");
+        blocked.env("PAYBATCH__POLL__TIMEOUT", "3s");
+        let blocked = run(blocked).await;
+        assert_eq!(blocked.status.code(), Some(1), "{}", text(&blocked));
+        let err = String::from_utf8_lossy(&blocked.stderr);
+        assert!(err.contains("batch 1") && err.contains(why), "{err}");
+    }
+
     /// How many batches of the first account are in each state.
     async fn batches(&self) -> serde_json::Value {
         self.status().await["accounts"][0]["batches"].clone()
@@ -338,15 +349,8 @@ async fn a_reserved_batch_is_released_at_a_takeover_only_when_the_drop_shows_no_
     drop.put(&process, bytes::Bytes::from_static(b"\n"))
         .await
         .unwrap();
-    let mut blocked = t.submit(1, "1s");
-    blocked.env("PAYBATCH__POLL__TIMEOUT", "3s");
-    let blocked = run(blocked).await;
-    assert_eq!(blocked.status.code(), Some(1), "{}", text(&blocked));
-    let err = String::from_utf8_lossy(&blocked.stderr);
-    assert!(
-        err.contains("batch 1") && err.contains("recorded as never triggered"),
-        "{err}"
-    );
+    t.second_stops_at_batch_1("recorded as never triggered")
+        .await;
     assert_eq!(t.batches().await["Reserved"], 1);
     assert!(
         read_records(&t.output(1), None)
@@ -401,15 +405,8 @@ async fn an_uploaded_batch_is_triggered_at_a_takeover_only_when_its_request_is_i
     drop.put(&request, bytes::Bytes::from(foreign.clone()))
         .await
         .unwrap();
-    let mut blocked = t.submit(1, "1s");
-    blocked.env("PAYBATCH__POLL__TIMEOUT", "3s");
-    let blocked = run(blocked).await;
-    assert_eq!(blocked.status.code(), Some(1), "{}", text(&blocked));
-    let err = String::from_utf8_lossy(&blocked.stderr);
-    assert!(
-        err.contains("batch 1") && err.contains("neither overwritten nor triggered"),
-        "{err}"
-    );
+    t.second_stops_at_batch_1("neither overwritten nor triggered")
+        .await;
     assert_eq!(t.batches().await["RequestUploaded"], 1);
     assert!(
         drop.head(&process).await.is_err(),

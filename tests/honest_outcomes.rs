@@ -687,72 +687,27 @@ fn out_of(d: &Drop) -> PathBuf {
     d.path("out.kvp")
 }
 
-/// Decision 4: "processed 0" proves nothing was processed only when no per-line answer says
-/// otherwise. A rejected batch whose RESPONSE cannot be read (one bad line) may hold an
-/// `xResult=A` line: its lines are `unknown`, and `--resubmit-rejected` sends none of them again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn processed_zero_with_an_unreadable_answer_proves_nothing() {
+/// Batch 1 (two lines) answered with `response` and a COMPLETE that says the gateway processed
+/// nothing (`xProcessedCount=0`): the output is `expected`, with `why` in line `why_line`'s
+/// `xError`, and stays so under `--resubmit-rejected`, which sends nothing again.
+async fn processed_zero_answered_with(
+    response: &str,
+    expected: [(String, String, String); 2],
+    why_line: usize,
+    why: &str,
+) {
     let d = Drop::new(2);
     let (input, out) = d.triggered().await;
-    // Line 0 approved, then line 0 again: the file is unreadable as a whole.
-    std::fs::write(
-        d.drop_file("Response/RESPONSE_1.KVP"),
-        "xIndex=0&xSequenceNumber=1&xResult=A&xStatus=Approved\nxIndex=0&xSequenceNumber=1&xResult=E&xStatus=Error\n",
-    )
-    .unwrap();
+    std::fs::write(d.drop_file("Response/RESPONSE_1.KVP"), response).unwrap();
     std::fs::write(
         d.drop_file("Response/COMPLETE_1.KVP"),
         "xResult=E&xStatus=Error&xError=rejected&xProcessedCount=0&xSubmittedCount=2&xFormat=KVP&xSequenceNumber=1\n",
     )
     .unwrap();
     let o = d.paybatch(d.submit_args(&input, &out, true), &[]).await;
-    let rows = read_records(&out, None);
-    assert_eq!(
-        by_ref(&rows),
-        [row("r0", "unknown", "1"), row("r1", "unknown", "1")],
-        "{}",
-        text(&o)
-    );
-    assert!(rows[0]["xError"].contains("could not be read"), "{rows:?}");
-    let mut again = d.submit_args(&input, &out, true);
-    again.push("--resubmit-rejected".to_owned());
-    let o = d.paybatch(again, &[]).await;
-    assert_eq!(
-        by_ref(&read_records(&out, None)),
-        [row("r0", "unknown", "1"), row("r1", "unknown", "1")],
-        "{}",
-        text(&o)
-    );
-    assert!(
-        !d.names("Request").iter().any(|n| n.contains("_2.")),
-        "nothing sent again: {:?}",
-        d.names("Request")
-    );
-}
-
-/// Decision 4, the answer against its own count: a rejected batch with `xProcessedCount=0`
-/// whose RESPONSE approves a line was processed after all. The approved line is `approved`;
-/// the line the RESPONSE does not mention is `unknown` (it may have been processed too), and
-/// `--resubmit-rejected` sends nothing again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn processed_zero_with_an_approved_line_proves_nothing_for_the_others() {
-    let d = Drop::new(2);
-    let (input, out) = d.triggered().await;
-    std::fs::write(
-        d.drop_file("Response/RESPONSE_1.KVP"),
-        "xIndex=0&xSequenceNumber=1&xResult=A&xStatus=Approved&xRefNum=77\n",
-    )
-    .unwrap();
-    std::fs::write(
-        d.drop_file("Response/COMPLETE_1.KVP"),
-        "xResult=E&xStatus=Error&xError=rejected&xProcessedCount=0&xSubmittedCount=2&xFormat=KVP&xSequenceNumber=1\n",
-    )
-    .unwrap();
-    let o = d.paybatch(d.submit_args(&input, &out, true), &[]).await;
-    let expected = [row("r0", "approved", "1"), row("r1", "unknown", "1")];
     let rows = read_records(&out, None);
     assert_eq!(by_ref(&rows), expected, "{}", text(&o));
-    assert!(rows[1]["xError"].contains("contradicts"), "{rows:?}");
+    assert!(rows[why_line]["xError"].contains(why), "{rows:?}");
     let mut again = d.submit_args(&input, &out, true);
     again.push("--resubmit-rejected".to_owned());
     let o = d.paybatch(again, &[]).await;
@@ -762,4 +717,34 @@ async fn processed_zero_with_an_approved_line_proves_nothing_for_the_others() {
         "nothing sent again: {:?}",
         d.names("Request")
     );
+}
+
+/// Decision 4: "processed 0" proves nothing was processed only when no per-line answer says
+/// otherwise. A rejected batch whose RESPONSE cannot be read (one bad line) may hold an
+/// `xResult=A` line: its lines are `unknown`, and `--resubmit-rejected` sends none of them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processed_zero_with_an_unreadable_answer_proves_nothing() {
+    // Line 0 approved, then line 0 again: the file is unreadable as a whole.
+    processed_zero_answered_with(
+        "xIndex=0&xSequenceNumber=1&xResult=A&xStatus=Approved\nxIndex=0&xSequenceNumber=1&xResult=E&xStatus=Error\n",
+        [row("r0", "unknown", "1"), row("r1", "unknown", "1")],
+        0,
+        "could not be read",
+    )
+    .await;
+}
+
+/// Decision 4, the answer against its own count: a rejected batch with `xProcessedCount=0`
+/// whose RESPONSE approves a line was processed after all. The approved line is `approved`;
+/// the line the RESPONSE does not mention is `unknown` (it may have been processed too), and
+/// `--resubmit-rejected` sends nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processed_zero_with_an_approved_line_proves_nothing_for_the_others() {
+    processed_zero_answered_with(
+        "xIndex=0&xSequenceNumber=1&xResult=A&xStatus=Approved&xRefNum=77\n",
+        [row("r0", "approved", "1"), row("r1", "unknown", "1")],
+        1,
+        "contradicts",
+    )
+    .await;
 }
