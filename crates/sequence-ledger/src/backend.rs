@@ -158,9 +158,10 @@ impl ReferenceIndex {
     /// that rule counts as not bound.
     ///
     /// # Errors
-    /// [`crate::Error::Corrupt`] when the account is not loaded (never loaded, forgotten at a
-    /// lease change, or being reloaded right now): "not loaded" must never read as "not
-    /// bound", which would report a sent line `not_processed` or bind it a second time.
+    /// A transient [`crate::Error::Backend`] when the account is not loaded (never loaded,
+    /// forgotten at a lease change, or being reloaded right now): "not loaded" must never read
+    /// as "not bound", which would report a sent line `not_processed` or bind it a second
+    /// time. [`crate::Error::Corrupt`] for a damaged entry.
     pub fn lookup(
         &self,
         account: &AccountId,
@@ -241,6 +242,14 @@ impl ReferenceIndex {
     }
 }
 
+/// An account whose index is not in memory: forgotten when another job of this process took
+/// its lease, or emptied for a moment while it is reloaded. Transient: the backend's retry
+/// loads it and asks again (never "not bound" for "not loaded").
 fn not_loaded(account: &AccountId) -> crate::Error {
-    crate::codec::corrupt(format!("reference index of {account}"), "not loaded")
+    crate::Error::Backend {
+        context: format!("reading the reference index of account {account}"),
+        message: "not loaded in this process at the moment (another job took the account's lease, or it is being reloaded)".to_owned(),
+        transient: true,
+        source: None,
+    }
 }
