@@ -98,7 +98,8 @@ impl Worker {
         }
         // PROCESS_X only while the account is still ours (a process paused past its lease
         // stops here; the one that took the account over triggers the batch).
-        self.ledger.confirm_lease().await?;
+        // A shutdown while it waits out an unreachable database stops here, untriggered.
+        self.shutdown.until(self.ledger.confirm_lease()).await?;
         let trigger = self.protocol.trigger(&batch, line_count);
         if self.protocol.trigger_is_cancel_safe() {
             self.shutdown.until(async { Ok(trigger.await?) }).await?;
