@@ -97,11 +97,9 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn internal(e: &crate::error::Error) -> Response {
-    tracing::error!(error = %e, "request failed");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        kvp_format::mask_digit_runs(&e.to_string()),
-    )
+    let shown = kvp_format::mask_digit_runs(&e.to_string()).into_owned();
+    tracing::error!(error = %shown, "request failed");
+    error(StatusCode::INTERNAL_SERVER_ERROR, shown)
 }
 
 fn parse_format(q: &FormatQuery, default: Option<Format>) -> Result<Format, Response> {

@@ -221,7 +221,10 @@ async fn readyz(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Re
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("ledger not readable: {e}\n"),
+            format!(
+                "ledger not readable: {}\n",
+                kvp_format::mask_digit_runs(&e.to_string())
+            ),
         )
             .into_response(),
     }
@@ -236,15 +239,25 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> R
     };
     match text {
         Ok(t) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], t).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => shown_error(&e),
     }
+}
+
+/// An error as the admin port (no token) shows it: card-like digit runs masked, as the API
+/// does.
+fn shown_error(e: &Error) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("{}\n", kvp_format::mask_digit_runs(&e.to_string())),
+    )
+        .into_response()
 }
 
 async fn page(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
     let data = page_data(&app).await;
     match data {
         Ok(d) => Html(crate::page::render(&d)).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => shown_error(&e),
     }
 }
 
