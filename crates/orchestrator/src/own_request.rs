@@ -49,9 +49,20 @@ fn is_ours(found: &UploadedRequest, rec: &BatchRecord) -> bool {
             sequence_ledger::content_digest(line.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         })
         .collect();
+    matches_record(rec, digests.iter(), &found.bytes)
+}
+
+/// Whether lines with these content digests, as `request` bytes, are the batch `rec` records:
+/// as many lines, and the batch digest of their digests; for records reserved before the
+/// digest covered only the transactions, the SHA-256 of the request's bytes.
+pub(crate) fn matches_record<'a>(
+    rec: &BatchRecord,
+    digests: impl ExactSizeIterator<Item = &'a [u8; 32]>,
+    request: &[u8],
+) -> bool {
     digests.len() as u64 == rec.line_count
-        && (sequence_ledger::batch_digest(&digests) == rec.content_sha256
-            || <[u8; 32]>::from(Sha256::digest(&found.bytes)) == rec.content_sha256)
+        && (sequence_ledger::batch_digest(digests) == rec.content_sha256
+            || <[u8; 32]>::from(Sha256::digest(request)) == rec.content_sha256)
 }
 
 /// What [`withdraw_own_request`] did.

@@ -442,9 +442,6 @@ impl GatewayProtocol for SolaFileDrop {
         let path = Self::path(FileKind::Request, sequence);
         let present = match self.backend.get(&path).await {
             Ok(b) => b,
-            // Taken by the gateway after a PROCESS written before the stop (a PROCESS written
-            // again is ignored: it has seen the number). With neither PROCESS nor answer
-            // there, someone took it back: a PROCESS now would trigger nothing of ours.
             Err(e) if e.kind() == ErrorKind::NotFound => return self.request_gone(sequence).await,
             Err(e) => return Err(self.storage(&path, e)),
         };

@@ -137,17 +137,19 @@ impl Worker {
             // that also says nothing was (`xProcessedCount=0`) contradicts itself, and proves
             // nothing about the lines it does not mention — kept like an unreadable one, so
             // those are `unknown`, never released (the lines it mentions keep their outcome).
-            let processed = rejected.lines.iter().any(|r| {
-                r.fields.get("xResult").is_some_and(|x| {
-                    matches!(
-                        crate::LineOutcome::from_x_result(Some(x)),
-                        crate::LineOutcome::Approved
-                            | crate::LineOutcome::Declined
-                            | crate::LineOutcome::Unknown
-                    )
+            let processed = || {
+                rejected.lines.iter().any(|r| {
+                    r.fields.get("xResult").is_some_and(|x| {
+                        matches!(
+                            crate::LineOutcome::from_x_result(Some(x)),
+                            crate::LineOutcome::Approved
+                                | crate::LineOutcome::Declined
+                                | crate::LineOutcome::Unknown
+                        )
+                    })
                 })
-            });
-            if claims_none && processed && answer == PerLineAnswer::Read {
+            };
+            if claims_none && answer == PerLineAnswer::Read && processed() {
                 warn!(account = %self.account, %sequence, "the rejected batch's answer has processed lines: its processed count is not believed, and its other lines are unknown");
                 answer = PerLineAnswer::Unreadable;
             }

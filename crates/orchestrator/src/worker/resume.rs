@@ -3,7 +3,6 @@
 
 use kvp_format::SequenceNumber;
 use sequence_ledger::{BatchRecord, BatchState, NewBinding};
-use sha2::{Digest, Sha256};
 use tracing::debug;
 
 use super::Worker;
@@ -319,11 +318,8 @@ impl Worker {
         lines: &[NewBinding],
         payload: &bytes::Bytes,
     ) -> Result<()> {
-        let same = lines.len() as u64 == rec.line_count
-            && (sequence_ledger::batch_digest(lines.iter().map(|l| &l.content_digest))
-                == rec.content_sha256
-                || <[u8; 32]>::from(Sha256::digest(payload)) == rec.content_sha256);
-        if same {
+        let digests = lines.iter().map(|l| &l.content_digest);
+        if crate::own_request::matches_record(rec, digests, payload) {
             return Ok(());
         }
         Err(Error::BatchChanged {
